@@ -1,0 +1,151 @@
+//! The command line: subcommands, flags and their value parsers.
+
+use crate::scenario::{parse_duration, parse_rate, Disconnect, Scenario, ScenarioError};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Load-test Redis Pub/Sub at a set rate; measure true latency and exactly which messages were lost.
+#[derive(Debug, Parser)]
+#[command(name = "eventbench", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
+pub enum Command {
+    /// Run one scenario and write its results.
+    Run(RunArgs),
+    /// List the shipped scenario files, one line each.
+    Scenarios {
+        /// Directory to list (default: ./scenarios, else the one shipped with eventbench).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// How the summary is printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// An aligned table for people.
+    Table,
+    /// The summary row as one JSON object.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file (TOML, same keys as the flags); flags override its values.
+    pub scenario: Option<PathBuf>,
+    /// Redis to test, redis://[user:password@]host:port; without it a private redis-server is started.
+    #[arg(long, env = "REDIS_URL")]
+    pub url: Option<String>,
+    /// redis-server binary for the private server.
+    #[arg(long, value_name = "PATH")]
+    pub redis_server: Option<PathBuf>,
+    /// Name of the run (default: the scenario file's name, or the transport).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Producer connections.
+    #[arg(long, value_name = "N")]
+    pub producers: Option<u32>,
+    /// Consumer connections; each subscribes to every channel.
+    #[arg(long, value_name = "N")]
+    pub consumers: Option<u32>,
+    /// Channels the producers publish to, round-robin.
+    #[arg(long, value_name = "N")]
+    pub channels: Option<u32>,
+    /// Total target rate in messages per second (20000, 20k, 1.5M); 0 = as fast as possible.
+    #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
+    pub rate: Option<f64>,
+    /// Payload size in bytes, header included (at least 36).
+    #[arg(long, value_name = "BYTES")]
+    pub payload: Option<usize>,
+    /// Length of the measured phase (e.g. 10s, 1m).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Time the swarm runs before measuring starts.
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Longest wait for stragglers after the producers stop.
+    #[arg(long, value_parser = parse_duration)]
+    pub drain: Option<Duration>,
+    /// Consumer outage PCT@AT+FOR (e.g. 50%@5s+2s), AT counted from the start of measuring; repeatable.
+    #[arg(long, value_parser = parse_disconnect, value_name = "PCT@AT+FOR")]
+    pub disconnect: Vec<Disconnect>,
+    /// Worker threads (0 = one per CPU).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Give up connecting after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub connect_timeout: Option<Duration>,
+    /// Directory for the results (default: results/<name>-<UTC time>); never overwritten.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Summary on stdout as a table or as one JSON object.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// No live progress on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_disconnect(s: &str) -> Result<Disconnect, String> {
+    s.parse()
+}
+
+impl RunArgs {
+    /// The scenario file (if any) with the flags laid over it.
+    pub fn scenario(&self) -> Result<Scenario, ScenarioError> {
+        let mut s = match &self.scenario {
+            Some(path) => Scenario::from_file(path)?,
+            None => Scenario::default(),
+        };
+        macro_rules! over {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { s.$field = v.clone(); } )* };
+        }
+        over!(name, producers, consumers, channels, rate, payload, duration, warmup, drain, threads, connect_timeout);
+        if self.url.is_some() {
+            s.url = self.url.clone();
+        }
+        if self.redis_server.is_some() {
+            s.redis_server = self.redis_server.clone();
+        }
+        if !self.disconnect.is_empty() {
+            s.disconnect = self.disconnect.clone();
+        }
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::try_parse_from([
+            "eventbench",
+            "run",
+            "--rate",
+            "20k",
+            "--disconnect",
+            "50%@5s+2s",
+            "--payload",
+            "128",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else { panic!("run") };
+        let s = args.scenario().unwrap();
+        assert_eq!((s.rate, s.payload, s.disconnect.len()), (20_000.0, 128, 1));
+    }
+}

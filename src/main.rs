@@ -1,0 +1,49 @@
+use clap::Parser;
+use eventbench::cli::Cli;
+use eventbench::commands::{self, EXIT_USAGE};
+use eventbench::scenario::ScenarioError;
+use eventbench::target::TargetError;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // One line: clap's first line says what is wrong and the accepted form.
+            let text = e.render().to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid arguments"));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::execute(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// Bad input and an unusable target are the user's to fix (2); anything else is a failure (1).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let usage = e.chain().any(|c| {
+        c.is::<ScenarioError>()
+            || matches!(c.downcast_ref::<TargetError>(), Some(t) if !matches!(t, TargetError::ServerStart(_)))
+    });
+    if usage {
+        EXIT_USAGE
+    } else {
+        commands::EXIT_ABORTED
+    }
+}

@@ -1,0 +1,59 @@
+//! Writes a run directory. Every file is written under a temporary name and
+//! renamed into place, so a crash never leaves a truncated file behind.
+
+use super::RunReport;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` via a temporary file in the same directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".eventbench-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    std::io::Write::write_all(&mut tmp, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.as_file().sync_all().ok();
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Serializes `rows` as CSV (header from the struct's field names) into `path`.
+pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row)?;
+    }
+    let bytes = w.into_inner().context("csv buffer")?;
+    write_atomic(path, &bytes)
+}
+
+/// The default run directory: `results/<name>-<UTC timestamp>`, with a
+/// suffix if that exists already.
+pub fn default_dir(root: &Path, run_id: &str) -> PathBuf {
+    let mut dir = root.join(run_id);
+    let mut n = 2;
+    while dir.exists() {
+        dir = root.join(format!("{run_id}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// Writes every file of a run into `dir`, which must not exist yet.
+pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        bail!(
+            "output directory {} already exists; results are never overwritten (choose another --out)",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create output directory {}", dir.display()))?;
+    write_atomic(&dir.join("scenario.toml"), report.scenario.to_toml().as_bytes())?;
+    write_csv(&dir.join("summary.csv"), std::slice::from_ref(&report.summary))?;
+    write_csv(&dir.join("latency.csv"), &report.latency)?;
+    write_csv(&dir.join("timeseries.csv"), &report.timeseries)?;
+    write_csv(&dir.join("consumers.csv"), &report.consumers)?;
+    Ok(())
+}

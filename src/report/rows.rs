@@ -1,0 +1,84 @@
+//! One flat struct per CSV file. Field names are the column names; the README
+//! documents each (a test checks that the two agree). Units are in the names:
+//! `_us` microseconds, `_s` seconds, `_bytes` bytes, `rate` messages per second.
+
+use serde::{Deserialize, Serialize};
+
+/// `summary.csv`: one row per run. Counts cover the measured phase only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    pub run_id: String,
+    pub status: String,
+    pub reason: String,
+    pub transport: String,
+    pub producers: u32,
+    pub consumers: u32,
+    pub channels: u32,
+    pub payload_bytes: u64,
+    pub target_rate: f64,
+    pub duration_s: f64,
+    pub sent: u64,
+    pub expected: u64,
+    pub reached: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub foreign: u64,
+    pub send_rate: f64,
+    pub delivery_rate: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+    pub raw_p50_us: f64,
+    pub raw_p99_us: f64,
+    pub raw_max_us: f64,
+    pub send_lag_p99_us: f64,
+    pub threads: u32,
+}
+
+/// `latency.csv`: the percentile spectrum.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRow {
+    pub percentile: f64,
+    pub latency_us: f64,
+    pub raw_latency_us: f64,
+}
+
+/// `timeseries.csv`: one row per second of send time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeseriesRow {
+    pub second: u32,
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub connected_consumers: u32,
+}
+
+/// `consumers.csv`: one row per consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerRow {
+    pub consumer: u32,
+    pub channels: u32,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub disconnects: u64,
+    pub p99_us: f64,
+}
+
+/// The column names of a row struct, in order, as the CSV header writes them.
+pub fn columns<T: Serialize>(sample: &T) -> Vec<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.serialize(sample).expect("row structs serialize");
+    let bytes = w.into_inner().expect("in-memory writer");
+    let text = String::from_utf8(bytes).expect("csv is utf-8");
+    text.lines().next().unwrap_or_default().split(',').map(str::to_owned).collect()
+}

@@ -1,0 +1,257 @@
+//! Recording: latency histograms, the sequence ledger, per-second series.
+//!
+//! Recording is split by owner so the hot path takes no lock: a consumer task
+//! owns its [`ConsumerStats`] (ledger, counters, a compact histogram for its
+//! own p99); the tasks of one worker thread share that thread's
+//! [`ThreadStats`] (full-resolution histograms, per-second series) through an
+//! `Rc<RefCell<_>>`, never across threads. Everything merges with
+//! `Histogram::add` and plain sums at the end, so results from several threads
+//! (or, later, several processes) combine exactly.
+
+pub mod ledger;
+pub mod summary;
+
+use crate::wire::Header;
+use hdrhistogram::Histogram;
+use ledger::{Arrival, SeqLedger};
+
+/// Latency histograms hold nanoseconds with 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is valid")
+}
+
+/// Per-second and per-consumer histograms only feed p50/p99/max columns:
+/// 2 significant digits keep 5,000 consumers within a few MB.
+pub fn compact_histogram() -> Histogram<u64> {
+    Histogram::new(2).expect("2 significant digits is valid")
+}
+
+/// Records `ns`, growing the histogram as needed (it starts small, so idle
+/// consumers cost little memory).
+#[inline]
+pub fn record(h: &mut Histogram<u64>, ns: u64) {
+    if h.record(ns).is_err() {
+        h.saturating_record(ns);
+    }
+}
+
+/// The measured phase, by intended send time, in ns since the run epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl Window {
+    /// The measured second (0-based) a message intended at `ns` belongs to, or
+    /// `None` for warmup and anything after the measured phase.
+    #[inline]
+    pub fn second_of(&self, ns: u64) -> Option<usize> {
+        (ns >= self.start_ns && ns < self.end_ns).then(|| ((ns - self.start_ns) / 1_000_000_000) as usize)
+    }
+
+    /// Number of (possibly partial) seconds in the window.
+    pub fn seconds(&self) -> usize {
+        (self.end_ns - self.start_ns).div_ceil(1_000_000_000) as usize
+    }
+}
+
+/// What one second of send time saw, on one thread.
+#[derive(Debug, Clone)]
+pub struct SecondStats {
+    pub delivered: u64,
+    pub latency: Histogram<u64>,
+}
+
+/// Histograms and series shared by the tasks of one worker thread.
+#[derive(Debug, Clone)]
+pub struct ThreadStats {
+    /// Receive time − intended send time.
+    pub latency: Histogram<u64>,
+    /// Receive time − actual send time (what a closed-loop tool would report).
+    pub raw: Histogram<u64>,
+    pub seconds: Vec<SecondStats>,
+}
+
+impl ThreadStats {
+    pub fn new(window: &Window) -> ThreadStats {
+        let second = SecondStats { delivered: 0, latency: compact_histogram() };
+        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds: vec![second; window.seconds()] }
+    }
+
+    /// Adds another thread's recordings to these.
+    pub fn merge(&mut self, other: &ThreadStats) {
+        self.latency.add(&other.latency).expect("auto-resizing histograms accept any value");
+        self.raw.add(&other.raw).expect("auto-resizing histograms accept any value");
+        for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
+            mine.delivered += theirs.delivered;
+            mine.latency.add(&theirs.latency).expect("auto-resizing histograms accept any value");
+        }
+    }
+}
+
+/// What one consumer owns: its ledger, counters and a compact histogram.
+#[derive(Debug, Clone)]
+pub struct ConsumerStats {
+    pub id: u32,
+    /// One ledger per (producer, channel): index `producer * channels + channel`.
+    pub ledgers: Vec<SeqLedger>,
+    channels: u32,
+    /// First deliveries of measured messages.
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    /// Payloads that are not eventbench messages of this run.
+    pub foreign: u64,
+    pub disconnects: u64,
+    /// Messages currently missing (gaps seen minus late fills), for the live view.
+    pub missing_now: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl ConsumerStats {
+    pub fn new(id: u32, producers: u32, channels: u32) -> ConsumerStats {
+        ConsumerStats {
+            id,
+            ledgers: vec![SeqLedger::default(); (producers * channels) as usize],
+            channels,
+            delivered: 0,
+            duplicates: 0,
+            out_of_order: 0,
+            foreign: 0,
+            disconnects: 0,
+            missing_now: 0,
+            latency: compact_histogram(),
+        }
+    }
+
+    /// Accounts for one received payload at `now_ns`. Returns whether it was a
+    /// first delivery of a measured message.
+    #[inline]
+    pub fn record(&mut self, payload: &[u8], now_ns: u64, window: &Window, thread: &mut ThreadStats) -> bool {
+        let Ok(h) = Header::decode(payload) else {
+            self.foreign += 1;
+            return false;
+        };
+        let Some(ledger) = (h.channel < self.channels)
+            .then(|| (h.producer * self.channels + h.channel) as usize)
+            .and_then(|i| self.ledgers.get_mut(i))
+        else {
+            self.foreign += 1;
+            return false;
+        };
+        let arrival = ledger.record(h.seq);
+        let Some(second) = window.second_of(h.intended_ns) else { return false };
+        match arrival {
+            Arrival::Duplicate => {
+                self.duplicates += 1;
+                return false;
+            }
+            Arrival::Late => {
+                self.out_of_order += 1;
+                self.missing_now = self.missing_now.saturating_sub(1);
+            }
+            Arrival::AfterGap(n) => self.missing_now += n,
+            Arrival::InOrder => {}
+        }
+        self.delivered += 1;
+        let latency = now_ns.saturating_sub(h.intended_ns);
+        record(&mut self.latency, latency);
+        record(&mut thread.latency, latency);
+        record(&mut thread.raw, now_ns.saturating_sub(h.sent_ns));
+        let s = &mut thread.seconds[second];
+        s.delivered += 1;
+        record(&mut s.latency, latency);
+        true
+    }
+}
+
+/// What one producer owns.
+#[derive(Debug, Clone)]
+pub struct ProducerStats {
+    pub id: u32,
+    /// Per channel: the measured sequence numbers are `[first, first + count)`.
+    pub measured_first: Vec<Option<u64>>,
+    pub measured_count: Vec<u64>,
+    /// Messages written, warmup included.
+    pub sent_total: u64,
+    /// `[second * channels + channel]`: measured messages by intended second.
+    pub sent_per_second: Vec<u64>,
+    /// Actual − intended send time.
+    pub send_lag: Histogram<u64>,
+    /// Sum of PUBLISH replies for measured messages.
+    pub reached: u64,
+    /// Actual send time of the last measured message (0 if none).
+    pub last_sent_ns: u64,
+}
+
+impl ProducerStats {
+    pub fn new(id: u32, channels: u32, window: &Window) -> ProducerStats {
+        ProducerStats {
+            id,
+            measured_first: vec![None; channels as usize],
+            measured_count: vec![0; channels as usize],
+            sent_total: 0,
+            sent_per_second: vec![0; window.seconds() * channels as usize],
+            send_lag: latency_histogram(),
+            reached: 0,
+            last_sent_ns: 0,
+        }
+    }
+
+    /// Accounts for one message written.
+    #[inline]
+    pub fn record(&mut self, h: &Header, window: &Window) {
+        self.sent_total += 1;
+        record(&mut self.send_lag, h.sent_ns.saturating_sub(h.intended_ns));
+        if let Some(second) = window.second_of(h.intended_ns) {
+            let c = h.channel as usize;
+            self.measured_first[c].get_or_insert(h.seq);
+            self.measured_count[c] += 1;
+            self.sent_per_second[second * self.measured_count.len() + c] += 1;
+            self.last_sent_ns = self.last_sent_ns.max(h.sent_ns);
+        }
+    }
+
+    /// Measured messages sent, all channels.
+    pub fn sent_measured(&self) -> u64 {
+        self.measured_count.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_seconds() {
+        let w = Window { start_ns: 1_000, end_ns: 1_000 + 2_500_000_000 };
+        assert_eq!(w.seconds(), 3);
+        assert_eq!(w.second_of(999), None);
+        assert_eq!(w.second_of(1_000), Some(0));
+        assert_eq!(w.second_of(1_000 + 2_499_999_999), Some(2));
+        assert_eq!(w.second_of(1_000 + 2_500_000_000), None);
+    }
+
+    #[test]
+    fn consumer_counts_first_measured_deliveries_only() {
+        let w = Window { start_ns: 100, end_ns: 1_000_000_100 };
+        let mut t = ThreadStats::new(&w);
+        let mut c = ConsumerStats::new(0, 2, 2);
+        let msg = |producer, channel, seq, intended_ns| {
+            let mut b = vec![0u8; 64];
+            Header { producer, channel, seq, intended_ns, sent_ns: intended_ns + 5 }.encode(&mut b);
+            b
+        };
+        assert!(!c.record(&msg(0, 0, 0, 50), 60, &w, &mut t), "warmup is not counted");
+        assert!(c.record(&msg(0, 0, 1, 150), 1150, &w, &mut t));
+        assert!(!c.record(&msg(0, 0, 1, 150), 1150, &w, &mut t), "duplicate");
+        assert!(c.record(&msg(1, 1, 0, 200), 1200, &w, &mut t));
+        assert!(!c.record(&msg(5, 0, 0, 200), 1200, &w, &mut t), "unknown producer is foreign");
+        assert!(!c.record(b"hello", 1200, &w, &mut t));
+        assert_eq!((c.delivered, c.duplicates, c.foreign), (2, 1, 2));
+        assert_eq!(t.latency.len(), 2);
+        assert_eq!(t.latency.max(), 1000);
+        assert_eq!(t.seconds[0].delivered, 2);
+    }
+}

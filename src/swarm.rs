@@ -1,0 +1,479 @@
+//! Producers, consumers and the phases of a run (warmup, measure, drain).
+//!
+//! The swarm runs on worker threads, each a single-threaded tokio runtime, so
+//! the tasks of a thread share that thread's [`ThreadStats`] without locks or
+//! atomics on the per-message path. Producers and consumers are spread over the
+//! threads round-robin. Coordination (ready, start, producers done, finish)
+//! goes through channels a handful of times per run, never per message.
+
+use crate::clock::Clock;
+use crate::pacer::Pacer;
+use crate::scenario::Scenario;
+use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
+use crate::transport::pubsub::PubSub;
+use crate::transport::{ConsumerConn, ProducerConn, TransportError};
+use crate::wire::Header;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+
+/// Most messages a producer writes in one pipelined write.
+const MAX_BATCH: u64 = 1024;
+/// Slack between "everyone is connected" and the first scheduled message.
+const START_SLACK_NS: u64 = 20_000_000;
+
+/// Counters the live view and the drain logic read while the run goes on.
+/// Updated once per write or read batch, not per message.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Messages written, warmup included.
+    pub sent: AtomicU64,
+    /// First deliveries of measured messages.
+    pub delivered: AtomicU64,
+    /// Consumers currently subscribed.
+    pub connected: AtomicU64,
+    /// Messages missing so far (gaps seen by consumers, warmup included).
+    pub lost_so_far: AtomicU64,
+    /// Nanoseconds since the epoch at which the measured phase starts and ends (0 until known).
+    pub measure_start_ns: AtomicU64,
+    pub measure_end_ns: AtomicU64,
+    /// The run's clock, once started.
+    clock: Mutex<Option<Clock>>,
+    stop: AtomicBool,
+    stop_notify: Notify,
+}
+
+impl Live {
+    /// Asks the run to stop producing, drain briefly and report (Ctrl-C).
+    pub fn request_stop(&self) {
+        self.stop.store(true, Relaxed);
+        self.stop_notify.notify_waiters();
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Relaxed)
+    }
+
+    async fn stopped(&self) {
+        loop {
+            let notified = self.stop_notify.notified();
+            if self.stop_requested() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Nanoseconds since the run's epoch, if the run has started.
+    pub fn now_ns(&self) -> Option<u64> {
+        self.clock.lock().ok()?.map(|c| c.now_ns())
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// Stopped early on request (Ctrl-C, SIGTERM).
+    Interrupted,
+    /// Stopped early because something failed; the reason says what.
+    Aborted(String),
+}
+
+/// Something that happened to a consumer's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub at_ns: u64,
+    pub consumer: u32,
+    pub kind: EventKind,
+    /// For `Resubscribed`: how long the consumer was not subscribed.
+    pub downtime_ns: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The scenario closed the connection.
+    Disconnect,
+    /// Subscribed again after a disconnect.
+    Resubscribed,
+}
+
+impl EventKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventKind::Disconnect => "disconnect",
+            EventKind::Resubscribed => "resubscribed",
+        }
+    }
+}
+
+/// One consumer's results.
+#[derive(Debug, Clone)]
+pub struct ConsumerOutput {
+    pub stats: ConsumerStats,
+    /// The channels it subscribed to.
+    pub channels: Vec<u32>,
+    pub events: Vec<Event>,
+}
+
+/// Everything the swarm measured, merged over threads.
+#[derive(Debug, Clone)]
+pub struct SwarmOutput {
+    pub window: Window,
+    pub threads: ThreadStats,
+    pub consumers: Vec<ConsumerOutput>,
+    pub producers: Vec<ProducerStats>,
+    pub status: Status,
+    /// Worker threads used.
+    pub thread_count: usize,
+}
+
+/// Read-only facts every task needs.
+struct Shared {
+    scenario: Scenario,
+    clock: Clock,
+    transport: PubSub,
+    live: Arc<Live>,
+    /// (warmup start, measured window), sent once everyone is connected.
+    start: watch::Receiver<Option<(u64, Window)>>,
+    /// Set when consumers should stop reading.
+    finish: watch::Receiver<bool>,
+    /// The first failure; it ends the run.
+    abort: Mutex<Option<String>>,
+    abort_notify: Notify,
+}
+
+impl Shared {
+    fn fail(&self, who: String, e: impl std::fmt::Display) {
+        let mut first = self.abort.lock().expect("abort lock");
+        if first.is_none() {
+            *first = Some(format!("{who}: {e}"));
+        }
+        drop(first);
+        self.abort_notify.notify_waiters();
+        self.live.request_stop();
+    }
+
+    fn aborted(&self) -> Option<String> {
+        self.abort.lock().expect("abort lock").clone()
+    }
+
+    async fn wait_start(&self) -> Option<(u64, Window)> {
+        let mut rx = self.start.clone();
+        rx.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s)
+    }
+}
+
+/// Messages a task sends the coordinator, a few per task per run.
+enum Note {
+    Ready,
+    ProducerDone { measured: Vec<u64> },
+    Failed,
+}
+
+/// What one worker thread runs.
+#[derive(Default)]
+struct Assignment {
+    producers: Vec<u32>,
+    consumers: Vec<u32>,
+}
+
+struct ThreadOutput {
+    stats: Option<ThreadStats>,
+    consumers: Vec<ConsumerOutput>,
+    producers: Vec<ProducerStats>,
+}
+
+/// Runs the swarm of `scenario` against the Redis at `endpoint`.
+pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> SwarmOutput {
+    let parts = (scenario.producers + scenario.consumers) as usize;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let thread_count = if scenario.threads == 0 { cpus } else { scenario.threads }.clamp(1, parts.max(1));
+    let mut assignments: Vec<Assignment> = (0..thread_count).map(|_| Assignment::default()).collect();
+    for p in 0..scenario.producers {
+        assignments[p as usize % thread_count].producers.push(p);
+    }
+    for c in 0..scenario.consumers {
+        assignments[(c + scenario.producers) as usize % thread_count].consumers.push(c);
+    }
+
+    let clock = Clock::start();
+    *live.clock.lock().expect("clock lock") = Some(clock);
+    let (start_tx, start_rx) = watch::channel(None);
+    let (finish_tx, finish_rx) = watch::channel(false);
+    let (note_tx, mut note_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        scenario: scenario.clone(),
+        clock,
+        transport,
+        live: live.clone(),
+        start: start_rx,
+        finish: finish_rx,
+        abort: Mutex::new(None),
+        abort_notify: Notify::new(),
+    });
+
+    let handles: Vec<_> = assignments
+        .into_iter()
+        .enumerate()
+        .map(|(t, a)| {
+            let shared = shared.clone();
+            let notes = note_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("eventbench-{t}"))
+                .spawn(move || worker_thread(shared, a, notes))
+                .expect("spawning a worker thread")
+        })
+        .collect();
+    drop(note_tx);
+
+    // Everyone connected (or someone failed)?
+    let mut ready = 0;
+    while ready < parts {
+        match note_rx.recv().await {
+            Some(Note::Ready) => ready += 1,
+            Some(Note::Failed) | None => break,
+            Some(Note::ProducerDone { .. }) => {}
+        }
+    }
+    let warmup_start = clock.now_ns() + START_SLACK_NS;
+    let measure_start = warmup_start + scenario.warmup.as_nanos() as u64;
+    let window = Window { start_ns: measure_start, end_ns: measure_start + scenario.duration.as_nanos() as u64 };
+    live.measure_start_ns.store(window.start_ns, Relaxed);
+    live.measure_end_ns.store(window.end_ns, Relaxed);
+    let _ = start_tx.send(Some((warmup_start, window)));
+
+    // Wait for the producers, then drain until every expected message is in.
+    let mut measured_per_channel = vec![0u64; scenario.channels as usize];
+    let mut producers_done = 0;
+    while producers_done < scenario.producers && shared.aborted().is_none() {
+        match note_rx.recv().await {
+            Some(Note::ProducerDone { measured }) => {
+                producers_done += 1;
+                measured_per_channel.iter_mut().zip(measured).for_each(|(a, b)| *a += b);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let expected: u64 = measured_per_channel.iter().sum::<u64>() * scenario.consumers as u64;
+    let drain = if live.stop_requested() { scenario.drain.min(Duration::from_secs(1)) } else { scenario.drain };
+    let drain_end = tokio::time::Instant::now() + drain;
+    while live.delivered.load(Relaxed) < expected
+        && tokio::time::Instant::now() < drain_end
+        && shared.aborted().is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = finish_tx.send(true);
+
+    let outputs = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
+        .await
+        .expect("joining worker threads");
+    let mut merged = ThreadStats::new(&window);
+    let mut consumers = Vec::new();
+    let mut producers = Vec::new();
+    let mut panicked = false;
+    for out in outputs {
+        match out {
+            Ok(out) => {
+                if let Some(s) = &out.stats {
+                    merged.merge(s);
+                }
+                consumers.extend(out.consumers);
+                producers.extend(out.producers);
+            }
+            Err(_) => panicked = true,
+        }
+    }
+    consumers.sort_by_key(|c| c.stats.id);
+    producers.sort_by_key(|p| p.id);
+    let status = match shared.aborted() {
+        Some(reason) => Status::Aborted(reason),
+        None if panicked => Status::Aborted("a worker thread panicked".into()),
+        None if live.stop_requested() => Status::Interrupted,
+        None => Status::Ok,
+    };
+    SwarmOutput { window, threads: merged, consumers, producers, status, thread_count }
+}
+
+fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSender<Note>) -> ThreadOutput {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let stats: Rc<RefCell<Option<ThreadStats>>> = Rc::default();
+        let producers: Vec<_> = a
+            .producers
+            .iter()
+            .map(|&id| tokio::task::spawn_local(producer(id, shared.clone(), notes.clone())))
+            .collect();
+        let consumers: Vec<_> = a
+            .consumers
+            .iter()
+            .map(|&id| tokio::task::spawn_local(consumer(id, shared.clone(), notes.clone(), stats.clone())))
+            .collect();
+        let mut out = ThreadOutput { stats: None, consumers: Vec::new(), producers: Vec::new() };
+        for p in producers {
+            if let Ok(Some(p)) = p.await {
+                out.producers.push(p);
+            }
+        }
+        for c in consumers {
+            if let Ok(Some(c)) = c.await {
+                out.consumers.push(c);
+            }
+        }
+        out.stats = stats.borrow_mut().take();
+        out
+    })
+}
+
+async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Note>) -> Option<ProducerStats> {
+    let who = format!("producer {id}");
+    let mut conn = match shared.transport.producer().await {
+        Ok(c) => c,
+        Err(e) => {
+            shared.fail(who, e);
+            let _ = notes.send(Note::Failed);
+            return None;
+        }
+    };
+    let _ = notes.send(Note::Ready);
+    let (warmup_start, window) = shared.wait_start().await?;
+    let s = &shared.scenario;
+    let channels = s.channels as u64;
+    let mut stats = ProducerStats::new(id, s.channels, &window);
+    let mut pacer = Pacer::new(warmup_start, window.end_ns, s.rate_per_producer());
+    let mut next_seq = vec![0u64; s.channels as usize];
+    let mut measured: Option<(u64, u64)> = None;
+    let result: Result<(), TransportError> = async {
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = shared.live.stopped() => None,
+                b = pacer.next_batch(&shared.clock, MAX_BATCH) => b,
+            };
+            let Some(b) = batch else { break };
+            for i in b.first..b.first + b.count {
+                let intended_ns = pacer.deadline_ns(i).unwrap_or(b.now_ns);
+                let channel = ((i + id as u64) % channels) as u32;
+                let seq = &mut next_seq[channel as usize];
+                let h = Header { producer: id, channel, seq: *seq, intended_ns, sent_ns: b.now_ns };
+                *seq += 1;
+                conn.queue(channel, &h);
+                stats.record(&h, &window);
+                if window.second_of(intended_ns).is_some() {
+                    let (first, _) = measured.get_or_insert((i, i));
+                    measured = Some((*first, i + 1));
+                }
+            }
+            if let Some((first, end)) = measured {
+                conn.set_measured(first, end);
+            }
+            conn.flush().await?;
+            shared.live.sent.fetch_add(b.count, Relaxed);
+        }
+        let acks = conn.finish(Duration::from_secs(5)).await?;
+        stats.reached = acks.reached;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        shared.fail(who, e);
+    }
+    let _ = notes.send(Note::ProducerDone { measured: stats.measured_count.clone() });
+    Some(stats)
+}
+
+async fn consumer(
+    id: u32,
+    shared: Arc<Shared>,
+    notes: mpsc::UnboundedSender<Note>,
+    thread_stats: Rc<RefCell<Option<ThreadStats>>>,
+) -> Option<ConsumerOutput> {
+    let who = format!("consumer {id}");
+    let s = &shared.scenario;
+    let mut conn = match shared.transport.consumer().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            shared.fail(who, e);
+            let _ = notes.send(Note::Failed);
+            return None;
+        }
+    };
+    shared.live.connected.fetch_add(1, Relaxed);
+    let _ = notes.send(Note::Ready);
+    let (_, window) = shared.wait_start().await?;
+    thread_stats.borrow_mut().get_or_insert_with(|| ThreadStats::new(&window));
+    let mut out = ConsumerOutput {
+        stats: ConsumerStats::new(id, s.producers, s.channels),
+        channels: (0..s.channels).collect(),
+        events: Vec::new(),
+    };
+    // Outages this consumer takes part in: the first ceil(PCT × consumers) consumers of each.
+    let mut outages: Vec<(u64, u64)> = s
+        .disconnect
+        .iter()
+        .filter(|d| id < d.share.of(s.consumers))
+        .map(|d| {
+            let down = window.start_ns + d.at.as_nanos() as u64;
+            (down, down + d.down_for.as_nanos() as u64)
+        })
+        .collect();
+    outages.sort_unstable();
+    let mut outages = outages.into_iter().peekable();
+    let mut finish = shared.finish.clone();
+    let clock = shared.clock;
+    let result: Result<(), TransportError> = async {
+        loop {
+            let next_down = outages.peek().map(|o| o.0);
+            tokio::select! {
+                biased;
+                _ = finish.wait_for(|f| *f) => break,
+                _ = clock.sleep_until_ns(next_down.unwrap_or(u64::MAX / 4)), if next_down.is_some() => {
+                    // Close first, wait out the outage, then subscribe again.
+                    let (_, up) = outages.next().expect("peeked");
+                    let closed_at = clock.now_ns();
+                    conn = None;
+                    shared.live.connected.fetch_sub(1, Relaxed);
+                    out.stats.disconnects += 1;
+                    out.events.push(Event { at_ns: closed_at, consumer: id, kind: EventKind::Disconnect, downtime_ns: 0 });
+                    let mut finish_during_outage = shared.finish.clone();
+                    tokio::select! {
+                        _ = finish_during_outage.wait_for(|f| *f) => break,
+                        _ = clock.sleep_until_ns(up) => {}
+                    }
+                    conn = Some(shared.transport.consumer().await?);
+                    let now = clock.now_ns();
+                    out.events.push(Event { at_ns: now, consumer: id, kind: EventKind::Resubscribed, downtime_ns: now - closed_at });
+                    shared.live.connected.fetch_add(1, Relaxed);
+                }
+                r = conn.as_mut().expect("connected between outages").fill() => {
+                    r?;
+                    let conn = conn.as_mut().expect("connected between outages");
+                    let now = clock.now_ns();
+                    let mut ts = thread_stats.borrow_mut();
+                    let ts = ts.as_mut().expect("thread stats exist once started");
+                    let (mut fresh, missing_before) = (0, out.stats.missing_now);
+                    while let Some(d) = conn.next()? {
+                        fresh += out.stats.record(d.payload, now, &window, ts) as u64;
+                    }
+                    shared.live.delivered.fetch_add(fresh, Relaxed);
+                    if out.stats.missing_now != missing_before {
+                        shared.live.lost_so_far.fetch_add(out.stats.missing_now.wrapping_sub(missing_before), Relaxed);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        shared.fail(who, e);
+    }
+    Some(out)
+}

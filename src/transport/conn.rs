@@ -1,0 +1,163 @@
+//! Raw connections for the hot path: TCP with TCP_NODELAY, authenticated, with
+//! a read buffer that grows only while the consumer cannot keep up.
+
+use super::resp::{self, Atom, Frame};
+use super::TransportError;
+use redis::{ConnectionAddr, IntoConnectionInfo};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Where and how to open a data connection.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password.
+        write!(f, "Endpoint({}:{}, user={:?})", self.host, self.port, self.username)
+    }
+}
+
+impl Endpoint {
+    /// Reads host, port and credentials from a `redis://` URL.
+    pub fn from_url(url: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
+        let info = url.into_connection_info().map_err(|e| e.to_string())?;
+        let (host, port) = match info.addr() {
+            ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
+            other => return Err(format!("unsupported address {other} (only redis://host:port)")),
+        };
+        let r = info.redis_settings();
+        Ok(Endpoint {
+            host,
+            port,
+            username: r.username().map(str::to_owned),
+            password: r.password().map(str::to_owned),
+            connect_timeout,
+        })
+    }
+
+    /// `host:port`, for messages.
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// Opens a TCP connection, sets TCP_NODELAY (latency matters more than
+    /// packet count here) and authenticates.
+    pub async fn connect(&self) -> Result<Conn, TransportError> {
+        let addr = self.addr();
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((self.host.as_str(), self.port)))
+            .await
+            .map_err(|_| TransportError::ConnectTimeout {
+                addr: addr.clone(),
+                secs: self.connect_timeout.as_secs_f64(),
+            })?
+            .map_err(|source| TransportError::Connect { addr, source })?;
+        stream.set_nodelay(true)?;
+        let mut conn = Conn::new(stream);
+        if let Some(password) = &self.password {
+            let mut cmd = Vec::new();
+            match &self.username {
+                Some(user) => resp::encode_command(&mut cmd, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => resp::encode_command(&mut cmd, &[b"AUTH", password.as_bytes()]),
+            }
+            conn.call(&cmd, "AUTH").await?;
+        }
+        Ok(conn)
+    }
+}
+
+const MIN_BUF: usize = 4 * 1024;
+const MAX_BUF: usize = 256 * 1024;
+
+/// A connection with a reusable read buffer holding `buf[start..end]` unparsed.
+pub struct Conn {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Conn {
+        Conn { stream, buf: vec![0; MIN_BUF], start: 0, end: 0 }
+    }
+
+    /// The unparsed bytes.
+    #[inline]
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Marks `n` bytes of [`Conn::pending`] as parsed.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Marks `used` bytes as parsed and returns `range` (relative to the
+    /// pending bytes before this call), which stays valid until the next fill.
+    #[inline]
+    pub fn take(&mut self, used: usize, range: std::ops::Range<usize>) -> &[u8] {
+        let base = self.start;
+        self.start += used;
+        &self.buf[base + range.start..base + range.end]
+    }
+
+    /// Reads at least one more byte. Grows the buffer when a read fills it (the
+    /// consumer is behind or a frame is large), up to a cap, so idle consumers
+    /// stay small and busy ones read in large chunks.
+    pub async fn fill(&mut self) -> Result<(), TransportError> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 && self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let grown = (self.buf.len() * 2).max(MIN_BUF);
+            self.buf.resize(grown, 0);
+        }
+        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        if n == 0 {
+            return Err(TransportError::Closed);
+        }
+        self.end += n;
+        if self.end == self.buf.len() && self.buf.len() < MAX_BUF && self.start == 0 {
+            let grown = self.buf.len() * 2;
+            self.buf.resize(grown, 0);
+        }
+        Ok(())
+    }
+
+    /// Sends one command and waits for its reply; an error reply becomes
+    /// [`TransportError::Refused`]. For set-up only, not the hot path.
+    pub async fn call(&mut self, cmd: &[u8], what: &'static str) -> Result<(), TransportError> {
+        self.stream.write_all(cmd).await?;
+        loop {
+            let parsed = resp::parse(self.pending())?;
+            match parsed {
+                Some((frame, used)) => {
+                    let refused = match frame {
+                        Frame::Atom(Atom::Error(e)) => Some(String::from_utf8_lossy(e).into_owned()),
+                        _ => None,
+                    };
+                    self.consume(used);
+                    return match refused {
+                        Some(message) => Err(TransportError::Refused { what, message }),
+                        None => Ok(()),
+                    };
+                }
+                None => self.fill().await?,
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! How messages travel through Redis. The swarm drives a [`Transport`]; each
+//! transport hides its commands behind a producer and a consumer connection.
+
+pub mod conn;
+pub mod pubsub;
+pub mod resp;
+
+use crate::wire::Header;
+use std::future::Future;
+use thiserror::Error;
+
+/// Errors on a data connection.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    #[error("connection closed by the server")]
+    Closed,
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("timed out after {secs:.1}s connecting to {addr} (see --connect-timeout)")]
+    ConnectTimeout { addr: String, secs: f64 },
+    #[error("Redis refused {what}: {message}")]
+    Refused { what: &'static str, message: String },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Protocol(#[from] resp::RespError),
+}
+
+/// A message as a consumer sees it, borrowed from the connection's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The payload, header first.
+    pub payload: &'a [u8],
+}
+
+/// What the server acknowledged of a producer's messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Acks {
+    /// Replies received, one per message sent.
+    pub replies: u64,
+    /// For the measured messages: the sum of PUBLISH's reply (subscribers reached).
+    pub reached: u64,
+    /// Error replies.
+    pub errors: u64,
+}
+
+/// One producer's connection: queue messages, then write them in one go.
+#[allow(async_fn_in_trait)]
+pub trait ProducerConn {
+    /// Appends one message to the pending write; `payload_len` bytes in all.
+    fn queue(&mut self, channel: u32, header: &Header);
+    /// Writes everything queued in one pipelined write.
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Marks which messages (by index on this connection) are in the measured phase,
+    /// so that acknowledgements are counted for those only.
+    fn set_measured(&mut self, first: u64, end: u64);
+    /// Waits (at most `timeout`) for the replies to every message written, and
+    /// returns what was acknowledged.
+    fn finish(self, timeout: std::time::Duration) -> impl Future<Output = Result<Acks, TransportError>>;
+}
+
+/// One consumer's connection: fill a buffer from the socket, then take the
+/// messages from it one by one. A consumer that stops taking stops reading, so
+/// a slow consumer is slow where Redis can see it.
+#[allow(async_fn_in_trait)]
+pub trait ConsumerConn {
+    /// The next complete message already read, if any.
+    fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError>;
+    /// Reads more bytes from the socket (waits until some arrive).
+    fn fill(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+}

@@ -1,0 +1,191 @@
+//! Redis Pub/Sub: PUBLISH from producers, SUBSCRIBE (or PSUBSCRIBE) on consumers.
+
+use super::conn::{Conn, Endpoint};
+use super::resp::{self, Atom, Frame};
+use super::{Acks, ConsumerConn, Delivery, ProducerConn, TransportError};
+use crate::wire::Header;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+
+/// Channel names and payload size shared by every connection of a run.
+#[derive(Debug, Clone)]
+pub struct PubSub {
+    pub endpoint: Endpoint,
+    pub channels: Vec<String>,
+    pub payload_len: usize,
+}
+
+impl PubSub {
+    pub async fn producer(&self) -> Result<PubSubProducer, TransportError> {
+        let conn = self.endpoint.connect().await?;
+        let prefixes =
+            self.channels.iter().map(|ch| resp::fixed_prefix(b"PUBLISH", ch.as_bytes(), self.payload_len)).collect();
+        let (read, write) = conn.stream.into_split();
+        let acks = Rc::new(AckState::default());
+        let reader = tokio::task::spawn_local(read_replies(read, acks.clone()));
+        Ok(PubSubProducer { write, prefixes, payload_len: self.payload_len, out: Vec::new(), written: 0, acks, reader })
+    }
+
+    /// Connects and subscribes to every channel; returns once Redis confirmed all.
+    pub async fn consumer(&self) -> Result<PubSubConsumer, TransportError> {
+        let mut conn = self.endpoint.connect().await?;
+        let mut cmd = Vec::new();
+        let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+        args.extend(self.channels.iter().map(|c| c.as_bytes()));
+        resp::encode_command(&mut cmd, &args);
+        conn.stream.write_all(&cmd).await?;
+        let mut confirmed = 0;
+        while confirmed < self.channels.len() {
+            match resp::parse(conn.pending())? {
+                Some((frame, used)) => {
+                    if let Frame::Atom(Atom::Error(e)) = frame {
+                        let message = String::from_utf8_lossy(e).into_owned();
+                        return Err(TransportError::Refused { what: "SUBSCRIBE", message });
+                    }
+                    if matches!(frame.items().first(), Some(Atom::Bulk(b"subscribe"))) {
+                        confirmed += 1;
+                    }
+                    conn.consume(used);
+                }
+                None => conn.fill().await?,
+            }
+        }
+        Ok(PubSubConsumer { conn })
+    }
+}
+
+/// Shared between a producer's writer and its reply reader (same thread).
+#[derive(Default)]
+struct AckState {
+    replies: Cell<u64>,
+    reached: Cell<u64>,
+    errors: Cell<u64>,
+    measured: Cell<(u64, u64)>,
+    first_error: RefCell<Option<String>>,
+}
+
+/// Reads PUBLISH replies as they come, concurrently with the writes, so the
+/// pipeline never stalls on a round trip.
+async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckState>) -> Result<(), TransportError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut start, mut end) = (0, 0);
+    loop {
+        while let Some((frame, used)) = resp::parse(&buf[start..end])? {
+            let idx = acks.replies.get();
+            match frame {
+                Frame::Atom(Atom::Int(n)) => {
+                    let (lo, hi) = acks.measured.get();
+                    if (lo..hi).contains(&idx) {
+                        acks.reached.set(acks.reached.get() + n.max(0) as u64);
+                    }
+                }
+                Frame::Atom(Atom::Error(e)) => {
+                    acks.errors.set(acks.errors.get() + 1);
+                    acks.first_error.borrow_mut().get_or_insert_with(|| String::from_utf8_lossy(e).into_owned());
+                }
+                _ => {}
+            }
+            acks.replies.set(idx + 1);
+            start += used;
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        } else if start > 0 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        let n = read.read(&mut buf[end..]).await?;
+        if n == 0 {
+            return Err(TransportError::Closed);
+        }
+        end += n;
+    }
+}
+
+/// A producer: pipelined PUBLISH from a reused buffer.
+pub struct PubSubProducer {
+    write: OwnedWriteHalf,
+    /// `*3 $7 PUBLISH $n channel $len` per channel, built once.
+    prefixes: Vec<Vec<u8>>,
+    payload_len: usize,
+    out: Vec<u8>,
+    written: u64,
+    acks: Rc<AckState>,
+    reader: tokio::task::JoinHandle<Result<(), TransportError>>,
+}
+
+impl ProducerConn for PubSubProducer {
+    #[inline]
+    fn queue(&mut self, channel: u32, header: &Header) {
+        self.out.extend_from_slice(&self.prefixes[channel as usize]);
+        let at = self.out.len();
+        // Filler is zeros; resize writes them without a second pass.
+        self.out.resize(at + self.payload_len, 0);
+        header.encode(&mut self.out[at..]);
+        self.out.extend_from_slice(b"\r\n");
+        self.written += 1;
+    }
+
+    async fn flush(&mut self) -> Result<(), TransportError> {
+        if self.reader.is_finished() {
+            return Err(TransportError::Closed);
+        }
+        let r = self.write.write_all(&self.out).await;
+        self.out.clear();
+        r.map_err(Into::into)
+    }
+
+    fn set_measured(&mut self, first: u64, end: u64) {
+        self.acks.measured.set((first, end));
+    }
+
+    async fn finish(self, timeout: Duration) -> Result<Acks, TransportError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.acks.replies.get() < self.written && tokio::time::Instant::now() < deadline {
+            if self.reader.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.reader.abort();
+        if let Some(message) = self.acks.first_error.borrow_mut().take() {
+            return Err(TransportError::Refused { what: "PUBLISH", message });
+        }
+        Ok(Acks { replies: self.acks.replies.get(), reached: self.acks.reached.get(), errors: self.acks.errors.get() })
+    }
+}
+
+/// A subscribed consumer.
+pub struct PubSubConsumer {
+    conn: Conn,
+}
+
+impl ConsumerConn for PubSubConsumer {
+    #[inline]
+    fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError> {
+        loop {
+            let pending = self.conn.pending();
+            let Some((frame, used)) = resp::parse(pending)? else { return Ok(None) };
+            // `message ch payload` or `pmessage pattern ch payload`; confirmations and pongs are skipped.
+            let payload = match frame.items() {
+                [Atom::Bulk(b"message"), _, Atom::Bulk(p)] | [Atom::Bulk(b"pmessage"), _, _, Atom::Bulk(p)] => {
+                    let offset = p.as_ptr() as usize - pending.as_ptr() as usize;
+                    Some(offset..offset + p.len())
+                }
+                _ => None,
+            };
+            match payload {
+                Some(range) => return Ok(Some(Delivery { payload: self.conn.take(used, range) })),
+                None => self.conn.consume(used),
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), TransportError> {
+        self.conn.fill().await
+    }
+}
