@@ -1,21 +1,38 @@
-//! One time base for the whole run.
+//! One time base for the whole run, and a timer precise enough to pace by.
 //!
 //! Every timestamp eventbench writes into a message or a report is nanoseconds
 //! since the run's epoch. Using tokio's `Instant` keeps the pacer and phase
-//! logic testable with tokio's paused clock.
+//! logic testable with tokio's paused clock. tokio's own timer wheel has a
+//! resolution of one millisecond, which would add up to a millisecond of send
+//! lag to every message of a paced run; [`Timer::precise`] sleeps on a Linux
+//! timerfd with an absolute deadline instead.
 
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use tokio::io::unix::AsyncFd;
 use tokio::time::{Duration, Instant};
 
 /// The run's epoch; cheap to copy into every task.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     epoch: Instant,
+    /// CLOCK_MONOTONIC at the epoch, in ns (what `Instant` counts in on Linux).
+    epoch_mono_ns: u64,
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Clock {
     /// Starts the run's time base now.
     pub fn start() -> Clock {
-        Clock { epoch: Instant::now() }
+        let epoch = Instant::now();
+        let mono = monotonic_ns();
+        Clock { epoch, epoch_mono_ns: mono.saturating_sub(epoch.elapsed().as_nanos() as u64) }
     }
 
     /// Nanoseconds since the epoch.
@@ -29,8 +46,113 @@ impl Clock {
         self.epoch + Duration::from_nanos(ns)
     }
 
-    /// Sleeps until `ns` nanoseconds after the epoch (returns at once if that has passed).
+    /// Sleeps until `ns` after the epoch with tokio's timer (millisecond resolution).
     pub async fn sleep_until_ns(&self, ns: u64) {
         tokio::time::sleep_until(self.instant_at(ns)).await
+    }
+}
+
+/// A sleeper for the pacer: a timerfd (microsecond wake-ups), or tokio's
+/// timer where time must be virtual (tests with a paused clock).
+pub struct Timer {
+    clock: Clock,
+    fd: Option<AsyncFd<OwnedFd>>,
+}
+
+impl Timer {
+    /// A timer on tokio's clock.
+    pub fn coarse(clock: Clock) -> Timer {
+        Timer { clock, fd: None }
+    }
+
+    /// A timer on a timerfd; falls back to tokio's timer if one cannot be made.
+    pub fn precise(clock: Clock) -> Timer {
+        // SAFETY: timerfd_create returns a new descriptor (which we then own) or -1;
+        // the OwnedFd stays open for as long as the AsyncFd that holds it.
+        let fd = unsafe {
+            let raw = libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC);
+            if raw < 0 {
+                None
+            } else {
+                AsyncFd::register(OwnedFd::from_raw_fd(raw)).ok()
+            }
+        };
+        Timer { clock, fd }
+    }
+
+    /// The clock this timer sleeps on.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Sleeps until `ns` after the epoch (returns at once if that has passed).
+    pub async fn sleep_until_ns(&mut self, ns: u64) {
+        if self.clock.now_ns() >= ns {
+            return;
+        }
+        let Some(fd) = &self.fd else { return self.clock.sleep_until_ns(ns).await };
+        if arm(fd.get_ref(), self.clock.epoch_mono_ns + ns).is_err() {
+            return self.clock.sleep_until_ns(ns).await;
+        }
+        loop {
+            let Ok(mut guard) = fd.readable().await else { return self.clock.sleep_until_ns(ns).await };
+            let mut expirations = [0u8; 8];
+            let read = guard.try_io(|inner| {
+                // SAFETY: reads 8 bytes into our buffer from a descriptor we own.
+                let n = unsafe { libc::read(inner.get_ref().as_raw_fd(), expirations.as_mut_ptr().cast(), 8) };
+                if n < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            });
+            if read.is_ok() {
+                return;
+            }
+        }
+    }
+}
+
+/// Arms a timerfd for an absolute CLOCK_MONOTONIC time.
+fn arm(fd: &OwnedFd, mono_ns: u64) -> io::Result<()> {
+    let at = libc::timespec { tv_sec: (mono_ns / 1_000_000_000) as _, tv_nsec: (mono_ns % 1_000_000_000) as _ };
+    let spec = libc::itimerspec { it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 }, it_value: at };
+    // SAFETY: timerfd_settime reads the struct we pass; the old value is not asked for.
+    let r = unsafe { libc::timerfd_settime(fd.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Lets this thread's timers fire within a microsecond instead of Linux's
+/// default 50 µs slack.
+pub fn tighten_timer_slack() {
+    // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000, 0, 0, 0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn precise_timer_wakes_close_to_the_deadline() {
+        tighten_timer_slack();
+        let clock = Clock::start();
+        let mut timer = Timer::precise(clock);
+        assert!(timer.fd.is_some(), "timerfd available on Linux");
+        let mut late = Vec::new();
+        for i in 1..=50u64 {
+            let deadline = clock.now_ns() + 300_000 + i;
+            timer.sleep_until_ns(deadline).await;
+            let now = clock.now_ns();
+            assert!(now >= deadline, "woke {} ns early", deadline - now);
+            late.push(now - deadline);
+        }
+        late.sort_unstable();
+        // tokio's timer would be ~500 µs late on average; allow a noisy machine 200 µs.
+        assert!(late[25] < 200_000, "median lateness {} ns", late[25]);
     }
 }

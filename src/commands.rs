@@ -3,6 +3,7 @@
 use crate::cli::{Command, Format, RunArgs};
 use crate::progress::Progress;
 use crate::report::{files, table};
+use crate::scenario::ScenarioError;
 use crate::swarm::{Live, Status};
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
@@ -29,6 +30,13 @@ pub async fn execute(command: Command) -> Result<u8> {
 
 async fn run(args: RunArgs) -> Result<u8> {
     let scenario = args.scenario()?;
+    if let Some(dir) = args.out.as_ref().filter(|d| d.exists()) {
+        return Err(ScenarioError::Invalid {
+            key: "out",
+            message: format!("{} already exists; results are never overwritten", dir.display()),
+        }
+        .into());
+    }
     let live = Arc::new(Live::default());
     let watcher = live.clone();
     tokio::spawn(async move {

@@ -13,9 +13,13 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            // One line: clap's first line says what is wrong and the accepted form.
+            // One line: what is wrong (clap's first line) and the accepted form (its usage line).
             let text = e.render().to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: invalid arguments"));
+            let what = text.lines().next().unwrap_or("error: invalid arguments");
+            match text.lines().find_map(|l| l.strip_prefix("Usage: ")) {
+                Some(usage) => eprintln!("{what} (usage: {usage}; see --help)"),
+                None => eprintln!("{what}"),
+            }
             return ExitCode::from(EXIT_USAGE);
         }
     };

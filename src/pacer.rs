@@ -5,7 +5,9 @@
 //! (the approach of wrk2 and oha). Everything that is due is sent in one
 //! batch; the latency of each message is measured from its deadline.
 
+#[cfg(test)]
 use crate::clock::Clock;
+use crate::clock::Timer;
 
 /// A batch of consecutive message indices that are due now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +78,9 @@ impl Pacer {
 
     /// Waits until at least one message is due and takes up to `max` of them;
     /// `None` once the schedule has ended.
-    pub async fn next_batch(&mut self, clock: &Clock, max: u64) -> Option<Batch> {
+    pub async fn next_batch(&mut self, timer: &mut Timer, max: u64) -> Option<Batch> {
         loop {
-            let now_ns = clock.now_ns();
+            let now_ns = timer.clock().now_ns();
             if self.finished(now_ns) {
                 return None;
             }
@@ -89,7 +91,7 @@ impl Pacer {
                 return Some(batch);
             }
             let wake = self.deadline_ns(self.next).expect("limited rate has deadlines");
-            clock.sleep_until_ns(wake).await;
+            timer.sleep_until_ns(wake).await;
         }
     }
 
@@ -131,12 +133,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn schedule_sends_exact_count_in_time() {
-        let clock = Clock::start();
+        let mut timer = Timer::coarse(Clock::start());
         // 10 s at 1234.5/s, starting 1 s in: the schedule has ceil(12345) messages.
         let mut p = Pacer::new(1_000_000_000, 11_000_000_000, 1234.5);
         let mut total = 0;
         let mut last_now = 0;
-        while let Some(b) = p.next_batch(&clock, 64).await {
+        while let Some(b) = p.next_batch(&mut timer, 64).await {
             assert_eq!(b.first, total);
             for i in b.first..b.first + b.count {
                 assert!(p.deadline_ns(i).unwrap() <= b.now_ns, "never sent early");
@@ -152,11 +154,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unlimited_rate_stops_at_end() {
-        let clock = Clock::start();
+        let mut timer = Timer::coarse(Clock::start());
         let mut p = Pacer::new(0, 1_000_000, 0.0);
-        let b = p.next_batch(&clock, 256).await.unwrap();
+        let b = p.next_batch(&mut timer, 256).await.unwrap();
         assert_eq!((b.first, b.count), (0, 256));
         tokio::time::sleep(Duration::from_millis(2)).await;
-        assert_eq!(p.next_batch(&clock, 256).await, None);
+        assert_eq!(p.next_batch(&mut timer, 256).await, None);
     }
 }

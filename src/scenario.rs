@@ -162,7 +162,7 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
 
 /// The whole workload of one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct Scenario {
     /// Names the run directory and the row in reports.
     pub name: String,

@@ -6,7 +6,7 @@
 //! threads round-robin. Coordination (ready, start, producers done, finish)
 //! goes through channels a handful of times per run, never per message.
 
-use crate::clock::Clock;
+use crate::clock::{self, Clock, Timer};
 use crate::pacer::Pacer;
 use crate::scenario::Scenario;
 use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
@@ -302,6 +302,7 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
 }
 
 fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSender<Note>) -> ThreadOutput {
+    clock::tighten_timer_slack();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a tokio runtime");
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
@@ -348,6 +349,7 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
     let channels = s.channels as u64;
     let mut stats = ProducerStats::new(id, s.channels, &window);
     let mut pacer = Pacer::new(warmup_start, window.end_ns, s.rate_per_producer());
+    let mut timer = Timer::precise(shared.clock);
     let mut next_seq = vec![0u64; s.channels as usize];
     let mut measured: Option<(u64, u64)> = None;
     let result: Result<(), TransportError> = async {
@@ -355,7 +357,7 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
             let batch = tokio::select! {
                 biased;
                 _ = shared.live.stopped() => None,
-                b = pacer.next_batch(&shared.clock, MAX_BATCH) => b,
+                b = pacer.next_batch(&mut timer, MAX_BATCH) => b,
             };
             let Some(b) = batch else { break };
             for i in b.first..b.first + b.count {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `summary.csv`: one row per run. Counts cover the measured phase only.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub run_id: String,
     pub status: String,
@@ -40,7 +40,7 @@ pub struct SummaryRow {
 }
 
 /// `latency.csv`: the percentile spectrum.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyRow {
     pub percentile: f64,
     pub latency_us: f64,
@@ -48,7 +48,7 @@ pub struct LatencyRow {
 }
 
 /// `timeseries.csv`: one row per second of send time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimeseriesRow {
     pub second: u32,
     pub sent: u64,
@@ -61,7 +61,7 @@ pub struct TimeseriesRow {
 }
 
 /// `consumers.csv`: one row per consumer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerRow {
     pub consumer: u32,
     pub channels: u32,

@@ -1,0 +1,135 @@
+//! The binary as a user meets it: bad input, the files a run leaves, repeating a run.
+
+mod common;
+use common::{eventbench, stderr, stdout};
+
+#[test]
+fn bad_input_is_one_line_and_exit_code_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--bogus"], "--bogus"),
+        (&["run", "--rate", "abc"], "rate"),
+        (&["run", "--rate", "-5"], "rate"),
+        (&["run", "--payload", "10"], "minimum of 36"),
+        (&["run", "--duration", "0s"], "duration"),
+        (&["run", "--duration", "soon"], "duration"),
+        (&["run", "--disconnect", "150%@1s+1s"], "0%..100%"),
+        (&["run", "--disconnect", "50%@1s"], "PCT@AT+FOR"),
+        (&["run", "--duration", "5s", "--disconnect", "50%@4s+2s"], "within --duration"),
+        (&["run", "--url", "http://127.0.0.1:6379"], "redis://"),
+        (&["run", "no-such-scenario.toml"], "no-such-scenario.toml"),
+        (&["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in cases {
+        let out = eventbench(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?} should print one line, got: {err}");
+        assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_redis_server_names_both_ways_out() {
+    let out = eventbench(&["run", "--redis-server", "/nonexistent/redis-server", "--duration", "1s"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("apt-get install redis-server") && err.contains("--url"), "{err}");
+}
+
+#[test]
+fn scenario_file_errors_name_the_file_the_key_and_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "rate = 100\nconsumerz = 3\n").unwrap();
+    let out = eventbench(&["run", unknown.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown.toml") && err.contains("consumerz") && err.contains("line 2"), "{err}");
+
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "rate = 100\nduration = \"2s\nproducers = 1\n").unwrap();
+    let out = eventbench(&["run", broken.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("broken.toml") && err.contains("line 2, column"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let bad_value = dir.path().join("bad.toml");
+    std::fs::write(&bad_value, "payload = 8\n").unwrap();
+    let err = stderr(&eventbench(&["run", bad_value.to_str().unwrap()]));
+    assert!(err.contains("payload") && err.contains("36"), "{err}");
+}
+
+#[test]
+fn a_run_writes_its_files_and_can_be_repeated_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let out = eventbench(&[
+        "run",
+        "--rate",
+        "2000",
+        "--consumers",
+        "2",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--quiet",
+        "--out",
+        first.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("delivered"), "{}", stdout(&out));
+    for f in ["summary.csv", "latency.csv", "timeseries.csv", "consumers.csv", "scenario.toml"] {
+        assert!(first.join(f).is_file(), "{f} missing");
+    }
+    let mut rows = csv::Reader::from_path(first.join("summary.csv")).unwrap();
+    let summary: Vec<eventbench::report::rows::SummaryRow> = rows.deserialize().map(Result::unwrap).collect();
+    assert_eq!(summary.len(), 1);
+    assert_eq!((summary[0].sent, summary[0].expected, summary[0].lost), (2000, 4000, 0));
+    assert_eq!(summary[0].status, "ok");
+
+    // The effective scenario repeats the run.
+    let second = dir.path().join("second");
+    let scenario = first.join("scenario.toml");
+    let out = eventbench(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--quiet",
+        "--format",
+        "json",
+        "--out",
+        second.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(json["sent"], 2000);
+    assert_eq!(json["consumers"], 2);
+    assert_eq!(
+        std::fs::read_to_string(&scenario).unwrap(),
+        std::fs::read_to_string(second.join("scenario.toml")).unwrap()
+    );
+
+    // An existing directory is never overwritten.
+    let out = eventbench(&["run", "--duration", "1s", "--quiet", "--out", first.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already exists"));
+}
+
+#[test]
+fn scenarios_lists_the_shipped_files() {
+    let out = eventbench(&["scenarios"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for name in ["baseline", "fanout", "swarm", "disconnect-loss"] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{text}");
+    }
+    // Every shipped scenario is valid.
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        let s = eventbench::Scenario::from_file(&path).unwrap();
+        s.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(s.description.is_some(), "{} has no description", path.display());
+    }
+}
