@@ -1,0 +1,31 @@
+//! The README documents every CSV column; this keeps the two from drifting.
+
+use eventbench::report::rows::{columns, ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+
+/// The backticked names in the first column of the table under `### \`file\``.
+fn documented(readme: &str, file: &str) -> Vec<String> {
+    let heading = format!("### `{file}`");
+    let section = readme.split(&heading).nth(1).unwrap_or_else(|| panic!("README has no section {heading}"));
+    section
+        .lines()
+        .take_while(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.trim_start_matches("| `").split('`').next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn every_csv_column_is_documented_in_order() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert_eq!(documented(&readme, "summary.csv"), columns(&SummaryRow::default()));
+    assert_eq!(documented(&readme, "latency.csv"), columns(&LatencyRow::default()));
+    assert_eq!(documented(&readme, "timeseries.csv"), columns(&TimeseriesRow::default()));
+    assert_eq!(documented(&readme, "consumers.csv"), columns(&ConsumerRow::default()));
+}
+
+#[test]
+fn readme_opens_with_the_two_commands() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let top: String = readme.lines().take(8).collect::<Vec<_>>().join("\n");
+    assert!(top.contains("./scripts/demo.sh") && top.contains("./scripts/test.sh"), "{top}");
+}
