@@ -6,7 +6,7 @@ use super::TransportError;
 use redis::{ConnectionAddr, IntoConnectionInfo};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Where and how to open a data connection.
 #[derive(Clone)]
@@ -49,18 +49,45 @@ impl Endpoint {
     }
 
     /// Opens a TCP connection, sets TCP_NODELAY (latency matters more than
-    /// packet count here) and authenticates.
+    /// packet count here) and authenticates, all within the connect timeout.
     pub async fn connect(&self) -> Result<Conn, TransportError> {
+        self.connect_with(Tuning::default()).await
+    }
+
+    /// [`Endpoint::connect`] with socket settings for a particular role.
+    pub async fn connect_with(&self, tuning: Tuning) -> Result<Conn, TransportError> {
         let addr = self.addr();
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((self.host.as_str(), self.port)))
+        let secs = self.connect_timeout.as_secs_f64();
+        tokio::time::timeout(self.connect_timeout, self.open(tuning))
             .await
-            .map_err(|_| TransportError::ConnectTimeout {
-                addr: addr.clone(),
-                secs: self.connect_timeout.as_secs_f64(),
-            })?
-            .map_err(|source| TransportError::Connect { addr, source })?;
-        stream.set_nodelay(true)?;
-        let mut conn = Conn::new(stream);
+            .map_err(|_| TransportError::ConnectTimeout { addr, secs })?
+    }
+
+    async fn open(&self, tuning: Tuning) -> Result<Conn, TransportError> {
+        let addr = self.addr();
+        let connect_error = |source| TransportError::Connect { addr: addr.clone(), source };
+        let mut last = None;
+        for sock_addr in tokio::net::lookup_host((self.host.as_str(), self.port)).await.map_err(connect_error)? {
+            let socket =
+                if sock_addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(connect_error)?;
+            if let Some(bytes) = tuning.recv_buffer {
+                // Set before connecting, so the advertised window stays small too.
+                socket.set_recv_buffer_size(bytes).map_err(connect_error)?;
+            }
+            match socket.connect(sock_addr).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    let mut conn = Conn::new(stream, tuning);
+                    self.authenticate(&mut conn).await?;
+                    return Ok(conn);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(connect_error(last.unwrap_or_else(|| std::io::Error::other("no address found"))))
+    }
+
+    async fn authenticate(&self, conn: &mut Conn) -> Result<(), TransportError> {
         if let Some(password) = &self.password {
             let mut cmd = Vec::new();
             match &self.username {
@@ -69,8 +96,18 @@ impl Endpoint {
             }
             conn.call(&cmd, "AUTH").await?;
         }
-        Ok(conn)
+        Ok(())
     }
+}
+
+/// Socket settings for one connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    /// SO_RCVBUF in bytes; `None` leaves the kernel's autotuning on.
+    pub recv_buffer: Option<u32>,
+    /// Keep the read buffer at its initial size: a slow consumer must not
+    /// hide its backlog in user space, where Redis cannot see it.
+    pub fixed_buffer: bool,
 }
 
 const MIN_BUF: usize = 4 * 1024;
@@ -82,11 +119,34 @@ pub struct Conn {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    max_buf: usize,
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Conn {
-        Conn { stream, buf: vec![0; MIN_BUF], start: 0, end: 0 }
+    fn new(stream: TcpStream, tuning: Tuning) -> Conn {
+        let max_buf = if tuning.fixed_buffer { MIN_BUF } else { MAX_BUF };
+        Conn { stream, buf: vec![0; MIN_BUF], start: 0, end: 0, max_buf }
+    }
+
+    /// Whether the server has closed its side (the socket is in CLOSE_WAIT),
+    /// even though unread data may still be buffered here. Lets a slow reader
+    /// know when Redis cut it off, not only when it reaches the end.
+    pub fn peer_closed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `info`.
+        let r = unsafe {
+            libc::getsockopt(
+                self.stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        const TCP_CLOSE_WAIT: u8 = 8;
+        r == 0 && info.tcpi_state == TCP_CLOSE_WAIT
     }
 
     /// The unparsed bytes.
@@ -131,7 +191,7 @@ impl Conn {
             return Err(TransportError::Closed);
         }
         self.end += n;
-        if self.end == self.buf.len() && self.buf.len() < MAX_BUF && self.start == 0 {
+        if self.end == self.buf.len() && self.buf.len() < self.max_buf && self.start == 0 {
             let grown = self.buf.len() * 2;
             self.buf.resize(grown, 0);
         }
