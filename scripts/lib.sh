@@ -22,3 +22,15 @@ ensure_rust_components() {
         cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
     fi
 }
+
+# The independent reader the report tests use: HdrHistogram's Python package
+# (decodes latency.hlog).
+ensure_report_tools() {
+    if ! python3 -c "import hdrh.log" >/dev/null 2>&1; then
+        echo "==> installing the hdrhistogram Python package" >&2
+        # Debian's own python3 refuses user installs into the system (PEP 668); a pip-managed one does not.
+        python3 -m pip install --quiet --root-user-action=ignore hdrhistogram \
+            || python3 -m pip install --quiet --root-user-action=ignore --break-system-packages hdrhistogram
+        python3 -c "import hdrh.log" || { echo "python3 cannot import hdrh after pip install hdrhistogram" >&2; exit 1; }
+    fi
+}

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Every check CI runs: formatting, lints, benchmarks compile, tests against a real redis-server.
+# Every check CI runs: formatting, lints, benchmarks compile, tests against a real redis-server
+# (and, for latency.hlog, HdrHistogram's Python reader).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_redis
 ensure_rust_components
+ensure_report_tools
 echo "==> cargo fmt --check"
 cargo fmt --check
 echo "==> cargo clippy --all-targets -- -D warnings"

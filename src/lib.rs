@@ -25,6 +25,7 @@ pub use swarm::{Live, Status};
 
 use anyhow::{Context, Result};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use target::{Target, TargetError};
 use transport::conn::Endpoint;
 use transport::pubsub::PubSub;
@@ -55,9 +56,14 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
         channels: (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect(),
         payload_len: scenario.payload,
     };
-    let out = swarm::run(&scenario, transport, live).await;
+    let out = swarm::run(&scenario, transport, live.clone()).await;
+    // Both clocks read together: the wall-clock time of the run's epoch, for
+    // the HDR log's StartTime and the report's date.
+    let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
     drop(target);
-    Ok(stats::summary::summarize(run_id, &scenario, out))
+    let mut report = stats::summary::summarize(run_id, &scenario, out);
+    report.epoch = epoch;
+    Ok(report)
 }
 
 /// Opens one data connection (TCP, AUTH) and sends PING, so that a wrong

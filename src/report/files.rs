@@ -1,10 +1,12 @@
-//! Writes a run directory. Every file is written under a temporary name and
-//! renamed into place, so a crash never leaves a truncated file behind.
+//! Writes a run directory: the CSV files, `scenario.toml`, `latency.hlog`.
+//! Every file is written under a temporary name and renamed into place, so a
+//! crash never leaves a truncated file behind.
 
-use super::RunReport;
+use super::{hlog, RunReport};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Writes `bytes` to `path` via a temporary file in the same directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -55,5 +57,10 @@ pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
     write_csv(&dir.join("latency.csv"), &report.latency)?;
     write_csv(&dir.join("timeseries.csv"), &report.timeseries)?;
     write_csv(&dir.join("consumers.csv"), &report.consumers)?;
+    let window = &report.window;
+    let measured = Duration::from_nanos(window.end_ns - window.start_ns);
+    let start = report.epoch.map(|t| t + Duration::from_nanos(window.start_ns));
+    let log = hlog::encode(&report.per_second, measured, start, &report.run_id).context("encoding latency.hlog")?;
+    write_atomic(&dir.join("latency.hlog"), &log)?;
     Ok(())
 }

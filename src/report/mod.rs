@@ -1,7 +1,9 @@
-//! What a run leaves behind: CSV files, the effective scenario, a terminal
-//! table or JSON. Reporters only read a finished [`RunReport`].
+//! What a run leaves behind: CSV files, the effective scenario, an HDR
+//! interval log, a terminal table or JSON. Reporters only read a finished
+//! [`RunReport`].
 
 pub mod files;
+pub mod hlog;
 pub mod rows;
 pub mod table;
 
@@ -10,6 +12,7 @@ use crate::stats::Window;
 use crate::swarm::{Event, Status};
 use hdrhistogram::Histogram;
 use rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+use std::time::SystemTime;
 
 /// Everything one run measured, ready to be written or inspected.
 #[derive(Debug, Clone)]
@@ -29,4 +32,9 @@ pub struct RunReport {
     pub histogram: Histogram<u64>,
     /// Latency from the actual send time, ns.
     pub raw_histogram: Histogram<u64>,
+    /// End-to-end latency per second of the measured phase, by intended send
+    /// time (the rows of `timeseries.csv`); they add up to `histogram`.
+    pub per_second: Vec<Histogram<u64>>,
+    /// Wall-clock time of the run's epoch (timestamps are ns since then), when known.
+    pub epoch: Option<SystemTime>,
 }

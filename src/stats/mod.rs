@@ -20,8 +20,8 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant digits is valid")
 }
 
-/// Per-second and per-consumer histograms only feed p50/p99/max columns:
-/// 2 significant digits keep 5,000 consumers within a few MB.
+/// Per-consumer histograms only feed a p99 column: 2 significant digits keep
+/// 5,000 consumers within a few MB.
 pub fn compact_histogram() -> Histogram<u64> {
     Histogram::new(2).expect("2 significant digits is valid")
 }
@@ -60,6 +60,9 @@ impl Window {
 #[derive(Debug, Clone)]
 pub struct SecondStats {
     pub delivered: u64,
+    /// Full resolution (3 digits), because these become `latency.hlog`, whose
+    /// intervals add up to the run's histogram exactly. One per thread per
+    /// second is cheap; per consumer it would not be.
     pub latency: Histogram<u64>,
 }
 
@@ -75,7 +78,7 @@ pub struct ThreadStats {
 
 impl ThreadStats {
     pub fn new(window: &Window) -> ThreadStats {
-        let second = SecondStats { delivered: 0, latency: compact_histogram() };
+        let second = SecondStats { delivered: 0, latency: latency_histogram() };
         ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds: vec![second; window.seconds()] }
     }
 

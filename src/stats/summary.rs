@@ -192,6 +192,8 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         window,
         histogram: out.threads.latency,
         raw_histogram: out.threads.raw,
+        per_second: out.threads.seconds.into_iter().map(|s| s.latency).collect(),
+        epoch: None,
     }
 }
 

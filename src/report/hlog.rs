@@ -1,0 +1,171 @@
+//! `latency.hlog`: the end-to-end latency of every second of the measured
+//! phase in HdrHistogram's interval-log format (V2, deflate-compressed), so
+//! HdrHistogram's own tools (Java `HistogramLogProcessor`, the `hdrhistogram`
+//! Python package, ...) read our results without eventbench.
+//!
+//! Values are nanoseconds; `Interval_Max` is in milliseconds, as the Java
+//! tools expect. Interval `s` holds the messages *due to be sent* in second `s`
+//! (the rows of `timeseries.csv`), not those received in it, so losses and
+//! latency line up with the outage that caused them.
+
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, IntervalLogWriterBuilder, LogEntry};
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use std::time::{Duration, SystemTime};
+use thiserror::Error;
+
+/// Why a log could not be written or read.
+#[derive(Debug, Error)]
+pub enum HlogError {
+    #[error("cannot encode interval {index}: {message}")]
+    Encode { index: usize, message: String },
+    #[error("not an HdrHistogram interval log (unreadable line at byte {offset})")]
+    Parse { offset: usize },
+    #[error("interval {index}: {message}")]
+    Histogram { index: usize, message: String },
+}
+
+/// One interval of the log.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    /// Seconds since the start of the measured phase.
+    pub start_s: f64,
+    pub length_s: f64,
+    pub histogram: Histogram<u64>,
+}
+
+/// A decoded interval log.
+#[derive(Debug, Clone)]
+pub struct HdrLog {
+    /// Wall-clock start of the measured phase, when the log records it.
+    pub start: Option<SystemTime>,
+    pub intervals: Vec<Interval>,
+}
+
+impl HdrLog {
+    /// All intervals added together: the run's latency histogram.
+    pub fn merged(&self) -> Histogram<u64> {
+        let mut all = crate::stats::latency_histogram();
+        for i in &self.intervals {
+            all.add(&i.histogram).expect("auto-resizing histograms accept any value");
+        }
+        all
+    }
+
+    /// Number of latencies in the log.
+    pub fn count(&self) -> u64 {
+        self.intervals.iter().map(|i| i.histogram.len()).sum()
+    }
+}
+
+/// Encodes one histogram per second; the last interval is cut at
+/// `measured`. `start` is the wall-clock start of the measured phase.
+pub fn encode(
+    per_second: &[Histogram<u64>],
+    measured: Duration,
+    start: Option<SystemTime>,
+    run_id: &str,
+) -> Result<Vec<u8>, HlogError> {
+    let mut out = Vec::new();
+    let mut header = IntervalLogWriterBuilder::new();
+    header
+        .add_comment(&format!("eventbench {} run {run_id}", env!("CARGO_PKG_VERSION")))
+        .add_comment("end-to-end latency in ns from the intended send time; one interval per second of send time")
+        .add_comment("[Histogram log format version 1.3]")
+        // Java's tools print Interval_Max in ms for ns histograms; do the same.
+        .with_max_value_divisor(1e6);
+    if let Some(t) = start {
+        // Interval timestamps count from the measured phase's start.
+        header.with_start_time(t).with_base_time(t);
+    }
+    let mut serializer = V2DeflateSerializer::new();
+    let mut log = header.begin_log_with(&mut out, &mut serializer).map_err(|e| encode_error(0, e))?;
+    for (s, h) in per_second.iter().enumerate() {
+        let from = Duration::from_secs(s as u64);
+        let length = measured.saturating_sub(from).min(Duration::from_secs(1));
+        log.write_histogram(h, from, length, None).map_err(|e| encode_error(s, e))?;
+    }
+    drop(log);
+    Ok(out)
+}
+
+fn encode_error(index: usize, e: impl std::fmt::Display) -> HlogError {
+    HlogError::Encode { index, message: e.to_string() }
+}
+
+/// Decodes an interval log (any V2 log, compressed or not; tags are ignored).
+pub fn decode(bytes: &[u8]) -> Result<HdrLog, HlogError> {
+    use base64::Engine;
+    let mut start = None;
+    let mut base = None;
+    let mut intervals = Vec::new();
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(bytes) {
+        match entry.map_err(|e| match e {
+            hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } => {
+                HlogError::Parse { offset }
+            }
+        })? {
+            LogEntry::StartTime(t) => start = Some(t),
+            LogEntry::BaseTime(t) => base = Some(t),
+            LogEntry::Interval(i) => {
+                let index = intervals.len();
+                let bad = |message: String| HlogError::Histogram { index, message };
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(i.encoded_histogram())
+                    .map_err(|e| bad(format!("bad base64: {e}")))?;
+                let histogram: Histogram<u64> =
+                    deserializer.deserialize(&mut raw.as_slice()).map_err(|e| bad(format!("{e:?}")))?;
+                // Without BaseTime, timestamps are absolute: count from StartTime.
+                let offset = match (base, start) {
+                    (Some(_), _) | (None, None) => Duration::ZERO,
+                    (None, Some(s)) => s,
+                };
+                intervals.push(Interval {
+                    start_s: i.start_timestamp().saturating_sub(offset).as_secs_f64(),
+                    length_s: i.duration().as_secs_f64(),
+                    histogram,
+                });
+            }
+        }
+    }
+    let start = start.or(base).map(|t| SystemTime::UNIX_EPOCH + t);
+    Ok(HdrLog { start, intervals })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(values: &[u64]) -> Histogram<u64> {
+        let mut h = crate::stats::latency_histogram();
+        for &v in values {
+            crate::stats::record(&mut h, v);
+        }
+        h
+    }
+
+    #[test]
+    fn round_trips_counts_timestamps_and_start() {
+        let seconds = vec![second(&[100_000, 250_000]), second(&[]), second(&[5_000_000_000])];
+        let start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_178_695_250);
+        let bytes = encode(&seconds, Duration::from_millis(2500), Some(start), "t-1").unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("#[StartTime: 1764178695.250"), "{text}");
+        assert!(text.contains("\n2.000,0.500,5003."), "last interval is cut, max in ms: {text}");
+        let log = decode(&bytes).unwrap();
+        assert_eq!(log.start, Some(start));
+        assert_eq!(log.intervals.len(), 3);
+        assert_eq!(log.count(), 3);
+        assert_eq!((log.intervals[2].start_s, log.intervals[2].length_s), (2.0, 0.5));
+        assert_eq!(log.merged().max(), seconds[2].max());
+        assert_eq!(log.intervals[0].histogram, seconds[0]);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(matches!(decode(b"hello, world\n"), Err(HlogError::Parse { .. })));
+        assert!(matches!(decode(b"0.000,1.000,1.0,HISTFAAAAnotbase64!\n"), Err(HlogError::Histogram { .. })));
+        assert!(decode(b"").unwrap().intervals.is_empty());
+    }
+}
