@@ -23,8 +23,8 @@ ensure_rust_components() {
     fi
 }
 
-# The independent reader the report tests use: HdrHistogram's Python package
-# (decodes latency.hlog).
+# The independent readers the report tests use: HdrHistogram's Python package
+# (decodes latency.hlog) and Debian's headless Chromium (renders report.html).
 ensure_report_tools() {
     if ! python3 -c "import hdrh.log" >/dev/null 2>&1; then
         echo "==> installing the hdrhistogram Python package" >&2
@@ -32,5 +32,13 @@ ensure_report_tools() {
         python3 -m pip install --quiet --root-user-action=ignore hdrhistogram \
             || python3 -m pip install --quiet --root-user-action=ignore --break-system-packages hdrhistogram
         python3 -c "import hdrh.log" || { echo "python3 cannot import hdrh after pip install hdrhistogram" >&2; exit 1; }
+    fi
+    if ! command -v chromium >/dev/null; then
+        echo "==> installing chromium (Debian package)" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+        command -v chromium >/dev/null || { echo "chromium is still missing after apt-get install" >&2; exit 1; }
     fi
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check CI runs: formatting, lints, benchmarks compile, tests against a real redis-server
-# (and, for latency.hlog, HdrHistogram's Python reader).
+# (and, for the reports, HdrHistogram's Python reader and headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one scenario and write its results.
     Run(RunArgs),
+    /// Rebuild the plots and report.html of run directories from their files; given several, also compare them.
+    Report(ReportArgs),
     /// List the shipped scenario files, one line each.
     Scenarios {
         /// Directory to list (default: ./scenarios, else the one shipped with eventbench).
@@ -90,6 +92,16 @@ pub struct RunArgs {
     /// No live progress on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Run directories (each as `eventbench run` wrote it).
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where the comparison of several runs goes (default: results/compare-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 fn parse_disconnect(s: &str) -> Result<Disconnect, String> {

@@ -1,8 +1,9 @@
 //! What each subcommand does, between parsing and exit codes.
 
-use crate::cli::{Command, Format, RunArgs};
+use crate::cli::{Command, Format, ReportArgs, RunArgs};
 use crate::progress::Progress;
-use crate::report::{files, table};
+use crate::report::rundir::LoadError;
+use crate::report::{files, render, table};
 use crate::scenario::ScenarioError;
 use crate::swarm::{Live, Status};
 use anyhow::{Context, Result};
@@ -19,6 +20,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub async fn execute(command: Command) -> Result<u8> {
     match command {
         Command::Run(args) => run(args).await,
+        Command::Report(args) => report(args),
         Command::Scenarios { dir } => {
             let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
             let dir = dir.unwrap_or_else(|| if Path::new("scenarios").is_dir() { "scenarios".into() } else { shipped });
@@ -84,6 +86,45 @@ async fn run(args: RunArgs) -> Result<u8> {
             EXIT_ABORTED
         }
     })
+}
+
+/// Rebuilds each run's plots and page; with several runs, also writes the
+/// comparison. A missing or malformed file is the user's to fix: one line
+/// naming it, exit code 2.
+fn report(args: ReportArgs) -> Result<u8> {
+    if args.out.is_some() && args.dirs.len() < 2 {
+        eprintln!("error: --out is where the comparison of two or more runs goes (usage: eventbench report DIR DIR... [--out DIR])");
+        return Ok(EXIT_USAGE);
+    }
+    let mut runs = Vec::new();
+    for dir in &args.dirs {
+        match render::run_report(dir) {
+            Ok(run) => runs.push(run),
+            Err(e) => return usage_or(e),
+        }
+        println!("{:>12}  {}", "report", dir.join("report.html").display());
+    }
+    if runs.len() > 1 {
+        let out = match args.out {
+            Some(out) => out,
+            None => files::default_dir(Path::new("results"), &format!("compare-{}", crate::utc_stamp())),
+        };
+        render::comparison(&runs, &out)?;
+        println!("{:>12}  {}", "comparison", out.join("compare.html").display());
+        println!("{:>12}  {}", "runs", out.join("runs.csv").display());
+    }
+    Ok(0)
+}
+
+/// A [`LoadError`] anywhere in the chain is bad input (exit 2, one line); anything else fails.
+fn usage_or(e: anyhow::Error) -> Result<u8> {
+    match e.chain().find_map(|c| c.downcast_ref::<LoadError>()) {
+        Some(load) => {
+            eprintln!("error: {load}");
+            Ok(EXIT_USAGE)
+        }
+        None => Err(e),
+    }
 }
 
 /// One line per scenario file: name, workload, and the first line of its description.

@@ -83,7 +83,7 @@ async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), TargetErr
 }
 
 /// `20261126T174000Z`: sortable and safe in a directory name.
-fn utc_stamp() -> String {
+pub fn utc_stamp() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(['-', ':'], "")
 }
 

@@ -81,7 +81,17 @@ fn a_run_writes_its_files_and_can_be_repeated_from_them() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("delivered"), "{}", stdout(&out));
-    for f in ["summary.csv", "latency.csv", "timeseries.csv", "consumers.csv", "scenario.toml", "latency.hlog"] {
+    for f in [
+        "summary.csv",
+        "latency.csv",
+        "timeseries.csv",
+        "consumers.csv",
+        "scenario.toml",
+        "latency.hlog",
+        "latency.svg",
+        "timeline.svg",
+        "report.html",
+    ] {
         assert!(first.join(f).is_file(), "{f} missing");
     }
     let mut rows = csv::Reader::from_path(first.join("summary.csv")).unwrap();

@@ -1,10 +1,16 @@
 //! What a run leaves behind: CSV files, the effective scenario, an HDR
-//! interval log, a terminal table or JSON. Reporters only read a finished
-//! [`RunReport`].
+//! interval log, SVG plots and an HTML page, a terminal table or JSON.
+//! Reporters only read a finished [`RunReport`] or, for plots and pages, the
+//! run directory's files ([`rundir`]), so `eventbench report` can rebuild them.
 
 pub mod files;
+pub mod fmt;
 pub mod hlog;
+pub mod html;
+pub mod plots;
+pub mod render;
 pub mod rows;
+pub mod rundir;
 pub mod table;
 
 use crate::scenario::Scenario;

@@ -39,6 +39,10 @@ pub struct SummaryRow {
     pub threads: u32,
 }
 
+/// `runs.csv` (written by `eventbench report` for several runs): one
+/// `summary.csv` row per run, same columns, so runs line up in one sheet.
+pub type RunsRow = SummaryRow;
+
 /// `latency.csv`: the percentile spectrum.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyRow {

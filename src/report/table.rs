@@ -1,27 +1,8 @@
 //! The short, aligned summary printed on stdout after a run.
 
+use super::fmt::{latency, rate};
 use super::rows::SummaryRow;
 use std::fmt::Write;
-
-fn rate(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.2}M/s", v / 1e6)
-    } else if v >= 1e4 {
-        format!("{:.1}k/s", v / 1e3)
-    } else {
-        format!("{v:.1}/s")
-    }
-}
-
-fn latency(us: f64) -> String {
-    if us >= 1e6 {
-        format!("{:.2} s", us / 1e6)
-    } else if us >= 1e3 {
-        format!("{:.2} ms", us / 1e3)
-    } else {
-        format!("{us:.1} µs")
-    }
-}
 
 /// Renders the summary as label/value lines.
 pub fn render(s: &SummaryRow) -> String {

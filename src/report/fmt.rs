@@ -1,0 +1,90 @@
+//! How numbers are written for people: in the terminal table, the HTML
+//! pages and on plot labels.
+
+/// Messages per second: `5000.0/s`, `17.5k/s`, `1.25M/s`.
+pub fn rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M/s", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.1}k/s", v / 1e3)
+    } else {
+        format!("{v:.1}/s")
+    }
+}
+
+/// A latency given in µs: `227.8 µs`, `1.54 ms`, `2.10 s`.
+pub fn latency(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A CSV value: whole numbers grouped, others with at most 3 decimals.
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let sign = if v < 0.0 { "-" } else { "" };
+        format!("{sign}{}", thousands(v.abs() as u64))
+    } else {
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// `part` as a percentage of `whole`: `12.503%`, `<0.001%`.
+pub fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "0%".into();
+    }
+    let p = 100.0 * part as f64 / whole as f64;
+    if p > 0.0 && p < 0.001 {
+        "<0.001%".into()
+    } else {
+        format!("{}%", number((p * 1000.0).round() / 1000.0))
+    }
+}
+
+/// `1 consumer`, `4 consumers`.
+pub fn plural(n: impl Into<u64>, what: &str) -> String {
+    match n.into() {
+        1 => format!("1 {what}"),
+        n => format!("{} {what}s", thousands(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_like_people_write_them() {
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(number(2.5), "2.5");
+        assert_eq!(number(160000.0), "160,000");
+        assert_eq!(pct(20_004, 160_000), "12.503%");
+        assert_eq!(pct(1, 1_000_000), "<0.001%");
+        assert_eq!(pct(0, 0), "0%");
+        assert_eq!(plural(1u32, "channel"), "1 channel");
+        assert_eq!(plural(4u32, "consumer"), "4 consumers");
+        assert_eq!(latency(227.8), "227.8 µs");
+        assert_eq!(latency(1540.0), "1.54 ms");
+        assert_eq!(rate(17_498.0), "17.5k/s");
+    }
+}

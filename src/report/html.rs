@@ -1,0 +1,470 @@
+//! `report.html` for a run and `compare.html` for several: one
+//! self-contained page each (styles and SVG plots inline, no script, no
+//! network; a Content-Security-Policy forbids loading anything), built from
+//! the run directory's files only.
+
+use super::fmt::{latency, number, pct, plural, rate, thousands};
+use super::rows::{columns, SummaryRow};
+use super::rundir::{RunData, Table};
+use std::fmt::Write;
+
+/// Consumers shown in the page's table; `consumers.csv` has them all.
+const CONSUMER_ROWS: usize = 100;
+
+const STYLE: &str = r#"
+:root { --ink: #1d2330; --muted: #5b6474; --line: #dde1e8; --bad: #c62828; --good: #2e7d32; --accent: #1f77b4; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: var(--ink); background: #f6f7f9; }
+main { max-width: 1080px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; min-height: 100vh; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 19px; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
+.sub { color: var(--muted); margin: 0 0 8px; }
+.badge { display: inline-block; padding: 1px 9px; border-radius: 10px; font-size: 13px; font-weight: 600; color: #fff; background: var(--good); }
+.badge.interrupted { background: #ef6c00; } .badge.aborted { background: var(--bad); }
+.story { background: #f0f5fb; border-left: 4px solid var(--accent); padding: 10px 16px; margin: 16px 0; }
+.story p { margin: 4px 0; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(125px, 1fr)); gap: 10px; margin: 16px 0; }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
+.card .k { color: var(--muted); font-size: 13px; } .card .v { font-size: 22px; font-weight: 600; }
+.card .d { color: var(--muted); font-size: 12px; }
+.card.bad .v { color: var(--bad); } .card.good .v { color: var(--good); }
+figure { margin: 8px 0 0; } figure svg { width: 100%; height: auto; display: block; }
+figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
+table { border-collapse: collapse; font-size: 14px; margin: 6px 0; }
+th, td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { background: #f3f4f6; font-weight: 600; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr.loss td { background: #fdecea; }
+.cols { columns: 2 340px; column-gap: 28px; } .cols table { width: 100%; }
+code, pre { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; font-size: 13px; }
+pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; overflow-x: auto; }
+details summary { cursor: pointer; color: var(--accent); margin: 8px 0; }
+.note { color: var(--muted); font-size: 13px; }
+ul.files { columns: 3 200px; padding-left: 18px; }
+footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
+"#;
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// "3", "3–4", "3–4, 7": seconds as ranges.
+fn seconds_list(seconds: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seconds.len() {
+        let mut j = i;
+        while j + 1 < seconds.len() && seconds[j + 1] == seconds[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j { seconds[i].to_string() } else { format!("{}–{}", seconds[i], seconds[j]) });
+        i = j + 1;
+    }
+    if parts.len() > 6 {
+        let n = parts.len() - 5;
+        parts.truncate(5);
+        parts.push(format!("and {n} more"));
+    }
+    parts.join(", ")
+}
+
+/// What the run shows, in a few plain sentences (escaped HTML).
+pub fn findings(run: &RunData) -> Vec<String> {
+    let s = &run.summary;
+    let mut out = Vec::new();
+    if s.status != "ok" {
+        out.push(format!(
+            "<strong>The run {}</strong>{}; the figures cover what was measured until then.",
+            escape(&s.status),
+            if s.reason.is_empty() { String::new() } else { format!(": {}", escape(&s.reason)) }
+        ));
+    }
+    let target = if s.target_rate > 0.0 { format!(" (target {})", rate(s.target_rate)) } else { String::new() };
+    out.push(format!(
+        "{} sent {} messages over {} s at {}{target} to {} on {}; {} of {} expected deliveries arrived.",
+        plural(s.producers, "producer"),
+        thousands(s.sent),
+        number(s.duration_s),
+        rate(s.send_rate),
+        plural(s.consumers, "consumer"),
+        plural(s.channels, "channel"),
+        thousands(s.delivered),
+        thousands(s.expected),
+    ));
+    let away: Vec<usize> = (run.timeseries.iter().enumerate())
+        .filter(|(_, t)| t.connected_consumers < s.consumers)
+        .map(|(i, _)| i)
+        .collect();
+    let lossy: Vec<usize> = (run.timeseries.iter().enumerate()).filter(|(_, t)| t.lost > 0).map(|(i, _)| i).collect();
+    if s.lost == 0 {
+        out.push("<strong>Nothing was lost.</strong>".into());
+    } else {
+        let in_outage: u64 = away.iter().map(|&i| run.timeseries[i].lost).sum();
+        let when = match lossy.len() {
+            0 => String::new(),
+            1 => format!(", in second {}", seconds_list(&lossy)),
+            _ => format!(", in seconds {}", seconds_list(&lossy)),
+        };
+        let mut text = format!(
+            "<strong class=\"bad\">{} deliveries were lost ({} of expected)</strong>{when}.",
+            thousands(s.lost),
+            pct(s.lost, s.expected)
+        );
+        if !away.is_empty() {
+            let fewest = away.iter().map(|&i| run.timeseries[i].connected_consumers).min().unwrap_or(0);
+            let _ = write!(
+                text,
+                " Consumers were disconnected in {} {} (as few as {fewest} of {} connected); {} of the loss \
+                 falls in those seconds.",
+                if away.len() == 1 { "second" } else { "seconds" },
+                seconds_list(&away),
+                s.consumers,
+                pct(in_outage, s.lost)
+            );
+        }
+        if s.reached < s.expected {
+            let _ = write!(
+                text,
+                " PUBLISH reached {} subscribers: Redis had nobody to send {} of those deliveries to.",
+                thousands(s.reached),
+                thousands(s.expected - s.reached)
+            );
+        }
+        out.push(text);
+    }
+    if s.duplicates > 0 || s.out_of_order > 0 {
+        out.push(format!(
+            "{} duplicate and {} out-of-order deliveries.",
+            thousands(s.duplicates),
+            thousands(s.out_of_order)
+        ));
+    }
+    if s.delivered > 0 {
+        let worst = run
+            .timeseries
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.delivered > 0)
+            .max_by(|a, b| a.1.p99_us.partial_cmp(&b.1.p99_us).unwrap_or(std::cmp::Ordering::Equal));
+        let mut text = format!(
+            "Latency from the intended send time: p50 {}, p99 {}, p99.9 {}, max {} \
+             (from the actual send time, what a closed-loop tool would report: p99 {}).",
+            latency(s.p50_us),
+            latency(s.p99_us),
+            latency(s.p999_us),
+            latency(s.max_us),
+            latency(s.raw_p99_us)
+        );
+        if let Some((i, t)) = worst.filter(|_| run.timeseries.len() > 1) {
+            let _ = write!(text, " The worst second was second {i}, with p99 {}.", latency(t.p99_us));
+        }
+        out.push(text);
+    }
+    out
+}
+
+fn head(title: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n",
+        escape(title)
+    )
+}
+
+fn foot(rebuild: &str) -> String {
+    format!(
+        "<footer>Written by eventbench {}. Rebuild with <code>{}</code>.</footer>\n</main>\n</body>\n</html>\n",
+        env!("CARGO_PKG_VERSION"),
+        escape(rebuild)
+    )
+}
+
+/// A table of strings; cells that parse as numbers are right-aligned and grouped.
+fn table(out: &mut String, header: &[String], rows: &[Vec<String>], highlight: impl Fn(usize) -> bool) {
+    out.push_str("<table>\n<thead><tr>");
+    let numeric: Vec<bool> = (0..header.len())
+        .map(|c| !rows.is_empty() && rows.iter().all(|r| r.get(c).is_some_and(|v| v.parse::<f64>().is_ok())))
+        .collect();
+    for (c, h) in header.iter().enumerate() {
+        let class = if numeric[c] { " class=\"n\"" } else { "" };
+        let _ = write!(out, "<th{class}>{}</th>", escape(h));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for (i, row) in rows.iter().enumerate() {
+        out.push_str(if highlight(i) { "<tr class=\"loss\">" } else { "<tr>" });
+        for (c, cell) in row.iter().enumerate() {
+            match cell.parse::<f64>() {
+                Ok(v) if numeric.get(c) == Some(&true) => {
+                    let _ = write!(out, "<td class=\"n\">{}</td>", number(v));
+                }
+                _ => {
+                    let _ = write!(out, "<td>{}</td>", escape(cell));
+                }
+            }
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+/// Rows of a serializable struct as strings, through the CSV writer so the
+/// page shows exactly what the file holds.
+fn cells<T: serde::Serialize>(rows: &[T]) -> Vec<Vec<String>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in rows {
+        w.serialize(r).expect("row structs serialize");
+    }
+    let bytes = w.into_inner().expect("in-memory writer");
+    let mut r = csv::Reader::from_reader(bytes.as_slice());
+    r.records().map(|rec| rec.expect("our own CSV").iter().map(str::to_owned).collect()).collect()
+}
+
+fn card(out: &mut String, key: &str, value: &str, detail: &str, class: &str) {
+    let _ = writeln!(
+        out,
+        "<div class=\"card {class}\"><div class=\"k\">{}</div><div class=\"v\">{}</div><div class=\"d\">{}</div></div>",
+        escape(key),
+        escape(value),
+        escape(detail)
+    );
+}
+
+/// Inline SVG, without anything before its `<svg` tag.
+fn inline_svg(svg: &str) -> &str {
+    svg.find("<svg").map_or(svg, |i| &svg[i..])
+}
+
+/// The page of one run, with the SVGs written beside it inlined.
+pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String {
+    let s = &run.summary;
+    let mut out = head(&format!("eventbench · {}", s.run_id));
+    let _ = writeln!(out, "<h1>{}</h1>", escape(run.name()));
+    let started = run
+        .hlog
+        .start
+        .map(|t| format!(" · measured from {}", humantime::format_rfc3339_seconds(t)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "<p class=\"sub\"><span class=\"badge {status}\">{status}</span> {} · {} · {} → {} → {} · {} B \
+         messages{started}</p>",
+        escape(&s.run_id),
+        escape(&s.transport),
+        plural(s.producers, "producer"),
+        plural(s.channels, "channel"),
+        plural(s.consumers, "consumer"),
+        s.payload_bytes,
+        status = escape(&s.status),
+    );
+    if let Some(d) = &run.description {
+        let _ = writeln!(out, "<p>{}</p>", escape(d));
+    }
+    out.push_str("<div class=\"story\">\n");
+    for f in findings(run) {
+        let _ = writeln!(out, "<p>{f}</p>");
+    }
+    out.push_str("</div>\n<div class=\"cards\">\n");
+    card(&mut out, "sent", &thousands(s.sent), &format!("{} · target {}", rate(s.send_rate), rate(s.target_rate)), "");
+    card(&mut out, "delivered", &thousands(s.delivered), &format!("of {} expected", thousands(s.expected)), "");
+    let lost_class = if s.lost > 0 { "bad" } else { "good" };
+    card(&mut out, "lost", &thousands(s.lost), &format!("{} of expected", pct(s.lost, s.expected)), lost_class);
+    card(&mut out, "p50 latency", &latency(s.p50_us), "from intended send time", "");
+    card(&mut out, "p99 latency", &latency(s.p99_us), &format!("raw {}", latency(s.raw_p99_us)), "");
+    card(&mut out, "p99.9 latency", &latency(s.p999_us), "", "");
+    card(&mut out, "max latency", &latency(s.max_us), &format!("raw {}", latency(s.raw_max_us)), "");
+    out.push_str("</div>\n");
+
+    let _ = writeln!(
+        out,
+        "<h2>Second by second</h2>\n<figure>{}<figcaption>Each message counts in the second it was due to be \
+         sent, so a loss lines up with the outage that caused it. Shaded: seconds in which fewer than {} consumers \
+         were subscribed. <a href=\"timeline.svg\">timeline.svg</a></figcaption></figure>",
+        inline_svg(timeline_svg),
+        s.consumers
+    );
+    let _ = writeln!(
+        out,
+        "<h2>Latency by percentile</h2>\n<figure>{}<figcaption>Each step to the right adds a 9 (90%, 99%, 99.9%, \
+         …). Corrected: from each message's intended send time, so a stall counts for every message it delayed \
+         (from <a href=\"latency.hlog\">latency.hlog</a>). Raw: from the actual send time, as a closed-loop tool \
+         would measure (from <a href=\"latency.csv\">latency.csv</a>). <a href=\"latency.svg\">latency.svg</a>\
+         </figcaption></figure>",
+        inline_svg(latency_svg)
+    );
+
+    out.push_str("<h2>Summary</h2>\n<div class=\"cols\">\n");
+    let names = columns(s);
+    let values = cells(std::slice::from_ref(s)).remove(0);
+    let rows: Vec<Vec<String>> = names.into_iter().zip(values).map(|(k, v)| vec![k, v]).collect();
+    table(&mut out, &["column".into(), "value".into()], &rows, |_| false);
+    out.push_str(
+        "</div>\n<p class=\"note\">Units are in the column names: <code>_us</code> microseconds, \
+                  <code>_s</code> seconds, <code>_bytes</code> bytes; rates are per second. From \
+                  <a href=\"summary.csv\">summary.csv</a>.</p>\n",
+    );
+
+    out.push_str("<h2>Latency percentiles</h2>\n");
+    let header = columns(&super::rows::LatencyRow::default());
+    table(&mut out, &header, &cells(&run.latency), |_| false);
+
+    let _ = writeln!(out, "<h2>Consumers</h2>");
+    let shown = &run.consumers[..run.consumers.len().min(CONSUMER_ROWS)];
+    let header = columns(&super::rows::ConsumerRow::default());
+    table(&mut out, &header, &cells(shown), |i| shown[i].lost > 0);
+    if shown.len() < run.consumers.len() {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">The first {} of {} consumers; all are in <a href=\"consumers.csv\">consumers.csv</a>.</p>",
+            shown.len(),
+            run.consumers.len()
+        );
+    }
+    if let Some(events) = &run.events {
+        events_section(&mut out, events);
+    }
+
+    out.push_str("<h2>Per second</h2>\n<details><summary>Show the table of timeseries.csv</summary>\n");
+    let header = columns(&super::rows::TimeseriesRow::default());
+    table(&mut out, &header, &cells(&run.timeseries), |i| {
+        run.timeseries[i].lost > 0 || run.timeseries[i].connected_consumers < s.consumers
+    });
+    out.push_str("</details>\n");
+
+    let _ = writeln!(
+        out,
+        "<h2>Scenario</h2>\n<pre>{}</pre>\n<p class=\"note\">Repeat this run with \
+         <code>eventbench run {}/scenario.toml</code>.</p>",
+        escape(run.scenario_toml.trim_end()),
+        escape(&run.dir.display().to_string())
+    );
+
+    out.push_str("<h2>Files</h2>\n<ul class=\"files\">\n");
+    let mut files = vec!["summary.csv", "latency.csv", "timeseries.csv", "consumers.csv"];
+    if run.events.is_some() {
+        files.push("events.csv");
+    }
+    files.extend(["latency.hlog", "scenario.toml", "timeline.svg", "latency.svg"]);
+    for f in files {
+        let _ = writeln!(out, "<li><a href=\"{f}\">{f}</a></li>");
+    }
+    out.push_str("</ul>\n");
+    out.push_str(&foot(&format!("eventbench report {}", run.dir.display())));
+    out
+}
+
+fn events_section(out: &mut String, events: &Table) {
+    let _ = writeln!(out, "<h2>Events</h2>");
+    if events.rows.is_empty() {
+        out.push_str("<p class=\"note\">None.</p>\n");
+    } else {
+        table(out, &events.header, &events.rows, |_| false);
+    }
+}
+
+/// The comparison page; `links[i]` is the relative path to run `i`'s `report.html`.
+pub fn compare_page(
+    runs: &[RunData],
+    labels: &[String],
+    links: &[String],
+    timeline_svg: &str,
+    latency_svg: &str,
+) -> String {
+    let title = labels.join(" vs ");
+    let mut out = head(&format!("eventbench · {title}"));
+    let _ = writeln!(out, "<h1>{}</h1>", escape(&title));
+    let _ = writeln!(out, "<p class=\"sub\">{} runs side by side; every row of <a href=\"runs.csv\">runs.csv</a> is one run's summary.csv.</p>", runs.len());
+
+    type Metric = (&'static str, fn(&SummaryRow) -> String);
+    let metrics: &[Metric] = &[
+        ("status", |s| s.status.clone()),
+        ("transport", |s| s.transport.clone()),
+        ("producers → consumers", |s| format!("{} → {}", s.producers, s.consumers)),
+        ("channels", |s| s.channels.to_string()),
+        ("payload", |s| format!("{} B", s.payload_bytes)),
+        ("duration", |s| format!("{} s", number(s.duration_s))),
+        ("target rate", |s| if s.target_rate > 0.0 { rate(s.target_rate) } else { "unlimited".into() }),
+        ("send rate", |s| rate(s.send_rate)),
+        ("sent", |s| thousands(s.sent)),
+        ("expected", |s| thousands(s.expected)),
+        ("delivered", |s| thousands(s.delivered)),
+        ("lost", |s| format!("{} ({})", thousands(s.lost), pct(s.lost, s.expected))),
+        ("duplicates", |s| thousands(s.duplicates)),
+        ("out of order", |s| thousands(s.out_of_order)),
+        ("delivery rate", |s| rate(s.delivery_rate)),
+        ("p50", |s| latency(s.p50_us)),
+        ("p90", |s| latency(s.p90_us)),
+        ("p99", |s| latency(s.p99_us)),
+        ("p99.9", |s| latency(s.p999_us)),
+        ("max", |s| latency(s.max_us)),
+        ("raw p99", |s| latency(s.raw_p99_us)),
+    ];
+    out.push_str("<table>\n<thead><tr><th></th>");
+    for l in labels {
+        let _ = write!(out, "<th class=\"n\">{}</th>", escape(l));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    let any_loss = runs.iter().any(|r| r.summary.lost > 0);
+    for (name, f) in metrics {
+        out.push_str(if *name == "lost" && any_loss { "<tr class=\"loss\">" } else { "<tr>" });
+        let _ = write!(out, "<th>{}</th>", escape(name));
+        for r in runs {
+            let _ = write!(out, "<td class=\"n\">{}</td>", escape(&f(&r.summary)));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("<tr><th>run</th>");
+    for (r, link) in runs.iter().zip(links) {
+        let _ = write!(out, "<td class=\"n\"><a href=\"{}\">{}</a></td>", escape(link), escape(&r.summary.run_id));
+    }
+    out.push_str("</tr>\n</tbody>\n</table>\n");
+
+    let _ = writeln!(
+        out,
+        "<h2>Second by second</h2>\n<figure>{}<figcaption>Solid: delivered per second; dashed: expected. Shaded: \
+         seconds in which some of that run's consumers were away. <a href=\"compare-timeline.svg\">compare-timeline.svg</a>\
+         </figcaption></figure>",
+        inline_svg(timeline_svg)
+    );
+    let _ = writeln!(
+        out,
+        "<h2>Latency by percentile</h2>\n<figure>{}<figcaption>From the intended send time; each step to the right adds \
+         a 9. <a href=\"compare-latency.svg\">compare-latency.svg</a></figcaption></figure>",
+        inline_svg(latency_svg)
+    );
+    for (run, label) in runs.iter().zip(labels) {
+        let _ = writeln!(out, "<h2>{}</h2>\n<div class=\"story\">", escape(label));
+        for f in findings(run) {
+            let _ = writeln!(out, "<p>{f}</p>");
+        }
+        out.push_str("</div>\n");
+    }
+    let dirs: Vec<String> = runs.iter().map(|r| r.dir.display().to_string()).collect();
+    out.push_str(&foot(&format!("eventbench report {}", dirs.join(" "))));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_helpers() {
+        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(seconds_list(&[3, 4, 7]), "3–4, 7");
+        assert_eq!(seconds_list(&[1, 3, 5, 7, 9, 11, 13]), "1, 3, 5, 7, 9, and 2 more");
+    }
+}

@@ -1,0 +1,795 @@
+//! SVG plots, drawn with plotters' SVG backend only: text is emitted as SVG
+//! `<text>` and left to the browser's fonts, so no system font library is
+//! needed. Every plot is built from a [`RunData`] (the run directory's
+//! files), so a run's plots and `eventbench report`'s are the same.
+//!
+//! - [`latency`]: the percentile spectrum, x = -log10(1 - p) (90%, 99%,
+//!   99.9%, ... evenly spaced), y = latency on a log scale, corrected and raw.
+//! - [`timeline`]: per second of send time, rates, lost deliveries, latency
+//!   and (Streams) backlog, with the seconds some consumers were away shaded.
+//! - [`compare_latency`], [`compare_timeline`]: the same, one colour per run.
+
+use super::rundir::RunData;
+use crate::stats::summary::us;
+use anyhow::{anyhow, Result};
+use hdrhistogram::Histogram;
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::ops::Range;
+
+const WIDTH: u32 = 1000;
+const SPECTRUM_HEIGHT: u32 = 520;
+const PANEL_HEIGHT: u32 = 220;
+const FONT: &str = "sans-serif";
+
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const GREEN: RGBColor = RGBColor(44, 160, 44);
+const RED: RGBColor = RGBColor(214, 39, 40);
+const PURPLE: RGBColor = RGBColor(148, 103, 189);
+const GREY: RGBColor = RGBColor(127, 127, 127);
+const TEAL: RGBColor = RGBColor(23, 190, 207);
+const BROWN: RGBColor = RGBColor(140, 86, 75);
+/// One colour per run in comparisons.
+const RUN_COLOURS: [RGBColor; 6] = [BLUE, ORANGE, GREEN, PURPLE, BROWN, TEAL];
+/// Shading of the seconds when consumers were away.
+const OUTAGE: RGBColor = RGBColor(230, 85, 13);
+
+fn run_colour(i: usize) -> RGBColor {
+    RUN_COLOURS[i % RUN_COLOURS.len()]
+}
+
+/// An axis label for a latency in µs: `250 µs`, `1.5 ms`, `2 s` (no trailing zeros).
+fn fmt_latency(us: f64) -> String {
+    let (v, unit) = if us >= 1e6 {
+        (us / 1e6, "s")
+    } else if us >= 1e3 {
+        (us / 1e3, "ms")
+    } else {
+        (us, "µs")
+    };
+    let digits = if v >= 100.0 || v == v.round() {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{v:.digits$}");
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.').to_string() } else { text };
+    format!("{text} {unit}")
+}
+
+/// A count with a k/M suffix for axis labels.
+fn fmt_count(v: f64) -> String {
+    let a = v.abs();
+    let (v, suffix) = if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let text = format!("{v:.1}");
+    format!("{}{suffix}", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// The percentile at x = -log10(1 - p): 0 → 0%, 1 → 90%, 3 → 99.9%.
+fn fmt_percentile(x: &f64) -> String {
+    let p = 100.0 * (1.0 - 10f64.powf(-x));
+    let text = format!("{p:.6}");
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+/// A line to draw: its points are (x, y) in the panel's units.
+struct Curve {
+    label: String,
+    colour: RGBColor,
+    dashed: bool,
+    width: u32,
+    points: Vec<(f64, f64)>,
+}
+
+/// The spectrum of a histogram, sampled evenly on the percentile axis up to
+/// the last sample (x = log10(count)), where the maximum sits.
+fn spectrum_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let end = (h.len() as f64).log10();
+    let mut points: Vec<(f64, f64)> = (0..)
+        .map(|i| i as f64 * 0.02)
+        .take_while(|&x| x < end)
+        .map(|x| (x, us(h.value_at_quantile(1.0 - 10f64.powf(-x)))))
+        .collect();
+    points.push((end, us(h.max())));
+    points
+}
+
+/// The raw (actual send time) spectrum: `latency.csv` keeps it at fixed
+/// percentiles only, so it is drawn through those, with 100% at `end`.
+fn raw_points(run: &RunData, end: f64) -> Vec<(f64, f64)> {
+    run.latency
+        .iter()
+        .map(|r| (if r.percentile >= 100.0 { end } else { -(1.0 - r.percentile / 100.0).log10() }, r.raw_latency_us))
+        .filter(|&(x, _)| x <= end)
+        .collect()
+}
+
+/// The log10 range of a latency axis: from the decade below the data to a
+/// little above it, so the legend stays off the curves.
+fn decades(curves: &[Curve], headroom: f64) -> (f64, f64) {
+    let ys = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)).filter(|&y| y > 0.0);
+    let (lo, hi) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
+    if lo > hi {
+        return (0.0, 3.0);
+    }
+    let lo = lo.log10().floor();
+    let hi = (hi.log10() + headroom).max(lo + 1.0);
+    (lo, hi)
+}
+
+/// An f64 axis with ticks we choose (plotters' own key-point wrapper cannot
+/// take a custom label formatter).
+#[derive(Clone)]
+struct Ticked {
+    range: Range<f64>,
+    /// Labelled ticks and grid lines.
+    bold: Vec<f64>,
+    /// Fainter grid lines only.
+    light: Vec<f64>,
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        let span = self.range.end - self.range.start;
+        let f = if span > 0.0 { (value - self.range.start) / span } else { 0.0 };
+        limit.0 + (f * (limit.1 - limit.0) as f64).round() as i32
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            self.light.clone()
+        } else {
+            self.bold.clone()
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.range.clone()
+    }
+}
+
+/// A linear axis from 0 to `hi` with about five ticks at 1, 2 or 5 × 10^k.
+fn linear_axis(hi: f64) -> Ticked {
+    let raw = hi / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|&s| s >= raw).unwrap_or(magnitude * 10.0);
+    let bold = (0..).map(|i| i as f64 * step).take_while(|&v| v <= hi).collect();
+    Ticked { range: 0.0..hi, bold, light: Vec::new() }
+}
+
+/// The y axis of a latency plot: log10(µs) with labels at each decade, and
+/// at 2 and 5 too when the axis spans at most `dense_up_to` decades.
+fn latency_axis(lo: f64, hi: f64, dense_up_to: f64) -> Ticked {
+    let mut bold = Vec::new();
+    let mut light = Vec::new();
+    for d in lo as i32..=hi as i32 {
+        for m in 1..10 {
+            let v = (m as f64).log10() + d as f64;
+            if v > hi + 1e-9 {
+                break;
+            }
+            let dense = hi - lo <= dense_up_to && (m == 2 || m == 5);
+            if m == 1 || dense {
+                bold.push(v);
+            } else {
+                light.push(v);
+            }
+        }
+    }
+    Ticked { range: lo..hi, bold, light }
+}
+
+fn fmt_log_latency(v: &f64) -> String {
+    fmt_latency(10f64.powf(*v))
+}
+
+/// Draws the spectrum of `curves` (y in µs).
+fn spectrum_svg(title: &str, curves: &[Curve]) -> Result<String> {
+    let end = curves.iter().flat_map(|c| c.points.last()).map(|p| p.0).fold(0.0, f64::max);
+    let max_x = end.ceil().clamp(2.0, 9.0);
+    let (lo, hi) = decades(curves, 0.35);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, SPECTRUM_HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let x_axis =
+            Ticked { range: 0.0..max_x, bold: (0..=max_x as usize).map(|x| x as f64).collect(), light: vec![] };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 20))
+            .margin(12)
+            .margin_right(36)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x_axis, latency_axis(lo, hi, 3.0))
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile (log scale: each step adds a 9)")
+            .y_desc("latency (log scale)")
+            .x_label_formatter(&fmt_percentile)
+            .y_label_formatter(&fmt_log_latency)
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .bold_line_style(RGBColor(205, 205, 205))
+            .draw()
+            .map_err(plot_error)?;
+        for c in curves {
+            let points = c.points.iter().filter(|p| p.1 > 0.0).map(|&(x, y)| (x, y.log10().clamp(lo, hi))).collect();
+            draw_curve(&mut chart, &Curve { label: c.label.clone(), points, ..*c })?;
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Ticked, Ticked>>;
+
+/// Draws a curve; a labelled one also gets an entry in the chart's legend.
+fn draw_curve<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, c: &Curve) -> Result<()> {
+    let style = c.colour.stroke_width(c.width);
+    let points = c.points.iter().copied();
+    let legend_style = style;
+    let drawn = if c.dashed {
+        chart.draw_series(DashedLineSeries::new(points, 7, 5, style)).map_err(plot_error)?
+    } else {
+        chart.draw_series(LineSeries::new(points, style)).map_err(plot_error)?
+    };
+    if !c.label.is_empty() {
+        let dashed = c.dashed;
+        drawn.label(c.label.clone()).legend(move |(x, y)| {
+            let to = if dashed { x + 10 } else { x + 22 };
+            PathElement::new(vec![(x, y), (to, y)], legend_style)
+        });
+    }
+    Ok(())
+}
+
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(190, 190, 190))
+        .label_font((FONT, 14))
+        .draw()
+        .map_err(plot_error)
+}
+
+fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing a plot: {e:?}")
+}
+
+/// `latency.svg`: the percentile spectrum of one run, corrected and raw.
+pub fn latency(run: &RunData) -> Result<String> {
+    let corrected = spectrum_points(&run.hlog.merged());
+    let end = corrected.last().map_or(0.0, |p| p.0);
+    let curves = [
+        Curve {
+            label: "from intended send time (corrected)".into(),
+            colour: BLUE,
+            dashed: false,
+            width: 2,
+            points: corrected,
+        },
+        Curve {
+            label: "from actual send time (raw, closed-loop view)".into(),
+            colour: GREY,
+            dashed: true,
+            width: 2,
+            points: raw_points(run, end),
+        },
+    ];
+    spectrum_svg(&format!("Latency by percentile: {}", run.name()), &curves)
+}
+
+/// `compare-latency.svg`: the corrected spectra of several runs.
+pub fn compare_latency(runs: &[RunData], labels: &[String]) -> Result<String> {
+    let curves: Vec<Curve> = runs
+        .iter()
+        .zip(labels)
+        .enumerate()
+        .map(|(i, (run, label))| Curve {
+            label: label.clone(),
+            colour: run_colour(i),
+            dashed: false,
+            width: 2,
+            points: spectrum_points(&run.hlog.merged()),
+        })
+        .collect();
+    spectrum_svg("Latency by percentile, from the intended send time", &curves)
+}
+
+/// How a panel draws its series.
+#[derive(Clone, Copy, PartialEq)]
+enum Look {
+    Line,
+    Dashed,
+    /// Bars per second, `slot` of `of` side by side.
+    Bars {
+        slot: usize,
+        of: usize,
+    },
+}
+
+/// One series of a timeline panel: a value per second.
+struct Series {
+    label: String,
+    colour: RGBColor,
+    look: Look,
+    /// `None` where the second has no value (e.g. no latency without deliveries).
+    values: Vec<Option<f64>>,
+}
+
+/// A horizontal strip of the timeline sharing the x axis (seconds).
+struct Panel {
+    y_desc: String,
+    /// Latency panels: log10(µs) axis.
+    latency: bool,
+    series: Vec<Series>,
+    /// Shown when every value is zero, so "nothing" is said, not guessed.
+    when_empty: Option<&'static str>,
+}
+
+/// Seconds to shade, `[from, to)`, in the colour of their run.
+struct Band {
+    from: f64,
+    to: f64,
+    colour: RGBColor,
+}
+
+/// Consecutive seconds where fewer consumers than configured were connected.
+fn outage_bands(run: &RunData, colour: RGBColor) -> Vec<Band> {
+    let mut bands: Vec<Band> = Vec::new();
+    for (s, row) in run.timeseries.iter().enumerate() {
+        if row.connected_consumers >= run.summary.consumers {
+            continue;
+        }
+        match bands.last_mut() {
+            Some(b) if b.to == s as f64 => b.to += 1.0,
+            _ => bands.push(Band { from: s as f64, to: s as f64 + 1.0, colour }),
+        }
+    }
+    bands
+}
+
+/// Length of each second of the run (the last may be partial), from the log.
+fn second_lengths(run: &RunData) -> Vec<f64> {
+    (0..run.timeseries.len()).map(|s| run.hlog.intervals.get(s).map_or(1.0, |i| i.length_s).max(1e-3)).collect()
+}
+
+fn per_second(run: &RunData, f: impl Fn(&super::rows::TimeseriesRow) -> f64) -> Vec<Option<f64>> {
+    run.timeseries.iter().zip(second_lengths(run)).map(|(r, len)| Some(f(r) / len)).collect()
+}
+
+fn latency_series(run: &RunData, f: impl Fn(&super::rows::TimeseriesRow) -> f64) -> Vec<Option<f64>> {
+    run.timeseries.iter().map(|r| Some(f(r)).filter(|&v| r.delivered > 0 && v > 0.0)).collect()
+}
+
+/// `timeline.svg`: one run second by second.
+pub fn timeline(run: &RunData) -> Result<String> {
+    let mut panels = vec![
+        Panel {
+            y_desc: "messages per second".into(),
+            latency: false,
+            series: vec![
+                Series {
+                    label: "expected deliveries/s".into(),
+                    colour: GREY,
+                    look: Look::Dashed,
+                    values: per_second(run, |r| (r.delivered + r.lost) as f64),
+                },
+                Series {
+                    label: "delivered/s".into(),
+                    colour: BLUE,
+                    look: Look::Line,
+                    values: per_second(run, |r| r.delivered as f64),
+                },
+                Series {
+                    label: "sent/s".into(),
+                    colour: GREEN,
+                    look: Look::Line,
+                    values: per_second(run, |r| r.sent as f64),
+                },
+            ],
+            when_empty: None,
+        },
+        Panel {
+            y_desc: "lost deliveries".into(),
+            latency: false,
+            series: vec![Series {
+                label: "lost (by second due)".into(),
+                colour: RED,
+                look: Look::Bars { slot: 0, of: 1 },
+                values: run.timeseries.iter().map(|r| Some(r.lost as f64)).collect(),
+            }],
+            when_empty: Some("nothing lost"),
+        },
+        Panel {
+            y_desc: "latency (log scale)".into(),
+            latency: true,
+            series: vec![
+                Series {
+                    label: "max".into(),
+                    colour: GREY,
+                    look: Look::Dashed,
+                    values: latency_series(run, |r| r.max_us),
+                },
+                Series {
+                    label: "p99".into(),
+                    colour: PURPLE,
+                    look: Look::Line,
+                    values: latency_series(run, |r| r.p99_us),
+                },
+                Series {
+                    label: "p50".into(),
+                    colour: TEAL,
+                    look: Look::Line,
+                    values: latency_series(run, |r| r.p50_us),
+                },
+            ],
+            when_empty: Some("no deliveries"),
+        },
+    ];
+    if let Some(backlog) = &run.backlog {
+        panels.push(backlog_panel(vec![Series {
+            label: "backlog".into(),
+            colour: ORANGE,
+            look: Look::Line,
+            values: backlog.iter().map(|&v| Some(v)).collect(),
+        }]));
+    }
+    let bands = outage_bands(run, OUTAGE);
+    let band_label = (!bands.is_empty()).then(|| "consumers disconnected".to_string());
+    timeline_svg(
+        &format!("Timeline: {} (by second each message was due)", run.name()),
+        run.timeseries.len(),
+        &panels,
+        &bands,
+        band_label.into_iter().map(|l| (l, OUTAGE)).collect(),
+    )
+}
+
+fn backlog_panel(series: Vec<Series>) -> Panel {
+    Panel { y_desc: "backlog (entries not acked)".into(), latency: false, series, when_empty: Some("no backlog") }
+}
+
+/// `compare-timeline.svg`: several runs second by second, one colour each.
+pub fn compare_timeline(runs: &[RunData], labels: &[String]) -> Result<String> {
+    let n = runs.len();
+    let each = |f: &dyn Fn(usize, &RunData, &String) -> Vec<Series>| -> Vec<Series> {
+        runs.iter().zip(labels).enumerate().flat_map(|(i, (r, l))| f(i, r, l)).collect()
+    };
+    let mut panels = vec![
+        Panel {
+            y_desc: "deliveries per second".into(),
+            latency: false,
+            series: each(&|i, r, l| {
+                vec![
+                    Series {
+                        label: format!("{l}: delivered/s"),
+                        colour: run_colour(i),
+                        look: Look::Line,
+                        values: per_second(r, |t| t.delivered as f64),
+                    },
+                    Series {
+                        label: format!("{l}: expected/s"),
+                        colour: run_colour(i),
+                        look: Look::Dashed,
+                        values: per_second(r, |t| (t.delivered + t.lost) as f64),
+                    },
+                ]
+            }),
+            when_empty: None,
+        },
+        Panel {
+            y_desc: "lost deliveries".into(),
+            latency: false,
+            series: each(&|i, r, l| {
+                vec![Series {
+                    label: format!("{l}: lost"),
+                    colour: run_colour(i),
+                    look: Look::Bars { slot: i, of: n },
+                    values: r.timeseries.iter().map(|t| Some(t.lost as f64)).collect(),
+                }]
+            }),
+            when_empty: Some("nothing lost"),
+        },
+        Panel {
+            y_desc: "p99 latency (log scale)".into(),
+            latency: true,
+            series: each(&|i, r, l| {
+                vec![Series {
+                    label: format!("{l}: p99"),
+                    colour: run_colour(i),
+                    look: Look::Line,
+                    values: latency_series(r, |t| t.p99_us),
+                }]
+            }),
+            when_empty: Some("no deliveries"),
+        },
+    ];
+    if runs.iter().any(|r| r.backlog.is_some()) {
+        panels.push(backlog_panel(each(&|i, r, l| {
+            r.backlog
+                .iter()
+                .map(|b| Series {
+                    label: format!("{l}: backlog"),
+                    colour: run_colour(i),
+                    look: Look::Line,
+                    values: b.iter().map(|&v| Some(v)).collect(),
+                })
+                .collect()
+        })));
+    }
+    let mut bands = Vec::new();
+    let mut band_labels = Vec::new();
+    for (i, (run, label)) in runs.iter().zip(labels).enumerate() {
+        let b = outage_bands(run, run_colour(i));
+        if !b.is_empty() {
+            band_labels.push((format!("{label}: consumers disconnected"), run_colour(i)));
+        }
+        bands.extend(b);
+    }
+    let seconds = runs.iter().map(|r| r.timeseries.len()).max().unwrap_or(0);
+    timeline_svg("Timeline, by second each message was due", seconds, &panels, &bands, band_labels)
+}
+
+/// Draws stacked panels over `seconds` with shaded `bands`.
+fn timeline_svg(
+    title: &str,
+    seconds: usize,
+    panels: &[Panel],
+    bands: &[Band],
+    band_labels: Vec<(String, RGBColor)>,
+) -> Result<String> {
+    let height = 50 + PANEL_HEIGHT * panels.len() as u32;
+    let longest = panels
+        .iter()
+        .flat_map(|p| p.series.iter().map(|s| s.label.chars().count()))
+        .chain(band_labels.iter().map(|(l, _)| l.chars().count()))
+        .max()
+        .unwrap_or(0);
+    let legend_width = (longest as u32 * 7 + 56).clamp(150, 360);
+    let max_x = seconds.max(1) as f64;
+    let step = (seconds as f64 / 15.0).ceil().max(1.0) as usize;
+    let ticks: Vec<f64> = (0..=seconds.max(1)).step_by(step).map(|s| s as f64).collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let body = root.titled(title, (FONT, 20)).map_err(plot_error)?;
+        let areas = body.split_evenly((panels.len(), 1));
+        for (p, (panel, area)) in panels.iter().zip(&areas).enumerate() {
+            let last = p + 1 == panels.len();
+            // Legends stand right of the plots, where they hide no data.
+            let (area, side) = area.split_horizontally(WIDTH - legend_width);
+            let mut entries: Vec<(String, Mark)> = Vec::new();
+            if p == 0 {
+                entries.extend(band_labels.iter().map(|(l, c)| (l.clone(), Mark::Shade(*c))));
+            }
+            entries.extend(panel.series.iter().map(|s| (s.label.clone(), Mark::of(s))));
+            draw_legend(&side, &entries)?;
+            let x_axis = || Ticked { range: 0.0..max_x, bold: ticks.clone(), light: vec![] };
+            let mut builder = ChartBuilder::on(&area);
+            builder.margin_left(12).margin_right(12).margin_top(8).y_label_area_size(80);
+            builder.x_label_area_size(if last { 48 } else { 26 });
+            if panel.latency {
+                let curves: Vec<Curve> = panel
+                    .series
+                    .iter()
+                    .map(|s| Curve {
+                        label: String::new(),
+                        colour: s.colour,
+                        dashed: false,
+                        width: 1,
+                        points: s.values.iter().flatten().map(|&v| (0.0, v)).collect(),
+                    })
+                    .collect();
+                let (lo, hi) = decades(&curves, 0.15);
+                let mut chart = builder.build_cartesian_2d(x_axis(), latency_axis(lo, hi, 1.6)).map_err(plot_error)?;
+                let to_y = move |v: f64| v.log10().clamp(lo, hi);
+                draw_panel(&mut chart, panel, bands, last, lo, &fmt_log_latency, to_y)?;
+            } else {
+                let top = panel.series.iter().flat_map(|s| s.values.iter().flatten()).fold(0.0f64, |a, &b| a.max(b));
+                let hi = if top > 0.0 { top * 1.15 } else { 1.0 };
+                let mut chart = builder.build_cartesian_2d(x_axis(), linear_axis(hi)).map_err(plot_error)?;
+                draw_panel(&mut chart, panel, bands, last, 0.0, &|v: &f64| fmt_count(*v), |v| v)?;
+            }
+        }
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+/// How a legend entry is drawn.
+#[derive(Clone, Copy)]
+enum Mark {
+    Line(RGBColor),
+    Dashed(RGBColor),
+    Bar(RGBColor),
+    /// A shaded span of seconds.
+    Shade(RGBColor),
+}
+
+impl Mark {
+    fn of(s: &Series) -> Mark {
+        match s.look {
+            Look::Line => Mark::Line(s.colour),
+            Look::Dashed => Mark::Dashed(s.colour),
+            Look::Bars { .. } => Mark::Bar(s.colour),
+        }
+    }
+}
+
+/// A legend in its own area: one line per entry, mark then label.
+fn draw_legend(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, entries: &[(String, Mark)]) -> Result<()> {
+    for (i, (label, mark)) in entries.iter().enumerate() {
+        let y = 22 + i as i32 * 19;
+        let (x0, x1) = (8, 32);
+        match *mark {
+            Mark::Line(c) => area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(2))),
+            Mark::Dashed(c) => {
+                let style = c.stroke_width(2);
+                area.draw(&PathElement::new(vec![(x0, y), (x0 + 9, y)], style))
+                    .and_then(|_| area.draw(&PathElement::new(vec![(x0 + 15, y), (x1, y)], style)))
+            }
+            Mark::Bar(c) => area.draw(&Rectangle::new([(x0 + 4, y - 6), (x1 - 4, y + 6)], c.filled())),
+            Mark::Shade(c) => area.draw(&Rectangle::new([(x0, y - 7), (x1, y + 7)], c.mix(0.2).filled())),
+        }
+        .map_err(plot_error)?;
+        let style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&Text::new(label.clone(), (x1 + 8, y), style)).map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+fn draw_panel<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    panel: &Panel,
+    bands: &[Band],
+    last: bool,
+    floor: f64,
+    y_format: &dyn Fn(&f64) -> String,
+    to_y: impl Fn(f64) -> f64,
+) -> Result<()> {
+    let (y0, y1) = {
+        let r = chart.y_range();
+        (r.start, r.end)
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.y_desc(panel.y_desc.as_str())
+        .y_label_formatter(y_format)
+        .x_label_formatter(&|x: &f64| format!("{x:.0}"))
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(215, 215, 215))
+        .y_labels(5);
+    if last {
+        mesh.x_desc("second of the measured phase (s)");
+    }
+    mesh.draw().map_err(plot_error)?;
+
+    chart
+        .draw_series(bands.iter().map(|b| Rectangle::new([(b.from, y0), (b.to, y1)], b.colour.mix(0.13).filled())))
+        .map_err(plot_error)?;
+
+    for s in &panel.series {
+        match s.look {
+            Look::Bars { slot, of } => {
+                let width = 0.8 / of as f64;
+                let bars = s.values.iter().enumerate().filter_map(|(sec, v)| {
+                    let v = (*v)?;
+                    let x = sec as f64 + 0.1 + slot as f64 * width;
+                    (v > 0.0).then(|| Rectangle::new([(x, floor), (x + width, to_y(v))], s.colour.filled()))
+                });
+                chart.draw_series(bars).map_err(plot_error)?;
+                // The count over each bar, so a loss of 3 next to one of 10,000 is still seen.
+                if s.values.len() <= 40 {
+                    let style = TextStyle::from((FONT, 12).into_font())
+                        .color(&s.colour)
+                        .pos(Pos::new(HPos::Center, VPos::Bottom));
+                    let counts = s.values.iter().enumerate().filter_map(|(sec, v)| {
+                        let v = (*v).filter(|&v| v > 0.0)?;
+                        let x = sec as f64 + 0.1 + (slot as f64 + 0.5) * width;
+                        Some(Text::new(super::fmt::thousands(v as u64), (x, to_y(v)), style.clone()))
+                    });
+                    chart.draw_series(counts).map_err(plot_error)?;
+                }
+            }
+            Look::Line | Look::Dashed => {
+                // A gap (a second with no value) breaks the line rather than bridging it.
+                for run in segments(&s.values) {
+                    // Steps, not slopes: each value holds for its whole second.
+                    let points = run
+                        .into_iter()
+                        .flat_map(|(sec, v)| [(sec as f64, to_y(v)), (sec as f64 + 1.0, to_y(v))])
+                        .collect();
+                    let dashed = s.look == Look::Dashed;
+                    draw_curve(chart, &Curve { label: String::new(), colour: s.colour, dashed, width: 2, points })?;
+                }
+            }
+        }
+    }
+    let empty = panel.series.iter().all(|s| s.values.iter().flatten().all(|&v| v == 0.0));
+    if let (true, Some(text)) = (empty, panel.when_empty) {
+        let x = chart.x_range();
+        let at = ((x.start + x.end) / 2.0, y0 + (y1 - y0) / 2.0);
+        chart
+            .draw_series(std::iter::once(Text::new(text, at, (FONT, 16).into_font().color(&GREY))))
+            .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+/// Runs of consecutive seconds that have a value.
+fn segments(values: &[Option<f64>]) -> Vec<Vec<(usize, f64)>> {
+    let mut out: Vec<Vec<(usize, f64)>> = Vec::new();
+    let mut current = Vec::new();
+    for (s, v) in values.iter().enumerate() {
+        match v {
+            Some(v) => current.push((s, *v)),
+            None if !current.is_empty() => out.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_read_like_people_write_them() {
+        assert_eq!(fmt_latency(250.0), "250 µs");
+        assert_eq!(fmt_latency(1540.0), "1.54 ms");
+        assert_eq!(fmt_latency(10_000.0), "10 ms");
+        assert_eq!(fmt_latency(2_000_000.0), "2 s");
+        assert_eq!(fmt_latency(12.5), "12.5 µs");
+        assert_eq!(fmt_percentile(&0.0), "0%");
+        assert_eq!(fmt_percentile(&2.0), "99%");
+        assert_eq!(fmt_percentile(&4.0), "99.99%");
+        assert_eq!(fmt_count(17_500.0), "17.5k");
+        assert_eq!(fmt_count(0.0), "0");
+    }
+
+    #[test]
+    fn spectrum_ends_at_the_maximum() {
+        let mut h = crate::stats::latency_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v * 1000).unwrap();
+        }
+        let p = spectrum_points(&h);
+        assert_eq!(p.last().unwrap().0, 4.0);
+        assert_eq!(p.last().unwrap().1, us(h.max()));
+        assert!(p.windows(2).all(|w| w[0].1 <= w[1].1), "a spectrum never falls");
+    }
+
+    #[test]
+    fn gaps_split_lines() {
+        let s = segments(&[Some(1.0), None, Some(2.0), Some(3.0), None]);
+        assert_eq!(s, vec![vec![(0, 1.0)], vec![(2, 2.0), (3, 3.0)]]);
+    }
+}

@@ -1,0 +1,165 @@
+//! Reads a run directory back: the CSV files, `latency.hlog` and
+//! `scenario.toml` are all the plots and pages need, so `eventbench report`
+//! can rebuild them long after the run, and a run's own report is built the
+//! same way.
+
+use super::hlog::{self, HdrLog};
+use super::rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// A run directory that cannot be reported on; names the file at fault.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("{dir} is not a run directory (no such directory)")]
+    NotADirectory { dir: PathBuf },
+    #[error("cannot read {file}: {message}")]
+    Missing { file: PathBuf, message: String },
+    #[error("{file} is malformed: {message}")]
+    Malformed { file: PathBuf, message: String },
+}
+
+/// A CSV file read without knowing its columns (e.g. `events.csv`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// Everything one run directory holds.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    pub dir: PathBuf,
+    pub summary: SummaryRow,
+    pub latency: Vec<LatencyRow>,
+    pub timeseries: Vec<TimeseriesRow>,
+    /// A per-second `backlog` column of `timeseries.csv`, when the transport
+    /// keeps one (Streams); plotted under the timeline.
+    pub backlog: Option<Vec<f64>>,
+    pub consumers: Vec<ConsumerRow>,
+    /// `events.csv`, when the run wrote one.
+    pub events: Option<Table>,
+    /// `scenario.toml` as written.
+    pub scenario_toml: String,
+    /// Its `description`, if any.
+    pub description: Option<String>,
+    pub hlog: HdrLog,
+}
+
+impl RunData {
+    /// Reads every file of the run in `dir`; the first problem is returned.
+    pub fn load(dir: &Path) -> Result<RunData, LoadError> {
+        if !dir.is_dir() {
+            return Err(LoadError::NotADirectory { dir: dir.into() });
+        }
+        let mut summary: Vec<SummaryRow> = read_csv(&dir.join("summary.csv"))?;
+        if summary.len() != 1 {
+            return Err(malformed(&dir.join("summary.csv"), format!("expected one row, found {}", summary.len())));
+        }
+        let summary = summary.remove(0);
+        let latency = read_csv(&dir.join("latency.csv"))?;
+        let timeseries_path = dir.join("timeseries.csv");
+        let timeseries = read_csv(&timeseries_path)?;
+        let backlog = read_column(&timeseries_path, "backlog")?;
+        let consumers = read_csv(&dir.join("consumers.csv"))?;
+        let events_path = dir.join("events.csv");
+        let events = if events_path.exists() { Some(read_table(&events_path)?) } else { None };
+
+        let scenario_path = dir.join("scenario.toml");
+        let scenario_toml = read_text(&scenario_path)?;
+        let table: toml::Table = toml::from_str(&scenario_toml)
+            .map_err(|e| malformed(&scenario_path, e.message().trim().replace('\n', " ")))?;
+        let description = table.get("description").and_then(|d| d.as_str()).map(str::to_owned);
+
+        let hlog_path = dir.join("latency.hlog");
+        let bytes = std::fs::read(&hlog_path).map_err(|e| missing(&hlog_path, e))?;
+        let hlog = hlog::decode(&bytes).map_err(|e| malformed(&hlog_path, e))?;
+        // The log and the summary must describe the same run.
+        if hlog.count() != summary.delivered {
+            return Err(malformed(
+                &hlog_path,
+                format!("holds {} latencies but summary.csv says delivered = {}", hlog.count(), summary.delivered),
+            ));
+        }
+        Ok(RunData {
+            dir: dir.into(),
+            summary,
+            latency,
+            timeseries,
+            backlog,
+            consumers,
+            events,
+            scenario_toml,
+            description,
+            hlog,
+        })
+    }
+
+    /// The run's name: its id without the timestamp `eventbench run` appends.
+    pub fn name(&self) -> &str {
+        let id = &self.summary.run_id;
+        match id.rsplit_once('-') {
+            Some((name, stamp)) if stamp.len() == 16 && stamp.ends_with('Z') && stamp.contains('T') => name,
+            _ => id,
+        }
+    }
+}
+
+fn missing(file: &Path, e: std::io::Error) -> LoadError {
+    let message = match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        _ => e.to_string(),
+    };
+    LoadError::Missing { file: file.into(), message }
+}
+
+fn malformed(file: &Path, message: impl ToString) -> LoadError {
+    LoadError::Malformed { file: file.into(), message: message.to_string().replace('\n', " ") }
+}
+
+fn read_text(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|e| missing(path, e))
+}
+
+fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, LoadError> {
+    let file = std::fs::File::open(path).map_err(|e| missing(path, e))?;
+    Ok(csv::Reader::from_reader(file))
+}
+
+/// Rows of a CSV file; columns the row type does not know are ignored, so
+/// files from newer versions still load.
+fn read_csv<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
+    let mut r = reader(path)?;
+    let headers = r.headers().map_err(|e| malformed(path, e))?.clone();
+    if headers.is_empty() {
+        return Err(malformed(path, "empty file, no header"));
+    }
+    r.deserialize().collect::<Result<Vec<T>, _>>().map_err(|e| malformed(path, e))
+}
+
+/// One numeric column by name, if the file has it.
+fn read_column(path: &Path, name: &str) -> Result<Option<Vec<f64>>, LoadError> {
+    let mut r = reader(path)?;
+    let Some(i) = r.headers().map_err(|e| malformed(path, e))?.iter().position(|h| h == name) else {
+        return Ok(None);
+    };
+    let mut values = Vec::new();
+    for record in r.records() {
+        let record = record.map_err(|e| malformed(path, e))?;
+        let cell = record.get(i).unwrap_or("");
+        values.push(cell.parse().map_err(|_| malformed(path, format!("{name} = {cell:?} is not a number")))?);
+    }
+    Ok(Some(values))
+}
+
+fn read_table(path: &Path) -> Result<Table, LoadError> {
+    let mut r = reader(path)?;
+    let header = r.headers().map_err(|e| malformed(path, e))?.iter().map(str::to_owned).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.map(|rec| rec.iter().map(str::to_owned).collect()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| malformed(path, e))?;
+    Ok(Table { header, rows })
+}
