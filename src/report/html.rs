@@ -172,6 +172,14 @@ pub fn findings(run: &RunData) -> Vec<String> {
         }
         out.push(text);
     }
+    // The harness says when it, or the machine under it, was the bottleneck.
+    if s.send_lag_p99_us >= 1000.0 {
+        out.push(format!(
+            "Messages went out late: p99 send lag {} behind the schedule (the producers or the machine fell \
+             behind). The corrected latency counts that wait; the raw latency does not.",
+            latency(s.send_lag_p99_us)
+        ));
+    }
     out
 }
 
@@ -290,15 +298,14 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
 
     let _ = writeln!(
         out,
-        "<h2>Second by second</h2>\n<figure>{}<figcaption>Each message counts in the second it was due to be \
-         sent, so a loss lines up with the outage that caused it. Shaded: seconds in which fewer than {} consumers \
-         were subscribed. <a href=\"timeline.svg\">timeline.svg</a></figcaption></figure>",
+        "<h2 id=\"timeline\">Second by second</h2>\n<figure>{}<figcaption>Each message counts in the second it was due to be \
+         sent, so a loss lines up with the outage that caused it. Shaded, if any: seconds in which a consumer was \
+         not subscribed. <a href=\"timeline.svg\">timeline.svg</a></figcaption></figure>",
         inline_svg(timeline_svg),
-        s.consumers
     );
     let _ = writeln!(
         out,
-        "<h2>Latency by percentile</h2>\n<figure>{}<figcaption>Each step to the right adds a 9 (90%, 99%, 99.9%, \
+        "<h2 id=\"latency\">Latency by percentile</h2>\n<figure>{}<figcaption>Each step to the right adds a 9 (90%, 99%, 99.9%, \
          …). Corrected: from each message's intended send time, so a stall counts for every message it delayed \
          (from <a href=\"latency.hlog\">latency.hlog</a>). Raw: from the actual send time, as a closed-loop tool \
          would measure (from <a href=\"latency.csv\">latency.csv</a>). <a href=\"latency.svg\">latency.svg</a>\
@@ -306,7 +313,7 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
         inline_svg(latency_svg)
     );
 
-    out.push_str("<h2>Summary</h2>\n<div class=\"cols\">\n");
+    out.push_str("<h2 id=\"summary\">Summary</h2>\n<div class=\"cols\">\n");
     let names = columns(s);
     let values = cells(std::slice::from_ref(s)).remove(0);
     let rows: Vec<Vec<String>> = names.into_iter().zip(values).map(|(k, v)| vec![k, v]).collect();
@@ -317,11 +324,11 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
                   <a href=\"summary.csv\">summary.csv</a>.</p>\n",
     );
 
-    out.push_str("<h2>Latency percentiles</h2>\n");
+    out.push_str("<h2 id=\"percentiles\">Latency percentiles</h2>\n");
     let header = columns(&super::rows::LatencyRow::default());
     table(&mut out, &header, &cells(&run.latency), |_| false);
 
-    let _ = writeln!(out, "<h2>Consumers</h2>");
+    let _ = writeln!(out, "<h2 id=\"consumers\">Consumers</h2>");
     let shown = &run.consumers[..run.consumers.len().min(CONSUMER_ROWS)];
     let header = columns(&super::rows::ConsumerRow::default());
     table(&mut out, &header, &cells(shown), |i| shown[i].lost > 0);
@@ -337,7 +344,9 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
         events_section(&mut out, events);
     }
 
-    out.push_str("<h2>Per second</h2>\n<details><summary>Show the table of timeseries.csv</summary>\n");
+    out.push_str(
+        "<h2 id=\"per-second\">Per second</h2>\n<details><summary>Show the table of timeseries.csv</summary>\n",
+    );
     let header = columns(&super::rows::TimeseriesRow::default());
     table(&mut out, &header, &cells(&run.timeseries), |i| {
         run.timeseries[i].lost > 0 || run.timeseries[i].connected_consumers < s.consumers
@@ -346,13 +355,13 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
 
     let _ = writeln!(
         out,
-        "<h2>Scenario</h2>\n<pre>{}</pre>\n<p class=\"note\">Repeat this run with \
+        "<h2 id=\"scenario\">Scenario</h2>\n<pre>{}</pre>\n<p class=\"note\">Repeat this run with \
          <code>eventbench run {}/scenario.toml</code>.</p>",
         escape(run.scenario_toml.trim_end()),
         escape(&run.dir.display().to_string())
     );
 
-    out.push_str("<h2>Files</h2>\n<ul class=\"files\">\n");
+    out.push_str("<h2 id=\"files\">Files</h2>\n<ul class=\"files\">\n");
     let mut files = vec!["summary.csv", "latency.csv", "timeseries.csv", "consumers.csv"];
     if run.events.is_some() {
         files.push("events.csv");
@@ -367,7 +376,7 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
 }
 
 fn events_section(out: &mut String, events: &Table) {
-    let _ = writeln!(out, "<h2>Events</h2>");
+    let _ = writeln!(out, "<h2 id=\"events\">Events</h2>");
     if events.rows.is_empty() {
         out.push_str("<p class=\"note\">None.</p>\n");
     } else {
@@ -434,14 +443,14 @@ pub fn compare_page(
 
     let _ = writeln!(
         out,
-        "<h2>Second by second</h2>\n<figure>{}<figcaption>Solid: delivered per second; dashed: expected. Shaded: \
+        "<h2 id=\"timeline\">Second by second</h2>\n<figure>{}<figcaption>Solid: delivered per second; dashed: expected. Shaded: \
          seconds in which some of that run's consumers were away. <a href=\"compare-timeline.svg\">compare-timeline.svg</a>\
          </figcaption></figure>",
         inline_svg(timeline_svg)
     );
     let _ = writeln!(
         out,
-        "<h2>Latency by percentile</h2>\n<figure>{}<figcaption>From the intended send time; each step to the right adds \
+        "<h2 id=\"latency\">Latency by percentile</h2>\n<figure>{}<figcaption>From the intended send time; each step to the right adds \
          a 9. <a href=\"compare-latency.svg\">compare-latency.svg</a></figcaption></figure>",
         inline_svg(latency_svg)
     );

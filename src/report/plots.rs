@@ -203,7 +203,7 @@ fn fmt_log_latency(v: &f64) -> String {
 fn spectrum_svg(title: &str, curves: &[Curve]) -> Result<String> {
     let end = curves.iter().flat_map(|c| c.points.last()).map(|p| p.0).fold(0.0, f64::max);
     let max_x = end.ceil().clamp(2.0, 9.0);
-    let (lo, hi) = decades(curves, 0.35);
+    let (lo, hi) = decades(curves, 0.1);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, SPECTRUM_HEIGHT)).into_drawing_area();
@@ -234,7 +234,8 @@ fn spectrum_svg(title: &str, curves: &[Curve]) -> Result<String> {
             let points = c.points.iter().filter(|p| p.1 > 0.0).map(|&(x, y)| (x, y.log10().clamp(lo, hi))).collect();
             draw_curve(&mut chart, &Curve { label: c.label.clone(), points, ..*c })?;
         }
-        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+        // A spectrum only rises, so the lower right is where no curve goes.
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
