@@ -1,17 +1,29 @@
 //! The README documents every CSV column; this keeps the two from drifting.
 
-use eventbench::report::rows::{columns, ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+use eventbench::report::rows::{columns, ConsumerRow, LatencyRow, RunsRow, SummaryRow, TimeseriesRow};
 
-/// The backticked names in the first column of the table under `### \`file\``.
+/// The backticked names in the first column of the table under `### \`file\``,
+/// or, for a section without a table that says it has "the columns of
+/// \`other.csv\`", that file's.
 fn documented(readme: &str, file: &str) -> Vec<String> {
     let heading = format!("### `{file}`");
     let section = readme.split(&heading).nth(1).unwrap_or_else(|| panic!("README has no section {heading}"));
-    section
-        .lines()
-        .take_while(|l| !l.starts_with('#'))
+    let body: Vec<&str> = section.lines().take_while(|l| !l.starts_with('#')).collect();
+    let names: Vec<String> = body
+        .iter()
         .filter(|l| l.starts_with("| `"))
         .map(|l| l.trim_start_matches("| `").split('`').next().unwrap().to_string())
-        .collect()
+        .collect();
+    if !names.is_empty() {
+        return names;
+    }
+    let text = body.join(" ");
+    let other = text
+        .split("the columns of `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("{heading} has neither a column table nor \"the columns of `file`\""));
+    documented(readme, other)
 }
 
 #[test]
@@ -21,6 +33,7 @@ fn every_csv_column_is_documented_in_order() {
     assert_eq!(documented(&readme, "latency.csv"), columns(&LatencyRow::default()));
     assert_eq!(documented(&readme, "timeseries.csv"), columns(&TimeseriesRow::default()));
     assert_eq!(documented(&readme, "consumers.csv"), columns(&ConsumerRow::default()));
+    assert_eq!(documented(&readme, "runs.csv"), columns(&RunsRow::default()));
 }
 
 #[test]

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every shipped scenario (scenarios/*.toml) with the release binary against
+# a private redis-server and leaves each in results/reference/<scenario>/ (CSV,
+# HDR log, SVG plots, report.html), then compares them all in
+# results/reference/compare/. Replaces those directories; they are committed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_redis
+cargo build --release --quiet
+out=results/reference
+mkdir -p "$out"
+dirs=()
+for scenario in scenarios/*.toml; do
+    name=$(basename "$scenario" .toml)
+    rm -rf "${out:?}/$name"
+    echo "==> $name" >&2
+    ./target/release/eventbench run "$scenario" --quiet --out "$out/$name"
+    dirs+=("$out/$name")
+done
+rm -rf "${out:?}/compare"
+./target/release/eventbench report "${dirs[@]}" --out "$out/compare"
+du -sh "$out"
