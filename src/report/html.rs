@@ -25,7 +25,7 @@ h2 { font-size: 19px; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 1
 .story p { margin: 4px 0; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(125px, 1fr)); gap: 10px; margin: 16px 0; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
-.card .k { color: var(--muted); font-size: 13px; } .card .v { font-size: 22px; font-weight: 600; }
+.card .k { color: var(--muted); font-size: 13px; } .card .v { font-size: 20px; font-weight: 600; white-space: nowrap; }
 .card .d { color: var(--muted); font-size: 12px; }
 .card.bad .v { color: var(--bad); } .card.good .v { color: var(--good); }
 figure { margin: 8px 0 0; } figure svg { width: 100%; height: auto; display: block; }
