@@ -1,6 +1,7 @@
 //! The command line: subcommands, flags and their value parsers.
 
-use crate::scenario::{parse_duration, parse_rate, Disconnect, Scenario, ScenarioError};
+use crate::assertion::Assertion;
+use crate::scenario::{parse_duration, parse_rate, Disconnect, Password, Scenario, ScenarioError};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,9 +40,24 @@ pub enum Format {
 pub struct RunArgs {
     /// Scenario file (TOML, same keys as the flags); flags override its values.
     pub scenario: Option<PathBuf>,
-    /// Redis to test, redis://[user:password@]host:port; without it a private redis-server is started.
-    #[arg(long, env = "REDIS_URL")]
+    /// Redis to test, redis://[user:password@]host:port (rediss:// for TLS); without it a private redis-server is started.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub url: Option<String>,
+    /// ACL user name (overrides the URL's).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Password (overrides the URL's); prefer the environment variable, which `ps` cannot show.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub password: Option<String>,
+    /// CA certificates (PEM) to verify a rediss:// server with, instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Do not verify the rediss:// server's certificate (self-signed test servers only).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Gate over summary columns checked after the run, e.g. 'p99_us<2000'; exit code 3 if one fails; repeatable.
+    #[arg(long = "assert", value_name = "EXPR", value_parser = parse_assertion)]
+    pub assertions: Vec<Assertion>,
     /// redis-server binary for the private server.
     #[arg(long, value_name = "PATH")]
     pub redis_server: Option<PathBuf>,
@@ -96,6 +112,10 @@ fn parse_disconnect(s: &str) -> Result<Disconnect, String> {
     s.parse()
 }
 
+fn parse_assertion(s: &str) -> Result<Assertion, String> {
+    s.parse()
+}
+
 impl RunArgs {
     /// The scenario file (if any) with the flags laid over it.
     pub fn scenario(&self) -> Result<Scenario, ScenarioError> {
@@ -107,6 +127,19 @@ impl RunArgs {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { s.$field = v.clone(); } )* };
         }
         over!(name, producers, consumers, channels, rate, payload, duration, warmup, drain, threads, connect_timeout);
+        if self.user.is_some() {
+            s.user = self.user.clone();
+        }
+        if let Some(p) = &self.password {
+            s.password = Some(Password(p.clone()));
+        }
+        if self.tls_ca.is_some() {
+            s.tls_ca = self.tls_ca.clone();
+        }
+        s.tls_insecure |= self.tls_insecure;
+        if !self.assertions.is_empty() {
+            s.assert = self.assertions.clone();
+        }
         if self.url.is_some() {
             s.url = self.url.clone();
         }

@@ -5,15 +5,21 @@ use crate::progress::Progress;
 use crate::report::{files, table};
 use crate::scenario::ScenarioError;
 use crate::swarm::{Live, Status};
+use crate::RunReport;
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Exit codes: 0 ok, 1 the run failed, 2 bad input, 130 interrupted.
+/// Exit codes: 0 ok, 1 the run failed, 2 bad input, 3 an assertion failed, 130 interrupted.
 pub const EXIT_ABORTED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_ASSERTION: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Held while result files are written: a second Ctrl-C waits for it, so
+/// even "exit at once" leaves whole files (writing takes milliseconds).
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs a parsed command; returns the exit code.
 pub async fn execute(command: Command) -> Result<u8> {
@@ -28,6 +34,24 @@ pub async fn execute(command: Command) -> Result<u8> {
     }
 }
 
+/// First Ctrl-C or SIGTERM: ask the run to stop, drain and report. A second
+/// one exits at once (after any file being written is complete).
+fn watch_signals(live: Arc<Live>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Both streams exist before the first signal, so a quick second one is never missed.
+    let mut int = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::spawn(async move {
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        live.request_stop();
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        let _whole_files = WRITING.lock();
+        eprintln!("eventbench: interrupted again; exiting without results");
+        std::process::exit(EXIT_INTERRUPTED as i32);
+    });
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> Result<u8> {
     let scenario = args.scenario()?;
     if let Some(dir) = args.out.as_ref().filter(|d| d.exists()) {
@@ -38,23 +62,7 @@ async fn run(args: RunArgs) -> Result<u8> {
         .into());
     }
     let live = Arc::new(Live::default());
-    let watcher = live.clone();
-    tokio::spawn(async move {
-        // First Ctrl-C or SIGTERM: stop and report. A second one exits at once.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let sigterm = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = sigterm => {} }
-        watcher.request_stop();
-        let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(EXIT_INTERRUPTED as i32);
-    });
+    watch_signals(live.clone())?;
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
     let progress =
         show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
@@ -65,7 +73,10 @@ async fn run(args: RunArgs) -> Result<u8> {
         Some(dir) => dir.clone(),
         None => files::default_dir(Path::new("results"), &report.run_id),
     };
-    files::write_run(&report, &dir)?;
+    {
+        let _writing = WRITING.lock();
+        files::write_run(&report, &dir)?;
+    }
     match args.format {
         Format::Table => {
             print!("{}", table::render(&report.summary));
@@ -74,7 +85,7 @@ async fn run(args: RunArgs) -> Result<u8> {
         Format::Json => println!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
     }
     Ok(match report.status {
-        Status::Ok => 0,
+        Status::Ok => check_assertions(&report),
         Status::Interrupted => {
             eprintln!("eventbench: interrupted; partial results in {}", dir.display());
             EXIT_INTERRUPTED
@@ -84,6 +95,20 @@ async fn run(args: RunArgs) -> Result<u8> {
             EXIT_ABORTED
         }
     })
+}
+
+/// Checks `--assert` gates on a completed run: one line per failure, exit code 3.
+fn check_assertions(report: &RunReport) -> u8 {
+    let failed: Vec<_> =
+        report.scenario.assert.iter().map(|a| a.check(&report.summary)).filter(|v| !v.passed).collect();
+    for v in &failed {
+        eprintln!("eventbench: assertion failed: {}", v.line);
+    }
+    if failed.is_empty() {
+        0
+    } else {
+        EXIT_ASSERTION
+    }
 }
 
 /// One line per scenario file: name, workload, and the first line of its description.

@@ -5,6 +5,7 @@
 //! swarm and returns a [`RunReport`]; it never prints. The binary and the
 //! integration tests both go through it.
 
+pub mod assertion;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use target::{Target, TargetError};
 use transport::conn::Endpoint;
 use transport::pubsub::PubSub;
+use transport::tls::TlsOptions;
 use transport::TransportError;
 
 /// Runs a scenario and returns what it measured.
@@ -42,8 +44,7 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
         Some(url) => Target::external(url),
         None => Target::private(scenario.redis_server.as_deref())?,
     };
-    let endpoint = Endpoint::from_url(target.url(), scenario.connect_timeout)
-        .map_err(|message| TargetError::Unreachable { url: target::redact_url(target.url()), message })?;
+    let endpoint = endpoint(&scenario, target.url())?;
     check_reachable(&endpoint, target.url()).await?;
     sys::raise_fd_limit(scenario.producers as u64 * 2 + scenario.consumers as u64 + 64)
         .context("raising the open-file limit")?;
@@ -60,18 +61,44 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
     Ok(stats::summary::summarize(run_id, &scenario, out))
 }
 
-/// Opens one data connection (TCP, AUTH) and sends PING, so that a wrong
+/// Where the data connections go: the URL's address, with `--user` and
+/// `--password` laid over its credentials, and TLS for `rediss://`.
+fn endpoint(scenario: &Scenario, url: &str) -> Result<Endpoint, TargetError> {
+    let shown = target::redact_url(url);
+    let mut parsed =
+        target::parse_url(url).map_err(|message| TargetError::Unreachable { url: shown.clone(), message })?;
+    if let Some(user) = &scenario.user {
+        parsed.username = Some(user.clone());
+    }
+    if let Some(password) = &scenario.password {
+        parsed.password = Some(password.0.clone());
+    }
+    let tls = TlsOptions { ca: scenario.tls_ca.clone(), insecure: scenario.tls_insecure };
+    Endpoint::new(&parsed, &tls, scenario.connect_timeout).map_err(|source| TargetError::Tls { url: shown, source })
+}
+
+/// Opens one data connection (TCP, TLS, AUTH) and sends PING, so that a wrong
 /// address or password fails before the swarm starts, with a clear reason.
+/// All of it within the connect timeout: a server that accepts the connection
+/// but never answers must not hang the run.
 async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), TargetError> {
     let url = target::redact_url(url);
-    let mut conn = endpoint.connect().await.map_err(|e| match e {
-        TransportError::Refused { message, .. } => TargetError::Auth { url: url.clone(), message },
-        e => TargetError::Unreachable { url: url.clone(), message: e.to_string() },
-    })?;
-    let mut ping = Vec::new();
-    transport::resp::encode_command(&mut ping, &[b"PING"]);
-    conn.call(&ping, "PING").await.map_err(|e| match e {
-        TransportError::Refused { message, .. } => TargetError::Auth { url: url.clone(), message },
+    let ping = async {
+        let mut conn = endpoint.connect().await?;
+        let mut ping = Vec::new();
+        transport::resp::encode_command(&mut ping, &[b"PING"]);
+        conn.call(&ping, "PING").await
+    };
+    let timeout =
+        TransportError::ConnectTimeout { addr: endpoint.addr(), secs: endpoint.connect_timeout.as_secs_f64() };
+    let result = tokio::time::timeout(endpoint.connect_timeout, ping).await.unwrap_or(Err(timeout));
+    result.map_err(|e| match e {
+        TransportError::Refused { what: "AUTH", message } => TargetError::Auth { url: url.clone(), message },
+        // A TLS port drops a plaintext client at its first bytes.
+        TransportError::Closed | TransportError::Io(_) if endpoint.tls.is_none() => TargetError::Unreachable {
+            url: url.clone(),
+            message: format!("{e} (if that is a TLS port, use rediss://)"),
+        },
         e => TargetError::Unreachable { url, message: e.to_string() },
     })
 }

@@ -132,6 +132,7 @@ macro_rules! serde_as_string {
     };
 }
 serde_as_string!(Disconnect);
+serde_as_string!(crate::assertion::Assertion);
 
 mod duration_str {
     use super::*;
@@ -194,6 +195,31 @@ pub struct Scenario {
     pub threads: usize,
     #[serde(with = "duration_str")]
     pub connect_timeout: Duration,
+    /// ACL user; overrides the URL's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Password; overrides the URL's. Never read from or written to a file.
+    #[serde(skip)]
+    pub password: Option<Password>,
+    /// PEM file of the CA certificates a `rediss://` server is checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any certificate from a `rediss://` server (self-signed test servers).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_insecure: bool,
+    /// Gates checked after the run (exit code 3 when one fails).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assert: Vec<crate::assertion::Assertion>,
+}
+
+/// A password: `Debug` shows `***`, so it cannot slip into a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for Scenario {
@@ -215,6 +241,11 @@ impl Default for Scenario {
             disconnect: Vec::new(),
             threads: 0,
             connect_timeout: Duration::from_secs(5),
+            user: None,
+            password: None,
+            tls_ca: None,
+            tls_insecure: false,
+            assert: Vec::new(),
         }
     }
 }
@@ -303,8 +334,35 @@ impl Scenario {
                 return Err(invalid("disconnect", format!("{d}: FOR must be longer than 0s")));
             }
         }
-        if let Some(url) = &self.url {
-            crate::target::check_url(url).map_err(|m| invalid("url", m))?;
+        self.validate_target()
+    }
+
+    /// The URL, credentials and TLS settings fit together.
+    fn validate_target(&self) -> Result<(), ScenarioError> {
+        let Some(url) = &self.url else {
+            if self.user.is_some() || self.password.is_some() {
+                return Err(invalid(
+                    "password",
+                    "--user and --password apply to --url only (the private server has none)",
+                ));
+            }
+            if self.tls_ca.is_some() || self.tls_insecure {
+                return Err(invalid("tls-ca", "--tls-ca and --tls-insecure apply to a rediss:// --url only"));
+            }
+            return Ok(());
+        };
+        let url = crate::target::parse_url(url).map_err(|m| invalid("url", m))?;
+        if url.password.as_deref() == Some(crate::target::MASK) && self.password.is_none() {
+            return Err(invalid(
+                "url",
+                "the password in the URL is masked (***); pass --password or set REDIS_PASSWORD".to_string(),
+            ));
+        }
+        if !url.tls && (self.tls_ca.is_some() || self.tls_insecure) {
+            return Err(invalid("tls-ca", "--tls-ca and --tls-insecure apply to rediss:// URLs only"));
+        }
+        if self.tls_ca.is_some() && self.tls_insecure {
+            return Err(invalid("tls-insecure", "choose one of --tls-ca FILE (verify) and --tls-insecure (do not)"));
         }
         Ok(())
     }

@@ -24,6 +24,9 @@ use tokio::sync::{mpsc, watch, Notify};
 const MAX_BATCH: u64 = 1024;
 /// Slack between "everyone is connected" and the first scheduled message.
 const START_SLACK_NS: u64 = 20_000_000;
+/// After a failure, how long consumers may still read what is already on
+/// their sockets, so that nothing measured before it is dropped.
+const ABORT_DRAIN: Duration = Duration::from_millis(250);
 
 /// Counters the live view and the drain logic read while the run goes on.
 /// Updated once per write or read batch, not per message.
@@ -262,11 +265,11 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
     }
     let expected: u64 = measured_per_channel.iter().sum::<u64>() * scenario.consumers as u64;
     let drain = if live.stop_requested() { scenario.drain.min(Duration::from_secs(1)) } else { scenario.drain };
-    let drain_end = tokio::time::Instant::now() + drain;
-    while live.delivered.load(Relaxed) < expected
-        && tokio::time::Instant::now() < drain_end
-        && shared.aborted().is_none()
-    {
+    let mut drain_end = tokio::time::Instant::now() + drain;
+    while live.delivered.load(Relaxed) < expected && tokio::time::Instant::now() < drain_end {
+        if shared.aborted().is_some() {
+            drain_end = drain_end.min(tokio::time::Instant::now() + ABORT_DRAIN);
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let _ = finish_tx.send(true);
@@ -357,6 +360,7 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
             let batch = tokio::select! {
                 biased;
                 _ = shared.live.stopped() => None,
+                e = conn.failure() => return Err(e),
                 b = pacer.next_batch(&mut timer, MAX_BATCH) => b,
             };
             let Some(b) = batch else { break };
@@ -379,7 +383,9 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
             conn.flush().await?;
             shared.live.sent.fetch_add(b.count, Relaxed);
         }
-        let acks = conn.finish(Duration::from_secs(5)).await?;
+        // After another task's failure, Redis is likely gone: do not wait long for its replies.
+        let wait = if shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
+        let acks = conn.finish(wait).await?;
         stats.reached = acks.reached;
         Ok(())
     }

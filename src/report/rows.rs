@@ -11,6 +11,7 @@ pub struct SummaryRow {
     pub status: String,
     pub reason: String,
     pub transport: String,
+    pub url: String,
     pub producers: u32,
     pub consumers: u32,
     pub channels: u32,

@@ -133,8 +133,10 @@ impl ConsumerStats {
             self.foreign += 1;
             return false;
         };
-        let Some(ledger) = (h.channel < self.channels)
-            .then(|| (h.producer * self.channels + h.channel) as usize)
+        // Foreign bytes can carry any numbers: index in usize (u32 products
+        // overflow), and no sequence can be u64::MAX (the ledger adds one to it).
+        let Some(ledger) = (h.channel < self.channels && h.seq != u64::MAX)
+            .then(|| h.producer as usize * self.channels as usize + h.channel as usize)
             .and_then(|i| self.ledgers.get_mut(i))
         else {
             self.foreign += 1;

@@ -152,6 +152,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         status: status_str.into(),
         reason,
         transport: scenario.transport.to_string(),
+        url: scenario.url.as_deref().map_or_else(|| "private".into(), crate::target::redact_url),
         producers: scenario.producers,
         consumers: scenario.consumers,
         channels: scenario.channels,

@@ -4,6 +4,8 @@
 pub mod conn;
 pub mod pubsub;
 pub mod resp;
+pub mod stream;
+pub mod tls;
 
 use crate::wire::Header;
 use std::future::Future;
@@ -18,6 +20,10 @@ pub enum TransportError {
     Connect { addr: String, source: std::io::Error },
     #[error("timed out after {secs:.1}s connecting to {addr} (see --connect-timeout)")]
     ConnectTimeout { addr: String, secs: f64 },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    TlsHandshake { addr: String, source: std::io::Error },
+    #[error("Redis stopped answering: no reply to PUBLISH for {secs:.1}s (server stopped, or the network cut)")]
+    Stalled { secs: f64 },
     #[error("Redis refused {what}: {message}")]
     Refused { what: &'static str, message: String },
     #[error("I/O error: {0}")]
@@ -51,6 +57,10 @@ pub trait ProducerConn {
     fn queue(&mut self, channel: u32, header: &Header);
     /// Writes everything queued in one pipelined write.
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Resolves when the connection has failed (closed by the server, or no
+    /// reply for too long); pending while it is healthy. Lets an idle producer
+    /// notice a dead server without waiting for its next write.
+    fn failure(&mut self) -> impl Future<Output = TransportError>;
     /// Marks which messages (by index on this connection) are in the measured phase,
     /// so that acknowledgements are counted for those only.
     fn set_measured(&mut self, first: u64, end: u64);

@@ -2,13 +2,21 @@
 
 use super::conn::{Conn, Endpoint};
 use super::resp::{self, Atom, Frame};
+use super::stream::{ReadHalf, WriteHalf};
 use super::{Acks, ConsumerConn, Delivery, ProducerConn, TransportError};
 use crate::wire::Header;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
+
+/// A producer whose PUBLISH replies are this late decides Redis is gone. Redis
+/// answers in microseconds; a connection that stays open but silent this long
+/// is a stopped server or a cut network, which a closed socket would never show.
+pub const STALL_AFTER: Duration = Duration::from_millis(1500);
+/// How often the reply reader looks at the clock while waiting.
+const STALL_CHECK: Duration = Duration::from_millis(100);
 
 /// Channel names and payload size shared by every connection of a run.
 #[derive(Debug, Clone)]
@@ -25,7 +33,7 @@ impl PubSub {
             self.channels.iter().map(|ch| resp::fixed_prefix(b"PUBLISH", ch.as_bytes(), self.payload_len)).collect();
         let (read, write) = conn.stream.into_split();
         let acks = Rc::new(AckState::default());
-        let reader = tokio::task::spawn_local(read_replies(read, acks.clone()));
+        let reader = Some(tokio::task::spawn_local(read_replies(read, acks.clone())));
         Ok(PubSubProducer { write, prefixes, payload_len: self.payload_len, out: Vec::new(), written: 0, acks, reader })
     }
 
@@ -36,7 +44,7 @@ impl PubSub {
         let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
         args.extend(self.channels.iter().map(|c| c.as_bytes()));
         resp::encode_command(&mut cmd, &args);
-        conn.stream.write_all(&cmd).await?;
+        conn.send(&cmd).await?;
         let mut confirmed = 0;
         while confirmed < self.channels.len() {
             match resp::parse(conn.pending())? {
@@ -65,14 +73,30 @@ struct AckState {
     errors: Cell<u64>,
     measured: Cell<(u64, u64)>,
     first_error: RefCell<Option<String>>,
+    /// Messages written so far (set by the writer at each flush).
+    written: Cell<u64>,
+    /// Since when a reply has been awaited without any arriving; `None` when
+    /// every written message is acknowledged.
+    waiting_since: Cell<Option<Instant>>,
 }
 
 /// Reads PUBLISH replies as they come, concurrently with the writes, so the
-/// pipeline never stalls on a round trip.
-async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckState>) -> Result<(), TransportError> {
+/// pipeline never stalls on a round trip. Returns only on failure: the server
+/// closed the connection, sent garbage, or stopped answering.
+async fn read_replies(mut read: ReadHalf, acks: Rc<AckState>) -> TransportError {
+    match read_loop(&mut read, &acks).await {
+        Err(e) => e,
+        Ok(()) => TransportError::Closed,
+    }
+}
+
+async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), TransportError> {
     let mut buf = vec![0u8; 64 * 1024];
     let (mut start, mut end) = (0, 0);
+    let mut tick = tokio::time::interval(STALL_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let before = acks.replies.get();
         while let Some((frame, used)) = resp::parse(&buf[start..end])? {
             let idx = acks.replies.get();
             match frame {
@@ -91,6 +115,12 @@ async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckStat
             acks.replies.set(idx + 1);
             start += used;
         }
+        if acks.replies.get() >= acks.written.get() {
+            acks.waiting_since.set(None);
+        } else if acks.replies.get() != before {
+            // Progress: Redis is alive, however far behind.
+            acks.waiting_since.set(Some(Instant::now()));
+        }
         if start == end {
             (start, end) = (0, 0);
         } else if start > 0 {
@@ -98,7 +128,16 @@ async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckStat
             end -= start;
             start = 0;
         }
-        let n = read.read(&mut buf[end..]).await?;
+        let n = tokio::select! {
+            biased;
+            n = read.read(&mut buf[end..]) => n?,
+            _ = tick.tick() => {
+                if let Some(since) = acks.waiting_since.get().filter(|s| s.elapsed() >= STALL_AFTER) {
+                    return Err(TransportError::Stalled { secs: since.elapsed().as_secs_f64() });
+                }
+                continue;
+            }
+        };
         if n == 0 {
             return Err(TransportError::Closed);
         }
@@ -106,16 +145,32 @@ async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckStat
     }
 }
 
+/// The error that ended the reply reader (waits for it if it is still running).
+/// Takes the handle once it has finished, so it is never polled again.
+async fn reader_failure(reader: &mut Option<JoinHandle<TransportError>>) -> TransportError {
+    let Some(handle) = reader.as_mut() else { return TransportError::Closed };
+    let result = handle.await;
+    *reader = None;
+    result.unwrap_or(TransportError::Closed)
+}
+
 /// A producer: pipelined PUBLISH from a reused buffer.
 pub struct PubSubProducer {
-    write: OwnedWriteHalf,
+    write: WriteHalf,
     /// `*3 $7 PUBLISH $n channel $len` per channel, built once.
     prefixes: Vec<Vec<u8>>,
     payload_len: usize,
     out: Vec<u8>,
     written: u64,
     acks: Rc<AckState>,
-    reader: tokio::task::JoinHandle<Result<(), TransportError>>,
+    /// The reply reader; `None` once its failure has been reported.
+    reader: Option<JoinHandle<TransportError>>,
+}
+
+impl PubSubProducer {
+    fn reader_finished(&self) -> bool {
+        self.reader.as_ref().is_none_or(|r| r.is_finished())
+    }
 }
 
 impl ProducerConn for PubSubProducer {
@@ -131,27 +186,47 @@ impl ProducerConn for PubSubProducer {
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
-        if self.reader.is_finished() {
-            return Err(TransportError::Closed);
+        if self.reader_finished() {
+            return Err(reader_failure(&mut self.reader).await);
         }
-        let r = self.write.write_all(&self.out).await;
+        if self.acks.replies.get() >= self.acks.written.get() {
+            self.acks.waiting_since.set(Some(Instant::now()));
+        }
+        self.acks.written.set(self.written);
+        let (write, out) = (&mut self.write, &self.out);
+        // A stopped server stops reading, so the write can block for good:
+        // the reader's verdict must be able to end it.
+        let r = tokio::select! {
+            r = async {
+                write.write_all(out).await?;
+                write.flush().await
+            } => r.map_err(Into::into),
+            e = reader_failure(&mut self.reader) => Err(e),
+        };
         self.out.clear();
-        r.map_err(Into::into)
+        r
+    }
+
+    async fn failure(&mut self) -> TransportError {
+        reader_failure(&mut self.reader).await
     }
 
     fn set_measured(&mut self, first: u64, end: u64) {
         self.acks.measured.set((first, end));
     }
 
-    async fn finish(self, timeout: Duration) -> Result<Acks, TransportError> {
+    async fn finish(mut self, timeout: Duration) -> Result<Acks, TransportError> {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.acks.replies.get() < self.written && tokio::time::Instant::now() < deadline {
-            if self.reader.is_finished() {
-                break;
+            if self.reader_finished() {
+                // Redis went away before acknowledging everything.
+                return Err(reader_failure(&mut self.reader).await);
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.reader.abort();
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
         if let Some(message) = self.acks.first_error.borrow_mut().take() {
             return Err(TransportError::Refused { what: "PUBLISH", message });
         }
