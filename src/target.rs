@@ -97,9 +97,11 @@ pub const MASK: &str = "***";
 /// The URL with any password replaced by `***`. Also safe on text that is not
 /// a URL at all (a scheme-less `user:secret@host`), since it goes into messages.
 pub fn redact_url(url: &str) -> String {
+    // Only a real scheme counts: in `u:secret@://` the "://" comes after the password.
+    let is_scheme = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b));
     let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (format!("{scheme}://"), rest),
-        None => (String::new(), url),
+        Some((scheme, rest)) if is_scheme(scheme) => (format!("{scheme}://"), rest),
+        _ => (String::new(), url),
     };
     let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
     match userinfo.split_once(':') {
@@ -256,6 +258,7 @@ mod tests {
     fn redaction_covers_text_that_is_not_a_url() {
         assert_eq!(redact_url("u:secret@h:1"), "u:***@h:1");
         assert_eq!(redact_url("rediss://u:p@ss@h:1"), "rediss://u:***@h:1");
+        assert_eq!(redact_url("u:secret@://"), "u:***@://");
     }
 
     #[test]
