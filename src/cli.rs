@@ -65,19 +65,19 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Producer connections.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub producers: Option<u32>,
     /// Consumer connections; each subscribes to every channel.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub consumers: Option<u32>,
     /// Channels the producers publish to, round-robin.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub channels: Option<u32>,
     /// Total target rate in messages per second (20000, 20k, 1.5M); 0 = as fast as possible.
     #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Payload size in bytes, header included (at least 36).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub payload: Option<usize>,
     /// Length of the measured phase (e.g. 10s, 1m).
     #[arg(long, value_parser = parse_duration)]
@@ -92,7 +92,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_disconnect, value_name = "PCT@AT+FOR")]
     pub disconnect: Vec<Disconnect>,
     /// Worker threads (0 = one per CPU).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Give up connecting after this long.
     #[arg(long, value_parser = parse_duration)]

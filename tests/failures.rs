@@ -143,3 +143,18 @@ fn a_host_that_accepts_but_never_answers_gives_up_after_the_connect_timeout() {
     }
     drop(silent);
 }
+
+#[test]
+fn a_failed_write_leaves_no_temporary_file() {
+    use eventbench::report::files::write_atomic;
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(&dir.path().join("summary.csv"), b"a,b\n1,2\n").unwrap();
+    // Renaming over a directory fails after the temporary file was written.
+    std::fs::create_dir(dir.path().join("latency.csv")).unwrap();
+    assert!(write_atomic(&dir.path().join("latency.csv"), b"x\n").is_err());
+    let mut names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["latency.csv", "summary.csv"], "only whole files, no .eventbench-* leftovers");
+    assert_eq!(std::fs::read(dir.path().join("summary.csv")).unwrap(), b"a,b\n1,2\n");
+}
