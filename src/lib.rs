@@ -74,7 +74,7 @@ fn endpoint(scenario: &Scenario, url: &str) -> Result<Endpoint, TargetError> {
         parsed.password = Some(password.0.clone());
     }
     let tls = TlsOptions { ca: scenario.tls_ca.clone(), insecure: scenario.tls_insecure };
-    Endpoint::new(&parsed, &tls, scenario.connect_timeout).map_err(|source| TargetError::Tls { url: shown, source })
+    Endpoint::new(&parsed, &tls, scenario.connect_timeout).map_err(|cause| TargetError::Tls { url: shown, cause })
 }
 
 /// Opens one data connection (TCP, TLS, AUTH) and sends PING, so that a wrong

@@ -17,8 +17,10 @@ use thiserror::Error;
 pub enum ScenarioError {
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
-    #[error("cannot read scenario file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    // `cause`, not `source`: the message already says it, and the error chain
+    // printed at the edge would say it twice.
+    #[error("cannot read scenario file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("scenario file {path}, line {line}, column {column}: {message}")]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
 }
@@ -261,7 +263,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 impl Scenario {
     /// Reads a scenario file; its name defaults to the file's stem.
     pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: path.into(), cause })?;
         let mut s = Scenario::from_toml(&text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |r| line_col(&text, r.start));
             let message = e.message().trim().replace('\n', " ");

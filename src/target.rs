@@ -20,8 +20,8 @@ pub enum TargetError {
     Unreachable { url: String, message: String },
     #[error("Redis at {url} refused the credentials: {message}")]
     Auth { url: String, message: String },
-    #[error("TLS for {url}: {source}")]
-    Tls { url: String, source: crate::transport::tls::TlsError },
+    #[error("TLS for {url}: {cause}")]
+    Tls { url: String, cause: crate::transport::tls::TlsError },
 }
 
 /// The accepted form of `--url`, for messages.

@@ -51,6 +51,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
         assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(!err.contains("hunter2"), "{args:?}: {err}");
+        let cause = err.trim().rsplit(": ").next().unwrap_or_default();
+        assert_eq!(err.matches(cause).count(), 1, "{args:?} says the cause twice: {err}");
     }
 }
 
