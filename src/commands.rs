@@ -46,6 +46,7 @@ fn watch_signals(live: Arc<Live>) -> Result<()> {
         live.request_stop();
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
         let _whole_files = WRITING.lock();
+        crate::target::remove_private_dirs();
         eprintln!("eventbench: interrupted again; exiting without results");
         std::process::exit(EXIT_INTERRUPTED as i32);
     });

@@ -150,7 +150,7 @@ impl Target {
 struct PrivateServer {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl PrivateServer {
@@ -180,9 +180,12 @@ impl PrivateServer {
                 }
                 Err(e) => return Err(TargetError::ServerStart(format!("{}: {e}", binary.display()))),
             };
-            let mut server = PrivateServer { child, port, _dir: dir };
+            let mut server = PrivateServer { child, port, dir };
             match server.wait_ready(Duration::from_secs(5)) {
-                Ok(()) => return Ok(server),
+                Ok(()) => {
+                    live_dirs().push(server.dir.path().to_path_buf());
+                    return Ok(server);
+                }
                 Err(e) => last_error = e,
             }
         }
@@ -220,6 +223,23 @@ impl Drop for PrivateServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        live_dirs().retain(|d| d != self.dir.path());
+    }
+}
+
+/// The private servers' directories, for an exit that skips Drop.
+static LIVE_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn live_dirs() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE_DIRS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes the private servers' directories. For `std::process::exit` (a
+/// second Ctrl-C), which runs no Drop; the servers themselves die with
+/// eventbench (PR_SET_PDEATHSIG).
+pub fn remove_private_dirs() {
+    for dir in live_dirs().drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 

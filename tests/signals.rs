@@ -128,6 +128,8 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_only_whole_files() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("run");
         let (mut child, server) = start_measuring(&out, false);
+        // Redis runs in its --dir: the private server's temporary directory.
+        let server_dir = std::fs::read_link(format!("/proc/{server}/cwd")).unwrap();
         let pid = child.id() as i32;
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(pid, libc::SIGINT) };
@@ -141,6 +143,7 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_only_whole_files() {
         assert_eq!(status.code(), Some(130), "{err}");
         assert!(took < Duration::from_millis(1500), "a second Ctrl-C took {took:?}");
         assert_gone_soon(server);
+        assert!(!server_dir.exists(), "{server_dir:?} was left behind");
         // Either no results at all, or whole ones; never a partial file.
         if out.exists() {
             assert_whole_run_dir(&out);
