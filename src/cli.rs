@@ -1,6 +1,8 @@
 //! The command line: subcommands, flags and their value parsers.
 
-use crate::scenario::{parse_duration, parse_rate, Disconnect, Scenario, ScenarioError};
+use crate::scenario::{
+    parse_duration, parse_rate, parse_redis_config, Disconnect, Scenario, ScenarioError, Slow, SubscribeMode,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,6 +77,18 @@ pub struct RunArgs {
     /// Consumer outage PCT@AT+FOR (e.g. 50%@5s+2s), AT counted from the start of measuring; repeatable.
     #[arg(long, value_parser = parse_disconnect, value_name = "PCT@AT+FOR")]
     pub disconnect: Vec<Disconnect>,
+    /// Slow consumers PCT:DELAY (e.g. 25%:200us): that share of the consumers spends DELAY per message.
+    #[arg(long, value_parser = parse_slow, value_name = "PCT:DELAY")]
+    pub slow: Option<Slow>,
+    /// Reconnect and resubscribe when Redis closes a consumer (on|off).
+    #[arg(long, value_parser = parse_on_off, value_name = "on|off")]
+    pub reconnect: Option<bool>,
+    /// SUBSCRIBE to each channel, or PSUBSCRIBE to one pattern matching them all.
+    #[arg(long, value_enum)]
+    pub subscribe: Option<SubscribeMode>,
+    /// Redis setting "KEY VALUE" applied with CONFIG SET for the run (restored after on a user's Redis); repeatable.
+    #[arg(long, value_parser = parse_redis_config, value_name = "KEY VALUE")]
+    pub redis_config: Vec<(String, String)>,
     /// Worker threads (0 = one per CPU).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -96,6 +110,18 @@ fn parse_disconnect(s: &str) -> Result<Disconnect, String> {
     s.parse()
 }
 
+fn parse_slow(s: &str) -> Result<Slow, String> {
+    s.parse()
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}': expected on or off")),
+    }
+}
+
 impl RunArgs {
     /// The scenario file (if any) with the flags laid over it.
     pub fn scenario(&self) -> Result<Scenario, ScenarioError> {
@@ -107,6 +133,11 @@ impl RunArgs {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { s.$field = v.clone(); } )* };
         }
         over!(name, producers, consumers, channels, rate, payload, duration, warmup, drain, threads, connect_timeout);
+        over!(reconnect, subscribe);
+        if self.slow.is_some() {
+            s.slow = self.slow;
+        }
+        s.redis_config.extend(self.redis_config.iter().cloned());
         if self.url.is_some() {
             s.url = self.url.clone();
         }

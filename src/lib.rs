@@ -53,9 +53,15 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
     let transport = PubSub {
         endpoint,
         channels: (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect(),
+        pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
         payload_len: scenario.payload,
     };
+    let config = target::apply_config(target.url(), &scenario.redis_config).await?;
     let out = swarm::run(&scenario, transport, live).await;
+    if !target.is_private() {
+        // A user's Redis gets its settings back; a private one is about to stop anyway.
+        config.restore(target.url()).await.context("restoring --redis-config settings")?;
+    }
     drop(target);
     Ok(stats::summary::summarize(run_id, &scenario, out))
 }

@@ -3,6 +3,7 @@
 //! also on error and on interrupt; the child also dies with its parent).
 
 use redis::IntoConnectionInfo;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +22,60 @@ pub enum TargetError {
     Unreachable { url: String, message: String },
     #[error("Redis at {url} refused the credentials: {message}")]
     Auth { url: String, message: String },
+    #[error("Redis refused --redis-config \"{key} {value}\": {message}")]
+    Config { key: String, value: String, message: String },
+}
+
+/// Settings changed for a run, with what they were before.
+#[derive(Debug, Default)]
+pub struct ConfigChange {
+    previous: Vec<(String, String)>,
+}
+
+async fn control(url: &str) -> Result<redis::aio::MultiplexedConnection, redis::RedisError> {
+    redis::Client::open(url)?.get_multiplexed_async_connection().await
+}
+
+/// Applies `settings` with CONFIG SET, remembering the old values.
+pub async fn apply_config(url: &str, settings: &BTreeMap<String, String>) -> Result<ConfigChange, TargetError> {
+    let mut change = ConfigChange::default();
+    if settings.is_empty() {
+        return Ok(change);
+    }
+    let unreachable = |e: redis::RedisError| TargetError::Unreachable { url: redact_url(url), message: e.to_string() };
+    let mut con = control(url).await.map_err(unreachable)?;
+    for (key, value) in settings {
+        let refused = |e: redis::RedisError| TargetError::Config {
+            key: key.clone(),
+            value: value.clone(),
+            message: e.to_string(),
+        };
+        let old: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(key).query_async(&mut con).await.map_err(refused)?;
+        let Some(old) = old.get(1) else {
+            return Err(TargetError::Config {
+                key: key.clone(),
+                value: value.clone(),
+                message: "unknown setting".into(),
+            });
+        };
+        redis::cmd("CONFIG").arg("SET").arg(key).arg(value).query_async::<()>(&mut con).await.map_err(refused)?;
+        change.previous.push((key.clone(), old.clone()));
+    }
+    Ok(change)
+}
+
+impl ConfigChange {
+    /// Puts the old values back (best effort: the run's results matter more).
+    pub async fn restore(self, url: &str) -> Result<(), redis::RedisError> {
+        if self.previous.is_empty() {
+            return Ok(());
+        }
+        let mut con = control(url).await?;
+        for (key, old) in self.previous {
+            redis::cmd("CONFIG").arg("SET").arg(&key).arg(&old).query_async::<()>(&mut con).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Checks a URL's form; the message says what is accepted.

@@ -128,27 +128,6 @@ impl Conn {
         Conn { stream, buf: vec![0; MIN_BUF], start: 0, end: 0, max_buf }
     }
 
-    /// Whether the server has closed its side (the socket is in CLOSE_WAIT),
-    /// even though unread data may still be buffered here. Lets a slow reader
-    /// know when Redis cut it off, not only when it reaches the end.
-    pub fn peer_closed(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `info`.
-        let r = unsafe {
-            libc::getsockopt(
-                self.stream.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut info as *mut libc::tcp_info).cast(),
-                &mut len,
-            )
-        };
-        const TCP_CLOSE_WAIT: u8 = 8;
-        r == 0 && info.tcpi_state == TCP_CLOSE_WAIT
-    }
-
     /// The unparsed bytes.
     #[inline]
     pub fn pending(&self) -> &[u8] {

@@ -68,4 +68,10 @@ pub trait ConsumerConn {
     fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError>;
     /// Reads more bytes from the socket (waits until some arrive).
     fn fill(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Asks the server to stop sending (a graceful leave); messages already on
+    /// their way still arrive through [`ConsumerConn::next`] until
+    /// [`ConsumerConn::has_left`] turns true.
+    fn start_leaving(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Whether the server confirmed the leave.
+    fn has_left(&self) -> bool;
 }
