@@ -1,7 +1,9 @@
 //! The command line: subcommands, flags and their value parsers.
 
 use crate::assertion::Assertion;
-use crate::scenario::{parse_duration, parse_rate, Disconnect, Password, Scenario, ScenarioError};
+use crate::scenario::{
+    parse_duration, parse_rate, parse_redis_config, Disconnect, Password, Scenario, ScenarioError, Slow, SubscribeMode,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,6 +93,18 @@ pub struct RunArgs {
     /// Consumer outage PCT@AT+FOR (e.g. 50%@5s+2s), AT counted from the start of measuring; repeatable.
     #[arg(long, value_parser = parse_disconnect, value_name = "PCT@AT+FOR")]
     pub disconnect: Vec<Disconnect>,
+    /// Slow consumers PCT:DELAY (e.g. 25%:200us): that share of the consumers spends DELAY per message.
+    #[arg(long, value_parser = parse_slow, value_name = "PCT:DELAY")]
+    pub slow: Option<Slow>,
+    /// Reconnect and resubscribe when Redis closes a consumer (on|off).
+    #[arg(long, value_parser = parse_on_off, value_name = "on|off")]
+    pub reconnect: Option<bool>,
+    /// SUBSCRIBE to each channel, or PSUBSCRIBE to one pattern matching them all.
+    #[arg(long, value_enum)]
+    pub subscribe: Option<SubscribeMode>,
+    /// Redis setting "KEY VALUE" applied with CONFIG SET for the run (restored after on a user's Redis); repeatable.
+    #[arg(long, value_parser = parse_redis_config, value_name = "KEY VALUE")]
+    pub redis_config: Vec<(String, String)>,
     /// Worker threads (0 = one per CPU).
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
@@ -114,6 +128,18 @@ fn parse_disconnect(s: &str) -> Result<Disconnect, String> {
 
 fn parse_assertion(s: &str) -> Result<Assertion, String> {
     s.parse()
+}
+
+fn parse_slow(s: &str) -> Result<Slow, String> {
+    s.parse()
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}': expected on or off")),
+    }
 }
 
 impl RunArgs {
@@ -140,6 +166,11 @@ impl RunArgs {
         if !self.assertions.is_empty() {
             s.assert = self.assertions.clone();
         }
+        over!(reconnect, subscribe);
+        if self.slow.is_some() {
+            s.slow = self.slow;
+        }
+        s.redis_config.extend(self.redis_config.iter().cloned());
         if self.url.is_some() {
             s.url = self.url.clone();
         }

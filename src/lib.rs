@@ -54,9 +54,22 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
     let transport = PubSub {
         endpoint,
         channels: (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect(),
+        pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
         payload_len: scenario.payload,
     };
+    let config = target::apply_config(&transport.endpoint, target.url(), &scenario.redis_config).await?;
+    let control = transport.endpoint.clone();
     let out = swarm::run(&scenario, transport, live).await;
+    if !target.is_private() {
+        // A user's Redis gets its settings back; a private one is about to stop anyway.
+        let restore = config.restore(&control);
+        if matches!(out.status, Status::Aborted(_)) {
+            // Redis is likely gone or stalled: try briefly, and keep the results either way.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), restore).await;
+        } else {
+            restore.await.context("restoring --redis-config settings")?;
+        }
+    }
     drop(target);
     Ok(stats::summary::summarize(run_id, &scenario, out))
 }

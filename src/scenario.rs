@@ -6,6 +6,7 @@
 
 use crate::wire::HEADER_LEN;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -134,7 +135,57 @@ macro_rules! serde_as_string {
     };
 }
 serde_as_string!(Disconnect);
+serde_as_string!(Slow);
 serde_as_string!(crate::assertion::Assertion);
+
+/// Slow consumers: `PCT:DELAY`, e.g. `25%:200us`. That share of the consumers
+/// (the last ones) spends DELAY on each message before taking the next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slow {
+    pub share: Percent,
+    pub delay: Duration,
+}
+
+impl FromStr for Slow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected PCT:DELAY, e.g. 25%:200us";
+        let (share, delay) = s.split_once(':').ok_or_else(|| format!("'{s}': {form}"))?;
+        let slow = Slow {
+            share: share.parse().map_err(|e| format!("{e}; {form}"))?,
+            delay: parse_duration(delay).map_err(|e| format!("{e}; {form}"))?,
+        };
+        if slow.delay.is_zero() {
+            return Err(format!("'{s}': DELAY must be longer than 0; {form}"));
+        }
+        Ok(slow)
+    }
+}
+
+impl fmt::Display for Slow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.share, fmt_duration(&self.delay))
+    }
+}
+
+/// How consumers subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscribeMode {
+    /// SUBSCRIBE to each channel by name.
+    #[default]
+    Channel,
+    /// PSUBSCRIBE to one pattern that matches every channel of the run.
+    Pattern,
+}
+
+/// Splits a `--redis-config "KEY VALUE"` flag.
+pub fn parse_redis_config(s: &str) -> Result<(String, String), String> {
+    match s.trim().split_once(char::is_whitespace) {
+        Some((key, value)) if !value.trim().is_empty() => Ok((key.to_string(), value.trim().to_string())),
+        _ => Err(format!("'{s}': expected \"KEY VALUE\", e.g. \"client-output-buffer-limit pubsub 256kb 64kb 5\"")),
+    }
+}
 
 mod duration_str {
     use super::*;
@@ -197,6 +248,13 @@ pub struct Scenario {
     pub threads: usize,
     #[serde(with = "duration_str")]
     pub connect_timeout: Duration,
+    /// Slow consumers, `PCT:DELAY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow: Option<Slow>,
+    /// Reconnect and resubscribe (with backoff) when the server closes a consumer.
+    pub reconnect: bool,
+    /// SUBSCRIBE by channel name, or PSUBSCRIBE to a pattern.
+    pub subscribe: SubscribeMode,
     /// ACL user; overrides the URL's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -212,6 +270,8 @@ pub struct Scenario {
     /// Gates checked after the run (exit code 3 when one fails).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub assert: Vec<crate::assertion::Assertion>,
+    /// Applied with CONFIG SET before the run (and restored after it on a user's Redis).
+    pub redis_config: BTreeMap<String, String>,
 }
 
 /// A password: `Debug` shows `***`, so it cannot slip into a log line.
@@ -243,11 +303,15 @@ impl Default for Scenario {
             disconnect: Vec::new(),
             threads: 0,
             connect_timeout: Duration::from_secs(5),
+            slow: None,
+            reconnect: true,
+            subscribe: SubscribeMode::Channel,
             user: None,
             password: None,
             tls_ca: None,
             tls_insecure: false,
             assert: Vec::new(),
+            redis_config: BTreeMap::new(),
         }
     }
 }
@@ -336,6 +400,14 @@ impl Scenario {
                 return Err(invalid("disconnect", format!("{d}: FOR must be longer than 0s")));
             }
         }
+        if let Some(slow) = &self.slow {
+            if slow.share.0 > 0.0 && self.consumers == 0 {
+                return Err(invalid("slow", format!("{slow}: the scenario has no consumers")));
+            }
+        }
+        if let Some(key) = self.redis_config.keys().find(|k| k.trim().is_empty() || k.contains(char::is_whitespace)) {
+            return Err(invalid("redis-config", format!("'{key}' is not a configuration key")));
+        }
         self.validate_target()
     }
 
@@ -394,6 +466,23 @@ mod tests {
         assert_eq!(parse_rate("20k"), Ok(20_000.0));
         assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
         assert!(parse_rate("-5").is_err() && parse_rate("fast").is_err() && parse_rate("inf").is_err());
+    }
+
+    #[test]
+    fn slow_and_redis_config_forms() {
+        let slow: Slow = "25%:200us".parse().unwrap();
+        assert_eq!(slow, Slow { share: Percent(25.0), delay: Duration::from_micros(200) });
+        assert_eq!(slow.to_string(), "25%:200us");
+        for bad in ["25%", "25:200us", "25%:0s", "125%:1ms"] {
+            assert!(bad.parse::<Slow>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_redis_config("client-output-buffer-limit pubsub 256kb 64kb 5"),
+            Ok(("client-output-buffer-limit".into(), "pubsub 256kb 64kb 5".into()))
+        );
+        assert!(parse_redis_config("maxmemory").is_err());
+        let s = Scenario::from_toml("[redis-config]\nmaxmemory = \"100mb\"\n").unwrap();
+        assert_eq!(s.redis_config.get("maxmemory").map(String::as_str), Some("100mb"));
     }
 
     #[test]

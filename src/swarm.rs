@@ -10,7 +10,8 @@ use crate::clock::{self, Clock, Timer};
 use crate::pacer::Pacer;
 use crate::scenario::Scenario;
 use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
-use crate::transport::pubsub::PubSub;
+use crate::transport::conn::Tuning;
+use crate::transport::pubsub::{PubSub, PubSubConsumer};
 use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
 use std::cell::RefCell;
@@ -87,21 +88,14 @@ pub enum Status {
     Aborted(String),
 }
 
-/// Something that happened to a consumer's connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub at_ns: u64,
-    pub consumer: u32,
-    pub kind: EventKind,
-    /// For `Resubscribed`: how long the consumer was not subscribed.
-    pub downtime_ns: u64,
-}
-
+/// Why a consumer stopped being subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    /// The scenario closed the connection.
+    /// The scenario disconnected it (`--disconnect`).
     Disconnect,
-    /// Subscribed again after a disconnect.
+    /// The server closed its connection (e.g. output buffer limit exceeded).
+    ServerKill,
+    /// It subscribed again.
     Resubscribed,
 }
 
@@ -109,9 +103,32 @@ impl EventKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             EventKind::Disconnect => "disconnect",
+            EventKind::ServerKill => "server-kill",
             EventKind::Resubscribed => "resubscribed",
         }
     }
+}
+
+/// A span during which a consumer was not subscribed, with the sequence
+/// positions that let the summary attribute each lost message to a cause.
+/// Positions are per (producer, channel), indexed like the consumer's ledgers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub kind: EventKind,
+    /// When the consumer stopped being subscribed (for a server kill: when it
+    /// first saw the connection closed), ns since the epoch.
+    pub closed_ns: u64,
+    /// When it was subscribed again, if it was.
+    pub resubscribed_ns: Option<u64>,
+    /// One past the last sequence it had received when the connection ended.
+    pub received: Vec<u64>,
+    /// Producers' next sequence when the connection ended: messages between
+    /// `received` and here were accepted by Redis for this consumer and never
+    /// delivered (lost in the buffer). Equal to `received` for a graceful leave.
+    pub closed: Vec<u64>,
+    /// Producers' next sequence once it was subscribed again: messages between
+    /// `closed` and here were published while it was not subscribed.
+    pub resubscribed: Option<Vec<u64>>,
 }
 
 /// One consumer's results.
@@ -120,7 +137,10 @@ pub struct ConsumerOutput {
     pub stats: ConsumerStats,
     /// The channels it subscribed to.
     pub channels: Vec<u32>,
-    pub events: Vec<Event>,
+    pub outages: Vec<Outage>,
+    /// If still subscribed at the end of the run: one past the last sequence
+    /// received, per ledger. Anything after it was still queued in Redis.
+    pub end: Option<Vec<u64>>,
 }
 
 /// Everything the swarm measured, merged over threads.
@@ -145,6 +165,9 @@ struct Shared {
     start: watch::Receiver<Option<(u64, Window)>>,
     /// Set when consumers should stop reading.
     finish: watch::Receiver<bool>,
+    /// Per (producer, channel): the next sequence number to be written, updated
+    /// per batch. Consumers read it when they lose or regain their subscription.
+    progress: Box<[AtomicU64]>,
     /// The first failure; it ends the run.
     abort: Mutex<Option<String>>,
     abort_notify: Notify,
@@ -163,6 +186,11 @@ impl Shared {
 
     fn aborted(&self) -> Option<String> {
         self.abort.lock().expect("abort lock").clone()
+    }
+
+    /// The producers' progress, indexed like a consumer's ledgers.
+    fn positions(&self) -> Vec<u64> {
+        self.progress.iter().map(|p| p.load(Relaxed)).collect()
     }
 
     async fn wait_start(&self) -> Option<(u64, Window)> {
@@ -216,6 +244,7 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
         live: live.clone(),
         start: start_rx,
         finish: finish_rx,
+        progress: (0..scenario.producers * scenario.channels).map(|_| AtomicU64::new(0)).collect(),
         abort: Mutex::new(None),
         abort_notify: Notify::new(),
     });
@@ -382,6 +411,10 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
             }
             conn.flush().await?;
             shared.live.sent.fetch_add(b.count, Relaxed);
+            let progress = &shared.progress[(id * s.channels) as usize..][..s.channels as usize];
+            for (p, &next) in progress.iter().zip(&next_seq) {
+                p.store(next, Relaxed);
+            }
         }
         // After another task's failure, Redis is likely gone: do not wait long for its replies.
         let wait = if shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
@@ -403,12 +436,18 @@ async fn consumer(
     notes: mpsc::UnboundedSender<Note>,
     thread_stats: Rc<RefCell<Option<ThreadStats>>>,
 ) -> Option<ConsumerOutput> {
-    let who = format!("consumer {id}");
     let s = &shared.scenario;
-    let mut conn = match shared.transport.consumer().await {
-        Ok(c) => Some(c),
+    // The last consumers are the slow ones, the first ones disconnect: the two stay apart when they can.
+    let slow = s.slow.filter(|slow| id >= s.consumers - slow.share.of(s.consumers)).map(|slow| slow.delay);
+    let tuning = match slow {
+        // A small receive window and read buffer: the backlog must pile up in Redis, where the limit applies.
+        Some(_) => Tuning { recv_buffer: Some(16 * 1024), fixed_buffer: true },
+        None => Tuning::default(),
+    };
+    let conn = match shared.transport.consumer(tuning, slow.is_some()).await {
+        Ok(c) => c,
         Err(e) => {
-            shared.fail(who, e);
+            shared.fail(format!("consumer {id}"), e);
             let _ = notes.send(Note::Failed);
             return None;
         }
@@ -417,13 +456,8 @@ async fn consumer(
     let _ = notes.send(Note::Ready);
     let (_, window) = shared.wait_start().await?;
     thread_stats.borrow_mut().get_or_insert_with(|| ThreadStats::new(&window));
-    let mut out = ConsumerOutput {
-        stats: ConsumerStats::new(id, s.producers, s.channels),
-        channels: (0..s.channels).collect(),
-        events: Vec::new(),
-    };
-    // Outages this consumer takes part in: the first ceil(PCT × consumers) consumers of each.
-    let mut outages: Vec<(u64, u64)> = s
+    // Outages this consumer takes part in: the first PCT of the consumers for each.
+    let mut planned: Vec<(u64, u64)> = s
         .disconnect
         .iter()
         .filter(|d| id < d.share.of(s.consumers))
@@ -432,56 +466,225 @@ async fn consumer(
             (down, down + d.down_for.as_nanos() as u64)
         })
         .collect();
-    outages.sort_unstable();
-    let mut outages = outages.into_iter().peekable();
-    let mut finish = shared.finish.clone();
-    let clock = shared.clock;
-    let result: Result<(), TransportError> = async {
+    planned.sort_unstable();
+    let mut task = Consumer {
+        window,
+        slow,
+        tuning,
+        timer: Timer::precise(shared.clock),
+        out: ConsumerOutput {
+            stats: ConsumerStats::new(id, s.producers, s.channels),
+            channels: (0..s.channels).collect(),
+            outages: Vec::new(),
+            end: None,
+        },
+        thread_stats,
+        shared: shared.clone(),
+        kill_seen: Rc::default(),
+        watcher: None,
+    };
+    if let Err(e) = task.run(conn, planned).await {
+        shared.fail(format!("consumer {id}"), e);
+    }
+    Some(task.out)
+}
+
+/// When Redis closed a connection (ns since the epoch), and the producers' positions just before.
+type Cutoff = (u64, Vec<u64>);
+
+/// A consumer's state between its connections.
+struct Consumer {
+    window: Window,
+    /// Time spent on each message, for slow consumers.
+    slow: Option<Duration>,
+    tuning: Tuning,
+    timer: Timer,
+    out: ConsumerOutput,
+    thread_stats: Rc<RefCell<Option<ThreadStats>>>,
+    shared: Arc<Shared>,
+    /// When Redis closed a slow consumer's connection, and the producers'
+    /// positions then, as seen by its watcher.
+    kill_seen: Rc<RefCell<Option<Cutoff>>>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Consumer {
+    async fn run(&mut self, conn: PubSubConsumer, planned: Vec<(u64, u64)>) -> Result<(), TransportError> {
+        let clock = self.shared.clock;
+        let mut finish = self.shared.finish.clone();
+        let mut planned = planned.into_iter().peekable();
+        self.watch(&conn);
+        let mut conn = Some(conn);
         loop {
-            let next_down = outages.peek().map(|o| o.0);
+            let next_down = planned.peek().map(|o| o.0);
             tokio::select! {
                 biased;
-                _ = finish.wait_for(|f| *f) => break,
-                _ = clock.sleep_until_ns(next_down.unwrap_or(u64::MAX / 4)), if next_down.is_some() => {
-                    // Close first, wait out the outage, then subscribe again.
-                    let (_, up) = outages.next().expect("peeked");
-                    let closed_at = clock.now_ns();
-                    conn = None;
-                    shared.live.connected.fetch_sub(1, Relaxed);
-                    out.stats.disconnects += 1;
-                    out.events.push(Event { at_ns: closed_at, consumer: id, kind: EventKind::Disconnect, downtime_ns: 0 });
-                    let mut finish_during_outage = shared.finish.clone();
-                    tokio::select! {
-                        _ = finish_during_outage.wait_for(|f| *f) => break,
-                        _ = clock.sleep_until_ns(up) => {}
-                    }
-                    conn = Some(shared.transport.consumer().await?);
-                    let now = clock.now_ns();
-                    out.events.push(Event { at_ns: now, consumer: id, kind: EventKind::Resubscribed, downtime_ns: now - closed_at });
-                    shared.live.connected.fetch_add(1, Relaxed);
+                _ = finish.wait_for(|f| *f) => {
+                    self.finish(conn.is_some());
+                    return Ok(());
                 }
-                r = conn.as_mut().expect("connected between outages").fill() => {
-                    r?;
-                    let conn = conn.as_mut().expect("connected between outages");
-                    let now = clock.now_ns();
-                    let mut ts = thread_stats.borrow_mut();
-                    let ts = ts.as_mut().expect("thread stats exist once started");
-                    let (mut fresh, missing_before) = (0, out.stats.missing_now);
-                    while let Some(d) = conn.next()? {
-                        fresh += out.stats.record(d.payload, now, &window, ts) as u64;
+                _ = clock.sleep_until_ns(next_down.unwrap_or(u64::MAX / 4)), if next_down.is_some() => {
+                    let (_, up) = planned.next().expect("peeked");
+                    if let Some(c) = conn.take() {
+                        self.leave(c).await?;
                     }
-                    shared.live.delivered.fetch_add(fresh, Relaxed);
-                    if out.stats.missing_now != missing_before {
-                        shared.live.lost_so_far.fetch_add(out.stats.missing_now.wrapping_sub(missing_before), Relaxed);
+                    if !self.sleep_until(up).await {
+                        self.finish(false);
+                        return Ok(());
                     }
+                    conn = self.resubscribe().await?;
+                }
+                r = conn.as_mut().expect("connected between outages").fill() => match r {
+                    Ok(()) => self.take_messages(conn.as_mut().expect("connected")).await,
+                    Err(TransportError::Closed | TransportError::Io(_)) => {
+                        drop(conn.take());
+                        self.server_closed();
+                        if !self.shared.scenario.reconnect {
+                            self.sleep_until(u64::MAX / 4).await;
+                            self.finish(false);
+                            return Ok(());
+                        }
+                        conn = self.resubscribe().await?;
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+            if conn.is_none() {
+                // Reconnecting was cut short by the end of the run.
+                self.finish(false);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Accounts for every complete message in the buffer. A slow consumer
+    /// spends its delay on each, and watches for Redis closing it meanwhile.
+    async fn take_messages(&mut self, conn: &mut PubSubConsumer) {
+        let live = &self.shared.live;
+        let clock = self.shared.clock;
+        let missing_before = self.out.stats.missing_now;
+        let mut fresh = 0;
+        let mut now = clock.now_ns();
+        loop {
+            let fresh_one = {
+                let Ok(Some(d)) = conn.next() else { break };
+                let mut ts = self.thread_stats.borrow_mut();
+                let ts = ts.as_mut().expect("thread stats exist once started");
+                self.out.stats.record(d.payload, now, &self.window, ts)
+            };
+            fresh += fresh_one as u64;
+            if let Some(delay) = self.slow {
+                self.timer.sleep_until_ns(now + delay.as_nanos() as u64).await;
+                now = clock.now_ns();
+            }
+        }
+        live.delivered.fetch_add(fresh, Relaxed);
+        let missing_now = self.out.stats.missing_now;
+        if missing_now != missing_before {
+            live.lost_so_far.fetch_add(missing_now.wrapping_sub(missing_before), Relaxed);
+        }
+    }
+
+    /// A scenario disconnect: UNSUBSCRIBE, take what Redis had already sent,
+    /// then close. Everything published after that is lost because nobody was
+    /// subscribed, none of it in a buffer.
+    async fn leave(&mut self, mut conn: PubSubConsumer) -> Result<(), TransportError> {
+        self.stop_watching();
+        conn.start_leaving().await?;
+        while !conn.has_left() {
+            conn.fill().await?;
+            self.take_messages(&mut conn).await;
+        }
+        drop(conn);
+        let received = self.out.stats.positions();
+        self.close(EventKind::Disconnect, self.shared.clock.now_ns(), received.clone(), received);
+        Ok(())
+    }
+
+    /// The server closed the connection: whatever it had queued for us is gone.
+    fn server_closed(&mut self) {
+        self.stop_watching();
+        let seen = self.kill_seen.borrow_mut().take();
+        let (at, closed) = seen.unwrap_or_else(|| (self.shared.clock.now_ns(), self.shared.positions()));
+        let received = self.out.stats.positions();
+        self.close(EventKind::ServerKill, at, received, closed);
+    }
+
+    fn close(&mut self, kind: EventKind, closed_ns: u64, received: Vec<u64>, closed: Vec<u64>) {
+        self.shared.live.connected.fetch_sub(1, Relaxed);
+        if kind == EventKind::Disconnect {
+            self.out.stats.disconnects += 1;
+        }
+        self.out.outages.push(Outage { kind, closed_ns, resubscribed_ns: None, received, closed, resubscribed: None });
+    }
+
+    /// For a slow consumer: watches from the side for Redis closing `conn`.
+    fn watch(&mut self, conn: &PubSubConsumer) {
+        let Some(client_id) = conn.client_id else { return };
+        let (shared, seen) = (self.shared.clone(), self.kill_seen.clone());
+        self.watcher = Some(tokio::task::spawn_local(async move {
+            // The kill happened before the poll that found it: take the positions just before that poll.
+            let mut before = (0, Vec::new());
+            let snapshot = || before = (shared.clock.now_ns(), shared.positions());
+            if shared.transport.wait_closed(client_id, Duration::from_millis(2), snapshot).await.is_ok() {
+                *seen.borrow_mut() = Some(before);
+            }
+        }));
+    }
+
+    fn stop_watching(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+    }
+
+    /// At the end of the run: a kill the watcher saw but the consumer had not
+    /// reached yet becomes an outage; whatever Redis accepted and had not
+    /// delivered yet is lost in the buffer.
+    fn finish(&mut self, connected: bool) {
+        self.stop_watching();
+        let killed = self.kill_seen.borrow().is_some();
+        if connected && killed {
+            self.server_closed();
+        } else if connected {
+            self.out.end = Some(self.out.stats.positions());
+        }
+    }
+
+    /// Sleeps until `ns`; false if the run finished first.
+    async fn sleep_until(&self, ns: u64) -> bool {
+        let mut finish = self.shared.finish.clone();
+        tokio::select! {
+            _ = finish.wait_for(|f| *f) => false,
+            _ = self.shared.clock.sleep_until_ns(ns) => true,
+        }
+    }
+
+    /// Connects and subscribes again, with backoff; `None` if the run finished first.
+    async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, TransportError> {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.shared.transport.consumer(self.tuning, self.slow.is_some()).await {
+                Ok(conn) => {
+                    self.watch(&conn);
+                    let now = self.shared.clock.now_ns();
+                    let outage = self.out.outages.last_mut().expect("resubscribing after an outage");
+                    outage.resubscribed_ns = Some(now);
+                    outage.resubscribed = Some(self.shared.positions());
+                    self.shared.live.connected.fetch_add(1, Relaxed);
+                    return Ok(Some(conn));
+                }
+                Err(TransportError::Refused { what, message }) => {
+                    return Err(TransportError::Refused { what, message })
+                }
+                Err(_) => {
+                    let wake = self.shared.clock.now_ns() + backoff.as_nanos() as u64;
+                    if !self.sleep_until(wake).await {
+                        return Ok(None);
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
         }
-        Ok(())
     }
-    .await;
-    if let Err(e) = result {
-        shared.fail(who, e);
-    }
-    Some(out)
 }

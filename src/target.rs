@@ -2,6 +2,9 @@
 //! starts on a free loopback port and stops when the run ends (on Drop, so
 //! also on error and on interrupt; the child also dies with its parent).
 
+use crate::transport::conn::Endpoint;
+use crate::transport::TransportError;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +25,58 @@ pub enum TargetError {
     Auth { url: String, message: String },
     #[error("TLS for {url}: {cause}")]
     Tls { url: String, cause: crate::transport::tls::TlsError },
+    #[error("Redis refused --redis-config \"{key} {value}\": {message}")]
+    Config { key: String, value: String, message: String },
+}
+
+/// Settings changed for a run, with what they were before.
+#[derive(Debug, Default)]
+pub struct ConfigChange {
+    previous: Vec<(String, String)>,
+}
+
+/// Applies `settings` with CONFIG SET, remembering the old values. Goes
+/// through a data connection, so TLS and the run's credentials apply too.
+pub async fn apply_config(
+    endpoint: &Endpoint,
+    url: &str,
+    settings: &BTreeMap<String, String>,
+) -> Result<ConfigChange, TargetError> {
+    let mut change = ConfigChange::default();
+    if settings.is_empty() {
+        return Ok(change);
+    }
+    let unreachable = |e: TransportError| TargetError::Unreachable { url: redact_url(url), message: e.to_string() };
+    let mut con = endpoint.connect().await.map_err(unreachable)?;
+    for (key, value) in settings {
+        let refused =
+            |e: TransportError| TargetError::Config { key: key.clone(), value: value.clone(), message: e.to_string() };
+        let old = con.query(&[b"CONFIG", b"GET", key.as_bytes()], "CONFIG GET").await.map_err(refused)?;
+        let Some(old) = old.get(1) else {
+            return Err(TargetError::Config {
+                key: key.clone(),
+                value: value.clone(),
+                message: "unknown setting".into(),
+            });
+        };
+        con.query(&[b"CONFIG", b"SET", key.as_bytes(), value.as_bytes()], "CONFIG SET").await.map_err(refused)?;
+        change.previous.push((key.clone(), old.clone()));
+    }
+    Ok(change)
+}
+
+impl ConfigChange {
+    /// Puts the old values back (best effort: the run's results matter more).
+    pub async fn restore(self, endpoint: &Endpoint) -> Result<(), TransportError> {
+        if self.previous.is_empty() {
+            return Ok(());
+        }
+        let mut con = endpoint.connect().await?;
+        for (key, old) in self.previous {
+            con.query(&[b"CONFIG", b"SET", key.as_bytes(), old.as_bytes()], "CONFIG SET").await?;
+        }
+        Ok(())
+    }
 }
 
 /// The accepted form of `--url`, for messages.

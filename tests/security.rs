@@ -145,6 +145,8 @@ fn acl_server() -> RedisServer {
         "+publish",
         "+subscribe",
         "+psubscribe",
+        "+unsubscribe",
+        "+punsubscribe",
     ])
 }
 
@@ -178,6 +180,11 @@ fn an_acl_user_with_only_the_pubsub_commands_can_run_and_its_password_never_show
     let out = short_run(&format!("redis://bench:{PASSWORD}@{host}"), &dir, &["--format", "json"]);
     assert_no_password(&out, &dir);
     let s = assert_clean(&out, &dir);
+    // Outages (UNSUBSCRIBE, then a new connection) stay within the user's rights.
+    let more = tmp.path().join("outage");
+    let out = short_run(&format!("redis://bench:{PASSWORD}@{host}"), &more, &["--disconnect", "50%@300ms+200ms"]);
+    assert_no_password(&out, &more);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(s.url, format!("redis://bench:***@{host}"));
     let scenario = std::fs::read_to_string(dir.join("scenario.toml")).unwrap();
     assert!(scenario.contains(&format!("url = \"redis://bench:***@{host}\"")), "{scenario}");

@@ -23,6 +23,9 @@ pub struct SummaryRow {
     pub reached: u64,
     pub delivered: u64,
     pub lost: u64,
+    pub lost_unsubscribed: u64,
+    pub lost_in_buffer: u64,
+    pub lost_other: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
     pub foreign: u64,
@@ -55,6 +58,8 @@ pub struct TimeseriesRow {
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,
+    pub lost_unsubscribed: u64,
+    pub lost_in_buffer: u64,
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
@@ -69,10 +74,24 @@ pub struct ConsumerRow {
     pub expected: u64,
     pub delivered: u64,
     pub lost: u64,
+    pub lost_unsubscribed: u64,
+    pub lost_in_buffer: u64,
+    pub lost_other: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
     pub disconnects: u64,
+    pub server_kills: u64,
     pub p99_us: f64,
+}
+
+/// `events.csv`: one row per change in a consumer's subscription.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub at_s: f64,
+    pub consumer: u32,
+    pub kind: String,
+    pub downtime_ms: Option<f64>,
+    pub lost_during: u64,
 }
 
 /// The column names of a row struct, in order, as the CSV header writes them.

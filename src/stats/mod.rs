@@ -125,6 +125,11 @@ impl ConsumerStats {
         }
     }
 
+    /// Per ledger: one past the highest sequence received so far.
+    pub fn positions(&self) -> Vec<u64> {
+        self.ledgers.iter().map(|l| l.next()).collect()
+    }
+
     /// Accounts for one received payload at `now_ns`. Returns whether it was a
     /// first delivery of a measured message.
     #[inline]

@@ -141,27 +141,6 @@ impl Conn {
         Conn { stream, buf: vec![0; MIN_BUF], start: 0, end: 0, max_buf }
     }
 
-    /// Whether the server has closed its side (the socket is in CLOSE_WAIT),
-    /// even though unread data may still be buffered here. Lets a slow reader
-    /// know when Redis cut it off, not only when it reaches the end.
-    pub fn peer_closed(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `info`.
-        let r = unsafe {
-            libc::getsockopt(
-                self.stream.tcp().as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut info as *mut libc::tcp_info).cast(),
-                &mut len,
-            )
-        };
-        const TCP_CLOSE_WAIT: u8 = 8;
-        r == 0 && info.tcpi_state == TCP_CLOSE_WAIT
-    }
-
     /// The unparsed bytes.
     #[inline]
     pub fn pending(&self) -> &[u8] {
@@ -216,6 +195,37 @@ impl Conn {
         self.stream.write_all(bytes).await?;
         self.stream.flush().await?;
         Ok(())
+    }
+
+    /// Sends one command and returns its reply as text: a string or an
+    /// integer as one item, an array (of up to four) as its items. For
+    /// control commands only (CONFIG GET/SET), not the hot path.
+    pub async fn query(&mut self, args: &[&[u8]], what: &'static str) -> Result<Vec<String>, TransportError> {
+        let mut cmd = Vec::new();
+        resp::encode_command(&mut cmd, args);
+        self.send(&cmd).await?;
+        loop {
+            let Some((frame, used)) = resp::parse(self.pending())? else {
+                self.fill().await?;
+                continue;
+            };
+            let text = |a: &Atom| match a {
+                Atom::Simple(b) | Atom::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+                Atom::Int(i) => i.to_string(),
+                Atom::Error(_) | Atom::Nil => String::new(),
+            };
+            let reply = match frame {
+                Frame::Atom(Atom::Error(e)) => {
+                    Err(TransportError::Refused { what, message: String::from_utf8_lossy(e).into_owned() })
+                }
+                Frame::Atom(Atom::Nil) => Ok(Vec::new()),
+                Frame::Atom(a) => Ok(vec![text(&a)]),
+                Frame::Array { .. } => Ok(frame.items().iter().map(text).collect()),
+                Frame::Other => Err(resp::RespError("reply too large for a control command").into()),
+            };
+            self.consume(used);
+            return reply;
+        }
     }
 
     /// Sends one command and waits for its reply; an error reply becomes

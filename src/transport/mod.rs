@@ -27,9 +27,21 @@ pub enum TransportError {
     #[error("Redis refused {what}: {message}")]
     Refused { what: &'static str, message: String },
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error(transparent)]
     Protocol(#[from] resp::RespError),
+}
+
+impl From<std::io::Error> for TransportError {
+    /// A reset or broken connection is the server closing it, however the
+    /// kernel happened to report it: one cause, one message.
+    fn from(e: std::io::Error) -> TransportError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => TransportError::Closed,
+            _ => TransportError::Io(e),
+        }
+    }
 }
 
 /// A message as a consumer sees it, borrowed from the connection's buffer.
@@ -78,4 +90,10 @@ pub trait ConsumerConn {
     fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError>;
     /// Reads more bytes from the socket (waits until some arrive).
     fn fill(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Asks the server to stop sending (a graceful leave); messages already on
+    /// their way still arrive through [`ConsumerConn::next`] until
+    /// [`ConsumerConn::has_left`] turns true.
+    fn start_leaving(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Whether the server confirmed the leave.
+    fn has_left(&self) -> bool;
 }

@@ -1,6 +1,6 @@
 //! Redis Pub/Sub: PUBLISH from producers, SUBSCRIBE (or PSUBSCRIBE) on consumers.
 
-use super::conn::{Conn, Endpoint};
+use super::conn::{Conn, Endpoint, Tuning};
 use super::resp::{self, Atom, Frame};
 use super::stream::{ReadHalf, WriteHalf};
 use super::{Acks, ConsumerConn, Delivery, ProducerConn, TransportError};
@@ -23,6 +23,8 @@ const STALL_CHECK: Duration = Duration::from_millis(100);
 pub struct PubSub {
     pub endpoint: Endpoint,
     pub channels: Vec<String>,
+    /// When set, consumers PSUBSCRIBE to this pattern instead of SUBSCRIBE to each channel.
+    pub pattern: Option<String>,
     pub payload_len: usize,
 }
 
@@ -37,23 +39,33 @@ impl PubSub {
         Ok(PubSubProducer { write, prefixes, payload_len: self.payload_len, out: Vec::new(), written: 0, acks, reader })
     }
 
-    /// Connects and subscribes to every channel; returns once Redis confirmed all.
-    pub async fn consumer(&self) -> Result<PubSubConsumer, TransportError> {
-        let mut conn = self.endpoint.connect().await?;
+    /// Connects and subscribes; returns once Redis confirmed every subscription,
+    /// so everything published from then on is delivered. With `want_id` it
+    /// also asks for the connection's CLIENT ID, so a watcher can tell when
+    /// Redis closes it.
+    pub async fn consumer(&self, tuning: Tuning, want_id: bool) -> Result<PubSubConsumer, TransportError> {
+        let mut conn = self.endpoint.connect_with(tuning).await?;
+        let client_id = match want_id {
+            true => Some(client_id(&mut conn).await?),
+            false => None,
+        };
         let mut cmd = Vec::new();
-        let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-        args.extend(self.channels.iter().map(|c| c.as_bytes()));
-        resp::encode_command(&mut cmd, &args);
+        let (kind, names): (&[u8], Vec<&[u8]>) = match &self.pattern {
+            Some(p) => (b"psubscribe", vec![p.as_bytes()]),
+            None => (b"subscribe", self.channels.iter().map(|c| c.as_bytes()).collect()),
+        };
+        let verb = if self.pattern.is_some() { &b"PSUBSCRIBE"[..] } else { &b"SUBSCRIBE"[..] };
+        resp::encode_command(&mut cmd, &[&[verb], names.as_slice()].concat());
         conn.send(&cmd).await?;
         let mut confirmed = 0;
-        while confirmed < self.channels.len() {
+        while confirmed < names.len() {
             match resp::parse(conn.pending())? {
                 Some((frame, used)) => {
                     if let Frame::Atom(Atom::Error(e)) = frame {
                         let message = String::from_utf8_lossy(e).into_owned();
                         return Err(TransportError::Refused { what: "SUBSCRIBE", message });
                     }
-                    if matches!(frame.items().first(), Some(Atom::Bulk(b"subscribe"))) {
+                    if matches!(frame.items().first(), Some(Atom::Bulk(k)) if *k == kind) {
                         confirmed += 1;
                     }
                     conn.consume(used);
@@ -61,7 +73,71 @@ impl PubSub {
                 None => conn.fill().await?,
             }
         }
-        Ok(PubSubConsumer { conn })
+        let leave = if self.pattern.is_some() { b"punsubscribe".as_slice() } else { b"unsubscribe".as_slice() };
+        Ok(PubSubConsumer { conn, leave, left: false, client_id })
+    }
+
+    /// Waits until the connection with `client_id` is gone from the server,
+    /// polling every `every`; calls `before_poll` right before each poll, so the
+    /// caller can note what was true just before the one that found it gone.
+    /// Redis cuts off a slow subscriber long before the subscriber can tell:
+    /// what the kernel already buffered still arrives first, FIN last, seconds
+    /// later for a slow reader.
+    pub async fn wait_closed(
+        &self,
+        client_id: i64,
+        every: Duration,
+        mut before_poll: impl FnMut(),
+    ) -> Result<(), TransportError> {
+        let mut conn = self.endpoint.connect().await?;
+        let mut cmd = Vec::new();
+        resp::encode_command(&mut cmd, &[b"CLIENT", b"LIST", b"ID", client_id.to_string().as_bytes()]);
+        loop {
+            tokio::time::sleep(every).await;
+            before_poll();
+            conn.send(&cmd).await?;
+            let listed = loop {
+                match resp::parse(conn.pending())? {
+                    Some((frame, used)) => {
+                        let listed = match frame {
+                            Frame::Atom(Atom::Bulk(b)) => !b.is_empty(),
+                            Frame::Atom(Atom::Error(e)) => {
+                                let message = String::from_utf8_lossy(e).into_owned();
+                                return Err(TransportError::Refused { what: "CLIENT LIST", message });
+                            }
+                            _ => true,
+                        };
+                        conn.consume(used);
+                        break listed;
+                    }
+                    None => conn.fill().await?,
+                }
+            };
+            if !listed {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Asks for the connection's CLIENT ID.
+async fn client_id(conn: &mut Conn) -> Result<i64, TransportError> {
+    let mut cmd = Vec::new();
+    resp::encode_command(&mut cmd, &[b"CLIENT", b"ID"]);
+    conn.send(&cmd).await?;
+    loop {
+        match resp::parse(conn.pending())? {
+            Some((Frame::Atom(Atom::Int(id)), used)) => {
+                conn.consume(used);
+                return Ok(id);
+            }
+            Some((Frame::Atom(Atom::Error(e)), _)) => {
+                let message = String::from_utf8_lossy(e).into_owned();
+                return Err(TransportError::Refused { what: "CLIENT ID", message });
+            }
+            Some(_) => return Err(resp::RespError("unexpected reply to CLIENT ID").into()),
+            None => conn.fill().await?,
+        }
     }
 }
 
@@ -237,6 +313,11 @@ impl ProducerConn for PubSubProducer {
 /// A subscribed consumer.
 pub struct PubSubConsumer {
     conn: Conn,
+    /// The confirmation that ends a graceful leave: `unsubscribe` or `punsubscribe`.
+    leave: &'static [u8],
+    left: bool,
+    /// The server's id for this connection, when asked for.
+    pub client_id: Option<i64>,
 }
 
 impl ConsumerConn for PubSubConsumer {
@@ -251,6 +332,10 @@ impl ConsumerConn for PubSubConsumer {
                     let offset = p.as_ptr() as usize - pending.as_ptr() as usize;
                     Some(offset..offset + p.len())
                 }
+                [Atom::Bulk(kind), _, Atom::Int(0)] if *kind == self.leave => {
+                    self.left = true;
+                    None
+                }
                 _ => None,
             };
             match payload {
@@ -258,6 +343,18 @@ impl ConsumerConn for PubSubConsumer {
                 None => self.conn.consume(used),
             }
         }
+    }
+
+    async fn start_leaving(&mut self) -> Result<(), TransportError> {
+        let mut cmd = Vec::new();
+        let verb = if self.leave == b"punsubscribe" { &b"PUNSUBSCRIBE"[..] } else { &b"UNSUBSCRIBE"[..] };
+        resp::encode_command(&mut cmd, &[verb]);
+        self.conn.send(&cmd).await?;
+        Ok(())
+    }
+
+    fn has_left(&self) -> bool {
+        self.left
     }
 
     async fn fill(&mut self) -> Result<(), TransportError> {

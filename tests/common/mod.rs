@@ -34,9 +34,19 @@ pub fn assert_invariants(r: &RunReport) {
     assert_eq!(sum(|c| c.expected), s.expected, "consumers' expected add up");
     assert_eq!(sum(|c| c.delivered), s.delivered, "consumers' delivered add up");
     assert_eq!(sum(|c| c.lost), s.lost, "consumers' lost add up");
+    assert_eq!(s.lost_unsubscribed + s.lost_in_buffer + s.lost_other, s.lost, "every loss has one cause");
+    assert_eq!(sum(|c| c.lost_unsubscribed), s.lost_unsubscribed);
+    assert_eq!(sum(|c| c.lost_in_buffer), s.lost_in_buffer);
+    assert_eq!(sum(|c| c.lost_other), s.lost_other);
     for c in &r.consumers {
         assert_eq!(c.delivered + c.lost, c.expected, "consumer {}", c.consumer);
+        assert_eq!(c.lost_unsubscribed + c.lost_in_buffer + c.lost_other, c.lost, "consumer {}", c.consumer);
     }
+    for t in &r.timeseries {
+        assert!(t.lost_unsubscribed + t.lost_in_buffer <= t.lost, "second {}", t.second);
+    }
+    assert_eq!(r.timeseries.iter().map(|t| t.lost_unsubscribed).sum::<u64>(), s.lost_unsubscribed);
+    assert_eq!(r.timeseries.iter().map(|t| t.lost_in_buffer).sum::<u64>(), s.lost_in_buffer);
     assert_eq!(r.timeseries.iter().map(|t| t.sent).sum::<u64>(), s.sent, "per-second sent adds up");
     assert_eq!(r.timeseries.iter().map(|t| t.delivered).sum::<u64>(), s.delivered, "per-second delivered adds up");
     assert_eq!(r.timeseries.iter().map(|t| t.lost).sum::<u64>(), s.lost, "per-second lost adds up");
