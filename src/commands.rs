@@ -1,10 +1,12 @@
 //! What each subcommand does, between parsing and exit codes.
 
-use crate::cli::{Command, Format, RunArgs};
+use crate::cli::{Command, CompareArgs, Format, RunArgs};
 use crate::progress::Progress;
+use crate::report::rows::SummaryRow;
 use crate::report::{files, table};
 use crate::scenario::ScenarioError;
 use crate::swarm::{Live, Status};
+use crate::target::Target;
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -19,6 +21,7 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 pub async fn execute(command: Command) -> Result<u8> {
     match command {
         Command::Run(args) => run(args).await,
+        Command::Compare(args) => compare(args).await,
         Command::Scenarios { dir } => {
             let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
             let dir = dir.unwrap_or_else(|| if Path::new("scenarios").is_dir() { "scenarios".into() } else { shipped });
@@ -28,19 +31,21 @@ pub async fn execute(command: Command) -> Result<u8> {
     }
 }
 
-async fn run(args: RunArgs) -> Result<u8> {
-    let scenario = args.scenario()?;
-    if let Some(dir) = args.out.as_ref().filter(|d| d.exists()) {
-        return Err(ScenarioError::Invalid {
+/// Refuses an existing output directory before anything runs.
+fn check_out(out: Option<&std::path::PathBuf>) -> Result<()> {
+    match out.filter(|d| d.exists()) {
+        Some(dir) => Err(ScenarioError::Invalid {
             key: "out",
             message: format!("{} already exists; results are never overwritten", dir.display()),
         }
-        .into());
+        .into()),
+        None => Ok(()),
     }
-    let live = Arc::new(Live::default());
-    let watcher = live.clone();
+}
+
+/// First Ctrl-C or SIGTERM: the current run stops and reports. A second one exits at once.
+fn on_interrupt(current: Arc<std::sync::Mutex<Arc<Live>>>) {
     tokio::spawn(async move {
-        // First Ctrl-C or SIGTERM: stop and report. A second one exits at once.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         let sigterm = async {
             match term.as_mut() {
@@ -51,16 +56,53 @@ async fn run(args: RunArgs) -> Result<u8> {
             }
         };
         tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = sigterm => {} }
-        watcher.request_stop();
+        if let Ok(live) = current.lock() {
+            live.request_stop();
+        }
         let _ = tokio::signal::ctrl_c().await;
         std::process::exit(EXIT_INTERRUPTED as i32);
     });
-    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+}
+
+/// Runs one scenario on `target` with a live view; the report is not written yet.
+async fn run_one(
+    scenario: crate::Scenario,
+    target: &Target,
+    quiet: bool,
+    current: &std::sync::Mutex<Arc<Live>>,
+) -> Result<crate::RunReport> {
+    let live = Arc::new(Live::default());
+    *current.lock().expect("live lock") = live.clone();
+    let show_progress = !quiet && std::io::stderr().is_terminal();
     let progress =
         show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
-    let report = crate::run_with(scenario, live).await;
+    let report = crate::run_on(scenario, live, target).await;
     drop(progress);
-    let report = report?;
+    report
+}
+
+fn exit_code(status: &Status, dir: &Path) -> u8 {
+    match status {
+        Status::Ok => 0,
+        Status::Interrupted => {
+            eprintln!("eventbench: interrupted; partial results in {}", dir.display());
+            EXIT_INTERRUPTED
+        }
+        Status::Aborted(reason) => {
+            eprintln!("eventbench: run aborted: {reason}; partial results in {}", dir.display());
+            EXIT_ABORTED
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<u8> {
+    let scenario = args.scenario()?;
+    check_out(args.out.as_ref())?;
+    let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
+    on_interrupt(current.clone());
+    let target = Target::for_scenario(&scenario)?;
+    let report = run_one(scenario, &target, args.quiet, &current).await?;
+    drop(target);
     let dir = match &args.out {
         Some(dir) => dir.clone(),
         None => files::default_dir(Path::new("results"), &report.run_id),
@@ -73,17 +115,52 @@ async fn run(args: RunArgs) -> Result<u8> {
         }
         Format::Json => println!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
     }
-    Ok(match report.status {
-        Status::Ok => 0,
-        Status::Interrupted => {
-            eprintln!("eventbench: interrupted; partial results in {}", dir.display());
-            EXIT_INTERRUPTED
+    Ok(exit_code(&report.status, &dir))
+}
+
+/// The same scenario once per transport, against one Redis; each run is
+/// written as soon as it ends, then `compare.csv` and a side-by-side table.
+async fn compare(args: CompareArgs) -> Result<u8> {
+    let base = args.run.scenario()?;
+    check_out(args.run.out.as_ref())?;
+    let scenarios = args
+        .transports
+        .iter()
+        .map(|&t| {
+            let s = crate::Scenario { transport: t, ..base.clone() };
+            s.validate().map(|_| s)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = match &args.run.out {
+        Some(dir) => dir.clone(),
+        None => files::default_dir(Path::new("results"), &format!("compare-{}-{}", base.name, crate::utc_stamp())),
+    };
+    let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
+    on_interrupt(current.clone());
+    let target = Target::for_scenario(&base)?;
+    let mut rows: Vec<SummaryRow> = Vec::new();
+    let mut code = 0;
+    for s in scenarios {
+        let transport = s.transport.to_string();
+        let report = run_one(s, &target, args.run.quiet, &current).await?;
+        let dir = root.join(&transport);
+        files::write_run(&report, &dir)?;
+        code = code.max(exit_code(&report.status, &dir));
+        rows.push(report.summary);
+        if code == EXIT_INTERRUPTED {
+            break;
         }
-        Status::Aborted(reason) => {
-            eprintln!("eventbench: run aborted: {reason}; partial results in {}", dir.display());
-            EXIT_ABORTED
+    }
+    drop(target);
+    files::write_csv(&root.join("compare.csv"), &rows)?;
+    match args.run.format {
+        Format::Table => {
+            print!("{}", table::render_comparison(&rows));
+            println!("{:>16}  {}", "results", root.display());
         }
-    })
+        Format::Json => println!("{}", serde_json::to_string(&rows).context("summaries as JSON")?),
+    }
+    Ok(code)
 }
 
 /// One line per scenario file: name, workload, and the first line of its description.

@@ -24,10 +24,13 @@ pub use scenario::Scenario;
 pub use swarm::{Live, Status};
 
 use anyhow::{Context, Result};
+use scenario::TransportKind;
 use std::sync::Arc;
+use swarm::Transport;
 use target::{Target, TargetError};
 use transport::conn::Endpoint;
 use transport::pubsub::PubSub;
+use transport::streams::Streams;
 use transport::TransportError;
 
 /// Runs a scenario and returns what it measured.
@@ -38,10 +41,15 @@ pub async fn run(scenario: Scenario) -> Result<RunReport> {
 /// Runs a scenario; `live` lets a caller watch counters and request a stop.
 pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> {
     scenario.validate()?;
-    let target = match &scenario.url {
-        Some(url) => Target::external(url),
-        None => Target::private(scenario.redis_server.as_deref())?,
-    };
+    let target = Target::for_scenario(&scenario)?;
+    run_on(scenario, live, &target).await
+}
+
+/// Runs a scenario against a Redis the caller holds (so that several runs,
+/// as in `compare`, share one private server); the scenario's own `url` is
+/// not used.
+pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Result<RunReport> {
+    scenario.validate()?;
     let endpoint = Endpoint::from_url(target.url(), scenario.connect_timeout)
         .map_err(|message| TargetError::Unreachable { url: target::redact_url(target.url()), message })?;
     check_reachable(&endpoint, target.url()).await?;
@@ -50,19 +58,41 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
 
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
     let nonce = run_nonce();
-    let transport = PubSub {
-        endpoint,
-        channels: (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect(),
-        pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
-        payload_len: scenario.payload,
+    let names: Vec<String> = (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect();
+    let transport = match scenario.transport {
+        TransportKind::Pubsub => Transport::PubSub(PubSub {
+            endpoint,
+            channels: names,
+            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
+            payload_len: scenario.payload,
+        }),
+        TransportKind::Streams => Transport::Streams(Streams {
+            endpoint,
+            url: target.url().to_string(),
+            keys: names,
+            payload_len: scenario.payload,
+            maxlen: scenario.maxlen,
+            batch: 256,
+        }),
     };
     let config = target::apply_config(target.url(), &scenario.redis_config).await?;
+    let keys = match &transport {
+        Transport::Streams(t) => t.keys.clone(),
+        Transport::PubSub(_) => Vec::new(),
+    };
     let out = swarm::run(&scenario, transport, live).await;
+    if !keys.is_empty() {
+        // The run's streams hold every message it sent: delete them (best effort).
+        if let Ok(client) = redis::Client::open(target.url()) {
+            if let Ok(mut con) = client.get_multiplexed_async_connection().await {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query_async(&mut con).await;
+            }
+        }
+    }
     if !target.is_private() {
         // A user's Redis gets its settings back; a private one is about to stop anyway.
         config.restore(target.url()).await.context("restoring --redis-config settings")?;
     }
-    drop(target);
     Ok(stats::summary::summarize(run_id, &scenario, out))
 }
 
@@ -83,7 +113,7 @@ async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), TargetErr
 }
 
 /// `20261126T174000Z`: sortable and safe in a directory name.
-fn utc_stamp() -> String {
+pub fn utc_stamp() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace(['-', ':'], "")
 }
 

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod pubsub;
 pub mod resp;
+pub mod streams;
 
 use crate::wire::Header;
 use std::future::Future;
@@ -24,6 +25,8 @@ pub enum TransportError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Protocol(#[from] resp::RespError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// A message as a consumer sees it, borrowed from the connection's buffer.

@@ -22,13 +22,9 @@ pub struct PubSub {
 
 impl PubSub {
     pub async fn producer(&self) -> Result<PubSubProducer, TransportError> {
-        let conn = self.endpoint.connect().await?;
         let prefixes =
-            self.channels.iter().map(|ch| resp::fixed_prefix(b"PUBLISH", ch.as_bytes(), self.payload_len)).collect();
-        let (read, write) = conn.stream.into_split();
-        let acks = Rc::new(AckState::default());
-        let reader = tokio::task::spawn_local(read_replies(read, acks.clone()));
-        Ok(PubSubProducer { write, prefixes, payload_len: self.payload_len, out: Vec::new(), written: 0, acks, reader })
+            self.channels.iter().map(|ch| resp::fixed_prefix(&[b"PUBLISH", ch.as_bytes()], self.payload_len)).collect();
+        PubSubProducer::connect(&self.endpoint, prefixes, self.payload_len).await
     }
 
     /// Connects and subscribes; returns once Redis confirmed every subscription,
@@ -152,10 +148,15 @@ async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckStat
         while let Some((frame, used)) = resp::parse(&buf[start..end])? {
             let idx = acks.replies.get();
             match frame {
-                Frame::Atom(Atom::Int(n)) => {
+                // PUBLISH: the subscribers reached; XADD: the entry's id, one entry stored.
+                Frame::Atom(Atom::Int(_) | Atom::Bulk(_)) => {
+                    let n = match frame {
+                        Frame::Atom(Atom::Int(n)) => n.max(0) as u64,
+                        _ => 1,
+                    };
                     let (lo, hi) = acks.measured.get();
                     if (lo..hi).contains(&idx) {
-                        acks.reached.set(acks.reached.get() + n.max(0) as u64);
+                        acks.reached.set(acks.reached.get() + n);
                     }
                 }
                 Frame::Atom(Atom::Error(e)) => {
@@ -182,7 +183,8 @@ async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckStat
     }
 }
 
-/// A producer: pipelined PUBLISH from a reused buffer.
+/// A producer: pipelined writes (PUBLISH, or XADD for Streams) from a reused
+/// buffer, with a fixed command prefix per channel.
 pub struct PubSubProducer {
     write: OwnedWriteHalf,
     /// `*3 $7 PUBLISH $n channel $len` per channel, built once.
@@ -192,6 +194,21 @@ pub struct PubSubProducer {
     written: u64,
     acks: Rc<AckState>,
     reader: tokio::task::JoinHandle<Result<(), TransportError>>,
+}
+
+impl PubSubProducer {
+    /// Connects a producer that writes `prefixes[channel]` + payload per message.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        prefixes: Vec<Vec<u8>>,
+        payload_len: usize,
+    ) -> Result<PubSubProducer, TransportError> {
+        let conn = endpoint.connect().await?;
+        let (read, write) = conn.stream.into_split();
+        let acks = Rc::new(AckState::default());
+        let reader = tokio::task::spawn_local(read_replies(read, acks.clone()));
+        Ok(PubSubProducer { write, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader })
+    }
 }
 
 impl ProducerConn for PubSubProducer {
