@@ -2,7 +2,8 @@
 
 use crate::assertion::Assertion;
 use crate::scenario::{
-    parse_duration, parse_rate, parse_redis_config, Disconnect, Password, Scenario, ScenarioError, Slow, SubscribeMode,
+    parse_duration, parse_rate, parse_redis_config, Crash, Disconnect, Password, Scenario, ScenarioError, Slow,
+    SubscribeMode, TransportKind,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one scenario and write its results.
     Run(RunArgs),
+    /// Run one scenario once per transport against the same Redis, side by side.
+    Compare(CompareArgs),
     /// List the shipped scenario files, one line each.
     Scenarios {
         /// Directory to list (default: ./scenarios, else the one shipped with eventbench).
@@ -66,6 +69,9 @@ pub struct RunArgs {
     /// Name of the run (default: the scenario file's name, or the transport).
     #[arg(long)]
     pub name: Option<String>,
+    /// pubsub (PUBLISH/SUBSCRIBE) or streams (XADD/XREADGROUP/XACK).
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportKind>,
     /// Producer connections.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub producers: Option<u32>,
@@ -105,6 +111,21 @@ pub struct RunArgs {
     /// Redis setting "KEY VALUE" applied with CONFIG SET for the run (restored after on a user's Redis); repeatable.
     #[arg(long, value_parser = parse_redis_config, value_name = "KEY VALUE")]
     pub redis_config: Vec<(String, String)>,
+    /// Consumers that stop for good PCT@AT (e.g. 25%@3s), without acknowledging what they hold; repeatable.
+    #[arg(long, value_parser = parse_crash, value_name = "PCT@AT")]
+    pub crash: Vec<Crash>,
+    /// Streams: trim each stream to about N entries (XADD MAXLEN ~ N).
+    #[arg(long, value_name = "N")]
+    pub maxlen: Option<u64>,
+    /// Streams: spread the consumers over G groups sharing the work (default: one group per consumer).
+    #[arg(long, value_name = "G")]
+    pub groups: Option<u32>,
+    /// Streams: survivors claim a group's entries idle longer than this (XAUTOCLAIM).
+    #[arg(long, value_parser = parse_duration)]
+    pub claim_idle: Option<Duration>,
+    /// Streams: a new group reads every stream from the beginning this far into the measured phase.
+    #[arg(long, value_parser = parse_duration, value_name = "AT")]
+    pub replay_at: Option<Duration>,
     /// Worker threads (0 = one per CPU).
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
@@ -122,11 +143,24 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Transports to run the scenario on, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "pubsub,streams")]
+    pub transports: Vec<TransportKind>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 fn parse_disconnect(s: &str) -> Result<Disconnect, String> {
     s.parse()
 }
 
 fn parse_assertion(s: &str) -> Result<Assertion, String> {
+    s.parse()
+}
+
+fn parse_crash(s: &str) -> Result<Crash, String> {
     s.parse()
 }
 
@@ -152,6 +186,11 @@ impl RunArgs {
         macro_rules! over {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { s.$field = v.clone(); } )* };
         }
+        if self.name.is_none() && self.scenario.is_none() {
+            if let Some(t) = self.transport {
+                s.name = t.to_string();
+            }
+        }
         over!(name, producers, consumers, channels, rate, payload, duration, warmup, drain, threads, connect_timeout);
         if self.user.is_some() {
             s.user = self.user.clone();
@@ -166,7 +205,16 @@ impl RunArgs {
         if !self.assertions.is_empty() {
             s.assert = self.assertions.clone();
         }
-        over!(reconnect, subscribe);
+        over!(reconnect, subscribe, transport, groups, claim_idle);
+        if self.maxlen.is_some() {
+            s.maxlen = self.maxlen;
+        }
+        if self.replay_at.is_some() {
+            s.replay_at = self.replay_at;
+        }
+        if !self.crash.is_empty() {
+            s.crash = self.crash.clone();
+        }
         if self.slow.is_some() {
             s.slow = self.slow;
         }

@@ -37,12 +37,15 @@ pub enum TransportKind {
     /// PUBLISH / SUBSCRIBE: fire-and-forget fan-out.
     #[default]
     Pubsub,
+    /// XADD / XREADGROUP / XACK: durable, with consumer groups.
+    Streams,
 }
 
 impl fmt::Display for TransportKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TransportKind::Pubsub => "pubsub",
+            TransportKind::Streams => "streams",
         })
     }
 }
@@ -136,7 +139,34 @@ macro_rules! serde_as_string {
 }
 serde_as_string!(Disconnect);
 serde_as_string!(Slow);
+serde_as_string!(Crash);
 serde_as_string!(crate::assertion::Assertion);
+
+/// Consumers that stop for good: `PCT@AT`, e.g. `25%@3s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crash {
+    pub share: Percent,
+    /// When, counted from the start of the measured phase.
+    pub at: Duration,
+}
+
+impl FromStr for Crash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected PCT@AT, e.g. 25%@3s";
+        let (share, at) = s.split_once('@').ok_or_else(|| format!("'{s}': {form}"))?;
+        Ok(Crash {
+            share: share.parse().map_err(|e| format!("{e}; {form}"))?,
+            at: parse_duration(at).map_err(|e| format!("{e}; {form}"))?,
+        })
+    }
+}
+
+impl fmt::Display for Crash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.share, fmt_duration(&self.at))
+    }
+}
 
 /// Slow consumers: `PCT:DELAY`, e.g. `25%:200us`. That share of the consumers
 /// (the last ones) spends DELAY on each message before taking the next.
@@ -195,6 +225,20 @@ mod duration_str {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_duration_str {
+    use super::*;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&fmt_duration(d)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
     }
 }
 
@@ -272,6 +316,19 @@ pub struct Scenario {
     pub assert: Vec<crate::assertion::Assertion>,
     /// Applied with CONFIG SET before the run (and restored after it on a user's Redis).
     pub redis_config: BTreeMap<String, String>,
+    /// Streams: approximate trimming, `XADD MAXLEN ~ N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<u64>,
+    /// Streams: consumer groups sharing the work; 0 = one group per consumer (fan-out, as Pub/Sub).
+    pub groups: u32,
+    /// Consumers that stop for good without acknowledging what they hold, `PCT@AT`.
+    pub crash: Vec<Crash>,
+    /// Streams: survivors claim a group's entries idle for longer than this.
+    #[serde(with = "duration_str")]
+    pub claim_idle: Duration,
+    /// Streams: a new group reads the streams from the beginning this far into the measured phase.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_str", default)]
+    pub replay_at: Option<Duration>,
 }
 
 /// A password: `Debug` shows `***`, so it cannot slip into a log line.
@@ -312,6 +369,11 @@ impl Default for Scenario {
             tls_insecure: false,
             assert: Vec::new(),
             redis_config: BTreeMap::new(),
+            maxlen: None,
+            groups: 0,
+            crash: Vec::new(),
+            claim_idle: Duration::from_secs(1),
+            replay_at: None,
         }
     }
 }
@@ -407,6 +469,44 @@ impl Scenario {
         }
         if let Some(key) = self.redis_config.keys().find(|k| k.trim().is_empty() || k.contains(char::is_whitespace)) {
             return Err(invalid("redis-config", format!("'{key}' is not a configuration key")));
+        }
+        let within = |key: &'static str, what: String, at: Duration| {
+            if at >= self.duration {
+                Err(invalid(
+                    key,
+                    format!(
+                        "{what} is outside the measured phase ({}); AT must be below --duration",
+                        fmt_duration(&self.duration)
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        for c in &self.crash {
+            within("crash", c.to_string(), c.at)?;
+            if c.share.0 > 0.0 && self.consumers == 0 {
+                return Err(invalid("crash", format!("{c}: the scenario has no consumers")));
+            }
+        }
+        if let Some(at) = self.replay_at {
+            within("replay-at", fmt_duration(&at), at)?;
+        }
+        let streams_only =
+            [("maxlen", self.maxlen.is_some()), ("groups", self.groups > 0), ("replay-at", self.replay_at.is_some())];
+        if self.transport != TransportKind::Streams {
+            if let Some((key, _)) = streams_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(key, "applies to --transport streams only"));
+            }
+        }
+        if self.groups > self.consumers {
+            return Err(invalid(
+                "groups",
+                format!("{} groups need at least as many consumers (have {})", self.groups, self.consumers),
+            ));
+        }
+        if self.maxlen == Some(0) {
+            return Err(invalid("maxlen", "must be at least 1"));
         }
         self.validate_target()
     }

@@ -173,6 +173,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// The scenario's `url`, or a private server when it has none.
+    pub fn for_scenario(s: &crate::Scenario) -> Result<Target, TargetError> {
+        match &s.url {
+            Some(url) => Ok(Target::external(url)),
+            None => Target::private(s.redis_server.as_deref()),
+        }
+    }
+
     /// A Redis the user runs.
     pub fn external(url: &str) -> Target {
         Target { url: url.to_string(), server: None }

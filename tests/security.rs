@@ -84,6 +84,15 @@ fn rediss_with_the_servers_ca_or_insecure() {
         let s = assert_clean(&short_run(&url, &dir, &["--tls-ca", ca]), &dir);
         assert_eq!(s.url, url);
     }
+    // Streams' consumers and coordinator (the redis crate) use the same TLS settings.
+    let url = format!("rediss://localhost:{}", server.port);
+    for (name, tls) in [("streams-ca", vec!["--tls-ca", ca]), ("streams-insecure", vec!["--tls-insecure"])] {
+        let dir = tmp.path().join(name);
+        let out = short_run(&url, &dir, &[&["--transport", "streams"][..], &tls[..]].concat());
+        let s = assert_clean(&out, &dir);
+        assert_eq!(s.transport, "streams");
+    }
+
     // Not verified at all; consumers also reconnect over TLS after an outage.
     let url = format!("rediss://127.0.0.1:{}", server.port);
     let dir = tmp.path().join("insecure");
@@ -147,6 +156,21 @@ fn acl_server() -> RedisServer {
         "+psubscribe",
         "+unsubscribe",
         "+punsubscribe",
+        "--user",
+        "bench-streams",
+        "on",
+        &password,
+        "~eventbench:*",
+        "-@all",
+        "+ping",
+        "+xadd",
+        "+xreadgroup",
+        "+xack",
+        "+xautoclaim",
+        "+xgroup|create",
+        "+xinfo|groups",
+        "+xlen",
+        "+del",
     ])
 }
 
@@ -207,7 +231,14 @@ fn an_acl_user_with_only_the_pubsub_commands_can_run_and_its_password_never_show
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("REDIS_PASSWORD"), "{}", stderr(&out));
 
-    // The user was never refused anything: the transport needs no other command or channel.
+    // A Streams user with only the Streams commands, on the run's keys.
+    let streams = tmp.path().join("streams");
+    let url = format!("redis://bench-streams:{PASSWORD}@{host}");
+    let out = short_run(&url, &streams, &["--transport", "streams", "--groups", "1"]);
+    assert_no_password(&out, &streams);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The users were never refused anything: the transports need no other command, channel or key.
     let log: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query(&mut server.client()).unwrap();
     assert!(log.is_empty(), "ACL denials: {log:?}");
 

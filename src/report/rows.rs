@@ -29,6 +29,11 @@ pub struct SummaryRow {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub foreign: u64,
+    pub redelivered: u64,
+    pub acked: u64,
+    pub backlog_max: u64,
+    pub replay_catchup_s: Option<f64>,
+    pub replay_rate: Option<f64>,
     pub send_rate: f64,
     pub delivery_rate: f64,
     pub p50_us: f64,
@@ -64,6 +69,7 @@ pub struct TimeseriesRow {
     pub p99_us: f64,
     pub max_us: f64,
     pub connected_consumers: u32,
+    pub backlog: u64,
 }
 
 /// `consumers.csv`: one row per consumer.

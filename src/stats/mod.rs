@@ -106,6 +106,10 @@ pub struct ConsumerStats {
     pub disconnects: u64,
     /// Messages currently missing (gaps seen minus late fills), for the live view.
     pub missing_now: u64,
+    /// Streams: entries delivered again (own pending re-read, or claimed from another member).
+    pub redelivered: u64,
+    /// Streams: entries acknowledged with XACK.
+    pub acked: u64,
     pub latency: Histogram<u64>,
 }
 
@@ -121,6 +125,8 @@ impl ConsumerStats {
             foreign: 0,
             disconnects: 0,
             missing_now: 0,
+            redelivered: 0,
+            acked: 0,
             latency: compact_histogram(),
         }
     }

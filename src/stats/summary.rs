@@ -66,6 +66,9 @@ impl CauseRanges {
         let mut ranges = Vec::new();
         let mut floor = 0;
         for (i, o) in outages.iter().enumerate() {
+            if o.received.is_empty() {
+                continue; // Streams: positions are not tracked, absent consumers miss nothing
+            }
             let received = o.received[stream].max(floor);
             let closed = o.closed[stream].max(received);
             let back = o.resubscribed.as_ref().map_or(u64::MAX, |r| r[stream]).max(closed);
@@ -134,6 +137,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
     let mut loss_per_second = vec![Loss::default(); seconds];
     let mut totals = Loss::default();
     let (mut expected, mut delivered, mut duplicates, mut out_of_order, mut foreign) = (0, 0, 0, 0, 0);
+    let (mut redelivered, mut acked) = (0, 0);
     for c in &out.consumers {
         let st = &c.stats;
         let mut c_expected = 0;
@@ -189,6 +193,8 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         duplicates += st.duplicates;
         out_of_order += st.out_of_order;
         foreign += st.foreign;
+        redelivered += st.redelivered;
+        acked += st.acked;
         consumer_rows.push(ConsumerRow {
             consumer: st.id,
             channels: c.channels.len() as u32,
@@ -253,6 +259,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
                 p99_us: pct_us(&sec.latency, 99.0),
                 max_us: pct_us(&sec.latency, 100.0),
                 connected_consumers: (scenario.consumers as u64).saturating_sub(away) as u32,
+                backlog: out.backlog.get(s).copied().unwrap_or(0),
             }
         })
         .collect();
@@ -296,6 +303,11 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         duplicates,
         out_of_order,
         foreign,
+        redelivered,
+        acked,
+        backlog_max: out.backlog.iter().copied().max().unwrap_or(0),
+        replay_catchup_s: out.replay.and_then(|r| r.catchup_ns).map(|ns| ns as f64 / 1e9),
+        replay_rate: out.replay.and_then(|r| r.catchup_ns.map(|ns| r.backlog as f64 / (ns as f64 / 1e9).max(1e-9))),
         send_rate,
         delivery_rate: per_s(delivered),
         p50_us: pct_us(lat, 50.0),

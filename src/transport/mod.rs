@@ -5,6 +5,7 @@ pub mod conn;
 pub mod pubsub;
 pub mod resp;
 pub mod stream;
+pub mod streams;
 pub mod tls;
 
 use crate::wire::Header;
@@ -30,6 +31,8 @@ pub enum TransportError {
     Io(std::io::Error),
     #[error(transparent)]
     Protocol(#[from] resp::RespError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 impl From<std::io::Error> for TransportError {

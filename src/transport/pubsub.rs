@@ -30,13 +30,9 @@ pub struct PubSub {
 
 impl PubSub {
     pub async fn producer(&self) -> Result<PubSubProducer, TransportError> {
-        let conn = self.endpoint.connect().await?;
         let prefixes =
-            self.channels.iter().map(|ch| resp::fixed_prefix(b"PUBLISH", ch.as_bytes(), self.payload_len)).collect();
-        let (read, write) = conn.stream.into_split();
-        let acks = Rc::new(AckState::default());
-        let reader = Some(tokio::task::spawn_local(read_replies(read, acks.clone())));
-        Ok(PubSubProducer { write, prefixes, payload_len: self.payload_len, out: Vec::new(), written: 0, acks, reader })
+            self.channels.iter().map(|ch| resp::fixed_prefix(&[b"PUBLISH", ch.as_bytes()], self.payload_len)).collect();
+        PubSubProducer::connect(&self.endpoint, prefixes, self.payload_len).await
     }
 
     /// Connects and subscribes; returns once Redis confirmed every subscription,
@@ -176,10 +172,15 @@ async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), Transport
         while let Some((frame, used)) = resp::parse(&buf[start..end])? {
             let idx = acks.replies.get();
             match frame {
-                Frame::Atom(Atom::Int(n)) => {
+                // PUBLISH: the subscribers reached; XADD: the entry's id, one entry stored.
+                Frame::Atom(Atom::Int(_) | Atom::Bulk(_)) => {
+                    let n = match frame {
+                        Frame::Atom(Atom::Int(n)) => n.max(0) as u64,
+                        _ => 1,
+                    };
                     let (lo, hi) = acks.measured.get();
                     if (lo..hi).contains(&idx) {
-                        acks.reached.set(acks.reached.get() + n.max(0) as u64);
+                        acks.reached.set(acks.reached.get() + n);
                     }
                 }
                 Frame::Atom(Atom::Error(e)) => {
@@ -230,7 +231,8 @@ async fn reader_failure(reader: &mut Option<JoinHandle<TransportError>>) -> Tran
     result.unwrap_or(TransportError::Closed)
 }
 
-/// A producer: pipelined PUBLISH from a reused buffer.
+/// A producer: pipelined writes (PUBLISH, or XADD for Streams) from a reused
+/// buffer, with a fixed command prefix per channel.
 pub struct PubSubProducer {
     write: WriteHalf,
     /// `*3 $7 PUBLISH $n channel $len` per channel, built once.
@@ -246,6 +248,19 @@ pub struct PubSubProducer {
 impl PubSubProducer {
     fn reader_finished(&self) -> bool {
         self.reader.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Connects a producer that writes `prefixes[channel]` + payload per message.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        prefixes: Vec<Vec<u8>>,
+        payload_len: usize,
+    ) -> Result<PubSubProducer, TransportError> {
+        let conn = endpoint.connect().await?;
+        let (read, write) = conn.stream.into_split();
+        let acks = Rc::new(AckState::default());
+        let reader = Some(tokio::task::spawn_local(read_replies(read, acks.clone())));
+        Ok(PubSubProducer { write, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader })
     }
 }
 

@@ -11,7 +11,8 @@ use crate::pacer::Pacer;
 use crate::scenario::Scenario;
 use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
 use crate::transport::conn::Tuning;
-use crate::transport::pubsub::{PubSub, PubSubConsumer};
+use crate::transport::pubsub::{PubSub, PubSubConsumer, PubSubProducer};
+use crate::transport::streams::Streams;
 use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
 use std::cell::RefCell;
@@ -88,6 +89,24 @@ pub enum Status {
     Aborted(String),
 }
 
+mod streams;
+
+/// The transport a run drives.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    PubSub(PubSub),
+    Streams(Streams),
+}
+
+impl Transport {
+    async fn producer(&self) -> Result<PubSubProducer, TransportError> {
+        match self {
+            Transport::PubSub(t) => t.producer().await,
+            Transport::Streams(t) => t.producer().await,
+        }
+    }
+}
+
 /// Why a consumer stopped being subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -97,6 +116,8 @@ pub enum EventKind {
     ServerKill,
     /// It subscribed again.
     Resubscribed,
+    /// The scenario stopped it for good (`--crash`), without acknowledging what it held.
+    Crash,
 }
 
 impl EventKind {
@@ -105,6 +126,7 @@ impl EventKind {
             EventKind::Disconnect => "disconnect",
             EventKind::ServerKill => "server-kill",
             EventKind::Resubscribed => "resubscribed",
+            EventKind::Crash => "crash",
         }
     }
 }
@@ -114,6 +136,7 @@ impl EventKind {
 /// Positions are per (producer, channel), indexed like the consumer's ledgers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outage {
+    pub consumer: u32,
     pub kind: EventKind,
     /// When the consumer stopped being subscribed (for a server kill: when it
     /// first saw the connection closed), ns since the epoch.
@@ -128,6 +151,7 @@ pub struct Outage {
     pub closed: Vec<u64>,
     /// Producers' next sequence once it was subscribed again: messages between
     /// `closed` and here were published while it was not subscribed.
+    /// (All three are empty for Streams, which keeps what absent consumers miss.)
     pub resubscribed: Option<Vec<u64>>,
 }
 
@@ -148,6 +172,10 @@ pub struct ConsumerOutput {
 pub struct SwarmOutput {
     pub window: Window,
     pub threads: ThreadStats,
+    /// Streams: entries not yet acknowledged, summed over groups, sampled at the end of each measured second.
+    pub backlog: Vec<u64>,
+    /// Streams: the replay group's progress, with `--replay-at`.
+    pub replay: Option<streams::Replay>,
     pub consumers: Vec<ConsumerOutput>,
     pub producers: Vec<ProducerStats>,
     pub status: Status,
@@ -159,8 +187,11 @@ pub struct SwarmOutput {
 struct Shared {
     scenario: Scenario,
     clock: Clock,
-    transport: PubSub,
+    transport: Transport,
     live: Arc<Live>,
+    /// Streams: the accounting of each consumer group, shared by its members
+    /// and locked once per batch read.
+    units: Vec<Mutex<ConsumerStats>>,
     /// (warmup start, measured window), sent once everyone is connected.
     start: watch::Receiver<Option<(u64, Window)>>,
     /// Set when consumers should stop reading.
@@ -186,6 +217,13 @@ impl Shared {
 
     fn aborted(&self) -> Option<String> {
         self.abort.lock().expect("abort lock").clone()
+    }
+
+    fn pubsub(&self) -> &PubSub {
+        match &self.transport {
+            Transport::PubSub(t) => t,
+            Transport::Streams(_) => unreachable!("Pub/Sub consumers run on the Pub/Sub transport only"),
+        }
     }
 
     /// The producers' progress, indexed like a consumer's ledgers.
@@ -217,10 +255,12 @@ struct ThreadOutput {
     stats: Option<ThreadStats>,
     consumers: Vec<ConsumerOutput>,
     producers: Vec<ProducerStats>,
+    /// Streams consumers' outages (their accounting lives in `Shared::units`).
+    outages: Vec<Outage>,
 }
 
 /// Runs the swarm of `scenario` against the Redis at `endpoint`.
-pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> SwarmOutput {
+pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> SwarmOutput {
     let parts = (scenario.producers + scenario.consumers) as usize;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let thread_count = if scenario.threads == 0 { cpus } else { scenario.threads }.clamp(1, parts.max(1));
@@ -240,6 +280,12 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
         clock,
+        units: match &transport {
+            Transport::Streams(_) => (0..streams::unit_count(scenario))
+                .map(|u| Mutex::new(ConsumerStats::new(u, scenario.producers, scenario.channels)))
+                .collect(),
+            Transport::PubSub(_) => Vec::new(),
+        },
         transport,
         live: live.clone(),
         start: start_rx,
@@ -278,6 +324,7 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
     live.measure_start_ns.store(window.start_ns, Relaxed);
     live.measure_end_ns.store(window.end_ns, Relaxed);
     let _ = start_tx.send(Some((warmup_start, window)));
+    let side = streams::side_tasks(&shared, window);
 
     // Wait for the producers, then drain until every expected message is in.
     let mut measured_per_channel = vec![0u64; scenario.channels as usize];
@@ -302,6 +349,7 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let _ = finish_tx.send(true);
+    let (backlog, replay) = side.finish().await;
 
     let outputs = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
         .await
@@ -309,6 +357,7 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
     let mut merged = ThreadStats::new(&window);
     let mut consumers = Vec::new();
     let mut producers = Vec::new();
+    let mut outages = Vec::new();
     let mut panicked = false;
     for out in outputs {
         match out {
@@ -318,10 +367,12 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
                 }
                 consumers.extend(out.consumers);
                 producers.extend(out.producers);
+                outages.extend(out.outages);
             }
             Err(_) => panicked = true,
         }
     }
+    consumers.extend(streams::unit_outputs(&shared, scenario, outages));
     consumers.sort_by_key(|c| c.stats.id);
     producers.sort_by_key(|p| p.id);
     let status = match shared.aborted() {
@@ -330,7 +381,7 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
         None if live.stop_requested() => Status::Interrupted,
         None => Status::Ok,
     };
-    SwarmOutput { window, threads: merged, consumers, producers, status, thread_count }
+    SwarmOutput { window, threads: merged, backlog, replay, consumers, producers, status, thread_count }
 }
 
 fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSender<Note>) -> ThreadOutput {
@@ -344,20 +395,38 @@ fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSende
             .iter()
             .map(|&id| tokio::task::spawn_local(producer(id, shared.clone(), notes.clone())))
             .collect();
-        let consumers: Vec<_> = a
-            .consumers
-            .iter()
-            .map(|&id| tokio::task::spawn_local(consumer(id, shared.clone(), notes.clone(), stats.clone())))
-            .collect();
-        let mut out = ThreadOutput { stats: None, consumers: Vec::new(), producers: Vec::new() };
+        let mut out = ThreadOutput { stats: None, consumers: Vec::new(), producers: Vec::new(), outages: Vec::new() };
+        match &shared.transport {
+            Transport::PubSub(_) => {
+                let consumers: Vec<_> = a
+                    .consumers
+                    .iter()
+                    .map(|&id| tokio::task::spawn_local(consumer(id, shared.clone(), notes.clone(), stats.clone())))
+                    .collect();
+                for c in consumers {
+                    if let Ok(Some(c)) = c.await {
+                        out.consumers.push(c);
+                    }
+                }
+            }
+            Transport::Streams(_) => {
+                let consumers: Vec<_> = a
+                    .consumers
+                    .iter()
+                    .map(|&id| {
+                        tokio::task::spawn_local(streams::consumer(id, shared.clone(), notes.clone(), stats.clone()))
+                    })
+                    .collect();
+                for c in consumers {
+                    if let Ok(outages) = c.await {
+                        out.outages.extend(outages);
+                    }
+                }
+            }
+        }
         for p in producers {
             if let Ok(Some(p)) = p.await {
                 out.producers.push(p);
-            }
-        }
-        for c in consumers {
-            if let Ok(Some(c)) = c.await {
-                out.consumers.push(c);
             }
         }
         out.stats = stats.borrow_mut().take();
@@ -444,7 +513,7 @@ async fn consumer(
         Some(_) => Tuning { recv_buffer: Some(16 * 1024), fixed_buffer: true },
         None => Tuning::default(),
     };
-    let conn = match shared.transport.consumer(tuning, slow.is_some()).await {
+    let conn = match shared.pubsub().consumer(tuning, slow.is_some()).await {
         Ok(c) => c,
         Err(e) => {
             shared.fail(format!("consumer {id}"), e);
@@ -456,17 +525,7 @@ async fn consumer(
     let _ = notes.send(Note::Ready);
     let (_, window) = shared.wait_start().await?;
     thread_stats.borrow_mut().get_or_insert_with(|| ThreadStats::new(&window));
-    // Outages this consumer takes part in: the first PCT of the consumers for each.
-    let mut planned: Vec<(u64, u64)> = s
-        .disconnect
-        .iter()
-        .filter(|d| id < d.share.of(s.consumers))
-        .map(|d| {
-            let down = window.start_ns + d.at.as_nanos() as u64;
-            (down, down + d.down_for.as_nanos() as u64)
-        })
-        .collect();
-    planned.sort_unstable();
+    let planned = planned_outages(s, id, &window);
     let mut task = Consumer {
         window,
         slow,
@@ -489,6 +548,34 @@ async fn consumer(
     Some(task.out)
 }
 
+/// A scenario event for one consumer: down at `down_ns`, back at `up_ns`
+/// (`None`: a crash, gone for good). Times in ns since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Planned {
+    down_ns: u64,
+    up_ns: Option<u64>,
+}
+
+/// The disconnects and crash consumer `id` takes part in: each selects the
+/// first PCT of the consumers.
+fn planned_outages(s: &Scenario, id: u32, window: &Window) -> Vec<Planned> {
+    let at = |d: Duration| window.start_ns + d.as_nanos() as u64;
+    let disconnects = s
+        .disconnect
+        .iter()
+        .filter(|d| id < d.share.of(s.consumers))
+        .map(|d| Planned { down_ns: at(d.at), up_ns: Some(at(d.at + d.down_for)) });
+    let crashes =
+        s.crash.iter().filter(|c| id < c.share.of(s.consumers)).map(|c| Planned { down_ns: at(c.at), up_ns: None });
+    let mut planned: Vec<Planned> = disconnects.chain(crashes).collect();
+    planned.sort_unstable();
+    // Nothing happens to a consumer after it crashed.
+    if let Some(crash) = planned.iter().position(|p| p.up_ns.is_none()) {
+        planned.truncate(crash + 1);
+    }
+    planned
+}
+
 /// When Redis closed a connection (ns since the epoch), and the producers' positions just before.
 type Cutoff = (u64, Vec<u64>);
 
@@ -509,14 +596,14 @@ struct Consumer {
 }
 
 impl Consumer {
-    async fn run(&mut self, conn: PubSubConsumer, planned: Vec<(u64, u64)>) -> Result<(), TransportError> {
+    async fn run(&mut self, conn: PubSubConsumer, planned: Vec<Planned>) -> Result<(), TransportError> {
         let clock = self.shared.clock;
         let mut finish = self.shared.finish.clone();
         let mut planned = planned.into_iter().peekable();
         self.watch(&conn);
         let mut conn = Some(conn);
         loop {
-            let next_down = planned.peek().map(|o| o.0);
+            let next_down = planned.peek().map(|o| o.down_ns);
             tokio::select! {
                 biased;
                 _ = finish.wait_for(|f| *f) => {
@@ -524,7 +611,18 @@ impl Consumer {
                     return Ok(());
                 }
                 _ = clock.sleep_until_ns(next_down.unwrap_or(u64::MAX / 4)), if next_down.is_some() => {
-                    let (_, up) = planned.next().expect("peeked");
+                    let Planned { up_ns, .. } = planned.next().expect("peeked");
+                    let Some(up) = up_ns else {
+                        // A crash: gone at once, no UNSUBSCRIBE; what was on its way is lost in the buffer.
+                        if conn.take().is_some() {
+                            self.stop_watching();
+                            let closed = self.shared.positions();
+                            self.close(EventKind::Crash, clock.now_ns(), self.out.stats.positions(), closed);
+                        }
+                        self.sleep_until(u64::MAX / 4).await;
+                        self.finish(false);
+                        return Ok(());
+                    };
                     if let Some(c) = conn.take() {
                         self.leave(c).await?;
                     }
@@ -615,7 +713,16 @@ impl Consumer {
         if kind == EventKind::Disconnect {
             self.out.stats.disconnects += 1;
         }
-        self.out.outages.push(Outage { kind, closed_ns, resubscribed_ns: None, received, closed, resubscribed: None });
+        let consumer = self.out.stats.id;
+        self.out.outages.push(Outage {
+            consumer,
+            kind,
+            closed_ns,
+            resubscribed_ns: None,
+            received,
+            closed,
+            resubscribed: None,
+        });
     }
 
     /// For a slow consumer: watches from the side for Redis closing `conn`.
@@ -626,7 +733,7 @@ impl Consumer {
             // The kill happened before the poll that found it: take the positions just before that poll.
             let mut before = (0, Vec::new());
             let snapshot = || before = (shared.clock.now_ns(), shared.positions());
-            if shared.transport.wait_closed(client_id, Duration::from_millis(2), snapshot).await.is_ok() {
+            if shared.pubsub().wait_closed(client_id, Duration::from_millis(2), snapshot).await.is_ok() {
                 *seen.borrow_mut() = Some(before);
             }
         }));
@@ -664,7 +771,7 @@ impl Consumer {
     async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, TransportError> {
         let mut backoff = Duration::from_millis(10);
         loop {
-            match self.shared.transport.consumer(self.tuning, self.slow.is_some()).await {
+            match self.shared.pubsub().consumer(self.tuning, self.slow.is_some()).await {
                 Ok(conn) => {
                     self.watch(&conn);
                     let now = self.shared.clock.now_ns();
