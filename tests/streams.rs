@@ -115,3 +115,15 @@ fn compare_writes_both_runs_and_a_side_by_side_table() {
     assert_eq!(o.status.code(), Some(2), "--groups is for streams only");
     assert!(stderr(&o).contains("streams"), "{}", stderr(&o));
 }
+
+#[tokio::test]
+async fn without_survivors_a_crashed_groups_entries_stay_in_the_stream() {
+    // One group per consumer: nobody can claim what the crashed consumer left.
+    let r =
+        run(Scenario { consumers: 2, crash: vec!["50%@1s".parse().unwrap()], ..streams("alone", 2000.0, 2.0) }).await;
+    let m = &r.summary;
+    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert!(m.lost >= 1900, "about 1 s of messages never read: {m:?}");
+    assert_eq!(m.lost_in_buffer, m.lost, "accepted by Redis, still queued at the end: {m:?}");
+    assert!(m.backlog_max >= 1900, "{m:?}");
+}

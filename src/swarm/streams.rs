@@ -50,7 +50,9 @@ pub(super) fn unit_outputs(shared: &Shared, s: &Scenario, mut outages: Vec<Outag
         .map(|u| {
             let stats = u.lock().expect("unit lock").clone();
             let members: Vec<Outage> = outages.iter().filter(|o| unit_of(s, o.consumer) == stats.id).cloned().collect();
-            ConsumerOutput { stats, channels: (0..s.channels).collect(), outages: members, end: None }
+            // Whatever the group had not read by the end is still in the stream: accepted, never delivered.
+            let end = Some(stats.positions());
+            ConsumerOutput { stats, channels: (0..s.channels).collect(), outages: members, end }
         })
         .collect()
 }
