@@ -8,14 +8,21 @@ use eventbench::target::Target;
 use eventbench::{Live, Scenario, Status};
 use std::sync::Arc;
 
+/// Streams runs drain longer: returning consumers work through a backlog, and
+/// the drain ends as soon as everything expected has arrived anyway.
 fn streams(name: &str, rate: f64, secs: f64) -> Scenario {
-    Scenario { transport: TransportKind::Streams, ..quick(name, rate, secs) }
+    Scenario { transport: TransportKind::Streams, drain: std::time::Duration::from_secs(4), ..quick(name, rate, secs) }
 }
 
 #[tokio::test]
 async fn the_same_disconnect_loses_on_pubsub_and_not_on_streams() {
     let target = Target::private(None).expect("redis-server (scripts/test.sh installs it)");
-    let base = Scenario { consumers: 4, disconnect: vec!["50%@1s+1s".parse().unwrap()], ..quick("dl", 4000.0, 3.0) };
+    let base = Scenario {
+        consumers: 4,
+        disconnect: vec!["50%@1s+1s".parse().unwrap()],
+        drain: std::time::Duration::from_secs(4),
+        ..quick("dl", 4000.0, 3.0)
+    };
     let mut reports = Vec::new();
     for transport in [TransportKind::Pubsub, TransportKind::Streams] {
         let s = Scenario { transport, ..base.clone() };
@@ -69,19 +76,20 @@ async fn crashed_members_entries_are_claimed_and_nothing_is_lost() {
 
 #[tokio::test]
 async fn a_replay_group_reads_everything_and_catches_up() {
-    let s = Scenario { replay_at: Some(std::time::Duration::from_secs(1)), ..streams("replay", 5000.0, 3.0) };
+    let s = Scenario { replay_at: Some(std::time::Duration::from_secs(1)), ..streams("replay", 2000.0, 3.0) };
     let r = run(s).await;
     let m = &r.summary;
     assert_eq!(r.status, Status::Ok, "{}", m.reason);
     let catchup = m.replay_catchup_s.expect("the replay caught up");
     assert!(catchup > 0.0 && catchup < 2.0, "{catchup}");
-    assert!(m.replay_rate.unwrap() > 5000.0, "a replay reads faster than the live rate: {m:?}");
+    assert!(m.replay_rate.unwrap() > 2000.0, "catching up means reading faster than the live rate: {m:?}");
     assert_eq!(m.lost, 0);
 }
 
 #[tokio::test]
 async fn trimmed_streams_still_deliver_to_consumers_that_keep_up() {
-    let r = run(Scenario { maxlen: Some(1000), consumers: 2, ..streams("maxlen", 5000.0, 2.0) }).await;
+    // MAXLEN ~ 2000 at 1000/s leaves consumers two seconds of slack.
+    let r = run(Scenario { maxlen: Some(2000), consumers: 2, ..streams("maxlen", 1000.0, 2.0) }).await;
     assert_eq!((r.summary.lost, r.status.clone()), (0, Status::Ok), "{:?}", r.summary);
 }
 
@@ -114,4 +122,16 @@ fn compare_writes_both_runs_and_a_side_by_side_table() {
     let o = eventbench(&["run", "--groups", "2", "--consumers", "2", "--duration", "1s"]);
     assert_eq!(o.status.code(), Some(2), "--groups is for streams only");
     assert!(stderr(&o).contains("streams"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn without_survivors_a_crashed_groups_entries_stay_in_the_stream() {
+    // One group per consumer: nobody can claim what the crashed consumer left.
+    let r =
+        run(Scenario { consumers: 2, crash: vec!["50%@1s".parse().unwrap()], ..streams("alone", 2000.0, 2.0) }).await;
+    let m = &r.summary;
+    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert!(m.lost >= 1900, "about 1 s of messages never read: {m:?}");
+    assert_eq!(m.lost_in_buffer, m.lost, "accepted by Redis, still queued at the end: {m:?}");
+    assert!(m.backlog_max >= 1900, "{m:?}");
 }

@@ -307,7 +307,9 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         acked,
         backlog_max: out.backlog.iter().copied().max().unwrap_or(0),
         replay_catchup_s: out.replay.and_then(|r| r.catchup_ns).map(|ns| ns as f64 / 1e9),
-        replay_rate: out.replay.and_then(|r| r.catchup_ns.map(|ns| r.backlog as f64 / (ns as f64 / 1e9).max(1e-9))),
+        replay_rate: out
+            .replay
+            .and_then(|r| r.catchup_ns.map(|ns| r.caught_up_read as f64 / (ns as f64 / 1e9).max(1e-9))),
         send_rate,
         delivery_rate: per_s(delivered),
         p50_us: pct_us(lat, 50.0),

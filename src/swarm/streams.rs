@@ -50,7 +50,9 @@ pub(super) fn unit_outputs(shared: &Shared, s: &Scenario, mut outages: Vec<Outag
         .map(|u| {
             let stats = u.lock().expect("unit lock").clone();
             let members: Vec<Outage> = outages.iter().filter(|o| unit_of(s, o.consumer) == stats.id).cloned().collect();
-            ConsumerOutput { stats, channels: (0..s.channels).collect(), outages: members, end: None }
+            // Whatever the group had not read by the end is still in the stream: accepted, never delivered.
+            let end = Some(stats.positions());
+            ConsumerOutput { stats, channels: (0..s.channels).collect(), outages: members, end }
         })
         .collect()
 }
@@ -275,8 +277,10 @@ pub struct Replay {
     pub backlog: u64,
     /// Entries it read.
     pub read: u64,
-    /// How long it took to read the entries that existed at its creation (none if it never did).
+    /// How long it took to reach the live end of the streams (none if it never did).
     pub catchup_ns: Option<u64>,
+    /// Entries it had read by then.
+    pub caught_up_read: u64,
 }
 
 /// Tasks the coordinator runs beside the swarm, for Streams.
@@ -357,7 +361,7 @@ async fn replay(
     let replay_settings = Streams { batch: 1000, ..t.clone() };
     let reader = replay_settings.consumer("eventbench-replay", "replayer", GroupStart::Beginning).await.ok()?;
     let started_ns = clock.now_ns();
-    let mut progress = Replay { started_ns, backlog, read: 0, catchup_ns: None };
+    let mut progress = Replay { started_ns, backlog, read: 0, catchup_ns: None, caught_up_read: 0 };
     let mut batch = Vec::new();
     loop {
         batch.clear();
@@ -366,8 +370,11 @@ async fn replay(
             r = reader.read(false, BLOCK, &mut batch) => r.ok()?,
         }
         progress.read += batch.len() as u64;
-        if progress.catchup_ns.is_none() && progress.read >= backlog {
+        // Caught up with the live stream: a read that no longer fills a batch,
+        // after the entries that existed at creation.
+        if progress.catchup_ns.is_none() && progress.read >= backlog && batch.len() < replay_settings.batch {
             progress.catchup_ns = Some(clock.now_ns() - started_ns);
+            progress.caught_up_read = progress.read;
         }
         reader.ack(&batch).await.ok()?;
     }
