@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every shipped scenario (scenarios/*.toml) with the release binary against
 # a private redis-server and leaves each in results/reference/<scenario>/ (CSV,
-# HDR log, SVG plots, report.html), then compares them all in
-# results/reference/compare/. Replaces those directories; they are committed.
+# HDR log, SVG plots, report.html), compares them all in results/reference/compare/,
+# and runs disconnect-loss on Pub/Sub and on Streams into
+# results/reference/pubsub-vs-streams/. Replaces those directories; they are committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,4 +21,8 @@ for scenario in scenarios/*.toml; do
 done
 rm -rf "${out:?}/compare"
 ./target/release/eventbench report "${dirs[@]}" --out "$out/compare"
+rm -rf "${out:?}/pubsub-vs-streams"
+echo "==> pubsub-vs-streams" >&2
+./target/release/eventbench compare scenarios/disconnect-loss.toml --transports pubsub,streams --quiet \
+    --out "$out/pubsub-vs-streams"
 du -sh "$out"

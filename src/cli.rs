@@ -1,6 +1,10 @@
 //! The command line: subcommands, flags and their value parsers.
 
-use crate::scenario::{parse_duration, parse_rate, Disconnect, Scenario, ScenarioError};
+use crate::assertion::Assertion;
+use crate::scenario::{
+    parse_duration, parse_rate, parse_redis_config, Crash, Disconnect, Password, Scenario, ScenarioError, Slow,
+    SubscribeMode, TransportKind,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one scenario and write its results.
     Run(RunArgs),
+    /// Run one scenario once per transport against the same Redis, side by side.
+    Compare(CompareArgs),
     /// Rebuild the plots and report.html of run directories from their files; given several, also compare them.
     Report(ReportArgs),
     /// List the shipped scenario files, one line each.
@@ -41,29 +47,47 @@ pub enum Format {
 pub struct RunArgs {
     /// Scenario file (TOML, same keys as the flags); flags override its values.
     pub scenario: Option<PathBuf>,
-    /// Redis to test, redis://[user:password@]host:port; without it a private redis-server is started.
-    #[arg(long, env = "REDIS_URL")]
+    /// Redis to test, redis://[user:password@]host:port (rediss:// for TLS); without it a private redis-server is started.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub url: Option<String>,
+    /// ACL user name (overrides the URL's).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Password (overrides the URL's); prefer the environment variable, which `ps` cannot show.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub password: Option<String>,
+    /// CA certificates (PEM) to verify a rediss:// server with, instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Do not verify the rediss:// server's certificate (self-signed test servers only).
+    #[arg(long)]
+    pub tls_insecure: bool,
+    /// Gate over summary columns checked after the run, e.g. 'p99_us<2000'; exit code 3 if one fails; repeatable.
+    #[arg(long = "assert", value_name = "EXPR", value_parser = parse_assertion)]
+    pub assertions: Vec<Assertion>,
     /// redis-server binary for the private server.
     #[arg(long, value_name = "PATH")]
     pub redis_server: Option<PathBuf>,
     /// Name of the run (default: the scenario file's name, or the transport).
     #[arg(long)]
     pub name: Option<String>,
+    /// pubsub (PUBLISH/SUBSCRIBE) or streams (XADD/XREADGROUP/XACK).
+    #[arg(long, value_enum)]
+    pub transport: Option<TransportKind>,
     /// Producer connections.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub producers: Option<u32>,
     /// Consumer connections; each subscribes to every channel.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub consumers: Option<u32>,
     /// Channels the producers publish to, round-robin.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub channels: Option<u32>,
     /// Total target rate in messages per second (20000, 20k, 1.5M); 0 = as fast as possible.
     #[arg(long, value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// Payload size in bytes, header included (at least 36).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_negative_numbers = true)]
     pub payload: Option<usize>,
     /// Length of the measured phase (e.g. 10s, 1m).
     #[arg(long, value_parser = parse_duration)]
@@ -77,8 +101,35 @@ pub struct RunArgs {
     /// Consumer outage PCT@AT+FOR (e.g. 50%@5s+2s), AT counted from the start of measuring; repeatable.
     #[arg(long, value_parser = parse_disconnect, value_name = "PCT@AT+FOR")]
     pub disconnect: Vec<Disconnect>,
+    /// Slow consumers PCT:DELAY (e.g. 25%:200us): that share of the consumers spends DELAY per message.
+    #[arg(long, value_parser = parse_slow, value_name = "PCT:DELAY")]
+    pub slow: Option<Slow>,
+    /// Reconnect and resubscribe when Redis closes a consumer (on|off).
+    #[arg(long, value_parser = parse_on_off, value_name = "on|off")]
+    pub reconnect: Option<bool>,
+    /// SUBSCRIBE to each channel, or PSUBSCRIBE to one pattern matching them all.
+    #[arg(long, value_enum)]
+    pub subscribe: Option<SubscribeMode>,
+    /// Redis setting "KEY VALUE" applied with CONFIG SET for the run (restored after on a user's Redis); repeatable.
+    #[arg(long, value_parser = parse_redis_config, value_name = "KEY VALUE")]
+    pub redis_config: Vec<(String, String)>,
+    /// Consumers that stop for good PCT@AT (e.g. 25%@3s), without acknowledging what they hold; repeatable.
+    #[arg(long, value_parser = parse_crash, value_name = "PCT@AT")]
+    pub crash: Vec<Crash>,
+    /// Streams: trim each stream to about N entries (XADD MAXLEN ~ N).
+    #[arg(long, value_name = "N")]
+    pub maxlen: Option<u64>,
+    /// Streams: spread the consumers over G groups sharing the work (default: one group per consumer).
+    #[arg(long, value_name = "G")]
+    pub groups: Option<u32>,
+    /// Streams: survivors claim a group's entries idle longer than this (XAUTOCLAIM).
+    #[arg(long, value_parser = parse_duration)]
+    pub claim_idle: Option<Duration>,
+    /// Streams: a new group reads every stream from the beginning this far into the measured phase.
+    #[arg(long, value_parser = parse_duration, value_name = "AT")]
+    pub replay_at: Option<Duration>,
     /// Worker threads (0 = one per CPU).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Give up connecting after this long.
     #[arg(long, value_parser = parse_duration)]
@@ -95,6 +146,15 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Transports to run the scenario on, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "pubsub,streams")]
+    pub transports: Vec<TransportKind>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Run directories (each as `eventbench run` wrote it).
     #[arg(required = true, value_name = "DIR")]
@@ -108,6 +168,26 @@ fn parse_disconnect(s: &str) -> Result<Disconnect, String> {
     s.parse()
 }
 
+fn parse_assertion(s: &str) -> Result<Assertion, String> {
+    s.parse()
+}
+
+fn parse_crash(s: &str) -> Result<Crash, String> {
+    s.parse()
+}
+
+fn parse_slow(s: &str) -> Result<Slow, String> {
+    s.parse()
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}': expected on or off")),
+    }
+}
+
 impl RunArgs {
     /// The scenario file (if any) with the flags laid over it.
     pub fn scenario(&self) -> Result<Scenario, ScenarioError> {
@@ -118,7 +198,39 @@ impl RunArgs {
         macro_rules! over {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { s.$field = v.clone(); } )* };
         }
+        if self.name.is_none() && self.scenario.is_none() {
+            if let Some(t) = self.transport {
+                s.name = t.to_string();
+            }
+        }
         over!(name, producers, consumers, channels, rate, payload, duration, warmup, drain, threads, connect_timeout);
+        if self.user.is_some() {
+            s.user = self.user.clone();
+        }
+        if let Some(p) = &self.password {
+            s.password = Some(Password(p.clone()));
+        }
+        if self.tls_ca.is_some() {
+            s.tls_ca = self.tls_ca.clone();
+        }
+        s.tls_insecure |= self.tls_insecure;
+        if !self.assertions.is_empty() {
+            s.assert = self.assertions.clone();
+        }
+        over!(reconnect, subscribe, transport, groups, claim_idle);
+        if self.maxlen.is_some() {
+            s.maxlen = self.maxlen;
+        }
+        if self.replay_at.is_some() {
+            s.replay_at = self.replay_at;
+        }
+        if !self.crash.is_empty() {
+            s.crash = self.crash.clone();
+        }
+        if self.slow.is_some() {
+            s.slow = self.slow;
+        }
+        s.redis_config.extend(self.redis_config.iter().cloned());
         if self.url.is_some() {
             s.url = self.url.clone();
         }

@@ -1,25 +1,34 @@
 //! What each subcommand does, between parsing and exit codes.
 
-use crate::cli::{Command, Format, ReportArgs, RunArgs};
+use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs};
 use crate::progress::Progress;
-use crate::report::rundir::LoadError;
+use crate::report::rows::SummaryRow;
+use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
 use crate::scenario::ScenarioError;
 use crate::swarm::{Live, Status};
+use crate::target::Target;
+use crate::RunReport;
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Exit codes: 0 ok, 1 the run failed, 2 bad input, 130 interrupted.
+/// Exit codes: 0 ok, 1 the run failed, 2 bad input, 3 an assertion failed, 130 interrupted.
 pub const EXIT_ABORTED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_ASSERTION: u8 = 3;
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Held while result files are written: a second Ctrl-C waits for it, so
+/// even "exit at once" leaves whole files (writing takes milliseconds).
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs a parsed command; returns the exit code.
 pub async fn execute(command: Command) -> Result<u8> {
     match command {
         Command::Run(args) => run(args).await,
+        Command::Compare(args) => compare(args).await,
         Command::Report(args) => report(args),
         Command::Scenarios { dir } => {
             let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -30,53 +39,66 @@ pub async fn execute(command: Command) -> Result<u8> {
     }
 }
 
-async fn run(args: RunArgs) -> Result<u8> {
-    let scenario = args.scenario()?;
-    if let Some(dir) = args.out.as_ref().filter(|d| d.exists()) {
-        return Err(ScenarioError::Invalid {
+/// Refuses an existing output directory before anything runs.
+fn check_out(out: Option<&std::path::PathBuf>) -> Result<()> {
+    match out.filter(|d| d.exists()) {
+        Some(dir) => Err(ScenarioError::Invalid {
             key: "out",
             message: format!("{} already exists; results are never overwritten", dir.display()),
         }
-        .into());
+        .into()),
+        None => Ok(()),
     }
-    let live = Arc::new(Live::default());
-    let watcher = live.clone();
+}
+
+/// First Ctrl-C or SIGTERM: the current run stops, drains and reports. A
+/// second one exits at once (after any file being written is complete).
+fn on_interrupt(current: Arc<std::sync::Mutex<Arc<Live>>>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Both streams exist before the first signal, so a quick second one is never missed.
+    let mut int = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::spawn(async move {
-        // First Ctrl-C or SIGTERM: stop and report. A second one exits at once.
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let sigterm = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = sigterm => {} }
-        watcher.request_stop();
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        if let Ok(live) = current.lock() {
+            live.request_stop();
+        }
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        let _whole_files = WRITING.lock();
+        crate::target::remove_private_dirs();
+        eprintln!("eventbench: interrupted again; exiting without results");
         std::process::exit(EXIT_INTERRUPTED as i32);
     });
-    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    Ok(())
+}
+
+/// Writes a run's files; a second Ctrl-C waits until they are whole.
+fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
+    let _writing = WRITING.lock();
+    files::write_run(report, dir)
+}
+
+/// Runs one scenario on `target` with a live view; the report is not written yet.
+async fn run_one(
+    scenario: crate::Scenario,
+    target: &Target,
+    quiet: bool,
+    current: &std::sync::Mutex<Arc<Live>>,
+) -> Result<crate::RunReport> {
+    let live = Arc::new(Live::default());
+    *current.lock().expect("live lock") = live.clone();
+    let show_progress = !quiet && std::io::stderr().is_terminal();
     let progress =
         show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
-    let report = crate::run_with(scenario, live).await;
+    let report = crate::run_on(scenario, live, target).await;
     drop(progress);
-    let report = report?;
-    let dir = match &args.out {
-        Some(dir) => dir.clone(),
-        None => files::default_dir(Path::new("results"), &report.run_id),
-    };
-    files::write_run(&report, &dir)?;
-    match args.format {
-        Format::Table => {
-            print!("{}", table::render(&report.summary));
-            println!("{:>12}  {}", "results", dir.display());
-        }
-        Format::Json => println!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
-    }
-    Ok(match report.status {
-        Status::Ok => 0,
+    report
+}
+
+/// The exit code of a written run; says why on stderr when it is not 0.
+fn exit_code(report: &RunReport, dir: &Path) -> u8 {
+    match &report.status {
+        Status::Ok => check_assertions(report),
         Status::Interrupted => {
             eprintln!("eventbench: interrupted; partial results in {}", dir.display());
             EXIT_INTERRUPTED
@@ -85,7 +107,97 @@ async fn run(args: RunArgs) -> Result<u8> {
             eprintln!("eventbench: run aborted: {reason}; partial results in {}", dir.display());
             EXIT_ABORTED
         }
-    })
+    }
+}
+
+async fn run(args: RunArgs) -> Result<u8> {
+    let scenario = args.scenario()?;
+    check_out(args.out.as_ref())?;
+    let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
+    on_interrupt(current.clone())?;
+    let target = Target::for_scenario(&scenario)?;
+    let report = run_one(scenario, &target, args.quiet, &current).await?;
+    drop(target);
+    let dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => files::default_dir(Path::new("results"), &report.run_id),
+    };
+    write_run(&report, &dir)?;
+    match args.format {
+        Format::Table => {
+            print!("{}", table::render(&report.summary));
+            println!("{:>12}  {}", "results", dir.display());
+        }
+        Format::Json => println!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
+    }
+    Ok(exit_code(&report, &dir))
+}
+
+/// Checks `--assert` gates on a completed run: one line per failure, exit code 3.
+fn check_assertions(report: &RunReport) -> u8 {
+    let failed: Vec<_> =
+        report.scenario.assert.iter().map(|a| a.check(&report.summary)).filter(|v| !v.passed).collect();
+    for v in &failed {
+        eprintln!("eventbench: assertion failed: {}", v.line);
+    }
+    if failed.is_empty() {
+        0
+    } else {
+        EXIT_ASSERTION
+    }
+}
+
+/// The same scenario once per transport, against one Redis; each run is
+/// written as soon as it ends, then `compare.csv` and a side-by-side table.
+async fn compare(args: CompareArgs) -> Result<u8> {
+    let base = args.run.scenario()?;
+    check_out(args.run.out.as_ref())?;
+    let scenarios = args
+        .transports
+        .iter()
+        .map(|&t| {
+            let s = crate::Scenario { transport: t, ..base.clone() };
+            s.validate().map(|_| s)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let root = match &args.run.out {
+        Some(dir) => dir.clone(),
+        None => files::default_dir(Path::new("results"), &format!("compare-{}-{}", base.name, crate::utc_stamp())),
+    };
+    let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
+    on_interrupt(current.clone())?;
+    let target = Target::for_scenario(&base)?;
+    let mut rows: Vec<SummaryRow> = Vec::new();
+    let mut dirs = Vec::new();
+    let mut code = 0;
+    for s in scenarios {
+        let transport = s.transport.to_string();
+        let report = run_one(s, &target, args.run.quiet, &current).await?;
+        let dir = root.join(&transport);
+        write_run(&report, &dir)?;
+        code = code.max(exit_code(&report, &dir));
+        rows.push(report.summary);
+        dirs.push(dir);
+        if code == EXIT_INTERRUPTED {
+            break;
+        }
+    }
+    drop(target);
+    {
+        let _writing = WRITING.lock();
+        files::write_csv(&root.join("compare.csv"), &rows)?;
+        // The same runs side by side in pictures, from the files just written.
+        let runs = dirs.iter().map(|d| RunData::load(d)).collect::<Result<Vec<_>, _>>()?;
+        render::comparison_page(&runs, &root, "compare.csv")?;
+    }
+    match args.run.format {
+        Format::Table => {
+            print!("{}", table::render_comparison(&rows));
+            println!("{:>16}  {}", "results", root.display());
+        }
+        Format::Json => println!("{}", serde_json::to_string(&rows).context("summaries as JSON")?),
+    }
+    Ok(code)
 }
 
 /// Rebuilds each run's plots and page; with several runs, also writes the

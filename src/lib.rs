@@ -5,6 +5,7 @@
 //! swarm and returns a [`RunReport`]; it never prints. The binary and the
 //! integration tests both go through it.
 
+pub mod assertion;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -24,11 +25,15 @@ pub use scenario::Scenario;
 pub use swarm::{Live, Status};
 
 use anyhow::{Context, Result};
+use scenario::TransportKind;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use target::{Target, TargetError};
+use swarm::Transport;
+use target::{RedisUrl, Target, TargetError};
 use transport::conn::Endpoint;
 use transport::pubsub::PubSub;
+use transport::streams::Streams;
+use transport::tls::TlsOptions;
 use transport::TransportError;
 
 /// Runs a scenario and returns what it measured.
@@ -39,45 +44,147 @@ pub async fn run(scenario: Scenario) -> Result<RunReport> {
 /// Runs a scenario; `live` lets a caller watch counters and request a stop.
 pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> {
     scenario.validate()?;
-    let target = match &scenario.url {
-        Some(url) => Target::external(url),
-        None => Target::private(scenario.redis_server.as_deref())?,
-    };
-    let endpoint = Endpoint::from_url(target.url(), scenario.connect_timeout)
-        .map_err(|message| TargetError::Unreachable { url: target::redact_url(target.url()), message })?;
+    let target = Target::for_scenario(&scenario)?;
+    run_on(scenario, live, &target).await
+}
+
+/// Runs a scenario against a Redis the caller holds (so that several runs,
+/// as in `compare`, share one private server); the scenario's own `url` is
+/// not used.
+pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Result<RunReport> {
+    scenario.validate()?;
+    let url = effective_url(&scenario, target.url())?;
+    let endpoint = endpoint(&url, &scenario, target.url())?;
     check_reachable(&endpoint, target.url()).await?;
     sys::raise_fd_limit(scenario.producers as u64 * 2 + scenario.consumers as u64 + 64)
         .context("raising the open-file limit")?;
 
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
     let nonce = run_nonce();
-    let transport = PubSub {
-        endpoint,
-        channels: (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect(),
-        payload_len: scenario.payload,
+    let names: Vec<String> = (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect();
+    let control = endpoint.clone();
+    let transport = match scenario.transport {
+        TransportKind::Pubsub => Transport::PubSub(PubSub {
+            endpoint,
+            channels: names,
+            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
+            payload_len: scenario.payload,
+        }),
+        TransportKind::Streams => Transport::Streams(Streams {
+            endpoint,
+            client: Arc::new(redis_client(&url, &scenario, target.url())?),
+            keys: names,
+            payload_len: scenario.payload,
+            maxlen: scenario.maxlen,
+            batch: 256,
+        }),
+    };
+    let config = target::apply_config(&control, target.url(), &scenario.redis_config).await?;
+    let keys = match &transport {
+        Transport::Streams(t) => t.keys.clone(),
+        Transport::PubSub(_) => Vec::new(),
     };
     let out = swarm::run(&scenario, transport, live.clone()).await;
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
     let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
-    drop(target);
+    if !keys.is_empty() {
+        // The run's streams hold every message it sent: delete them (best effort).
+        if let Ok(mut con) = control.connect().await {
+            let mut args: Vec<&[u8]> = vec![b"DEL"];
+            args.extend(keys.iter().map(|k| k.as_bytes()));
+            let _ = con.query(&args, "DEL").await;
+        }
+    }
+    if !target.is_private() {
+        // A user's Redis gets its settings back; a private one is about to stop anyway.
+        let restore = config.restore(&control);
+        if matches!(out.status, Status::Aborted(_)) {
+            // Redis is likely gone or stalled: try briefly, and keep the results either way.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), restore).await;
+        } else {
+            restore.await.context("restoring --redis-config settings")?;
+        }
+    }
     let mut report = stats::summary::summarize(run_id, &scenario, out);
     report.epoch = epoch;
     Ok(report)
 }
 
-/// Opens one data connection (TCP, AUTH) and sends PING, so that a wrong
+/// The URL's address and credentials, with `--user` and `--password` laid over them.
+fn effective_url(scenario: &Scenario, url: &str) -> Result<RedisUrl, TargetError> {
+    let mut parsed =
+        target::parse_url(url).map_err(|message| TargetError::Unreachable { url: target::redact_url(url), message })?;
+    if let Some(user) = &scenario.user {
+        parsed.username = Some(user.clone());
+    }
+    if let Some(password) = &scenario.password {
+        parsed.password = Some(password.0.clone());
+    }
+    Ok(parsed)
+}
+
+/// Where the data connections go, with TLS for `rediss://`.
+fn endpoint(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<Endpoint, TargetError> {
+    let tls = TlsOptions { ca: scenario.tls_ca.clone(), insecure: scenario.tls_insecure };
+    Endpoint::new(url, &tls, scenario.connect_timeout)
+        .map_err(|cause| TargetError::Tls { url: target::redact_url(shown), cause })
+}
+
+/// The same address, credentials and TLS settings for the redis crate, which
+/// the Streams consumers and coordinator use.
+fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<redis::Client, TargetError> {
+    use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
+    let (host, port) = (url.host.clone(), url.port);
+    let addr = match url.tls {
+        false => ConnectionAddr::Tcp(host, port),
+        true => ConnectionAddr::TcpTls { host, port, insecure: scenario.tls_insecure, tls_params: None },
+    };
+    let mut settings = RedisConnectionInfo::default();
+    if let Some(user) = &url.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &url.password {
+        settings = settings.set_password(password);
+    }
+    let unusable = |message: String| TargetError::Unreachable { url: target::redact_url(shown), message };
+    let info = addr
+        .into_connection_info()
+        .map_err(|e| unusable(e.to_string()))?
+        .set_redis_settings(settings)
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    match (&scenario.tls_ca, url.tls) {
+        (Some(ca), true) => {
+            let root_cert = std::fs::read(ca).map_err(|e| unusable(format!("cannot read {}: {e}", ca.display())))?;
+            let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+            redis::Client::build_with_tls(info, certs).map_err(|e| unusable(e.to_string()))
+        }
+        _ => redis::Client::open(info).map_err(|e| unusable(e.to_string())),
+    }
+}
+
+/// Opens one data connection (TCP, TLS, AUTH) and sends PING, so that a wrong
 /// address or password fails before the swarm starts, with a clear reason.
+/// All of it within the connect timeout: a server that accepts the connection
+/// but never answers must not hang the run.
 async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), TargetError> {
     let url = target::redact_url(url);
-    let mut conn = endpoint.connect().await.map_err(|e| match e {
-        TransportError::Refused { message, .. } => TargetError::Auth { url: url.clone(), message },
-        e => TargetError::Unreachable { url: url.clone(), message: e.to_string() },
-    })?;
-    let mut ping = Vec::new();
-    transport::resp::encode_command(&mut ping, &[b"PING"]);
-    conn.call(&ping, "PING").await.map_err(|e| match e {
-        TransportError::Refused { message, .. } => TargetError::Auth { url: url.clone(), message },
+    let ping = async {
+        let mut conn = endpoint.connect().await?;
+        let mut ping = Vec::new();
+        transport::resp::encode_command(&mut ping, &[b"PING"]);
+        conn.call(&ping, "PING").await
+    };
+    let timeout =
+        TransportError::ConnectTimeout { addr: endpoint.addr(), secs: endpoint.connect_timeout.as_secs_f64() };
+    let result = tokio::time::timeout(endpoint.connect_timeout, ping).await.unwrap_or(Err(timeout));
+    result.map_err(|e| match e {
+        TransportError::Refused { what: "AUTH", message } => TargetError::Auth { url: url.clone(), message },
+        // A TLS port drops a plaintext client at its first bytes.
+        TransportError::Closed | TransportError::Io(_) if endpoint.tls.is_none() => TargetError::Unreachable {
+            url: url.clone(),
+            message: format!("{e} (if that is a TLS port, use rediss://)"),
+        },
         e => TargetError::Unreachable { url, message: e.to_string() },
     })
 }

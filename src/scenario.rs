@@ -6,6 +6,7 @@
 
 use crate::wire::HEADER_LEN;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,8 +18,10 @@ use thiserror::Error;
 pub enum ScenarioError {
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
-    #[error("cannot read scenario file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    // `cause`, not `source`: the message already says it, and the error chain
+    // printed at the edge would say it twice.
+    #[error("cannot read scenario file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("scenario file {path}, line {line}, column {column}: {message}")]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
 }
@@ -34,12 +37,15 @@ pub enum TransportKind {
     /// PUBLISH / SUBSCRIBE: fire-and-forget fan-out.
     #[default]
     Pubsub,
+    /// XADD / XREADGROUP / XACK: durable, with consumer groups.
+    Streams,
 }
 
 impl fmt::Display for TransportKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TransportKind::Pubsub => "pubsub",
+            TransportKind::Streams => "streams",
         })
     }
 }
@@ -132,6 +138,84 @@ macro_rules! serde_as_string {
     };
 }
 serde_as_string!(Disconnect);
+serde_as_string!(Slow);
+serde_as_string!(Crash);
+serde_as_string!(crate::assertion::Assertion);
+
+/// Consumers that stop for good: `PCT@AT`, e.g. `25%@3s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crash {
+    pub share: Percent,
+    /// When, counted from the start of the measured phase.
+    pub at: Duration,
+}
+
+impl FromStr for Crash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected PCT@AT, e.g. 25%@3s";
+        let (share, at) = s.split_once('@').ok_or_else(|| format!("'{s}': {form}"))?;
+        Ok(Crash {
+            share: share.parse().map_err(|e| format!("{e}; {form}"))?,
+            at: parse_duration(at).map_err(|e| format!("{e}; {form}"))?,
+        })
+    }
+}
+
+impl fmt::Display for Crash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.share, fmt_duration(&self.at))
+    }
+}
+
+/// Slow consumers: `PCT:DELAY`, e.g. `25%:200us`. That share of the consumers
+/// (the last ones) spends DELAY on each message before taking the next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slow {
+    pub share: Percent,
+    pub delay: Duration,
+}
+
+impl FromStr for Slow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected PCT:DELAY, e.g. 25%:200us";
+        let (share, delay) = s.split_once(':').ok_or_else(|| format!("'{s}': {form}"))?;
+        let slow = Slow {
+            share: share.parse().map_err(|e| format!("{e}; {form}"))?,
+            delay: parse_duration(delay).map_err(|e| format!("{e}; {form}"))?,
+        };
+        if slow.delay.is_zero() {
+            return Err(format!("'{s}': DELAY must be longer than 0; {form}"));
+        }
+        Ok(slow)
+    }
+}
+
+impl fmt::Display for Slow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.share, fmt_duration(&self.delay))
+    }
+}
+
+/// How consumers subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscribeMode {
+    /// SUBSCRIBE to each channel by name.
+    #[default]
+    Channel,
+    /// PSUBSCRIBE to one pattern that matches every channel of the run.
+    Pattern,
+}
+
+/// Splits a `--redis-config "KEY VALUE"` flag.
+pub fn parse_redis_config(s: &str) -> Result<(String, String), String> {
+    match s.trim().split_once(char::is_whitespace) {
+        Some((key, value)) if !value.trim().is_empty() => Ok((key.to_string(), value.trim().to_string())),
+        _ => Err(format!("'{s}': expected \"KEY VALUE\", e.g. \"client-output-buffer-limit pubsub 256kb 64kb 5\"")),
+    }
+}
 
 mod duration_str {
     use super::*;
@@ -141,6 +225,20 @@ mod duration_str {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_duration_str {
+    use super::*;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&fmt_duration(d)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
     }
 }
 
@@ -194,6 +292,53 @@ pub struct Scenario {
     pub threads: usize,
     #[serde(with = "duration_str")]
     pub connect_timeout: Duration,
+    /// Slow consumers, `PCT:DELAY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow: Option<Slow>,
+    /// Reconnect and resubscribe (with backoff) when the server closes a consumer.
+    pub reconnect: bool,
+    /// SUBSCRIBE by channel name, or PSUBSCRIBE to a pattern.
+    pub subscribe: SubscribeMode,
+    /// ACL user; overrides the URL's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Password; overrides the URL's. Never read from or written to a file.
+    #[serde(skip)]
+    pub password: Option<Password>,
+    /// PEM file of the CA certificates a `rediss://` server is checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any certificate from a `rediss://` server (self-signed test servers).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_insecure: bool,
+    /// Gates checked after the run (exit code 3 when one fails).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assert: Vec<crate::assertion::Assertion>,
+    /// Applied with CONFIG SET before the run (and restored after it on a user's Redis).
+    pub redis_config: BTreeMap<String, String>,
+    /// Streams: approximate trimming, `XADD MAXLEN ~ N`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<u64>,
+    /// Streams: consumer groups sharing the work; 0 = one group per consumer (fan-out, as Pub/Sub).
+    pub groups: u32,
+    /// Consumers that stop for good without acknowledging what they hold, `PCT@AT`.
+    pub crash: Vec<Crash>,
+    /// Streams: survivors claim a group's entries idle for longer than this.
+    #[serde(with = "duration_str")]
+    pub claim_idle: Duration,
+    /// Streams: a new group reads the streams from the beginning this far into the measured phase.
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_str", default)]
+    pub replay_at: Option<Duration>,
+}
+
+/// A password: `Debug` shows `***`, so it cannot slip into a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for Scenario {
@@ -215,6 +360,20 @@ impl Default for Scenario {
             disconnect: Vec::new(),
             threads: 0,
             connect_timeout: Duration::from_secs(5),
+            slow: None,
+            reconnect: true,
+            subscribe: SubscribeMode::Channel,
+            user: None,
+            password: None,
+            tls_ca: None,
+            tls_insecure: false,
+            assert: Vec::new(),
+            redis_config: BTreeMap::new(),
+            maxlen: None,
+            groups: 0,
+            crash: Vec::new(),
+            claim_idle: Duration::from_secs(1),
+            replay_at: None,
         }
     }
 }
@@ -230,7 +389,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 impl Scenario {
     /// Reads a scenario file; its name defaults to the file's stem.
     pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: path.into(), cause })?;
         let mut s = Scenario::from_toml(&text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |r| line_col(&text, r.start));
             let message = e.message().trim().replace('\n', " ");
@@ -303,8 +462,81 @@ impl Scenario {
                 return Err(invalid("disconnect", format!("{d}: FOR must be longer than 0s")));
             }
         }
-        if let Some(url) = &self.url {
-            crate::target::check_url(url).map_err(|m| invalid("url", m))?;
+        if let Some(slow) = &self.slow {
+            if slow.share.0 > 0.0 && self.consumers == 0 {
+                return Err(invalid("slow", format!("{slow}: the scenario has no consumers")));
+            }
+        }
+        if let Some(key) = self.redis_config.keys().find(|k| k.trim().is_empty() || k.contains(char::is_whitespace)) {
+            return Err(invalid("redis-config", format!("'{key}' is not a configuration key")));
+        }
+        let within = |key: &'static str, what: String, at: Duration| {
+            if at >= self.duration {
+                Err(invalid(
+                    key,
+                    format!(
+                        "{what} is outside the measured phase ({}); AT must be below --duration",
+                        fmt_duration(&self.duration)
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        for c in &self.crash {
+            within("crash", c.to_string(), c.at)?;
+            if c.share.0 > 0.0 && self.consumers == 0 {
+                return Err(invalid("crash", format!("{c}: the scenario has no consumers")));
+            }
+        }
+        if let Some(at) = self.replay_at {
+            within("replay-at", fmt_duration(&at), at)?;
+        }
+        let streams_only =
+            [("maxlen", self.maxlen.is_some()), ("groups", self.groups > 0), ("replay-at", self.replay_at.is_some())];
+        if self.transport != TransportKind::Streams {
+            if let Some((key, _)) = streams_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(key, "applies to --transport streams only"));
+            }
+        }
+        if self.groups > self.consumers {
+            return Err(invalid(
+                "groups",
+                format!("{} groups need at least as many consumers (have {})", self.groups, self.consumers),
+            ));
+        }
+        if self.maxlen == Some(0) {
+            return Err(invalid("maxlen", "must be at least 1"));
+        }
+        self.validate_target()
+    }
+
+    /// The URL, credentials and TLS settings fit together.
+    fn validate_target(&self) -> Result<(), ScenarioError> {
+        let Some(url) = &self.url else {
+            if self.user.is_some() || self.password.is_some() {
+                return Err(invalid(
+                    "password",
+                    "--user and --password apply to --url only (the private server has none)",
+                ));
+            }
+            if self.tls_ca.is_some() || self.tls_insecure {
+                return Err(invalid("tls-ca", "--tls-ca and --tls-insecure apply to a rediss:// --url only"));
+            }
+            return Ok(());
+        };
+        let url = crate::target::parse_url(url).map_err(|m| invalid("url", m))?;
+        if url.password.as_deref() == Some(crate::target::MASK) && self.password.is_none() {
+            return Err(invalid(
+                "url",
+                "the password in the URL is masked (***); pass --password or set REDIS_PASSWORD".to_string(),
+            ));
+        }
+        if !url.tls && (self.tls_ca.is_some() || self.tls_insecure) {
+            return Err(invalid("tls-ca", "--tls-ca and --tls-insecure apply to rediss:// URLs only"));
+        }
+        if self.tls_ca.is_some() && self.tls_insecure {
+            return Err(invalid("tls-insecure", "choose one of --tls-ca FILE (verify) and --tls-insecure (do not)"));
         }
         Ok(())
     }
@@ -334,6 +566,23 @@ mod tests {
         assert_eq!(parse_rate("20k"), Ok(20_000.0));
         assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
         assert!(parse_rate("-5").is_err() && parse_rate("fast").is_err() && parse_rate("inf").is_err());
+    }
+
+    #[test]
+    fn slow_and_redis_config_forms() {
+        let slow: Slow = "25%:200us".parse().unwrap();
+        assert_eq!(slow, Slow { share: Percent(25.0), delay: Duration::from_micros(200) });
+        assert_eq!(slow.to_string(), "25%:200us");
+        for bad in ["25%", "25:200us", "25%:0s", "125%:1ms"] {
+            assert!(bad.parse::<Slow>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_redis_config("client-output-buffer-limit pubsub 256kb 64kb 5"),
+            Ok(("client-output-buffer-limit".into(), "pubsub 256kb 64kb 5".into()))
+        );
+        assert!(parse_redis_config("maxmemory").is_err());
+        let s = Scenario::from_toml("[redis-config]\nmaxmemory = \"100mb\"\n").unwrap();
+        assert_eq!(s.redis_config.get("maxmemory").map(String::as_str), Some("100mb"));
     }
 
     #[test]

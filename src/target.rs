@@ -2,7 +2,9 @@
 //! starts on a free loopback port and stops when the run ends (on Drop, so
 //! also on error and on interrupt; the child also dies with its parent).
 
-use redis::IntoConnectionInfo;
+use crate::transport::conn::Endpoint;
+use crate::transport::TransportError;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,25 +23,145 @@ pub enum TargetError {
     Unreachable { url: String, message: String },
     #[error("Redis at {url} refused the credentials: {message}")]
     Auth { url: String, message: String },
+    #[error("TLS for {url}: {cause}")]
+    Tls { url: String, cause: crate::transport::tls::TlsError },
+    #[error("Redis refused --redis-config \"{key} {value}\": {message}")]
+    Config { key: String, value: String, message: String },
 }
 
-/// Checks a URL's form; the message says what is accepted.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if !url.starts_with("redis://") {
-        return Err(format!("'{}' is not a Redis URL; expected redis://[user:password@]host:port", redact_url(url)));
+/// Settings changed for a run, with what they were before.
+#[derive(Debug, Default)]
+pub struct ConfigChange {
+    previous: Vec<(String, String)>,
+}
+
+/// Applies `settings` with CONFIG SET, remembering the old values. Goes
+/// through a data connection, so TLS and the run's credentials apply too.
+pub async fn apply_config(
+    endpoint: &Endpoint,
+    url: &str,
+    settings: &BTreeMap<String, String>,
+) -> Result<ConfigChange, TargetError> {
+    let mut change = ConfigChange::default();
+    if settings.is_empty() {
+        return Ok(change);
     }
-    url.into_connection_info().map(|_| ()).map_err(|e| {
-        format!("'{}' is not a valid Redis URL ({e}); expected redis://[user:password@]host:port", redact_url(url))
-    })
+    let unreachable = |e: TransportError| TargetError::Unreachable { url: redact_url(url), message: e.to_string() };
+    let mut con = endpoint.connect().await.map_err(unreachable)?;
+    for (key, value) in settings {
+        let refused =
+            |e: TransportError| TargetError::Config { key: key.clone(), value: value.clone(), message: e.to_string() };
+        let old = con.query(&[b"CONFIG", b"GET", key.as_bytes()], "CONFIG GET").await.map_err(refused)?;
+        let Some(old) = old.get(1) else {
+            return Err(TargetError::Config {
+                key: key.clone(),
+                value: value.clone(),
+                message: "unknown setting".into(),
+            });
+        };
+        con.query(&[b"CONFIG", b"SET", key.as_bytes(), value.as_bytes()], "CONFIG SET").await.map_err(refused)?;
+        change.previous.push((key.clone(), old.clone()));
+    }
+    Ok(change)
 }
 
-/// The URL with any password replaced by `***`.
+impl ConfigChange {
+    /// Puts the old values back (best effort: the run's results matter more).
+    pub async fn restore(self, endpoint: &Endpoint) -> Result<(), TransportError> {
+        if self.previous.is_empty() {
+            return Ok(());
+        }
+        let mut con = endpoint.connect().await?;
+        for (key, old) in self.previous {
+            con.query(&[b"CONFIG", b"SET", key.as_bytes(), old.as_bytes()], "CONFIG SET").await?;
+        }
+        Ok(())
+    }
+}
+
+/// The accepted form of `--url`, for messages.
+pub const URL_FORM: &str = "expected redis://[user:password@]host[:port], or rediss://... for TLS";
+
+/// A parsed `redis://` or `rediss://` URL. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// `rediss://`: the connection is TLS.
+    pub tls: bool,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let password = self.password.as_ref().map(|_| "***");
+        write!(
+            f,
+            "RedisUrl(tls={}, {}:{}, user={:?}, password={password:?})",
+            self.tls, self.host, self.port, self.username
+        )
+    }
+}
+
+/// Parses a Redis URL; the message says what is wrong and what is accepted,
+/// and never contains the password.
+pub fn parse_url(url: &str) -> Result<RedisUrl, String> {
+    let shown = redact_url(url);
+    let bad = |why: &str| format!("'{shown}' is not a valid Redis URL ({why}); {URL_FORM}");
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let tls = match scheme.as_deref() {
+        Some("redis") => false,
+        Some("rediss") => true,
+        Some("unix" | "redis+unix") => return Err(bad("Unix sockets are not supported")),
+        _ => return Err(format!("'{shown}' is not a Redis URL; {URL_FORM}")),
+    };
+    // url's messages name the part that is wrong, never the text around it.
+    let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    let host = match u.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(h) => h.to_string(),
+        None => return Err(bad("no host")),
+    };
+    if host.is_empty() {
+        return Err(bad("no host"));
+    }
+    let port = u.port().unwrap_or(6379);
+    if port == 0 {
+        return Err(bad("port 0"));
+    }
+    let db = u.path().trim_start_matches('/');
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(bad("the path must be empty or a database number"));
+    }
+    let decode = |s: &str| -> Result<Option<String>, String> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let text =
+            percent_encoding::percent_decode_str(s).decode_utf8().map_err(|_| bad("credentials are not UTF-8"))?;
+        Ok(Some(text.into_owned()))
+    };
+    Ok(RedisUrl { tls, host, port, username: decode(u.username())?, password: decode(u.password().unwrap_or(""))? })
+}
+
+/// What a password is replaced by wherever a URL is shown.
+pub const MASK: &str = "***";
+
+/// The URL with any password replaced by `***`. Also safe on text that is not
+/// a URL at all (a scheme-less `user:secret@host`), since it goes into messages.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    // Only a real scheme counts: in `u:secret@://` the "://" comes after the password.
+    let is_scheme = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b));
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) if is_scheme(scheme) => (format!("{scheme}://"), rest),
+        _ => (String::new(), url),
+    };
     let Some((userinfo, host)) = rest.rsplit_once('@') else { return url.to_string() };
     match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => format!("{scheme}://***@{host}"),
+        Some((user, _)) => format!("{scheme}{user}:***@{host}"),
+        None => format!("{scheme}***@{host}"),
     }
 }
 
@@ -51,6 +173,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// The scenario's `url`, or a private server when it has none.
+    pub fn for_scenario(s: &crate::Scenario) -> Result<Target, TargetError> {
+        match &s.url {
+            Some(url) => Ok(Target::external(url)),
+            None => Target::private(s.redis_server.as_deref()),
+        }
+    }
+
     /// A Redis the user runs.
     pub fn external(url: &str) -> Target {
         Target { url: url.to_string(), server: None }
@@ -83,7 +213,7 @@ impl Target {
 struct PrivateServer {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl PrivateServer {
@@ -113,9 +243,12 @@ impl PrivateServer {
                 }
                 Err(e) => return Err(TargetError::ServerStart(format!("{}: {e}", binary.display()))),
             };
-            let mut server = PrivateServer { child, port, _dir: dir };
+            let mut server = PrivateServer { child, port, dir };
             match server.wait_ready(Duration::from_secs(5)) {
-                Ok(()) => return Ok(server),
+                Ok(()) => {
+                    live_dirs().push(server.dir.path().to_path_buf());
+                    return Ok(server);
+                }
                 Err(e) => last_error = e,
             }
         }
@@ -153,6 +286,23 @@ impl Drop for PrivateServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        live_dirs().retain(|d| d != self.dir.path());
+    }
+}
+
+/// The private servers' directories, for an exit that skips Drop.
+static LIVE_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn live_dirs() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE_DIRS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes the private servers' directories. For `std::process::exit` (a
+/// second Ctrl-C), which runs no Drop; the servers themselves die with
+/// eventbench (PR_SET_PDEATHSIG).
+pub fn remove_private_dirs() {
+    for dir in live_dirs().drain(..) {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -161,9 +311,12 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// Makes the child receive SIGTERM if eventbench dies without running Drop
-/// (SIGKILL, a second Ctrl-C), so no private server is ever left behind.
+/// (SIGKILL, a second Ctrl-C), so no private server is ever left behind; and
+/// puts it in its own process group, so that a Ctrl-C in the terminal reaches
+/// eventbench only and the server stays up while the results drain.
 fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe and only affects the child.
     unsafe {
         cmd.pre_exec(|| {
@@ -185,10 +338,39 @@ mod tests {
     }
 
     #[test]
+    fn redaction_covers_text_that_is_not_a_url() {
+        assert_eq!(redact_url("u:secret@h:1"), "u:***@h:1");
+        assert_eq!(redact_url("rediss://u:p@ss@h:1"), "rediss://u:***@h:1");
+        assert_eq!(redact_url("u:secret@://"), "u:***@://");
+    }
+
+    #[test]
     fn url_forms() {
-        assert!(check_url("redis://127.0.0.1:6379").is_ok());
-        assert!(check_url("http://127.0.0.1").is_err());
-        let e = check_url("redis://u:secret@[bad").unwrap_err();
-        assert!(!e.contains("secret"), "{e}");
+        let u = parse_url("redis://127.0.0.1:6379").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port, u.username, u.password), (false, "127.0.0.1", 6379, None, None));
+        let u = parse_url("rediss://bench:p%40ss@localhost/0").unwrap();
+        assert_eq!(
+            (u.tls, u.port, u.username.as_deref(), u.password.as_deref()),
+            (true, 6379, Some("bench"), Some("p@ss"))
+        );
+        assert!(!format!("{u:?}").contains("p@ss"));
+        assert_eq!(parse_url("redis://[::1]:7000").unwrap().host, "::1");
+        assert_eq!(parse_url("redis://:pw@h").unwrap().password.as_deref(), Some("pw"));
+        for bad in [
+            "http://127.0.0.1",
+            "127.0.0.1:6379",
+            "redis//127.0.0.1",
+            "redis://",
+            "redis://:6379",
+            "redis://h:99999",
+            "redis://h:0",
+            "redis://h:port",
+            "redis://h:1/x",
+            "unix:///tmp/redis.sock",
+            "redis://u:secret@[bad",
+        ] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(e.contains("redis://") && !e.contains("secret"), "{bad}: {e}");
+        }
     }
 }

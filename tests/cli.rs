@@ -18,6 +18,30 @@ fn bad_input_is_one_line_and_exit_code_2() {
         (&["run", "--url", "http://127.0.0.1:6379"], "redis://"),
         (&["run", "no-such-scenario.toml"], "no-such-scenario.toml"),
         (&["frobnicate"], "frobnicate"),
+        (&["run", "--rate", "1.5x"], "rate"),
+        (&["run", "--consumers", "-3"], "consumers"),
+        (&["run", "--payload", "-1"], "payload"),
+        (&["run", "--connect-timeout", "0s"], "connect-timeout"),
+        (&["run", "--disconnect", "50%@11s+1s"], "within --duration"),
+        (&["run", "--disconnect", "50%@1s+0s"], "FOR must be longer than 0s"),
+        (&["run", "--disconnect", "x%@1s+1s"], "percentage"),
+        (&["run", "--url", "redis://"], "no host"),
+        (&["run", "--url", "redis://:6379"], "host"),
+        (&["run", "--url", "redis://127.0.0.1:99999"], "invalid port"),
+        (&["run", "--url", "redis://127.0.0.1:0"], "port 0"),
+        (&["run", "--url", "redis://127.0.0.1:6379/x"], "database number"),
+        (&["run", "--url", "redis//127.0.0.1"], "redis://"),
+        (&["run", "--url", "unix:///tmp/redis.sock"], "Unix sockets"),
+        (&["run", "--url", "bench:hunter2@127.0.0.1"], "bench:***@127.0.0.1"),
+        (&["run", "--url", "redis://bench:***@127.0.0.1:1"], "REDIS_PASSWORD"),
+        (&["run", "--password", "hunter2"], "--url"),
+        (&["run", "--tls-insecure"], "rediss://"),
+        (&["run", "--url", "redis://127.0.0.1:1", "--tls-ca", "ca.pem"], "rediss://"),
+        (&["run", "--url", "rediss://127.0.0.1:1", "--tls-ca", "ca.pem", "--tls-insecure"], "choose one"),
+        (&["run", "--url", "rediss://127.0.0.1:1", "--tls-ca", "/nonexistent/ca.pem"], "--tls-ca"),
+        (&["run", "--assert", "p99<1"], "not a numeric summary.csv column"),
+        (&["run", "--assert", "lost=0"], "use =="),
+        (&["run", "--assert", "p99_us<2ms"], "unexpected 'm'"),
     ];
     for (args, needle) in cases {
         let out = eventbench(args);
@@ -26,7 +50,54 @@ fn bad_input_is_one_line_and_exit_code_2() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?} should print one line, got: {err}");
         assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("hunter2"), "{args:?}: {err}");
+        let cause = err.trim().rsplit(": ").next().unwrap_or_default();
+        assert_eq!(err.matches(cause).count(), 1, "{args:?} says the cause twice: {err}");
     }
+}
+
+#[test]
+fn a_closed_port_is_refused_with_exit_code_2() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = eventbench(&["run", "--url", &format!("redis://127.0.0.1:{port}"), "--duration", "1s"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach Redis") && err.contains("refused"), "{err}");
+}
+
+#[test]
+fn failed_assertions_print_the_measured_value_and_exit_3_after_writing_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, asserts: &[&str]| {
+        let out_dir = dir.path().join(name);
+        let mut args =
+            vec!["run", "--duration", "1s", "--warmup", "200ms", "--quiet", "--out", out_dir.to_str().unwrap()];
+        for a in asserts {
+            args.extend(["--assert", a]);
+        }
+        (eventbench(&args), out_dir)
+    };
+    let (out, out_dir) =
+        run("failing", &["lost==0", "p99_us < 0.001", "delivery_rate >= 0.99*target_rate", "sent>1000000"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let failed: Vec<&str> = err.lines().filter(|l| l.contains("assertion failed")).collect();
+    assert_eq!(failed.len(), 2, "{err}");
+    assert!(failed[0].contains("p99_us<0.001 (p99_us = "), "{err}");
+    assert!(failed[1].contains("sent>1000000 (sent = 1000)"), "{err}");
+    assert!(stdout(&out).contains("delivered"), "the summary is still printed");
+    assert!(out_dir.join("summary.csv").is_file(), "results are written first");
+
+    // Gates from a scenario file, and all passing.
+    let file = dir.path().join("gated.toml");
+    std::fs::write(&file, "duration = \"1s\"\nwarmup = \"200ms\"\nassert = [\"lost==0\", \"p99_us<1000000\"]\n")
+        .unwrap();
+    let out_dir = dir.path().join("passing");
+    let out = eventbench(&["run", file.to_str().unwrap(), "--quiet", "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let scenario = std::fs::read_to_string(out_dir.join("scenario.toml")).unwrap();
+    assert!(scenario.contains("assert = [\"lost==0\", \"p99_us<1000000\"]"), "{scenario}");
 }
 
 #[test]
@@ -54,6 +125,14 @@ fn scenario_file_errors_name_the_file_the_key_and_the_place() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("broken.toml") && err.contains("line 2, column"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Passwords never live in files; gates are checked like the flag.
+    for (text, needle) in [("password = \"x\"\n", "password"), ("rate = 1\nassert = [\"p99<1\"]\n", "line 2")] {
+        let file = dir.path().join("more.toml");
+        std::fs::write(&file, text).unwrap();
+        let err = stderr(&eventbench(&["run", file.to_str().unwrap()]));
+        assert!(err.contains(needle) && err.trim().lines().count() == 1, "{text}: {err}");
+    }
 
     let bad_value = dir.path().join("bad.toml");
     std::fs::write(&bad_value, "payload = 8\n").unwrap();

@@ -42,8 +42,17 @@ async fn disconnect_loss_matches_rate_times_downtime_times_consumers() {
             assert_eq!((c.disconnects, c.lost), (0, 0), "consumer {}", c.consumer);
         }
     }
-    // Nobody was subscribed for those messages: PUBLISH did not count them.
-    assert!(m.expected - m.reached >= m.lost * 9 / 10, "{m:?}");
+    // A scenario disconnect unsubscribes first: all of the loss is "nobody was
+    // subscribed", and PUBLISH's replies say exactly the same.
+    assert_eq!((m.lost_unsubscribed, m.lost_in_buffer, m.lost_other), (m.lost, 0, 0), "{m:?}");
+    assert_eq!(m.expected - m.reached, m.lost_unsubscribed, "cross-check against PUBLISH's replies");
+    let closes: Vec<_> = r.events.iter().filter(|e| e.kind == "disconnect").collect();
+    assert_eq!(closes.len(), 2);
+    for e in closes {
+        assert!((e.at_s - 1.0).abs() < 0.05 && (e.downtime_ms.unwrap() - 1000.0).abs() < 50.0, "{e:?}");
+        assert!((e.lost_during as f64 - 5000.0).abs() < 750.0, "{e:?}");
+    }
+    assert_eq!(r.events.iter().filter(|e| e.kind == "resubscribed").count(), 2);
     assert_eq!(r.timeseries[1].connected_consumers, 2, "the outage shows in second 1");
     assert_eq!(r.timeseries[0].connected_consumers, 4);
     assert!(r.timeseries[1].lost > 9000, "the loss lands in the second it happened");

@@ -126,6 +126,8 @@ fn report_html_renders_in_headless_chromium_without_console_errors() {
     }
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "the page loads nothing from the network");
     assert!(html.contains(&s.run_id));
+    let timeline = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
+    assert!(timeline.contains("lost: not subscribed"), "the loss is drawn with its cause");
 
     let rendered = chromium(&page, None);
     assert!(rendered.console.is_empty(), "console messages:\n{}", rendered.console.join("\n"));

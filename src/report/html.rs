@@ -134,15 +134,34 @@ pub fn findings(run: &RunData) -> Vec<String> {
                 pct(in_outage, s.lost)
             );
         }
-        if s.reached < s.expected {
+        let causes: Vec<String> = [
+            (s.lost_unsubscribed, "published while the consumer was not subscribed"),
+            (s.lost_in_buffer, "accepted by Redis for a consumer, then dropped (e.g. its output buffer cut off)"),
+            (s.lost_other, "for no cause eventbench could tell"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{} {why}", thousands(*n)))
+        .collect();
+        if !causes.is_empty() {
+            let _ = write!(text, " By cause: {}.", causes.join("; "));
+        }
+        if s.transport == "pubsub" && s.reached < s.expected {
             let _ = write!(
                 text,
-                " PUBLISH reached {} subscribers: Redis had nobody to send {} of those deliveries to.",
+                " PUBLISH reached {} subscribers: Redis itself had nobody to send {} of those deliveries to.",
                 thousands(s.reached),
                 thousands(s.expected - s.reached)
             );
         }
         out.push(text);
+    }
+    if s.transport == "streams" {
+        out.push(format!(
+            "The streams' backlog peaked at {} entries not yet acknowledged; {} entries were redelivered.",
+            thousands(s.backlog_max),
+            thousands(s.redelivered)
+        ));
     }
     if s.duplicates > 0 || s.out_of_order > 0 {
         out.push(format!(
@@ -384,18 +403,20 @@ fn events_section(out: &mut String, events: &Table) {
     }
 }
 
-/// The comparison page; `links[i]` is the relative path to run `i`'s `report.html`.
-pub fn compare_page(
-    runs: &[RunData],
-    labels: &[String],
-    links: &[String],
-    timeline_svg: &str,
-    latency_svg: &str,
-) -> String {
+/// The comparison page; `links[i]` is the relative path to run `i`'s
+/// `report.html`, `table` the CSV of their summaries, `svgs` the timeline and
+/// latency plots.
+pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table: &str, svgs: (&str, &str)) -> String {
+    let (timeline_svg, latency_svg) = svgs;
     let title = labels.join(" vs ");
     let mut out = head(&format!("eventbench · {title}"));
     let _ = writeln!(out, "<h1>{}</h1>", escape(&title));
-    let _ = writeln!(out, "<p class=\"sub\">{} runs side by side; every row of <a href=\"runs.csv\">runs.csv</a> is one run's summary.csv.</p>", runs.len());
+    let _ = writeln!(
+        out,
+        "<p class=\"sub\">{} runs side by side; each row of <a href=\"{table}\">{table}</a> is one run's summary.csv.</p>",
+        runs.len(),
+        table = escape(table)
+    );
 
     type Metric = (&'static str, fn(&SummaryRow) -> String);
     let metrics: &[Metric] = &[
@@ -411,8 +432,13 @@ pub fn compare_page(
         ("expected", |s| thousands(s.expected)),
         ("delivered", |s| thousands(s.delivered)),
         ("lost", |s| format!("{} ({})", thousands(s.lost), pct(s.lost, s.expected))),
+        ("· not subscribed", |s| thousands(s.lost_unsubscribed)),
+        ("· in Redis's buffer", |s| thousands(s.lost_in_buffer)),
+        ("· other cause", |s| thousands(s.lost_other)),
         ("duplicates", |s| thousands(s.duplicates)),
         ("out of order", |s| thousands(s.out_of_order)),
+        ("redelivered", |s| thousands(s.redelivered)),
+        ("backlog max", |s| thousands(s.backlog_max)),
         ("delivery rate", |s| rate(s.delivery_rate)),
         ("p50", |s| latency(s.p50_us)),
         ("p90", |s| latency(s.p90_us)),

@@ -15,9 +15,9 @@ pub mod table;
 
 use crate::scenario::Scenario;
 use crate::stats::Window;
-use crate::swarm::{Event, Status};
+use crate::swarm::Status;
 use hdrhistogram::Histogram;
-use rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+use rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
 use std::time::SystemTime;
 
 /// Everything one run measured, ready to be written or inspected.
@@ -31,7 +31,7 @@ pub struct RunReport {
     pub latency: Vec<LatencyRow>,
     pub timeseries: Vec<TimeseriesRow>,
     pub consumers: Vec<ConsumerRow>,
-    pub events: Vec<Event>,
+    pub events: Vec<EventRow>,
     /// The measured phase, ns since the run epoch.
     pub window: Window,
     /// End-to-end latency from the intended send time, ns.

@@ -31,6 +31,7 @@ const PURPLE: RGBColor = RGBColor(148, 103, 189);
 const GREY: RGBColor = RGBColor(127, 127, 127);
 const TEAL: RGBColor = RGBColor(23, 190, 207);
 const BROWN: RGBColor = RGBColor(140, 86, 75);
+const MAROON: RGBColor = RGBColor(128, 20, 30);
 /// One colour per run in comparisons.
 const RUN_COLOURS: [RGBColor; 6] = [BLUE, ORANGE, GREEN, PURPLE, BROWN, TEAL];
 /// Shading of the seconds when consumers were away.
@@ -323,7 +324,8 @@ pub fn compare_latency(runs: &[RunData], labels: &[String]) -> Result<String> {
 enum Look {
     Line,
     Dashed,
-    /// Bars per second, `slot` of `of` side by side.
+    /// Bars per second, `slot` of `of` side by side; bars of the same slot
+    /// stack (causes of one total), with the total written above.
     Bars {
         slot: usize,
         of: usize,
@@ -415,12 +417,7 @@ pub fn timeline(run: &RunData) -> Result<String> {
         Panel {
             y_desc: "lost deliveries".into(),
             latency: false,
-            series: vec![Series {
-                label: "lost (by second due)".into(),
-                colour: RED,
-                look: Look::Bars { slot: 0, of: 1 },
-                values: run.timeseries.iter().map(|r| Some(r.lost as f64)).collect(),
-            }],
+            series: loss_by_cause(run),
             when_empty: Some("nothing lost"),
         },
         Panel {
@@ -449,12 +446,12 @@ pub fn timeline(run: &RunData) -> Result<String> {
             when_empty: Some("no deliveries"),
         },
     ];
-    if let Some(backlog) = &run.backlog {
+    if run.keeps_backlog() {
         panels.push(backlog_panel(vec![Series {
             label: "backlog".into(),
             colour: ORANGE,
             look: Look::Line,
-            values: backlog.iter().map(|&v| Some(v)).collect(),
+            values: run.timeseries.iter().map(|t| Some(t.backlog as f64)).collect(),
         }]));
     }
     let bands = outage_bands(run, OUTAGE);
@@ -466,6 +463,41 @@ pub fn timeline(run: &RunData) -> Result<String> {
         &bands,
         band_label.into_iter().map(|l| (l, OUTAGE)).collect(),
     )
+}
+
+/// Lost deliveries per second, stacked by cause: the consumer was not
+/// subscribed, Redis dropped them from its output buffer, or anything else.
+/// Causes that never occur stay out of the legend.
+fn loss_by_cause(run: &RunData) -> Vec<Series> {
+    let t = &run.timeseries;
+    let causes: [(&str, RGBColor, Vec<u64>); 3] = [
+        ("lost: not subscribed", RED, t.iter().map(|r| r.lost_unsubscribed).collect()),
+        ("lost: in Redis's buffer", MAROON, t.iter().map(|r| r.lost_in_buffer).collect()),
+        (
+            "lost: other cause",
+            GREY,
+            t.iter().map(|r| r.lost.saturating_sub(r.lost_unsubscribed + r.lost_in_buffer)).collect(),
+        ),
+    ];
+    let series: Vec<Series> = causes
+        .into_iter()
+        .filter(|(_, _, v)| v.iter().any(|&n| n > 0))
+        .map(|(label, colour, v)| Series {
+            label: label.into(),
+            colour,
+            look: Look::Bars { slot: 0, of: 1 },
+            values: v.into_iter().map(|n| Some(n as f64)).collect(),
+        })
+        .collect();
+    if !series.is_empty() {
+        return series;
+    }
+    vec![Series {
+        label: "lost".into(),
+        colour: RED,
+        look: Look::Bars { slot: 0, of: 1 },
+        values: t.iter().map(|r| Some(r.lost as f64)).collect(),
+    }]
 }
 
 fn backlog_panel(series: Vec<Series>) -> Panel {
@@ -527,16 +559,16 @@ pub fn compare_timeline(runs: &[RunData], labels: &[String]) -> Result<String> {
             when_empty: Some("no deliveries"),
         },
     ];
-    if runs.iter().any(|r| r.backlog.is_some()) {
+    if runs.iter().any(RunData::keeps_backlog) {
         panels.push(backlog_panel(each(&|i, r, l| {
-            r.backlog
-                .iter()
-                .map(|b| Series {
+            (r.keeps_backlog())
+                .then(|| Series {
                     label: format!("{l}: backlog"),
                     colour: run_colour(i),
                     look: Look::Line,
-                    values: b.iter().map(|&v| Some(v)).collect(),
+                    values: r.timeseries.iter().map(|t| Some(t.backlog as f64)).collect(),
                 })
+                .into_iter()
                 .collect()
         })));
     }
@@ -693,28 +725,22 @@ fn draw_panel<'a, 'b: 'a>(
         .draw_series(bands.iter().map(|b| Rectangle::new([(b.from, y0), (b.to, y1)], b.colour.mix(0.13).filled())))
         .map_err(plot_error)?;
 
+    // Per bar slot: its colour and the stacked total of each second so far.
+    let mut stacks: std::collections::BTreeMap<usize, (RGBColor, Vec<f64>)> = Default::default();
     for s in &panel.series {
         match s.look {
             Look::Bars { slot, of } => {
                 let width = 0.8 / of as f64;
-                let bars = s.values.iter().enumerate().filter_map(|(sec, v)| {
-                    let v = (*v)?;
-                    let x = sec as f64 + 0.1 + slot as f64 * width;
-                    (v > 0.0).then(|| Rectangle::new([(x, floor), (x + width, to_y(v))], s.colour.filled()))
-                });
-                chart.draw_series(bars).map_err(plot_error)?;
-                // The count over each bar, so a loss of 3 next to one of 10,000 is still seen.
-                if s.values.len() <= 40 {
-                    let style = TextStyle::from((FONT, 12).into_font())
-                        .color(&s.colour)
-                        .pos(Pos::new(HPos::Center, VPos::Bottom));
-                    let counts = s.values.iter().enumerate().filter_map(|(sec, v)| {
-                        let v = (*v).filter(|&v| v > 0.0)?;
-                        let x = sec as f64 + 0.1 + (slot as f64 + 0.5) * width;
-                        Some(Text::new(super::fmt::thousands(v as u64), (x, to_y(v)), style.clone()))
-                    });
-                    chart.draw_series(counts).map_err(plot_error)?;
+                let x = |sec: usize| sec as f64 + 0.1 + slot as f64 * width;
+                let base = &mut stacks.entry(slot).or_insert_with(|| (s.colour, vec![0.0; s.values.len()])).1;
+                let mut bars = Vec::new();
+                for (sec, v) in s.values.iter().enumerate() {
+                    let (Some(v), Some(b)) = (v.filter(|&v| v > 0.0), base.get_mut(sec)) else { continue };
+                    let from = if *b > 0.0 { to_y(*b) } else { floor };
+                    bars.push(Rectangle::new([(x(sec), from), (x(sec) + width, to_y(*b + v))], s.colour.filled()));
+                    *b += v;
                 }
+                chart.draw_series(bars).map_err(plot_error)?;
             }
             Look::Line | Look::Dashed => {
                 // A gap (a second with no value) breaks the line rather than bridging it.
@@ -729,6 +755,20 @@ fn draw_panel<'a, 'b: 'a>(
                 }
             }
         }
+    }
+    // The total over each bar, so a loss of 3 next to one of 10,000 is still seen.
+    for (&slot, (colour, totals)) in &stacks {
+        let of = panel.series.iter().find_map(|s| if let Look::Bars { of, .. } = s.look { Some(of) } else { None });
+        let width = 0.8 / of.unwrap_or(1) as f64;
+        if totals.len() > 40 {
+            continue;
+        }
+        let style = TextStyle::from((FONT, 12).into_font()).color(colour).pos(Pos::new(HPos::Center, VPos::Bottom));
+        let counts = totals.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(sec, &v)| {
+            let x = sec as f64 + 0.1 + (slot as f64 + 0.5) * width;
+            Text::new(super::fmt::thousands(v as u64), (x, to_y(v)), style.clone())
+        });
+        chart.draw_series(counts).map_err(plot_error)?;
     }
     let empty = panel.series.iter().all(|s| s.values.iter().flatten().all(|&v| v == 0.0));
     if let (true, Some(text)) = (empty, panel.when_empty) {

@@ -20,10 +20,19 @@ pub fn run_report(dir: &Path) -> Result<RunData> {
     Ok(run)
 }
 
-/// Writes `compare.html`, `compare-latency.svg`, `compare-timeline.svg` and
-/// `runs.csv` (one summary row per run) into `out`, created if needed.
+/// Writes `runs.csv` (one summary row per run) and the comparison page with
+/// its plots ([`comparison_page`]) into `out`, created if needed.
 pub fn comparison(runs: &[RunData], out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))?;
+    let summaries: Vec<super::rows::RunsRow> = runs.iter().map(|r| r.summary.clone()).collect();
+    write_csv(&out.join("runs.csv"), &summaries)?;
+    comparison_page(runs, out, "runs.csv")
+}
+
+/// Writes `compare.html`, `compare-latency.svg` and `compare-timeline.svg`
+/// into the existing directory `out`; the page links `table`, the CSV of the
+/// runs' summaries beside it (`runs.csv`, or `compare.csv` for `eventbench compare`).
+pub fn comparison_page(runs: &[RunData], out: &Path, table: &str) -> Result<()> {
     let labels = labels(runs);
     let timeline = plots::compare_timeline(runs, &labels).context("plotting compare-timeline.svg")?;
     let latency = plots::compare_latency(runs, &labels).context("plotting compare-latency.svg")?;
@@ -31,9 +40,7 @@ pub fn comparison(runs: &[RunData], out: &Path) -> Result<()> {
         runs.iter().map(|r| relative(out, &r.dir.join("report.html")).display().to_string()).collect();
     write_atomic(&out.join("compare-timeline.svg"), timeline.as_bytes())?;
     write_atomic(&out.join("compare-latency.svg"), latency.as_bytes())?;
-    let summaries: Vec<super::rows::RunsRow> = runs.iter().map(|r| r.summary.clone()).collect();
-    write_csv(&out.join("runs.csv"), &summaries)?;
-    let page = html::compare_page(runs, &labels, &links, &timeline, &latency);
+    let page = html::compare_page(runs, &labels, &links, table, (&timeline, &latency));
     write_atomic(&out.join("compare.html"), page.as_bytes())?;
     Ok(())
 }

@@ -11,6 +11,7 @@ pub struct SummaryRow {
     pub status: String,
     pub reason: String,
     pub transport: String,
+    pub url: String,
     pub producers: u32,
     pub consumers: u32,
     pub channels: u32,
@@ -22,9 +23,17 @@ pub struct SummaryRow {
     pub reached: u64,
     pub delivered: u64,
     pub lost: u64,
+    pub lost_unsubscribed: u64,
+    pub lost_in_buffer: u64,
+    pub lost_other: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
     pub foreign: u64,
+    pub redelivered: u64,
+    pub acked: u64,
+    pub backlog_max: u64,
+    pub replay_catchup_s: Option<f64>,
+    pub replay_rate: Option<f64>,
     pub send_rate: f64,
     pub delivery_rate: f64,
     pub p50_us: f64,
@@ -58,10 +67,13 @@ pub struct TimeseriesRow {
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,
+    pub lost_unsubscribed: u64,
+    pub lost_in_buffer: u64,
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
     pub connected_consumers: u32,
+    pub backlog: u64,
 }
 
 /// `consumers.csv`: one row per consumer.
@@ -72,10 +84,24 @@ pub struct ConsumerRow {
     pub expected: u64,
     pub delivered: u64,
     pub lost: u64,
+    pub lost_unsubscribed: u64,
+    pub lost_in_buffer: u64,
+    pub lost_other: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
     pub disconnects: u64,
+    pub server_kills: u64,
     pub p99_us: f64,
+}
+
+/// `events.csv`: one row per change in a consumer's subscription.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub at_s: f64,
+    pub consumer: u32,
+    pub kind: String,
+    pub downtime_ms: Option<f64>,
+    pub lost_during: u64,
 }
 
 /// The column names of a row struct, in order, as the CSV header writes them.

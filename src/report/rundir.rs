@@ -34,9 +34,6 @@ pub struct RunData {
     pub summary: SummaryRow,
     pub latency: Vec<LatencyRow>,
     pub timeseries: Vec<TimeseriesRow>,
-    /// A per-second `backlog` column of `timeseries.csv`, when the transport
-    /// keeps one (Streams); plotted under the timeline.
-    pub backlog: Option<Vec<f64>>,
     pub consumers: Vec<ConsumerRow>,
     /// `events.csv`, when the run wrote one.
     pub events: Option<Table>,
@@ -59,9 +56,7 @@ impl RunData {
         }
         let summary = summary.remove(0);
         let latency = read_csv(&dir.join("latency.csv"))?;
-        let timeseries_path = dir.join("timeseries.csv");
-        let timeseries = read_csv(&timeseries_path)?;
-        let backlog = read_column(&timeseries_path, "backlog")?;
+        let timeseries = read_csv(&dir.join("timeseries.csv"))?;
         let consumers = read_csv(&dir.join("consumers.csv"))?;
         let events_path = dir.join("events.csv");
         let events = if events_path.exists() { Some(read_table(&events_path)?) } else { None };
@@ -87,13 +82,17 @@ impl RunData {
             summary,
             latency,
             timeseries,
-            backlog,
             consumers,
             events,
             scenario_toml,
             description,
             hlog,
         })
+    }
+
+    /// Whether the transport keeps a backlog worth plotting (Streams).
+    pub fn keeps_backlog(&self) -> bool {
+        self.summary.transport == "streams" || self.timeseries.iter().any(|t| t.backlog > 0)
     }
 
     /// The run's name: its id without the timestamp `eventbench run` appends.
@@ -136,21 +135,6 @@ fn read_csv<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
         return Err(malformed(path, "empty file, no header"));
     }
     r.deserialize().collect::<Result<Vec<T>, _>>().map_err(|e| malformed(path, e))
-}
-
-/// One numeric column by name, if the file has it.
-fn read_column(path: &Path, name: &str) -> Result<Option<Vec<f64>>, LoadError> {
-    let mut r = reader(path)?;
-    let Some(i) = r.headers().map_err(|e| malformed(path, e))?.iter().position(|h| h == name) else {
-        return Ok(None);
-    };
-    let mut values = Vec::new();
-    for record in r.records() {
-        let record = record.map_err(|e| malformed(path, e))?;
-        let cell = record.get(i).unwrap_or("");
-        values.push(cell.parse().map_err(|_| malformed(path, format!("{name} = {cell:?} is not a number")))?);
-    }
-    Ok(Some(values))
 }
 
 fn read_table(path: &Path) -> Result<Table, LoadError> {

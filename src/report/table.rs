@@ -56,3 +56,37 @@ pub fn render(s: &SummaryRow) -> String {
     }
     out
 }
+
+/// How one line of the comparison shows a run.
+type Cell<'a> = Box<dyn Fn(&SummaryRow) -> String + 'a>;
+
+/// Renders several runs side by side, one column per run (transport).
+pub fn render_comparison(rows: &[SummaryRow]) -> String {
+    let loss_pct = |s: &SummaryRow| if s.expected > 0 { 100.0 * s.lost as f64 / s.expected as f64 } else { 0.0 };
+    let lines: Vec<(&str, Cell<'_>)> = vec![
+        ("transport", Box::new(|s| s.transport.clone())),
+        ("status", Box::new(|s| s.status.clone())),
+        ("sent", Box::new(|s| s.sent.to_string())),
+        ("expected", Box::new(|s| s.expected.to_string())),
+        ("delivered", Box::new(|s| s.delivered.to_string())),
+        ("lost", Box::new(|s| s.lost.to_string())),
+        ("loss", Box::new(|s| format!("{:.3}%", loss_pct(s)))),
+        ("duplicates", Box::new(|s| s.duplicates.to_string())),
+        ("redelivered", Box::new(|s| s.redelivered.to_string())),
+        ("p50", Box::new(|s| latency(s.p50_us))),
+        ("p99", Box::new(|s| latency(s.p99_us))),
+        ("p99.9", Box::new(|s| latency(s.p999_us))),
+        ("max", Box::new(|s| latency(s.max_us))),
+        ("delivery rate", Box::new(|s| rate(s.delivery_rate))),
+        ("backlog max", Box::new(|s| s.backlog_max.to_string())),
+    ];
+    let mut out = String::new();
+    for (label, value) in &lines {
+        let _ = write!(out, "{label:>16}");
+        for row in rows {
+            let _ = write!(out, "  {:>14}", value(row));
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -82,6 +82,11 @@ impl SeqLedger {
         seq < self.next && self.missing_in(seq, seq + 1) == 0
     }
 
+    /// One past the highest sequence seen.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
     /// Number of holes currently tracked (memory use is proportional to this).
     pub fn gap_count(&self) -> usize {
         self.gaps.len()

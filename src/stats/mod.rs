@@ -109,6 +109,10 @@ pub struct ConsumerStats {
     pub disconnects: u64,
     /// Messages currently missing (gaps seen minus late fills), for the live view.
     pub missing_now: u64,
+    /// Streams: entries delivered again (own pending re-read, or claimed from another member).
+    pub redelivered: u64,
+    /// Streams: entries acknowledged with XACK.
+    pub acked: u64,
     pub latency: Histogram<u64>,
 }
 
@@ -124,8 +128,15 @@ impl ConsumerStats {
             foreign: 0,
             disconnects: 0,
             missing_now: 0,
+            redelivered: 0,
+            acked: 0,
             latency: compact_histogram(),
         }
+    }
+
+    /// Per ledger: one past the highest sequence received so far.
+    pub fn positions(&self) -> Vec<u64> {
+        self.ledgers.iter().map(|l| l.next()).collect()
     }
 
     /// Accounts for one received payload at `now_ns`. Returns whether it was a
@@ -136,8 +147,10 @@ impl ConsumerStats {
             self.foreign += 1;
             return false;
         };
-        let Some(ledger) = (h.channel < self.channels)
-            .then(|| (h.producer * self.channels + h.channel) as usize)
+        // Foreign bytes can carry any numbers: index in usize (u32 products
+        // overflow), and no sequence can be u64::MAX (the ledger adds one to it).
+        let Some(ledger) = (h.channel < self.channels && h.seq != u64::MAX)
+            .then(|| h.producer as usize * self.channels as usize + h.channel as usize)
             .and_then(|i| self.ledgers.get_mut(i))
         else {
             self.foreign += 1;

@@ -1,10 +1,19 @@
 //! Turns what the swarm measured into the report's rows, and checks that
-//! every message is accounted for: delivered + lost == expected, per consumer.
+//! every message is accounted for: delivered + lost == expected, per consumer
+//! and per second.
+//!
+//! Each lost message is attributed to one cause from where its sequence number
+//! falls relative to the consumer's outages (see [`crate::swarm::Outage`]):
+//! between what the consumer had received and where the producers were when
+//! the connection ended, Redis had accepted it for the consumer (`in_buffer`);
+//! from there until the consumer was subscribed again, nobody was there
+//! (`unsubscribed`); anything else is `other`.
 
-use crate::report::rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+use crate::report::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
 use crate::report::RunReport;
 use crate::scenario::Scenario;
-use crate::swarm::{EventKind, Status, SwarmOutput};
+use crate::stats::ledger::SeqLedger;
+use crate::swarm::{EventKind, Outage, Status, SwarmOutput};
 use hdrhistogram::Histogram;
 
 /// Percentiles of `latency.csv`.
@@ -26,6 +35,80 @@ fn pct_us(h: &Histogram<u64>, p: f64) -> f64 {
     }
 }
 
+/// Lost messages by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loss {
+    pub unsubscribed: u64,
+    pub in_buffer: u64,
+    pub other: u64,
+}
+
+impl Loss {
+    pub fn total(&self) -> u64 {
+        self.unsubscribed + self.in_buffer + self.other
+    }
+
+    fn add(&mut self, o: Loss) {
+        self.unsubscribed += o.unsubscribed;
+        self.in_buffer += o.in_buffer;
+        self.other += o.other;
+    }
+}
+
+/// Sequence ranges of one stream with the cause a loss inside them has.
+struct CauseRanges {
+    /// (start, end, is_buffer, outage index); disjoint and ascending.
+    ranges: Vec<(u64, u64, bool, usize)>,
+}
+
+impl CauseRanges {
+    fn new(outages: &[Outage], end: Option<&Vec<u64>>, stream: usize) -> CauseRanges {
+        let mut ranges = Vec::new();
+        let mut floor = 0;
+        for (i, o) in outages.iter().enumerate() {
+            if o.received.is_empty() {
+                continue; // Streams: positions are not tracked, absent consumers miss nothing
+            }
+            let received = o.received[stream].max(floor);
+            let closed = o.closed[stream].max(received);
+            let back = o.resubscribed.as_ref().map_or(u64::MAX, |r| r[stream]).max(closed);
+            ranges.push((received, closed, true, i));
+            ranges.push((closed, back, false, i));
+            floor = back;
+        }
+        if let Some(received) = end {
+            // Still queued for the consumer when the run ended: accepted, never delivered.
+            let outage = outages.len();
+            ranges.push((received[stream].max(floor), u64::MAX, true, outage));
+        }
+        CauseRanges { ranges }
+    }
+
+    /// Attributes the losses in `[lo, hi)`; also adds each outage's share to `per_outage`.
+    fn attribute(&self, ledger: &SeqLedger, lo: u64, hi: u64, per_outage: &mut [u64]) -> Loss {
+        let total = ledger.missing_in(lo, hi);
+        let mut loss = Loss::default();
+        if total == 0 {
+            return loss;
+        }
+        for &(start, end, buffer, i) in &self.ranges {
+            let (a, b) = (start.max(lo), end.min(hi));
+            if a >= b {
+                continue;
+            }
+            let n = ledger.missing_in(a, b);
+            per_outage[i] += n;
+            if buffer {
+                loss.in_buffer += n;
+            } else {
+                loss.unsubscribed += n;
+            }
+        }
+        loss.other = total - loss.in_buffer - loss.unsubscribed;
+        loss
+    }
+}
+
 /// Builds the report of a run; an accounting mismatch turns the status into
 /// `Aborted`, because a result that does not add up must not pass as one.
 pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunReport {
@@ -33,16 +116,13 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
     let channels = scenario.channels as usize;
     let seconds = window.seconds();
 
-    // Producers' measured ranges per (producer, channel), and counts per channel.
-    let mut sent_per_channel = vec![0u64; channels];
     let mut sent_per_second = vec![vec![0u64; channels]; seconds];
     let mut send_lag = crate::stats::latency_histogram();
     let (mut sent, mut reached) = (0u64, 0u64);
     for p in &out.producers {
-        for c in 0..channels {
-            sent_per_channel[c] += p.measured_count[c];
-            for (s, row) in sent_per_second.iter_mut().enumerate() {
-                row[c] += p.sent_per_second[s * channels + c];
+        for (s, row) in sent_per_second.iter_mut().enumerate() {
+            for (c, n) in row.iter_mut().enumerate() {
+                *n += p.sent_per_second[s * channels + c];
             }
         }
         sent += p.sent_measured();
@@ -52,49 +132,87 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
 
     let mut mismatch = None;
     let mut consumer_rows = Vec::new();
+    let mut events = Vec::new();
     let mut subscribers = vec![0u64; channels];
-    let (mut expected, mut delivered, mut lost, mut duplicates, mut out_of_order, mut foreign) = (0, 0, 0, 0, 0, 0);
+    let mut loss_per_second = vec![Loss::default(); seconds];
+    let mut totals = Loss::default();
+    let (mut expected, mut delivered, mut duplicates, mut out_of_order, mut foreign) = (0, 0, 0, 0, 0);
+    let (mut redelivered, mut acked) = (0, 0);
     for c in &out.consumers {
         let st = &c.stats;
         let mut c_expected = 0;
-        let mut c_lost = 0;
+        let mut c_loss = Loss::default();
+        let mut per_outage = vec![0u64; c.outages.len() + 1];
         for &ch in &c.channels {
             subscribers[ch as usize] += 1;
             for p in &out.producers {
                 let count = p.measured_count[ch as usize];
                 c_expected += count;
-                if let Some(lo) = p.measured_first[ch as usize] {
-                    let ledger = &st.ledgers[(p.id * scenario.channels + ch) as usize];
-                    c_lost += ledger.missing_in(lo, lo + count);
+                let Some(lo) = p.measured_first[ch as usize] else { continue };
+                let stream = (p.id * scenario.channels + ch) as usize;
+                let ledger = &st.ledgers[stream];
+                let causes = CauseRanges::new(&c.outages, c.end.as_ref(), stream);
+                // The measured sequences of this stream, second by second.
+                let mut from = lo;
+                for (s, second_loss) in loss_per_second.iter_mut().enumerate() {
+                    let to = from + p.sent_per_second[s * channels + ch as usize];
+                    let loss = causes.attribute(ledger, from, to, &mut per_outage);
+                    second_loss.add(loss);
+                    c_loss.add(loss);
+                    from = to;
                 }
             }
         }
-        if st.delivered + c_lost != c_expected && mismatch.is_none() {
+        if st.delivered + c_loss.total() != c_expected && mismatch.is_none() {
             mismatch = Some(format!(
                 "accounting invariant violated for consumer {}: delivered {} + lost {} != expected {}",
-                st.id, st.delivered, c_lost, c_expected
+                st.id,
+                st.delivered,
+                c_loss.total(),
+                c_expected
             ));
+        }
+        for (o, lost_during) in c.outages.iter().zip(per_outage) {
+            let at_s = |ns: u64| (ns as f64 - window.start_ns as f64) / 1e9;
+            let downtime_ms = o.resubscribed_ns.map(|r| (r - o.closed_ns) as f64 / 1e6);
+            events.push(EventRow {
+                at_s: at_s(o.closed_ns),
+                consumer: st.id,
+                kind: o.kind.as_str().into(),
+                downtime_ms,
+                lost_during,
+            });
+            if let Some(r) = o.resubscribed_ns {
+                let kind = EventKind::Resubscribed.as_str().into();
+                events.push(EventRow { at_s: at_s(r), consumer: st.id, kind, downtime_ms, lost_during: 0 });
+            }
         }
         expected += c_expected;
         delivered += st.delivered;
-        lost += c_lost;
+        totals.add(c_loss);
         duplicates += st.duplicates;
         out_of_order += st.out_of_order;
         foreign += st.foreign;
+        redelivered += st.redelivered;
+        acked += st.acked;
         consumer_rows.push(ConsumerRow {
             consumer: st.id,
             channels: c.channels.len() as u32,
             expected: c_expected,
             delivered: st.delivered,
-            lost: c_lost,
+            lost: c_loss.total(),
+            lost_unsubscribed: c_loss.unsubscribed,
+            lost_in_buffer: c_loss.in_buffer,
+            lost_other: c_loss.other,
             duplicates: st.duplicates,
             out_of_order: st.out_of_order,
             disconnects: st.disconnects,
+            server_kills: c.outages.iter().filter(|o| o.kind == EventKind::ServerKill).count() as u64,
             p99_us: pct_us(&st.latency, 99.0),
         });
     }
+    events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s).then(a.consumer.cmp(&b.consumer)));
 
-    // Interrupted runs measured less than the scenario asked for.
     // An interrupted run measured only until its last send.
     let full_ns = window.end_ns - window.start_ns;
     let last_sent_ns = out.producers.iter().map(|p| p.last_sent_ns).max().unwrap_or(0);
@@ -109,24 +227,39 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
     let send_span_s = (last_sent_ns.saturating_sub(window.start_ns) as f64 / 1e9).max(duration_s);
     let send_rate = if send_span_s > 0.0 { sent as f64 / send_span_s } else { 0.0 };
 
-    // Per-second rows: loss counts in the second the message was due.
-    let outages: Vec<(u64, u64)> = outage_intervals(&out);
+    // Per-second rows: delivery and loss count in the second the message was due.
+    let outages: Vec<(u64, u64)> = out
+        .consumers
+        .iter()
+        .flat_map(|c| c.outages.iter().map(|o| (o.closed_ns, o.resubscribed_ns.unwrap_or(u64::MAX))))
+        .collect();
     let timeseries = (0..seconds)
         .map(|s| {
             let sec = &out.threads.seconds[s];
             let expected_s: u64 = (0..channels).map(|c| sent_per_second[s][c] * subscribers[c]).sum();
-            let (from, to) =
-                (window.start_ns + s as u64 * 1_000_000_000, window.start_ns + (s as u64 + 1) * 1_000_000_000);
+            let loss = loss_per_second[s];
+            if sec.delivered + loss.total() != expected_s && mismatch.is_none() {
+                mismatch = Some(format!(
+                    "accounting invariant violated in second {s}: delivered {} + lost {} != expected {expected_s}",
+                    sec.delivered,
+                    loss.total()
+                ));
+            }
+            let from = window.start_ns + s as u64 * 1_000_000_000;
+            let to = from + 1_000_000_000;
             let away = outages.iter().filter(|&&(down, up)| down < to && up > from).count() as u64;
             TimeseriesRow {
                 second: s as u32,
                 sent: sent_per_second[s].iter().sum(),
                 delivered: sec.delivered,
-                lost: expected_s.saturating_sub(sec.delivered),
+                lost: loss.total(),
+                lost_unsubscribed: loss.unsubscribed,
+                lost_in_buffer: loss.in_buffer,
                 p50_us: pct_us(&sec.latency, 50.0),
                 p99_us: pct_us(&sec.latency, 99.0),
                 max_us: pct_us(&sec.latency, 100.0),
                 connected_consumers: (scenario.consumers as u64).saturating_sub(away) as u32,
+                backlog: out.backlog.get(s).copied().unwrap_or(0),
             }
         })
         .collect();
@@ -152,6 +285,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         status: status_str.into(),
         reason,
         transport: scenario.transport.to_string(),
+        url: scenario.url.as_deref().map_or_else(|| "private".into(), crate::target::redact_url),
         producers: scenario.producers,
         consumers: scenario.consumers,
         channels: scenario.channels,
@@ -162,10 +296,20 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         expected,
         reached,
         delivered,
-        lost,
+        lost: totals.total(),
+        lost_unsubscribed: totals.unsubscribed,
+        lost_in_buffer: totals.in_buffer,
+        lost_other: totals.other,
         duplicates,
         out_of_order,
         foreign,
+        redelivered,
+        acked,
+        backlog_max: out.backlog.iter().copied().max().unwrap_or(0),
+        replay_catchup_s: out.replay.and_then(|r| r.catchup_ns).map(|ns| ns as f64 / 1e9),
+        replay_rate: out
+            .replay
+            .and_then(|r| r.catchup_ns.map(|ns| r.caught_up_read as f64 / (ns as f64 / 1e9).max(1e-9))),
         send_rate,
         delivery_rate: per_s(delivered),
         p50_us: pct_us(lat, 50.0),
@@ -179,7 +323,6 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         send_lag_p99_us: pct_us(&send_lag, 99.0),
         threads: out.thread_count as u32,
     };
-    let events = out.consumers.iter().flat_map(|c| c.events.iter().cloned()).collect();
     RunReport {
         run_id,
         scenario: scenario.clone(),
@@ -195,26 +338,4 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         per_second: out.threads.seconds.into_iter().map(|s| s.latency).collect(),
         epoch: None,
     }
-}
-
-/// Intervals during which a consumer was not subscribed.
-fn outage_intervals(out: &SwarmOutput) -> Vec<(u64, u64)> {
-    let mut intervals = Vec::new();
-    for c in &out.consumers {
-        let mut down = None;
-        for e in &c.events {
-            match e.kind {
-                EventKind::Disconnect => down = Some(e.at_ns),
-                EventKind::Resubscribed => {
-                    if let Some(d) = down.take() {
-                        intervals.push((d, e.at_ns));
-                    }
-                }
-            }
-        }
-        if let Some(d) = down {
-            intervals.push((d, u64::MAX));
-        }
-    }
-    intervals
 }

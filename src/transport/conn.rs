@@ -1,12 +1,14 @@
-//! Raw connections for the hot path: TCP with TCP_NODELAY, authenticated, with
+//! Raw connections for the hot path: TCP with TCP_NODELAY (or TLS over it), authenticated, with
 //! a read buffer that grows only while the consumer cannot keep up.
 
 use super::resp::{self, Atom, Frame};
+use super::stream::Stream;
+use super::tls::{Tls, TlsError, TlsOptions};
 use super::TransportError;
-use redis::{ConnectionAddr, IntoConnectionInfo};
+use crate::target::RedisUrl;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 /// Where and how to open a data connection.
 #[derive(Clone)]
@@ -16,40 +18,41 @@ pub struct Endpoint {
     pub username: Option<String>,
     pub password: Option<String>,
     pub connect_timeout: Duration,
+    /// Set for `rediss://`: every connection is TLS.
+    pub tls: Option<Tls>,
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the password.
-        write!(f, "Endpoint({}:{}, user={:?})", self.host, self.port, self.username)
+        write!(f, "Endpoint({}:{}, user={:?}, tls={})", self.host, self.port, self.username, self.tls.is_some())
     }
 }
 
 impl Endpoint {
-    /// Reads host, port and credentials from a `redis://` URL.
-    pub fn from_url(url: &str, connect_timeout: Duration) -> Result<Endpoint, String> {
-        let info = url.into_connection_info().map_err(|e| e.to_string())?;
-        let (host, port) = match info.addr() {
-            ConnectionAddr::Tcp(h, p) => (h.clone(), *p),
-            other => return Err(format!("unsupported address {other} (only redis://host:port)")),
-        };
-        let r = info.redis_settings();
+    /// The endpoint of a parsed URL; `rediss://` builds the TLS client once here.
+    pub fn new(url: &RedisUrl, tls: &TlsOptions, connect_timeout: Duration) -> Result<Endpoint, TlsError> {
         Ok(Endpoint {
-            host,
-            port,
-            username: r.username().map(str::to_owned),
-            password: r.password().map(str::to_owned),
+            host: url.host.clone(),
+            port: url.port,
+            username: url.username.clone(),
+            password: url.password.clone(),
             connect_timeout,
+            tls: if url.tls { Some(Tls::new(&url.host, tls)?) } else { None },
         })
     }
 
     /// `host:port`, for messages.
     pub fn addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
     }
 
     /// Opens a TCP connection, sets TCP_NODELAY (latency matters more than
-    /// packet count here) and authenticates, all within the connect timeout.
+    /// packet count here), then TLS if asked and AUTH, all within the connect timeout.
     pub async fn connect(&self) -> Result<Conn, TransportError> {
         self.connect_with(Tuning::default()).await
     }
@@ -77,6 +80,16 @@ impl Endpoint {
             match socket.connect(sock_addr).await {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
+                    let stream = match &self.tls {
+                        None => Stream::Tcp(stream),
+                        Some(tls) => {
+                            let session = tls.connector.connect(tls.server_name.clone(), stream).await;
+                            Stream::Tls(Box::new(
+                                session
+                                    .map_err(|source| TransportError::TlsHandshake { addr: addr.clone(), source })?,
+                            ))
+                        }
+                    };
                     let mut conn = Conn::new(stream, tuning);
                     self.authenticate(&mut conn).await?;
                     return Ok(conn);
@@ -115,7 +128,7 @@ const MAX_BUF: usize = 256 * 1024;
 
 /// A connection with a reusable read buffer holding `buf[start..end]` unparsed.
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -123,30 +136,9 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, tuning: Tuning) -> Conn {
+    fn new(stream: Stream, tuning: Tuning) -> Conn {
         let max_buf = if tuning.fixed_buffer { MIN_BUF } else { MAX_BUF };
         Conn { stream, buf: vec![0; MIN_BUF], start: 0, end: 0, max_buf }
-    }
-
-    /// Whether the server has closed its side (the socket is in CLOSE_WAIT),
-    /// even though unread data may still be buffered here. Lets a slow reader
-    /// know when Redis cut it off, not only when it reaches the end.
-    pub fn peer_closed(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `info`.
-        let r = unsafe {
-            libc::getsockopt(
-                self.stream.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut info as *mut libc::tcp_info).cast(),
-                &mut len,
-            )
-        };
-        const TCP_CLOSE_WAIT: u8 = 8;
-        r == 0 && info.tcpi_state == TCP_CLOSE_WAIT
     }
 
     /// The unparsed bytes.
@@ -198,10 +190,48 @@ impl Conn {
         Ok(())
     }
 
+    /// Writes `bytes` and flushes them (TLS buffers records until flushed).
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    /// Sends one command and returns its reply as text: a string or an
+    /// integer as one item, an array (of up to four) as its items. For
+    /// control commands only (CONFIG GET/SET), not the hot path.
+    pub async fn query(&mut self, args: &[&[u8]], what: &'static str) -> Result<Vec<String>, TransportError> {
+        let mut cmd = Vec::new();
+        resp::encode_command(&mut cmd, args);
+        self.send(&cmd).await?;
+        loop {
+            let Some((frame, used)) = resp::parse(self.pending())? else {
+                self.fill().await?;
+                continue;
+            };
+            let text = |a: &Atom| match a {
+                Atom::Simple(b) | Atom::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+                Atom::Int(i) => i.to_string(),
+                Atom::Error(_) | Atom::Nil => String::new(),
+            };
+            let reply = match frame {
+                Frame::Atom(Atom::Error(e)) => {
+                    Err(TransportError::Refused { what, message: String::from_utf8_lossy(e).into_owned() })
+                }
+                Frame::Atom(Atom::Nil) => Ok(Vec::new()),
+                Frame::Atom(a) => Ok(vec![text(&a)]),
+                Frame::Array { .. } => Ok(frame.items().iter().map(text).collect()),
+                Frame::Other => Err(resp::RespError("reply too large for a control command").into()),
+            };
+            self.consume(used);
+            return reply;
+        }
+    }
+
     /// Sends one command and waits for its reply; an error reply becomes
     /// [`TransportError::Refused`]. For set-up only, not the hot path.
     pub async fn call(&mut self, cmd: &[u8], what: &'static str) -> Result<(), TransportError> {
-        self.stream.write_all(cmd).await?;
+        self.send(cmd).await?;
         loop {
             let parsed = resp::parse(self.pending())?;
             match parsed {

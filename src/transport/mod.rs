@@ -4,6 +4,9 @@
 pub mod conn;
 pub mod pubsub;
 pub mod resp;
+pub mod stream;
+pub mod streams;
+pub mod tls;
 
 use crate::wire::Header;
 use std::future::Future;
@@ -18,12 +21,30 @@ pub enum TransportError {
     Connect { addr: String, source: std::io::Error },
     #[error("timed out after {secs:.1}s connecting to {addr} (see --connect-timeout)")]
     ConnectTimeout { addr: String, secs: f64 },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    TlsHandshake { addr: String, source: std::io::Error },
+    #[error("Redis stopped answering: no reply to PUBLISH for {secs:.1}s (server stopped, or the network cut)")]
+    Stalled { secs: f64 },
     #[error("Redis refused {what}: {message}")]
     Refused { what: &'static str, message: String },
     #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error(transparent)]
     Protocol(#[from] resp::RespError),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl From<std::io::Error> for TransportError {
+    /// A reset or broken connection is the server closing it, however the
+    /// kernel happened to report it: one cause, one message.
+    fn from(e: std::io::Error) -> TransportError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => TransportError::Closed,
+            _ => TransportError::Io(e),
+        }
+    }
 }
 
 /// A message as a consumer sees it, borrowed from the connection's buffer.
@@ -51,6 +72,10 @@ pub trait ProducerConn {
     fn queue(&mut self, channel: u32, header: &Header);
     /// Writes everything queued in one pipelined write.
     fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Resolves when the connection has failed (closed by the server, or no
+    /// reply for too long); pending while it is healthy. Lets an idle producer
+    /// notice a dead server without waiting for its next write.
+    fn failure(&mut self) -> impl Future<Output = TransportError>;
     /// Marks which messages (by index on this connection) are in the measured phase,
     /// so that acknowledgements are counted for those only.
     fn set_measured(&mut self, first: u64, end: u64);
@@ -68,4 +93,10 @@ pub trait ConsumerConn {
     fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError>;
     /// Reads more bytes from the socket (waits until some arrive).
     fn fill(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Asks the server to stop sending (a graceful leave); messages already on
+    /// their way still arrive through [`ConsumerConn::next`] until
+    /// [`ConsumerConn::has_left`] turns true.
+    fn start_leaving(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    /// Whether the server confirmed the leave.
+    fn has_left(&self) -> bool;
 }

@@ -1,51 +1,67 @@
 //! Redis Pub/Sub: PUBLISH from producers, SUBSCRIBE (or PSUBSCRIBE) on consumers.
 
-use super::conn::{Conn, Endpoint};
+use super::conn::{Conn, Endpoint, Tuning};
 use super::resp::{self, Atom, Frame};
+use super::stream::{ReadHalf, WriteHalf};
 use super::{Acks, ConsumerConn, Delivery, ProducerConn, TransportError};
 use crate::wire::Header;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
+
+/// A producer whose PUBLISH replies are this late decides Redis is gone. Redis
+/// answers in microseconds; a connection that stays open but silent this long
+/// is a stopped server or a cut network, which a closed socket would never show.
+pub const STALL_AFTER: Duration = Duration::from_millis(1500);
+/// How often the reply reader looks at the clock while waiting.
+const STALL_CHECK: Duration = Duration::from_millis(100);
 
 /// Channel names and payload size shared by every connection of a run.
 #[derive(Debug, Clone)]
 pub struct PubSub {
     pub endpoint: Endpoint,
     pub channels: Vec<String>,
+    /// When set, consumers PSUBSCRIBE to this pattern instead of SUBSCRIBE to each channel.
+    pub pattern: Option<String>,
     pub payload_len: usize,
 }
 
 impl PubSub {
     pub async fn producer(&self) -> Result<PubSubProducer, TransportError> {
-        let conn = self.endpoint.connect().await?;
         let prefixes =
-            self.channels.iter().map(|ch| resp::fixed_prefix(b"PUBLISH", ch.as_bytes(), self.payload_len)).collect();
-        let (read, write) = conn.stream.into_split();
-        let acks = Rc::new(AckState::default());
-        let reader = tokio::task::spawn_local(read_replies(read, acks.clone()));
-        Ok(PubSubProducer { write, prefixes, payload_len: self.payload_len, out: Vec::new(), written: 0, acks, reader })
+            self.channels.iter().map(|ch| resp::fixed_prefix(&[b"PUBLISH", ch.as_bytes()], self.payload_len)).collect();
+        PubSubProducer::connect(&self.endpoint, prefixes, self.payload_len).await
     }
 
-    /// Connects and subscribes to every channel; returns once Redis confirmed all.
-    pub async fn consumer(&self) -> Result<PubSubConsumer, TransportError> {
-        let mut conn = self.endpoint.connect().await?;
+    /// Connects and subscribes; returns once Redis confirmed every subscription,
+    /// so everything published from then on is delivered. With `want_id` it
+    /// also asks for the connection's CLIENT ID, so a watcher can tell when
+    /// Redis closes it.
+    pub async fn consumer(&self, tuning: Tuning, want_id: bool) -> Result<PubSubConsumer, TransportError> {
+        let mut conn = self.endpoint.connect_with(tuning).await?;
+        let client_id = match want_id {
+            true => Some(client_id(&mut conn).await?),
+            false => None,
+        };
         let mut cmd = Vec::new();
-        let mut args: Vec<&[u8]> = vec![b"SUBSCRIBE"];
-        args.extend(self.channels.iter().map(|c| c.as_bytes()));
-        resp::encode_command(&mut cmd, &args);
-        conn.stream.write_all(&cmd).await?;
+        let (kind, names): (&[u8], Vec<&[u8]>) = match &self.pattern {
+            Some(p) => (b"psubscribe", vec![p.as_bytes()]),
+            None => (b"subscribe", self.channels.iter().map(|c| c.as_bytes()).collect()),
+        };
+        let verb = if self.pattern.is_some() { &b"PSUBSCRIBE"[..] } else { &b"SUBSCRIBE"[..] };
+        resp::encode_command(&mut cmd, &[&[verb], names.as_slice()].concat());
+        conn.send(&cmd).await?;
         let mut confirmed = 0;
-        while confirmed < self.channels.len() {
+        while confirmed < names.len() {
             match resp::parse(conn.pending())? {
                 Some((frame, used)) => {
                     if let Frame::Atom(Atom::Error(e)) = frame {
                         let message = String::from_utf8_lossy(e).into_owned();
                         return Err(TransportError::Refused { what: "SUBSCRIBE", message });
                     }
-                    if matches!(frame.items().first(), Some(Atom::Bulk(b"subscribe"))) {
+                    if matches!(frame.items().first(), Some(Atom::Bulk(k)) if *k == kind) {
                         confirmed += 1;
                     }
                     conn.consume(used);
@@ -53,7 +69,71 @@ impl PubSub {
                 None => conn.fill().await?,
             }
         }
-        Ok(PubSubConsumer { conn })
+        let leave = if self.pattern.is_some() { b"punsubscribe".as_slice() } else { b"unsubscribe".as_slice() };
+        Ok(PubSubConsumer { conn, leave, left: false, client_id })
+    }
+
+    /// Waits until the connection with `client_id` is gone from the server,
+    /// polling every `every`; calls `before_poll` right before each poll, so the
+    /// caller can note what was true just before the one that found it gone.
+    /// Redis cuts off a slow subscriber long before the subscriber can tell:
+    /// what the kernel already buffered still arrives first, FIN last, seconds
+    /// later for a slow reader.
+    pub async fn wait_closed(
+        &self,
+        client_id: i64,
+        every: Duration,
+        mut before_poll: impl FnMut(),
+    ) -> Result<(), TransportError> {
+        let mut conn = self.endpoint.connect().await?;
+        let mut cmd = Vec::new();
+        resp::encode_command(&mut cmd, &[b"CLIENT", b"LIST", b"ID", client_id.to_string().as_bytes()]);
+        loop {
+            tokio::time::sleep(every).await;
+            before_poll();
+            conn.send(&cmd).await?;
+            let listed = loop {
+                match resp::parse(conn.pending())? {
+                    Some((frame, used)) => {
+                        let listed = match frame {
+                            Frame::Atom(Atom::Bulk(b)) => !b.is_empty(),
+                            Frame::Atom(Atom::Error(e)) => {
+                                let message = String::from_utf8_lossy(e).into_owned();
+                                return Err(TransportError::Refused { what: "CLIENT LIST", message });
+                            }
+                            _ => true,
+                        };
+                        conn.consume(used);
+                        break listed;
+                    }
+                    None => conn.fill().await?,
+                }
+            };
+            if !listed {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Asks for the connection's CLIENT ID.
+async fn client_id(conn: &mut Conn) -> Result<i64, TransportError> {
+    let mut cmd = Vec::new();
+    resp::encode_command(&mut cmd, &[b"CLIENT", b"ID"]);
+    conn.send(&cmd).await?;
+    loop {
+        match resp::parse(conn.pending())? {
+            Some((Frame::Atom(Atom::Int(id)), used)) => {
+                conn.consume(used);
+                return Ok(id);
+            }
+            Some((Frame::Atom(Atom::Error(e)), _)) => {
+                let message = String::from_utf8_lossy(e).into_owned();
+                return Err(TransportError::Refused { what: "CLIENT ID", message });
+            }
+            Some(_) => return Err(resp::RespError("unexpected reply to CLIENT ID").into()),
+            None => conn.fill().await?,
+        }
     }
 }
 
@@ -65,21 +145,42 @@ struct AckState {
     errors: Cell<u64>,
     measured: Cell<(u64, u64)>,
     first_error: RefCell<Option<String>>,
+    /// Messages written so far (set by the writer at each flush).
+    written: Cell<u64>,
+    /// Since when a reply has been awaited without any arriving; `None` when
+    /// every written message is acknowledged.
+    waiting_since: Cell<Option<Instant>>,
 }
 
 /// Reads PUBLISH replies as they come, concurrently with the writes, so the
-/// pipeline never stalls on a round trip.
-async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckState>) -> Result<(), TransportError> {
+/// pipeline never stalls on a round trip. Returns only on failure: the server
+/// closed the connection, sent garbage, or stopped answering.
+async fn read_replies(mut read: ReadHalf, acks: Rc<AckState>) -> TransportError {
+    match read_loop(&mut read, &acks).await {
+        Err(e) => e,
+        Ok(()) => TransportError::Closed,
+    }
+}
+
+async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), TransportError> {
     let mut buf = vec![0u8; 64 * 1024];
     let (mut start, mut end) = (0, 0);
+    let mut tick = tokio::time::interval(STALL_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let before = acks.replies.get();
         while let Some((frame, used)) = resp::parse(&buf[start..end])? {
             let idx = acks.replies.get();
             match frame {
-                Frame::Atom(Atom::Int(n)) => {
+                // PUBLISH: the subscribers reached; XADD: the entry's id, one entry stored.
+                Frame::Atom(Atom::Int(_) | Atom::Bulk(_)) => {
+                    let n = match frame {
+                        Frame::Atom(Atom::Int(n)) => n.max(0) as u64,
+                        _ => 1,
+                    };
                     let (lo, hi) = acks.measured.get();
                     if (lo..hi).contains(&idx) {
-                        acks.reached.set(acks.reached.get() + n.max(0) as u64);
+                        acks.reached.set(acks.reached.get() + n);
                     }
                 }
                 Frame::Atom(Atom::Error(e)) => {
@@ -91,6 +192,12 @@ async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckStat
             acks.replies.set(idx + 1);
             start += used;
         }
+        if acks.replies.get() >= acks.written.get() {
+            acks.waiting_since.set(None);
+        } else if acks.replies.get() != before {
+            // Progress: Redis is alive, however far behind.
+            acks.waiting_since.set(Some(Instant::now()));
+        }
         if start == end {
             (start, end) = (0, 0);
         } else if start > 0 {
@@ -98,7 +205,16 @@ async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckStat
             end -= start;
             start = 0;
         }
-        let n = read.read(&mut buf[end..]).await?;
+        let n = tokio::select! {
+            biased;
+            n = read.read(&mut buf[end..]) => n?,
+            _ = tick.tick() => {
+                if let Some(since) = acks.waiting_since.get().filter(|s| s.elapsed() >= STALL_AFTER) {
+                    return Err(TransportError::Stalled { secs: since.elapsed().as_secs_f64() });
+                }
+                continue;
+            }
+        };
         if n == 0 {
             return Err(TransportError::Closed);
         }
@@ -106,16 +222,46 @@ async fn read_replies(mut read: tokio::net::tcp::OwnedReadHalf, acks: Rc<AckStat
     }
 }
 
-/// A producer: pipelined PUBLISH from a reused buffer.
+/// The error that ended the reply reader (waits for it if it is still running).
+/// Takes the handle once it has finished, so it is never polled again.
+async fn reader_failure(reader: &mut Option<JoinHandle<TransportError>>) -> TransportError {
+    let Some(handle) = reader.as_mut() else { return TransportError::Closed };
+    let result = handle.await;
+    *reader = None;
+    result.unwrap_or(TransportError::Closed)
+}
+
+/// A producer: pipelined writes (PUBLISH, or XADD for Streams) from a reused
+/// buffer, with a fixed command prefix per channel.
 pub struct PubSubProducer {
-    write: OwnedWriteHalf,
+    write: WriteHalf,
     /// `*3 $7 PUBLISH $n channel $len` per channel, built once.
     prefixes: Vec<Vec<u8>>,
     payload_len: usize,
     out: Vec<u8>,
     written: u64,
     acks: Rc<AckState>,
-    reader: tokio::task::JoinHandle<Result<(), TransportError>>,
+    /// The reply reader; `None` once its failure has been reported.
+    reader: Option<JoinHandle<TransportError>>,
+}
+
+impl PubSubProducer {
+    fn reader_finished(&self) -> bool {
+        self.reader.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Connects a producer that writes `prefixes[channel]` + payload per message.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        prefixes: Vec<Vec<u8>>,
+        payload_len: usize,
+    ) -> Result<PubSubProducer, TransportError> {
+        let conn = endpoint.connect().await?;
+        let (read, write) = conn.stream.into_split();
+        let acks = Rc::new(AckState::default());
+        let reader = Some(tokio::task::spawn_local(read_replies(read, acks.clone())));
+        Ok(PubSubProducer { write, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader })
+    }
 }
 
 impl ProducerConn for PubSubProducer {
@@ -131,27 +277,47 @@ impl ProducerConn for PubSubProducer {
     }
 
     async fn flush(&mut self) -> Result<(), TransportError> {
-        if self.reader.is_finished() {
-            return Err(TransportError::Closed);
+        if self.reader_finished() {
+            return Err(reader_failure(&mut self.reader).await);
         }
-        let r = self.write.write_all(&self.out).await;
+        if self.acks.replies.get() >= self.acks.written.get() {
+            self.acks.waiting_since.set(Some(Instant::now()));
+        }
+        self.acks.written.set(self.written);
+        let (write, out) = (&mut self.write, &self.out);
+        // A stopped server stops reading, so the write can block for good:
+        // the reader's verdict must be able to end it.
+        let r = tokio::select! {
+            r = async {
+                write.write_all(out).await?;
+                write.flush().await
+            } => r.map_err(Into::into),
+            e = reader_failure(&mut self.reader) => Err(e),
+        };
         self.out.clear();
-        r.map_err(Into::into)
+        r
+    }
+
+    async fn failure(&mut self) -> TransportError {
+        reader_failure(&mut self.reader).await
     }
 
     fn set_measured(&mut self, first: u64, end: u64) {
         self.acks.measured.set((first, end));
     }
 
-    async fn finish(self, timeout: Duration) -> Result<Acks, TransportError> {
+    async fn finish(mut self, timeout: Duration) -> Result<Acks, TransportError> {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.acks.replies.get() < self.written && tokio::time::Instant::now() < deadline {
-            if self.reader.is_finished() {
-                break;
+            if self.reader_finished() {
+                // Redis went away before acknowledging everything.
+                return Err(reader_failure(&mut self.reader).await);
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.reader.abort();
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
         if let Some(message) = self.acks.first_error.borrow_mut().take() {
             return Err(TransportError::Refused { what: "PUBLISH", message });
         }
@@ -162,6 +328,11 @@ impl ProducerConn for PubSubProducer {
 /// A subscribed consumer.
 pub struct PubSubConsumer {
     conn: Conn,
+    /// The confirmation that ends a graceful leave: `unsubscribe` or `punsubscribe`.
+    leave: &'static [u8],
+    left: bool,
+    /// The server's id for this connection, when asked for.
+    pub client_id: Option<i64>,
 }
 
 impl ConsumerConn for PubSubConsumer {
@@ -176,6 +347,10 @@ impl ConsumerConn for PubSubConsumer {
                     let offset = p.as_ptr() as usize - pending.as_ptr() as usize;
                     Some(offset..offset + p.len())
                 }
+                [Atom::Bulk(kind), _, Atom::Int(0)] if *kind == self.leave => {
+                    self.left = true;
+                    None
+                }
                 _ => None,
             };
             match payload {
@@ -183,6 +358,18 @@ impl ConsumerConn for PubSubConsumer {
                 None => self.conn.consume(used),
             }
         }
+    }
+
+    async fn start_leaving(&mut self) -> Result<(), TransportError> {
+        let mut cmd = Vec::new();
+        let verb = if self.leave == b"punsubscribe" { &b"PUNSUBSCRIBE"[..] } else { &b"UNSUBSCRIBE"[..] };
+        resp::encode_command(&mut cmd, &[verb]);
+        self.conn.send(&cmd).await?;
+        Ok(())
+    }
+
+    fn has_left(&self) -> bool {
+        self.left
     }
 
     async fn fill(&mut self) -> Result<(), TransportError> {

@@ -184,12 +184,14 @@ fn push_decimal(out: &mut Vec<u8>, n: usize) {
     out.extend_from_slice(n.to_string().as_bytes());
 }
 
-/// Everything of `CMD key <payload>` before the payload bytes, for a fixed
-/// command, key and payload length; built once, copied per message.
-pub fn fixed_prefix(cmd: &[u8], key: &[u8], payload_len: usize) -> Vec<u8> {
+/// Everything of a command before its last argument, the payload, for fixed
+/// leading arguments and payload length; built once, copied per message.
+pub fn fixed_prefix(args: &[&[u8]], payload_len: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_command(&mut out, &[cmd, key]);
-    out[1] = b'3'; // three arguments: the payload follows
+    encode_command(&mut out, args);
+    // One more argument than encoded: the payload follows.
+    let count = (args.len() + 1).to_string();
+    out.splice(1..1 + (args.len()).to_string().len(), count.bytes());
     out.push(b'$');
     push_decimal(&mut out, payload_len);
     out.extend_from_slice(b"\r\n");
@@ -221,11 +223,18 @@ mod tests {
     #[test]
     fn publish_prefix_matches_the_redis_crate() {
         let payload = vec![7u8; 100];
-        let mut ours = fixed_prefix(b"PUBLISH", b"eb:ch:0", payload.len());
+        let mut ours = fixed_prefix(&[b"PUBLISH", b"eb:ch:0"], payload.len());
         ours.extend_from_slice(&payload);
         ours.extend_from_slice(b"\r\n");
         let theirs = redis::cmd("PUBLISH").arg("eb:ch:0").arg(&payload).get_packed_command();
         assert_eq!(ours, theirs);
+
+        let args: [&[u8]; 10] = [b"XADD", b"k", b"MAXLEN", b"~", b"1000", b"*", b"d", b"1", b"2", b"3"];
+        let mut ours = fixed_prefix(&args, payload.len());
+        ours.extend_from_slice(&payload);
+        ours.extend_from_slice(b"\r\n");
+        let theirs = redis::cmd("XADD").arg(&args[1..]).arg(&payload).get_packed_command();
+        assert_eq!(ours, theirs, "ten arguments and more");
 
         let mut ours = Vec::new();
         encode_command(&mut ours, &[b"SUBSCRIBE", b"a", b"bc"]);

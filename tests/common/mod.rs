@@ -34,9 +34,19 @@ pub fn assert_invariants(r: &RunReport) {
     assert_eq!(sum(|c| c.expected), s.expected, "consumers' expected add up");
     assert_eq!(sum(|c| c.delivered), s.delivered, "consumers' delivered add up");
     assert_eq!(sum(|c| c.lost), s.lost, "consumers' lost add up");
+    assert_eq!(s.lost_unsubscribed + s.lost_in_buffer + s.lost_other, s.lost, "every loss has one cause");
+    assert_eq!(sum(|c| c.lost_unsubscribed), s.lost_unsubscribed);
+    assert_eq!(sum(|c| c.lost_in_buffer), s.lost_in_buffer);
+    assert_eq!(sum(|c| c.lost_other), s.lost_other);
     for c in &r.consumers {
         assert_eq!(c.delivered + c.lost, c.expected, "consumer {}", c.consumer);
+        assert_eq!(c.lost_unsubscribed + c.lost_in_buffer + c.lost_other, c.lost, "consumer {}", c.consumer);
     }
+    for t in &r.timeseries {
+        assert!(t.lost_unsubscribed + t.lost_in_buffer <= t.lost, "second {}", t.second);
+    }
+    assert_eq!(r.timeseries.iter().map(|t| t.lost_unsubscribed).sum::<u64>(), s.lost_unsubscribed);
+    assert_eq!(r.timeseries.iter().map(|t| t.lost_in_buffer).sum::<u64>(), s.lost_in_buffer);
     assert_eq!(r.timeseries.iter().map(|t| t.sent).sum::<u64>(), s.sent, "per-second sent adds up");
     assert_eq!(r.timeseries.iter().map(|t| t.delivered).sum::<u64>(), s.delivered, "per-second delivered adds up");
     assert_eq!(r.timeseries.iter().map(|t| t.lost).sum::<u64>(), s.lost, "per-second lost adds up");
@@ -59,4 +69,149 @@ pub fn stderr(o: &Output) -> String {
 
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A redis-server the test starts itself, on a free loopback port; killed on drop.
+pub struct RedisServer {
+    child: std::process::Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// A plain server with `extra` arguments (e.g. `--user ...`).
+    pub fn start(extra: &[&str]) -> RedisServer {
+        RedisServer::start_with(|port| {
+            let mut args = vec!["--port".to_string(), port.to_string()];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            args
+        })
+    }
+
+    /// A server whose listening arguments `listen(port)` gives (e.g. `--port 0 --tls-port PORT`).
+    pub fn start_with(listen: impl Fn(u16) -> Vec<String>) -> RedisServer {
+        let mut last = String::new();
+        // A free port can be taken between probing and binding: try a few.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args(["--loglevel", "warning", "--dir"])
+                .arg(dir.path())
+                .args(listen(port))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starting redis-server (scripts/test.sh installs it)");
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
+                    last = format!("redis-server exited ({status}): {err}");
+                    break;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return RedisServer { child, port, _dir: dir };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start: {last}");
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` (SIGKILL, SIGSTOP, ...) to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0, "kill({signal})");
+    }
+
+    /// A client of the default user, for the test's own commands.
+    pub fn client(&self) -> redis::Connection {
+        let client = redis::Client::open(self.url()).unwrap();
+        client.get_connection_with_timeout(Duration::from_secs(2)).expect("connecting to the test's redis-server")
+    }
+
+    /// Waits until eventbench's consumers have subscribed; returns the channel names.
+    pub fn wait_for_channels(&self, timeout: Duration) -> Vec<String> {
+        wait_for_channels(self.port, timeout)
+    }
+}
+
+/// Waits until eventbench's consumers have subscribed on the Redis at `port`
+/// (default user); returns the channel names.
+pub fn wait_for_channels(port: u16, timeout: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    loop {
+        let channels: Option<Vec<String>> = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .and_then(|mut con| redis::cmd("PUBSUB").arg("CHANNELS").arg("eventbench:*").query(&mut con))
+            .ok();
+        if let Some(channels) = channels.filter(|c| !c.is_empty()) {
+            return channels;
+        }
+        assert!(std::time::Instant::now() < deadline, "no eventbench channel appeared within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        // SIGKILL also ends a SIGSTOPped server.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits for `child` at most `timeout`; kills it (and fails) if it takes longer.
+pub fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("eventbench did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every file of a run directory is whole: no temporary files, every CSV
+/// parses into its row type, and scenario.toml is a valid scenario.
+/// Returns the summary row.
+pub fn assert_whole_run_dir(dir: &std::path::Path) -> eventbench::report::rows::SummaryRow {
+    use eventbench::report::rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+    fn rows<T: serde::de::DeserializeOwned>(path: std::path::PathBuf) -> Vec<T> {
+        let mut r = csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        r.deserialize().map(|row| row.unwrap_or_else(|e| panic!("{}: {e}", path.display()))).collect()
+    }
+    let names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(!names.iter().any(|n| n.starts_with('.')), "temporary files left in {dir:?}: {names:?}");
+    for f in ["consumers.csv", "latency.csv", "scenario.toml", "summary.csv", "timeseries.csv"] {
+        assert!(names.iter().any(|n| n == f), "{f} missing from {dir:?}: {names:?}");
+    }
+    assert!(!rows::<LatencyRow>(dir.join("latency.csv")).is_empty());
+    let _: Vec<TimeseriesRow> = rows(dir.join("timeseries.csv"));
+    let _: Vec<ConsumerRow> = rows(dir.join("consumers.csv"));
+    Scenario::from_toml(&std::fs::read_to_string(dir.join("scenario.toml")).unwrap()).expect("scenario.toml parses");
+    let mut summary: Vec<SummaryRow> = rows(dir.join("summary.csv"));
+    assert_eq!(summary.len(), 1);
+    summary.pop().unwrap()
 }

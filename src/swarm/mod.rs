@@ -1,0 +1,797 @@
+//! Producers, consumers and the phases of a run (warmup, measure, drain).
+//!
+//! The swarm runs on worker threads, each a single-threaded tokio runtime, so
+//! the tasks of a thread share that thread's [`ThreadStats`] without locks or
+//! atomics on the per-message path. Producers and consumers are spread over the
+//! threads round-robin. Coordination (ready, start, producers done, finish)
+//! goes through channels a handful of times per run, never per message.
+
+use crate::clock::{self, Clock, Timer};
+use crate::pacer::Pacer;
+use crate::scenario::Scenario;
+use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
+use crate::transport::conn::Tuning;
+use crate::transport::pubsub::{PubSub, PubSubConsumer, PubSubProducer};
+use crate::transport::streams::Streams;
+use crate::transport::{ConsumerConn, ProducerConn, TransportError};
+use crate::wire::Header;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+
+/// Most messages a producer writes in one pipelined write.
+const MAX_BATCH: u64 = 1024;
+/// Slack between "everyone is connected" and the first scheduled message.
+const START_SLACK_NS: u64 = 20_000_000;
+/// After a failure, how long consumers may still read what is already on
+/// their sockets, so that nothing measured before it is dropped.
+const ABORT_DRAIN: Duration = Duration::from_millis(250);
+
+/// Counters the live view and the drain logic read while the run goes on.
+/// Updated once per write or read batch, not per message.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Messages written, warmup included.
+    pub sent: AtomicU64,
+    /// First deliveries of measured messages.
+    pub delivered: AtomicU64,
+    /// Consumers currently subscribed.
+    pub connected: AtomicU64,
+    /// Messages missing so far (gaps seen by consumers, warmup included).
+    pub lost_so_far: AtomicU64,
+    /// Nanoseconds since the epoch at which the measured phase starts and ends (0 until known).
+    pub measure_start_ns: AtomicU64,
+    pub measure_end_ns: AtomicU64,
+    /// The run's clock, once started.
+    clock: Mutex<Option<Clock>>,
+    stop: AtomicBool,
+    stop_notify: Notify,
+}
+
+impl Live {
+    /// Asks the run to stop producing, drain briefly and report (Ctrl-C).
+    pub fn request_stop(&self) {
+        self.stop.store(true, Relaxed);
+        self.stop_notify.notify_waiters();
+    }
+
+    /// Whether a stop was requested.
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Relaxed)
+    }
+
+    async fn stopped(&self) {
+        loop {
+            let notified = self.stop_notify.notified();
+            if self.stop_requested() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Nanoseconds since the run's epoch, if the run has started.
+    pub fn now_ns(&self) -> Option<u64> {
+        self.clock.lock().ok()?.map(|c| c.now_ns())
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// Stopped early on request (Ctrl-C, SIGTERM).
+    Interrupted,
+    /// Stopped early because something failed; the reason says what.
+    Aborted(String),
+}
+
+mod streams;
+
+/// The transport a run drives.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    PubSub(PubSub),
+    Streams(Streams),
+}
+
+impl Transport {
+    async fn producer(&self) -> Result<PubSubProducer, TransportError> {
+        match self {
+            Transport::PubSub(t) => t.producer().await,
+            Transport::Streams(t) => t.producer().await,
+        }
+    }
+}
+
+/// Why a consumer stopped being subscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// The scenario disconnected it (`--disconnect`).
+    Disconnect,
+    /// The server closed its connection (e.g. output buffer limit exceeded).
+    ServerKill,
+    /// It subscribed again.
+    Resubscribed,
+    /// The scenario stopped it for good (`--crash`), without acknowledging what it held.
+    Crash,
+}
+
+impl EventKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventKind::Disconnect => "disconnect",
+            EventKind::ServerKill => "server-kill",
+            EventKind::Resubscribed => "resubscribed",
+            EventKind::Crash => "crash",
+        }
+    }
+}
+
+/// A span during which a consumer was not subscribed, with the sequence
+/// positions that let the summary attribute each lost message to a cause.
+/// Positions are per (producer, channel), indexed like the consumer's ledgers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub consumer: u32,
+    pub kind: EventKind,
+    /// When the consumer stopped being subscribed (for a server kill: when it
+    /// first saw the connection closed), ns since the epoch.
+    pub closed_ns: u64,
+    /// When it was subscribed again, if it was.
+    pub resubscribed_ns: Option<u64>,
+    /// One past the last sequence it had received when the connection ended.
+    pub received: Vec<u64>,
+    /// Producers' next sequence when the connection ended: messages between
+    /// `received` and here were accepted by Redis for this consumer and never
+    /// delivered (lost in the buffer). Equal to `received` for a graceful leave.
+    pub closed: Vec<u64>,
+    /// Producers' next sequence once it was subscribed again: messages between
+    /// `closed` and here were published while it was not subscribed.
+    /// (All three are empty for Streams, which keeps what absent consumers miss.)
+    pub resubscribed: Option<Vec<u64>>,
+}
+
+/// One consumer's results.
+#[derive(Debug, Clone)]
+pub struct ConsumerOutput {
+    pub stats: ConsumerStats,
+    /// The channels it subscribed to.
+    pub channels: Vec<u32>,
+    pub outages: Vec<Outage>,
+    /// If still subscribed at the end of the run: one past the last sequence
+    /// received, per ledger. Anything after it was still queued in Redis.
+    pub end: Option<Vec<u64>>,
+}
+
+/// Everything the swarm measured, merged over threads.
+#[derive(Debug, Clone)]
+pub struct SwarmOutput {
+    pub window: Window,
+    pub threads: ThreadStats,
+    /// Streams: entries not yet acknowledged, summed over groups, sampled at the end of each measured second.
+    pub backlog: Vec<u64>,
+    /// Streams: the replay group's progress, with `--replay-at`.
+    pub replay: Option<streams::Replay>,
+    pub consumers: Vec<ConsumerOutput>,
+    pub producers: Vec<ProducerStats>,
+    pub status: Status,
+    /// Worker threads used.
+    pub thread_count: usize,
+}
+
+/// Read-only facts every task needs.
+struct Shared {
+    scenario: Scenario,
+    clock: Clock,
+    transport: Transport,
+    live: Arc<Live>,
+    /// Streams: the accounting of each consumer group, shared by its members
+    /// and locked once per batch read.
+    units: Vec<Mutex<ConsumerStats>>,
+    /// (warmup start, measured window), sent once everyone is connected.
+    start: watch::Receiver<Option<(u64, Window)>>,
+    /// Set when consumers should stop reading.
+    finish: watch::Receiver<bool>,
+    /// Per (producer, channel): the next sequence number to be written, updated
+    /// per batch. Consumers read it when they lose or regain their subscription.
+    progress: Box<[AtomicU64]>,
+    /// The first failure; it ends the run.
+    abort: Mutex<Option<String>>,
+    abort_notify: Notify,
+}
+
+impl Shared {
+    fn fail(&self, who: String, e: impl std::fmt::Display) {
+        let mut first = self.abort.lock().expect("abort lock");
+        if first.is_none() {
+            *first = Some(format!("{who}: {e}"));
+        }
+        drop(first);
+        self.abort_notify.notify_waiters();
+        self.live.request_stop();
+    }
+
+    fn aborted(&self) -> Option<String> {
+        self.abort.lock().expect("abort lock").clone()
+    }
+
+    fn pubsub(&self) -> &PubSub {
+        match &self.transport {
+            Transport::PubSub(t) => t,
+            Transport::Streams(_) => unreachable!("Pub/Sub consumers run on the Pub/Sub transport only"),
+        }
+    }
+
+    /// The producers' progress, indexed like a consumer's ledgers.
+    fn positions(&self) -> Vec<u64> {
+        self.progress.iter().map(|p| p.load(Relaxed)).collect()
+    }
+
+    async fn wait_start(&self) -> Option<(u64, Window)> {
+        let mut rx = self.start.clone();
+        rx.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s)
+    }
+}
+
+/// Messages a task sends the coordinator, a few per task per run.
+enum Note {
+    Ready,
+    ProducerDone { measured: Vec<u64> },
+    Failed,
+}
+
+/// What one worker thread runs.
+#[derive(Default)]
+struct Assignment {
+    producers: Vec<u32>,
+    consumers: Vec<u32>,
+}
+
+struct ThreadOutput {
+    stats: Option<ThreadStats>,
+    consumers: Vec<ConsumerOutput>,
+    producers: Vec<ProducerStats>,
+    /// Streams consumers' outages (their accounting lives in `Shared::units`).
+    outages: Vec<Outage>,
+}
+
+/// Runs the swarm of `scenario` against the Redis at `endpoint`.
+pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> SwarmOutput {
+    let parts = (scenario.producers + scenario.consumers) as usize;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let thread_count = if scenario.threads == 0 { cpus } else { scenario.threads }.clamp(1, parts.max(1));
+    let mut assignments: Vec<Assignment> = (0..thread_count).map(|_| Assignment::default()).collect();
+    for p in 0..scenario.producers {
+        assignments[p as usize % thread_count].producers.push(p);
+    }
+    for c in 0..scenario.consumers {
+        assignments[(c + scenario.producers) as usize % thread_count].consumers.push(c);
+    }
+
+    let clock = Clock::start();
+    *live.clock.lock().expect("clock lock") = Some(clock);
+    let (start_tx, start_rx) = watch::channel(None);
+    let (finish_tx, finish_rx) = watch::channel(false);
+    let (note_tx, mut note_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared {
+        scenario: scenario.clone(),
+        clock,
+        units: match &transport {
+            Transport::Streams(_) => (0..streams::unit_count(scenario))
+                .map(|u| Mutex::new(ConsumerStats::new(u, scenario.producers, scenario.channels)))
+                .collect(),
+            Transport::PubSub(_) => Vec::new(),
+        },
+        transport,
+        live: live.clone(),
+        start: start_rx,
+        finish: finish_rx,
+        progress: (0..scenario.producers * scenario.channels).map(|_| AtomicU64::new(0)).collect(),
+        abort: Mutex::new(None),
+        abort_notify: Notify::new(),
+    });
+
+    let handles: Vec<_> = assignments
+        .into_iter()
+        .enumerate()
+        .map(|(t, a)| {
+            let shared = shared.clone();
+            let notes = note_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("eventbench-{t}"))
+                .spawn(move || worker_thread(shared, a, notes))
+                .expect("spawning a worker thread")
+        })
+        .collect();
+    drop(note_tx);
+
+    // Everyone connected (or someone failed)?
+    let mut ready = 0;
+    while ready < parts {
+        match note_rx.recv().await {
+            Some(Note::Ready) => ready += 1,
+            Some(Note::Failed) | None => break,
+            Some(Note::ProducerDone { .. }) => {}
+        }
+    }
+    let warmup_start = clock.now_ns() + START_SLACK_NS;
+    let measure_start = warmup_start + scenario.warmup.as_nanos() as u64;
+    let window = Window { start_ns: measure_start, end_ns: measure_start + scenario.duration.as_nanos() as u64 };
+    live.measure_start_ns.store(window.start_ns, Relaxed);
+    live.measure_end_ns.store(window.end_ns, Relaxed);
+    let _ = start_tx.send(Some((warmup_start, window)));
+    let side = streams::side_tasks(&shared, window);
+
+    // Wait for the producers, then drain until every expected message is in.
+    let mut measured_per_channel = vec![0u64; scenario.channels as usize];
+    let mut producers_done = 0;
+    while producers_done < scenario.producers && shared.aborted().is_none() {
+        match note_rx.recv().await {
+            Some(Note::ProducerDone { measured }) => {
+                producers_done += 1;
+                measured_per_channel.iter_mut().zip(measured).for_each(|(a, b)| *a += b);
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let expected: u64 = measured_per_channel.iter().sum::<u64>() * scenario.consumers as u64;
+    let drain = if live.stop_requested() { scenario.drain.min(Duration::from_secs(1)) } else { scenario.drain };
+    let mut drain_end = tokio::time::Instant::now() + drain;
+    while live.delivered.load(Relaxed) < expected && tokio::time::Instant::now() < drain_end {
+        if shared.aborted().is_some() {
+            drain_end = drain_end.min(tokio::time::Instant::now() + ABORT_DRAIN);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = finish_tx.send(true);
+    let (backlog, replay) = side.finish().await;
+
+    let outputs = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
+        .await
+        .expect("joining worker threads");
+    let mut merged = ThreadStats::new(&window);
+    let mut consumers = Vec::new();
+    let mut producers = Vec::new();
+    let mut outages = Vec::new();
+    let mut panicked = false;
+    for out in outputs {
+        match out {
+            Ok(out) => {
+                if let Some(s) = &out.stats {
+                    merged.merge(s);
+                }
+                consumers.extend(out.consumers);
+                producers.extend(out.producers);
+                outages.extend(out.outages);
+            }
+            Err(_) => panicked = true,
+        }
+    }
+    consumers.extend(streams::unit_outputs(&shared, scenario, outages));
+    consumers.sort_by_key(|c| c.stats.id);
+    producers.sort_by_key(|p| p.id);
+    let status = match shared.aborted() {
+        Some(reason) => Status::Aborted(reason),
+        None if panicked => Status::Aborted("a worker thread panicked".into()),
+        None if live.stop_requested() => Status::Interrupted,
+        None => Status::Ok,
+    };
+    SwarmOutput { window, threads: merged, backlog, replay, consumers, producers, status, thread_count }
+}
+
+fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSender<Note>) -> ThreadOutput {
+    clock::tighten_timer_slack();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a tokio runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let stats: Rc<RefCell<Option<ThreadStats>>> = Rc::default();
+        let producers: Vec<_> = a
+            .producers
+            .iter()
+            .map(|&id| tokio::task::spawn_local(producer(id, shared.clone(), notes.clone())))
+            .collect();
+        let mut out = ThreadOutput { stats: None, consumers: Vec::new(), producers: Vec::new(), outages: Vec::new() };
+        match &shared.transport {
+            Transport::PubSub(_) => {
+                let consumers: Vec<_> = a
+                    .consumers
+                    .iter()
+                    .map(|&id| tokio::task::spawn_local(consumer(id, shared.clone(), notes.clone(), stats.clone())))
+                    .collect();
+                for c in consumers {
+                    if let Ok(Some(c)) = c.await {
+                        out.consumers.push(c);
+                    }
+                }
+            }
+            Transport::Streams(_) => {
+                let consumers: Vec<_> = a
+                    .consumers
+                    .iter()
+                    .map(|&id| {
+                        tokio::task::spawn_local(streams::consumer(id, shared.clone(), notes.clone(), stats.clone()))
+                    })
+                    .collect();
+                for c in consumers {
+                    if let Ok(outages) = c.await {
+                        out.outages.extend(outages);
+                    }
+                }
+            }
+        }
+        for p in producers {
+            if let Ok(Some(p)) = p.await {
+                out.producers.push(p);
+            }
+        }
+        out.stats = stats.borrow_mut().take();
+        out
+    })
+}
+
+async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Note>) -> Option<ProducerStats> {
+    let who = format!("producer {id}");
+    let mut conn = match shared.transport.producer().await {
+        Ok(c) => c,
+        Err(e) => {
+            shared.fail(who, e);
+            let _ = notes.send(Note::Failed);
+            return None;
+        }
+    };
+    let _ = notes.send(Note::Ready);
+    let (warmup_start, window) = shared.wait_start().await?;
+    let s = &shared.scenario;
+    let channels = s.channels as u64;
+    let mut stats = ProducerStats::new(id, s.channels, &window);
+    let mut pacer = Pacer::new(warmup_start, window.end_ns, s.rate_per_producer());
+    let mut timer = Timer::precise(shared.clock);
+    let mut next_seq = vec![0u64; s.channels as usize];
+    let mut measured: Option<(u64, u64)> = None;
+    let result: Result<(), TransportError> = async {
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = shared.live.stopped() => None,
+                e = conn.failure() => return Err(e),
+                b = pacer.next_batch(&mut timer, MAX_BATCH) => b,
+            };
+            let Some(b) = batch else { break };
+            for i in b.first..b.first + b.count {
+                let intended_ns = pacer.deadline_ns(i).unwrap_or(b.now_ns);
+                let channel = ((i + id as u64) % channels) as u32;
+                let seq = &mut next_seq[channel as usize];
+                let h = Header { producer: id, channel, seq: *seq, intended_ns, sent_ns: b.now_ns };
+                *seq += 1;
+                conn.queue(channel, &h);
+                stats.record(&h, &window);
+                if window.second_of(intended_ns).is_some() {
+                    let (first, _) = measured.get_or_insert((i, i));
+                    measured = Some((*first, i + 1));
+                }
+            }
+            if let Some((first, end)) = measured {
+                conn.set_measured(first, end);
+            }
+            conn.flush().await?;
+            shared.live.sent.fetch_add(b.count, Relaxed);
+            let progress = &shared.progress[(id * s.channels) as usize..][..s.channels as usize];
+            for (p, &next) in progress.iter().zip(&next_seq) {
+                p.store(next, Relaxed);
+            }
+        }
+        // After another task's failure, Redis is likely gone: do not wait long for its replies.
+        let wait = if shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
+        let acks = conn.finish(wait).await?;
+        stats.reached = acks.reached;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        shared.fail(who, e);
+    }
+    let _ = notes.send(Note::ProducerDone { measured: stats.measured_count.clone() });
+    Some(stats)
+}
+
+async fn consumer(
+    id: u32,
+    shared: Arc<Shared>,
+    notes: mpsc::UnboundedSender<Note>,
+    thread_stats: Rc<RefCell<Option<ThreadStats>>>,
+) -> Option<ConsumerOutput> {
+    let s = &shared.scenario;
+    // The last consumers are the slow ones, the first ones disconnect: the two stay apart when they can.
+    let slow = s.slow.filter(|slow| id >= s.consumers - slow.share.of(s.consumers)).map(|slow| slow.delay);
+    let tuning = match slow {
+        // A small receive window and read buffer: the backlog must pile up in Redis, where the limit applies.
+        Some(_) => Tuning { recv_buffer: Some(16 * 1024), fixed_buffer: true },
+        None => Tuning::default(),
+    };
+    let conn = match shared.pubsub().consumer(tuning, slow.is_some()).await {
+        Ok(c) => c,
+        Err(e) => {
+            shared.fail(format!("consumer {id}"), e);
+            let _ = notes.send(Note::Failed);
+            return None;
+        }
+    };
+    shared.live.connected.fetch_add(1, Relaxed);
+    let _ = notes.send(Note::Ready);
+    let (_, window) = shared.wait_start().await?;
+    thread_stats.borrow_mut().get_or_insert_with(|| ThreadStats::new(&window));
+    let planned = planned_outages(s, id, &window);
+    let mut task = Consumer {
+        window,
+        slow,
+        tuning,
+        timer: Timer::precise(shared.clock),
+        out: ConsumerOutput {
+            stats: ConsumerStats::new(id, s.producers, s.channels),
+            channels: (0..s.channels).collect(),
+            outages: Vec::new(),
+            end: None,
+        },
+        thread_stats,
+        shared: shared.clone(),
+        kill_seen: Rc::default(),
+        watcher: None,
+    };
+    if let Err(e) = task.run(conn, planned).await {
+        shared.fail(format!("consumer {id}"), e);
+    }
+    Some(task.out)
+}
+
+/// A scenario event for one consumer: down at `down_ns`, back at `up_ns`
+/// (`None`: a crash, gone for good). Times in ns since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Planned {
+    down_ns: u64,
+    up_ns: Option<u64>,
+}
+
+/// The disconnects and crash consumer `id` takes part in: each selects the
+/// first PCT of the consumers.
+fn planned_outages(s: &Scenario, id: u32, window: &Window) -> Vec<Planned> {
+    let at = |d: Duration| window.start_ns + d.as_nanos() as u64;
+    let disconnects = s
+        .disconnect
+        .iter()
+        .filter(|d| id < d.share.of(s.consumers))
+        .map(|d| Planned { down_ns: at(d.at), up_ns: Some(at(d.at + d.down_for)) });
+    let crashes =
+        s.crash.iter().filter(|c| id < c.share.of(s.consumers)).map(|c| Planned { down_ns: at(c.at), up_ns: None });
+    let mut planned: Vec<Planned> = disconnects.chain(crashes).collect();
+    planned.sort_unstable();
+    // Nothing happens to a consumer after it crashed.
+    if let Some(crash) = planned.iter().position(|p| p.up_ns.is_none()) {
+        planned.truncate(crash + 1);
+    }
+    planned
+}
+
+/// When Redis closed a connection (ns since the epoch), and the producers' positions just before.
+type Cutoff = (u64, Vec<u64>);
+
+/// A consumer's state between its connections.
+struct Consumer {
+    window: Window,
+    /// Time spent on each message, for slow consumers.
+    slow: Option<Duration>,
+    tuning: Tuning,
+    timer: Timer,
+    out: ConsumerOutput,
+    thread_stats: Rc<RefCell<Option<ThreadStats>>>,
+    shared: Arc<Shared>,
+    /// When Redis closed a slow consumer's connection, and the producers'
+    /// positions then, as seen by its watcher.
+    kill_seen: Rc<RefCell<Option<Cutoff>>>,
+    watcher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Consumer {
+    async fn run(&mut self, conn: PubSubConsumer, planned: Vec<Planned>) -> Result<(), TransportError> {
+        let clock = self.shared.clock;
+        let mut finish = self.shared.finish.clone();
+        let mut planned = planned.into_iter().peekable();
+        self.watch(&conn);
+        let mut conn = Some(conn);
+        loop {
+            let next_down = planned.peek().map(|o| o.down_ns);
+            tokio::select! {
+                biased;
+                _ = finish.wait_for(|f| *f) => {
+                    self.finish(conn.is_some());
+                    return Ok(());
+                }
+                _ = clock.sleep_until_ns(next_down.unwrap_or(u64::MAX / 4)), if next_down.is_some() => {
+                    let Planned { up_ns, .. } = planned.next().expect("peeked");
+                    let Some(up) = up_ns else {
+                        // A crash: gone at once, no UNSUBSCRIBE; what was on its way is lost in the buffer.
+                        if conn.take().is_some() {
+                            self.stop_watching();
+                            let closed = self.shared.positions();
+                            self.close(EventKind::Crash, clock.now_ns(), self.out.stats.positions(), closed);
+                        }
+                        self.sleep_until(u64::MAX / 4).await;
+                        self.finish(false);
+                        return Ok(());
+                    };
+                    if let Some(c) = conn.take() {
+                        self.leave(c).await?;
+                    }
+                    if !self.sleep_until(up).await {
+                        self.finish(false);
+                        return Ok(());
+                    }
+                    conn = self.resubscribe().await?;
+                }
+                r = conn.as_mut().expect("connected between outages").fill() => match r {
+                    Ok(()) => self.take_messages(conn.as_mut().expect("connected")).await,
+                    Err(TransportError::Closed | TransportError::Io(_)) => {
+                        drop(conn.take());
+                        self.server_closed();
+                        if !self.shared.scenario.reconnect {
+                            self.sleep_until(u64::MAX / 4).await;
+                            self.finish(false);
+                            return Ok(());
+                        }
+                        conn = self.resubscribe().await?;
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+            if conn.is_none() {
+                // Reconnecting was cut short by the end of the run.
+                self.finish(false);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Accounts for every complete message in the buffer. A slow consumer
+    /// spends its delay on each, and watches for Redis closing it meanwhile.
+    async fn take_messages(&mut self, conn: &mut PubSubConsumer) {
+        let live = &self.shared.live;
+        let clock = self.shared.clock;
+        let missing_before = self.out.stats.missing_now;
+        let mut fresh = 0;
+        let mut now = clock.now_ns();
+        loop {
+            let fresh_one = {
+                let Ok(Some(d)) = conn.next() else { break };
+                let mut ts = self.thread_stats.borrow_mut();
+                let ts = ts.as_mut().expect("thread stats exist once started");
+                self.out.stats.record(d.payload, now, &self.window, ts)
+            };
+            fresh += fresh_one as u64;
+            if let Some(delay) = self.slow {
+                self.timer.sleep_until_ns(now + delay.as_nanos() as u64).await;
+                now = clock.now_ns();
+            }
+        }
+        live.delivered.fetch_add(fresh, Relaxed);
+        let missing_now = self.out.stats.missing_now;
+        if missing_now != missing_before {
+            live.lost_so_far.fetch_add(missing_now.wrapping_sub(missing_before), Relaxed);
+        }
+    }
+
+    /// A scenario disconnect: UNSUBSCRIBE, take what Redis had already sent,
+    /// then close. Everything published after that is lost because nobody was
+    /// subscribed, none of it in a buffer.
+    async fn leave(&mut self, mut conn: PubSubConsumer) -> Result<(), TransportError> {
+        self.stop_watching();
+        conn.start_leaving().await?;
+        while !conn.has_left() {
+            conn.fill().await?;
+            self.take_messages(&mut conn).await;
+        }
+        drop(conn);
+        let received = self.out.stats.positions();
+        self.close(EventKind::Disconnect, self.shared.clock.now_ns(), received.clone(), received);
+        Ok(())
+    }
+
+    /// The server closed the connection: whatever it had queued for us is gone.
+    fn server_closed(&mut self) {
+        self.stop_watching();
+        let seen = self.kill_seen.borrow_mut().take();
+        let (at, closed) = seen.unwrap_or_else(|| (self.shared.clock.now_ns(), self.shared.positions()));
+        let received = self.out.stats.positions();
+        self.close(EventKind::ServerKill, at, received, closed);
+    }
+
+    fn close(&mut self, kind: EventKind, closed_ns: u64, received: Vec<u64>, closed: Vec<u64>) {
+        self.shared.live.connected.fetch_sub(1, Relaxed);
+        if kind == EventKind::Disconnect {
+            self.out.stats.disconnects += 1;
+        }
+        let consumer = self.out.stats.id;
+        self.out.outages.push(Outage {
+            consumer,
+            kind,
+            closed_ns,
+            resubscribed_ns: None,
+            received,
+            closed,
+            resubscribed: None,
+        });
+    }
+
+    /// For a slow consumer: watches from the side for Redis closing `conn`.
+    fn watch(&mut self, conn: &PubSubConsumer) {
+        let Some(client_id) = conn.client_id else { return };
+        let (shared, seen) = (self.shared.clone(), self.kill_seen.clone());
+        self.watcher = Some(tokio::task::spawn_local(async move {
+            // The kill happened before the poll that found it: take the positions just before that poll.
+            let mut before = (0, Vec::new());
+            let snapshot = || before = (shared.clock.now_ns(), shared.positions());
+            if shared.pubsub().wait_closed(client_id, Duration::from_millis(2), snapshot).await.is_ok() {
+                *seen.borrow_mut() = Some(before);
+            }
+        }));
+    }
+
+    fn stop_watching(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+    }
+
+    /// At the end of the run: a kill the watcher saw but the consumer had not
+    /// reached yet becomes an outage; whatever Redis accepted and had not
+    /// delivered yet is lost in the buffer.
+    fn finish(&mut self, connected: bool) {
+        self.stop_watching();
+        let killed = self.kill_seen.borrow().is_some();
+        if connected && killed {
+            self.server_closed();
+        } else if connected {
+            self.out.end = Some(self.out.stats.positions());
+        }
+    }
+
+    /// Sleeps until `ns`; false if the run finished first.
+    async fn sleep_until(&self, ns: u64) -> bool {
+        let mut finish = self.shared.finish.clone();
+        tokio::select! {
+            _ = finish.wait_for(|f| *f) => false,
+            _ = self.shared.clock.sleep_until_ns(ns) => true,
+        }
+    }
+
+    /// Connects and subscribes again, with backoff; `None` if the run finished first.
+    async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, TransportError> {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.shared.pubsub().consumer(self.tuning, self.slow.is_some()).await {
+                Ok(conn) => {
+                    self.watch(&conn);
+                    let now = self.shared.clock.now_ns();
+                    let outage = self.out.outages.last_mut().expect("resubscribing after an outage");
+                    outage.resubscribed_ns = Some(now);
+                    outage.resubscribed = Some(self.shared.positions());
+                    self.shared.live.connected.fetch_add(1, Relaxed);
+                    return Ok(Some(conn));
+                }
+                Err(TransportError::Refused { what, message }) => {
+                    return Err(TransportError::Refused { what, message })
+                }
+                Err(_) => {
+                    let wake = self.shared.clock.now_ns() + backoff.as_nanos() as u64;
+                    if !self.sleep_until(wake).await {
+                        return Ok(None);
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Ctrl-C and SIGTERM: stop producing, drain briefly, write the results with
+//! `status = interrupted`, stop the private redis-server, exit 130. A second
+//! Ctrl-C exits at once, still leaving only whole files.
+
+mod common;
+use common::{assert_whole_run_dir, bin, wait_exit, wait_for_channels};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// The private redis-server eventbench started: its pid and port.
+fn private_server_of(pid: u32) -> Option<(i32, u16)> {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let children = std::fs::read_to_string(task.ok()?.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into()).collect();
+            if !args.first().is_some_and(|a| a.contains("redis-server")) {
+                continue;
+            }
+            // Before Redis sets its process title the port follows --port; after, it is
+            // the title "redis-server 127.0.0.1:PORT".
+            let port = match args.iter().position(|a| a == "--port") {
+                Some(i) => args.get(i + 1)?.parse().ok()?,
+                None => args[0].rsplit_once(':')?.1.trim().parse().ok()?,
+            };
+            return Some((child.parse().ok()?, port));
+        }
+    }
+    None
+}
+
+/// Whether a process is gone (or a zombie nobody reaped yet: it runs no more).
+fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Starts a 30 s run on a private server; returns once it is measuring.
+fn start_measuring(out: &std::path::Path, own_group: bool) -> (Child, i32) {
+    let mut cmd = bin();
+    cmd.args(["run", "--rate", "2000", "--consumers", "2", "--duration", "30s", "--warmup", "200ms", "--quiet"])
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if own_group {
+        // Like a shell job: the terminal's Ctrl-C goes to the whole group.
+        cmd.process_group(0);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (server, port) = loop {
+        if let Some(found) = private_server_of(child.id()) {
+            break found;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("eventbench exited ({status}) before measuring: {}", stderr_of(&mut child));
+        }
+        assert!(Instant::now() < deadline, "no private redis-server appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for_channels(port, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1000));
+    (child, server)
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    err
+}
+
+fn assert_gone_soon(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !is_gone(pid) {
+        assert!(Instant::now() < deadline, "the private redis-server {pid} was left behind");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn interrupt(what: &str, signal: i32, to_group: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (mut child, server) = start_measuring(&out, to_group);
+    let target = if to_group { -(child.id() as i32) } else { child.id() as i32 };
+    let sent = Instant::now();
+    // SAFETY: kill(2) on our own child (or its process group).
+    assert_eq!(unsafe { libc::kill(target, signal) }, 0);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    let took = sent.elapsed();
+    let err = stderr_of(&mut child);
+    eprintln!("{what}: exited {took:?} after the signal: {}", err.trim());
+    assert_eq!(status.code(), Some(130), "{what}: {err}");
+    assert!(err.contains("interrupted") && !err.contains("panicked"), "{what}: {err}");
+    assert_gone_soon(server);
+    let s = assert_whole_run_dir(&out);
+    assert_eq!(s.status, "interrupted", "{what}: {s:?}");
+    assert!(!s.reason.is_empty());
+    assert!(s.sent >= 1000 && s.delivered > 0, "{what}: what was measured is kept: {s:?}");
+    // The drain let everything sent arrive: the private server outlived the signal.
+    assert_eq!((s.lost, s.delivered), (0, s.expected), "{what}: {s:?}");
+    assert!(s.duration_s > 0.5 && s.duration_s < 5.0, "{what}: {s:?}");
+    assert!(took < Duration::from_secs(4), "{what}: took {took:?} to stop");
+}
+
+#[test]
+fn ctrl_c_writes_interrupted_results_and_exits_130() {
+    interrupt("SIGINT", libc::SIGINT, false);
+}
+
+#[test]
+fn sigterm_writes_interrupted_results_and_exits_130() {
+    interrupt("SIGTERM", libc::SIGTERM, false);
+}
+
+#[test]
+fn ctrl_c_in_a_terminal_reaches_the_whole_group_but_the_server_survives_the_drain() {
+    interrupt("SIGINT to the process group", libc::SIGINT, true);
+}
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_leaves_only_whole_files() {
+    for gap_ms in [1, 40, 300] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let (mut child, server) = start_measuring(&out, false);
+        // Redis runs in its --dir: the private server's temporary directory.
+        let server_dir = std::fs::read_link(format!("/proc/{server}/cwd")).unwrap();
+        let pid = child.id() as i32;
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(gap_ms));
+        let second = Instant::now();
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let status = wait_exit(&mut child, Duration::from_secs(15));
+        let took = second.elapsed();
+        let err = stderr_of(&mut child);
+        eprintln!("second Ctrl-C after {gap_ms} ms: exited {took:?} later, results written: {}", out.exists());
+        assert_eq!(status.code(), Some(130), "{err}");
+        assert!(took < Duration::from_millis(1500), "a second Ctrl-C took {took:?}");
+        assert_gone_soon(server);
+        assert!(!server_dir.exists(), "{server_dir:?} was left behind");
+        // Either no results at all, or whole ones; never a partial file.
+        if out.exists() {
+            assert_whole_run_dir(&out);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(leftovers.iter().all(|n| n == "run"), "{leftovers:?}");
+    }
+}
