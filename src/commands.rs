@@ -75,7 +75,14 @@ fn on_interrupt(current: Arc<std::sync::Mutex<Arc<Live>>>) -> Result<()> {
 /// Writes a run's files; a second Ctrl-C waits until they are whole.
 fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
     let _writing = WRITING.lock();
-    files::write_run(report, dir)
+    files::write_run(report, dir)?;
+    // The plots and the page come from the files just written, exactly as
+    // `eventbench report` rebuilds them. The data is safe either way, so a
+    // problem here is a warning, not a failed run.
+    if let Err(e) = render::run_report(dir) {
+        eprintln!("eventbench: warning: no report.html in {}: {e:#}", dir.display());
+    }
+    Ok(())
 }
 
 /// Runs one scenario on `target` with a live view; the report is not written yet.
@@ -187,8 +194,15 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         let _writing = WRITING.lock();
         files::write_csv(&root.join("compare.csv"), &rows)?;
         // The same runs side by side in pictures, from the files just written.
-        let runs = dirs.iter().map(|d| RunData::load(d)).collect::<Result<Vec<_>, _>>()?;
-        render::comparison_page(&runs, &root, "compare.csv")?;
+        let page = dirs
+            .iter()
+            .map(|d| RunData::load(d))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::from)
+            .and_then(|runs| render::comparison_page(&runs, &root, "compare.csv"));
+        if let Err(e) = page {
+            eprintln!("eventbench: warning: no compare.html in {}: {e:#}", root.display());
+        }
     }
     match args.run.format {
         Format::Table => {

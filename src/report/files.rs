@@ -1,9 +1,9 @@
-//! Writes a run directory: the CSV files, `scenario.toml`, `latency.hlog`,
-//! then the plots and `report.html` built from them. Every file is written
-//! under a temporary name and renamed into place, so a crash never leaves a
-//! truncated file behind.
+//! Writes a run directory's data: the CSV files, `scenario.toml`,
+//! `latency.hlog` (the plots and `report.html` are built from these by
+//! [`super::render`]). Every file is written under a temporary name and
+//! renamed into place, so a crash never leaves a truncated file behind.
 
-use super::{hlog, render, RunReport};
+use super::{hlog, RunReport};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -64,8 +64,5 @@ pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
     let start = report.epoch.map(|t| t + Duration::from_nanos(window.start_ns));
     let log = hlog::encode(&report.per_second, measured, start, &report.run_id).context("encoding latency.hlog")?;
     write_atomic(&dir.join("latency.hlog"), &log)?;
-    // The plots and the page are built from the files just written, exactly
-    // as `eventbench report` rebuilds them later.
-    render::run_report(dir).with_context(|| format!("building the report in {}", dir.display()))?;
     Ok(())
 }
