@@ -548,6 +548,32 @@ async fn consumer(
     Some(task.out)
 }
 
+/// Connects a consumer again: attempts bounded by the connect timeout, with
+/// backoff between them (10 ms doubling to 1 s); `None` once the run
+/// finishes. A refusal (credentials, permissions) ends the retries.
+async fn reconnect<T, F: std::future::Future<Output = Result<T, TransportError>>>(
+    shared: &Shared,
+    mut connect: impl FnMut() -> F,
+) -> Result<Option<T>, TransportError> {
+    let mut backoff = Duration::from_millis(10);
+    let mut finish = shared.finish.clone();
+    loop {
+        tokio::select! {
+            _ = finish.wait_for(|f| *f) => return Ok(None),
+            r = tokio::time::timeout(shared.scenario.connect_timeout, connect()) => match r {
+                Ok(Ok(conn)) => return Ok(Some(conn)),
+                Ok(Err(e @ TransportError::Refused { .. })) => return Err(e),
+                Ok(Err(_)) | Err(_) => {}
+            },
+        }
+        tokio::select! {
+            _ = finish.wait_for(|f| *f) => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
 /// A scenario event for one consumer: down at `down_ns`, back at `up_ns`
 /// (`None`: a crash, gone for good). Times in ns since the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -769,29 +795,15 @@ impl Consumer {
 
     /// Connects and subscribes again, with backoff; `None` if the run finished first.
     async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, TransportError> {
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            match self.shared.pubsub().consumer(self.tuning, self.slow.is_some()).await {
-                Ok(conn) => {
-                    self.watch(&conn);
-                    let now = self.shared.clock.now_ns();
-                    let outage = self.out.outages.last_mut().expect("resubscribing after an outage");
-                    outage.resubscribed_ns = Some(now);
-                    outage.resubscribed = Some(self.shared.positions());
-                    self.shared.live.connected.fetch_add(1, Relaxed);
-                    return Ok(Some(conn));
-                }
-                Err(TransportError::Refused { what, message }) => {
-                    return Err(TransportError::Refused { what, message })
-                }
-                Err(_) => {
-                    let wake = self.shared.clock.now_ns() + backoff.as_nanos() as u64;
-                    if !self.sleep_until(wake).await {
-                        return Ok(None);
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
+        let (transport, tuning, want_id) = (self.shared.pubsub(), self.tuning, self.slow.is_some());
+        let conn = reconnect(&self.shared, || transport.consumer(tuning, want_id)).await?;
+        if let Some(conn) = &conn {
+            self.watch(conn);
+            let outage = self.out.outages.last_mut().expect("resubscribing after an outage");
+            outage.resubscribed_ns = Some(self.shared.clock.now_ns());
+            outage.resubscribed = Some(self.shared.positions());
+            self.shared.live.connected.fetch_add(1, Relaxed);
         }
+        Ok(conn)
     }
 }

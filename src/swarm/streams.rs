@@ -2,7 +2,7 @@
 //! come back for what they left pending, and claim what crashed members held;
 //! plus the coordinator's backlog sampler and replay group.
 
-use super::{planned_outages, ConsumerOutput, EventKind, Note, Outage, Planned, Shared, Transport};
+use super::{planned_outages, reconnect, ConsumerOutput, EventKind, Note, Outage, Planned, Shared, Transport};
 use crate::scenario::Scenario;
 use crate::stats::{ThreadStats, Window};
 use crate::transport::streams::{self, Entry, GroupStart, Streams, StreamsConsumer};
@@ -240,31 +240,16 @@ impl Member {
 
     /// Connects again (with backoff) and arranges to re-read what this member left pending.
     async fn reconnect(&mut self) -> Result<Option<StreamsConsumer>, TransportError> {
-        let mut backoff = Duration::from_millis(10);
-        let mut finish = self.shared.finish.clone();
-        loop {
-            match streams(&self.shared).consumer(&self.group, &self.name, GroupStart::New).await {
-                Ok(conn) => {
-                    let now = self.shared.clock.now_ns();
-                    if let Some(o) = self.outages.last_mut() {
-                        o.resubscribed_ns = Some(now);
-                    }
-                    self.shared.live.connected.fetch_add(1, Relaxed);
-                    self.pending_first = true;
-                    return Ok(Some(conn));
-                }
-                Err(TransportError::Refused { what, message }) => {
-                    return Err(TransportError::Refused { what, message })
-                }
-                Err(_) => {
-                    tokio::select! {
-                        _ = finish.wait_for(|f| *f) => return Ok(None),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+        let transport = streams(&self.shared);
+        let conn = reconnect(&self.shared, || transport.consumer(&self.group, &self.name, GroupStart::New)).await?;
+        if conn.is_some() {
+            if let Some(o) = self.outages.last_mut() {
+                o.resubscribed_ns = Some(self.shared.clock.now_ns());
             }
+            self.shared.live.connected.fetch_add(1, Relaxed);
+            self.pending_first = true;
         }
+        Ok(conn)
     }
 }
 
