@@ -22,3 +22,68 @@ ensure_rust_components() {
         cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
     fi
 }
+
+# For the performance scripts (ceiling.sh, floor.sh, fanout.sh, memory.sh).
+
+# Builds eventbench in release mode; sets EVENTBENCH to the binary.
+build_release() {
+    cargo build --release --quiet
+    EVENTBENCH="$PWD/target/release/eventbench"
+}
+
+# Starts a redis-server of our own on a free loopback port, persistence off,
+# stopped when the script exits. Sets REDIS_PORT. Extra arguments go to redis-server.
+start_redis() {
+    REDIS_DIR=$(mktemp -d)
+    local port pid
+    for _ in $(seq 50); do
+        port=$((20000 + RANDOM % 40000))
+        # Something answers there already: try another port.
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+        redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$REDIS_DIR" \
+            --logfile "$REDIS_DIR/log" "$@" &
+        pid=$!
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
+                REDIS_PORT=$port
+                REDIS_PID=$pid
+                trap stop_redis EXIT
+                return
+            fi
+            sleep 0.05
+        done
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    echo "could not start redis-server on a free loopback port (see $REDIS_DIR/log)" >&2
+    exit 1
+}
+
+stop_redis() {
+    [ -n "${REDIS_PID:-}" ] || return 0
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    rm -rf "$REDIS_DIR"
+    REDIS_PID=""
+}
+
+# The median of the numbers given as arguments.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# A numeric field of the one-line JSON summary `eventbench run --format json` prints.
+json_field() {
+    sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p"
+}
+
+# Seconds since the epoch, with nanoseconds.
+now_s() {
+    date +%s.%N
+}
+
+# What else the machine was doing: load average and CPUs, for the record.
+machine_load() {
+    echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
