@@ -2,8 +2,10 @@
 
 use crate::cli::{Command, Format, RunArgs};
 use crate::progress::Progress;
+use crate::report::rows::SummaryRow;
 use crate::report::{files, table};
 use crate::scenario::ScenarioError;
+use crate::stats::summary::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::swarm::{Live, Status};
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
@@ -73,6 +75,9 @@ async fn run(args: RunArgs) -> Result<u8> {
         }
         Format::Json => println!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
     }
+    if let Some(warning) = harness_warning(&report.summary, crate::sys::cpus_available()) {
+        eprintln!("{warning}");
+    }
     Ok(match report.status {
         Status::Ok => 0,
         Status::Interrupted => {
@@ -84,6 +89,34 @@ async fn run(args: RunArgs) -> Result<u8> {
             EXIT_ABORTED
         }
     })
+}
+
+/// When eventbench itself may have been the limit of a run: what it saw, and what to do.
+pub fn harness_warning(s: &SummaryRow, cpus: usize) -> Option<String> {
+    if !s.harness_limited {
+        return None;
+    }
+    let mut seen = Vec::new();
+    if s.send_lag_p99_us > HARNESS_LAG_LIMIT_US {
+        seen.push(format!(
+            "messages went out later than scheduled (send lag p99 {:.2} ms, over {:.0} ms; the harness was short of \
+             CPU, or Redis did not take the writes as fast as scheduled)",
+            s.send_lag_p99_us / 1e3,
+            HARNESS_LAG_LIMIT_US / 1e3
+        ));
+    }
+    if s.harness_cpu_pct > HARNESS_CPU_LIMIT_PCT {
+        seen.push(format!(
+            "eventbench used {:.0}% of the CPU it may use ({cpus} CPUs; over {HARNESS_CPU_LIMIT_PCT:.0}%)",
+            s.harness_cpu_pct
+        ));
+    }
+    Some(format!(
+        "eventbench: warning: the harness may have been the limit of this run: {}. Latency and rates may describe \
+         eventbench and this machine more than Redis (harness_limited = true). Lower --rate, spread the load \
+         (--producers, --threads), or give eventbench CPU to spare.",
+        seen.join("; ")
+    ))
 }
 
 /// One line per scenario file: name, workload, and the first line of its description.

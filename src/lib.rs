@@ -24,7 +24,9 @@ pub use scenario::Scenario;
 pub use swarm::{Live, Status};
 
 use anyhow::{Context, Result};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 use target::{Target, TargetError};
 use transport::conn::Endpoint;
 use transport::pubsub::PubSub;
@@ -57,13 +59,43 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
         payload_len: scenario.payload,
     };
     let config = target::apply_config(target.url(), &scenario.redis_config).await?;
+    let meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
     let out = swarm::run(&scenario, transport, live).await;
+    // No figure if the measured phase never ran to its end or to a stop.
+    let cpu_pct = if meter.is_finished() {
+        meter.await.unwrap_or(0.0)
+    } else {
+        meter.abort();
+        0.0
+    };
     if !target.is_private() {
         // A user's Redis gets its settings back; a private one is about to stop anyway.
         config.restore(target.url()).await.context("restoring --redis-config settings")?;
     }
     drop(target);
-    Ok(stats::summary::summarize(run_id, &scenario, out))
+    let mut report = stats::summary::summarize(run_id, &scenario, out);
+    stats::summary::judge_harness(&mut report.summary, cpu_pct);
+    Ok(report)
+}
+
+/// eventbench's own CPU use over the measured phase, as a percentage of the
+/// CPUs it may use. Watches the run from the side, like the progress view,
+/// and samples getrusage when the phase starts and when it ends (or is stopped).
+async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
+    let (start_ns, end_ns) = loop {
+        match (live.measure_start_ns.load(Relaxed), live.measure_end_ns.load(Relaxed)) {
+            (0, _) | (_, 0) => tokio::time::sleep(Duration::from_millis(5)).await,
+            known => break known,
+        }
+    };
+    let now = || live.now_ns().unwrap_or(0);
+    tokio::time::sleep(Duration::from_nanos(start_ns.saturating_sub(now()))).await;
+    let before = sys::CpuSample::now(now());
+    while now() < end_ns && !live.stop_requested() {
+        let left = Duration::from_nanos(end_ns.saturating_sub(now()));
+        tokio::time::sleep(left.min(Duration::from_millis(50))).await;
+    }
+    before.share_pct(&sys::CpuSample::now(now()), sys::cpus_available())
 }
 
 /// Opens one data connection (TCP, AUTH) and sends PING, so that a wrong

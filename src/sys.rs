@@ -27,3 +27,64 @@ pub fn raise_fd_limit(needed: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// CPU time this process has used so far (user + system, every thread), in ns.
+pub fn process_cpu_ns() -> u64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we pass.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+/// CPUs this process may run on (affinity mask and cgroup quota included).
+pub fn cpus_available() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The process's CPU time and the wall clock at one moment, both in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSample {
+    pub wall_ns: u64,
+    pub cpu_ns: u64,
+}
+
+impl CpuSample {
+    /// This process now; `wall_ns` on the caller's clock.
+    pub fn now(wall_ns: u64) -> CpuSample {
+        CpuSample { wall_ns, cpu_ns: process_cpu_ns() }
+    }
+
+    /// CPU used from `self` to `later`, as a percentage of what `cpus` CPUs
+    /// offer over that wall time (100 = every CPU busy all the time).
+    pub fn share_pct(&self, later: &CpuSample, cpus: usize) -> f64 {
+        let wall = later.wall_ns.saturating_sub(self.wall_ns) as f64 * cpus.max(1) as f64;
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        100.0 * later.cpu_ns.saturating_sub(self.cpu_ns) as f64 / wall
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_share_counts_this_process_against_the_cpus_it_may_use() {
+        let start = std::time::Instant::now();
+        let before = CpuSample::now(0);
+        let mut x = 1u64;
+        while start.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = CpuSample::now(start.elapsed().as_nanos() as u64);
+        let one_cpu = before.share_pct(&after, 1);
+        // One busy thread: nearly all of one CPU, unless the machine took some of it away.
+        assert!(one_cpu > 1.0 && one_cpu < 150.0, "{one_cpu}");
+        assert!((before.share_pct(&after, 4) - one_cpu / 4.0).abs() < 1e-9);
+        assert_eq!(after.share_pct(&before, 2), 0.0, "time never runs backwards");
+    }
+}
