@@ -382,10 +382,13 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
     let mut next_seq = vec![0u64; s.channels as usize];
     let mut measured: Option<(u64, u64)> = None;
     let result: Result<(), TransportError> = async {
+        // Made once: a new one per batch would lock the stop Notify each time.
+        let stopped = shared.live.stopped();
+        tokio::pin!(stopped);
         loop {
             let batch = tokio::select! {
                 biased;
-                _ = shared.live.stopped() => None,
+                _ = &mut stopped => None,
                 b = pacer.next_batch(&mut timer, MAX_BATCH) => b,
             };
             let Some(b) = batch else { break };
@@ -465,7 +468,8 @@ async fn consumer(
         window,
         slow,
         tuning,
-        timer: Timer::precise(shared.clock),
+        // Only slow consumers sleep per message; a timerfd each would double the open files of a big swarm.
+        timer: if slow.is_some() { Timer::precise(shared.clock) } else { Timer::coarse(shared.clock) },
         out: ConsumerOutput {
             stats: ConsumerStats::new(id, s.producers, s.channels),
             channels: (0..s.channels).collect(),
@@ -506,6 +510,9 @@ impl Consumer {
     async fn run(&mut self, conn: PubSubConsumer, planned: Vec<(u64, u64)>) -> Result<(), TransportError> {
         let clock = self.shared.clock;
         let mut finish = self.shared.finish.clone();
+        // Made once, not per read: each new one locks the watch channel's waiter list, shared by every consumer.
+        let finished = finish.wait_for(|f| *f);
+        tokio::pin!(finished);
         let mut planned = planned.into_iter().peekable();
         self.watch(&conn);
         let mut conn = Some(conn);
@@ -513,7 +520,7 @@ impl Consumer {
             let next_down = planned.peek().map(|o| o.0);
             tokio::select! {
                 biased;
-                _ = finish.wait_for(|f| *f) => {
+                _ = &mut finished => {
                     self.finish(conn.is_some());
                     return Ok(());
                 }
