@@ -40,6 +40,9 @@ pub async fn run(scenario: Scenario) -> Result<RunReport> {
 /// Runs a scenario; `live` lets a caller watch counters and request a stop.
 pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> {
     scenario.validate()?;
+    // Before a private redis-server starts, so that it inherits the raised limit too.
+    sys::raise_fd_limit(scenario.producers as u64 * 2 + scenario.consumers as u64 + 64)
+        .context("raising the open-file limit")?;
     let target = match &scenario.url {
         Some(url) => Target::external(url),
         None => Target::private(scenario.redis_server.as_deref())?,
@@ -47,8 +50,6 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
     let endpoint = Endpoint::from_url(target.url(), scenario.connect_timeout)
         .map_err(|message| TargetError::Unreachable { url: target::redact_url(target.url()), message })?;
     check_reachable(&endpoint, target.url()).await?;
-    sys::raise_fd_limit(scenario.producers as u64 * 2 + scenario.consumers as u64 + 64)
-        .context("raising the open-file limit")?;
 
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
     let nonce = run_nonce();
