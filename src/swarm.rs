@@ -395,7 +395,8 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
     let channels = s.channels as u64;
     let mut stats = ProducerStats::new(id, s.channels, &window);
     let mut pacer = Pacer::new(warmup_start, window.end_ns, s.rate_per_producer());
-    let mut timer = Timer::precise(shared.clock);
+    // From the total rate: all producers together spin at most a tenth of one CPU.
+    let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate));
     let mut next_seq = vec![0u64; s.channels as usize];
     let mut measured: Option<(u64, u64)> = None;
     let result: Result<(), TransportError> = async {
