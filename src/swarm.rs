@@ -320,15 +320,18 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
     let outputs = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
         .await
         .expect("joining worker threads");
-    let mut merged = ThreadStats::new(&window);
+    // The first thread's stats take the others in: no second copy of every per-second histogram.
+    let mut merged: Option<ThreadStats> = None;
     let mut consumers = Vec::new();
     let mut producers = Vec::new();
     let mut panicked = false;
     for out in outputs {
         match out {
             Ok(out) => {
-                if let Some(s) = &out.stats {
-                    merged.merge(s);
+                match (&mut merged, out.stats) {
+                    (Some(m), Some(s)) => m.merge(&s),
+                    (None, s) => merged = s,
+                    (Some(_), None) => {}
                 }
                 consumers.extend(out.consumers);
                 producers.extend(out.producers);
@@ -344,7 +347,8 @@ pub async fn run(scenario: &Scenario, transport: PubSub, live: Arc<Live>) -> Swa
         None if live.stop_requested() => Status::Interrupted,
         None => Status::Ok,
     };
-    SwarmOutput { window, threads: merged, consumers, producers, status, thread_count }
+    let threads = merged.unwrap_or_else(|| ThreadStats::new(&window));
+    SwarmOutput { window, threads, consumers, producers, status, thread_count }
 }
 
 fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSender<Note>) -> ThreadOutput {

@@ -25,7 +25,7 @@ pub fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-fn pct_us(h: &Histogram<u64>, p: f64) -> f64 {
+fn pct_us<T: hdrhistogram::Counter>(h: &Histogram<T>, p: f64) -> f64 {
     if h.is_empty() {
         0.0
     } else if p >= 100.0 {
