@@ -9,15 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-ensure_redis
-build_release
-REPS=${REPS:-3}
+perf_setup
 MESSAGES=${MESSAGES:-2000000}
 DURATION=${DURATION:-5s}
 PAYLOAD=$(printf 'x%.0s' $(seq 64))
-WORK=$(mktemp -d)
 
-start_redis
 # A subscriber that falls behind keeps its backlog instead of being cut off.
 redis-cli -p "$REDIS_PORT" config set client-output-buffer-limit "pubsub 0 0 0" >/dev/null
 
@@ -61,18 +57,6 @@ harness() {
     echo "$json" | json_field delivery_rate | awk '{ printf "%.0f\n", $1 }'
 }
 
-machine_load
-refs=() harnesses=()
-for i in $(seq "$REPS"); do
-    r=$(reference "$i")
-    h=$(harness "$i")
-    refs+=("$r")
-    harnesses+=("$h")
-    echo "rep $i: redis-benchmark -> redis-cli ${r}/s, eventbench ${h}/s"
-done
-a=$(median "${refs[@]}")
-b=$(median "${harnesses[@]}")
-machine_load
-echo "ceiling: reference (a) ${a} deliveries/s, eventbench (b) ${b} deliveries/s (medians of $REPS)"
-awk -v a="$a" -v b="$b" 'BEGIN { printf "ratio (b)/(a) = %.2f (target >= 0.8)\n", b / a }'
-rm -rf "$WORK"
+compare_interleaved deliveries/s
+echo "ceiling: reference (a) ${A} deliveries/s, eventbench (b) ${B} deliveries/s (medians of $REPS)"
+awk -v a="$A" -v b="$B" 'BEGIN { printf "ratio (b)/(a) = %.2f (target >= 0.8)\n", b / a }'

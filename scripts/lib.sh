@@ -25,15 +25,29 @@ ensure_rust_components() {
 
 # For the performance scripts (ceiling.sh, floor.sh, fanout.sh, memory.sh).
 
-# Builds eventbench in release mode; sets EVENTBENCH to the binary.
-build_release() {
+# What every performance script starts with: redis-server and a release
+# build of eventbench (EVENTBENCH), a redis-server of its own (REDIS_PORT), a
+# scratch directory (WORK), REPS (default 3). All cleaned up on exit.
+perf_setup() {
+    ensure_redis
+    if [ ! -x /usr/bin/time ]; then
+        echo "==> installing GNU time (Debian package), for peak memory" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y -qq time >/dev/null
+    fi
     cargo build --release --quiet
     EVENTBENCH="$PWD/target/release/eventbench"
+    REPS=${REPS:-3}
+    WORK=$(mktemp -d)
+    start_redis
 }
 
 # Starts a redis-server of our own on a free loopback port, persistence off,
 # stopped when the script exits. Sets REDIS_PORT. Extra arguments go to redis-server.
 start_redis() {
+    # Thousands of connections need as many open files, on both sides.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     REDIS_DIR=$(mktemp -d)
     local port pid
     for _ in $(seq 50); do
@@ -64,7 +78,7 @@ stop_redis() {
     [ -n "${REDIS_PID:-}" ] || return 0
     kill "$REDIS_PID" 2>/dev/null || true
     wait "$REDIS_PID" 2>/dev/null || true
-    rm -rf "$REDIS_DIR"
+    rm -rf "$REDIS_DIR" "${WORK:-}"
     REDIS_PID=""
 }
 
@@ -86,4 +100,35 @@ now_s() {
 # What else the machine was doing: load average and CPUs, for the record.
 machine_load() {
     echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# Runs the calling script's `reference` and `harness` functions REPS times,
+# alternately, so that the machine's load falls on both alike; each prints
+# one number (in unit $1). Prints every repetition (naming the two $2 and $3)
+# and sets A and B to the medians of the reference and of eventbench.
+compare_interleaved() {
+    local unit=$1 name_a=${2:-reference} name_b=${3:-eventbench} refs=() harnesses=() r h i
+    machine_load
+    for i in $(seq "$REPS"); do
+        r=$(reference "$i")
+        h=$(harness "$i")
+        refs+=("$r")
+        harnesses+=("$h")
+        echo "rep $i: $name_a $r $unit, $name_b $h $unit"
+    done
+    machine_load
+    A=$(median "${refs[@]}")
+    B=$(median "${harnesses[@]}")
+}
+
+# Runs eventbench against the script's redis-server with the given flags and
+# prints its one-line JSON summary with the process's peak RSS added
+# ("peak_rss_kb", from GNU time: eventbench alone, not Redis). $1 names the run.
+run_measured() {
+    local name=$1 json
+    shift
+    json=$(/usr/bin/time -f %M -o "$WORK/$name.rss" "$EVENTBENCH" run --url "redis://127.0.0.1:$REDIS_PORT" \
+        --quiet --format json --out "$WORK/$name" "$@" 2>"$WORK/$name.err") || true
+    [ -n "$json" ] || { cat "$WORK/$name.err" >&2; exit 1; }
+    echo "${json%\}},\"peak_rss_kb\":$(tail -1 "$WORK/$name.rss")}"
 }
