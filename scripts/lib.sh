@@ -42,3 +42,113 @@ ensure_report_tools() {
         command -v chromium >/dev/null || { echo "chromium is still missing after apt-get install" >&2; exit 1; }
     fi
 }
+
+# For the performance scripts (ceiling.sh, floor.sh, fanout.sh, memory.sh).
+
+# What every performance script starts with: redis-server and a release
+# build of eventbench (EVENTBENCH), a redis-server of its own (REDIS_PORT), a
+# scratch directory (WORK), REPS (default 3). All cleaned up on exit.
+perf_setup() {
+    ensure_redis
+    if [ ! -x /usr/bin/time ]; then
+        echo "==> installing GNU time (Debian package), for peak memory" >&2
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y -qq time >/dev/null
+    fi
+    cargo build --release --quiet
+    EVENTBENCH="$PWD/target/release/eventbench"
+    REPS=${REPS:-3}
+    WORK=$(mktemp -d)
+    start_redis
+}
+
+# Starts a redis-server of our own on a free loopback port, persistence off,
+# stopped when the script exits. Sets REDIS_PORT. Extra arguments go to redis-server.
+start_redis() {
+    # Thousands of connections need as many open files, on both sides.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    REDIS_DIR=$(mktemp -d)
+    local port pid
+    for _ in $(seq 50); do
+        port=$((20000 + RANDOM % 40000))
+        # Something answers there already: try another port.
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+        redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$REDIS_DIR" \
+            --logfile "$REDIS_DIR/log" "$@" &
+        pid=$!
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
+                REDIS_PORT=$port
+                REDIS_PID=$pid
+                trap stop_redis EXIT
+                return
+            fi
+            sleep 0.05
+        done
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    echo "could not start redis-server on a free loopback port (see $REDIS_DIR/log)" >&2
+    exit 1
+}
+
+stop_redis() {
+    [ -n "${REDIS_PID:-}" ] || return 0
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    rm -rf "$REDIS_DIR" "${WORK:-}"
+    REDIS_PID=""
+}
+
+# The median of the numbers given as arguments.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# A numeric field of the one-line JSON summary `eventbench run --format json` prints.
+json_field() {
+    sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p"
+}
+
+# Seconds since the epoch, with nanoseconds.
+now_s() {
+    date +%s.%N
+}
+
+# What else the machine was doing: load average and CPUs, for the record.
+machine_load() {
+    echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# Runs the calling script's `reference` and `harness` functions REPS times,
+# alternately, so that the machine's load falls on both alike; each prints
+# one number (in unit $1). Prints every repetition (naming the two $2 and $3)
+# and sets A and B to the medians of the reference and of eventbench.
+compare_interleaved() {
+    local unit=$1 name_a=${2:-reference} name_b=${3:-eventbench} refs=() harnesses=() r h i
+    machine_load
+    for i in $(seq "$REPS"); do
+        r=$(reference "$i")
+        h=$(harness "$i")
+        refs+=("$r")
+        harnesses+=("$h")
+        echo "rep $i: $name_a $r $unit, $name_b $h $unit"
+    done
+    machine_load
+    A=$(median "${refs[@]}")
+    B=$(median "${harnesses[@]}")
+}
+
+# Runs eventbench against the script's redis-server with the given flags and
+# prints its one-line JSON summary with the process's peak RSS added
+# ("peak_rss_kb", from GNU time: eventbench alone, not Redis). $1 names the run.
+run_measured() {
+    local name=$1 json
+    shift
+    json=$(/usr/bin/time -f %M -o "$WORK/$name.rss" "$EVENTBENCH" run --url "redis://127.0.0.1:$REDIS_PORT" \
+        --quiet --format json --out "$WORK/$name" "$@" 2>"$WORK/$name.err") || true
+    [ -n "$json" ] || { cat "$WORK/$name.err" >&2; exit 1; }
+    echo "${json%\}},\"peak_rss_kb\":$(tail -1 "$WORK/$name.rss")}"
+}

@@ -6,6 +6,7 @@ use crate::report::rows::SummaryRow;
 use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
 use crate::scenario::ScenarioError;
+use crate::stats::summary::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::swarm::{Live, Status};
 use crate::target::Target;
 use crate::RunReport;
@@ -104,6 +105,9 @@ async fn run_one(
 
 /// The exit code of a written run; says why on stderr when it is not 0.
 fn exit_code(report: &RunReport, dir: &Path) -> u8 {
+    if let Some(warning) = harness_warning(&report.summary, crate::sys::cpus_available()) {
+        eprintln!("{warning}");
+    }
     match &report.status {
         Status::Ok => check_assertions(report),
         Status::Interrupted => {
@@ -122,7 +126,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     check_out(args.out.as_ref())?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
-    let target = Target::for_scenario(&scenario)?;
+    let target = crate::target_for(&scenario)?;
     let report = run_one(scenario, &target, args.quiet, &current).await?;
     drop(target);
     let dir = match &args.out {
@@ -173,7 +177,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
     };
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
-    let target = Target::for_scenario(&base)?;
+    let target = crate::target_for(&base)?;
     let mut rows: Vec<SummaryRow> = Vec::new();
     let mut dirs = Vec::new();
     let mut code = 0;
@@ -251,6 +255,34 @@ fn usage_or(e: anyhow::Error) -> Result<u8> {
         }
         None => Err(e),
     }
+}
+
+/// When eventbench itself may have been the limit of a run: what it saw, and what to do.
+pub fn harness_warning(s: &SummaryRow, cpus: usize) -> Option<String> {
+    if !s.harness_limited {
+        return None;
+    }
+    let mut seen = Vec::new();
+    if s.send_lag_p99_us > HARNESS_LAG_LIMIT_US {
+        seen.push(format!(
+            "messages went out later than scheduled (send lag p99 {:.2} ms, over {:.0} ms; the harness was short of \
+             CPU, or Redis did not take the writes as fast as scheduled)",
+            s.send_lag_p99_us / 1e3,
+            HARNESS_LAG_LIMIT_US / 1e3
+        ));
+    }
+    if s.harness_cpu_pct > HARNESS_CPU_LIMIT_PCT {
+        seen.push(format!(
+            "eventbench used {:.0}% of the CPU it may use ({cpus} CPUs; over {HARNESS_CPU_LIMIT_PCT:.0}%)",
+            s.harness_cpu_pct
+        ));
+    }
+    Some(format!(
+        "eventbench: warning: the harness may have been the limit of this run: {}. Latency and rates may describe \
+         eventbench and this machine more than Redis (harness_limited = true). Lower --rate, spread the load \
+         (--producers, --threads), or give eventbench CPU to spare.",
+        seen.join("; ")
+    ))
 }
 
 /// One line per scenario file: name, workload, and the first line of its description.

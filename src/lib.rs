@@ -26,6 +26,7 @@ pub use swarm::{Live, Status};
 
 use anyhow::{Context, Result};
 use scenario::TransportKind;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use swarm::Transport;
@@ -44,8 +45,16 @@ pub async fn run(scenario: Scenario) -> Result<RunReport> {
 /// Runs a scenario; `live` lets a caller watch counters and request a stop.
 pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> {
     scenario.validate()?;
-    let target = Target::for_scenario(&scenario)?;
+    let target = target_for(&scenario)?;
     run_on(scenario, live, &target).await
+}
+
+/// The scenario's Redis. The open-file limit is raised first, so that a
+/// private redis-server inherits it too (thousands of consumers need it on both sides).
+pub fn target_for(scenario: &Scenario) -> Result<Target> {
+    sys::raise_fd_limit(scenario.producers as u64 * 2 + scenario.consumers as u64 + 64)
+        .context("raising the open-file limit")?;
+    Ok(Target::for_scenario(scenario)?)
 }
 
 /// Runs a scenario against a Redis the caller holds (so that several runs,
@@ -56,8 +65,6 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     let url = effective_url(&scenario, target.url())?;
     let endpoint = endpoint(&url, &scenario, target.url())?;
     check_reachable(&endpoint, target.url()).await?;
-    sys::raise_fd_limit(scenario.producers as u64 * 2 + scenario.consumers as u64 + 64)
-        .context("raising the open-file limit")?;
 
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
     let nonce = run_nonce();
@@ -84,7 +91,15 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
         Transport::Streams(t) => t.keys.clone(),
         Transport::PubSub(_) => Vec::new(),
     };
+    let meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
     let out = swarm::run(&scenario, transport, live.clone()).await;
+    // No figure if the measured phase never ran to its end or to a stop.
+    let cpu_pct = if meter.is_finished() {
+        meter.await.unwrap_or(0.0)
+    } else {
+        meter.abort();
+        0.0
+    };
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
     let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
@@ -108,7 +123,28 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     }
     let mut report = stats::summary::summarize(run_id, &scenario, out);
     report.epoch = epoch;
+    stats::summary::judge_harness(&mut report.summary, cpu_pct);
     Ok(report)
+}
+
+/// eventbench's own CPU use over the measured phase, as a percentage of the
+/// CPUs it may use. Watches the run from the side, like the progress view,
+/// and samples getrusage when the phase starts and when it ends (or is stopped).
+async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
+    let (start_ns, end_ns) = loop {
+        match (live.measure_start_ns.load(Relaxed), live.measure_end_ns.load(Relaxed)) {
+            (0, _) | (_, 0) => tokio::time::sleep(Duration::from_millis(5)).await,
+            known => break known,
+        }
+    };
+    let now = || live.now_ns().unwrap_or(0);
+    tokio::time::sleep(Duration::from_nanos(start_ns.saturating_sub(now()))).await;
+    let before = sys::CpuSample::now(now());
+    while now() < end_ns && !live.stop_requested() {
+        let left = Duration::from_nanos(end_ns.saturating_sub(now()));
+        tokio::time::sleep(left.min(Duration::from_millis(50))).await;
+    }
+    before.share_pct(&sys::CpuSample::now(now()), sys::cpus_available())
 }
 
 /// The URL's address and credentials, with `--user` and `--password` laid over them.

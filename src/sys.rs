@@ -2,8 +2,10 @@
 
 use anyhow::{bail, Result};
 
-/// Raises the soft open-file limit to at least `needed` (up to the hard
-/// limit); fails with a clear message when the hard limit is too low.
+/// Raises the open-file limit to at least `needed`: the soft limit up to the
+/// hard one, and the hard one too where this process may (root, up to the
+/// kernel's `fs.nr_open`). Fails with what the system allows and how to
+/// change it when neither is enough.
 pub fn raise_fd_limit(needed: u64) -> Result<()> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
@@ -14,16 +16,101 @@ pub fn raise_fd_limit(needed: u64) -> Result<()> {
         if lim.rlim_cur >= needed {
             return Ok(());
         }
-        if lim.rlim_max < needed {
-            bail!(
-                "this run needs about {needed} open files but the hard limit is {}; raise it (ulimit -Hn) or use fewer consumers",
-                lim.rlim_max
-            );
-        }
-        lim.rlim_cur = needed.max(lim.rlim_cur);
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-            bail!("cannot raise the open-file limit to {needed}: {}", std::io::Error::last_os_error());
+        let want = libc::rlimit { rlim_cur: needed, rlim_max: lim.rlim_max.max(needed) };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+            return Ok(());
         }
     }
-    Ok(())
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    bail!("{}", fd_limit_message(needed, lim.rlim_max, nr_open))
+}
+
+/// What to tell a user whose open-file limit is below what the run needs.
+fn fd_limit_message(needed: u64, hard: u64, nr_open: Option<u64>) -> String {
+    let how = match nr_open {
+        Some(max) if max < needed => format!(
+            "the kernel allows at most {max} per process (sysctl fs.nr_open); raise that first \
+             (sysctl -w fs.nr_open={needed}), then the hard limit"
+        ),
+        _ => format!(
+            "raise it as root (ulimit -Hn {needed} in the shell that runs eventbench, LimitNOFILE={needed} \
+             in a systemd unit, or nofile in /etc/security/limits.conf)"
+        ),
+    };
+    format!(
+        "this run needs about {needed} open files (one per connection, producers twice) but this process may \
+         open at most {hard} (its hard limit, ulimit -Hn); {how}, or run fewer consumers"
+    )
+}
+
+/// CPU time this process has used so far (user + system, every thread), in ns.
+pub fn process_cpu_ns() -> u64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we pass.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
+}
+
+/// CPUs this process may run on (affinity mask and cgroup quota included).
+pub fn cpus_available() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The process's CPU time and the wall clock at one moment, both in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSample {
+    pub wall_ns: u64,
+    pub cpu_ns: u64,
+}
+
+impl CpuSample {
+    /// This process now; `wall_ns` on the caller's clock.
+    pub fn now(wall_ns: u64) -> CpuSample {
+        CpuSample { wall_ns, cpu_ns: process_cpu_ns() }
+    }
+
+    /// CPU used from `self` to `later`, as a percentage of what `cpus` CPUs
+    /// offer over that wall time (100 = every CPU busy all the time).
+    pub fn share_pct(&self, later: &CpuSample, cpus: usize) -> f64 {
+        let wall = later.wall_ns.saturating_sub(self.wall_ns) as f64 * cpus.max(1) as f64;
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        100.0 * later.cpu_ns.saturating_sub(self.cpu_ns) as f64 / wall
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_share_counts_this_process_against_the_cpus_it_may_use() {
+        let start = std::time::Instant::now();
+        let before = CpuSample::now(0);
+        let mut x = 1u64;
+        while start.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = CpuSample::now(start.elapsed().as_nanos() as u64);
+        let one_cpu = before.share_pct(&after, 1);
+        // One busy thread: nearly all of one CPU, unless the machine took some of it away.
+        assert!(one_cpu > 1.0 && one_cpu < 150.0, "{one_cpu}");
+        assert!((before.share_pct(&after, 4) - one_cpu / 4.0).abs() < 1e-9);
+        assert_eq!(after.share_pct(&before, 2), 0.0, "time never runs backwards");
+    }
+
+    #[test]
+    fn an_open_file_limit_beyond_the_system_says_what_and_how() {
+        let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open").unwrap().trim().parse().unwrap();
+        let e = raise_fd_limit(nr_open + 1).unwrap_err().to_string();
+        assert!(e.contains(&format!("needs about {} open files", nr_open + 1)) && e.contains("fs.nr_open"), "{e}");
+        assert!(raise_fd_limit(16).is_ok(), "a limit already met needs nothing");
+
+        let m = fd_limit_message(6000, 4096, Some(1 << 20));
+        assert!(m.contains("at most 4096") && m.contains("ulimit -Hn 6000") && m.contains("fewer consumers"), "{m}");
+    }
 }

@@ -207,6 +207,34 @@ fn a_run_writes_its_files_and_can_be_repeated_from_them() {
 }
 
 #[test]
+fn a_harness_that_cannot_keep_up_says_so() {
+    // Three million messages a second from one producer: no machine keeps that schedule.
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = eventbench(&[
+        "run",
+        "--rate",
+        "3M",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+        "--drain",
+        "500ms",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(err.contains("warning: the harness may have been the limit") && err.contains("send lag p99"), "{err}");
+    let mut rows = csv::Reader::from_path(out_dir.join("summary.csv")).unwrap();
+    let summary: eventbench::report::rows::SummaryRow = rows.deserialize().next().unwrap().unwrap();
+    assert!(summary.harness_limited);
+    assert!(summary.send_lag_p99_us > 1000.0, "{}", summary.send_lag_p99_us);
+    assert!(summary.harness_cpu_pct > 0.0 && summary.harness_cpu_pct <= 100.5, "{}", summary.harness_cpu_pct);
+}
+
+#[test]
 fn scenarios_lists_the_shipped_files() {
     let out = eventbench(&["scenarios"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

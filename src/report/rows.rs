@@ -45,6 +45,8 @@ pub struct SummaryRow {
     pub raw_p99_us: f64,
     pub raw_max_us: f64,
     pub send_lag_p99_us: f64,
+    pub harness_cpu_pct: f64,
+    pub harness_limited: bool,
     pub threads: u32,
 }
 

@@ -20,16 +20,22 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant digits is valid")
 }
 
-/// Per-consumer histograms only feed a p99 column: 2 significant digits keep
-/// 5,000 consumers within a few MB.
-pub fn compact_histogram() -> Histogram<u64> {
-    Histogram::new(2).expect("2 significant digits is valid")
+/// Per-consumer histograms only feed a p99 column.
+pub type CompactHistogram = Histogram<u32>;
+
+/// A [`CompactHistogram`]: 2 significant digits from 1 µs, 32-bit counts, and
+/// sized up front for latencies up to 1 s (7.7 KB) so that it never grows by
+/// reallocation: 5,000 consumers take 38 MB.
+pub fn compact_histogram() -> CompactHistogram {
+    let mut h = Histogram::new_with_bounds(1_000, 1_000_000_000, 2).expect("valid bounds");
+    h.auto(true);
+    h
 }
 
 /// Records `ns`, growing the histogram as needed (it starts small, so idle
 /// consumers cost little memory).
 #[inline]
-pub fn record(h: &mut Histogram<u64>, ns: u64) {
+pub fn record<T: hdrhistogram::Counter>(h: &mut Histogram<T>, ns: u64) {
     if h.record(ns).is_err() {
         h.saturating_record(ns);
     }
@@ -113,7 +119,7 @@ pub struct ConsumerStats {
     pub redelivered: u64,
     /// Streams: entries acknowledged with XACK.
     pub acked: u64,
-    pub latency: Histogram<u64>,
+    pub latency: CompactHistogram,
 }
 
 impl ConsumerStats {

@@ -25,7 +25,7 @@ pub fn us(ns: u64) -> f64 {
     ns as f64 / 1000.0
 }
 
-fn pct_us(h: &Histogram<u64>, p: f64) -> f64 {
+fn pct_us<T: hdrhistogram::Counter>(h: &Histogram<T>, p: f64) -> f64 {
     if h.is_empty() {
         0.0
     } else if p >= 100.0 {
@@ -33,6 +33,20 @@ fn pct_us(h: &Histogram<u64>, p: f64) -> f64 {
     } else {
         us(h.value_at_quantile(p / 100.0))
     }
+}
+
+/// Send lag p99 above this (µs): the harness did not keep its own schedule.
+pub const HARNESS_LAG_LIMIT_US: f64 = 1000.0;
+/// CPU use above this share of what the harness may use (%): it was busy to the limit.
+pub const HARNESS_CPU_LIMIT_PCT: f64 = 90.0;
+
+/// Records the harness's CPU use over the measured phase (% of the CPUs it
+/// may use) and whether the harness itself was the limit of the run: it fell
+/// behind its schedule, or it had no CPU to spare. Then the figures describe
+/// eventbench (or the machine it shares) as much as Redis.
+pub fn judge_harness(summary: &mut SummaryRow, cpu_pct: f64) {
+    summary.harness_cpu_pct = cpu_pct;
+    summary.harness_limited = summary.send_lag_p99_us > HARNESS_LAG_LIMIT_US || cpu_pct > HARNESS_CPU_LIMIT_PCT;
 }
 
 /// Lost messages by cause.
@@ -321,6 +335,8 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         raw_p99_us: pct_us(raw, 99.0),
         raw_max_us: pct_us(raw, 100.0),
         send_lag_p99_us: pct_us(&send_lag, 99.0),
+        harness_cpu_pct: 0.0,
+        harness_limited: false,
         threads: out.thread_count as u32,
     };
     RunReport {
@@ -337,5 +353,25 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         raw_histogram: out.threads.raw,
         per_second: out.threads.seconds.into_iter().map(|s| s.latency).collect(),
         epoch: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_harness_is_the_limit_when_it_lags_or_has_no_cpu_left() {
+        let judged = |send_lag_p99_us, cpu_pct| {
+            let mut s = SummaryRow { send_lag_p99_us, ..SummaryRow::default() };
+            judge_harness(&mut s, cpu_pct);
+            assert_eq!(s.harness_cpu_pct, cpu_pct);
+            s.harness_limited
+        };
+        assert!(!judged(0.0, 0.0));
+        assert!(!judged(1000.0, 90.0), "the limits themselves are still fine");
+        assert!(judged(1000.1, 10.0), "behind its own schedule");
+        assert!(judged(50.0, 90.5), "no CPU to spare");
+        assert!(judged(5000.0, 99.0));
     }
 }

@@ -6,6 +6,7 @@ use super::stream::{ReadHalf, WriteHalf};
 use super::{Acks, ConsumerConn, Delivery, ProducerConn, TransportError};
 use crate::wire::Header;
 use std::cell::{Cell, RefCell};
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -168,33 +169,39 @@ async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), Transport
     let mut tick = tokio::time::interval(STALL_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Counted locally and stored once per read: one reply per message.
+        let (lo, hi) = acks.measured.get();
         let before = acks.replies.get();
-        while let Some((frame, used)) = resp::parse(&buf[start..end])? {
-            let idx = acks.replies.get();
+        let (mut idx, mut reached) = (before, 0);
+        loop {
+            let pending = &buf[start..end];
+            if let Some((n, used)) = resp::integer(pending) {
+                if (lo..hi).contains(&idx) {
+                    reached += n as u64;
+                }
+                idx += 1;
+                start += used;
+                continue;
+            }
+            let Some((frame, used)) = resp::parse(pending)? else { break };
             match frame {
                 // PUBLISH: the subscribers reached; XADD: the entry's id, one entry stored.
-                Frame::Atom(Atom::Int(_) | Atom::Bulk(_)) => {
-                    let n = match frame {
-                        Frame::Atom(Atom::Int(n)) => n.max(0) as u64,
-                        _ => 1,
-                    };
-                    let (lo, hi) = acks.measured.get();
-                    if (lo..hi).contains(&idx) {
-                        acks.reached.set(acks.reached.get() + n);
-                    }
-                }
+                Frame::Atom(Atom::Int(n)) if (lo..hi).contains(&idx) => reached += n.max(0) as u64,
+                Frame::Atom(Atom::Bulk(_)) if (lo..hi).contains(&idx) => reached += 1,
                 Frame::Atom(Atom::Error(e)) => {
                     acks.errors.set(acks.errors.get() + 1);
                     acks.first_error.borrow_mut().get_or_insert_with(|| String::from_utf8_lossy(e).into_owned());
                 }
                 _ => {}
             }
-            acks.replies.set(idx + 1);
+            idx += 1;
             start += used;
         }
-        if acks.replies.get() >= acks.written.get() {
+        acks.replies.set(idx);
+        acks.reached.set(acks.reached.get() + reached);
+        if idx >= acks.written.get() {
             acks.waiting_since.set(None);
-        } else if acks.replies.get() != before {
+        } else if idx != before {
             // Progress: Redis is alive, however far behind.
             acks.waiting_since.set(Some(Instant::now()));
         }
@@ -325,6 +332,37 @@ impl ProducerConn for PubSubProducer {
     }
 }
 
+/// A frame a subscribed consumer reads, as far as it matters to eventbench.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Push {
+    /// A message (`message` or `pmessage`); the payload's range in the buffer.
+    Message(Range<usize>),
+    /// The confirmation that ends a graceful leave (`leave` with no subscription left).
+    Left,
+    /// Anything else (confirmations, pongs): skipped.
+    Other,
+}
+
+/// Parses the first frame of `buf` as a consumer in subscribe mode sees it;
+/// `leave` is `unsubscribe` or `punsubscribe`. Returns the frame and its
+/// length, or `None` when `buf` holds only part of one.
+#[inline]
+pub fn parse_push(buf: &[u8], leave: &[u8]) -> Result<Option<(Push, usize)>, resp::RespError> {
+    if let Some((payload, used)) = resp::message_push(buf) {
+        return Ok(Some((Push::Message(payload), used)));
+    }
+    let Some((frame, used)) = resp::parse(buf)? else { return Ok(None) };
+    let push = match frame.items() {
+        [Atom::Bulk(b"message"), _, Atom::Bulk(p)] | [Atom::Bulk(b"pmessage"), _, _, Atom::Bulk(p)] => {
+            let offset = p.as_ptr() as usize - buf.as_ptr() as usize;
+            Push::Message(offset..offset + p.len())
+        }
+        [Atom::Bulk(kind), _, Atom::Int(0)] if *kind == leave => Push::Left,
+        _ => Push::Other,
+    };
+    Ok(Some((push, used)))
+}
+
 /// A subscribed consumer.
 pub struct PubSubConsumer {
     conn: Conn,
@@ -339,23 +377,16 @@ impl ConsumerConn for PubSubConsumer {
     #[inline]
     fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError> {
         loop {
-            let pending = self.conn.pending();
-            let Some((frame, used)) = resp::parse(pending)? else { return Ok(None) };
-            // `message ch payload` or `pmessage pattern ch payload`; confirmations and pongs are skipped.
-            let payload = match frame.items() {
-                [Atom::Bulk(b"message"), _, Atom::Bulk(p)] | [Atom::Bulk(b"pmessage"), _, _, Atom::Bulk(p)] => {
-                    let offset = p.as_ptr() as usize - pending.as_ptr() as usize;
-                    Some(offset..offset + p.len())
+            match parse_push(self.conn.pending(), self.leave)? {
+                None => return Ok(None),
+                Some((Push::Message(range), used)) => {
+                    return Ok(Some(Delivery { payload: self.conn.take(used, range) }))
                 }
-                [Atom::Bulk(kind), _, Atom::Int(0)] if *kind == self.leave => {
+                Some((Push::Left, used)) => {
                     self.left = true;
-                    None
+                    self.conn.consume(used);
                 }
-                _ => None,
-            };
-            match payload {
-                Some(range) => return Ok(Some(Delivery { payload: self.conn.take(used, range) })),
-                None => self.conn.consume(used),
+                Some((Push::Other, used)) => self.conn.consume(used),
             }
         }
     }

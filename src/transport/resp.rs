@@ -166,6 +166,56 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, RespError> {
     Ok(Some((Frame::Array { items, len: n }, after)))
 }
 
+/// How every Pub/Sub `message` push starts, up to the channel name's length.
+const MESSAGE_HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n$";
+
+/// A decimal length of at most 9 digits at `at`, followed by CRLF; returns it
+/// and the index after the CRLF. `None` for anything else, complete or not.
+#[inline(always)]
+fn length(buf: &[u8], at: usize) -> Option<(usize, usize)> {
+    let mut n = 0usize;
+    let mut i = at;
+    while let Some(&d) = buf.get(i) {
+        if !d.is_ascii_digit() || i - at == 9 {
+            break;
+        }
+        n = n * 10 + (d - b'0') as usize;
+        i += 1;
+    }
+    (i > at && buf.get(i..i + 2)? == b"\r\n").then_some((n, i + 2))
+}
+
+/// The fast path for what nearly every byte a consumer reads is: a complete
+/// `message` push (`*3 $7 message $n channel $m payload`). Returns the
+/// payload's range in `buf` and the length of the frame, or `None` when `buf`
+/// does not start with a complete, well-formed one; [`parse`] then decides
+/// what it is (another frame, an incomplete one, or an error).
+#[inline]
+pub fn message_push(buf: &[u8]) -> Option<(std::ops::Range<usize>, usize)> {
+    if !buf.starts_with(MESSAGE_HEAD) {
+        return None;
+    }
+    let (channel_len, channel_at) = length(buf, MESSAGE_HEAD.len())?;
+    let channel_end = channel_at + channel_len;
+    if buf.get(channel_end..channel_end + 3)? != b"\r\n$" {
+        return None;
+    }
+    let (len, at) = length(buf, channel_end + 3)?;
+    let end = at + len;
+    (buf.get(end..end + 2)? == b"\r\n").then_some((at..end, end + 2))
+}
+
+/// The fast path for a non-negative integer reply (`:n`), PUBLISH's answer.
+/// Returns it and its length, or `None` when `buf` does not start with a
+/// complete one; [`parse`] then decides.
+#[inline]
+pub fn integer(buf: &[u8]) -> Option<(i64, usize)> {
+    if buf.first() != Some(&b':') {
+        return None;
+    }
+    length(buf, 1).map(|(n, used)| (n as i64, used))
+}
+
 /// Appends a command in RESP form (an array of bulk strings) to `out`.
 pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.push(b'*');
@@ -286,5 +336,57 @@ mod tests {
         assert!(parse(b"?what\r\n").is_err());
         assert!(parse(b"$3\r\nabcXY").is_err());
         assert!(parse(b":12a\r\n").is_err());
+    }
+
+    /// The fast paths agree with the general parser on every frame they
+    /// accept, at every cut, and leave everything else to it.
+    #[test]
+    fn fast_paths_agree_with_the_general_parser() {
+        let mut stream = Vec::new();
+        let frames: &[&[u8]] = &[
+            b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhe\r\nl\r\n",
+            b"*3\r\n$7\r\nmessage\r\n$0\r\n\r\n$0\r\n\r\n",
+            b"*3\r\n$7\r\nmessage\r\n$12\r\neventbench:0\r\n$64\r\n",
+            b"*4\r\n$8\r\npmessage\r\n$3\r\nch*\r\n$3\r\nch1\r\n$1\r\nx\r\n",
+            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n",
+            b"*3\r\n$7\r\nmessage\r\n$-1\r\n$1\r\nx\r\n",
+            b":0\r\n",
+            b":1234567\r\n",
+            b":-3\r\n",
+            b":1234567890123\r\n",
+            b"-ERR no\r\n",
+        ];
+        for f in frames {
+            stream.extend_from_slice(f);
+            if f.ends_with(b"$64\r\n") {
+                stream.extend_from_slice(&[b'x'; 64]);
+                stream.extend_from_slice(b"\r\n");
+            }
+        }
+        let mut at = 0;
+        while at < stream.len() {
+            for cut in at..=stream.len() {
+                let buf = &stream[at..cut];
+                let general = parse(buf).unwrap_or(None);
+                if let Some((range, used)) = message_push(buf) {
+                    let (frame, general_used) = general.expect("the general parser finds a frame too");
+                    assert_eq!(used, general_used);
+                    assert!(
+                        matches!(frame.items(), [Atom::Bulk(b"message"), _, Atom::Bulk(p)] if *p == &buf[range.clone()])
+                    );
+                }
+                if let Some((n, used)) = integer(buf) {
+                    assert_eq!(general, Some((Frame::Atom(Atom::Int(n)), used)));
+                }
+            }
+            at += parse(&stream[at..]).unwrap().unwrap().1;
+        }
+        // What the fast paths turn down, whole: the general parser's business.
+        assert_eq!(message_push(b"*3\r\n$7\r\nmessage\r\n$-1\r\n$1\r\nx\r\n"), None);
+        assert_eq!(message_push(b"*3\r\n$7\r\nmessage\r\n$2\r\nchX\n$1\r\nx\r\n"), None);
+        assert_eq!(message_push(b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nxYZ"), None);
+        assert_eq!(integer(b":-3\r\n"), None);
+        assert_eq!(integer(b":1234567890123\r\n"), None, "longer than the fast path reads");
+        assert_eq!(integer(b":12a\r\n"), None);
     }
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Fan-out at scale: 1 producer at 20 msg/s to 5,000 consumers on one channel
+# (100,000 deliveries per second) for 30 s. Checks lost = 0, p99 below 50 ms
+# and eventbench's peak RSS below 300 MB; prints the medians of REPS runs.
+#   REPS (default 3)  CONSUMERS (default 5000)  RATE (default 20)  DURATION (default 30s)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+perf_setup
+CONSUMERS=${CONSUMERS:-5000}
+RATE=${RATE:-20}
+DURATION=${DURATION:-30s}
+
+machine_load
+lost=() p99=() rss=() lag=() cpu=()
+for i in $(seq "$REPS"); do
+    json=$(run_measured "fanout-$i" --producers 1 --consumers "$CONSUMERS" --channels 1 --rate "$RATE" \
+        --duration "$DURATION")
+    lost+=("$(echo "$json" | json_field lost)")
+    p99+=("$(echo "$json" | json_field p99_us)")
+    rss+=("$(echo "$json" | json_field peak_rss_kb)")
+    lag+=("$(echo "$json" | json_field send_lag_p99_us)")
+    cpu+=("$(echo "$json" | json_field harness_cpu_pct)")
+    echo "rep $i: delivered $(echo "$json" | json_field delivered), lost ${lost[-1]}," \
+        "p50 $(echo "$json" | json_field p50_us) µs, p99 ${p99[-1]} µs, peak RSS ${rss[-1]} kB," \
+        "send lag p99 ${lag[-1]} µs, harness CPU ${cpu[-1]}%"
+done
+machine_load
+m_lost=$(median "${lost[@]}")
+m_p99=$(median "${p99[@]}")
+m_rss=$(median "${rss[@]}")
+echo "fan-out 1 -> $CONSUMERS at $RATE msg/s for $DURATION (medians of $REPS): lost $m_lost, p99 $m_p99 µs," \
+    "peak RSS $((m_rss / 1024)) MB, send lag p99 $(median "${lag[@]}") µs, harness CPU $(median "${cpu[@]}")%"
+verdict() { if [ "$2" = 1 ]; then echo "  $1: met"; else echo "  $1: NOT met"; fi; }
+verdict "lost = 0 (every run)" "$(printf '%s\n' "${lost[@]}" | awk '$1 != 0 { bad = 1 } END { print !bad }')"
+verdict "p99 < 50 ms" "$(awk -v v="$m_p99" 'BEGIN { print v < 50000 }')"
+verdict "peak RSS < 300 MB" "$(awk -v v="$m_rss" 'BEGIN { print v < 300 * 1024 }')"
