@@ -21,7 +21,8 @@ async fn the_same_disconnect_loses_on_pubsub_and_not_on_streams() {
         consumers: 4,
         disconnect: vec!["50%@1s+1s".parse().unwrap()],
         drain: std::time::Duration::from_secs(4),
-        ..quick("dl", 4000.0, 3.0)
+        // Two seconds after the outage for the backlog to drain before the last sample.
+        ..quick("dl", 4000.0, 4.0)
     };
     let mut reports = Vec::new();
     for transport in [TransportKind::Pubsub, TransportKind::Streams] {
@@ -41,7 +42,8 @@ async fn the_same_disconnect_loses_on_pubsub_and_not_on_streams() {
     assert!(streams.backlog_max >= 4000, "backlog max {}", streams.backlog_max);
     let during = &reports[1].timeseries[1];
     assert!(during.backlog >= 4000 && during.max_us > 900_000.0, "{during:?}");
-    assert!(reports[1].timeseries.last().unwrap().backlog < 1000, "the backlog drained");
+    let last = reports[1].timeseries.last().unwrap().backlog;
+    assert!(last < streams.backlog_max / 4, "the backlog drained: {last} left of {}", streams.backlog_max);
     assert!(streams.max_us > 900_000.0, "the disconnected consumers' messages waited ~1 s: {streams:?}");
 }
 
