@@ -17,18 +17,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
     std::io::Write::write_all(&mut tmp, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    // Temporary files are private (0600); results are meant to be shared and opened in a browser.
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).ok();
     tmp.as_file().sync_all().ok();
     tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
 /// Serializes `rows` as CSV (header from the struct's field names) into `path`.
-pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+/// A file with no rows still gets its header, so readers see its columns.
+pub fn write_csv<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for row in rows {
         w.serialize(row)?;
     }
-    let bytes = w.into_inner().context("csv buffer")?;
+    let mut bytes = w.into_inner().context("csv buffer")?;
+    if rows.is_empty() {
+        bytes = format!("{}\n", super::rows::columns(&T::default()).join(",")).into_bytes();
+    }
     write_atomic(path, &bytes)
 }
 
