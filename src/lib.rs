@@ -91,14 +91,16 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
         Transport::Streams(t) => t.keys.clone(),
         Transport::PubSub(_) => Vec::new(),
     };
-    let meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
+    let mut meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
     let out = swarm::run(&scenario, transport, live.clone()).await;
-    // No figure if the measured phase never ran to its end or to a stop.
-    let cpu_pct = if meter.is_finished() {
-        meter.await.unwrap_or(0.0)
-    } else {
-        meter.abort();
-        0.0
+    // The swarm can return within a millisecond of the phase's end, before the
+    // meter's timer fires; a meter still waiting after that never saw the phase end.
+    let cpu_pct = match tokio::time::timeout(Duration::from_millis(200), &mut meter).await {
+        Ok(pct) => pct.unwrap_or(0.0),
+        Err(_) => {
+            meter.abort();
+            0.0
+        }
     };
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
