@@ -14,8 +14,11 @@ DURATION=${DURATION:-30s}
 machine_load
 lost=() p99=() rss=() lag=() cpu=()
 for i in $(seq "$REPS"); do
+    cpu0=$(redis_cpu_s)
+    t0=$(now_s)
     json=$(run_measured "fanout-$i" --producers 1 --consumers "$CONSUMERS" --channels 1 --rate "$RATE" \
         --duration "$DURATION")
+    redis_cpus=$(awk -v c0="$cpu0" -v c1="$(redis_cpu_s)" -v t0="$t0" -v t1="$(now_s)" 'BEGIN { printf "%.2f", (c1 - c0) / (t1 - t0) }')
     lost+=("$(echo "$json" | json_field lost)")
     p99+=("$(echo "$json" | json_field p99_us)")
     rss+=("$(echo "$json" | json_field peak_rss_kb)")
@@ -23,7 +26,7 @@ for i in $(seq "$REPS"); do
     cpu+=("$(echo "$json" | json_field harness_cpu_pct)")
     echo "rep $i: delivered $(echo "$json" | json_field delivered), lost ${lost[-1]}," \
         "p50 $(echo "$json" | json_field p50_us) µs, p99 ${p99[-1]} µs, peak RSS ${rss[-1]} kB," \
-        "send lag p99 ${lag[-1]} µs, harness CPU ${cpu[-1]}%"
+        "send lag p99 ${lag[-1]} µs, harness CPU ${cpu[-1]}%, Redis ${redis_cpus} CPUs over the whole run"
 done
 machine_load
 m_lost=$(median "${lost[@]}")

@@ -112,6 +112,11 @@ json_field() {
     sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p"
 }
 
+# CPU seconds the script's redis-server has used so far.
+redis_cpu_s() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$REDIS_PID/stat"
+}
+
 # Seconds since the epoch, with nanoseconds.
 now_s() {
     date +%s.%N

@@ -15,10 +15,12 @@ use crate::transport::pubsub::{PubSub, PubSubConsumer, PubSubProducer};
 use crate::transport::streams::Streams;
 use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -411,6 +413,11 @@ fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSende
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let stats: Rc<RefCell<Option<ThreadStats>>> = Rc::default();
+        let mut finish = shared.finish.clone();
+        tokio::task::spawn_local(async move {
+            let _ = finish.wait_for(|f| *f).await;
+            ThreadFinish::set();
+        });
         let producers: Vec<_> = a
             .producers
             .iter()
@@ -628,6 +635,52 @@ fn planned_outages(s: &Scenario, id: u32, window: &Window) -> Vec<Planned> {
     planned
 }
 
+/// The end of the run as one worker thread sees it: set once, by a task that
+/// waits on the `finish` channel, and polled by every consumer of the thread
+/// on every read without a lock (polling the channel itself locks a waiter
+/// list that every consumer of every thread shares).
+#[derive(Default)]
+struct ThreadFinish {
+    set: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+thread_local! {
+    static THREAD_FINISH: ThreadFinish = ThreadFinish::default();
+}
+
+impl ThreadFinish {
+    fn set() {
+        THREAD_FINISH.with(|f| {
+            f.set.set(true);
+            f.waiters.take().into_iter().for_each(Waker::wake);
+        });
+    }
+
+    /// Resolves once the run is finished. Registers its task's waker once
+    /// (again only if the task's waker changes).
+    fn wait() -> impl Future<Output = ()> {
+        let mut slot: Option<usize> = None;
+        std::future::poll_fn(move |cx| {
+            THREAD_FINISH.with(|f| {
+                if f.set.get() {
+                    return Poll::Ready(());
+                }
+                let mut waiters = f.waiters.borrow_mut();
+                match slot {
+                    Some(i) if waiters[i].will_wake(cx.waker()) => {}
+                    Some(i) => waiters[i] = cx.waker().clone(),
+                    None => {
+                        slot = Some(waiters.len());
+                        waiters.push(cx.waker().clone());
+                    }
+                }
+                Poll::Pending
+            })
+        })
+    }
+}
+
 /// When Redis closed a connection (ns since the epoch), and the producers' positions just before.
 type Cutoff = (u64, Vec<u64>);
 
@@ -650,9 +703,7 @@ struct Consumer {
 impl Consumer {
     async fn run(&mut self, conn: PubSubConsumer, planned: Vec<Planned>) -> Result<(), TransportError> {
         let clock = self.shared.clock;
-        let mut finish = self.shared.finish.clone();
-        // Made once, not per read: each new one locks the watch channel's waiter list, shared by every consumer.
-        let finished = finish.wait_for(|f| *f);
+        let finished = ThreadFinish::wait();
         tokio::pin!(finished);
         let mut planned = planned.into_iter().peekable();
         self.watch(&conn);
@@ -843,6 +894,21 @@ mod tests {
 
     fn shape(producers: u32, consumers: u32, threads: usize) -> Vec<(usize, usize)> {
         layout(producers, consumers, threads).iter().map(|a| (a.producers.len(), a.consumers.len())).collect()
+    }
+
+    #[tokio::test]
+    async fn thread_finish_releases_every_waiter_once_set() {
+        let (a, b) = (ThreadFinish::wait(), ThreadFinish::wait());
+        tokio::pin!(a, b);
+        let short = Duration::from_millis(20);
+        assert!(tokio::time::timeout(short, &mut a).await.is_err(), "not before it is set");
+        assert!(tokio::time::timeout(short, &mut a).await.is_err(), "polled again: still waiting");
+        let setter = async {
+            tokio::time::sleep(short).await;
+            ThreadFinish::set();
+        };
+        tokio::join!(setter, &mut a, &mut b);
+        ThreadFinish::wait().await;
     }
 
     #[test]
