@@ -128,7 +128,7 @@ pub struct RunArgs {
     /// Streams: a new group reads every stream from the beginning this far into the measured phase.
     #[arg(long, value_parser = parse_duration, value_name = "AT")]
     pub replay_at: Option<Duration>,
-    /// Worker threads (0 = one per CPU).
+    /// Worker threads (0 = one for a light paced run, else one per CPU).
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Give up connecting after this long.

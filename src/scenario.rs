@@ -288,7 +288,7 @@ pub struct Scenario {
     #[serde(with = "duration_str")]
     pub drain: Duration,
     pub disconnect: Vec<Disconnect>,
-    /// Worker threads; 0 = one per CPU.
+    /// Worker threads; 0 = one for a light paced run (at most 50,000 sends and deliveries a second, at most 64 deliveries per message), else one per CPU.
     pub threads: usize,
     #[serde(with = "duration_str")]
     pub connect_timeout: Duration,

@@ -8,7 +8,7 @@
 
 use crate::clock::{self, Clock, Timer};
 use crate::pacer::Pacer;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, TransportKind};
 use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
 use crate::transport::conn::Tuning;
 use crate::transport::pubsub::{PubSub, PubSubConsumer, PubSubProducer};
@@ -258,6 +258,33 @@ struct Assignment {
 /// one) so that a burst of deliveries never delays a scheduled send: a
 /// producer that shared its thread with 2,500 consumers lagged 70 ms behind
 /// its schedule at p99, 4 ms on its own. One thread runs everything.
+/// Per-message operations per second (sends plus deliveries) that one
+/// worker thread takes on its own: a twentieth of what one thread reaches in a
+/// rate-0 run, so a light run never waits on itself.
+const LIGHT_LOAD: f64 = 50_000.0;
+
+/// Consumers per message up to which a delivery burst is short enough to
+/// share a thread with the producer (about a microsecond each).
+const LIGHT_FANOUT: u32 = 64;
+
+/// Threads for `--threads 0`: one for a light, paced run, else one per CPU.
+/// On a machine Redis shares, a second harness thread for a light run only
+/// takes a CPU from Redis, and it costs latency: a message then wakes a
+/// thread that has slept since the last one, where a single thread is still
+/// awake from its own send when the delivery comes back.
+fn auto_threads(s: &Scenario, cpus: usize) -> usize {
+    let fanout = match (s.transport, s.groups) {
+        (TransportKind::Streams, g) if g > 0 => g,
+        _ => s.consumers,
+    };
+    let light = s.rate > 0.0 && s.rate * (1.0 + f64::from(fanout)) <= LIGHT_LOAD && fanout <= LIGHT_FANOUT;
+    if light {
+        1
+    } else {
+        cpus
+    }
+}
+
 fn layout(producers: u32, consumers: u32, threads: usize) -> Vec<Assignment> {
     let mut out: Vec<Assignment> = (0..threads.max(1)).map(|_| Assignment::default()).collect();
     let (p, c) = (producers as usize, consumers as usize);
@@ -288,7 +315,8 @@ struct ThreadOutput {
 pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> SwarmOutput {
     let parts = (scenario.producers + scenario.consumers) as usize;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let thread_count = if scenario.threads == 0 { cpus } else { scenario.threads }.clamp(1, parts.max(1));
+    let thread_count = if scenario.threads == 0 { auto_threads(scenario, cpus) } else { scenario.threads };
+    let thread_count = thread_count.clamp(1, parts.max(1));
     let assignments = layout(scenario.producers, scenario.consumers, thread_count);
 
     let clock = Clock::start();
@@ -909,6 +937,18 @@ mod tests {
         };
         tokio::join!(setter, &mut a, &mut b);
         ThreadFinish::wait().await;
+    }
+
+    #[test]
+    fn light_paced_runs_take_one_thread() {
+        let s = |rate: f64, consumers: u32| Scenario { rate, consumers, ..Scenario::default() };
+        assert_eq!(auto_threads(&s(1_000.0, 1), 8), 1);
+        assert_eq!(auto_threads(&s(5_000.0, 4), 8), 1, "25,000 operations/s");
+        assert_eq!(auto_threads(&s(0.0, 1), 8), 8, "as fast as possible");
+        assert_eq!(auto_threads(&s(30_000.0, 1), 8), 8, "60,000 operations/s");
+        assert_eq!(auto_threads(&s(20.0, 5_000), 8), 8, "bursts of 5,000 deliveries");
+        let grouped = Scenario { transport: TransportKind::Streams, groups: 1, ..s(10_000.0, 16) };
+        assert_eq!(auto_threads(&grouped, 8), 1, "16 consumers sharing one group: one delivery per message");
     }
 
     #[test]
