@@ -4,6 +4,7 @@
 //! renamed into place, so a crash never leaves a truncated file behind.
 
 use super::{hlog, RunReport};
+use crate::stats::SecondStats;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -69,7 +70,8 @@ pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
     let window = &report.window;
     let measured = Duration::from_nanos(window.end_ns - window.start_ns);
     let start = report.epoch.map(|t| t + Duration::from_nanos(window.start_ns));
-    let log = hlog::encode(&report.per_second, measured, start, &report.run_id).context("encoding latency.hlog")?;
+    let log = hlog::encode(report.per_second.iter().map(SecondStats::histogram), measured, start, &report.run_id)
+        .context("encoding latency.hlog")?;
     write_atomic(&dir.join("latency.hlog"), &log)?;
     Ok(())
 }

@@ -31,37 +31,36 @@ pub struct Interval {
     /// Seconds since the start of the measured phase.
     pub start_s: f64,
     pub length_s: f64,
-    pub histogram: Histogram<u64>,
+    /// Latencies in the interval.
+    pub count: u64,
 }
 
-/// A decoded interval log.
+/// A decoded interval log. The intervals' histograms are added up as they
+/// are read, not kept: an hour-long run's would take hundreds of MB.
 #[derive(Debug, Clone)]
 pub struct HdrLog {
     /// Wall-clock start of the measured phase, when the log records it.
     pub start: Option<SystemTime>,
     pub intervals: Vec<Interval>,
+    merged: Histogram<u64>,
 }
 
 impl HdrLog {
     /// All intervals added together: the run's latency histogram.
-    pub fn merged(&self) -> Histogram<u64> {
-        let mut all = crate::stats::latency_histogram();
-        for i in &self.intervals {
-            all.add(&i.histogram).expect("auto-resizing histograms accept any value");
-        }
-        all
+    pub fn merged(&self) -> &Histogram<u64> {
+        &self.merged
     }
 
     /// Number of latencies in the log.
     pub fn count(&self) -> u64 {
-        self.intervals.iter().map(|i| i.histogram.len()).sum()
+        self.merged.len()
     }
 }
 
 /// Encodes one histogram per second; the last interval is cut at
 /// `measured`. `start` is the wall-clock start of the measured phase.
 pub fn encode(
-    per_second: &[Histogram<u64>],
+    per_second: impl IntoIterator<Item = Histogram<u64>>,
     measured: Duration,
     start: Option<SystemTime>,
     run_id: &str,
@@ -80,10 +79,10 @@ pub fn encode(
     }
     let mut serializer = V2DeflateSerializer::new();
     let mut log = header.begin_log_with(&mut out, &mut serializer).map_err(|e| encode_error(0, e))?;
-    for (s, h) in per_second.iter().enumerate() {
+    for (s, h) in per_second.into_iter().enumerate() {
         let from = Duration::from_secs(s as u64);
         let length = measured.saturating_sub(from).min(Duration::from_secs(1));
-        log.write_histogram(h, from, length, None).map_err(|e| encode_error(s, e))?;
+        log.write_histogram(&h, from, length, None).map_err(|e| encode_error(s, e))?;
     }
     drop(log);
     Ok(out)
@@ -99,6 +98,7 @@ pub fn decode(bytes: &[u8]) -> Result<HdrLog, HlogError> {
     let mut start = None;
     let mut base = None;
     let mut intervals = Vec::new();
+    let mut merged = crate::stats::latency_histogram();
     let mut deserializer = Deserializer::new();
     for entry in IntervalLogIterator::new(bytes) {
         match entry.map_err(|e| match e {
@@ -124,13 +124,14 @@ pub fn decode(bytes: &[u8]) -> Result<HdrLog, HlogError> {
                 intervals.push(Interval {
                     start_s: i.start_timestamp().saturating_sub(offset).as_secs_f64(),
                     length_s: i.duration().as_secs_f64(),
-                    histogram,
+                    count: histogram.len(),
                 });
+                merged.add(&histogram).map_err(|e| bad(format!("{e:?}")))?;
             }
         }
     }
     let start = start.or(base).map(|t| SystemTime::UNIX_EPOCH + t);
-    Ok(HdrLog { start, intervals })
+    Ok(HdrLog { start, intervals, merged })
 }
 
 #[cfg(test)]
@@ -149,7 +150,7 @@ mod tests {
     fn round_trips_counts_timestamps_and_start() {
         let seconds = vec![second(&[100_000, 250_000]), second(&[]), second(&[5_000_000_000])];
         let start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_178_695_250);
-        let bytes = encode(&seconds, Duration::from_millis(2500), Some(start), "t-1").unwrap();
+        let bytes = encode(seconds.clone(), Duration::from_millis(2500), Some(start), "t-1").unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.contains("#[StartTime: 1764178695.250"), "{text}");
         assert!(text.contains("\n2.000,0.500,5003."), "last interval is cut, max in ms: {text}");
@@ -159,7 +160,8 @@ mod tests {
         assert_eq!(log.count(), 3);
         assert_eq!((log.intervals[2].start_s, log.intervals[2].length_s), (2.0, 0.5));
         assert_eq!(log.merged().max(), seconds[2].max());
-        assert_eq!(log.intervals[0].histogram, seconds[0]);
+        assert_eq!(log.intervals.iter().map(|i| i.count).collect::<Vec<_>>(), [2, 0, 1]);
+        assert_eq!(log.merged().value_at_quantile(0.5), seconds[0].value_at_quantile(1.0));
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod rundir;
 pub mod table;
 
 use crate::scenario::Scenario;
-use crate::stats::Window;
+use crate::stats::{SecondStats, Window};
 use crate::swarm::Status;
 use hdrhistogram::Histogram;
 use rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
@@ -39,8 +39,9 @@ pub struct RunReport {
     /// Latency from the actual send time, ns.
     pub raw_histogram: Histogram<u64>,
     /// End-to-end latency per second of the measured phase, by intended send
-    /// time (the rows of `timeseries.csv`); they add up to `histogram`.
-    pub per_second: Vec<Histogram<u64>>,
+    /// time (the rows of `timeseries.csv`); they add up to `histogram`. Most
+    /// are kept compressed: [`SecondStats::histogram`] decodes one.
+    pub per_second: Vec<SecondStats>,
     /// Wall-clock time of the run's epoch (timestamps are ns since then), when known.
     pub epoch: Option<SystemTime>,
 }

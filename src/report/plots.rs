@@ -281,7 +281,7 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 
 /// `latency.svg`: the percentile spectrum of one run, corrected and raw.
 pub fn latency(run: &RunData) -> Result<String> {
-    let corrected = spectrum_points(&run.hlog.merged());
+    let corrected = spectrum_points(run.hlog.merged());
     let end = corrected.last().map_or(0.0, |p| p.0);
     let curves = [
         Curve {
@@ -313,7 +313,7 @@ pub fn compare_latency(runs: &[RunData], labels: &[String]) -> Result<String> {
             colour: run_colour(i),
             dashed: false,
             width: 2,
-            points: spectrum_points(&run.hlog.merged()),
+            points: spectrum_points(run.hlog.merged()),
         })
         .collect();
     spectrum_svg("Latency by percentile, from the intended send time", &curves)

@@ -69,7 +69,84 @@ pub struct SecondStats {
     /// Full resolution (3 digits), because these become `latency.hlog`, whose
     /// intervals add up to the run's histogram exactly. One per thread per
     /// second is cheap; per consumer it would not be.
-    pub latency: Histogram<u64>,
+    latency: SecondLatency,
+}
+
+/// A second's histogram takes about 120 KB at full resolution: kept open, a
+/// long run's memory would grow by that every second. Seconds long past are
+/// kept compressed instead, and a late message opens its second again.
+#[derive(Debug, Clone)]
+enum SecondLatency {
+    Empty,
+    Open(Histogram<u64>),
+    /// HdrHistogram V2, deflated: a few KB.
+    Sealed(Vec<u8>),
+}
+
+impl SecondStats {
+    fn new() -> SecondStats {
+        SecondStats { delivered: 0, latency: SecondLatency::Empty }
+    }
+
+    /// Records one delivery's latency.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        self.delivered += 1;
+        if let SecondLatency::Open(h) = &mut self.latency {
+            record(h, ns);
+            return;
+        }
+        let mut h = self.histogram();
+        record(&mut h, ns);
+        self.latency = SecondLatency::Open(h);
+    }
+
+    /// The second's latencies (a copy, decompressed if need be).
+    pub fn histogram(&self) -> Histogram<u64> {
+        match &self.latency {
+            SecondLatency::Empty => latency_histogram(),
+            SecondLatency::Open(h) => h.clone(),
+            SecondLatency::Sealed(bytes) => {
+                let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+                    .deserialize(&mut bytes.as_slice())
+                    .expect("decoding what this process encoded");
+                // Decoded histograms do not grow by themselves; a late message may need it.
+                h.auto(true);
+                h
+            }
+        }
+    }
+
+    /// Compresses the histogram until the next late message.
+    pub fn seal(&mut self) {
+        if let SecondLatency::Open(h) = &self.latency {
+            let mut bytes = Vec::new();
+            hdrhistogram::serialization::Serializer::serialize(
+                &mut hdrhistogram::serialization::V2DeflateSerializer::new(),
+                h,
+                &mut bytes,
+            )
+            .expect("encoding into memory");
+            self.latency = SecondLatency::Sealed(bytes);
+        }
+    }
+
+    /// Adds another thread's recordings of the same second; the result stays
+    /// sealed if either was, so that merging a long run's threads does not
+    /// open every second at once.
+    pub fn merge(&mut self, other: &SecondStats) {
+        self.delivered += other.delivered;
+        if matches!(other.latency, SecondLatency::Empty) {
+            return;
+        }
+        let sealed = [&self.latency, &other.latency].iter().any(|l| matches!(l, SecondLatency::Sealed(_)));
+        let mut h = self.histogram();
+        h.add(other.histogram()).expect("auto-resizing histograms accept any value");
+        self.latency = SecondLatency::Open(h);
+        if sealed {
+            self.seal();
+        }
+    }
 }
 
 /// Histograms and series shared by the tasks of one worker thread.
@@ -84,8 +161,13 @@ pub struct ThreadStats {
 
 impl ThreadStats {
     pub fn new(window: &Window) -> ThreadStats {
-        let second = SecondStats { delivered: 0, latency: latency_histogram() };
-        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds: vec![second; window.seconds()] }
+        let seconds = vec![SecondStats::new(); window.seconds()];
+        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds }
+    }
+
+    /// Seals the first `seconds` seconds (see [`SecondStats::seal`]).
+    pub fn seal(&mut self, seconds: usize) {
+        self.seconds.iter_mut().take(seconds).for_each(SecondStats::seal);
     }
 
     /// Adds another thread's recordings to these.
@@ -93,8 +175,7 @@ impl ThreadStats {
         self.latency.add(&other.latency).expect("auto-resizing histograms accept any value");
         self.raw.add(&other.raw).expect("auto-resizing histograms accept any value");
         for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
-            mine.delivered += theirs.delivered;
-            mine.latency.add(&theirs.latency).expect("auto-resizing histograms accept any value");
+            mine.merge(theirs);
         }
     }
 }
@@ -181,9 +262,7 @@ impl ConsumerStats {
         record(&mut self.latency, latency);
         record(&mut thread.latency, latency);
         record(&mut thread.raw, now_ns.saturating_sub(h.sent_ns));
-        let s = &mut thread.seconds[second];
-        s.delivered += 1;
-        record(&mut s.latency, latency);
+        thread.seconds[second].record(latency);
         true
     }
 }
@@ -275,5 +354,27 @@ mod tests {
         assert_eq!(t.latency.len(), 2);
         assert_eq!(t.latency.max(), 1000);
         assert_eq!(t.seconds[0].delivered, 2);
+    }
+
+    #[test]
+    fn a_sealed_second_keeps_its_latencies_and_takes_late_ones() {
+        let mut open = SecondStats::new();
+        for ns in [1_000, 250_000, 3_000_000, 90_000_000] {
+            open.record(ns);
+        }
+        let mut sealed = open.clone();
+        sealed.seal();
+        assert!(matches!(&sealed.latency, SecondLatency::Sealed(b) if b.len() < 2_000), "compressed");
+        assert_eq!(sealed.histogram(), open.histogram());
+        // A late message, beyond anything the sealed histogram covered.
+        sealed.record(40_000_000_000);
+        open.record(40_000_000_000);
+        assert_eq!(sealed.histogram(), open.histogram());
+        assert_eq!(sealed.delivered, 5);
+        let mut merged = SecondStats::new();
+        merged.merge(&sealed);
+        merged.seal();
+        merged.merge(&SecondStats::new());
+        assert_eq!((merged.delivered, merged.histogram()), (5, open.histogram()));
     }
 }

@@ -250,6 +250,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
     let timeseries = (0..seconds)
         .map(|s| {
             let sec = &out.threads.seconds[s];
+            let sec_latency = sec.histogram();
             let expected_s: u64 = (0..channels).map(|c| sent_per_second[s][c] * subscribers[c]).sum();
             let loss = loss_per_second[s];
             if sec.delivered + loss.total() != expected_s && mismatch.is_none() {
@@ -269,9 +270,9 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
                 lost: loss.total(),
                 lost_unsubscribed: loss.unsubscribed,
                 lost_in_buffer: loss.in_buffer,
-                p50_us: pct_us(&sec.latency, 50.0),
-                p99_us: pct_us(&sec.latency, 99.0),
-                max_us: pct_us(&sec.latency, 100.0),
+                p50_us: pct_us(&sec_latency, 50.0),
+                p99_us: pct_us(&sec_latency, 99.0),
+                max_us: pct_us(&sec_latency, 100.0),
                 connected_consumers: (scenario.consumers as u64).saturating_sub(away) as u32,
                 backlog: out.backlog.get(s).copied().unwrap_or(0),
             }
@@ -351,7 +352,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         window,
         histogram: out.threads.latency,
         raw_histogram: out.threads.raw,
-        per_second: out.threads.seconds.into_iter().map(|s| s.latency).collect(),
+        per_second: out.threads.seconds,
         epoch: None,
     }
 }

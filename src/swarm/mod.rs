@@ -446,6 +446,7 @@ fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSende
             let _ = finish.wait_for(|f| *f).await;
             ThreadFinish::set();
         });
+        tokio::task::spawn_local(seal_past_seconds(shared.clone(), stats.clone()));
         let producers: Vec<_> = a
             .producers
             .iter()
@@ -488,6 +489,28 @@ fn worker_thread(shared: Arc<Shared>, a: Assignment, notes: mpsc::UnboundedSende
         out.stats = stats.borrow_mut().take();
         out
     })
+}
+
+/// Seconds of send time further back than this are sealed: few messages
+/// arrive later than that, and one that does opens its second again.
+const SEAL_AFTER_S: u64 = 3;
+
+/// Once a second, compresses the thread's per-second histograms of seconds
+/// long past, so that a long run's memory stays flat.
+async fn seal_past_seconds(shared: Arc<Shared>, stats: Rc<RefCell<Option<ThreadStats>>>) {
+    let Some((_, window)) = shared.wait_start().await else { return };
+    let finished = ThreadFinish::wait();
+    tokio::pin!(finished);
+    loop {
+        tokio::select! {
+            _ = &mut finished => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let past_s = shared.clock.now_ns().saturating_sub(window.start_ns) / 1_000_000_000;
+        if let Some(t) = stats.borrow_mut().as_mut() {
+            t.seal(past_s.saturating_sub(SEAL_AFTER_S) as usize);
+        }
+    }
 }
 
 async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Note>) -> Option<ProducerStats> {
