@@ -6,6 +6,7 @@ use eventbench::target::TargetError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    eventbench::sys::fix_mmap_threshold();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

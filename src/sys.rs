@@ -43,6 +43,19 @@ fn fd_limit_message(needed: u64, hard: u64, nr_open: Option<u64>) -> String {
     )
 }
 
+/// Serves allocations of 64 KB and more from their own mappings, returned to
+/// the system when freed. glibc's default threshold rises to the largest block
+/// freed so far, after which the once-a-second compression of past seconds
+/// (buffers of a few hundred KB) fragments the heap: a 60 s run's peak RSS
+/// came out 11% above a 10 s run's, against 4% with a fixed threshold.
+pub fn fix_mmap_threshold() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
+    }
+}
+
 /// CPU time this process has used so far (user + system, every thread), in ns.
 pub fn process_cpu_ns() -> u64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
