@@ -4,8 +4,10 @@
 # PING (one client, no pipelining) on the same redis-server, in the same run.
 # Repetitions alternate between the two; medians are printed. Target ratio <= 1.25.
 # For context (when a C compiler is there) it also times scripts/paced_pubsub.c,
-# a minimal C client that publishes at the same pace and measures the same way:
-# the floor of any paced client on this machine, which a hot PING loop is not.
+# a minimal C client that publishes at the same pace and measures the same way
+# (the floor of any paced Pub/Sub client on this machine, which a hot PING loop
+# is not), and the same client sending PING at that pace (one hop, like
+# redis-benchmark's, but with a paced client's idle gaps).
 #   REPS (default 3)  DURATION (eventbench, default 10s)  PINGS (default 20000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,9 @@ reference() {
         local c
         c=$("$PACED" "$REDIS_PORT" 1000 "$(($(duration_s) * 1000))" 64)
         echo "$c" >>"$WORK/paced"
-        echo "  paced C client p50 $c µs" >&2
+        p=$("$PACED" "$REDIS_PORT" 1000 "$(($(duration_s) * 1000))" 64 ping)
+        echo "$p" >>"$WORK/paced-ping"
+        echo "  paced C client p50 $c µs, paced PING p50 $p µs" >&2
     fi
     redis-benchmark -p "$REDIS_PORT" -c 1 -n "$PINGS" -t ping --csv --precision 3 |
         awk -F'"' '$2 == "PING_MBULK" { printf "%.1f\n", $10 * 1000 }'
@@ -58,4 +62,6 @@ awk -v a="$A" -v b="$B" 'BEGIN { printf "ratio eventbench/redis-benchmark = %.2f
 if [ -s "$WORK/paced" ]; then
     c=$(median $(cat "$WORK/paced"))
     echo "context: paced C client p50 ${c} µs; eventbench/paced C client = $(awk -v c="$c" -v b="$B" 'BEGIN { printf "%.2f", b / c }')"
+    p=$(median $(cat "$WORK/paced-ping"))
+    echo "context: PING paced at 1000/s p50 ${p} µs (redis-benchmark's back-to-back PING ${A} µs); eventbench/paced PING = $(awk -v p="$p" -v b="$B" 'BEGIN { printf "%.2f", b / p }')"
 fi
