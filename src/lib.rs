@@ -19,6 +19,7 @@ pub mod sys;
 pub mod target;
 pub mod transport;
 pub mod wire;
+pub mod workers;
 
 pub use report::RunReport;
 pub use scenario::Scenario;

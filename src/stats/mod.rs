@@ -9,11 +9,13 @@
 //! (or, later, several processes) combine exactly.
 
 pub mod ledger;
+pub mod serial;
 pub mod summary;
 
 use crate::wire::Header;
 use hdrhistogram::Histogram;
 use ledger::{Arrival, SeqLedger};
+use serde::{Deserialize, Serialize};
 
 /// Latency histograms hold nanoseconds with 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
@@ -42,7 +44,7 @@ pub fn record<T: hdrhistogram::Counter>(h: &mut Histogram<T>, ns: u64) {
 }
 
 /// The measured phase, by intended send time, in ns since the run epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub start_ns: u64,
     pub end_ns: u64,
@@ -63,21 +65,24 @@ impl Window {
 }
 
 /// What one second of send time saw, on one thread.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SecondStats {
     pub delivered: u64,
     /// Full resolution (3 digits), because these become `latency.hlog`, whose
     /// intervals add up to the run's histogram exactly. One per thread per
     /// second is cheap; per consumer it would not be.
+    #[serde(with = "serial::hist")]
     pub latency: Histogram<u64>,
 }
 
 /// Histograms and series shared by the tasks of one worker thread.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThreadStats {
     /// Receive time − intended send time.
+    #[serde(with = "serial::hist")]
     pub latency: Histogram<u64>,
     /// Receive time − actual send time (what a closed-loop tool would report).
+    #[serde(with = "serial::hist")]
     pub raw: Histogram<u64>,
     pub seconds: Vec<SecondStats>,
 }
@@ -100,7 +105,7 @@ impl ThreadStats {
 }
 
 /// What one consumer owns: its ledger, counters and a compact histogram.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumerStats {
     pub id: u32,
     /// One ledger per (producer, channel): index `producer * channels + channel`.
@@ -119,6 +124,7 @@ pub struct ConsumerStats {
     pub redelivered: u64,
     /// Streams: entries acknowledged with XACK.
     pub acked: u64,
+    #[serde(with = "serial::hist")]
     pub latency: CompactHistogram,
 }
 
@@ -189,7 +195,7 @@ impl ConsumerStats {
 }
 
 /// What one producer owns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProducerStats {
     pub id: u32,
     /// Per channel: the measured sequence numbers are `[first, first + count)`.
@@ -200,6 +206,7 @@ pub struct ProducerStats {
     /// `[second * channels + channel]`: measured messages by intended second.
     pub sent_per_second: Vec<u64>,
     /// Actual − intended send time.
+    #[serde(with = "serial::hist")]
     pub send_lag: Histogram<u64>,
     /// Sum of PUBLISH replies for measured messages.
     pub reached: u64,

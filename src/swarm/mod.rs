@@ -15,6 +15,7 @@ use crate::transport::pubsub::{PubSub, PubSubConsumer, PubSubProducer};
 use crate::transport::streams::Streams;
 use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
+use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
@@ -82,7 +83,7 @@ impl Live {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     Ok,
     /// Stopped early on request (Ctrl-C, SIGTERM).
@@ -91,7 +92,7 @@ pub enum Status {
     Aborted(String),
 }
 
-mod streams;
+pub mod streams;
 
 /// The transport a run drives.
 #[derive(Debug, Clone)]
@@ -110,7 +111,7 @@ impl Transport {
 }
 
 /// Why a consumer stopped being subscribed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     /// The scenario disconnected it (`--disconnect`).
     Disconnect,
@@ -136,7 +137,7 @@ impl EventKind {
 /// A span during which a consumer was not subscribed, with the sequence
 /// positions that let the summary attribute each lost message to a cause.
 /// Positions are per (producer, channel), indexed like the consumer's ledgers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outage {
     pub consumer: u32,
     pub kind: EventKind,
@@ -158,7 +159,7 @@ pub struct Outage {
 }
 
 /// One consumer's results.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumerOutput {
     pub stats: ConsumerStats,
     /// The channels it subscribed to.
@@ -170,7 +171,7 @@ pub struct ConsumerOutput {
 }
 
 /// Everything the swarm measured, merged over threads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwarmOutput {
     pub window: Window,
     pub threads: ThreadStats,

@@ -254,7 +254,7 @@ impl Member {
 }
 
 /// The replay group's progress.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Replay {
     /// When the group was created, ns since the epoch.
     pub started_ns: u64,
