@@ -63,30 +63,8 @@ pub fn target_for(scenario: &Scenario) -> Result<Target> {
 /// not used.
 pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Result<RunReport> {
     scenario.validate()?;
-    let url = effective_url(&scenario, target.url())?;
-    let endpoint = endpoint(&url, &scenario, target.url())?;
-    check_reachable(&endpoint, target.url()).await?;
-
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
-    let nonce = run_nonce();
-    let names: Vec<String> = (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect();
-    let control = endpoint.clone();
-    let transport = match scenario.transport {
-        TransportKind::Pubsub => Transport::PubSub(PubSub {
-            endpoint,
-            channels: names,
-            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
-            payload_len: scenario.payload,
-        }),
-        TransportKind::Streams => Transport::Streams(Streams {
-            endpoint,
-            client: Arc::new(redis_client(&url, &scenario, target.url())?),
-            keys: names,
-            payload_len: scenario.payload,
-            maxlen: scenario.maxlen,
-            batch: 256,
-        }),
-    };
+    let (transport, control) = transport_on(&scenario, target.url(), &run_nonce()).await?;
     let config = target::apply_config(&control, target.url(), &scenario.redis_config).await?;
     let keys = match &transport {
         Transport::Streams(t) => t.keys.clone(),
@@ -130,10 +108,39 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     Ok(report)
 }
 
+/// The swarm's transport on the Redis at `url` (a user's, or the private
+/// server's), its channels or streams named with `nonce`, after checking
+/// that Redis answers; and the endpoint for side connections.
+pub(crate) async fn transport_on(scenario: &Scenario, url: &str, nonce: &str) -> Result<(Transport, Endpoint)> {
+    let shown = url;
+    let url = effective_url(scenario, shown)?;
+    let endpoint = endpoint(&url, scenario, shown)?;
+    check_reachable(&endpoint, shown).await?;
+    let names: Vec<String> = (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect();
+    let control = endpoint.clone();
+    let transport = match scenario.transport {
+        TransportKind::Pubsub => Transport::PubSub(PubSub {
+            endpoint,
+            channels: names,
+            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
+            payload_len: scenario.payload,
+        }),
+        TransportKind::Streams => Transport::Streams(Streams {
+            endpoint,
+            client: Arc::new(redis_client(&url, scenario, shown)?),
+            keys: names,
+            payload_len: scenario.payload,
+            maxlen: scenario.maxlen,
+            batch: 256,
+        }),
+    };
+    Ok((transport, control))
+}
+
 /// eventbench's own CPU use over the measured phase, as a percentage of the
 /// CPUs it may use. Watches the run from the side, like the progress view,
 /// and samples getrusage when the phase starts and when it ends (or is stopped).
-async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
+pub(crate) async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
     let (start_ns, end_ns) = loop {
         match (live.measure_start_ns.load(Relaxed), live.measure_end_ns.load(Relaxed)) {
             (0, _) | (_, 0) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -151,7 +158,7 @@ async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
 }
 
 /// The URL's address and credentials, with `--user` and `--password` laid over them.
-fn effective_url(scenario: &Scenario, url: &str) -> Result<RedisUrl, TargetError> {
+pub(crate) fn effective_url(scenario: &Scenario, url: &str) -> Result<RedisUrl, TargetError> {
     let mut parsed =
         target::parse_url(url).map_err(|message| TargetError::Unreachable { url: target::redact_url(url), message })?;
     if let Some(user) = &scenario.user {
@@ -164,7 +171,7 @@ fn effective_url(scenario: &Scenario, url: &str) -> Result<RedisUrl, TargetError
 }
 
 /// Where the data connections go, with TLS for `rediss://`.
-fn endpoint(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<Endpoint, TargetError> {
+pub(crate) fn endpoint(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<Endpoint, TargetError> {
     let tls = TlsOptions { ca: scenario.tls_ca.clone(), insecure: scenario.tls_insecure };
     Endpoint::new(url, &tls, scenario.connect_timeout)
         .map_err(|cause| TargetError::Tls { url: target::redact_url(shown), cause })
@@ -172,7 +179,7 @@ fn endpoint(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<Endpoint
 
 /// The same address, credentials and TLS settings for the redis crate, which
 /// the Streams consumers and coordinator use.
-fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<redis::Client, TargetError> {
+pub(crate) fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<redis::Client, TargetError> {
     use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
     let (host, port) = (url.host.clone(), url.port);
     let addr = match url.tls {
@@ -206,7 +213,7 @@ fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<redi
 /// address or password fails before the swarm starts, with a clear reason.
 /// All of it within the connect timeout: a server that accepts the connection
 /// but never answers must not hang the run.
-async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), TargetError> {
+pub(crate) async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), TargetError> {
     let url = target::redact_url(url);
     let ping = async {
         let mut conn = endpoint.connect().await?;
@@ -234,7 +241,7 @@ pub fn utc_stamp() -> String {
 }
 
 /// A short token that keeps the channels of concurrent runs apart.
-fn run_nonce() -> String {
+pub(crate) fn run_nonce() -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
     let mut x = nanos ^ ((std::process::id() as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15;
