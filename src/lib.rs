@@ -70,17 +70,9 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
         Transport::Streams(t) => t.keys.clone(),
         Transport::PubSub(_) => Vec::new(),
     };
-    let mut meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
+    let meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
     let out = swarm::run(&scenario, transport, live.clone()).await;
-    // The swarm can return within a millisecond of the phase's end, before the
-    // meter's timer fires; a meter still waiting after that never saw the phase end.
-    let cpu_pct = match tokio::time::timeout(Duration::from_millis(200), &mut meter).await {
-        Ok(pct) => pct.unwrap_or(0.0),
-        Err(_) => {
-            meter.abort();
-            0.0
-        }
-    };
+    let cpu_pct = meter_reading(meter).await;
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
     let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
@@ -155,6 +147,19 @@ pub(crate) async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
         tokio::time::sleep(left.min(Duration::from_millis(50))).await;
     }
     before.share_pct(&sys::CpuSample::now(now()), sys::cpus_available())
+}
+
+/// What the CPU meter measured, once the swarm has returned. The swarm can
+/// return within a millisecond of the phase's end, before the meter's timer
+/// fires; a meter still waiting after that never saw the phase end.
+pub(crate) async fn meter_reading(mut meter: tokio::task::JoinHandle<f64>) -> f64 {
+    match tokio::time::timeout(Duration::from_millis(200), &mut meter).await {
+        Ok(pct) => pct.unwrap_or(0.0),
+        Err(_) => {
+            meter.abort();
+            0.0
+        }
+    }
 }
 
 /// The URL's address and credentials, with `--user` and `--password` laid over them.

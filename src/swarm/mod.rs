@@ -92,6 +92,17 @@ pub enum Status {
     Aborted(String),
 }
 
+impl Status {
+    /// `ok`, `interrupted` or `aborted`, as `summary.csv` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Interrupted => "interrupted",
+            Status::Aborted(_) => "aborted",
+        }
+    }
+}
+
 pub mod share;
 pub mod streams;
 

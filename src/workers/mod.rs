@@ -1,3 +1,585 @@
-//! Several processes, one run: `eventbench run --workers N` and `eventbench worker`.
+//! Several processes, one run: `eventbench run --workers N` (the coordinator)
+//! and `eventbench worker` (one share of the swarm).
+//!
+//! The coordinator runs no share itself: it writes the plan into the control
+//! key space ([`control`]), starts its local workers as child processes of
+//! its own binary, waits until every worker has joined and connected its
+//! swarm, picks a common start a second ahead, and merges what the workers
+//! publish ([`merge`]) into one report. Worker `i` of `N` runs a contiguous
+//! range of the producers (from the front) and of the consumers (from the
+//! back), by their global ids, so that with two workers each one's consumers
+//! hear the other's producers.
+//!
+//! Clocks: every worker measures its wall clock's offset to the control
+//! Redis's `TIME` and sets its epoch to the plan's instant on that clock.
+//! Latency between a producer and a consumer in different workers is then
+//! right to within the sum of their two offsets' uncertainties; the summary
+//! reports the largest such sum and counts the latencies below it.
 
+pub mod control;
 pub mod merge;
+
+use crate::report::rows::WorkerRow;
+use crate::scenario::{Password, ScenarioError, TransportKind};
+use crate::swarm::{Live, Share, SwarmOutput};
+use crate::target::{Target, TargetError};
+use crate::{RunReport, Scenario};
+use anyhow::{Context, Result};
+use control::{Control, Plan, Registration, WorkerResult};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// Round trips of `TIME` each worker takes to measure its clock's offset.
+const OFFSET_ROUNDS: u32 = 20;
+/// Between the moment every worker is connected and the common start.
+const START_LEAD: Duration = Duration::from_secs(1);
+/// How far in the past the plan's epoch lies, so that it is in the past for every worker.
+const EPOCH_BACK: Duration = Duration::from_secs(10);
+/// How long a worker looks for the run's plan.
+const PLAN_WAIT: Duration = Duration::from_secs(10);
+
+/// What went wrong between the processes of a run.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error("worker version {worker} does not match the coordinator's {coordinator}; run the same eventbench build on every host")]
+    Version { worker: String, coordinator: String },
+    #[error("no run {run} on the control Redis {url} (not started yet, or over)")]
+    NoRun { run: String, url: String },
+    #[error("run {run} already has its {workers} workers")]
+    Full { run: String, workers: u32 },
+    #[error("{0}")]
+    Missing(String),
+    #[error("worker {who} failed: {message}")]
+    Failed { who: String, message: String },
+    #[error("the control Redis: {0}")]
+    Control(#[from] redis::RedisError),
+}
+
+impl WorkerError {
+    /// Whether the user has to fix the command (exit code 2) rather than the run failing.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, WorkerError::Version { .. } | WorkerError::NoRun { .. } | WorkerError::Full { .. })
+    }
+}
+
+/// `--workers`, `--spawn`, `--control` of `eventbench run`.
+#[derive(Debug, Clone, Default)]
+pub struct Coordination {
+    /// Worker processes in all.
+    pub workers: u32,
+    /// Of those, how many this process starts itself (the rest join with `eventbench worker`).
+    pub spawn: u32,
+    /// The Redis the processes meet on (default: the target).
+    pub control: Option<String>,
+}
+
+/// The producers and the consumers worker `index` of `workers` runs.
+pub fn share_of(index: u32, workers: u32, producers: u32, consumers: u32) -> (Range<u32>, Range<u32>) {
+    let part = |i: u32, total: u32| {
+        let at = |i: u32| (i as u64 * total as u64 / workers as u64) as u32;
+        at(i)..at(i + 1)
+    };
+    (part(index, producers), part(workers - 1 - index, consumers))
+}
+
+/// `0-3`, `5`, or empty.
+fn ids(r: &Range<u32>) -> String {
+    match r.len() {
+        0 => String::new(),
+        1 => r.start.to_string(),
+        _ => format!("{}-{}", r.start, r.end - 1),
+    }
+}
+
+/// A client for the control Redis at `url`; a masked or missing password is `password`.
+fn control_client(url: &str, password: Option<&str>) -> Result<redis::Client, TargetError> {
+    let mut parsed = crate::target::parse_url(url)
+        .map_err(|message| TargetError::Unreachable { url: crate::target::redact_url(url), message })?;
+    if parsed.password.as_deref().is_none_or(|p| p == crate::target::MASK) {
+        parsed.password = password.map(str::to_owned);
+    }
+    crate::redis_client(&parsed, &Scenario::default(), url)
+}
+
+async fn connect_control(client: &redis::Client, url: &str, run: &str, timeout: Duration) -> Result<Control> {
+    Control::connect(client, run, timeout, Duration::from_secs(3600)).await.map_err(|e| {
+        TargetError::Unreachable { url: crate::target::redact_url(url), message: format!("control Redis: {e}") }.into()
+    })
+}
+
+/// `eventbench worker`: joins run `run` on the control Redis at `control`,
+/// runs its share and publishes what it measured. A failure after joining is
+/// published too, so the coordinator can name it.
+pub async fn work(control: &str, run: &str, password: Option<String>, live: Arc<Live>) -> Result<()> {
+    let client = control_client(control, password.as_deref())?;
+    let mut ctl = connect_control(&client, control, run, Duration::from_secs(5)).await?;
+    let deadline = Instant::now() + PLAN_WAIT;
+    let plan = loop {
+        if let Some(plan) = ctl.plan().await.map_err(WorkerError::from)? {
+            break plan;
+        }
+        if Instant::now() > deadline {
+            let url = crate::target::redact_url(control);
+            return Err(WorkerError::NoRun { run: run.into(), url }.into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if plan.version != control::version() {
+        return Err(WorkerError::Version { worker: control::version(), coordinator: plan.version }.into());
+    }
+    let mut scenario = Scenario::from_toml(&plan.scenario).map_err(|e| WorkerError::Failed {
+        who: "plan".into(),
+        message: format!("the coordinator's scenario does not parse: {e}"),
+    })?;
+    scenario.url = Some(plan.url.clone());
+    if let Some(p) = password {
+        scenario.password = Some(Password(p));
+    }
+    scenario.validate()?;
+    let (offset_ns, uncertainty_ns) = ctl.measure_offset(OFFSET_ROUNDS).await.map_err(WorkerError::from)?;
+    let me = Registration {
+        host: hostname(),
+        pid: std::process::id(),
+        version: control::version(),
+        offset_ns,
+        uncertainty_ns,
+    };
+    let index = ctl.register(&me).await.map_err(WorkerError::from)?;
+    if index >= plan.workers {
+        return Err(WorkerError::Full { run: run.into(), workers: plan.workers }.into());
+    }
+    let (outcome, cpu_pct) = match run_share(&mut ctl, &plan, &scenario, index, offset_ns, live).await {
+        Ok((out, cpu)) => (Ok(out), cpu),
+        Err(e) => (Err(format!("{e:#}")), 0.0),
+    };
+    let failed = outcome.as_ref().err().cloned();
+    ctl.publish(&WorkerResult { index, cpu_pct, outcome }).await.map_err(WorkerError::from)?;
+    match failed {
+        Some(message) => Err(WorkerError::Failed { who: format!("{index} (pid {})", me.pid), message }.into()),
+        None => Ok(()),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Runs worker `index`'s share of the plan's swarm, in step with the others.
+async fn run_share(
+    ctl: &mut Control,
+    plan: &Plan,
+    scenario: &Scenario,
+    index: u32,
+    offset_ns: i64,
+    live: Arc<Live>,
+) -> Result<(SwarmOutput, f64)> {
+    let (producers, consumers) = share_of(index, plan.workers, scenario.producers, scenario.consumers);
+    crate::sys::raise_fd_limit(producers.len() as u64 * 2 + consumers.len() as u64 + 64)
+        .context("raising the open-file limit")?;
+    let (transport, _) = crate::transport_on(scenario, &plan.url, &plan.nonce).await?;
+    let epoch = plan.epoch_unix_ns.saturating_add_signed(-offset_ns);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (start_tx, start_rx) = oneshot::channel();
+    let (measured_tx, measured_rx) = oneshot::channel();
+    let (all_tx, all_rx) = oneshot::channel();
+    let share = Share {
+        producers,
+        consumers,
+        clock: crate::clock::Clock::at_wall_clock(epoch),
+        ready: ready_tx,
+        start: start_rx,
+        measured: measured_tx,
+        all_measured: all_rx,
+    };
+    let steps = tokio::spawn(follow(ctl.clone(), index, plan.workers, ready_rx, start_tx, measured_rx, all_tx));
+    let stop = tokio::spawn(forward_stop(ctl.clone(), live.clone()));
+    let meter = tokio::spawn(crate::cpu_over_measured_phase(live.clone()));
+    let out = crate::swarm::run_share(scenario, transport, live, Some(share)).await;
+    let cpu = crate::meter_reading(meter).await;
+    steps.abort();
+    stop.abort();
+    Ok((out, cpu))
+}
+
+/// The worker's side of the steps every process takes together: connected,
+/// start, producers done.
+async fn follow(
+    mut ctl: Control,
+    index: u32,
+    workers: u32,
+    ready: oneshot::Receiver<()>,
+    start: oneshot::Sender<u64>,
+    measured: oneshot::Receiver<Vec<u64>>,
+    all: oneshot::Sender<Vec<u64>>,
+) {
+    // Dropping `start` or `all` unanswered tells the swarm that the run was called off.
+    if ready.await.is_err() || ctl.mark_ready(index).await.is_err() {
+        return;
+    }
+    let mut polls = 0u32;
+    loop {
+        match ctl.start().await {
+            Ok(Some(at)) => {
+                let _ = start.send(at);
+                break;
+            }
+            Ok(None) => {}
+            Err(_) => return,
+        }
+        polls += 1;
+        // Every second: is the run still on (the coordinator deletes the plan when it gives up)?
+        if polls % 200 == 0 && !matches!(ctl.plan().await, Ok(Some(_))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let Ok(mine) = measured.await else { return };
+    if ctl.put_measured(index, &mine).await.is_err() {
+        return;
+    }
+    loop {
+        match ctl.all_measured(workers).await {
+            Ok(Some(sum)) => {
+                let _ = all.send(sum);
+                return;
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Stops this worker's swarm when the coordinator asks (its Ctrl-C or SIGTERM).
+async fn forward_stop(mut ctl: Control, live: Arc<Live>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if ctl.stop_requested().await.unwrap_or(false) {
+            live.request_stop();
+            return;
+        }
+    }
+}
+
+/// A run split over worker processes, merged, with one row per worker.
+pub struct Distributed {
+    pub report: RunReport,
+    pub workers: Vec<WorkerRow>,
+}
+
+/// `eventbench run --workers N`: plans the run on the control Redis, starts
+/// `spawn` local workers, waits for all of them, and merges their results.
+/// `say` gets the one line a user needs when workers on other hosts are to join.
+pub async fn coordinate(
+    scenario: Scenario,
+    opts: &Coordination,
+    live: Arc<Live>,
+    target: &Target,
+    say: impl Fn(&str),
+) -> Result<Distributed> {
+    scenario.validate()?;
+    check(&scenario, opts)?;
+    let url = crate::effective_url(&scenario, target.url())?;
+    crate::check_reachable(&crate::endpoint(&url, &scenario, target.url())?, target.url()).await?;
+    let password = url.password.clone();
+    let (control_url, client) = match &opts.control {
+        Some(c) => (c.clone(), control_client(c, password.as_deref())?),
+        None => (target.url().to_string(), crate::redis_client(&url, &scenario, target.url())?),
+    };
+    let run_id = format!("{}-{}", scenario.name, crate::utc_stamp());
+    let mut ctl = connect_control(&client, &control_url, &run_id, scenario.connect_timeout).await?;
+    let epoch_unix_ns = ctl.server_time_ns().await.map_err(WorkerError::from)? - EPOCH_BACK.as_nanos() as u64;
+    let plan = Plan {
+        version: control::version(),
+        workers: opts.workers,
+        scenario: scenario.to_toml(),
+        url: crate::target::redact_url(target.url()),
+        nonce: crate::run_nonce(),
+        epoch_unix_ns,
+    };
+    ctl.put_plan(&plan).await.map_err(WorkerError::from)?;
+    let endpoint = crate::endpoint(&url, &scenario, target.url())?;
+    let config = crate::target::apply_config(&endpoint, target.url(), &scenario.redis_config).await?;
+    let shown_control = crate::target::redact_url(&control_url);
+    let result = async {
+        let mut children = Children::spawn(opts.spawn, &shown_control, &run_id, password.as_deref())?;
+        if opts.spawn < opts.workers {
+            say(&format!(
+                "eventbench: waiting for {} more worker(s): eventbench worker --control {shown_control} --run {run_id}",
+                opts.workers - opts.spawn
+            ));
+        }
+        let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live: &live };
+        let join_wait = if opts.spawn < opts.workers { Duration::from_secs(600) } else { Duration::from_secs(30) };
+        let workers = opts.workers as u64;
+        steps
+            .wait("join", workers, join_wait, |c| Box::pin(async { Ok(c.registrations().await?.len() as u64) }))
+            .await?;
+        let connect_wait = scenario.connect_timeout * 2 + Duration::from_secs(30);
+        steps.wait("connect", workers, connect_wait, |c| Box::pin(c.ready_count())).await?;
+        let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
+        steps.ctl.set_start(now - epoch_unix_ns + START_LEAD.as_nanos() as u64).await.map_err(WorkerError::from)?;
+        let run_wait = START_LEAD + scenario.warmup + scenario.duration + scenario.drain * 3 + Duration::from_secs(30);
+        steps.wait("publish its results", workers, run_wait, |_| Box::pin(async { Ok(0) })).await?;
+        let registrations = steps.ctl.registrations().await.map_err(WorkerError::from)?;
+        Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), registrations))
+    }
+    .await;
+    let _ = ctl.delete().await;
+    if !target.is_private() {
+        let restore = config.restore(&endpoint);
+        let _ = tokio::time::timeout(Duration::from_secs(2), restore).await;
+    }
+    let (results, registrations) = result?;
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_nanos(epoch_unix_ns);
+    assemble(run_id, &scenario, results, &registrations, epoch)
+}
+
+/// Refuses what a split run cannot do (yet).
+fn check(scenario: &Scenario, opts: &Coordination) -> Result<(), ScenarioError> {
+    let invalid = |message: &str| ScenarioError::Invalid { key: "workers", message: message.into() };
+    if opts.workers == 0 {
+        return Err(invalid("--workers must be at least 1"));
+    }
+    if opts.spawn > opts.workers {
+        return Err(invalid("--spawn cannot start more workers than --workers"));
+    }
+    if scenario.transport == TransportKind::Streams {
+        return Err(invalid("--transport streams runs in one process only (its consumer groups are not split yet)"));
+    }
+    Ok(())
+}
+
+/// The local worker processes; killed when dropped, and by the kernel if this process dies.
+struct Children(Vec<tokio::process::Child>);
+
+impl Children {
+    fn spawn(n: u32, control: &str, run: &str, password: Option<&str>) -> Result<Children> {
+        let exe = std::env::current_exe().context("finding eventbench's own binary to start workers")?;
+        let mut children = Vec::new();
+        for _ in 0..n {
+            let mut cmd = tokio::process::Command::new(&exe);
+            cmd.args(["worker", "--control", control, "--run", run])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            if let Some(p) = password {
+                cmd.env("REDIS_PASSWORD", p);
+            }
+            // SAFETY: prctl is async-signal-safe; it only sets the child's parent-death signal.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            children.push(cmd.spawn().with_context(|| format!("starting a worker ({})", exe.display()))?);
+        }
+        Ok(Children(children))
+    }
+
+    /// A worker that exited with an error, and what it said on stderr.
+    async fn failed(&mut self) -> Option<WorkerError> {
+        for child in &mut self.0 {
+            let Ok(Some(status)) = child.try_wait() else { continue };
+            if status.success() {
+                continue;
+            }
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let read = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err);
+                let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+            }
+            let said = err.trim().lines().last().unwrap_or("").trim_start_matches("error: ").to_string();
+            let pid = child.id().map_or(String::new(), |p| format!(" {p}"));
+            return Some(WorkerError::Failed {
+                who: format!("process{pid}"),
+                message: format!("exited with {status}: {said}"),
+            });
+        }
+        None
+    }
+}
+
+type Count<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<u64>> + Send + 'a>>;
+
+/// The coordinator's waits, each watching the children, the results and Ctrl-C.
+struct Steps<'a> {
+    ctl: Control,
+    children: &'a mut Children,
+    results: Vec<WorkerResult>,
+    live: &'a Live,
+}
+
+impl Steps<'_> {
+    /// Waits until `count` reaches `n` (or, for the results, until `n` are in), at most `timeout`.
+    async fn wait(
+        &mut self,
+        what: &str,
+        n: u64,
+        timeout: Duration,
+        count: impl for<'c> Fn(&'c mut Control) -> Count<'c>,
+    ) -> Result<(), WorkerError> {
+        let deadline = Instant::now() + timeout;
+        let mut stop_sent = false;
+        loop {
+            while let Some(r) = self.ctl.take_result().await? {
+                if let Err(message) = &r.outcome {
+                    return Err(WorkerError::Failed { who: r.index.to_string(), message: message.clone() });
+                }
+                self.results.push(r);
+            }
+            let done =
+                if what.starts_with("publish") { self.results.len() as u64 } else { count(&mut self.ctl).await? };
+            if done >= n {
+                return Ok(());
+            }
+            if let Some(e) = self.children.failed().await {
+                return Err(e);
+            }
+            if self.live.stop_requested() && !stop_sent {
+                self.ctl.request_stop().await?;
+                stop_sent = true;
+                if !what.starts_with("publish") {
+                    return Err(WorkerError::Missing("interrupted before the run started".into()));
+                }
+            }
+            if Instant::now() > deadline {
+                let missing = self.missing(what, n).await;
+                return Err(WorkerError::Missing(format!(
+                    "{missing} did not {what} within {:.0} s",
+                    timeout.as_secs_f64()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Which workers a wait is still missing, by index, pid and host where known.
+    async fn missing(&mut self, what: &str, n: u64) -> String {
+        let registered = self.ctl.registrations().await.unwrap_or_default();
+        if what == "join" {
+            return format!("{} of {n} workers (only {} joined)", n - registered.len() as u64, registered.len());
+        }
+        let have: Vec<u32> = self.results.iter().map(|r| r.index).collect();
+        let names: Vec<String> = registered
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| what != "publish its results" || !have.contains(&(*i as u32)))
+            .map(|(i, r)| format!("worker {i} (pid {} on {})", r.pid, r.host))
+            .collect();
+        match what {
+            "publish its results" => names.join(", "),
+            _ => format!("one of {}", names.join(", ")),
+        }
+    }
+}
+
+/// The merged report, the clock's uncertainty, and one row per worker.
+fn assemble(
+    run_id: String,
+    scenario: &Scenario,
+    mut results: Vec<WorkerResult>,
+    registrations: &[Registration],
+    epoch: SystemTime,
+) -> Result<Distributed> {
+    results.sort_by_key(|r| r.index);
+    let workers = results.len() as u32;
+    let mut rows = Vec::new();
+    let mut outputs = Vec::new();
+    let mut cpu_max: f64 = 0.0;
+    // (has producers, has consumers, uncertainty) per worker.
+    let mut sides = Vec::new();
+    for r in results {
+        let out = r.outcome.expect("failed results end the wait");
+        let reg = registrations.get(r.index as usize).cloned().unwrap_or(Registration {
+            host: String::new(),
+            pid: 0,
+            version: String::new(),
+            offset_ns: 0,
+            uncertainty_ns: 0,
+        });
+        let (producers, consumers) = share_of(r.index, workers, scenario.producers, scenario.consumers);
+        sides.push((!producers.is_empty(), !consumers.is_empty(), reg.uncertainty_ns));
+        cpu_max = cpu_max.max(r.cpu_pct);
+        rows.push(WorkerRow {
+            worker: r.index,
+            host: reg.host,
+            pid: reg.pid,
+            producer_ids: ids(&producers),
+            consumer_ids: ids(&consumers),
+            clock_offset_us: reg.offset_ns as f64 / 1e3,
+            clock_uncertainty_us: reg.uncertainty_ns as f64 / 1e3,
+            threads: out.thread_count as u32,
+            sent: out.producers.iter().map(|p| p.sent_measured()).sum(),
+            delivered: out.consumers.iter().map(|c| c.stats.delivered).sum(),
+            cpu_pct: r.cpu_pct,
+            status: out.status.name().into(),
+        });
+        outputs.push(out);
+    }
+    let uncertainty_ns = pair_uncertainty(&sides);
+    let merged = merge::merge(outputs)?;
+    let mut report = crate::stats::summary::summarize(run_id, scenario, merged);
+    report.epoch = Some(epoch);
+    crate::stats::summary::judge_harness(&mut report.summary, cpu_max);
+    let s = &mut report.summary;
+    s.workers = workers;
+    s.clock_uncertainty_us = uncertainty_ns as f64 / 1e3;
+    s.latency_below_uncertainty =
+        if uncertainty_ns > 0 { report.histogram.count_between(0, uncertainty_ns) } else { 0 };
+    Ok(Distributed { report, workers: rows })
+}
+
+/// The largest uncertainty of a latency measured across two workers: the
+/// sum of the producer's and the consumer's offset uncertainties, over every
+/// pair of different workers where one sends and the other receives. Within
+/// one worker both ends read the same clock: no uncertainty.
+fn pair_uncertainty(sides: &[(bool, bool, u64)]) -> u64 {
+    let mut worst = 0;
+    for (i, &(sends, _, a)) in sides.iter().enumerate() {
+        for (j, &(_, receives, b)) in sides.iter().enumerate() {
+            if i != j && sends && receives {
+                worst = worst.max(a + b);
+            }
+        }
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_id_once_producers_from_the_front_consumers_from_the_back() {
+        assert_eq!(share_of(0, 2, 1, 1), (0..0, 0..1));
+        assert_eq!(share_of(1, 2, 1, 1), (0..1, 0..0), "with two workers, one sends and the other receives");
+        assert_eq!(share_of(0, 2, 2, 4), (0..1, 2..4));
+        assert_eq!(share_of(1, 2, 2, 4), (1..2, 0..2));
+        for (workers, producers, consumers) in [(3, 7, 10), (4, 1, 3), (5, 0, 5000), (1, 3, 3)] {
+            let mut p = Vec::new();
+            let mut c = Vec::new();
+            for i in 0..workers {
+                let (a, b) = share_of(i, workers, producers, consumers);
+                p.extend(a);
+                c.extend(b);
+            }
+            c.sort_unstable();
+            assert_eq!(p, (0..producers).collect::<Vec<_>>());
+            assert_eq!(c, (0..consumers).collect::<Vec<_>>());
+        }
+        assert_eq!((ids(&(0..0)), ids(&(3..4)), ids(&(2..6))), (String::new(), "3".into(), "2-5".into()));
+    }
+
+    #[test]
+    fn clock_uncertainty_counts_only_pairs_across_workers() {
+        assert_eq!(pair_uncertainty(&[(true, true, 40)]), 0, "one process: one clock");
+        assert_eq!(pair_uncertainty(&[(true, false, 40), (false, true, 15)]), 55);
+        assert_eq!(pair_uncertainty(&[(true, true, 40), (true, true, 15), (false, false, 900)]), 55);
+        assert_eq!(pair_uncertainty(&[(true, false, 40), (true, false, 15)]), 0, "nobody receives");
+    }
+}
