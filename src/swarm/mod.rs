@@ -252,7 +252,9 @@ impl Shared {
         let (Some(local), Some((warmup_start, window))) = (&self.local_producers, *self.start.borrow()) else {
             return positions;
         };
-        let (s, now) = (&self.scenario, self.clock.now_ns());
+        // Each worker's clock may be off by its offset's uncertainty: place the
+        // boundary a little late, so that a message lost while unsubscribed is never taken for another loss.
+        let (s, now) = (&self.scenario, self.clock.now_ns() + share::POSITION_SLACK_NS);
         for p in (0..s.producers).filter(|p| !local.contains(p)) {
             let at = share::scheduled_positions(s, p, warmup_start, window.end_ns, now);
             positions[(p * s.channels) as usize..][..s.channels as usize].copy_from_slice(&at);

@@ -28,6 +28,10 @@ pub struct Share {
     pub all_measured: oneshot::Receiver<Vec<u64>>,
 }
 
+/// How much later than its own clock says a worker reads another's schedule:
+/// well above the clocks' uncertainty between processes (tens to hundreds of µs).
+pub const POSITION_SLACK_NS: u64 = 1_000_000;
+
 /// Where the producers of another process are in their sequences at `now_ns`,
 /// per channel, as far as their schedule says: the messages due by then
 /// (the producer sends each when it is due, so this is right to within its

@@ -39,7 +39,7 @@ const START_LEAD: Duration = Duration::from_secs(1);
 /// How far in the past the plan's epoch lies, so that it is in the past for every worker.
 const EPOCH_BACK: Duration = Duration::from_secs(10);
 /// How long a worker looks for the run's plan.
-const PLAN_WAIT: Duration = Duration::from_secs(10);
+const PLAN_WAIT: Duration = Duration::from_secs(3);
 
 /// What went wrong between the processes of a run.
 #[derive(Debug, Error)]
@@ -353,7 +353,7 @@ fn check(scenario: &Scenario, opts: &Coordination) -> Result<(), ScenarioError> 
 }
 
 /// The local worker processes; killed when dropped, and by the kernel if this process dies.
-struct Children(Vec<tokio::process::Child>);
+struct Children(Vec<(u32, tokio::process::Child)>);
 
 impl Children {
     fn spawn(n: u32, control: &str, run: &str, password: Option<&str>) -> Result<Children> {
@@ -376,14 +376,15 @@ impl Children {
                     Ok(())
                 });
             }
-            children.push(cmd.spawn().with_context(|| format!("starting a worker ({})", exe.display()))?);
+            let child = cmd.spawn().with_context(|| format!("starting a worker ({})", exe.display()))?;
+            children.push((child.id().unwrap_or(0), child));
         }
         Ok(Children(children))
     }
 
-    /// A worker that exited with an error, and what it said on stderr.
-    async fn failed(&mut self) -> Option<WorkerError> {
-        for child in &mut self.0 {
+    /// A worker that exited with an error: its pid, and how it ended and what it said on stderr.
+    async fn failed(&mut self) -> Option<(u32, String)> {
+        for (pid, child) in &mut self.0 {
             let Ok(Some(status)) = child.try_wait() else { continue };
             if status.success() {
                 continue;
@@ -393,12 +394,9 @@ impl Children {
                 let read = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err);
                 let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
             }
-            let said = err.trim().lines().last().unwrap_or("").trim_start_matches("error: ").to_string();
-            let pid = child.id().map_or(String::new(), |p| format!(" {p}"));
-            return Some(WorkerError::Failed {
-                who: format!("process{pid}"),
-                message: format!("exited with {status}: {said}"),
-            });
+            let said = err.trim().lines().last().unwrap_or("").trim_start_matches("error: ");
+            let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+            return Some((*pid, format!("exited with {status}{said}")));
         }
         None
     }
@@ -437,8 +435,13 @@ impl Steps<'_> {
             if done >= n {
                 return Ok(());
             }
-            if let Some(e) = self.children.failed().await {
-                return Err(e);
+            if let Some((pid, message)) = self.children.failed().await {
+                let registered = self.ctl.registrations().await.unwrap_or_default();
+                let who = match registered.iter().position(|r| r.pid == pid) {
+                    Some(i) => format!("{i} (pid {pid} on {})", registered[i].host),
+                    None => format!("pid {pid}"),
+                };
+                return Err(WorkerError::Failed { who, message });
             }
             if self.live.stop_requested() && !stop_sent {
                 self.ctl.request_stop().await?;
