@@ -297,8 +297,9 @@ pub fn clock_warning(s: &SummaryRow) -> Option<String> {
         return None;
     }
     let share = s.latency_below_uncertainty as f64 / s.delivered.max(1) as f64 * 100.0;
+    let share = if share < 0.1 { format!("{share:.3}") } else { format!("{share:.1}") };
     Some(format!(
-        "eventbench: warning: {} latencies ({share:.1}%) are below the clock uncertainty between workers \
+        "eventbench: warning: {} latencies ({share}%) are below the clock uncertainty between workers \
          (±{:.1} µs, latency_below_uncertainty): they are within what the workers' clocks can tell apart, \
          not trustworthy one by one{}",
         s.latency_below_uncertainty,

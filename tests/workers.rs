@@ -12,14 +12,14 @@ fn rows<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     r.deserialize().map(|row| row.unwrap_or_else(|e| panic!("{}: {e}", path.display()))).collect()
 }
 
-/// Runs `eventbench run` against `redis` with `extra` flags into `dir`; returns the exit code and stderr.
-fn run(redis: &RedisServer, dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
+/// Runs `eventbench run` against `redis` with `extra` flags into `dir`; returns the exit code, stderr and stdout.
+fn run(redis: &RedisServer, dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
     let url = redis.url();
     let mut args = vec!["run", "--url", &url, "--warmup", "300ms", "--drain", "1s", "--quiet"];
     args.extend(["--out", dir.to_str().unwrap()]);
     args.extend(extra);
     let out = eventbench(&args);
-    (out.status.code(), stderr(&out))
+    (out.status.code(), stderr(&out), common::stdout(&out))
 }
 
 fn control_keys(redis: &RedisServer) -> Vec<String> {
@@ -48,12 +48,14 @@ fn two_workers_add_up_exactly_like_one_process() {
     let tmp = tempfile::tempdir().unwrap();
     let flags = ["--producers", "2", "--consumers", "4", "--channels", "2", "--rate", "2000", "--duration", "2s"];
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    let (code, err) = run(&redis, &one, &flags);
+    let (code, err, table) = run(&redis, &one, &flags);
     assert_eq!(code, Some(0), "{err}");
+    assert!(!table.contains("processes"), "{table}");
     let mut split = flags.to_vec();
     split.extend(["--workers", "2"]);
-    let (code, err) = run(&redis, &two, &split);
+    let (code, err, table) = run(&redis, &two, &split);
     assert_eq!(code, Some(0), "{err}");
+    assert!(table.contains("2 processes · clock uncertainty ±"), "{table}");
 
     let (a, _) = assert_accounted(&one);
     let (b, _) = assert_accounted(&two);
@@ -90,7 +92,7 @@ fn a_disconnect_across_workers_is_lost_exactly_as_publish_counts_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     // Each worker runs one producer; consumers 0-1 (worker 1) hear worker 0's producer across processes.
-    let (code, err) = run(
+    let (code, err, _) = run(
         &redis,
         &dir,
         &["--producers", "2", "--consumers", "4", "--rate", "5000", "--duration", "3s", "--disconnect", "50%@1s+1s"],
