@@ -390,9 +390,11 @@ pub async fn run_share(
             Some(Note::ProducerDone { .. }) => {}
         }
     }
-    let warmup_start = match (ready_tx.map(|r| r.send(())), start_at) {
-        // Every process starts at the same instant, once all of them are connected.
-        (Some(Ok(())), Some(start)) if shared.aborted().is_none() => match start.await {
+    // Every process starts at the same instant, once all of them are connected
+    // (a process that failed to connect says nothing, and ends its run at once).
+    let told_ready = ready_tx.filter(|_| shared.aborted().is_none()).map(|ready| ready.send(()));
+    let warmup_start = match (told_ready, start_at) {
+        (Some(Ok(())), Some(start)) => match start.await {
             Ok(at) => at,
             Err(_) => {
                 shared.fail("worker".into(), "the coordinator called the run off before it started");

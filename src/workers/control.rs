@@ -145,8 +145,9 @@ impl Control {
         self.push("ready", index.to_string()).await.map(drop)
     }
 
-    pub async fn ready_count(&mut self) -> R<u64> {
-        redis::cmd("LLEN").arg(self.key("ready")).query_async(&mut self.con).await
+    /// The indices of the workers whose swarm is connected.
+    pub async fn ready(&mut self) -> R<Vec<u32>> {
+        redis::cmd("LRANGE").arg(self.key("ready")).arg(0).arg(-1).query_async(&mut self.con).await
     }
 
     pub async fn set_start(&mut self, warmup_start_ns: u64) -> R<()> {

@@ -313,16 +313,12 @@ pub async fn coordinate(
         }
         let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live: &live };
         let join_wait = if opts.spawn < opts.workers { Duration::from_secs(600) } else { Duration::from_secs(30) };
-        let workers = opts.workers as u64;
-        steps
-            .wait("join", workers, join_wait, |c| Box::pin(async { Ok(c.registrations().await?.len() as u64) }))
-            .await?;
-        let connect_wait = scenario.connect_timeout * 2 + Duration::from_secs(30);
-        steps.wait("connect", workers, connect_wait, |c| Box::pin(c.ready_count())).await?;
+        steps.wait(Step::Join, opts.workers, join_wait).await?;
+        steps.wait(Step::Connect, opts.workers, scenario.connect_timeout * 2 + Duration::from_secs(30)).await?;
         let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
         steps.ctl.set_start(now - epoch_unix_ns + START_LEAD.as_nanos() as u64).await.map_err(WorkerError::from)?;
         let run_wait = START_LEAD + scenario.warmup + scenario.duration + scenario.drain * 3 + Duration::from_secs(30);
-        steps.wait("publish its results", workers, run_wait, |_| Box::pin(async { Ok(0) })).await?;
+        steps.wait(Step::Publish, opts.workers, run_wait).await?;
         let registrations = steps.ctl.registrations().await.map_err(WorkerError::from)?;
         Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), registrations))
     }
@@ -402,7 +398,26 @@ impl Children {
     }
 }
 
-type Count<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<u64>> + Send + 'a>>;
+/// What the coordinator waits for, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Every worker has registered.
+    Join,
+    /// Every worker's swarm is connected.
+    Connect,
+    /// Every worker has published its results.
+    Publish,
+}
+
+impl Step {
+    fn verb(self) -> &'static str {
+        match self {
+            Step::Join => "join",
+            Step::Connect => "connect",
+            Step::Publish => "publish its results",
+        }
+    }
+}
 
 /// The coordinator's waits, each watching the children, the results and Ctrl-C.
 struct Steps<'a> {
@@ -413,32 +428,42 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    /// Waits until `count` reaches `n` (or, for the results, until `n` are in), at most `timeout`.
-    async fn wait(
-        &mut self,
-        what: &str,
-        n: u64,
-        timeout: Duration,
-        count: impl for<'c> Fn(&'c mut Control) -> Count<'c>,
-    ) -> Result<(), WorkerError> {
+    /// The workers (by index) that have done `step`.
+    async fn done(&mut self, step: Step) -> redis::RedisResult<Vec<u32>> {
+        Ok(match step {
+            Step::Join => (0..self.ctl.registrations().await?.len() as u32).collect(),
+            Step::Connect => self.ctl.ready().await?,
+            Step::Publish => self.results.iter().map(|r| r.index).collect(),
+        })
+    }
+
+    /// Waits until all `n` workers have done `step`, at most `timeout`. A
+    /// worker that fails, or ends before the run has started, ends the wait.
+    async fn wait(&mut self, step: Step, n: u32, timeout: Duration) -> Result<(), WorkerError> {
         let deadline = Instant::now() + timeout;
         let mut stop_sent = false;
         loop {
             while let Some(r) = self.ctl.take_result().await? {
-                if let Err(message) = &r.outcome {
-                    return Err(WorkerError::Failed { who: r.index.to_string(), message: message.clone() });
+                let early = match (&r.outcome, step) {
+                    (Err(message), _) => Some(message.clone()),
+                    (Ok(out), Step::Join | Step::Connect) => Some(match &out.status {
+                        crate::Status::Aborted(reason) => reason.clone(),
+                        _ => "it ended before the run started".into(),
+                    }),
+                    (Ok(_), Step::Publish) => None,
+                };
+                if let Some(message) = early {
+                    return Err(WorkerError::Failed { who: self.name(r.index).await, message });
                 }
                 self.results.push(r);
             }
-            let done =
-                if what.starts_with("publish") { self.results.len() as u64 } else { count(&mut self.ctl).await? };
-            if done >= n {
+            if self.done(step).await?.len() >= n as usize {
                 return Ok(());
             }
             if let Some((pid, message)) = self.children.failed().await {
                 let registered = self.ctl.registrations().await.unwrap_or_default();
                 let who = match registered.iter().position(|r| r.pid == pid) {
-                    Some(i) => format!("{i} (pid {pid} on {})", registered[i].host),
+                    Some(i) => self.name(i as u32).await,
                     None => format!("pid {pid}"),
                 };
                 return Err(WorkerError::Failed { who, message });
@@ -446,38 +471,38 @@ impl Steps<'_> {
             if self.live.stop_requested() && !stop_sent {
                 self.ctl.request_stop().await?;
                 stop_sent = true;
-                if !what.starts_with("publish") {
+                if step != Step::Publish {
                     return Err(WorkerError::Missing("interrupted before the run started".into()));
                 }
             }
             if Instant::now() > deadline {
-                let missing = self.missing(what, n).await;
-                return Err(WorkerError::Missing(format!(
-                    "{missing} did not {what} within {:.0} s",
-                    timeout.as_secs_f64()
-                )));
+                let missing = self.missing(step, n).await;
+                let secs = timeout.as_secs_f64();
+                return Err(WorkerError::Missing(format!("{missing} did not {} within {secs:.0} s", step.verb())));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Which workers a wait is still missing, by index, pid and host where known.
-    async fn missing(&mut self, what: &str, n: u64) -> String {
-        let registered = self.ctl.registrations().await.unwrap_or_default();
-        if what == "join" {
-            return format!("{} of {n} workers (only {} joined)", n - registered.len() as u64, registered.len());
+    /// `1 (pid 4242 on host)`, as far as the worker's registration tells.
+    async fn name(&mut self, index: u32) -> String {
+        match self.ctl.registrations().await.unwrap_or_default().get(index as usize) {
+            Some(r) => format!("{index} (pid {} on {})", r.pid, r.host),
+            None => index.to_string(),
         }
-        let have: Vec<u32> = self.results.iter().map(|r| r.index).collect();
-        let names: Vec<String> = registered
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| what != "publish its results" || !have.contains(&(*i as u32)))
-            .map(|(i, r)| format!("worker {i} (pid {} on {})", r.pid, r.host))
-            .collect();
-        match what {
-            "publish its results" => names.join(", "),
-            _ => format!("one of {}", names.join(", ")),
+    }
+
+    /// Which workers a wait is still missing.
+    async fn missing(&mut self, step: Step, n: u32) -> String {
+        let done = self.done(step).await.unwrap_or_default();
+        if step == Step::Join {
+            return format!("{} of {n} workers (only {} joined)", n as usize - done.len(), done.len());
         }
+        let mut names = Vec::new();
+        for i in (0..n).filter(|i| !done.contains(i)) {
+            names.push(format!("worker {}", self.name(i).await));
+        }
+        names.join(", ")
     }
 }
 
