@@ -9,7 +9,7 @@ use crate::scenario::ScenarioError;
 use crate::stats::summary::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::swarm::{Live, Status};
 use crate::target::Target;
-use crate::workers::Coordination;
+use crate::workers::{Coordination, WorkerError};
 use crate::RunReport;
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
@@ -142,8 +142,14 @@ async fn run(args: RunArgs) -> Result<u8> {
                 control: args.split.control.clone(),
             };
             let live = current.lock().expect("live lock").clone();
-            let run = crate::workers::coordinate(scenario, &opts, live, &target, |line| eprintln!("{line}")).await?;
-            (run.report, run.workers)
+            match crate::workers::coordinate(scenario, &opts, live, &target, |line| eprintln!("{line}")).await {
+                Ok(run) => (run.report, run.workers),
+                Err(e) if matches!(e.downcast_ref(), Some(WorkerError::Interrupted)) => {
+                    eprintln!("eventbench: {e}");
+                    return Ok(EXIT_INTERRUPTED);
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
     drop(target);

@@ -71,6 +71,9 @@ fn two_workers_add_up_exactly_like_one_process() {
     assert!(b.clock_uncertainty_us > 0.0 && b.clock_uncertainty_us < 20_000.0, "{}", b.clock_uncertainty_us);
     assert!(b.latency_below_uncertainty <= b.delivered);
     assert!(b.p50_us > 0.0 && b.p50_us <= b.p99_us, "{b:?}");
+    // Clocks a second apart (or an epoch taken for another) would show here.
+    assert!(b.max_us < 1e6, "a latency of {} µs between processes on one host", b.max_us);
+    assert!(b.latency_below_uncertainty * 2 < b.delivered, "most latencies are above the clocks' uncertainty: {b:?}");
 
     let workers: Vec<WorkerRow> = rows(&two.join("workers.csv"));
     assert_eq!(workers.len(), 2);
@@ -193,4 +196,44 @@ fn a_worker_that_dies_fails_the_run_by_name_and_takes_nothing_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(control_keys(&redis).is_empty(), "control keys left: {:?}", control_keys(&redis));
+}
+
+#[test]
+fn a_worker_started_by_hand_joins_with_the_line_the_coordinator_prints() {
+    let redis = RedisServer::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let mut coordinator = bin()
+        .args(["run", "--url", &redis.url(), "--workers", "2", "--spawn", "1", "--consumers", "2"])
+        .args(["--rate", "2000", "--duration", "1s", "--warmup", "300ms", "--drain", "1s", "--quiet", "--out"])
+        .arg(&dir)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first line on stderr is the command that joins the run.
+    let mut stderr = std::io::BufReader::new(coordinator.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    let command = line.rsplit(": ").next().unwrap_or_default();
+    let args: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(&args[..2], ["eventbench", "worker"], "{line}");
+    let worker = bin().args(&args[1..]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let by_hand = worker.id();
+    let worker = worker.wait_with_output().unwrap();
+    assert_eq!(worker.status.code(), Some(0), "{}", common::stderr(&worker));
+    let status = common::wait_exit(&mut coordinator, Duration::from_secs(20));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    let (s, _) = assert_accounted(&dir);
+    assert_eq!((s.status.as_str(), s.sent, s.delivered, s.lost), ("ok", 2000, 4000, 0), "{s:?}");
+    let workers: Vec<WorkerRow> = rows(&dir.join("workers.csv"));
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|w| w.status == "ok"), "{workers:?}");
+    assert_eq!(
+        workers.iter().filter(|w| w.pid == by_hand).count(),
+        1,
+        "the worker started by hand ran a share: {workers:?}"
+    );
 }

@@ -54,6 +54,8 @@ pub enum WorkerError {
     Missing(String),
     #[error("worker {who} failed: {message}")]
     Failed { who: String, message: String },
+    #[error("interrupted before the run started; nothing was measured")]
+    Interrupted,
     #[error("the control Redis: {0}")]
     Control(#[from] redis::RedisError),
 }
@@ -472,7 +474,7 @@ impl Steps<'_> {
                 self.ctl.request_stop().await?;
                 stop_sent = true;
                 if step != Step::Publish {
-                    return Err(WorkerError::Missing("interrupted before the run started".into()));
+                    return Err(WorkerError::Interrupted);
                 }
             }
             if Instant::now() > deadline {
