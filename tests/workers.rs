@@ -159,17 +159,24 @@ fn alive(pid: i32) -> bool {
     !state.is_empty() && !state.contains(") Z ")
 }
 
+/// Starts `eventbench run --url <redis> --quiet --out <dir>` with `args`, stderr piped, in the background.
+fn coordinator(redis: &RedisServer, dir: &Path, args: &[&str]) -> std::process::Child {
+    bin()
+        .args(["run", "--url", &redis.url(), "--quiet", "--out"])
+        .arg(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_worker_that_dies_fails_the_run_by_name_and_takes_nothing_with_it() {
     let redis = RedisServer::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let mut coordinator = bin()
-        .args(["run", "--url", &redis.url(), "--workers", "2", "--duration", "5s", "--quiet", "--out"])
-        .arg(&dir)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut coordinator = coordinator(&redis, &dir, &["--workers", "2", "--duration", "5s"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let workers = loop {
         let pids = children_of(coordinator.id());
@@ -203,14 +210,8 @@ fn a_worker_started_by_hand_joins_with_the_line_the_coordinator_prints() {
     let redis = RedisServer::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let mut coordinator = bin()
-        .args(["run", "--url", &redis.url(), "--workers", "2", "--spawn", "1", "--consumers", "2"])
-        .args(["--rate", "2000", "--duration", "1s", "--warmup", "300ms", "--drain", "1s", "--quiet", "--out"])
-        .arg(&dir)
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let split = ["--workers", "2", "--spawn", "1", "--consumers", "2", "--rate", "2000", "--duration", "1s"];
+    let mut coordinator = coordinator(&redis, &dir, &[&split[..], &["--warmup", "300ms", "--drain", "1s"]].concat());
     // The first line on stderr is the command that joins the run.
     let mut stderr = std::io::BufReader::new(coordinator.stderr.take().unwrap());
     let mut line = String::new();
