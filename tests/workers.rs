@@ -86,6 +86,12 @@ fn two_workers_add_up_exactly_like_one_process() {
         assert!(w.clock_offset_us.abs() <= w.clock_uncertainty_us, "{w:?}");
     }
     assert!(!one.join("workers.csv").exists(), "workers.csv only for runs with workers");
+    let page = std::fs::read_to_string(two.join("report.html")).unwrap();
+    assert!(page.contains("2 processes ran the swarm") && page.contains("href=\"workers.csv\""), "report.html");
+    assert!(!std::fs::read_to_string(one.join("report.html")).unwrap().contains("workers.csv"));
+    let rebuilt = eventbench(&["report", two.to_str().unwrap()]);
+    assert_eq!(rebuilt.status.code(), Some(0), "{}", stderr(&rebuilt));
+    assert_eq!(std::fs::read_to_string(two.join("report.html")).unwrap(), page, "rebuilt from the files alone");
     assert!(control_keys(&redis).is_empty(), "control keys left: {:?}", control_keys(&redis));
 }
 
