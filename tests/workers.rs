@@ -213,11 +213,12 @@ fn a_worker_that_dies_fails_the_run_by_name_and_takes_nothing_with_it() {
 
 #[test]
 fn a_worker_started_by_hand_joins_with_the_line_the_coordinator_prints() {
-    let redis = RedisServer::start(&[]);
+    let (redis, control) = (RedisServer::start(&[]), RedisServer::start(&[]));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let split = ["--workers", "2", "--spawn", "1", "--consumers", "2", "--rate", "2000", "--duration", "1s"];
-    let mut coordinator = coordinator(&redis, &dir, &[&split[..], &["--warmup", "300ms", "--drain", "1s"]].concat());
+    let timing = ["--warmup", "300ms", "--drain", "1s", "--control", &control.url()];
+    let mut coordinator = coordinator(&redis, &dir, &[&split[..], &timing].concat());
     // The first line on stderr is the command that joins the run.
     let mut stderr = std::io::BufReader::new(coordinator.stderr.take().unwrap());
     let mut line = String::new();
@@ -225,6 +226,9 @@ fn a_worker_started_by_hand_joins_with_the_line_the_coordinator_prints() {
     let command = line.rsplit(": ").next().unwrap_or_default();
     let args: Vec<&str> = command.split_whitespace().collect();
     assert_eq!(&args[..2], ["eventbench", "worker"], "{line}");
+    assert_eq!(args[3].trim_end_matches('/'), control.url(), "the processes meet on --control: {line}");
+    assert!(control_keys(&control).iter().any(|k| k.ends_with(":plan")), "the plan is on the control Redis");
+    assert!(control_keys(&redis).is_empty(), "nothing of the control plane on the target");
     let worker = bin().args(&args[1..]).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let by_hand = worker.id();
     let worker = worker.wait_with_output().unwrap();
@@ -243,4 +247,5 @@ fn a_worker_started_by_hand_joins_with_the_line_the_coordinator_prints() {
         1,
         "the worker started by hand ran a share: {workers:?}"
     );
+    assert!(control_keys(&control).is_empty(), "control keys left: {:?}", control_keys(&control));
 }
