@@ -76,14 +76,7 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
     let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
-    if !keys.is_empty() {
-        // The run's streams hold every message it sent: delete them (best effort).
-        if let Ok(mut con) = control.connect().await {
-            let mut args: Vec<&[u8]> = vec![b"DEL"];
-            args.extend(keys.iter().map(|k| k.as_bytes()));
-            let _ = con.query(&args, "DEL").await;
-        }
-    }
+    delete_streams(&control, &keys).await;
     if !target.is_private() {
         // A user's Redis gets its settings back; a private one is about to stop anyway.
         let restore = config.restore(&control);
@@ -108,7 +101,7 @@ pub(crate) async fn transport_on(scenario: &Scenario, url: &str, nonce: &str) ->
     let url = effective_url(scenario, shown)?;
     let endpoint = endpoint(&url, scenario, shown)?;
     check_reachable(&endpoint, shown).await?;
-    let names: Vec<String> = (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect();
+    let names = channel_names(nonce, scenario.channels);
     let control = endpoint.clone();
     let transport = match scenario.transport {
         TransportKind::Pubsub => Transport::PubSub(PubSub {
@@ -147,6 +140,23 @@ pub(crate) async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
         tokio::time::sleep(left.min(Duration::from_millis(50))).await;
     }
     before.share_pct(&sys::CpuSample::now(now()), sys::cpus_available())
+}
+
+/// The run's channels (Pub/Sub) or stream keys (Streams).
+pub(crate) fn channel_names(nonce: &str, channels: u32) -> Vec<String> {
+    (0..channels).map(|c| format!("eventbench:{nonce}:{c}")).collect()
+}
+
+/// The run's streams hold every message it sent: delete them (best effort).
+pub(crate) async fn delete_streams(endpoint: &Endpoint, keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    if let Ok(mut con) = endpoint.connect().await {
+        let mut args: Vec<&[u8]> = vec![b"DEL"];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        let _ = con.query(&args, "DEL").await;
+    }
 }
 
 /// What the CPU meter measured, once the swarm has returned. The swarm can

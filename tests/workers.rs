@@ -123,6 +123,25 @@ fn a_disconnect_across_workers_is_lost_exactly_as_publish_counts_it() {
 }
 
 #[test]
+fn streams_split_over_workers_keep_what_absent_consumers_miss() {
+    let redis = RedisServer::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let flags = ["--transport", "streams", "--consumers", "4", "--rate", "4000", "--duration", "3s", "--workers", "2"];
+    let (code, err, _) = run(&redis, &dir, &[&flags[..], &["--disconnect", "50%@1s+1s"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    let (s, consumers) = assert_accounted(&dir);
+    assert_eq!(s.status, "ok", "{}", s.reason);
+    assert_eq!((s.sent, s.expected, s.delivered, s.lost), (12_000, 48_000, 48_000, 0), "{s:?}");
+    assert_eq!(consumers.iter().map(|c| c.disconnects).sum::<u64>(), 2);
+    // One worker samples the backlog for all: the two absent groups' second, not twice that.
+    assert!((2_000..12_000).contains(&s.backlog_max), "backlog max {}", s.backlog_max);
+    assert!(s.max_us > 500_000.0, "the absent consumers' entries waited for them: {s:?}");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("eventbench:*").query(&mut redis.client()).unwrap();
+    assert!(keys.is_empty(), "the run's streams and control keys are deleted: {keys:?}");
+}
+
+#[test]
 fn bad_worker_input_is_one_line_and_exit_code_2() {
     let redis = RedisServer::start(&[]);
     let url = redis.url();
@@ -138,7 +157,11 @@ fn bad_worker_input_is_one_line_and_exit_code_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--workers", "0", "--url", &url], "--workers must be at least 1"),
         (&["run", "--workers", "2", "--spawn", "3", "--url", &url], "--spawn"),
-        (&["run", "--workers", "2", "--transport", "streams", "--url", &url], "one process"),
+        (
+            &["run", "--workers", "2", "--transport", "streams", "--groups", "2", "--consumers", "4", "--url", &url],
+            "one process",
+        ),
+        (&["run", "--workers", "2", "--transport", "streams", "--replay-at", "1s", "--url", &url], "one process"),
         (&["compare", "--workers", "2", "--url", &url], "`eventbench run` only"),
         (&["worker", "--control", &closed, "--run", "r"], "cannot reach"),
         (&["worker", "--control", &url, "--run", "old"], "does not match the coordinator's"),

@@ -221,6 +221,10 @@ struct Shared {
     /// In a run shared by several processes: the producers this one runs
     /// (the others' positions come from their schedule).
     local_producers: Option<std::ops::Range<u32>>,
+    /// Streams: the groups (accounting units) this process reports.
+    local_units: std::ops::Range<u32>,
+    /// Whether this process samples the backlog and runs the replay group (one process of a run does).
+    side_tasks: bool,
     abort_notify: Notify,
 }
 
@@ -249,9 +253,8 @@ impl Shared {
     /// The producers' progress, indexed like a consumer's ledgers.
     fn positions(&self) -> Vec<u64> {
         let mut positions: Vec<u64> = self.progress.iter().map(|p| p.load(Relaxed)).collect();
-        let (Some(local), Some((warmup_start, window))) = (&self.local_producers, *self.start.borrow()) else {
-            return positions;
-        };
+        let Some(local) = &self.local_producers else { return positions };
+        let Some((warmup_start, window)) = *self.start.borrow() else { return positions };
         // Each worker's clock may be off by its offset's uncertainty: place the
         // boundary a little late, so that a message lost while unsubscribed is never taken for another loss.
         let (s, now) = (&self.scenario, self.clock.now_ns() + share::POSITION_SLACK_NS);
@@ -340,6 +343,7 @@ pub async fn run_share(
     }
 
     let shared_run = share.is_some();
+    let side_tasks = share.as_ref().is_none_or(|s| s.side_tasks);
     let (clock, ready_tx, start_at, measured_tx, all_measured) = match share {
         Some(s) => (s.clock, Some(s.ready), Some(s.start), Some(s.measured), Some(s.all_measured)),
         None => (Clock::start(), None, None, None, None),
@@ -365,6 +369,9 @@ pub async fn run_share(
         abort: Mutex::new(None),
         abort_notify: Notify::new(),
         local_producers: shared_run.then(|| producer_ids.clone()),
+        // A split run has one group per consumer (see workers::check).
+        local_units: if shared_run { consumer_ids.clone() } else { 0..streams::unit_count(scenario) },
+        side_tasks,
     });
 
     let handles: Vec<_> = assignments

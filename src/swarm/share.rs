@@ -26,6 +26,8 @@ pub struct Share {
     pub measured: oneshot::Sender<Vec<u64>>,
     /// All processes' measured messages per channel, once every one has told its own.
     pub all_measured: oneshot::Receiver<Vec<u64>>,
+    /// Streams: whether this process samples the backlog (one process of a run does, for all).
+    pub side_tasks: bool,
 }
 
 /// How much later than its own clock says a worker reads another's schedule:

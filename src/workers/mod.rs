@@ -195,6 +195,7 @@ async fn run_share(
         start: start_rx,
         measured: measured_tx,
         all_measured: all_rx,
+        side_tasks: index == 0,
     };
     let steps = tokio::spawn(follow(ctl.clone(), index, plan.workers, ready_rx, start_tx, measured_rx, all_tx));
     let stop = tokio::spawn(forward_stop(ctl.clone(), live.clone()));
@@ -326,6 +327,9 @@ pub async fn coordinate(
     }
     .await;
     let _ = ctl.delete().await;
+    if scenario.transport == TransportKind::Streams {
+        crate::delete_streams(&endpoint, &crate::channel_names(&plan.nonce, scenario.channels)).await;
+    }
     if !target.is_private() {
         let restore = config.restore(&endpoint);
         let _ = tokio::time::timeout(Duration::from_secs(2), restore).await;
@@ -344,8 +348,10 @@ fn check(scenario: &Scenario, opts: &Coordination) -> Result<(), ScenarioError> 
     if opts.spawn > opts.workers {
         return Err(invalid("--spawn cannot start more workers than --workers"));
     }
-    if scenario.transport == TransportKind::Streams {
-        return Err(invalid("--transport streams runs in one process only (its consumer groups are not split yet)"));
+    if scenario.transport == TransportKind::Streams && (scenario.groups > 0 || scenario.replay_at.is_some()) {
+        return Err(invalid(
+            "--groups and --replay-at run in one process only (a group's members are not split over workers yet)",
+        ));
     }
     Ok(())
 }
