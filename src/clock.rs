@@ -48,11 +48,13 @@ impl Clock {
     /// processes share: each gives the same instant, corrected by its own
     /// offset to a common reference. The wall clock is read only here; time
     /// is still counted on the monotonic clock, which NTP cannot step.
-    pub fn at_wall_clock(epoch_unix_ns: u64) -> Clock {
+    /// `None` if that instant lies ahead, or before this host's monotonic
+    /// clock began (at boot).
+    pub fn at_wall_clock(epoch_unix_ns: u64) -> Option<Clock> {
         let (now, mono, wall) = (Instant::now(), monotonic_ns(), realtime_ns());
-        let since = Duration::from_nanos(wall.saturating_sub(epoch_unix_ns));
-        let epoch = now.checked_sub(since).unwrap_or(now);
-        Clock { epoch, epoch_mono_ns: mono.saturating_sub((now - epoch).as_nanos() as u64) }
+        let since = Duration::from_nanos(wall.checked_sub(epoch_unix_ns)?);
+        let epoch = now.checked_sub(since)?;
+        Some(Clock { epoch, epoch_mono_ns: mono.checked_sub(since.as_nanos() as u64)? })
     }
 
     /// Nanoseconds since the epoch.
@@ -228,7 +230,8 @@ mod tests {
     #[test]
     fn a_wall_clock_epoch_counts_from_that_instant() {
         let ago = realtime_ns() - 2_000_000_000;
-        let clock = Clock::at_wall_clock(ago);
+        let clock = Clock::at_wall_clock(ago).unwrap();
+        assert!(Clock::at_wall_clock(realtime_ns() + 1_000_000_000).is_none(), "an epoch ahead is refused");
         let now = clock.now_ns();
         assert!((2_000_000_000..2_050_000_000).contains(&now), "{now} ns since an epoch 2 s ago");
         let mono_now = monotonic_ns();

@@ -3,7 +3,7 @@
 
 mod common;
 use common::{assert_whole_run_dir, bin, eventbench, stderr, RedisServer};
-use eventbench::report::rows::{ConsumerRow, SummaryRow, WorkerRow};
+use eventbench::report::rows::{ConsumerRow, SummaryRow, TimeseriesRow, WorkerRow};
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,8 +15,12 @@ fn rows<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
 /// Runs `eventbench run` against `redis` with `extra` flags into `dir`; returns the exit code, stderr and stdout.
 fn run(redis: &RedisServer, dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
     let url = redis.url();
-    let mut args = vec!["run", "--url", &url, "--warmup", "300ms", "--drain", "1s", "--quiet"];
-    args.extend(["--out", dir.to_str().unwrap()]);
+    let mut args = vec!["run", "--url", &url, "--quiet", "--out", dir.to_str().unwrap()];
+    for default in [["--warmup", "300ms"], ["--drain", "1s"]] {
+        if !extra.contains(&default[0]) {
+            args.extend(default);
+        }
+    }
     args.extend(extra);
     let out = eventbench(&args);
     (out.status.code(), stderr(&out), common::stdout(&out))
@@ -73,7 +77,6 @@ fn two_workers_add_up_exactly_like_one_process() {
     assert!(b.p50_us > 0.0 && b.p50_us <= b.p99_us, "{b:?}");
     // Clocks a second apart (or an epoch taken for another) would show here.
     assert!(b.max_us < 1e6, "a latency of {} µs between processes on one host", b.max_us);
-    assert!(b.latency_below_uncertainty * 2 < b.delivered, "most latencies are above the clocks' uncertainty: {b:?}");
 
     let workers: Vec<WorkerRow> = rows(&two.join("workers.csv"));
     assert_eq!(workers.len(), 2);
@@ -127,15 +130,19 @@ fn streams_split_over_workers_keep_what_absent_consumers_miss() {
     let redis = RedisServer::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let flags = ["--transport", "streams", "--consumers", "4", "--rate", "4000", "--duration", "3s", "--workers", "2"];
-    let (code, err, _) = run(&redis, &dir, &[&flags[..], &["--disconnect", "50%@1s+1s"]].concat());
+    let flags = ["--transport", "streams", "--consumers", "4", "--rate", "2000", "--duration", "3s", "--workers", "2"];
+    // Every consumer (two in each worker) away from 0.5 s to 1.5 s.
+    let (code, err, _) = run(&redis, &dir, &[&flags[..], &["--disconnect", "100%@500ms+1s", "--drain", "3s"]].concat());
     assert_eq!(code, Some(0), "{err}");
     let (s, consumers) = assert_accounted(&dir);
     assert_eq!(s.status, "ok", "{}", s.reason);
-    assert_eq!((s.sent, s.expected, s.delivered, s.lost), (12_000, 48_000, 48_000, 0), "{s:?}");
-    assert_eq!(consumers.iter().map(|c| c.disconnects).sum::<u64>(), 2);
-    // One worker samples the backlog for all: the two absent groups' second, not twice that.
-    assert!((2_000..12_000).contains(&s.backlog_max), "backlog max {}", s.backlog_max);
+    assert_eq!((s.sent, s.expected, s.delivered, s.lost), (6_000, 24_000, 24_000, 0), "{s:?}");
+    assert_eq!(consumers.iter().map(|c| c.disconnects).sum::<u64>(), 4);
+    // One worker samples the backlog for all: at the end of second 0, mid-outage, 4 groups
+    // × 0.5 s × 2,000/s = 4,000 entries wait (plus what the consumers held unacknowledged,
+    // and more if the sample is late); a sampler in each worker would say at least 8,000.
+    let seconds: Vec<TimeseriesRow> = rows(&dir.join("timeseries.csv"));
+    assert!((3_000..8_000).contains(&seconds[0].backlog), "backlog mid-outage {}", seconds[0].backlog);
     assert!(s.max_us > 500_000.0, "the absent consumers' entries waited for them: {s:?}");
     let keys: Vec<String> = redis::cmd("KEYS").arg("eventbench:*").query(&mut redis.client()).unwrap();
     assert!(keys.is_empty(), "the run's streams and control keys are deleted: {keys:?}");

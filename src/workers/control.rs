@@ -213,26 +213,6 @@ impl Control {
         Ok(secs * 1_000_000_000 + micros * 1_000)
     }
 
-    /// This host's wall clock against Redis's: `rounds` round trips of `TIME`,
-    /// keeping the tightest. Redis answered somewhere within that round trip,
-    /// so the offset is taken at its middle and is right to within half of it
-    /// (plus `TIME`'s resolution, 1 µs).
-    pub async fn measure_offset(&mut self, rounds: u32) -> R<(i64, u64)> {
-        let mut best: Option<(u64, i64)> = None;
-        for _ in 0..rounds.max(1) {
-            let before = crate::clock::realtime_ns();
-            let server = self.server_time_ns().await?;
-            let after = crate::clock::realtime_ns();
-            let rtt = after.saturating_sub(before);
-            let offset = server as i64 - (before + rtt / 2) as i64;
-            if best.is_none_or(|(b, _)| rtt < b) {
-                best = Some((rtt, offset));
-            }
-        }
-        let (rtt, offset) = best.expect("at least one round");
-        Ok((offset, rtt / 2 + 1_000))
-    }
-
     /// Deletes every key of the run.
     pub async fn delete(&mut self) -> R<()> {
         let names = ["plan", "workers", "ready", "start", "measured", "results", "stop"];

@@ -22,7 +22,9 @@ pub mod merge;
 use crate::report::rows::WorkerRow;
 use crate::scenario::{Password, ScenarioError, TransportKind};
 use crate::swarm::{Live, Share, SwarmOutput};
-use crate::target::{Target, TargetError};
+use crate::target::{RedisUrl, Target, TargetError};
+use crate::transport::conn::Endpoint;
+use crate::transport::TransportError;
 use crate::{RunReport, Scenario};
 use anyhow::{Context, Result};
 use control::{Control, Plan, Registration, WorkerResult};
@@ -98,12 +100,17 @@ fn ids(r: &Range<u32>) -> String {
 
 /// A client for the control Redis at `url`; a masked or missing password is `password`.
 fn control_client(url: &str, password: Option<&str>) -> Result<redis::Client, TargetError> {
+    crate::redis_client(&control_url(url, password)?, &Scenario::default(), url)
+}
+
+/// The control Redis's address and credentials; a masked or missing password is `password`.
+fn control_url(url: &str, password: Option<&str>) -> Result<RedisUrl, TargetError> {
     let mut parsed = crate::target::parse_url(url)
         .map_err(|message| TargetError::Unreachable { url: crate::target::redact_url(url), message })?;
     if parsed.password.as_deref().is_none_or(|p| p == crate::target::MASK) {
         parsed.password = password.map(str::to_owned);
     }
-    crate::redis_client(&parsed, &Scenario::default(), url)
+    Ok(parsed)
 }
 
 async fn connect_control(client: &redis::Client, url: &str, run: &str, timeout: Duration) -> Result<Control> {
@@ -112,11 +119,46 @@ async fn connect_control(client: &redis::Client, url: &str, run: &str, timeout: 
     })
 }
 
+/// This host's wall clock against the control Redis's: `rounds` round trips
+/// of `TIME` on a plain connection of its own (no multiplexer in between),
+/// keeping the tightest; on a busy machine, up to ten times as many (within
+/// a second) while the tightest is over a millisecond. Redis read its clock somewhere within that round
+/// trip, so the offset is taken at its middle and is right to within half of
+/// it, plus `TIME`'s resolution (1 µs). Returns (offset, uncertainty) in ns.
+async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), TransportError> {
+    let mut conn = endpoint.connect().await?;
+    let mut best: Option<(u64, i64)> = None;
+    let started = Instant::now();
+    let mut round = 0;
+    while round < rounds.max(1)
+        || (best.is_some_and(|(rtt, _)| rtt > 1_000_000)
+            && round < rounds * 10
+            && started.elapsed() < Duration::from_secs(1))
+    {
+        round += 1;
+        let before = crate::clock::realtime_ns();
+        let reply = conn.query(&[b"TIME"], "TIME").await?;
+        let after = crate::clock::realtime_ns();
+        let number = |i: usize| reply.get(i).and_then(|t| t.parse::<u64>().ok());
+        let (Some(secs), Some(micros)) = (number(0), number(1)) else {
+            return Err(TransportError::Refused { what: "TIME", message: format!("unexpected reply {reply:?}") });
+        };
+        let rtt = after.saturating_sub(before);
+        let offset = (secs * 1_000_000_000 + micros * 1_000) as i64 - (before + rtt / 2) as i64;
+        if best.is_none_or(|(b, _)| rtt < b) {
+            best = Some((rtt, offset));
+        }
+    }
+    let (rtt, offset) = best.expect("at least one round");
+    Ok((offset, rtt / 2 + 1_000))
+}
+
 /// `eventbench worker`: joins run `run` on the control Redis at `control`,
 /// runs its share and publishes what it measured. A failure after joining is
 /// published too, so the coordinator can name it.
 pub async fn work(control: &str, run: &str, password: Option<String>, live: Arc<Live>) -> Result<()> {
-    let client = control_client(control, password.as_deref())?;
+    let address = control_url(control, password.as_deref())?;
+    let client = crate::redis_client(&address, &Scenario::default(), control)?;
     let mut ctl = connect_control(&client, control, run, Duration::from_secs(5)).await?;
     let deadline = Instant::now() + PLAN_WAIT;
     let plan = loop {
@@ -141,7 +183,10 @@ pub async fn work(control: &str, run: &str, password: Option<String>, live: Arc<
         scenario.password = Some(Password(p));
     }
     scenario.validate()?;
-    let (offset_ns, uncertainty_ns) = ctl.measure_offset(OFFSET_ROUNDS).await.map_err(WorkerError::from)?;
+    let endpoint = crate::endpoint(&address, &Scenario::default(), control)?;
+    let (offset_ns, uncertainty_ns) = measure_offset(&endpoint, OFFSET_ROUNDS).await.map_err(|e| {
+        WorkerError::Failed { who: "clock".into(), message: format!("measuring the clock offset: {e}") }
+    })?;
     let me = Registration {
         host: hostname(),
         pid: std::process::id(),
@@ -190,7 +235,10 @@ async fn run_share(
     let share = Share {
         producers,
         consumers,
-        clock: crate::clock::Clock::at_wall_clock(epoch),
+        clock: crate::clock::Clock::at_wall_clock(epoch).ok_or_else(|| WorkerError::Failed {
+            who: index.to_string(),
+            message: "the run's epoch lies ahead of this host's clock, or before it booted".into(),
+        })?,
         ready: ready_tx,
         start: start_rx,
         measured: measured_tx,
