@@ -232,8 +232,14 @@ mod tests {
         let ago = realtime_ns() - 2_000_000_000;
         let clock = Clock::at_wall_clock(ago).unwrap();
         assert!(Clock::at_wall_clock(realtime_ns() + 1_000_000_000).is_none(), "an epoch ahead is refused");
+        // Bracketed by the wall clock, so that a stalled thread cannot fail it.
+        let before = realtime_ns() - ago;
         let now = clock.now_ns();
-        assert!((2_000_000_000..2_050_000_000).contains(&now), "{now} ns since an epoch 2 s ago");
+        let after = realtime_ns() - ago;
+        assert!(
+            before - 1_000_000 <= now && now <= after + 1_000_000,
+            "{now} ns since the epoch, not in [{before}, {after}]"
+        );
         let mono_now = monotonic_ns();
         let diff = (mono_now - clock.epoch_mono_ns) as i64 - clock.now_ns() as i64;
         assert!(diff.abs() < 5_000_000, "timerfd deadlines agree with now_ns ({diff} ns)");
