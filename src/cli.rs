@@ -168,9 +168,9 @@ pub struct WorkerArgs {
     /// The control Redis the coordinator printed, redis://host:port.
     #[arg(long, value_name = "URL")]
     pub control: String,
-    /// The run to join, as the coordinator printed it.
+    /// The run to join, as the coordinator printed it (default: the only run waiting for workers).
     #[arg(long, value_name = "RUN")]
-    pub run: String,
+    pub run: Option<String>,
     /// Password of the Redis under test (and of the control Redis if its URL has none).
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
     pub password: Option<String>,

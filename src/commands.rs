@@ -293,7 +293,7 @@ async fn worker(args: WorkerArgs) -> Result<u8> {
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let live = current.lock().expect("live lock").clone();
-    crate::workers::work(&args.control, &args.run, args.password, live).await?;
+    crate::workers::work(&args.control, args.run.as_deref(), args.password, live).await?;
     Ok(0)
 }
 

@@ -172,11 +172,16 @@ fn bad_worker_input_is_one_line_and_exit_code_2() {
         (&["compare", "--workers", "2", "--url", &url], "`eventbench run` only"),
         (&["worker", "--control", &closed, "--run", "r"], "cannot reach"),
         (&["worker", "--control", &url, "--run", "old"], "does not match the coordinator's"),
+        // Without --run: the only run waiting for workers, here that one.
+        (&["worker", "--control", &url], "does not match the coordinator's"),
         (&["worker", "--control", &url, "--run", "nothing-here"], "no run nothing-here"),
     ];
     for (args, needle) in cases {
         common::assert_bad_input(args, needle);
     }
+    let _: () =
+        redis::cmd("SET").arg("eventbench:ctl:old2:plan").arg(plan.to_string()).query(&mut redis.client()).unwrap();
+    common::assert_bad_input(&["worker", "--control", &url], "several runs wait for workers on");
 }
 
 /// The pids in `/proc/<pid>/task/*/children`.

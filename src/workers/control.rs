@@ -84,6 +84,39 @@ fn parse<T: DeserializeOwned>(what: &str, text: &str) -> R<T> {
     })
 }
 
+/// The runs on the control Redis that are still waiting for workers (planned, not started).
+pub async fn waiting_runs(client: &redis::Client, timeout: Duration) -> R<Vec<String>> {
+    let config = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(timeout));
+    let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
+    let mut runs = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("eventbench:ctl:*:plan")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut con)
+            .await?;
+        for key in keys {
+            let Some(run) = key.strip_prefix("eventbench:ctl:").and_then(|k| k.strip_suffix(":plan")) else { continue };
+            let started: bool =
+                redis::cmd("EXISTS").arg(format!("eventbench:ctl:{run}:start")).query_async(&mut con).await?;
+            if !started {
+                runs.push(run.to_string());
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    runs.sort();
+    runs.dedup();
+    Ok(runs)
+}
+
 impl Control {
     /// Connects within `timeout`; the keys live for `ttl` after each write.
     pub async fn connect(client: &redis::Client, run: &str, timeout: Duration, ttl: Duration) -> R<Control> {

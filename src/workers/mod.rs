@@ -48,8 +48,10 @@ const PLAN_WAIT: Duration = Duration::from_secs(3);
 pub enum WorkerError {
     #[error("worker version {worker} does not match the coordinator's {coordinator}; run the same eventbench build on every host")]
     Version { worker: String, coordinator: String },
-    #[error("no run {run} on the control Redis {url} (not started yet, or over)")]
-    NoRun { run: String, url: String },
+    #[error("no run {} on the control Redis {url} (not started yet, or over)", run.as_deref().unwrap_or("waiting for workers"))]
+    NoRun { run: Option<String>, url: String },
+    #[error("several runs wait for workers on {url}: {}; choose one with --run", runs.join(", "))]
+    Several { runs: Vec<String>, url: String },
     #[error("run {run} already has its {workers} workers")]
     Full { run: String, workers: u32 },
     #[error("{0}")]
@@ -65,7 +67,13 @@ pub enum WorkerError {
 impl WorkerError {
     /// Whether the user has to fix the command (exit code 2) rather than the run failing.
     pub fn is_usage(&self) -> bool {
-        matches!(self, WorkerError::Version { .. } | WorkerError::NoRun { .. } | WorkerError::Full { .. })
+        matches!(
+            self,
+            WorkerError::Version { .. }
+                | WorkerError::NoRun { .. }
+                | WorkerError::Several { .. }
+                | WorkerError::Full { .. }
+        )
     }
 }
 
@@ -153,12 +161,34 @@ async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), 
     Ok((offset, rtt / 2 + 1_000))
 }
 
-/// `eventbench worker`: joins run `run` on the control Redis at `control`,
-/// runs its share and publishes what it measured. A failure after joining is
-/// published too, so the coordinator can name it.
-pub async fn work(control: &str, run: &str, password: Option<String>, live: Arc<Live>) -> Result<()> {
+/// The run a worker started without `--run` joins: the only one waiting for workers.
+async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
+    let url = crate::target::redact_url(control);
+    let deadline = Instant::now() + PLAN_WAIT;
+    loop {
+        let mut runs = control::waiting_runs(client, Duration::from_secs(5))
+            .await
+            .map_err(|e| TargetError::Unreachable { url: url.clone(), message: format!("control Redis: {e}") })?;
+        match runs.len() {
+            1 => return Ok(runs.remove(0)),
+            0 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            0 => return Err(WorkerError::NoRun { run: None, url }.into()),
+            _ => return Err(WorkerError::Several { runs, url }.into()),
+        }
+    }
+}
+
+/// `eventbench worker`: joins run `run` (or the only one waiting for workers)
+/// on the control Redis at `control`, runs its share and publishes what it
+/// measured. A failure after joining is published too, so the coordinator can name it.
+pub async fn work(control: &str, run: Option<&str>, password: Option<String>, live: Arc<Live>) -> Result<()> {
     let address = control_url(control, password.as_deref())?;
     let client = crate::redis_client(&address, &Scenario::default(), control)?;
+    let run = match run {
+        Some(run) => run.to_string(),
+        None => find_run(&client, control).await?,
+    };
+    let run = run.as_str();
     let mut ctl = connect_control(&client, control, run, Duration::from_secs(5)).await?;
     let deadline = Instant::now() + PLAN_WAIT;
     let plan = loop {
@@ -167,7 +197,7 @@ pub async fn work(control: &str, run: &str, password: Option<String>, live: Arc<
         }
         if Instant::now() > deadline {
             let url = crate::target::redact_url(control);
-            return Err(WorkerError::NoRun { run: run.into(), url }.into());
+            return Err(WorkerError::NoRun { run: Some(run.into()), url }.into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
