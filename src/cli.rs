@@ -26,6 +26,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Rebuild the plots and report.html of run directories from their files; given several, also compare them.
     Report(ReportArgs),
+    /// Run one share of a run that `eventbench run --workers N` coordinates (on this or another host).
+    Worker(WorkerArgs),
     /// List the shipped scenario files, one line each.
     Scenarios {
         /// Directory to list (default: ./scenarios, else the one shipped with eventbench).
@@ -143,6 +145,35 @@ pub struct RunArgs {
     /// No live progress on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub split: SplitArgs,
+}
+
+/// Running one scenario in several processes.
+#[derive(Debug, Clone, Args)]
+pub struct SplitArgs {
+    /// Split the swarm over N worker processes (this process coordinates and merges).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Of the workers, how many this process starts itself (default: all; the others join with `eventbench worker`).
+    #[arg(long, value_name = "K", requires = "workers")]
+    pub spawn: Option<u32>,
+    /// Redis the processes meet on, redis://host:port (default: the target).
+    #[arg(long, value_name = "URL", requires = "workers")]
+    pub control: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The control Redis the coordinator printed, redis://host:port.
+    #[arg(long, value_name = "URL")]
+    pub control: String,
+    /// The run to join, as the coordinator printed it (default: the only run waiting for workers).
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Password of the Redis under test (and of the control Redis if its URL has none).
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -27,12 +27,34 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// CLOCK_REALTIME in ns since 1970.
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the struct we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 impl Clock {
     /// Starts the run's time base now.
     pub fn start() -> Clock {
         let epoch = Instant::now();
         let mono = monotonic_ns();
         Clock { epoch, epoch_mono_ns: mono.saturating_sub(epoch.elapsed().as_nanos() as u64) }
+    }
+
+    /// A time base whose epoch is the wall-clock instant `epoch_unix_ns`
+    /// (ns since 1970 on this host's CLOCK_REALTIME), for a run that several
+    /// processes share: each gives the same instant, corrected by its own
+    /// offset to a common reference. The wall clock is read only here; time
+    /// is still counted on the monotonic clock, which NTP cannot step.
+    /// `None` if that instant lies ahead, or before this host's monotonic
+    /// clock began (at boot).
+    pub fn at_wall_clock(epoch_unix_ns: u64) -> Option<Clock> {
+        let (now, mono, wall) = (Instant::now(), monotonic_ns(), realtime_ns());
+        let since = Duration::from_nanos(wall.checked_sub(epoch_unix_ns)?);
+        let epoch = now.checked_sub(since)?;
+        Some(Clock { epoch, epoch_mono_ns: mono.checked_sub(since.as_nanos() as u64)? })
     }
 
     /// Nanoseconds since the epoch.
@@ -203,6 +225,24 @@ mod tests {
         }
         late.sort_unstable();
         assert!(late[25] < 20_000, "median lateness {} ns", late[25]);
+    }
+
+    #[test]
+    fn a_wall_clock_epoch_counts_from_that_instant() {
+        let ago = realtime_ns() - 2_000_000_000;
+        let clock = Clock::at_wall_clock(ago).unwrap();
+        assert!(Clock::at_wall_clock(realtime_ns() + 1_000_000_000).is_none(), "an epoch ahead is refused");
+        // Bracketed by the wall clock, so that a stalled thread cannot fail it.
+        let before = realtime_ns() - ago;
+        let now = clock.now_ns();
+        let after = realtime_ns() - ago;
+        assert!(
+            before - 1_000_000 <= now && now <= after + 1_000_000,
+            "{now} ns since the epoch, not in [{before}, {after}]"
+        );
+        let mono_now = monotonic_ns();
+        let diff = (mono_now - clock.epoch_mono_ns) as i64 - clock.now_ns() as i64;
+        assert!(diff.abs() < 5_000_000, "timerfd deadlines agree with now_ns ({diff} ns)");
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! What each subcommand does, between parsing and exit codes.
 
-use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs};
+use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs, WorkerArgs};
 use crate::progress::Progress;
-use crate::report::rows::SummaryRow;
+use crate::report::rows::{SummaryRow, WorkerRow};
 use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
 use crate::scenario::ScenarioError;
 use crate::stats::summary::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::swarm::{Live, Status};
 use crate::target::Target;
+use crate::workers::{Coordination, WorkerError};
 use crate::RunReport;
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
@@ -31,6 +32,7 @@ pub async fn execute(command: Command) -> Result<u8> {
         Command::Run(args) => run(args).await,
         Command::Compare(args) => compare(args).await,
         Command::Report(args) => report(args),
+        Command::Worker(args) => worker(args).await,
         Command::Scenarios { dir } => {
             let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
             let dir = dir.unwrap_or_else(|| if Path::new("scenarios").is_dir() { "scenarios".into() } else { shipped });
@@ -73,10 +75,14 @@ fn on_interrupt(current: Arc<std::sync::Mutex<Arc<Live>>>) -> Result<()> {
     Ok(())
 }
 
-/// Writes a run's files; a second Ctrl-C waits until they are whole.
-fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
+/// Writes a run's files (and `workers.csv` when it had workers); a second
+/// Ctrl-C waits until they are whole.
+fn write_run(report: &RunReport, dir: &Path, workers: &[WorkerRow]) -> Result<()> {
     let _writing = WRITING.lock();
     files::write_run(report, dir)?;
+    if !workers.is_empty() {
+        files::write_csv(&dir.join("workers.csv"), workers)?;
+    }
     // The plots and the page come from the files just written, exactly as
     // `eventbench report` rebuilds them. The data is safe either way, so a
     // problem here is a warning, not a failed run.
@@ -127,13 +133,34 @@ async fn run(args: RunArgs) -> Result<u8> {
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let target = crate::target_for(&scenario)?;
-    let report = run_one(scenario, &target, args.quiet, &current).await?;
+    let (report, workers) = match args.split.workers {
+        None => (run_one(scenario, &target, args.quiet, &current).await?, Vec::new()),
+        Some(workers) => {
+            let opts = Coordination {
+                workers,
+                spawn: args.split.spawn.unwrap_or(workers),
+                control: args.split.control.clone(),
+            };
+            let live = current.lock().expect("live lock").clone();
+            match crate::workers::coordinate(scenario, &opts, live, &target, |line| eprintln!("{line}")).await {
+                Ok(run) => (run.report, run.workers),
+                Err(e) if matches!(e.downcast_ref(), Some(WorkerError::Interrupted)) => {
+                    eprintln!("eventbench: {e}");
+                    return Ok(EXIT_INTERRUPTED);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
     drop(target);
     let dir = match &args.out {
         Some(dir) => dir.clone(),
         None => files::default_dir(Path::new("results"), &report.run_id),
     };
-    write_run(&report, &dir)?;
+    write_run(&report, &dir, &workers)?;
+    if let Some(warning) = clock_warning(&report.summary) {
+        eprintln!("{warning}");
+    }
     match args.format {
         Format::Table => {
             print!("{}", table::render(&report.summary));
@@ -163,6 +190,10 @@ fn check_assertions(report: &RunReport) -> u8 {
 async fn compare(args: CompareArgs) -> Result<u8> {
     let base = args.run.scenario()?;
     check_out(args.run.out.as_ref())?;
+    if args.run.split.workers.is_some() {
+        let message = "--workers applies to `eventbench run` only".into();
+        return Err(ScenarioError::Invalid { key: "workers", message }.into());
+    }
     let scenarios = args
         .transports
         .iter()
@@ -185,7 +216,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         let transport = s.transport.to_string();
         let report = run_one(s, &target, args.run.quiet, &current).await?;
         let dir = root.join(&transport);
-        write_run(&report, &dir)?;
+        write_run(&report, &dir, &[])?;
         code = code.max(exit_code(&report, &dir));
         rows.push(report.summary);
         dirs.push(dir);
@@ -255,6 +286,32 @@ fn usage_or(e: anyhow::Error) -> Result<u8> {
         }
         None => Err(e),
     }
+}
+
+/// `eventbench worker`: one share of a coordinated run; Ctrl-C stops it like a run.
+async fn worker(args: WorkerArgs) -> Result<u8> {
+    let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
+    on_interrupt(current.clone())?;
+    let live = current.lock().expect("live lock").clone();
+    crate::workers::work(&args.control, args.run.as_deref(), args.password, live).await?;
+    Ok(0)
+}
+
+/// When latencies measured across workers' clocks fall below what those clocks can tell apart.
+pub fn clock_warning(s: &SummaryRow) -> Option<String> {
+    if s.latency_below_uncertainty == 0 {
+        return None;
+    }
+    let share = s.latency_below_uncertainty as f64 / s.delivered.max(1) as f64 * 100.0;
+    let share = if share < 0.1 { format!("{share:.3}") } else { format!("{share:.1}") };
+    Some(format!(
+        "eventbench: warning: {} latencies ({share}%) are below the clock uncertainty between workers \
+         (±{:.1} µs, latency_below_uncertainty): they are within what the workers' clocks can tell apart, \
+         not trustworthy one by one{}",
+        s.latency_below_uncertainty,
+        s.clock_uncertainty_us,
+        if s.p50_us < s.clock_uncertainty_us { "; so is the median" } else { "" }
+    ))
 }
 
 /// When eventbench itself may have been the limit of a run: what it saw, and what to do.

@@ -19,6 +19,7 @@ pub mod sys;
 pub mod target;
 pub mod transport;
 pub mod wire;
+pub mod workers;
 
 pub use report::RunReport;
 pub use scenario::Scenario;
@@ -62,57 +63,20 @@ pub fn target_for(scenario: &Scenario) -> Result<Target> {
 /// not used.
 pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Result<RunReport> {
     scenario.validate()?;
-    let url = effective_url(&scenario, target.url())?;
-    let endpoint = endpoint(&url, &scenario, target.url())?;
-    check_reachable(&endpoint, target.url()).await?;
-
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
-    let nonce = run_nonce();
-    let names: Vec<String> = (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect();
-    let control = endpoint.clone();
-    let transport = match scenario.transport {
-        TransportKind::Pubsub => Transport::PubSub(PubSub {
-            endpoint,
-            channels: names,
-            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
-            payload_len: scenario.payload,
-        }),
-        TransportKind::Streams => Transport::Streams(Streams {
-            endpoint,
-            client: Arc::new(redis_client(&url, &scenario, target.url())?),
-            keys: names,
-            payload_len: scenario.payload,
-            maxlen: scenario.maxlen,
-            batch: 256,
-        }),
-    };
+    let (transport, control) = transport_on(&scenario, target.url(), &run_nonce()).await?;
     let config = target::apply_config(&control, target.url(), &scenario.redis_config).await?;
     let keys = match &transport {
         Transport::Streams(t) => t.keys.clone(),
         Transport::PubSub(_) => Vec::new(),
     };
-    let mut meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
+    let meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
     let out = swarm::run(&scenario, transport, live.clone()).await;
-    // The swarm can return within a millisecond of the phase's end, before the
-    // meter's timer fires; a meter still waiting after that never saw the phase end.
-    let cpu_pct = match tokio::time::timeout(Duration::from_millis(200), &mut meter).await {
-        Ok(pct) => pct.unwrap_or(0.0),
-        Err(_) => {
-            meter.abort();
-            0.0
-        }
-    };
+    let cpu_pct = meter_reading(meter).await;
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
     let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
-    if !keys.is_empty() {
-        // The run's streams hold every message it sent: delete them (best effort).
-        if let Ok(mut con) = control.connect().await {
-            let mut args: Vec<&[u8]> = vec![b"DEL"];
-            args.extend(keys.iter().map(|k| k.as_bytes()));
-            let _ = con.query(&args, "DEL").await;
-        }
-    }
+    delete_streams(&control, &keys).await;
     if !target.is_private() {
         // A user's Redis gets its settings back; a private one is about to stop anyway.
         let restore = config.restore(&control);
@@ -129,10 +93,39 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     Ok(report)
 }
 
+/// The swarm's transport on the Redis at `url` (a user's, or the private
+/// server's), its channels or streams named with `nonce`, after checking
+/// that Redis answers; and the endpoint for side connections.
+pub(crate) async fn transport_on(scenario: &Scenario, url: &str, nonce: &str) -> Result<(Transport, Endpoint)> {
+    let shown = url;
+    let url = effective_url(scenario, shown)?;
+    let endpoint = endpoint(&url, scenario, shown)?;
+    check_reachable(&endpoint, shown).await?;
+    let names = channel_names(nonce, scenario.channels);
+    let control = endpoint.clone();
+    let transport = match scenario.transport {
+        TransportKind::Pubsub => Transport::PubSub(PubSub {
+            endpoint,
+            channels: names,
+            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
+            payload_len: scenario.payload,
+        }),
+        TransportKind::Streams => Transport::Streams(Streams {
+            endpoint,
+            client: Arc::new(redis_client(&url, scenario, shown)?),
+            keys: names,
+            payload_len: scenario.payload,
+            maxlen: scenario.maxlen,
+            batch: 256,
+        }),
+    };
+    Ok((transport, control))
+}
+
 /// eventbench's own CPU use over the measured phase, as a percentage of the
 /// CPUs it may use. Watches the run from the side, like the progress view,
 /// and samples getrusage when the phase starts and when it ends (or is stopped).
-async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
+pub(crate) async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
     let (start_ns, end_ns) = loop {
         match (live.measure_start_ns.load(Relaxed), live.measure_end_ns.load(Relaxed)) {
             (0, _) | (_, 0) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -149,8 +142,38 @@ async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
     before.share_pct(&sys::CpuSample::now(now()), sys::cpus_available())
 }
 
+/// The run's channels (Pub/Sub) or stream keys (Streams).
+pub(crate) fn channel_names(nonce: &str, channels: u32) -> Vec<String> {
+    (0..channels).map(|c| format!("eventbench:{nonce}:{c}")).collect()
+}
+
+/// The run's streams hold every message it sent: delete them (best effort).
+pub(crate) async fn delete_streams(endpoint: &Endpoint, keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    if let Ok(mut con) = endpoint.connect().await {
+        let mut args: Vec<&[u8]> = vec![b"DEL"];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        let _ = con.query(&args, "DEL").await;
+    }
+}
+
+/// What the CPU meter measured, once the swarm has returned. The swarm can
+/// return within a millisecond of the phase's end, before the meter's timer
+/// fires; a meter still waiting after that never saw the phase end.
+pub(crate) async fn meter_reading(mut meter: tokio::task::JoinHandle<f64>) -> f64 {
+    match tokio::time::timeout(Duration::from_millis(200), &mut meter).await {
+        Ok(pct) => pct.unwrap_or(0.0),
+        Err(_) => {
+            meter.abort();
+            0.0
+        }
+    }
+}
+
 /// The URL's address and credentials, with `--user` and `--password` laid over them.
-fn effective_url(scenario: &Scenario, url: &str) -> Result<RedisUrl, TargetError> {
+pub(crate) fn effective_url(scenario: &Scenario, url: &str) -> Result<RedisUrl, TargetError> {
     let mut parsed =
         target::parse_url(url).map_err(|message| TargetError::Unreachable { url: target::redact_url(url), message })?;
     if let Some(user) = &scenario.user {
@@ -163,7 +186,7 @@ fn effective_url(scenario: &Scenario, url: &str) -> Result<RedisUrl, TargetError
 }
 
 /// Where the data connections go, with TLS for `rediss://`.
-fn endpoint(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<Endpoint, TargetError> {
+pub(crate) fn endpoint(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<Endpoint, TargetError> {
     let tls = TlsOptions { ca: scenario.tls_ca.clone(), insecure: scenario.tls_insecure };
     Endpoint::new(url, &tls, scenario.connect_timeout)
         .map_err(|cause| TargetError::Tls { url: target::redact_url(shown), cause })
@@ -171,7 +194,7 @@ fn endpoint(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<Endpoint
 
 /// The same address, credentials and TLS settings for the redis crate, which
 /// the Streams consumers and coordinator use.
-fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<redis::Client, TargetError> {
+pub(crate) fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<redis::Client, TargetError> {
     use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
     let (host, port) = (url.host.clone(), url.port);
     let addr = match url.tls {
@@ -205,7 +228,7 @@ fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<redi
 /// address or password fails before the swarm starts, with a clear reason.
 /// All of it within the connect timeout: a server that accepts the connection
 /// but never answers must not hang the run.
-async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), TargetError> {
+pub(crate) async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), TargetError> {
     let url = target::redact_url(url);
     let ping = async {
         let mut conn = endpoint.connect().await?;
@@ -233,7 +256,7 @@ pub fn utc_stamp() -> String {
 }
 
 /// A short token that keeps the channels of concurrent runs apart.
-fn run_nonce() -> String {
+pub(crate) fn run_nonce() -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
     let mut x = nanos ^ ((std::process::id() as u64) << 32) ^ 0x9E37_79B9_7F4A_7C15;

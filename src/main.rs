@@ -3,6 +3,7 @@ use eventbench::cli::Cli;
 use eventbench::commands::{self, EXIT_USAGE};
 use eventbench::scenario::ScenarioError;
 use eventbench::target::TargetError;
+use eventbench::workers::WorkerError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
 fn exit_code(e: &anyhow::Error) -> u8 {
     let usage = e.chain().any(|c| {
         c.is::<ScenarioError>()
+            || c.downcast_ref::<WorkerError>().is_some_and(WorkerError::is_usage)
             || matches!(c.downcast_ref::<TargetError>(), Some(t) if !matches!(t, TargetError::ServerStart(_)))
     });
     if usage {

@@ -44,15 +44,8 @@ fn bad_input_is_one_line_and_exit_code_2() {
         (&["run", "--assert", "p99_us<2ms"], "unexpected 'm'"),
     ];
     for (args, needle) in cases {
-        let out = eventbench(args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?} should print one line, got: {err}");
-        assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        let err = common::assert_bad_input(args, needle);
         assert!(!err.contains("hunter2"), "{args:?}: {err}");
-        let cause = err.trim().rsplit(": ").next().unwrap_or_default();
-        assert_eq!(err.matches(cause).count(), 1, "{args:?} says the cause twice: {err}");
     }
 }
 

@@ -1,6 +1,8 @@
 //! The README documents every CSV column; this keeps the two from drifting.
 
-use eventbench::report::rows::{columns, ConsumerRow, EventRow, LatencyRow, RunsRow, SummaryRow, TimeseriesRow};
+use eventbench::report::rows::{
+    columns, ConsumerRow, EventRow, LatencyRow, RunsRow, SummaryRow, TimeseriesRow, WorkerRow,
+};
 
 /// The backticked names in the first column of the table under `### \`file\``,
 /// or, for a section without a table that says it has "the columns of
@@ -35,6 +37,7 @@ fn every_csv_column_is_documented_in_order() {
     assert_eq!(documented(&readme, "consumers.csv"), columns(&ConsumerRow::default()));
     assert_eq!(documented(&readme, "events.csv"), columns(&EventRow::default()));
     assert_eq!(documented(&readme, "runs.csv"), columns(&RunsRow::default()));
+    assert_eq!(documented(&readme, "workers.csv"), columns(&WorkerRow::default()));
 }
 
 #[test]

@@ -362,6 +362,19 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     if let Some(events) = &run.events {
         events_section(&mut out, events);
     }
+    if let Some(workers) = &run.workers {
+        let _ = writeln!(out, "<h2 id=\"workers\">Workers</h2>");
+        let _ = writeln!(
+            out,
+            "<p>{} processes ran the swarm, each its share of the producers and consumers. A latency between \
+             two of them is right to within ±{} (their clocks' uncertainty against Redis's <code>TIME</code>); \
+             {} latencies lie at or below that.</p>",
+            s.workers,
+            super::fmt::latency(s.clock_uncertainty_us),
+            s.latency_below_uncertainty
+        );
+        table(&mut out, &workers.header, &workers.rows, |_| false);
+    }
 
     out.push_str(
         "<h2 id=\"per-second\">Per second</h2>\n<details><summary>Show the table of timeseries.csv</summary>\n",
@@ -384,6 +397,9 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     let mut files = vec!["summary.csv", "latency.csv", "timeseries.csv", "consumers.csv"];
     if run.events.is_some() {
         files.push("events.csv");
+    }
+    if run.workers.is_some() {
+        files.push("workers.csv");
     }
     files.extend(["latency.hlog", "scenario.toml", "timeline.svg", "latency.svg"]);
     for f in files {

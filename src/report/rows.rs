@@ -48,6 +48,13 @@ pub struct SummaryRow {
     pub harness_cpu_pct: f64,
     pub harness_limited: bool,
     pub threads: u32,
+    // Absent from runs written before `--workers` existed.
+    #[serde(default)]
+    pub workers: u32,
+    #[serde(default)]
+    pub clock_uncertainty_us: f64,
+    #[serde(default)]
+    pub latency_below_uncertainty: u64,
 }
 
 /// `runs.csv` (written by `eventbench report` for several runs): one
@@ -104,6 +111,23 @@ pub struct EventRow {
     pub kind: String,
     pub downtime_ms: Option<f64>,
     pub lost_during: u64,
+}
+
+/// `workers.csv` (runs with `--workers`): one row per worker process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    pub worker: u32,
+    pub host: String,
+    pub pid: u32,
+    pub producer_ids: String,
+    pub consumer_ids: String,
+    pub clock_offset_us: f64,
+    pub clock_uncertainty_us: f64,
+    pub threads: u32,
+    pub sent: u64,
+    pub delivered: u64,
+    pub cpu_pct: f64,
+    pub status: String,
 }
 
 /// The column names of a row struct, in order, as the CSV header writes them.

@@ -37,6 +37,8 @@ pub struct RunData {
     pub consumers: Vec<ConsumerRow>,
     /// `events.csv`, when the run wrote one.
     pub events: Option<Table>,
+    /// `workers.csv`, when the run had worker processes.
+    pub workers: Option<Table>,
     /// `scenario.toml` as written.
     pub scenario_toml: String,
     /// Its `description`, if any.
@@ -58,8 +60,11 @@ impl RunData {
         let latency = read_csv(&dir.join("latency.csv"))?;
         let timeseries = read_csv(&dir.join("timeseries.csv"))?;
         let consumers = read_csv(&dir.join("consumers.csv"))?;
-        let events_path = dir.join("events.csv");
-        let events = if events_path.exists() { Some(read_table(&events_path)?) } else { None };
+        let optional = |name: &str| {
+            let path = dir.join(name);
+            path.exists().then(|| read_table(&path)).transpose()
+        };
+        let (events, workers) = (optional("events.csv")?, optional("workers.csv")?);
 
         let scenario_path = dir.join("scenario.toml");
         let scenario_toml = read_text(&scenario_path)?;
@@ -84,6 +89,7 @@ impl RunData {
             timeseries,
             consumers,
             events,
+            workers,
             scenario_toml,
             description,
             hlog,

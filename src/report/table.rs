@@ -51,6 +51,16 @@ pub fn render(s: &SummaryRow) -> String {
     for (label, value) in rows {
         let _ = writeln!(out, "{label:>12}  {value}");
     }
+    if s.workers > 1 {
+        let _ = writeln!(
+            out,
+            "{:>12}  {} processes · clock uncertainty ±{} · {} latencies below it",
+            "workers",
+            s.workers,
+            latency(s.clock_uncertainty_us),
+            s.latency_below_uncertainty
+        );
+    }
     if !s.reason.is_empty() {
         let _ = writeln!(out, "{:>12}  {}", "reason", s.reason);
     }

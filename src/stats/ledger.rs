@@ -20,7 +20,7 @@ pub enum Arrival {
 }
 
 /// The ledger of one (consumer, producer, channel) sequence.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeqLedger {
     /// One past the highest sequence seen.
     next: u64,

@@ -9,11 +9,13 @@
 //! (or, later, several processes) combine exactly.
 
 pub mod ledger;
+pub mod serial;
 pub mod summary;
 
 use crate::wire::Header;
 use hdrhistogram::Histogram;
 use ledger::{Arrival, SeqLedger};
+use serde::{Deserialize, Serialize};
 
 /// Latency histograms hold nanoseconds with 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
@@ -42,7 +44,7 @@ pub fn record<T: hdrhistogram::Counter>(h: &mut Histogram<T>, ns: u64) {
 }
 
 /// The measured phase, by intended send time, in ns since the run epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     pub start_ns: u64,
     pub end_ns: u64,
@@ -63,12 +65,13 @@ impl Window {
 }
 
 /// What one second of send time saw, on one thread.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SecondStats {
     pub delivered: u64,
     /// Full resolution (3 digits), because these become `latency.hlog`, whose
     /// intervals add up to the run's histogram exactly. One per thread per
     /// second is cheap; per consumer it would not be.
+    #[serde(with = "second_latency")]
     latency: SecondLatency,
 }
 
@@ -81,6 +84,57 @@ enum SecondLatency {
     Open(Histogram<u64>),
     /// HdrHistogram V2, deflated: a few KB.
     Sealed(Vec<u8>),
+}
+
+impl SecondLatency {
+    fn histogram(&self) -> Histogram<u64> {
+        match self {
+            SecondLatency::Empty => latency_histogram(),
+            SecondLatency::Open(h) => h.clone(),
+            SecondLatency::Sealed(bytes) => {
+                let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+                    .deserialize(&mut bytes.as_slice())
+                    .expect("decoding what this process encoded");
+                // Decoded histograms do not grow by themselves; a late message may need it.
+                h.auto(true);
+                h
+            }
+        }
+    }
+
+    fn seal(&mut self) {
+        if let SecondLatency::Open(h) = self {
+            let mut bytes = Vec::new();
+            hdrhistogram::serialization::Serializer::serialize(
+                &mut hdrhistogram::serialization::V2DeflateSerializer::new(),
+                h,
+                &mut bytes,
+            )
+            .expect("encoding into memory");
+            *self = SecondLatency::Sealed(bytes);
+        }
+    }
+}
+
+/// Workers send their seconds as plain histograms (HdrHistogram V2, like the
+/// rest of their output); a received one is sealed again at once.
+mod second_latency {
+    use super::{serial, SecondLatency};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(l: &SecondLatency, s: S) -> Result<S::Ok, S::Error> {
+        serial::hist::serialize(&l.histogram(), s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SecondLatency, D::Error> {
+        let h: hdrhistogram::Histogram<u64> = serial::hist::deserialize(d)?;
+        if h.is_empty() {
+            return Ok(SecondLatency::Empty);
+        }
+        let mut latency = SecondLatency::Open(h);
+        latency.seal();
+        Ok(latency)
+    }
 }
 
 impl SecondStats {
@@ -103,32 +157,12 @@ impl SecondStats {
 
     /// The second's latencies (a copy, decompressed if need be).
     pub fn histogram(&self) -> Histogram<u64> {
-        match &self.latency {
-            SecondLatency::Empty => latency_histogram(),
-            SecondLatency::Open(h) => h.clone(),
-            SecondLatency::Sealed(bytes) => {
-                let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
-                    .deserialize(&mut bytes.as_slice())
-                    .expect("decoding what this process encoded");
-                // Decoded histograms do not grow by themselves; a late message may need it.
-                h.auto(true);
-                h
-            }
-        }
+        self.latency.histogram()
     }
 
     /// Compresses the histogram until the next late message.
     pub fn seal(&mut self) {
-        if let SecondLatency::Open(h) = &self.latency {
-            let mut bytes = Vec::new();
-            hdrhistogram::serialization::Serializer::serialize(
-                &mut hdrhistogram::serialization::V2DeflateSerializer::new(),
-                h,
-                &mut bytes,
-            )
-            .expect("encoding into memory");
-            self.latency = SecondLatency::Sealed(bytes);
-        }
+        self.latency.seal();
     }
 
     /// Adds another thread's recordings of the same second; the result stays
@@ -150,11 +184,13 @@ impl SecondStats {
 }
 
 /// Histograms and series shared by the tasks of one worker thread.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThreadStats {
     /// Receive time − intended send time.
+    #[serde(with = "serial::hist")]
     pub latency: Histogram<u64>,
     /// Receive time − actual send time (what a closed-loop tool would report).
+    #[serde(with = "serial::hist")]
     pub raw: Histogram<u64>,
     pub seconds: Vec<SecondStats>,
 }
@@ -181,7 +217,7 @@ impl ThreadStats {
 }
 
 /// What one consumer owns: its ledger, counters and a compact histogram.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumerStats {
     pub id: u32,
     /// One ledger per (producer, channel): index `producer * channels + channel`.
@@ -200,6 +236,7 @@ pub struct ConsumerStats {
     pub redelivered: u64,
     /// Streams: entries acknowledged with XACK.
     pub acked: u64,
+    #[serde(with = "serial::hist")]
     pub latency: CompactHistogram,
 }
 
@@ -268,7 +305,7 @@ impl ConsumerStats {
 }
 
 /// What one producer owns.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProducerStats {
     pub id: u32,
     /// Per channel: the measured sequence numbers are `[first, first + count)`.
@@ -279,6 +316,7 @@ pub struct ProducerStats {
     /// `[second * channels + channel]`: measured messages by intended second.
     pub sent_per_second: Vec<u64>,
     /// Actual − intended send time.
+    #[serde(with = "serial::hist")]
     pub send_lag: Histogram<u64>,
     /// Sum of PUBLISH replies for measured messages.
     pub reached: u64,

@@ -291,9 +291,9 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         (None, s) => s,
     };
     let (status_str, reason) = match &status {
-        Status::Ok => ("ok", String::new()),
-        Status::Interrupted => ("interrupted", "interrupted by signal".to_string()),
-        Status::Aborted(r) => ("aborted", r.clone()),
+        Status::Ok => (status.name(), String::new()),
+        Status::Interrupted => (status.name(), "interrupted by signal".to_string()),
+        Status::Aborted(r) => (status.name(), r.clone()),
     };
     let summary = SummaryRow {
         run_id: run_id.clone(),
@@ -339,6 +339,9 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         harness_cpu_pct: 0.0,
         harness_limited: false,
         threads: out.thread_count as u32,
+        workers: 1,
+        clock_uncertainty_us: 0.0,
+        latency_below_uncertainty: 0,
     };
     RunReport {
         run_id,

@@ -15,6 +15,7 @@ use crate::transport::pubsub::{PubSub, PubSubConsumer, PubSubProducer};
 use crate::transport::streams::Streams;
 use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
+use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
@@ -82,7 +83,7 @@ impl Live {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     Ok,
     /// Stopped early on request (Ctrl-C, SIGTERM).
@@ -91,7 +92,21 @@ pub enum Status {
     Aborted(String),
 }
 
-mod streams;
+impl Status {
+    /// `ok`, `interrupted` or `aborted`, as `summary.csv` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Interrupted => "interrupted",
+            Status::Aborted(_) => "aborted",
+        }
+    }
+}
+
+pub mod share;
+pub mod streams;
+
+pub use share::Share;
 
 /// The transport a run drives.
 #[derive(Debug, Clone)]
@@ -110,7 +125,7 @@ impl Transport {
 }
 
 /// Why a consumer stopped being subscribed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
     /// The scenario disconnected it (`--disconnect`).
     Disconnect,
@@ -136,7 +151,7 @@ impl EventKind {
 /// A span during which a consumer was not subscribed, with the sequence
 /// positions that let the summary attribute each lost message to a cause.
 /// Positions are per (producer, channel), indexed like the consumer's ledgers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outage {
     pub consumer: u32,
     pub kind: EventKind,
@@ -158,7 +173,7 @@ pub struct Outage {
 }
 
 /// One consumer's results.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumerOutput {
     pub stats: ConsumerStats,
     /// The channels it subscribed to.
@@ -170,7 +185,7 @@ pub struct ConsumerOutput {
 }
 
 /// Everything the swarm measured, merged over threads.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwarmOutput {
     pub window: Window,
     pub threads: ThreadStats,
@@ -203,6 +218,13 @@ struct Shared {
     progress: Box<[AtomicU64]>,
     /// The first failure; it ends the run.
     abort: Mutex<Option<String>>,
+    /// In a run shared by several processes: the producers this one runs
+    /// (the others' positions come from their schedule).
+    local_producers: Option<std::ops::Range<u32>>,
+    /// Streams: the groups (accounting units) this process reports.
+    local_units: std::ops::Range<u32>,
+    /// Whether this process samples the backlog and runs the replay group (one process of a run does).
+    side_tasks: bool,
     abort_notify: Notify,
 }
 
@@ -230,7 +252,17 @@ impl Shared {
 
     /// The producers' progress, indexed like a consumer's ledgers.
     fn positions(&self) -> Vec<u64> {
-        self.progress.iter().map(|p| p.load(Relaxed)).collect()
+        let mut positions: Vec<u64> = self.progress.iter().map(|p| p.load(Relaxed)).collect();
+        let Some(local) = &self.local_producers else { return positions };
+        let Some((warmup_start, window)) = *self.start.borrow() else { return positions };
+        // Each worker's clock may be off by its offset's uncertainty: place the
+        // boundary a little late, so that a message lost while unsubscribed is never taken for another loss.
+        let (s, now) = (&self.scenario, self.clock.now_ns() + share::POSITION_SLACK_NS);
+        for p in (0..s.producers).filter(|p| !local.contains(p)) {
+            let at = share::scheduled_positions(s, p, warmup_start, window.end_ns, now);
+            positions[(p * s.channels) as usize..][..s.channels as usize].copy_from_slice(&at);
+        }
+        positions
     }
 
     async fn wait_start(&self) -> Option<(u64, Window)> {
@@ -313,13 +345,37 @@ struct ThreadOutput {
 
 /// Runs the swarm of `scenario` against the Redis at `endpoint`.
 pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> SwarmOutput {
-    let parts = (scenario.producers + scenario.consumers) as usize;
+    run_share(scenario, transport, live, None).await
+}
+
+/// Runs this process's `share` of the swarm (all of it if `None`).
+pub async fn run_share(
+    scenario: &Scenario,
+    transport: Transport,
+    live: Arc<Live>,
+    share: Option<Share>,
+) -> SwarmOutput {
+    let (producer_ids, consumer_ids) = match &share {
+        Some(s) => (s.producers.clone(), s.consumers.clone()),
+        None => (0..scenario.producers, 0..scenario.consumers),
+    };
+    let (local_producers, local_consumers) = (producer_ids.len() as u32, consumer_ids.len() as u32);
+    let parts = (local_producers + local_consumers) as usize;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let thread_count = if scenario.threads == 0 { auto_threads(scenario, cpus) } else { scenario.threads };
     let thread_count = thread_count.clamp(1, parts.max(1));
-    let assignments = layout(scenario.producers, scenario.consumers, thread_count);
+    let mut assignments = layout(local_producers, local_consumers, thread_count);
+    for a in &mut assignments {
+        a.producers.iter_mut().for_each(|id| *id += producer_ids.start);
+        a.consumers.iter_mut().for_each(|id| *id += consumer_ids.start);
+    }
 
-    let clock = Clock::start();
+    let shared_run = share.is_some();
+    let side_tasks = share.as_ref().is_none_or(|s| s.side_tasks);
+    let (clock, ready_tx, start_at, measured_tx, all_measured) = match share {
+        Some(s) => (s.clock, Some(s.ready), Some(s.start), Some(s.measured), Some(s.all_measured)),
+        None => (Clock::start(), None, None, None, None),
+    };
     *live.clock.lock().expect("clock lock") = Some(clock);
     let (start_tx, start_rx) = watch::channel(None);
     let (finish_tx, finish_rx) = watch::channel(false);
@@ -340,6 +396,10 @@ pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> 
         progress: (0..scenario.producers * scenario.channels).map(|_| AtomicU64::new(0)).collect(),
         abort: Mutex::new(None),
         abort_notify: Notify::new(),
+        local_producers: shared_run.then(|| producer_ids.clone()),
+        // A split run has one group per consumer (see workers::check).
+        local_units: if shared_run { consumer_ids.clone() } else { 0..streams::unit_count(scenario) },
+        side_tasks,
     });
 
     let handles: Vec<_> = assignments
@@ -365,7 +425,19 @@ pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> 
             Some(Note::ProducerDone { .. }) => {}
         }
     }
-    let warmup_start = clock.now_ns() + START_SLACK_NS;
+    // Every process starts at the same instant, once all of them are connected
+    // (a process that failed to connect says nothing, and ends its run at once).
+    let told_ready = ready_tx.filter(|_| shared.aborted().is_none()).map(|ready| ready.send(()));
+    let warmup_start = match (told_ready, start_at) {
+        (Some(Ok(())), Some(start)) => match start.await {
+            Ok(at) => at,
+            Err(_) => {
+                shared.fail("worker".into(), "the coordinator called the run off before it started");
+                clock.now_ns()
+            }
+        },
+        _ => clock.now_ns() + START_SLACK_NS,
+    };
     let measure_start = warmup_start + scenario.warmup.as_nanos() as u64;
     let window = Window { start_ns: measure_start, end_ns: measure_start + scenario.duration.as_nanos() as u64 };
     live.measure_start_ns.store(window.start_ns, Relaxed);
@@ -376,7 +448,7 @@ pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> 
     // Wait for the producers, then drain until every expected message is in.
     let mut measured_per_channel = vec![0u64; scenario.channels as usize];
     let mut producers_done = 0;
-    while producers_done < scenario.producers && shared.aborted().is_none() {
+    while producers_done < local_producers && shared.aborted().is_none() {
         match note_rx.recv().await {
             Some(Note::ProducerDone { measured }) => {
                 producers_done += 1;
@@ -386,7 +458,16 @@ pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> 
             None => break,
         }
     }
-    let expected: u64 = measured_per_channel.iter().sum::<u64>() * scenario.consumers as u64;
+    if let (Some(measured), Some(all_measured)) = (measured_tx, all_measured) {
+        // Producers elsewhere: the drain starts once every process's producers are done.
+        let _ = measured.send(measured_per_channel.clone());
+        let latest = window.end_ns + (scenario.drain * 2 + Duration::from_secs(5)).as_nanos() as u64;
+        measured_per_channel = tokio::select! {
+            all = all_measured => all.unwrap_or_else(|_| vec![u64::MAX / 4; scenario.channels as usize]),
+            _ = clock.sleep_until_ns(latest) => vec![u64::MAX / 4; scenario.channels as usize],
+        };
+    }
+    let expected: u64 = measured_per_channel.iter().sum::<u64>().saturating_mul(local_consumers as u64);
     let drain = if live.stop_requested() { scenario.drain.min(Duration::from_secs(1)) } else { scenario.drain };
     let mut drain_end = tokio::time::Instant::now() + drain;
     while live.delivered.load(Relaxed) < expected && tokio::time::Instant::now() < drain_end {

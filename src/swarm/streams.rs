@@ -44,8 +44,12 @@ fn streams(shared: &Shared) -> &Streams {
 /// The groups' results, each with the outages of its members.
 pub(super) fn unit_outputs(shared: &Shared, s: &Scenario, mut outages: Vec<Outage>) -> Vec<ConsumerOutput> {
     outages.sort_by_key(|o| o.closed_ns);
+    let local = shared.local_units.start as usize..shared.local_units.end as usize;
+    // Pub/Sub has no units.
     shared
         .units
+        .get(local)
+        .unwrap_or_default()
         .iter()
         .map(|u| {
             let stats = u.lock().expect("unit lock").clone();
@@ -254,7 +258,7 @@ impl Member {
 }
 
 /// The replay group's progress.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Replay {
     /// When the group was created, ns since the epoch.
     pub started_ns: u64,
@@ -292,6 +296,9 @@ impl SideTasks {
 /// Starts the backlog sampler and, with `--replay-at`, the replay group.
 pub(super) fn side_tasks(shared: &Arc<Shared>, window: Window) -> SideTasks {
     let Transport::Streams(t) = &shared.transport else { return SideTasks { backlog: None, replay: None } };
+    if !shared.side_tasks {
+        return SideTasks { backlog: None, replay: None };
+    }
     let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window));
     let replay = shared.scenario.replay_at.map(|at| {
         let start = window.start_ns + at.as_nanos() as u64;

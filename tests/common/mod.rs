@@ -63,6 +63,21 @@ pub fn eventbench(args: &[&str]) -> Output {
     bin().args(args).output().expect("running eventbench")
 }
 
+/// Runs the binary with bad input `args`: exit code 2 and one line on
+/// stderr that mentions `needle`, says its cause once and never panics.
+/// Returns that line.
+pub fn assert_bad_input(args: &[&str], needle: &str) -> String {
+    let out = eventbench(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{args:?} should print one line, got: {err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    let cause = err.trim().rsplit(": ").next().unwrap_or_default();
+    assert_eq!(err.matches(cause).count(), 1, "{args:?} says the cause twice: {err}");
+    err
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

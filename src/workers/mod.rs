@@ -1,0 +1,699 @@
+//! Several processes, one run: `eventbench run --workers N` (the coordinator)
+//! and `eventbench worker` (one share of the swarm).
+//!
+//! The coordinator runs no share itself: it writes the plan into the control
+//! key space ([`control`]), starts its local workers as child processes of
+//! its own binary, waits until every worker has joined and connected its
+//! swarm, picks a common start a second ahead, and merges what the workers
+//! publish ([`merge`]) into one report. Worker `i` of `N` runs a contiguous
+//! range of the producers (from the front) and of the consumers (from the
+//! back), by their global ids, so that with two workers each one's consumers
+//! hear the other's producers.
+//!
+//! Clocks: every worker measures its wall clock's offset to the control
+//! Redis's `TIME` and sets its epoch to the plan's instant on that clock.
+//! Latency between a producer and a consumer in different workers is then
+//! right to within the sum of their two offsets' uncertainties; the summary
+//! reports the largest such sum and counts the latencies below it.
+
+pub mod control;
+pub mod merge;
+
+use crate::report::rows::WorkerRow;
+use crate::scenario::{Password, ScenarioError, TransportKind};
+use crate::swarm::{Live, Share, SwarmOutput};
+use crate::target::{RedisUrl, Target, TargetError};
+use crate::transport::conn::Endpoint;
+use crate::transport::TransportError;
+use crate::{RunReport, Scenario};
+use anyhow::{Context, Result};
+use control::{Control, Plan, Registration, WorkerResult};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+/// Round trips of `TIME` each worker takes to measure its clock's offset.
+const OFFSET_ROUNDS: u32 = 20;
+/// Between the moment every worker is connected and the common start.
+const START_LEAD: Duration = Duration::from_secs(1);
+/// How far in the past the plan's epoch lies, so that it is in the past for every worker.
+const EPOCH_BACK: Duration = Duration::from_secs(10);
+/// How long a worker looks for the run's plan.
+const PLAN_WAIT: Duration = Duration::from_secs(3);
+
+/// What went wrong between the processes of a run.
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error("worker version {worker} does not match the coordinator's {coordinator}; run the same eventbench build on every host")]
+    Version { worker: String, coordinator: String },
+    #[error("no run {} on the control Redis {url} (not started yet, or over)", run.as_deref().unwrap_or("waiting for workers"))]
+    NoRun { run: Option<String>, url: String },
+    #[error("several runs wait for workers on {url}: {}; choose one with --run", runs.join(", "))]
+    Several { runs: Vec<String>, url: String },
+    #[error("run {run} already has its {workers} workers")]
+    Full { run: String, workers: u32 },
+    #[error("{0}")]
+    Missing(String),
+    #[error("worker {who} failed: {message}")]
+    Failed { who: String, message: String },
+    #[error("interrupted before the run started; nothing was measured")]
+    Interrupted,
+    #[error("the control Redis: {0}")]
+    Control(#[from] redis::RedisError),
+}
+
+impl WorkerError {
+    /// Whether the user has to fix the command (exit code 2) rather than the run failing.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            WorkerError::Version { .. }
+                | WorkerError::NoRun { .. }
+                | WorkerError::Several { .. }
+                | WorkerError::Full { .. }
+        )
+    }
+}
+
+/// `--workers`, `--spawn`, `--control` of `eventbench run`.
+#[derive(Debug, Clone, Default)]
+pub struct Coordination {
+    /// Worker processes in all.
+    pub workers: u32,
+    /// Of those, how many this process starts itself (the rest join with `eventbench worker`).
+    pub spawn: u32,
+    /// The Redis the processes meet on (default: the target).
+    pub control: Option<String>,
+}
+
+/// The producers and the consumers worker `index` of `workers` runs.
+pub fn share_of(index: u32, workers: u32, producers: u32, consumers: u32) -> (Range<u32>, Range<u32>) {
+    let part = |i: u32, total: u32| {
+        let at = |i: u32| (i as u64 * total as u64 / workers as u64) as u32;
+        at(i)..at(i + 1)
+    };
+    (part(index, producers), part(workers - 1 - index, consumers))
+}
+
+/// `0-3`, `5`, or empty.
+fn ids(r: &Range<u32>) -> String {
+    match r.len() {
+        0 => String::new(),
+        1 => r.start.to_string(),
+        _ => format!("{}-{}", r.start, r.end - 1),
+    }
+}
+
+/// A client for the control Redis at `url`; a masked or missing password is `password`.
+fn control_client(url: &str, password: Option<&str>) -> Result<redis::Client, TargetError> {
+    crate::redis_client(&control_url(url, password)?, &Scenario::default(), url)
+}
+
+/// The control Redis's address and credentials; a masked or missing password is `password`.
+fn control_url(url: &str, password: Option<&str>) -> Result<RedisUrl, TargetError> {
+    let mut parsed = crate::target::parse_url(url)
+        .map_err(|message| TargetError::Unreachable { url: crate::target::redact_url(url), message })?;
+    if parsed.password.as_deref().is_none_or(|p| p == crate::target::MASK) {
+        parsed.password = password.map(str::to_owned);
+    }
+    Ok(parsed)
+}
+
+async fn connect_control(client: &redis::Client, url: &str, run: &str, timeout: Duration) -> Result<Control> {
+    Control::connect(client, run, timeout, Duration::from_secs(3600)).await.map_err(|e| {
+        TargetError::Unreachable { url: crate::target::redact_url(url), message: format!("control Redis: {e}") }.into()
+    })
+}
+
+/// This host's wall clock against the control Redis's: `rounds` round trips
+/// of `TIME` on a plain connection of its own (no multiplexer in between),
+/// keeping the tightest; on a busy machine, up to ten times as many (within
+/// a second) while the tightest is over a millisecond. Redis read its clock somewhere within that round
+/// trip, so the offset is taken at its middle and is right to within half of
+/// it, plus `TIME`'s resolution (1 µs). Returns (offset, uncertainty) in ns.
+async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), TransportError> {
+    let mut conn = endpoint.connect().await?;
+    let mut best: Option<(u64, i64)> = None;
+    let started = Instant::now();
+    let mut round = 0;
+    while round < rounds.max(1)
+        || (best.is_some_and(|(rtt, _)| rtt > 1_000_000)
+            && round < rounds * 10
+            && started.elapsed() < Duration::from_secs(1))
+    {
+        round += 1;
+        let before = crate::clock::realtime_ns();
+        let reply = conn.query(&[b"TIME"], "TIME").await?;
+        let after = crate::clock::realtime_ns();
+        let number = |i: usize| reply.get(i).and_then(|t| t.parse::<u64>().ok());
+        let (Some(secs), Some(micros)) = (number(0), number(1)) else {
+            return Err(TransportError::Refused { what: "TIME", message: format!("unexpected reply {reply:?}") });
+        };
+        let rtt = after.saturating_sub(before);
+        let offset = (secs * 1_000_000_000 + micros * 1_000) as i64 - (before + rtt / 2) as i64;
+        if best.is_none_or(|(b, _)| rtt < b) {
+            best = Some((rtt, offset));
+        }
+    }
+    let (rtt, offset) = best.expect("at least one round");
+    Ok((offset, rtt / 2 + 1_000))
+}
+
+/// The run a worker started without `--run` joins: the only one waiting for workers.
+async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
+    let url = crate::target::redact_url(control);
+    let deadline = Instant::now() + PLAN_WAIT;
+    loop {
+        let mut runs = control::waiting_runs(client, Duration::from_secs(5))
+            .await
+            .map_err(|e| TargetError::Unreachable { url: url.clone(), message: format!("control Redis: {e}") })?;
+        match runs.len() {
+            1 => return Ok(runs.remove(0)),
+            0 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            0 => return Err(WorkerError::NoRun { run: None, url }.into()),
+            _ => return Err(WorkerError::Several { runs, url }.into()),
+        }
+    }
+}
+
+/// `eventbench worker`: joins run `run` (or the only one waiting for workers)
+/// on the control Redis at `control`, runs its share and publishes what it
+/// measured. A failure after joining is published too, so the coordinator can name it.
+pub async fn work(control: &str, run: Option<&str>, password: Option<String>, live: Arc<Live>) -> Result<()> {
+    let address = control_url(control, password.as_deref())?;
+    let client = crate::redis_client(&address, &Scenario::default(), control)?;
+    let run = match run {
+        Some(run) => run.to_string(),
+        None => find_run(&client, control).await?,
+    };
+    let run = run.as_str();
+    let mut ctl = connect_control(&client, control, run, Duration::from_secs(5)).await?;
+    let deadline = Instant::now() + PLAN_WAIT;
+    let plan = loop {
+        if let Some(plan) = ctl.plan().await.map_err(WorkerError::from)? {
+            break plan;
+        }
+        if Instant::now() > deadline {
+            let url = crate::target::redact_url(control);
+            return Err(WorkerError::NoRun { run: Some(run.into()), url }.into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if plan.version != control::version() {
+        return Err(WorkerError::Version { worker: control::version(), coordinator: plan.version }.into());
+    }
+    let mut scenario = Scenario::from_toml(&plan.scenario).map_err(|e| WorkerError::Failed {
+        who: "plan".into(),
+        message: format!("the coordinator's scenario does not parse: {e}"),
+    })?;
+    scenario.url = Some(plan.url.clone());
+    if let Some(p) = password {
+        scenario.password = Some(Password(p));
+    }
+    scenario.validate()?;
+    let endpoint = crate::endpoint(&address, &Scenario::default(), control)?;
+    let (offset_ns, uncertainty_ns) = measure_offset(&endpoint, OFFSET_ROUNDS).await.map_err(|e| {
+        WorkerError::Failed { who: "clock".into(), message: format!("measuring the clock offset: {e}") }
+    })?;
+    let me = Registration {
+        host: hostname(),
+        pid: std::process::id(),
+        version: control::version(),
+        offset_ns,
+        uncertainty_ns,
+    };
+    let index = ctl.register(&me).await.map_err(WorkerError::from)?;
+    if index >= plan.workers {
+        return Err(WorkerError::Full { run: run.into(), workers: plan.workers }.into());
+    }
+    let (outcome, cpu_pct) = match run_share(&mut ctl, &plan, &scenario, index, offset_ns, live).await {
+        Ok((out, cpu)) => (Ok(out), cpu),
+        Err(e) => (Err(format!("{e:#}")), 0.0),
+    };
+    let failed = outcome.as_ref().err().cloned();
+    ctl.publish(&WorkerResult { index, cpu_pct, outcome }).await.map_err(WorkerError::from)?;
+    match failed {
+        Some(message) => Err(WorkerError::Failed { who: format!("{index} (pid {})", me.pid), message }.into()),
+        None => Ok(()),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// Runs worker `index`'s share of the plan's swarm, in step with the others.
+async fn run_share(
+    ctl: &mut Control,
+    plan: &Plan,
+    scenario: &Scenario,
+    index: u32,
+    offset_ns: i64,
+    live: Arc<Live>,
+) -> Result<(SwarmOutput, f64)> {
+    let (producers, consumers) = share_of(index, plan.workers, scenario.producers, scenario.consumers);
+    crate::sys::raise_fd_limit(producers.len() as u64 * 2 + consumers.len() as u64 + 64)
+        .context("raising the open-file limit")?;
+    let (transport, _) = crate::transport_on(scenario, &plan.url, &plan.nonce).await?;
+    let epoch = plan.epoch_unix_ns.saturating_add_signed(-offset_ns);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (start_tx, start_rx) = oneshot::channel();
+    let (measured_tx, measured_rx) = oneshot::channel();
+    let (all_tx, all_rx) = oneshot::channel();
+    let share = Share {
+        producers,
+        consumers,
+        clock: crate::clock::Clock::at_wall_clock(epoch).ok_or_else(|| WorkerError::Failed {
+            who: index.to_string(),
+            message: "the run's epoch lies ahead of this host's clock, or before it booted".into(),
+        })?,
+        ready: ready_tx,
+        start: start_rx,
+        measured: measured_tx,
+        all_measured: all_rx,
+        side_tasks: index == 0,
+    };
+    let steps = tokio::spawn(follow(ctl.clone(), index, plan.workers, ready_rx, start_tx, measured_rx, all_tx));
+    let stop = tokio::spawn(forward_stop(ctl.clone(), live.clone()));
+    let meter = tokio::spawn(crate::cpu_over_measured_phase(live.clone()));
+    let out = crate::swarm::run_share(scenario, transport, live, Some(share)).await;
+    let cpu = crate::meter_reading(meter).await;
+    steps.abort();
+    stop.abort();
+    Ok((out, cpu))
+}
+
+/// The worker's side of the steps every process takes together: connected,
+/// start, producers done.
+async fn follow(
+    mut ctl: Control,
+    index: u32,
+    workers: u32,
+    ready: oneshot::Receiver<()>,
+    start: oneshot::Sender<u64>,
+    measured: oneshot::Receiver<Vec<u64>>,
+    all: oneshot::Sender<Vec<u64>>,
+) {
+    // Dropping `start` or `all` unanswered tells the swarm that the run was called off.
+    if ready.await.is_err() || ctl.mark_ready(index).await.is_err() {
+        return;
+    }
+    let mut polls = 0u32;
+    loop {
+        match ctl.start().await {
+            Ok(Some(at)) => {
+                let _ = start.send(at);
+                break;
+            }
+            Ok(None) => {}
+            Err(_) => return,
+        }
+        polls += 1;
+        // Every second: is the run still on (the coordinator deletes the plan when it gives up)?
+        if polls % 200 == 0 && !matches!(ctl.plan().await, Ok(Some(_))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let Ok(mine) = measured.await else { return };
+    if ctl.put_measured(index, &mine).await.is_err() {
+        return;
+    }
+    loop {
+        match ctl.all_measured(workers).await {
+            Ok(Some(sum)) => {
+                let _ = all.send(sum);
+                return;
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => return,
+        }
+    }
+}
+
+/// Stops this worker's swarm when the coordinator asks (its Ctrl-C or SIGTERM).
+async fn forward_stop(mut ctl: Control, live: Arc<Live>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if ctl.stop_requested().await.unwrap_or(false) {
+            live.request_stop();
+            return;
+        }
+    }
+}
+
+/// A run split over worker processes, merged, with one row per worker.
+pub struct Distributed {
+    pub report: RunReport,
+    pub workers: Vec<WorkerRow>,
+}
+
+/// `eventbench run --workers N`: plans the run on the control Redis, starts
+/// `spawn` local workers, waits for all of them, and merges their results.
+/// `say` gets the one line a user needs when workers on other hosts are to join.
+pub async fn coordinate(
+    scenario: Scenario,
+    opts: &Coordination,
+    live: Arc<Live>,
+    target: &Target,
+    say: impl Fn(&str),
+) -> Result<Distributed> {
+    scenario.validate()?;
+    check(&scenario, opts)?;
+    let url = crate::effective_url(&scenario, target.url())?;
+    crate::check_reachable(&crate::endpoint(&url, &scenario, target.url())?, target.url()).await?;
+    let password = url.password.clone();
+    let (control_url, client) = match &opts.control {
+        Some(c) => (c.clone(), control_client(c, password.as_deref())?),
+        None => (target.url().to_string(), crate::redis_client(&url, &scenario, target.url())?),
+    };
+    let run_id = format!("{}-{}", scenario.name, crate::utc_stamp());
+    let mut ctl = connect_control(&client, &control_url, &run_id, scenario.connect_timeout).await?;
+    let epoch_unix_ns = ctl.server_time_ns().await.map_err(WorkerError::from)? - EPOCH_BACK.as_nanos() as u64;
+    let plan = Plan {
+        version: control::version(),
+        workers: opts.workers,
+        scenario: scenario.to_toml(),
+        url: crate::target::redact_url(target.url()),
+        nonce: crate::run_nonce(),
+        epoch_unix_ns,
+    };
+    ctl.put_plan(&plan).await.map_err(WorkerError::from)?;
+    let endpoint = crate::endpoint(&url, &scenario, target.url())?;
+    let config = crate::target::apply_config(&endpoint, target.url(), &scenario.redis_config).await?;
+    let shown_control = crate::target::redact_url(&control_url);
+    let result = async {
+        let mut children = Children::spawn(opts.spawn, &shown_control, &run_id, password.as_deref())?;
+        if opts.spawn < opts.workers {
+            say(&format!(
+                "eventbench: waiting for {} more worker(s): eventbench worker --control {shown_control} --run {run_id}",
+                opts.workers - opts.spawn
+            ));
+        }
+        let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live: &live };
+        let join_wait = if opts.spawn < opts.workers { Duration::from_secs(600) } else { Duration::from_secs(30) };
+        steps.wait(Step::Join, opts.workers, join_wait).await?;
+        steps.wait(Step::Connect, opts.workers, scenario.connect_timeout * 2 + Duration::from_secs(30)).await?;
+        let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
+        steps.ctl.set_start(now - epoch_unix_ns + START_LEAD.as_nanos() as u64).await.map_err(WorkerError::from)?;
+        let run_wait = START_LEAD + scenario.warmup + scenario.duration + scenario.drain * 3 + Duration::from_secs(30);
+        steps.wait(Step::Publish, opts.workers, run_wait).await?;
+        let registrations = steps.ctl.registrations().await.map_err(WorkerError::from)?;
+        Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), registrations))
+    }
+    .await;
+    let _ = ctl.delete().await;
+    if scenario.transport == TransportKind::Streams {
+        crate::delete_streams(&endpoint, &crate::channel_names(&plan.nonce, scenario.channels)).await;
+    }
+    if !target.is_private() {
+        let restore = config.restore(&endpoint);
+        let _ = tokio::time::timeout(Duration::from_secs(2), restore).await;
+    }
+    let (results, registrations) = result?;
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_nanos(epoch_unix_ns);
+    assemble(run_id, &scenario, results, &registrations, epoch)
+}
+
+/// Refuses what a split run cannot do (yet).
+fn check(scenario: &Scenario, opts: &Coordination) -> Result<(), ScenarioError> {
+    let invalid = |message: &str| ScenarioError::Invalid { key: "workers", message: message.into() };
+    if opts.workers == 0 {
+        return Err(invalid("--workers must be at least 1"));
+    }
+    if opts.spawn > opts.workers {
+        return Err(invalid("--spawn cannot start more workers than --workers"));
+    }
+    if scenario.transport == TransportKind::Streams && (scenario.groups > 0 || scenario.replay_at.is_some()) {
+        return Err(invalid(
+            "--groups and --replay-at run in one process only (a group's members are not split over workers yet)",
+        ));
+    }
+    Ok(())
+}
+
+/// The local worker processes; killed when dropped, and by the kernel if this process dies.
+struct Children(Vec<(u32, tokio::process::Child)>);
+
+impl Children {
+    fn spawn(n: u32, control: &str, run: &str, password: Option<&str>) -> Result<Children> {
+        let exe = std::env::current_exe().context("finding eventbench's own binary to start workers")?;
+        let mut children = Vec::new();
+        for _ in 0..n {
+            let mut cmd = tokio::process::Command::new(&exe);
+            cmd.args(["worker", "--control", control, "--run", run])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true);
+            if let Some(p) = password {
+                cmd.env("REDIS_PASSWORD", p);
+            }
+            // SAFETY: prctl is async-signal-safe; it only sets the child's parent-death signal.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().with_context(|| format!("starting a worker ({})", exe.display()))?;
+            children.push((child.id().unwrap_or(0), child));
+        }
+        Ok(Children(children))
+    }
+
+    /// A worker that exited with an error: its pid, and how it ended and what it said on stderr.
+    async fn failed(&mut self) -> Option<(u32, String)> {
+        for (pid, child) in &mut self.0 {
+            let Ok(Some(status)) = child.try_wait() else { continue };
+            if status.success() {
+                continue;
+            }
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let read = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err);
+                let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+            }
+            let said = err.trim().lines().last().unwrap_or("").trim_start_matches("error: ");
+            let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+            return Some((*pid, format!("exited with {status}{said}")));
+        }
+        None
+    }
+}
+
+/// What the coordinator waits for, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Every worker has registered.
+    Join,
+    /// Every worker's swarm is connected.
+    Connect,
+    /// Every worker has published its results.
+    Publish,
+}
+
+impl Step {
+    fn verb(self) -> &'static str {
+        match self {
+            Step::Join => "join",
+            Step::Connect => "connect",
+            Step::Publish => "publish its results",
+        }
+    }
+}
+
+/// The coordinator's waits, each watching the children, the results and Ctrl-C.
+struct Steps<'a> {
+    ctl: Control,
+    children: &'a mut Children,
+    results: Vec<WorkerResult>,
+    live: &'a Live,
+}
+
+impl Steps<'_> {
+    /// The workers (by index) that have done `step`.
+    async fn done(&mut self, step: Step) -> redis::RedisResult<Vec<u32>> {
+        Ok(match step {
+            Step::Join => (0..self.ctl.registrations().await?.len() as u32).collect(),
+            Step::Connect => self.ctl.ready().await?,
+            Step::Publish => self.results.iter().map(|r| r.index).collect(),
+        })
+    }
+
+    /// Waits until all `n` workers have done `step`, at most `timeout`. A
+    /// worker that fails, or ends before the run has started, ends the wait.
+    async fn wait(&mut self, step: Step, n: u32, timeout: Duration) -> Result<(), WorkerError> {
+        let deadline = Instant::now() + timeout;
+        let mut stop_sent = false;
+        loop {
+            while let Some(r) = self.ctl.take_result().await? {
+                let early = match (&r.outcome, step) {
+                    (Err(message), _) => Some(message.clone()),
+                    (Ok(out), Step::Join | Step::Connect) => Some(match &out.status {
+                        crate::Status::Aborted(reason) => reason.clone(),
+                        _ => "it ended before the run started".into(),
+                    }),
+                    (Ok(_), Step::Publish) => None,
+                };
+                if let Some(message) = early {
+                    return Err(WorkerError::Failed { who: self.name(r.index).await, message });
+                }
+                self.results.push(r);
+            }
+            if self.done(step).await?.len() >= n as usize {
+                return Ok(());
+            }
+            if let Some((pid, message)) = self.children.failed().await {
+                let registered = self.ctl.registrations().await.unwrap_or_default();
+                let who = match registered.iter().position(|r| r.pid == pid) {
+                    Some(i) => self.name(i as u32).await,
+                    None => format!("pid {pid}"),
+                };
+                return Err(WorkerError::Failed { who, message });
+            }
+            if self.live.stop_requested() && !stop_sent {
+                self.ctl.request_stop().await?;
+                stop_sent = true;
+                if step != Step::Publish {
+                    return Err(WorkerError::Interrupted);
+                }
+            }
+            if Instant::now() > deadline {
+                let missing = self.missing(step, n).await;
+                let secs = timeout.as_secs_f64();
+                return Err(WorkerError::Missing(format!("{missing} did not {} within {secs:.0} s", step.verb())));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `1 (pid 4242 on host)`, as far as the worker's registration tells.
+    async fn name(&mut self, index: u32) -> String {
+        match self.ctl.registrations().await.unwrap_or_default().get(index as usize) {
+            Some(r) => format!("{index} (pid {} on {})", r.pid, r.host),
+            None => index.to_string(),
+        }
+    }
+
+    /// Which workers a wait is still missing.
+    async fn missing(&mut self, step: Step, n: u32) -> String {
+        let done = self.done(step).await.unwrap_or_default();
+        if step == Step::Join {
+            return format!("{} of {n} workers (only {} joined)", n as usize - done.len(), done.len());
+        }
+        let mut names = Vec::new();
+        for i in (0..n).filter(|i| !done.contains(i)) {
+            names.push(format!("worker {}", self.name(i).await));
+        }
+        names.join(", ")
+    }
+}
+
+/// The merged report, the clock's uncertainty, and one row per worker.
+fn assemble(
+    run_id: String,
+    scenario: &Scenario,
+    mut results: Vec<WorkerResult>,
+    registrations: &[Registration],
+    epoch: SystemTime,
+) -> Result<Distributed> {
+    results.sort_by_key(|r| r.index);
+    let workers = results.len() as u32;
+    let mut rows = Vec::new();
+    let mut outputs = Vec::new();
+    let mut cpu_max: f64 = 0.0;
+    // (has producers, has consumers, uncertainty) per worker.
+    let mut sides = Vec::new();
+    for r in results {
+        let out = r.outcome.expect("failed results end the wait");
+        let reg = registrations.get(r.index as usize).cloned().unwrap_or(Registration {
+            host: String::new(),
+            pid: 0,
+            version: String::new(),
+            offset_ns: 0,
+            uncertainty_ns: 0,
+        });
+        let (producers, consumers) = share_of(r.index, workers, scenario.producers, scenario.consumers);
+        sides.push((!producers.is_empty(), !consumers.is_empty(), reg.uncertainty_ns));
+        cpu_max = cpu_max.max(r.cpu_pct);
+        rows.push(WorkerRow {
+            worker: r.index,
+            host: reg.host,
+            pid: reg.pid,
+            producer_ids: ids(&producers),
+            consumer_ids: ids(&consumers),
+            clock_offset_us: reg.offset_ns as f64 / 1e3,
+            clock_uncertainty_us: reg.uncertainty_ns as f64 / 1e3,
+            threads: out.thread_count as u32,
+            sent: out.producers.iter().map(|p| p.sent_measured()).sum(),
+            delivered: out.consumers.iter().map(|c| c.stats.delivered).sum(),
+            cpu_pct: r.cpu_pct,
+            status: out.status.name().into(),
+        });
+        outputs.push(out);
+    }
+    let uncertainty_ns = pair_uncertainty(&sides);
+    let merged = merge::merge(outputs)?;
+    let mut report = crate::stats::summary::summarize(run_id, scenario, merged);
+    report.epoch = Some(epoch);
+    crate::stats::summary::judge_harness(&mut report.summary, cpu_max);
+    let s = &mut report.summary;
+    s.workers = workers;
+    s.clock_uncertainty_us = uncertainty_ns as f64 / 1e3;
+    s.latency_below_uncertainty =
+        if uncertainty_ns > 0 { report.histogram.count_between(0, uncertainty_ns) } else { 0 };
+    Ok(Distributed { report, workers: rows })
+}
+
+/// The largest uncertainty of a latency measured across two workers: the
+/// sum of the producer's and the consumer's offset uncertainties, over every
+/// pair of different workers where one sends and the other receives. Within
+/// one worker both ends read the same clock: no uncertainty.
+fn pair_uncertainty(sides: &[(bool, bool, u64)]) -> u64 {
+    let mut worst = 0;
+    for (i, &(sends, _, a)) in sides.iter().enumerate() {
+        for (j, &(_, receives, b)) in sides.iter().enumerate() {
+            if i != j && sends && receives {
+                worst = worst.max(a + b);
+            }
+        }
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_id_once_producers_from_the_front_consumers_from_the_back() {
+        assert_eq!(share_of(0, 2, 1, 1), (0..0, 0..1));
+        assert_eq!(share_of(1, 2, 1, 1), (0..1, 0..0), "with two workers, one sends and the other receives");
+        assert_eq!(share_of(0, 2, 2, 4), (0..1, 2..4));
+        assert_eq!(share_of(1, 2, 2, 4), (1..2, 0..2));
+        for (workers, producers, consumers) in [(3, 7, 10), (4, 1, 3), (5, 0, 5000), (1, 3, 3)] {
+            let mut p = Vec::new();
+            let mut c = Vec::new();
+            for i in 0..workers {
+                let (a, b) = share_of(i, workers, producers, consumers);
+                p.extend(a);
+                c.extend(b);
+            }
+            c.sort_unstable();
+            assert_eq!(p, (0..producers).collect::<Vec<_>>());
+            assert_eq!(c, (0..consumers).collect::<Vec<_>>());
+        }
+        assert_eq!((ids(&(0..0)), ids(&(3..4)), ids(&(2..6))), (String::new(), "3".into(), "2-5".into()));
+    }
+
+    #[test]
+    fn clock_uncertainty_counts_only_pairs_across_workers() {
+        assert_eq!(pair_uncertainty(&[(true, true, 40)]), 0, "one process: one clock");
+        assert_eq!(pair_uncertainty(&[(true, false, 40), (false, true, 15)]), 55);
+        assert_eq!(pair_uncertainty(&[(true, true, 40), (true, true, 15), (false, false, 900)]), 55);
+        assert_eq!(pair_uncertainty(&[(true, false, 40), (true, false, 15)]), 0, "nobody receives");
+    }
+}
