@@ -8,7 +8,9 @@
 pub mod assertion;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
+pub mod faults;
 pub mod pacer;
 pub mod progress;
 pub mod report;
@@ -68,18 +70,61 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
 
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
     let nonce = run_nonce();
-    let names: Vec<String> = (0..scenario.channels).map(|c| format!("eventbench:{nonce}:{c}")).collect();
+    let client = Arc::new(redis_client(&url, &scenario, target.url())?);
+    let unreachable =
+        |e: TransportError| TargetError::Unreachable { url: target::redact_url(target.url()), message: e.to_string() };
+    let topology = cluster::Topology::discover(&client, &url.host).await.map_err(unreachable)?;
+    if scenario.cluster && topology.is_none() {
+        return Err(TargetError::NotCluster { url: target::redact_url(target.url()) }.into());
+    }
+    if scenario.transport == TransportKind::Sharded {
+        check_sharded(&client, target.url()).await?;
+    }
+    let prefix = format!("eventbench:{nonce}:");
+    let (names, node_of, nodes) = match &topology {
+        Some(t) => {
+            let (names, node_of) = t.spread(&prefix, scenario.channels);
+            let mut nodes = Vec::new();
+            for n in &t.nodes {
+                let at = RedisUrl { host: n.host.clone(), port: n.port, ..url.clone() };
+                nodes.push((
+                    self::endpoint(&at, &scenario, target.url())?,
+                    Arc::new(redis_client(&at, &scenario, target.url())?),
+                ));
+            }
+            (names, node_of, nodes)
+        }
+        None => {
+            let names = (0..scenario.channels).map(|c| format!("{prefix}{c}")).collect();
+            (names, vec![0; scenario.channels as usize], vec![(endpoint.clone(), client.clone())])
+        }
+    };
+    let kill = match (&scenario.kill_node, &topology) {
+        (Some(k), Some(t)) => {
+            let port = t.nodes.get(k.node as usize).map(|n| n.port).filter(|&p| target.has_private_port(p));
+            let port = port.ok_or(TargetError::NoSuchNode { node: k.node, nodes: t.nodes.len() })?;
+            Some((*k, port))
+        }
+        (Some(k), None) => return Err(TargetError::NoSuchNode { node: k.node, nodes: 0 }.into()),
+        _ => None,
+    };
     let control = endpoint.clone();
+    let node_count = nodes.len();
     let transport = match scenario.transport {
-        TransportKind::Pubsub => Transport::PubSub(PubSub {
+        TransportKind::Pubsub | TransportKind::Sharded => Transport::PubSub(PubSub {
             endpoint,
+            nodes: nodes.into_iter().map(|(e, _)| e).collect(),
+            node_of,
             channels: names,
-            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
+            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("{prefix}*")),
             payload_len: scenario.payload,
+            sharded: scenario.transport == TransportKind::Sharded,
         }),
         TransportKind::Streams => Transport::Streams(Streams {
             endpoint,
-            client: Arc::new(redis_client(&url, &scenario, target.url())?),
+            client,
+            nodes,
+            node_of,
             keys: names,
             payload_len: scenario.payload,
             maxlen: scenario.maxlen,
@@ -87,12 +132,17 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
         }),
     };
     let config = target::apply_config(&control, target.url(), &scenario.redis_config).await?;
-    let keys = match &transport {
-        Transport::Streams(t) => t.keys.clone(),
-        Transport::PubSub(_) => Vec::new(),
+    let streams = match &transport {
+        Transport::Streams(t) => Some(t.clone()),
+        Transport::PubSub(_) => None,
     };
     let mut meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
-    let out = swarm::run(&scenario, transport, live.clone()).await;
+    let (out, node_outage) = tokio::join!(swarm::run(&scenario, transport, live.clone()), async {
+        match kill {
+            Some((k, port)) => Some(faults::kill_node(target, &live, k, port, scenario.drain).await),
+            None => None,
+        }
+    });
     // The swarm can return within a millisecond of the phase's end, before the
     // meter's timer fires; a meter still waiting after that never saw the phase end.
     let cpu_pct = match tokio::time::timeout(Duration::from_millis(200), &mut meter).await {
@@ -105,12 +155,14 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
     let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
-    if !keys.is_empty() {
-        // The run's streams hold every message it sent: delete them (best effort).
-        if let Ok(mut con) = control.connect().await {
-            let mut args: Vec<&[u8]> = vec![b"DEL"];
-            args.extend(keys.iter().map(|k| k.as_bytes()));
-            let _ = con.query(&args, "DEL").await;
+    if let Some(t) = &streams {
+        // The run's streams hold every message it sent: delete them (best effort), node by node.
+        for (node, (e, _)) in t.nodes.iter().enumerate() {
+            if let Ok(mut con) = e.connect().await {
+                let mut args: Vec<&[u8]> = vec![b"DEL"];
+                args.extend(t.keys.iter().zip(&t.node_of).filter(|(_, &n)| n == node).map(|(k, _)| k.as_bytes()));
+                let _ = con.query(&args, "DEL").await;
+            }
         }
     }
     if !target.is_private() {
@@ -125,6 +177,10 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     }
     let mut report = stats::summary::summarize(run_id, &scenario, out);
     report.epoch = epoch;
+    report.summary.nodes = node_count as u32;
+    if let Some(outage) = node_outage {
+        faults::report(&mut report, outage?);
+    }
     stats::summary::judge_harness(&mut report.summary, cpu_pct);
     Ok(report)
 }
@@ -198,6 +254,19 @@ fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> Result<redi
             redis::Client::build_with_tls(info, certs).map_err(|e| unusable(e.to_string()))
         }
         _ => redis::Client::open(info).map_err(|e| unusable(e.to_string())),
+    }
+}
+
+/// `--transport sharded` needs SPUBLISH (Redis 7): says so before the run, not as a failed one.
+async fn check_sharded(client: &redis::Client, url: &str) -> Result<(), TargetError> {
+    let unreachable =
+        |e: redis::RedisError| TargetError::Unreachable { url: target::redact_url(url), message: e.to_string() };
+    let mut con = client.get_multiplexed_async_connection().await.map_err(unreachable)?;
+    let info: redis::Value =
+        redis::cmd("COMMAND").arg("INFO").arg("SPUBLISH").query_async(&mut con).await.map_err(unreachable)?;
+    match info {
+        redis::Value::Array(v) if v.first().is_some_and(|c| !matches!(c, redis::Value::Nil)) => Ok(()),
+        _ => Err(TargetError::NoShardedPubSub { url: target::redact_url(url) }),
     }
 }
 

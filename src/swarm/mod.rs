@@ -10,8 +10,9 @@ use crate::clock::{self, Clock, Timer};
 use crate::pacer::Pacer;
 use crate::scenario::Scenario;
 use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
+use crate::transport::cluster::Producer;
 use crate::transport::conn::Tuning;
-use crate::transport::pubsub::{PubSub, PubSubConsumer, PubSubProducer};
+use crate::transport::pubsub::{PubSub, PubSubConsumer};
 use crate::transport::streams::Streams;
 use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
@@ -49,6 +50,9 @@ pub struct Live {
     pub measure_end_ns: AtomicU64,
     /// The run's clock, once started.
     clock: Mutex<Option<Clock>>,
+    /// Per cluster node, with `--kill-node`: when a consumer last received a
+    /// message of one of that node's channels (ns since the epoch, 0 before the first).
+    node_seen_ns: std::sync::OnceLock<Box<[AtomicU64]>>,
     stop: AtomicBool,
     stop_notify: Notify,
 }
@@ -73,6 +77,12 @@ impl Live {
             }
             notified.await;
         }
+    }
+
+    /// When a consumer last received a message of a channel of `node` (ns
+    /// since the epoch); tracked with `--kill-node` only.
+    pub fn node_seen_ns(&self, node: usize) -> Option<u64> {
+        Some(self.node_seen_ns.get()?.get(node)?.load(Relaxed))
     }
 
     /// Nanoseconds since the run's epoch, if the run has started.
@@ -101,10 +111,25 @@ pub enum Transport {
 }
 
 impl Transport {
-    async fn producer(&self) -> Result<PubSubProducer, TransportError> {
+    async fn producer(&self) -> Result<Producer, TransportError> {
         match self {
             Transport::PubSub(t) => t.producer().await,
             Transport::Streams(t) => t.producer().await,
+        }
+    }
+
+    /// The cluster node of each channel (all 0 on a single server).
+    fn node_of(&self) -> &[usize] {
+        match self {
+            Transport::PubSub(t) => &t.node_of,
+            Transport::Streams(t) => &t.node_of,
+        }
+    }
+
+    fn node_count(&self) -> usize {
+        match self {
+            Transport::PubSub(t) => t.nodes.len(),
+            Transport::Streams(t) => t.nodes.len(),
         }
     }
 }
@@ -228,6 +253,17 @@ impl Shared {
         }
     }
 
+    /// Notes that messages of `channels` arrived at `now` (with `--kill-node` only).
+    fn seen(&self, channels: impl Iterator<Item = u32>, now: u64) {
+        let Some(seen) = self.live.node_seen_ns.get() else { return };
+        let node_of = self.transport.node_of();
+        for c in channels {
+            if let Some(node) = node_of.get(c as usize) {
+                seen[*node].fetch_max(now, Relaxed);
+            }
+        }
+    }
+
     /// The producers' progress, indexed like a consumer's ledgers.
     fn positions(&self) -> Vec<u64> {
         self.progress.iter().map(|p| p.load(Relaxed)).collect()
@@ -293,6 +329,9 @@ pub async fn run(scenario: &Scenario, transport: Transport, live: Arc<Live>) -> 
 
     let clock = Clock::start();
     *live.clock.lock().expect("clock lock") = Some(clock);
+    if scenario.kill_node.is_some() {
+        let _ = live.node_seen_ns.set((0..transport.node_count()).map(|_| AtomicU64::new(0)).collect());
+    }
     let (start_tx, start_rx) = watch::channel(None);
     let (finish_tx, finish_rx) = watch::channel(false);
     let (note_tx, mut note_rx) = mpsc::unbounded_channel();
@@ -521,6 +560,8 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
         let wait = if shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
         let acks = conn.finish(wait).await?;
         stats.reached = acks.reached;
+        stats.redirections = acks.redirections;
+        stats.write_errors = acks.errors - acks.redirections;
         Ok(())
     }
     .await;
@@ -545,7 +586,7 @@ async fn consumer(
         Some(_) => Tuning { recv_buffer: Some(16 * 1024), fixed_buffer: true },
         None => Tuning::default(),
     };
-    let conn = match shared.pubsub().consumer(tuning, slow.is_some()).await {
+    let conn = match shared.pubsub().consumer(id, tuning, slow.is_some()).await {
         Ok(c) => c,
         Err(e) => {
             shared.fail(format!("consumer {id}"), e);
@@ -769,9 +810,14 @@ impl Consumer {
         let missing_before = self.out.stats.missing_now;
         let mut fresh = 0;
         let mut now = clock.now_ns();
+        let track = self.shared.live.node_seen_ns.get().is_some();
         loop {
             let fresh_one = {
                 let Ok(Some(d)) = conn.next() else { break };
+                if track {
+                    let channel = crate::wire::Header::decode(d.payload).map(|h| h.channel);
+                    self.shared.seen(channel.into_iter(), now);
+                }
                 let mut ts = self.thread_stats.borrow_mut();
                 let ts = ts.as_mut().expect("thread stats exist once started");
                 self.out.stats.record(d.payload, now, &self.window, ts)
@@ -876,7 +922,8 @@ impl Consumer {
     /// Connects and subscribes again, with backoff; `None` if the run finished first.
     async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, TransportError> {
         let (transport, tuning, want_id) = (self.shared.pubsub(), self.tuning, self.slow.is_some());
-        let conn = reconnect(&self.shared, || transport.consumer(tuning, want_id)).await?;
+        let id = self.out.stats.id;
+        let conn = reconnect(&self.shared, || transport.consumer(id, tuning, want_id)).await?;
         if let Some(conn) = &conn {
             self.watch(conn);
             let outage = self.out.outages.last_mut().expect("resubscribing after an outage");
