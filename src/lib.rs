@@ -73,7 +73,13 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     let client = Arc::new(redis_client(&url, &scenario, target.url())?);
     let unreachable =
         |e: TransportError| TargetError::Unreachable { url: target::redact_url(target.url()), message: e.to_string() };
-    let topology = cluster::Topology::discover(&client, &url.host).await.map_err(unreachable)?;
+    // An ACL user is given only the commands of its transport: asking such a
+    // user's Redis whether it is a cluster would be refused (and logged), so
+    // with a user name eventbench asks only when told to (`--cluster`).
+    let topology = match scenario.cluster || url.username.is_none() {
+        true => cluster::Topology::discover(&client, &url.host).await.map_err(unreachable)?,
+        false => None,
+    };
     if scenario.cluster && topology.is_none() {
         return Err(TargetError::NotCluster { url: target::redact_url(target.url()) }.into());
     }

@@ -94,7 +94,7 @@ async fn a_killed_node_loses_pubsub_messages_and_no_streams_entries() {
         ..quick("kill", 1000.0, 2.0)
     };
     let mut reports = Vec::new();
-    for transport in [TransportKind::Pubsub, TransportKind::Streams] {
+    for transport in [TransportKind::Pubsub, TransportKind::Sharded, TransportKind::Streams] {
         // Pub/Sub never gets everything: its drain only has to cover node 1's comeback.
         let drain = if transport == TransportKind::Pubsub { Duration::from_secs(3) } else { base.drain };
         let s = Scenario { transport, drain, ..base.clone() };
@@ -109,11 +109,18 @@ async fn a_killed_node_loses_pubsub_messages_and_no_streams_entries() {
         assert!(recover > 0.0 && recover < 5000.0, "{transport}: {recover}");
         reports.push(r);
     }
-    let (pubsub, streams) = (&reports[0].summary, &reports[1].summary);
+    let (pubsub, sharded, streams) = (&reports[0].summary, &reports[1].summary, &reports[2].summary);
     // Consumer 1 is on node 1: it is cut off with it, and misses what was published meanwhile.
     assert!(pubsub.lost >= 300, "pubsub lost {}: {pubsub:?}", pubsub.lost);
     assert_eq!(pubsub.lost_other, 0, "every Pub/Sub loss has its outage: {pubsub:?}");
     assert!(reports[0].events.iter().any(|e| e.kind == "server-kill" && e.consumer == 1), "{:?}", reports[0].events);
+    // Every sharded consumer has a connection to node 1 and loses it, but keeps
+    // reading nodes 0 and 2 meanwhile: it can only miss node 1's messages, and
+    // those wait in the producers until node 1 takes writes again.
+    let cut: Vec<u32> = reports[1].events.iter().filter(|e| e.kind == "server-kill").map(|e| e.consumer).collect();
+    assert_eq!(cut.len(), 3, "{:?}", reports[1].events);
+    assert!(sharded.lost < pubsub.lost, "sharded lost {} vs pubsub {}", sharded.lost, pubsub.lost);
+    assert_eq!(sharded.lost_other, 0, "{sharded:?}");
     assert_eq!((streams.lost, streams.delivered), (0, streams.expected), "{streams:?}");
     assert_eq!(streams.write_errors, 0, "nothing was written to a node that refused it: {streams:?}");
     assert!(streams.max_us > 1_000_000.0, "node 1's entries waited for it: {streams:?}");

@@ -12,7 +12,7 @@ use crate::scenario::Scenario;
 use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
 use crate::transport::cluster::Producer;
 use crate::transport::conn::Tuning;
-use crate::transport::pubsub::{PubSub, PubSubConsumer};
+use crate::transport::pubsub::{PubSub, PubSubConsumer, ShardChange};
 use crate::transport::streams::Streams;
 use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
@@ -615,6 +615,7 @@ async fn consumer(
         shared: shared.clone(),
         kill_seen: Rc::default(),
         watcher: None,
+        partial: None,
     };
     if let Err(e) = task.run(conn, planned).await {
         shared.fail(format!("consumer {id}"), e);
@@ -739,6 +740,8 @@ struct Consumer {
     /// positions then, as seen by its watcher.
     kill_seen: Rc<RefCell<Option<Cutoff>>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    /// Sharded on a cluster: the node whose channels are being subscribed again, if any.
+    partial: Option<usize>,
 }
 
 impl Consumer {
@@ -780,7 +783,13 @@ impl Consumer {
                     conn = self.resubscribe().await?;
                 }
                 r = conn.as_mut().expect("connected between outages").fill() => match r {
-                    Ok(()) => self.take_messages(conn.as_mut().expect("connected")).await,
+                    Ok(()) => {
+                        let c = conn.as_mut().expect("connected");
+                        self.take_messages(c).await;
+                        while let Some(change) = c.take_change() {
+                            self.shard_changed(change);
+                        }
+                    }
                     Err(TransportError::Closed | TransportError::Io(_)) => {
                         drop(conn.take());
                         self.server_closed();
@@ -860,7 +869,54 @@ impl Consumer {
         self.close(EventKind::ServerKill, at, received, closed);
     }
 
+    /// A sharded consumer lost one node's connection, or has it back: an
+    /// outage of that node's channels only (for the others, the positions
+    /// make empty ranges, so no loss is put down to it).
+    fn shard_changed(&mut self, change: ShardChange) {
+        let shared = self.shared.clone();
+        let channels = shared.scenario.channels as usize;
+        let on = |node: usize, stream: usize| shared.transport.node_of()[stream % channels] == node;
+        let now = shared.clock.now_ns();
+        match change {
+            ShardChange::Lost { node } => {
+                self.end_partial(now);
+                let (received, closed) = (self.out.stats.positions(), self.shared.positions());
+                let received = (0..closed.len()).map(|i| if on(node, i) { received[i] } else { closed[i] }).collect();
+                let consumer = self.out.stats.id;
+                let kind = EventKind::ServerKill;
+                let outage = Outage {
+                    consumer,
+                    kind,
+                    closed_ns: now,
+                    resubscribed_ns: None,
+                    received,
+                    closed,
+                    resubscribed: None,
+                };
+                self.out.outages.push(outage);
+                self.partial = Some(node);
+            }
+            ShardChange::Back { node } if self.partial == Some(node) => self.end_partial(now),
+            ShardChange::Back { .. } => {}
+        }
+    }
+
+    /// Ends the outage of one node's channels, if one is open.
+    fn end_partial(&mut self, now: u64) {
+        let Some(node) = self.partial.take() else { return };
+        let channels = self.shared.scenario.channels as usize;
+        let node_of = self.shared.transport.node_of();
+        let positions = self.shared.positions();
+        let outage = self.out.outages.last_mut().expect("a partial outage was recorded");
+        let back = (0..positions.len())
+            .map(|i| if node_of[i % channels] == node { positions[i] } else { outage.closed[i] })
+            .collect();
+        outage.resubscribed = Some(back);
+        outage.resubscribed_ns = Some(now);
+    }
+
     fn close(&mut self, kind: EventKind, closed_ns: u64, received: Vec<u64>, closed: Vec<u64>) {
+        self.end_partial(closed_ns);
         self.shared.live.connected.fetch_sub(1, Relaxed);
         if kind == EventKind::Disconnect {
             self.out.stats.disconnects += 1;

@@ -56,7 +56,7 @@ impl PubSub {
     pub async fn consumer(&self, id: u32, tuning: Tuning, want_id: bool) -> Result<PubSubConsumer, TransportError> {
         let mut conns = Vec::new();
         let mut client_id = None;
-        let (kind, verb, leave): (&[u8], &[u8], &'static [u8]) = match (&self.pattern, self.sharded) {
+        let (kind, verb, leave): (&'static [u8], &'static [u8], &'static [u8]) = match (&self.pattern, self.sharded) {
             (Some(_), _) => (b"psubscribe", b"PSUBSCRIBE", b"punsubscribe"),
             (None, true) => (b"ssubscribe", b"SSUBSCRIBE", b"sunsubscribe"),
             (None, false) => (b"subscribe", b"SUBSCRIBE", b"unsubscribe"),
@@ -74,15 +74,20 @@ impl PubSub {
                 .filter(|(_, names)| !names.is_empty())
                 .collect(),
         };
+        let mut shards = Vec::new();
         for (node, names) in plan {
             let mut conn = self.nodes[node].connect_with(tuning).await?;
             if want_id && client_id.is_none() {
                 client_id = Some(client_id_of(&mut conn).await?);
             }
             subscribe(&mut conn, verb, kind, &names).await?;
-            conns.push(conn);
+            conns.push(Some(conn));
+            let names = names.iter().map(|n| n.to_vec()).collect();
+            shards.push(Shard { node, endpoint: self.nodes[node].clone(), names, verb, kind, tuning });
         }
-        Ok(PubSubConsumer { conns, leave, left: 0, next: 0, client_id })
+        let rejoins = shards.iter().map(|_| None).collect();
+        let changes = std::collections::VecDeque::new();
+        Ok(PubSubConsumer { conns, shards, rejoins, changes, leave, left: 0, next: 0, client_id })
     }
 
     /// Waits until the connection with `client_id` is gone from the server,
@@ -449,9 +454,57 @@ pub fn parse_push(buf: &[u8], leave: &[u8]) -> Result<Option<(Push, usize)>, res
     Ok(Some((push, used)))
 }
 
-/// A subscribed consumer: one connection, or one per node for sharded Pub/Sub on a cluster.
+/// What one of a consumer's connections subscribes to, to do it again.
+#[derive(Clone)]
+struct Shard {
+    node: usize,
+    endpoint: Endpoint,
+    names: Vec<Vec<u8>>,
+    verb: &'static [u8],
+    kind: &'static [u8],
+    tuning: Tuning,
+}
+
+/// A change in a sharded consumer's subscriptions: one node's connection
+/// closed (its channels are not subscribed until it is `Back`), or it is back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardChange {
+    Lost { node: usize },
+    Back { node: usize },
+}
+
+/// Connects to a shard's node and subscribes again, with backoff (10 ms doubling
+/// to 1 s, each attempt within the connect timeout) until it works; a refusal ends it.
+async fn rejoin(shard: Rc<Shard>) -> Result<Conn, TransportError> {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let attempt = async {
+            let mut conn = shard.endpoint.connect_with(shard.tuning).await?;
+            let names: Vec<&[u8]> = shard.names.iter().map(|n| n.as_slice()).collect();
+            subscribe(&mut conn, shard.verb, shard.kind, &names).await?;
+            Ok::<_, TransportError>(conn)
+        };
+        match tokio::time::timeout(shard.endpoint.connect_timeout, attempt).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e @ TransportError::Refused { .. })) => return Err(e),
+            _ => {}
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+type Rejoin = std::pin::Pin<Box<dyn Future<Output = Result<Conn, TransportError>>>>;
+
+/// A subscribed consumer: one connection, or one per node for sharded Pub/Sub
+/// on a cluster. With several, a connection the server closes is subscribed
+/// again on its own while the others keep reading ([`ShardChange`]).
 pub struct PubSubConsumer {
-    conns: Vec<Conn>,
+    /// `None` while that node's connection is being re-established.
+    conns: Vec<Option<Conn>>,
+    shards: Vec<Shard>,
+    rejoins: Vec<Option<Rejoin>>,
+    changes: std::collections::VecDeque<ShardChange>,
     /// The confirmation that ends a graceful leave: `unsubscribe`, `punsubscribe` or `sunsubscribe`.
     leave: &'static [u8],
     /// Connections whose leave Redis confirmed.
@@ -462,24 +515,63 @@ pub struct PubSubConsumer {
     pub client_id: Option<i64>,
 }
 
+impl PubSubConsumer {
+    /// The next change in the subscriptions, if any.
+    pub fn take_change(&mut self) -> Option<ShardChange> {
+        self.changes.pop_front()
+    }
+
+    /// Several connections: reads whichever has bytes first, and takes a
+    /// closed one out (to subscribe again) instead of failing.
+    fn poll_fill(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), TransportError>> {
+        use std::task::Poll;
+        for i in 0..self.conns.len() {
+            let Some(rejoin) = &mut self.rejoins[i] else { continue };
+            if let Poll::Ready(r) = rejoin.as_mut().poll(cx) {
+                self.rejoins[i] = None;
+                self.conns[i] = Some(r?);
+                self.changes.push_back(ShardChange::Back { node: self.shards[i].node });
+                return Poll::Ready(Ok(()));
+            }
+        }
+        for i in 0..self.conns.len() {
+            let Some(conn) = &mut self.conns[i] else { continue };
+            // A read is cancel-safe: polled once here, it leaves no bytes behind when dropped.
+            let polled = std::pin::pin!(conn.fill()).poll(cx);
+            match polled {
+                Poll::Pending => {}
+                Poll::Ready(Err(TransportError::Closed | TransportError::Io(_))) => {
+                    self.conns[i] = None;
+                    self.rejoins[i] = Some(Box::pin(rejoin(Rc::new(self.shards[i].clone()))));
+                    self.changes.push_back(ShardChange::Lost { node: self.shards[i].node });
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(r) => return Poll::Ready(r),
+            }
+        }
+        Poll::Pending
+    }
+}
+
 impl ConsumerConn for PubSubConsumer {
     #[inline]
     fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError> {
         let n = self.conns.len();
         for _ in 0..n {
-            let conn = &mut self.conns[self.next];
-            loop {
-                match parse_push(conn.pending(), self.leave)? {
-                    None => break,
-                    Some((Push::Message(range), used)) => {
-                        let conn = &mut self.conns[self.next];
-                        return Ok(Some(Delivery { payload: conn.take(used, range) }));
+            if let Some(conn) = &mut self.conns[self.next] {
+                loop {
+                    match parse_push(conn.pending(), self.leave)? {
+                        None => break,
+                        Some((Push::Message(range), used)) => {
+                            let conn = self.conns[self.next].as_mut().expect("just read");
+                            return Ok(Some(Delivery { payload: conn.take(used, range) }));
+                        }
+                        Some((Push::Left, used)) => {
+                            self.left += 1;
+                            conn.consume(used);
+                        }
+                        Some((Push::Other, used)) => conn.consume(used),
                     }
-                    Some((Push::Left, used)) => {
-                        self.left += 1;
-                        conn.consume(used);
-                    }
-                    Some((Push::Other, used)) => conn.consume(used),
                 }
             }
             self.next = (self.next + 1) % n;
@@ -495,31 +587,22 @@ impl ConsumerConn for PubSubConsumer {
             _ => b"UNSUBSCRIBE",
         };
         resp::encode_command(&mut cmd, &[verb]);
-        for conn in &mut self.conns {
+        // A node being subscribed again is left as it is: nothing to leave there.
+        self.rejoins.iter_mut().for_each(|r| *r = None);
+        for conn in self.conns.iter_mut().flatten() {
             conn.send(&cmd).await?;
         }
         Ok(())
     }
 
     fn has_left(&self) -> bool {
-        self.left >= self.conns.len()
+        self.left >= self.conns.iter().flatten().count()
     }
 
     async fn fill(&mut self) -> Result<(), TransportError> {
-        if let [conn] = self.conns.as_mut_slice() {
+        if let [Some(conn)] = self.conns.as_mut_slice() {
             return conn.fill().await;
         }
-        // Whichever connection has bytes first; a read that loses the race is
-        // dropped before it took any (reads are cancel-safe).
-        let mut reads: Vec<_> = self.conns.iter_mut().map(|c| Box::pin(c.fill())).collect();
-        std::future::poll_fn(|cx| {
-            for r in reads.iter_mut() {
-                if let std::task::Poll::Ready(result) = r.as_mut().poll(cx) {
-                    return std::task::Poll::Ready(result);
-                }
-            }
-            std::task::Poll::Pending
-        })
-        .await
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 }
