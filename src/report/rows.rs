@@ -12,6 +12,8 @@ pub struct SummaryRow {
     pub reason: String,
     pub transport: String,
     pub url: String,
+    /// Absent from run directories written before clusters (a single server then).
+    #[serde(default = "one")]
     pub nodes: u32,
     pub producers: u32,
     pub consumers: u32,
@@ -32,11 +34,14 @@ pub struct SummaryRow {
     pub foreign: u64,
     pub redelivered: u64,
     pub acked: u64,
+    #[serde(default)]
     pub redirections: u64,
+    #[serde(default)]
     pub write_errors: u64,
     pub backlog_max: u64,
     pub replay_catchup_s: Option<f64>,
     pub replay_rate: Option<f64>,
+    #[serde(default)]
     pub recover_ms: Option<f64>,
     pub send_rate: f64,
     pub delivery_rate: f64,
@@ -52,6 +57,10 @@ pub struct SummaryRow {
     pub harness_cpu_pct: f64,
     pub harness_limited: bool,
     pub threads: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// `runs.csv` (written by `eventbench report` for several runs): one
