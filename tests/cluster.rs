@@ -146,3 +146,47 @@ fn cluster_flags_are_checked_before_anything_starts() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("not a Redis Cluster"), "{}", stderr(&o));
 }
+
+#[tokio::test]
+async fn a_slot_moved_during_a_run_shows_as_redirections_and_exactly_their_losses() {
+    let target = Target::private_cluster(None, 3, false).expect("a private cluster (redis-server, redis-cli)");
+    let ports = ports(&target);
+    let con = |port: u16| {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        client.get_connection_with_timeout(Duration::from_secs(2)).unwrap()
+    };
+    let s = Scenario {
+        transport: TransportKind::Sharded,
+        consumers: 2,
+        channels: 3,
+        private_cluster: 3,
+        ..quick("moved", 1000.0, 2.0)
+    };
+    let live = Arc::new(Live::default());
+    let run = eventbench::run_on(s, live.clone(), &target);
+    let mover = async {
+        while live.measure_start_ns.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Node 0's channel, its slot, and node 1's id: the slot goes to node 1, as a resharding would move it.
+        let channels: Vec<String> =
+            redis::cmd("PUBSUB").arg("SHARDCHANNELS").arg("eventbench:*").query(&mut con(ports[0])).unwrap();
+        assert_eq!(channels.len(), 1, "channel 0 of 3 lives on node 0: {channels:?}");
+        let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&channels[0]).query(&mut con(ports[0])).unwrap();
+        let id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut con(ports[1])).unwrap();
+        for port in [ports[1], ports[0], ports[2]] {
+            let _: () =
+                redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&id).query(&mut con(port)).unwrap();
+        }
+    };
+    let (r, ()) = tokio::join!(run, mover);
+    let r = r.unwrap();
+    common::assert_invariants(&r);
+    let m = &r.summary;
+    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    // Channel 0 took a third of ~1.2 s of messages after the move: each one MOVED, counted, and lost for both consumers.
+    assert!(m.redirections >= 300, "{m:?}");
+    assert_eq!(m.lost, m.redirections * 2, "{m:?}");
+    assert_eq!(m.write_errors, 0, "{m:?}");
+}
