@@ -114,8 +114,8 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
         (Some(k), None) => return Err(TargetError::NoSuchNode { node: k.node, nodes: 0 }.into()),
         _ => None,
     };
-    let control = endpoint.clone();
     let node_count = nodes.len();
+    let node_endpoints: Vec<Endpoint> = nodes.iter().map(|(e, _)| e.clone()).collect();
     let transport = match scenario.transport {
         TransportKind::Pubsub | TransportKind::Sharded => Transport::PubSub(PubSub {
             endpoint,
@@ -137,7 +137,11 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
             batch: 256,
         }),
     };
-    let config = target::apply_config(&control, target.url(), &scenario.redis_config).await?;
+    // Every node of a cluster gets the settings: each serves its own clients.
+    let mut configs = Vec::new();
+    for e in &node_endpoints {
+        configs.push((e, target::apply_config(e, target.url(), &scenario.redis_config).await?));
+    }
     let streams = match &transport {
         Transport::Streams(t) => Some(t.clone()),
         Transport::PubSub(_) => None,
@@ -173,7 +177,12 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     }
     if !target.is_private() {
         // A user's Redis gets its settings back; a private one is about to stop anyway.
-        let restore = config.restore(&control);
+        let restore = async {
+            for (e, config) in configs {
+                config.restore(e).await?;
+            }
+            Ok::<_, TransportError>(())
+        };
         if matches!(out.status, Status::Aborted(_)) {
             // Redis is likely gone or stalled: try briefly, and keep the results either way.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), restore).await;

@@ -38,7 +38,14 @@ async fn a_private_cluster_carries_every_transport_with_exact_accounting() {
     let target = Target::private_cluster(None, 3, false).expect("a private cluster (redis-server, redis-cli)");
     let ports = ports(&target);
     assert_eq!(ports.len(), 3);
-    let base = Scenario { consumers: 3, channels: 6, private_cluster: 3, ..quick("cluster", 2000.0, 1.5) };
+    let base = Scenario {
+        consumers: 3,
+        channels: 6,
+        private_cluster: 3,
+        // Applied on every node (a private cluster keeps it: it stops with the test).
+        redis_config: [("hz".to_string(), "20".to_string())].into(),
+        ..quick("cluster", 2000.0, 1.5)
+    };
     for transport in [TransportKind::Pubsub, TransportKind::Sharded, TransportKind::Streams] {
         let verb = match transport {
             TransportKind::Pubsub => "publish",
@@ -68,6 +75,12 @@ async fn a_private_cluster_carries_every_transport_with_exact_accounting() {
             TransportKind::Pubsub => assert!(m.reached < m.expected, "{m:?}"),
             TransportKind::Streams => assert_eq!(m.reached, m.sent, "{m:?}"),
         }
+    }
+    for port in &ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut con = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
+        let hz: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("hz").query(&mut con).unwrap();
+        assert_eq!(hz[1], "20", "--redis-config reached node {port}");
     }
 }
 
