@@ -129,6 +129,7 @@ impl Streams {
                 keys: std::sync::Arc::new(keys),
                 inflight: None,
                 retry_at: None,
+                pending_from: None,
             });
         }
         if lanes.len() > 1 {
@@ -160,7 +161,8 @@ async fn connect(client: &redis::Client, timeout: Duration) -> Result<Multiplexe
 type NodeKeys = std::sync::Arc<Vec<(usize, String)>>;
 
 /// A read in flight on one node: the new connections (reads, control) if it had to connect, and what it read.
-type Read = (Option<(MultiplexedConnection, MultiplexedConnection)>, Result<Vec<Entry>, TransportError>);
+type Read =
+    (Option<(MultiplexedConnection, MultiplexedConnection)>, Option<Vec<String>>, Result<Vec<Entry>, TransportError>);
 
 /// One node's streams, as one consumer reads them.
 struct Lane {
@@ -173,6 +175,8 @@ struct Lane {
     keys: NodeKeys,
     inflight: Option<tokio::task::JoinHandle<Read>>,
     retry_at: Option<tokio::time::Instant>,
+    /// After a reconnect: where this consumer's own pending entries continue, per key.
+    pending_from: Option<Vec<String>>,
 }
 
 /// One member of a consumer group: one connection per node that holds some of the streams.
@@ -184,27 +188,37 @@ pub struct StreamsConsumer {
     connect_timeout: Duration,
 }
 
-/// XREADGROUP on one node: own pending entries (ID 0), or new ones (`>`, waiting up to `block`).
+/// XREADGROUP on one node: own pending entries after `from` (an ID per key), or
+/// new ones (`>`, waiting up to `block`).
 async fn xreadgroup(
     con: &mut MultiplexedConnection,
     group: &str,
     name: &str,
     count: usize,
     keys: &[(usize, String)],
-    own_pending: bool,
+    from: Option<&[String]>,
     block: Duration,
 ) -> Result<Vec<Entry>, TransportError> {
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP").arg(group).arg(name).arg("COUNT").arg(count);
-    if !own_pending {
+    if from.is_none() {
         cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
     }
     cmd.arg("STREAMS");
     for (_, key) in keys {
         cmd.arg(key);
     }
-    for _ in keys {
-        cmd.arg(if own_pending { "0" } else { ">" });
+    match from {
+        Some(ids) => {
+            for id in ids {
+                cmd.arg(id);
+            }
+        }
+        None => {
+            for _ in keys {
+                cmd.arg(">");
+            }
+        }
     }
     let reply: Value = cmd.query_async(con).await?;
     let mut out = Vec::new();
@@ -236,15 +250,18 @@ impl StreamsConsumer {
                 _ => None,
             }
         };
+        let zeros = |keys: &[(usize, String)]| vec!["0".to_string(); keys.len()];
         if let Some((mut con, keys)) = single {
             // A clone shares the one connection: reads and acknowledgements pipeline on it.
-            let read = xreadgroup(&mut con, &self.group, &self.name, self.count, &keys, own_pending, block).await?;
+            let from = own_pending.then(|| zeros(&keys));
+            let read = xreadgroup(&mut con, &self.group, &self.name, self.count, &keys, from.as_deref(), block).await?;
             out.extend(read);
             return Ok(());
         }
         if own_pending {
             for (i, mut con, keys) in self.up().1 {
-                match xreadgroup(&mut con, &self.group, &self.name, self.count, &keys, true, block).await {
+                let from = zeros(&keys);
+                match xreadgroup(&mut con, &self.group, &self.name, self.count, &keys, Some(&from), block).await {
                     Ok(read) => out.extend(read),
                     Err(_) => self.lane_failed(i),
                 }
@@ -261,14 +278,25 @@ impl StreamsConsumer {
                 let std::task::Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) else { continue };
                 lane.inflight = None;
                 any = true;
-                let (fresh, read) = result.unwrap_or((None, Err(TransportError::Closed)));
+                let (fresh, from, read) = result.unwrap_or((None, None, Err(TransportError::Closed)));
                 if let Some((con, ctl)) = fresh {
                     (lane.con, lane.ctl) = (Some(con), Some(ctl));
                 }
                 match read {
-                    Ok(read) => out.extend(read),
+                    Ok(read) => {
+                        // Own pending entries come a batch at a time: the next read continues after this one's.
+                        lane.pending_from = from.filter(|_| !read.is_empty()).map(|mut ids| {
+                            for e in &read {
+                                if let Some(j) = lane.keys.iter().position(|(k, _)| *k == e.key) {
+                                    ids[j] = String::from_utf8_lossy(&e.id).into_owned();
+                                }
+                            }
+                            ids
+                        });
+                        out.extend(read);
+                    }
                     Err(_) => {
-                        (lane.con, lane.ctl) = (None, None);
+                        (lane.con, lane.ctl, lane.pending_from) = (None, None, None);
                         lane.retry_at = Some(tokio::time::Instant::now() + RETRY);
                     }
                 }
@@ -295,9 +323,13 @@ impl StreamsConsumer {
             let (con, client, keys) = (lane.con.clone(), lane.client.clone(), lane.keys.clone());
             let (group, name, count, timeout) =
                 (self.group.clone(), self.name.clone(), self.count, self.connect_timeout);
+            let from = lane.pending_from.clone();
             lane.inflight = Some(tokio::spawn(async move {
                 match con {
-                    Some(mut con) => (None, xreadgroup(&mut con, &group, &name, count, &keys, false, block).await),
+                    Some(mut con) => {
+                        let read = xreadgroup(&mut con, &group, &name, count, &keys, from.as_deref(), block).await;
+                        (None, from, read)
+                    }
                     None => {
                         let pair = async {
                             Ok::<_, TransportError>((
@@ -307,10 +339,11 @@ impl StreamsConsumer {
                         };
                         match pair.await {
                             Ok((mut con, ctl)) => {
-                                let read = xreadgroup(&mut con, &group, &name, count, &keys, true, block).await;
-                                (Some((con, ctl)), read)
+                                let from = vec!["0".to_string(); keys.len()];
+                                let read = xreadgroup(&mut con, &group, &name, count, &keys, Some(&from), block).await;
+                                (Some((con, ctl)), Some(from), read)
                             }
-                            Err(e) => (None, Err(e)),
+                            Err(e) => (None, None, Err(e)),
                         }
                     }
                 }
@@ -320,7 +353,7 @@ impl StreamsConsumer {
 
     fn lane_failed(&self, i: usize) {
         let mut lanes = self.lanes();
-        (lanes[i].con, lanes[i].ctl) = (None, None);
+        (lanes[i].con, lanes[i].ctl, lanes[i].pending_from) = (None, None, None);
         lanes[i].retry_at = Some(tokio::time::Instant::now() + RETRY);
     }
 
