@@ -310,7 +310,8 @@ async fn sample_backlog(
     window: Window,
 ) -> Vec<u64> {
     let mut samples = vec![0; window.seconds()];
-    let Ok(mut cons) = t.connections().await else { return samples };
+    let Ok(cons) = t.connections().await else { return samples };
+    let mut cons: Vec<_> = cons.into_iter().map(Some).collect();
     let mut second = 0usize;
     loop {
         let at = window.start_ns + (second as u64 + 1) * 1_000_000_000;
@@ -318,16 +319,11 @@ async fn sample_backlog(
             _ = finish.wait_for(|f| *f) => return samples,
             _ = clock.sleep_until_ns(at) => {}
         }
-        let n = match streams::backlog(&mut cons, &t).await {
-            Ok(n) => n,
-            Err(_) => {
-                // A node went away: connect again for the next sample (its streams come back with it).
-                if let Ok(fresh) = t.connections().await {
-                    cons = fresh;
-                }
-                second += 1;
-                continue;
-            }
+        // A node that went away is asked again once it answers (its streams come back with it).
+        t.reconnect_missing(&mut cons).await;
+        let Some(n) = streams::backlog(&mut cons, &t).await else {
+            second += 1;
+            continue;
         };
         match samples.get_mut(second) {
             Some(slot) => *slot = n,

@@ -88,6 +88,13 @@ impl Streams {
         Ok(cons)
     }
 
+    /// Connects again to the nodes whose control connection is gone (those that answer).
+    pub async fn reconnect_missing(&self, cons: &mut [Option<MultiplexedConnection>]) {
+        for (con, (_, client)) in cons.iter_mut().zip(&self.nodes).filter(|(c, _)| c.is_none()) {
+            *con = connect(client, self.endpoint.connect_timeout).await.ok();
+        }
+    }
+
     /// Connects consumer `name` of `group`, creating the group on every stream
     /// if it does not exist yet.
     pub async fn consumer(
@@ -474,11 +481,21 @@ fn entries_into(key: usize, entries: Vec<Value>, out: &mut Vec<Entry>) {
 }
 
 /// Entries added to the streams and not yet acknowledged, over every group
-/// (XINFO GROUPS: `lag` not yet delivered, `pending` delivered but not acknowledged).
-pub async fn backlog(cons: &mut [MultiplexedConnection], t: &Streams) -> Result<u64, TransportError> {
-    let mut total = 0;
+/// (XINFO GROUPS: `lag` not yet delivered, `pending` delivered but not
+/// acknowledged), summed over the nodes that answer; a node that does not is
+/// left out and its connection dropped (`cons[node] = None`). `None` when no node answered.
+pub async fn backlog(cons: &mut [Option<MultiplexedConnection>], t: &Streams) -> Option<u64> {
+    let mut total = None;
     for (key, &node) in t.keys.iter().zip(&t.node_of) {
-        let groups: Value = redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(&mut cons[node]).await?;
+        let Some(con) = &mut cons[node] else { continue };
+        let groups: Value = match redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(con).await {
+            Ok(v) => v,
+            Err(_) => {
+                cons[node] = None;
+                continue;
+            }
+        };
+        let total = total.get_or_insert(0);
         let Value::Array(groups) = groups else { continue };
         for group in groups {
             let Value::Array(fields) = group else { continue };
@@ -491,8 +508,8 @@ pub async fn backlog(cons: &mut [MultiplexedConnection], t: &Streams) -> Result<
                     })
                     .unwrap_or(0)
             };
-            total += (field(b"lag") + field(b"pending")).max(0) as u64;
+            *total += (field(b"lag") + field(b"pending")).max(0) as u64;
         }
     }
-    Ok(total)
+    total
 }
