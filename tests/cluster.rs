@@ -203,3 +203,13 @@ async fn a_slot_moved_during_a_run_shows_as_redirections_and_exactly_their_losse
     assert_eq!(m.lost, m.redirections * 2, "{m:?}");
     assert_eq!(m.write_errors, 0, "{m:?}");
 }
+
+#[test]
+fn sharded_on_a_redis_without_spublish_is_refused_before_the_run() {
+    // Redis before 7 has no SPUBLISH; this one has it renamed away.
+    let server = common::RedisServer::start(&["--rename-command", "SPUBLISH", ""]);
+    let o = eventbench(&["run", "--url", &server.url(), "--transport", "sharded", "--duration", "1s", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("needs Redis 7") && err.lines().count() == 1, "{err}");
+}
