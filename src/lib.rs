@@ -193,8 +193,15 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     let mut report = stats::summary::summarize(run_id, &scenario, out);
     report.epoch = epoch;
     report.summary.nodes = node_count as u32;
-    if let Some(outage) = node_outage {
-        faults::report(&mut report, outage?);
+    match node_outage {
+        Some(Ok(outage)) => faults::report(&mut report, outage),
+        // The run's results stand; the run did not do what it was asked to.
+        Some(Err(e)) if report.status == Status::Ok => {
+            let reason = format!("--kill-node: {e}");
+            (report.summary.status, report.summary.reason) = ("aborted".into(), reason.clone());
+            report.status = Status::Aborted(reason);
+        }
+        _ => {}
     }
     stats::summary::judge_harness(&mut report.summary, cpu_pct);
     Ok(report)
