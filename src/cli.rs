@@ -2,8 +2,8 @@
 
 use crate::assertion::Assertion;
 use crate::scenario::{
-    parse_duration, parse_rate, parse_redis_config, Crash, Disconnect, Password, Scenario, ScenarioError, Slow,
-    SubscribeMode, TransportKind,
+    parse_duration, parse_rate, parse_redis_config, Crash, Disconnect, KillNode, Password, Scenario, ScenarioError,
+    Slow, SubscribeMode, TransportKind,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -73,7 +73,7 @@ pub struct RunArgs {
     /// Name of the run (default: the scenario file's name, or the transport).
     #[arg(long)]
     pub name: Option<String>,
-    /// pubsub (PUBLISH/SUBSCRIBE) or streams (XADD/XREADGROUP/XACK).
+    /// pubsub (PUBLISH/SUBSCRIBE), sharded (SPUBLISH/SSUBSCRIBE, Redis 7) or streams (XADD/XREADGROUP/XACK).
     #[arg(long, value_enum)]
     pub transport: Option<TransportKind>,
     /// Producer connections.
@@ -130,6 +130,15 @@ pub struct RunArgs {
     /// Streams: a new group reads every stream from the beginning this far into the measured phase.
     #[arg(long, value_parser = parse_duration, value_name = "AT")]
     pub replay_at: Option<Duration>,
+    /// The target must be a Redis Cluster (a cluster is detected without it too).
+    #[arg(long)]
+    pub cluster: bool,
+    /// Start a private Redis Cluster of N masters (N ≥ 3) on loopback ports instead of one private server.
+    #[arg(long, value_name = "N")]
+    pub private_cluster: Option<u32>,
+    /// Stop node NODE of the private cluster AT into the measured phase and restart it FOR later (e.g. 1@2s+1s).
+    #[arg(long, value_parser = parse_kill_node, value_name = "NODE@AT+FOR")]
+    pub kill_node: Option<KillNode>,
     /// Worker threads (0 = one for a light paced run, else one per CPU).
     #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
@@ -207,6 +216,10 @@ fn parse_crash(s: &str) -> Result<Crash, String> {
     s.parse()
 }
 
+fn parse_kill_node(s: &str) -> Result<KillNode, String> {
+    s.parse()
+}
+
 fn parse_slow(s: &str) -> Result<Slow, String> {
     s.parse()
 }
@@ -260,6 +273,13 @@ impl RunArgs {
         }
         if self.slow.is_some() {
             s.slow = self.slow;
+        }
+        s.cluster |= self.cluster;
+        if let Some(n) = self.private_cluster {
+            s.private_cluster = n;
+        }
+        if self.kill_node.is_some() {
+            s.kill_node = self.kill_node;
         }
         s.redis_config.extend(self.redis_config.iter().cloned());
         if self.url.is_some() {

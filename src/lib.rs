@@ -8,7 +8,9 @@
 pub mod assertion;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
+pub mod faults;
 pub mod pacer;
 pub mod progress;
 pub mod report;
@@ -64,22 +66,47 @@ pub fn target_for(scenario: &Scenario) -> Result<Target> {
 pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Result<RunReport> {
     scenario.validate()?;
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
-    let (transport, control) = transport_on(&scenario, target.url(), &run_nonce()).await?;
-    let config = target::apply_config(&control, target.url(), &scenario.redis_config).await?;
-    let keys = match &transport {
-        Transport::Streams(t) => t.keys.clone(),
-        Transport::PubSub(_) => Vec::new(),
+    let Setup { transport, nodes, topology } = transport_on(&scenario, target.url(), &run_nonce()).await?;
+    let kill = match (&scenario.kill_node, &topology) {
+        (Some(k), Some(t)) => {
+            let port = t.nodes.get(k.node as usize).map(|n| n.port).filter(|&p| target.has_private_port(p));
+            let port = port.ok_or(TargetError::NoSuchNode { node: k.node, nodes: t.nodes.len() })?;
+            Some((*k, port))
+        }
+        (Some(k), None) => return Err(TargetError::NoSuchNode { node: k.node, nodes: 0 }.into()),
+        _ => None,
+    };
+    // Every node of a cluster gets the settings: each serves its own clients.
+    let mut configs = Vec::new();
+    for e in &nodes {
+        configs.push((e, target::apply_config(e, target.url(), &scenario.redis_config).await?));
+    }
+    let streams = match &transport {
+        Transport::Streams(t) => Some(t.clone()),
+        Transport::PubSub(_) => None,
     };
     let meter = tokio::spawn(cpu_over_measured_phase(live.clone()));
-    let out = swarm::run(&scenario, transport, live.clone()).await;
+    let (out, node_outage) = tokio::join!(swarm::run(&scenario, transport, live.clone()), async {
+        match kill {
+            Some((k, port)) => Some(faults::kill_node(target, &live, k, port, scenario.drain).await),
+            None => None,
+        }
+    });
     let cpu_pct = meter_reading(meter).await;
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
     let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
-    delete_streams(&control, &keys).await;
+    if let Some(t) = &streams {
+        delete_streams(t).await;
+    }
     if !target.is_private() {
         // A user's Redis gets its settings back; a private one is about to stop anyway.
-        let restore = config.restore(&control);
+        let restore = async {
+            for (e, config) in configs {
+                config.restore(e).await?;
+            }
+            Ok::<_, TransportError>(())
+        };
         if matches!(out.status, Status::Aborted(_)) {
             // Redis is likely gone or stalled: try briefly, and keep the results either way.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), restore).await;
@@ -89,37 +116,94 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
     }
     let mut report = stats::summary::summarize(run_id, &scenario, out);
     report.epoch = epoch;
+    report.summary.nodes = nodes.len() as u32;
+    match node_outage {
+        Some(Ok(outage)) => faults::report(&mut report, outage),
+        // The run's results stand; the run did not do what it was asked to.
+        Some(Err(e)) if report.status == Status::Ok => {
+            let reason = format!("--kill-node: {e}");
+            (report.summary.status, report.summary.reason) = ("aborted".into(), reason.clone());
+            report.status = Status::Aborted(reason);
+        }
+        _ => {}
+    }
     stats::summary::judge_harness(&mut report.summary, cpu_pct);
     Ok(report)
 }
 
+/// What a run drives, found on the Redis at a URL.
+pub(crate) struct Setup {
+    pub transport: Transport,
+    /// The masters (one for a single server), for settings and side connections.
+    pub nodes: Vec<Endpoint>,
+    /// The cluster's layout, when the target is one.
+    pub topology: Option<cluster::Topology>,
+}
+
 /// The swarm's transport on the Redis at `url` (a user's, or the private
-/// server's), its channels or streams named with `nonce`, after checking
-/// that Redis answers; and the endpoint for side connections.
-pub(crate) async fn transport_on(scenario: &Scenario, url: &str, nonce: &str) -> Result<(Transport, Endpoint)> {
+/// server's), its channels or streams named with `nonce` (and spread over a
+/// cluster's masters), after checking that Redis answers.
+pub(crate) async fn transport_on(scenario: &Scenario, url: &str, nonce: &str) -> Result<Setup> {
     let shown = url;
     let url = effective_url(scenario, shown)?;
     let endpoint = endpoint(&url, scenario, shown)?;
     check_reachable(&endpoint, shown).await?;
-    let names = channel_names(nonce, scenario.channels);
-    let control = endpoint.clone();
+    let client = Arc::new(redis_client(&url, scenario, shown)?);
+    let unreachable =
+        |e: TransportError| TargetError::Unreachable { url: target::redact_url(shown), message: e.to_string() };
+    // An ACL user is given only the commands of its transport: asking such a
+    // user's Redis whether it is a cluster would be refused (and logged), so
+    // with a user name eventbench asks only when told to (`--cluster`).
+    let topology = match scenario.cluster || url.username.is_none() {
+        true => cluster::Topology::discover(&client, &url.host).await.map_err(unreachable)?,
+        false => None,
+    };
+    if scenario.cluster && topology.is_none() {
+        return Err(TargetError::NotCluster { url: target::redact_url(shown) }.into());
+    }
+    if scenario.transport == TransportKind::Sharded {
+        check_sharded(&client, shown).await?;
+    }
+    let prefix = format!("eventbench:{nonce}:");
+    let (names, node_of, nodes) = match &topology {
+        Some(t) => {
+            let (names, node_of) = t.spread(&prefix, scenario.channels);
+            let mut nodes = Vec::new();
+            for n in &t.nodes {
+                let at = RedisUrl { host: n.host.clone(), port: n.port, ..url.clone() };
+                nodes.push((self::endpoint(&at, scenario, shown)?, Arc::new(redis_client(&at, scenario, shown)?)));
+            }
+            (names, node_of, nodes)
+        }
+        None => (
+            channel_names(nonce, scenario.channels),
+            vec![0; scenario.channels as usize],
+            vec![(endpoint.clone(), client.clone())],
+        ),
+    };
+    let node_endpoints: Vec<Endpoint> = nodes.iter().map(|(e, _)| e.clone()).collect();
     let transport = match scenario.transport {
-        TransportKind::Pubsub => Transport::PubSub(PubSub {
+        TransportKind::Pubsub | TransportKind::Sharded => Transport::PubSub(PubSub {
             endpoint,
+            nodes: node_endpoints.clone(),
+            node_of,
             channels: names,
-            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("eventbench:{nonce}:*")),
+            pattern: (scenario.subscribe == scenario::SubscribeMode::Pattern).then(|| format!("{prefix}*")),
             payload_len: scenario.payload,
+            sharded: scenario.transport == TransportKind::Sharded,
         }),
         TransportKind::Streams => Transport::Streams(Streams {
             endpoint,
-            client: Arc::new(redis_client(&url, scenario, shown)?),
+            client,
+            nodes,
+            node_of,
             keys: names,
             payload_len: scenario.payload,
             maxlen: scenario.maxlen,
             batch: 256,
         }),
     };
-    Ok((transport, control))
+    Ok(Setup { transport, nodes: node_endpoints, topology })
 }
 
 /// eventbench's own CPU use over the measured phase, as a percentage of the
@@ -147,15 +231,15 @@ pub(crate) fn channel_names(nonce: &str, channels: u32) -> Vec<String> {
     (0..channels).map(|c| format!("eventbench:{nonce}:{c}")).collect()
 }
 
-/// The run's streams hold every message it sent: delete them (best effort).
-pub(crate) async fn delete_streams(endpoint: &Endpoint, keys: &[String]) {
-    if keys.is_empty() {
-        return;
-    }
-    if let Ok(mut con) = endpoint.connect().await {
-        let mut args: Vec<&[u8]> = vec![b"DEL"];
-        args.extend(keys.iter().map(|k| k.as_bytes()));
-        let _ = con.query(&args, "DEL").await;
+/// The run's streams hold every message it sent: delete them (best effort),
+/// node by node.
+pub(crate) async fn delete_streams(t: &Streams) {
+    for (node, (e, _)) in t.nodes.iter().enumerate() {
+        if let Ok(mut con) = e.connect().await {
+            let mut args: Vec<&[u8]> = vec![b"DEL"];
+            args.extend(t.keys.iter().zip(&t.node_of).filter(|(_, &n)| n == node).map(|(k, _)| k.as_bytes()));
+            let _ = con.query(&args, "DEL").await;
+        }
     }
 }
 
@@ -221,6 +305,19 @@ pub(crate) fn redis_client(url: &RedisUrl, scenario: &Scenario, shown: &str) -> 
             redis::Client::build_with_tls(info, certs).map_err(|e| unusable(e.to_string()))
         }
         _ => redis::Client::open(info).map_err(|e| unusable(e.to_string())),
+    }
+}
+
+/// `--transport sharded` needs SPUBLISH (Redis 7): says so before the run, not as a failed one.
+async fn check_sharded(client: &redis::Client, url: &str) -> Result<(), TargetError> {
+    let unreachable =
+        |e: redis::RedisError| TargetError::Unreachable { url: target::redact_url(url), message: e.to_string() };
+    let mut con = client.get_multiplexed_async_connection().await.map_err(unreachable)?;
+    let info: redis::Value =
+        redis::cmd("COMMAND").arg("INFO").arg("SPUBLISH").query_async(&mut con).await.map_err(unreachable)?;
+    match info {
+        redis::Value::Array(v) if v.first().is_some_and(|c| !matches!(c, redis::Value::Nil)) => Ok(()),
+        _ => Err(TargetError::NoShardedPubSub { url: target::redact_url(url) }),
     }
 }
 

@@ -39,6 +39,8 @@ pub enum TransportKind {
     Pubsub,
     /// XADD / XREADGROUP / XACK: durable, with consumer groups.
     Streams,
+    /// SPUBLISH / SSUBSCRIBE (Redis 7): Pub/Sub confined to the shard that owns the channel.
+    Sharded,
 }
 
 impl fmt::Display for TransportKind {
@@ -46,6 +48,7 @@ impl fmt::Display for TransportKind {
         f.write_str(match self {
             TransportKind::Pubsub => "pubsub",
             TransportKind::Streams => "streams",
+            TransportKind::Sharded => "sharded",
         })
     }
 }
@@ -105,14 +108,17 @@ impl FromStr for Disconnect {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let form = "expected PCT@AT+FOR, e.g. 50%@5s+2s";
-        let (share, rest) = s.split_once('@').ok_or_else(|| format!("'{s}': {form}"))?;
-        let (at, down_for) = rest.split_once('+').ok_or_else(|| format!("'{s}': {form}"))?;
-        Ok(Disconnect {
-            share: share.parse().map_err(|e| format!("{e}; {form}"))?,
-            at: parse_duration(at).map_err(|e| format!("{e}; {form}"))?,
-            down_for: parse_duration(down_for).map_err(|e| format!("{e}; {form}"))?,
-        })
+        let (share, at, down_for) = split_at_for(s, form)?;
+        Ok(Disconnect { share: share.parse().map_err(|e| format!("{e}; {form}"))?, at, down_for })
     }
+}
+
+/// Splits `WHO@AT+FOR` into WHO and the two durations; `form` goes into the messages.
+fn split_at_for<'a>(s: &'a str, form: &str) -> Result<(&'a str, Duration, Duration), String> {
+    let (who, rest) = s.split_once('@').ok_or_else(|| format!("'{s}': {form}"))?;
+    let (at, down_for) = rest.split_once('+').ok_or_else(|| format!("'{s}': {form}"))?;
+    let at = parse_duration(at).map_err(|e| format!("{e}; {form}"))?;
+    Ok((who, at, parse_duration(down_for).map_err(|e| format!("{e}; {form}"))?))
 }
 
 impl fmt::Display for Disconnect {
@@ -140,6 +146,7 @@ macro_rules! serde_as_string {
 serde_as_string!(Disconnect);
 serde_as_string!(Slow);
 serde_as_string!(Crash);
+serde_as_string!(KillNode);
 serde_as_string!(crate::assertion::Assertion);
 
 /// Consumers that stop for good: `PCT@AT`, e.g. `25%@3s`.
@@ -165,6 +172,33 @@ impl FromStr for Crash {
 impl fmt::Display for Crash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.share, fmt_duration(&self.at))
+    }
+}
+
+/// A cluster node stopped and restarted: `NODE@AT+FOR`, e.g. `1@2s+1s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KillNode {
+    /// The master's index in slot order (node 0 serves slot 0).
+    pub node: u32,
+    /// When, counted from the start of the measured phase.
+    pub at: Duration,
+    /// How long the node stays down.
+    pub down_for: Duration,
+}
+
+impl FromStr for KillNode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected NODE@AT+FOR, e.g. 1@2s+1s";
+        let (node, at, down_for) = split_at_for(s, form)?;
+        let node = node.trim().parse().map_err(|_| format!("'{node}' is not a node index; {form}"))?;
+        Ok(KillNode { node, at, down_for })
+    }
+}
+
+impl fmt::Display for KillNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}+{}", self.node, fmt_duration(&self.at), fmt_duration(&self.down_for))
     }
 }
 
@@ -329,6 +363,19 @@ pub struct Scenario {
     /// Streams: a new group reads the streams from the beginning this far into the measured phase.
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_str", default)]
     pub replay_at: Option<Duration>,
+    /// The target must be a Redis Cluster (detected anyway; this makes a single node an error).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
+    /// Start a private cluster of this many masters instead of one private server (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub private_cluster: u32,
+    /// Stop a node of the private cluster and restart it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kill_node: Option<KillNode>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A password: `Debug` shows `***`, so it cannot slip into a log line.
@@ -374,6 +421,9 @@ impl Default for Scenario {
             crash: Vec::new(),
             claim_idle: Duration::from_secs(1),
             replay_at: None,
+            cluster: false,
+            private_cluster: 0,
+            kill_node: None,
         }
     }
 }
@@ -508,7 +558,55 @@ impl Scenario {
         if self.maxlen == Some(0) {
             return Err(invalid("maxlen", "must be at least 1"));
         }
+        if self.transport == TransportKind::Sharded && self.subscribe == SubscribeMode::Pattern {
+            return Err(invalid("subscribe", "sharded Pub/Sub has no pattern subscriptions (no SPSUBSCRIBE)"));
+        }
+        self.validate_cluster()?;
         self.validate_target()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ScenarioError> {
+        if self.private_cluster > 0 {
+            if self.private_cluster < 3 {
+                return Err(invalid(
+                    "private-cluster",
+                    format!("{} nodes: a cluster needs at least 3 masters", self.private_cluster),
+                ));
+            }
+            if self.private_cluster > 64 {
+                return Err(invalid("private-cluster", "at most 64 nodes"));
+            }
+            if self.url.is_some() {
+                return Err(invalid("private-cluster", "starts its own cluster: leave out --url"));
+            }
+        }
+        if let Some(k) = &self.kill_node {
+            if self.private_cluster == 0 {
+                return Err(invalid(
+                    "kill-node",
+                    format!("{k}: needs --private-cluster N (eventbench stops only nodes it started)"),
+                ));
+            }
+            if k.node >= self.private_cluster {
+                return Err(invalid(
+                    "kill-node",
+                    format!("{k}: node {} does not exist (nodes 0..{})", k.node, self.private_cluster - 1),
+                ));
+            }
+            if k.down_for.is_zero() {
+                return Err(invalid("kill-node", format!("{k}: FOR must be longer than 0s")));
+            }
+            if k.at + k.down_for > self.duration {
+                return Err(invalid(
+                    "kill-node",
+                    format!(
+                        "{k} ends after the measured phase ({}); AT+FOR must be within --duration",
+                        fmt_duration(&self.duration)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The URL, credentials and TLS settings fit together.

@@ -25,6 +25,14 @@ pub enum TargetError {
     Auth { url: String, message: String },
     #[error("TLS for {url}: {cause}")]
     Tls { url: String, cause: crate::transport::tls::TlsError },
+    #[error("{url} is not a Redis Cluster (--cluster)")]
+    NotCluster { url: String },
+    #[error("--transport sharded needs Redis 7 or later (SPUBLISH); {url} does not know SPUBLISH")]
+    NoShardedPubSub { url: String },
+    #[error("--kill-node {node}: no such node of the private cluster ({nodes} masters)")]
+    NoSuchNode { node: u32, nodes: usize },
+    #[error("--kill-node: {0}")]
+    Restart(String),
     #[error("Redis refused --redis-config \"{key} {value}\": {message}")]
     Config { key: String, value: String, message: String },
 }
@@ -169,27 +177,69 @@ pub fn redact_url(url: &str) -> String {
 #[derive(Debug)]
 pub struct Target {
     url: String,
-    server: Option<PrivateServer>,
+    /// The private server, or the nodes of a private cluster (none for a user's Redis).
+    servers: Vec<std::sync::Mutex<PrivateServer>>,
 }
 
 impl Target {
-    /// The scenario's `url`, or a private server when it has none.
+    /// The scenario's `url`, a private cluster with `private_cluster`, else a private server.
     pub fn for_scenario(s: &crate::Scenario) -> Result<Target, TargetError> {
         match &s.url {
             Some(url) => Ok(Target::external(url)),
+            None if s.private_cluster > 0 => {
+                Target::private_cluster(s.redis_server.as_deref(), s.private_cluster, s.kill_node.is_some())
+            }
             None => Target::private(s.redis_server.as_deref()),
         }
     }
 
     /// A Redis the user runs.
     pub fn external(url: &str) -> Target {
-        Target { url: url.to_string(), server: None }
+        Target { url: url.to_string(), servers: Vec::new() }
     }
 
     /// Starts a private `redis-server` (from PATH unless `binary` is given).
     pub fn private(binary: Option<&Path>) -> Result<Target, TargetError> {
-        let server = PrivateServer::start(binary)?;
-        Ok(Target { url: format!("redis://127.0.0.1:{}/", server.port), server: Some(server) })
+        let server = PrivateServer::start(binary, &[])?;
+        Ok(Target { url: format!("redis://127.0.0.1:{}/", server.port), servers: vec![server.into()] })
+    }
+
+    /// Starts `n` cluster-enabled `redis-server`s, joins them into a cluster of
+    /// masters with `redis-cli --cluster create`, and waits until every node
+    /// says `cluster_state:ok`. `durable`: every write is in the append-only
+    /// file before Redis answers, so a node killed with SIGKILL comes back
+    /// with everything it acknowledged (for `--kill-node`).
+    pub fn private_cluster(binary: Option<&Path>, n: u32, durable: bool) -> Result<Target, TargetError> {
+        let mut args = vec!["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"];
+        // A node that is down must not stop the others from serving their slots.
+        args.extend(["--cluster-require-full-coverage", "no", "--cluster-node-timeout", "1000"]);
+        if durable {
+            args.extend(["--appendonly", "yes", "--appendfsync", "always"]);
+        }
+        let mut servers = Vec::new();
+        for _ in 0..n {
+            servers.push(PrivateServer::start(binary, &args)?);
+        }
+        let cli = match binary.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) => dir.join("redis-cli"),
+            None => PathBuf::from("redis-cli"),
+        };
+        let mut cmd = Command::new(&cli);
+        cmd.args(["--cluster", "create"])
+            .args(servers.iter().map(|s| format!("127.0.0.1:{}", s.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null());
+        let out = cmd.output().map_err(|e| TargetError::ServerStart(format!("{}: {e}", cli.display())))?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+            return Err(TargetError::ServerStart(format!("redis-cli --cluster create failed: {last}")));
+        }
+        for s in &servers {
+            wait_cluster_ok(s.port, Duration::from_secs(10)).map_err(TargetError::ServerStart)?;
+        }
+        let url = format!("redis://127.0.0.1:{}/", servers[0].port);
+        Ok(Target { url, servers: servers.into_iter().map(Into::into).collect() })
     }
 
     /// The URL to connect to (may hold credentials: never print it unredacted).
@@ -199,26 +249,98 @@ impl Target {
 
     /// Whether eventbench started this Redis itself.
     pub fn is_private(&self) -> bool {
-        self.server.is_some()
+        !self.servers.is_empty()
     }
 
-    /// The private server, for tests that need to stop or restart it.
+    /// The private server (the first node of a private cluster), for tests that need to stop or restart it.
     pub fn server_pid(&self) -> Option<u32> {
-        self.server.as_ref().map(|s| s.child.id())
+        self.servers.first().map(|s| lock(s).child.id())
+    }
+
+    /// Whether the private node on `port` exists.
+    pub fn has_private_port(&self, port: u16) -> bool {
+        self.servers.iter().any(|s| lock(s).port == port)
+    }
+
+    /// SIGKILLs the private node on `port`: no shutdown, no last write.
+    pub fn kill_node(&self, port: u16) -> Result<(), TargetError> {
+        let s = self.servers.iter().find(|s| lock(s).port == port);
+        let s = s.ok_or_else(|| TargetError::ServerStart(format!("no private node on port {port}")))?;
+        let mut s = lock(s);
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+        Ok(())
+    }
+
+    /// Starts the killed node on `port` again with the same configuration,
+    /// directory and nodes.conf; returns once it is spawned (not yet serving).
+    pub fn restart_node(&self, port: u16) -> Result<(), TargetError> {
+        let s = self.servers.iter().find(|s| lock(s).port == port);
+        let s = s.ok_or_else(|| TargetError::ServerStart(format!("no private node on port {port}")))?;
+        let mut s = lock(s);
+        s.child = s.spawn()?;
+        Ok(())
     }
 }
 
-/// A `redis-server` child process with persistence off.
+fn lock(s: &std::sync::Mutex<PrivateServer>) -> std::sync::MutexGuard<'_, PrivateServer> {
+    s.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Spawns `redis-server` on `port` with its files in `dir`; `extra` after the defaults, so it can override them.
+fn spawn_server(binary: &Path, port: u16, dir: &Path, extra: &[String]) -> Result<Child, TargetError> {
+    let mut cmd = Command::new(binary);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"])
+        .arg("--dir")
+        .arg(dir)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    match cmd.spawn() {
+        Ok(c) => Ok(c),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(TargetError::MissingServer { binary: binary.display().to_string() })
+        }
+        Err(e) => Err(TargetError::ServerStart(format!("{}: {e}", binary.display()))),
+    }
+}
+
+/// Waits until the node on `port` reports `cluster_state:ok`.
+fn wait_cluster_ok(port: u16, timeout: Duration) -> Result<(), String> {
+    let start = Instant::now();
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(|e| e.to_string())?;
+    loop {
+        if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200)) {
+            let info: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut con);
+            if info.is_ok_and(|i| i.contains("cluster_state:ok")) {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("the cluster node on port {port} was not ok within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `redis-server` child process with persistence off (unless its arguments turn it on).
 #[derive(Debug)]
 struct PrivateServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    binary: PathBuf,
+    /// Arguments after the defaults, for a restart.
+    extra: Vec<String>,
 }
 
 impl PrivateServer {
-    fn start(binary: Option<&Path>) -> Result<PrivateServer, TargetError> {
+    fn start(binary: Option<&Path>, extra: &[&str]) -> Result<PrivateServer, TargetError> {
         let binary: PathBuf = binary.map(Path::to_path_buf).unwrap_or_else(|| "redis-server".into());
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut last_error = String::new();
         // A free port can be taken between probing and binding: try a few.
         for _ in 0..5 {
@@ -227,23 +349,8 @@ impl PrivateServer {
                 .prefix("eventbench-redis-")
                 .tempdir()
                 .map_err(|e| TargetError::ServerStart(e.to_string()))?;
-            let mut cmd = Command::new(&binary);
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .args(["--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            die_with_parent(&mut cmd);
-            let child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(TargetError::MissingServer { binary: binary.display().to_string() })
-                }
-                Err(e) => return Err(TargetError::ServerStart(format!("{}: {e}", binary.display()))),
-            };
-            let mut server = PrivateServer { child, port, dir };
+            let child = spawn_server(&binary, port, dir.path(), &extra)?;
+            let mut server = PrivateServer { child, port, dir, binary: binary.clone(), extra: extra.clone() };
             match server.wait_ready(Duration::from_secs(5)) {
                 Ok(()) => {
                     live_dirs().push(server.dir.path().to_path_buf());
@@ -255,6 +362,9 @@ impl PrivateServer {
         Err(TargetError::ServerStart(last_error))
     }
 
+    fn spawn(&self) -> Result<Child, TargetError> {
+        spawn_server(&self.binary, self.port, self.dir.path(), &self.extra)
+    }
     /// Waits until the server answers PING.
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let start = Instant::now();

@@ -242,3 +242,28 @@ fn report_errors_name_the_file_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no-hlog"), "{}", stderr(&out));
 }
+
+#[test]
+fn run_directories_from_before_clusters_still_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("old");
+    let out = eventbench(&["run", "--duration", "1s", "--warmup", "200ms", "--quiet", "--out", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // summary.csv as written before clusters: without their four columns.
+    let path = dir.join("summary.csv");
+    let mut r = csv::Reader::from_path(&path).unwrap();
+    let header = r.headers().unwrap().clone();
+    let record = r.records().next().unwrap().unwrap();
+    let gone = ["nodes", "redirections", "write_errors", "recover_ms"];
+    let keep: Vec<usize> = (0..header.len()).filter(|&i| !gone.contains(&&header[i])).collect();
+    assert_eq!(keep.len(), header.len() - gone.len(), "{header:?}");
+    let mut w = csv::Writer::from_path(&path).unwrap();
+    w.write_record(keep.iter().map(|&i| &header[i])).unwrap();
+    w.write_record(keep.iter().map(|&i| &record[i])).unwrap();
+    w.flush().unwrap();
+    drop(w);
+    let out = eventbench(&["report", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = summary(&dir);
+    assert_eq!((s.nodes, s.redirections, s.write_errors, s.recover_ms), (1, 0, 0, None));
+}

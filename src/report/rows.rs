@@ -12,6 +12,9 @@ pub struct SummaryRow {
     pub reason: String,
     pub transport: String,
     pub url: String,
+    /// Absent from run directories written before clusters (a single server then).
+    #[serde(default = "one")]
+    pub nodes: u32,
     pub producers: u32,
     pub consumers: u32,
     pub channels: u32,
@@ -31,9 +34,15 @@ pub struct SummaryRow {
     pub foreign: u64,
     pub redelivered: u64,
     pub acked: u64,
+    #[serde(default)]
+    pub redirections: u64,
+    #[serde(default)]
+    pub write_errors: u64,
     pub backlog_max: u64,
     pub replay_catchup_s: Option<f64>,
     pub replay_rate: Option<f64>,
+    #[serde(default)]
+    pub recover_ms: Option<f64>,
     pub send_rate: f64,
     pub delivery_rate: f64,
     pub p50_us: f64,
@@ -55,6 +64,10 @@ pub struct SummaryRow {
     pub clock_uncertainty_us: f64,
     #[serde(default)]
     pub latency_below_uncertainty: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// `runs.csv` (written by `eventbench report` for several runs): one

@@ -51,6 +51,14 @@ pub fn render(s: &SummaryRow) -> String {
     for (label, value) in rows {
         let _ = writeln!(out, "{label:>12}  {value}");
     }
+    if s.nodes > 1 {
+        let recover = s.recover_ms.map(|ms| format!(" · recovered in {}", latency(ms * 1e3))).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:>12}  {} masters · redirections {} · write errors {}{recover}",
+            "cluster", s.nodes, s.redirections, s.write_errors
+        );
+    }
     if s.workers > 1 {
         let _ = writeln!(
             out,
@@ -89,6 +97,9 @@ pub fn render_comparison(rows: &[SummaryRow]) -> String {
         ("max", Box::new(|s| latency(s.max_us))),
         ("delivery rate", Box::new(|s| rate(s.delivery_rate))),
         ("backlog max", Box::new(|s| s.backlog_max.to_string())),
+        ("nodes", Box::new(|s| s.nodes.to_string())),
+        ("redirections", Box::new(|s| s.redirections.to_string())),
+        ("recover", Box::new(|s| s.recover_ms.map_or_else(|| "–".into(), |ms| latency(ms * 1e3)))),
     ];
     let mut out = String::new();
     for (label, value) in &lines {

@@ -320,6 +320,10 @@ pub struct ProducerStats {
     pub send_lag: Histogram<u64>,
     /// Sum of PUBLISH replies for measured messages.
     pub reached: u64,
+    /// Cluster redirections (MOVED, ASK) in reply to this producer's writes.
+    pub redirections: u64,
+    /// Other error replies to this producer's writes, on a cluster (elsewhere the first one ends the run).
+    pub write_errors: u64,
     /// Actual send time of the last measured message (0 if none).
     pub last_sent_ns: u64,
 }
@@ -334,6 +338,8 @@ impl ProducerStats {
             sent_per_second: vec![0; window.seconds() * channels as usize],
             send_lag: latency_histogram(),
             reached: 0,
+            redirections: 0,
+            write_errors: 0,
             last_sent_ns: 0,
         }
     }

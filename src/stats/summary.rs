@@ -301,6 +301,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         reason,
         transport: scenario.transport.to_string(),
         url: scenario.url.as_deref().map_or_else(|| "private".into(), crate::target::redact_url),
+        nodes: 1,
         producers: scenario.producers,
         consumers: scenario.consumers,
         channels: scenario.channels,
@@ -320,11 +321,14 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         foreign,
         redelivered,
         acked,
+        redirections: out.producers.iter().map(|p| p.redirections).sum(),
+        write_errors: out.producers.iter().map(|p| p.write_errors).sum(),
         backlog_max: out.backlog.iter().copied().max().unwrap_or(0),
         replay_catchup_s: out.replay.and_then(|r| r.catchup_ns).map(|ns| ns as f64 / 1e9),
         replay_rate: out
             .replay
             .and_then(|r| r.catchup_ns.map(|ns| r.caught_up_read as f64 / (ns as f64 / 1e9).max(1e-9))),
+        recover_ms: None,
         send_rate,
         delivery_rate: per_s(delivered),
         p50_us: pct_us(lat, 50.0),

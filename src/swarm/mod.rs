@@ -10,8 +10,9 @@ use crate::clock::{self, Clock, Timer};
 use crate::pacer::Pacer;
 use crate::scenario::{Scenario, TransportKind};
 use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
+use crate::transport::cluster::Producer;
 use crate::transport::conn::Tuning;
-use crate::transport::pubsub::{PubSub, PubSubConsumer, PubSubProducer};
+use crate::transport::pubsub::{PubSub, PubSubConsumer, ShardChange};
 use crate::transport::streams::Streams;
 use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
@@ -50,6 +51,9 @@ pub struct Live {
     pub measure_end_ns: AtomicU64,
     /// The run's clock, once started.
     clock: Mutex<Option<Clock>>,
+    /// Per cluster node, with `--kill-node`: when a consumer last received a
+    /// message of one of that node's channels (ns since the epoch, 0 before the first).
+    node_seen_ns: std::sync::OnceLock<Box<[AtomicU64]>>,
     stop: AtomicBool,
     stop_notify: Notify,
 }
@@ -74,6 +78,12 @@ impl Live {
             }
             notified.await;
         }
+    }
+
+    /// When a consumer last received a message of a channel of `node` (ns
+    /// since the epoch); tracked with `--kill-node` only.
+    pub fn node_seen_ns(&self, node: usize) -> Option<u64> {
+        Some(self.node_seen_ns.get()?.get(node)?.load(Relaxed))
     }
 
     /// Nanoseconds since the run's epoch, if the run has started.
@@ -116,10 +126,25 @@ pub enum Transport {
 }
 
 impl Transport {
-    async fn producer(&self) -> Result<PubSubProducer, TransportError> {
+    async fn producer(&self) -> Result<Producer, TransportError> {
         match self {
             Transport::PubSub(t) => t.producer().await,
             Transport::Streams(t) => t.producer().await,
+        }
+    }
+
+    /// The cluster node of each channel (all 0 on a single server).
+    fn node_of(&self) -> &[usize] {
+        match self {
+            Transport::PubSub(t) => &t.node_of,
+            Transport::Streams(t) => &t.node_of,
+        }
+    }
+
+    fn node_count(&self) -> usize {
+        match self {
+            Transport::PubSub(t) => t.nodes.len(),
+            Transport::Streams(t) => t.nodes.len(),
         }
     }
 }
@@ -250,6 +275,17 @@ impl Shared {
         }
     }
 
+    /// Notes that messages of `channels` arrived at `now` (with `--kill-node` only).
+    fn seen(&self, channels: impl Iterator<Item = u32>, now: u64) {
+        let Some(seen) = self.live.node_seen_ns.get() else { return };
+        let node_of = self.transport.node_of();
+        for c in channels {
+            if let Some(node) = node_of.get(c as usize) {
+                seen[*node].fetch_max(now, Relaxed);
+            }
+        }
+    }
+
     /// The producers' progress, indexed like a consumer's ledgers.
     fn positions(&self) -> Vec<u64> {
         let mut positions: Vec<u64> = self.progress.iter().map(|p| p.load(Relaxed)).collect();
@@ -377,6 +413,9 @@ pub async fn run_share(
         None => (Clock::start(), None, None, None, None),
     };
     *live.clock.lock().expect("clock lock") = Some(clock);
+    if scenario.kill_node.is_some() {
+        let _ = live.node_seen_ns.set((0..transport.node_count()).map(|_| AtomicU64::new(0)).collect());
+    }
     let (start_tx, start_rx) = watch::channel(None);
     let (finish_tx, finish_rx) = watch::channel(false);
     let (note_tx, mut note_rx) = mpsc::unbounded_channel();
@@ -653,6 +692,8 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
         let wait = if shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
         let acks = conn.finish(wait).await?;
         stats.reached = acks.reached;
+        stats.redirections = acks.redirections;
+        stats.write_errors = acks.errors - acks.redirections;
         Ok(())
     }
     .await;
@@ -677,7 +718,7 @@ async fn consumer(
         Some(_) => Tuning { recv_buffer: Some(16 * 1024), fixed_buffer: true },
         None => Tuning::default(),
     };
-    let conn = match shared.pubsub().consumer(tuning, slow.is_some()).await {
+    let conn = match shared.pubsub().consumer(id, tuning, slow.is_some()).await {
         Ok(c) => c,
         Err(e) => {
             shared.fail(format!("consumer {id}"), e);
@@ -706,6 +747,7 @@ async fn consumer(
         shared: shared.clone(),
         kill_seen: Rc::default(),
         watcher: None,
+        partial: None,
     };
     if let Err(e) = task.run(conn, planned).await {
         shared.fail(format!("consumer {id}"), e);
@@ -830,6 +872,8 @@ struct Consumer {
     /// positions then, as seen by its watcher.
     kill_seen: Rc<RefCell<Option<Cutoff>>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    /// Sharded on a cluster: the node whose channels are being subscribed again, if any.
+    partial: Option<usize>,
 }
 
 impl Consumer {
@@ -871,7 +915,13 @@ impl Consumer {
                     conn = self.resubscribe().await?;
                 }
                 r = conn.as_mut().expect("connected between outages").fill() => match r {
-                    Ok(()) => self.take_messages(conn.as_mut().expect("connected")).await,
+                    Ok(()) => {
+                        let c = conn.as_mut().expect("connected");
+                        self.take_messages(c).await;
+                        while let Some(change) = c.take_change() {
+                            self.shard_changed(change);
+                        }
+                    }
                     Err(TransportError::Closed | TransportError::Io(_)) => {
                         drop(conn.take());
                         self.server_closed();
@@ -901,9 +951,14 @@ impl Consumer {
         let missing_before = self.out.stats.missing_now;
         let mut fresh = 0;
         let mut now = clock.now_ns();
+        let track = self.shared.live.node_seen_ns.get().is_some();
         loop {
             let fresh_one = {
                 let Ok(Some(d)) = conn.next() else { break };
+                if track {
+                    let channel = crate::wire::Header::decode(d.payload).map(|h| h.channel);
+                    self.shared.seen(channel.into_iter(), now);
+                }
                 let mut ts = self.thread_stats.borrow_mut();
                 let ts = ts.as_mut().expect("thread stats exist once started");
                 self.out.stats.record(d.payload, now, &self.window, ts)
@@ -946,7 +1001,54 @@ impl Consumer {
         self.close(EventKind::ServerKill, at, received, closed);
     }
 
+    /// A sharded consumer lost one node's connection, or has it back: an
+    /// outage of that node's channels only (for the others, the positions
+    /// make empty ranges, so no loss is put down to it).
+    fn shard_changed(&mut self, change: ShardChange) {
+        let shared = self.shared.clone();
+        let channels = shared.scenario.channels as usize;
+        let on = |node: usize, stream: usize| shared.transport.node_of()[stream % channels] == node;
+        let now = shared.clock.now_ns();
+        match change {
+            ShardChange::Lost { node } => {
+                self.end_partial(now);
+                let (received, closed) = (self.out.stats.positions(), self.shared.positions());
+                let received = (0..closed.len()).map(|i| if on(node, i) { received[i] } else { closed[i] }).collect();
+                let consumer = self.out.stats.id;
+                let kind = EventKind::ServerKill;
+                let outage = Outage {
+                    consumer,
+                    kind,
+                    closed_ns: now,
+                    resubscribed_ns: None,
+                    received,
+                    closed,
+                    resubscribed: None,
+                };
+                self.out.outages.push(outage);
+                self.partial = Some(node);
+            }
+            ShardChange::Back { node } if self.partial == Some(node) => self.end_partial(now),
+            ShardChange::Back { .. } => {}
+        }
+    }
+
+    /// Ends the outage of one node's channels, if one is open.
+    fn end_partial(&mut self, now: u64) {
+        let Some(node) = self.partial.take() else { return };
+        let channels = self.shared.scenario.channels as usize;
+        let node_of = self.shared.transport.node_of();
+        let positions = self.shared.positions();
+        let outage = self.out.outages.last_mut().expect("a partial outage was recorded");
+        let back = (0..positions.len())
+            .map(|i| if node_of[i % channels] == node { positions[i] } else { outage.closed[i] })
+            .collect();
+        outage.resubscribed = Some(back);
+        outage.resubscribed_ns = Some(now);
+    }
+
     fn close(&mut self, kind: EventKind, closed_ns: u64, received: Vec<u64>, closed: Vec<u64>) {
+        self.end_partial(closed_ns);
         self.shared.live.connected.fetch_sub(1, Relaxed);
         if kind == EventKind::Disconnect {
             self.out.stats.disconnects += 1;
@@ -1008,7 +1110,8 @@ impl Consumer {
     /// Connects and subscribes again, with backoff; `None` if the run finished first.
     async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, TransportError> {
         let (transport, tuning, want_id) = (self.shared.pubsub(), self.tuning, self.slow.is_some());
-        let conn = reconnect(&self.shared, || transport.consumer(tuning, want_id)).await?;
+        let id = self.out.stats.id;
+        let conn = reconnect(&self.shared, || transport.consumer(id, tuning, want_id)).await?;
         if let Some(conn) = &conn {
             self.watch(conn);
             let outage = self.out.outages.last_mut().expect("resubscribing after an outage");

@@ -223,6 +223,8 @@ impl Member {
         }
         unit.redelivered += redelivered as u64;
         self.shared.live.delivered.fetch_add(fresh, Relaxed);
+        drop(unit);
+        self.shared.seen(self.batch.iter().map(|e| e.key as u32), now);
     }
 
     fn close(&mut self, kind: EventKind) {
@@ -315,7 +317,8 @@ async fn sample_backlog(
     window: Window,
 ) -> Vec<u64> {
     let mut samples = vec![0; window.seconds()];
-    let Ok(mut con) = t.connection().await else { return samples };
+    let Ok(cons) = t.connections().await else { return samples };
+    let mut cons: Vec<_> = cons.into_iter().map(Some).collect();
     let mut second = 0usize;
     loop {
         let at = window.start_ns + (second as u64 + 1) * 1_000_000_000;
@@ -323,7 +326,12 @@ async fn sample_backlog(
             _ = finish.wait_for(|f| *f) => return samples,
             _ = clock.sleep_until_ns(at) => {}
         }
-        let Ok(n) = streams::backlog(&mut con, &t.keys).await else { continue };
+        // A node that went away is asked again once it answers (its streams come back with it).
+        t.reconnect_missing(&mut cons).await;
+        let Some(n) = streams::backlog(&mut cons, &t).await else {
+            second += 1;
+            continue;
+        };
         match samples.get_mut(second) {
             Some(slot) => *slot = n,
             // During the drain: keep the largest in the last slot's shadow for the maximum.
@@ -345,10 +353,10 @@ async fn replay(
         _ = finish.wait_for(|f| *f) => return None,
         _ = clock.sleep_until_ns(start_ns) => {}
     }
-    let mut con = t.connection().await.ok()?;
+    let mut cons = t.connections().await.ok()?;
     let mut backlog = 0u64;
-    for key in &t.keys {
-        backlog += redis::cmd("XLEN").arg(key).query_async::<u64>(&mut con).await.ok()?;
+    for (key, &node) in t.keys.iter().zip(&t.node_of) {
+        backlog += redis::cmd("XLEN").arg(key).query_async::<u64>(&mut cons[node]).await.ok()?;
     }
     let replay_settings = Streams { batch: 1000, ..t.clone() };
     let reader = replay_settings.consumer("eventbench-replay", "replayer", GroupStart::Beginning).await.ok()?;

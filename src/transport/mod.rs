@@ -1,6 +1,7 @@
 //! How messages travel through Redis. The swarm drives a [`Transport`]; each
 //! transport hides its commands behind a producer and a consumer connection.
 
+pub mod cluster;
 pub mod conn;
 pub mod pubsub;
 pub mod resp;
@@ -27,6 +28,8 @@ pub enum TransportError {
     Stalled { secs: f64 },
     #[error("Redis refused {what}: {message}")]
     Refused { what: &'static str, message: String },
+    #[error("node not serving yet: {message}")]
+    Unavailable { message: String },
     #[error("I/O error: {0}")]
     Io(std::io::Error),
     #[error(transparent)]
@@ -63,6 +66,18 @@ pub struct Acks {
     pub reached: u64,
     /// Error replies.
     pub errors: u64,
+    /// Error replies that were cluster redirections (MOVED, ASK).
+    pub redirections: u64,
+}
+
+impl Acks {
+    /// Adds another connection's acknowledgements.
+    pub fn add(&mut self, o: Acks) {
+        self.replies += o.replies;
+        self.reached += o.reached;
+        self.errors += o.errors;
+        self.redirections += o.redirections;
+    }
 }
 
 /// One producer's connection: queue messages, then write them in one go.

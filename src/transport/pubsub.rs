@@ -1,11 +1,13 @@
 //! Redis Pub/Sub: PUBLISH from producers, SUBSCRIBE (or PSUBSCRIBE) on consumers.
 
+use super::cluster::Producer;
 use super::conn::{Conn, Endpoint, Tuning};
 use super::resp::{self, Atom, Frame};
 use super::stream::{ReadHalf, WriteHalf};
 use super::{Acks, ConsumerConn, Delivery, ProducerConn, TransportError};
 use crate::wire::Header;
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -23,55 +25,69 @@ const STALL_CHECK: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct PubSub {
     pub endpoint: Endpoint,
+    /// The masters of a cluster, or just `endpoint`.
+    pub nodes: Vec<Endpoint>,
+    /// The node (index into `nodes`) that owns each channel.
+    pub node_of: Vec<usize>,
     pub channels: Vec<String>,
     /// When set, consumers PSUBSCRIBE to this pattern instead of SUBSCRIBE to each channel.
     pub pattern: Option<String>,
     pub payload_len: usize,
+    /// Sharded Pub/Sub: SPUBLISH and SSUBSCRIBE on the node that owns the channel.
+    pub sharded: bool,
 }
 
 impl PubSub {
-    pub async fn producer(&self) -> Result<PubSubProducer, TransportError> {
+    /// A producer writing each channel's messages to the node that owns it.
+    pub async fn producer(&self) -> Result<Producer, TransportError> {
+        let verb: &[u8] = if self.sharded { b"SPUBLISH" } else { b"PUBLISH" };
         let prefixes =
-            self.channels.iter().map(|ch| resp::fixed_prefix(&[b"PUBLISH", ch.as_bytes()], self.payload_len)).collect();
-        PubSubProducer::connect(&self.endpoint, prefixes, self.payload_len).await
+            self.channels.iter().map(|ch| resp::fixed_prefix(&[verb, ch.as_bytes()], self.payload_len)).collect();
+        Producer::connect(&self.nodes, &self.node_of, prefixes, self.payload_len).await
     }
 
-    /// Connects and subscribes; returns once Redis confirmed every subscription,
-    /// so everything published from then on is delivered. With `want_id` it
-    /// also asks for the connection's CLIENT ID, so a watcher can tell when
-    /// Redis closes it.
-    pub async fn consumer(&self, tuning: Tuning, want_id: bool) -> Result<PubSubConsumer, TransportError> {
-        let mut conn = self.endpoint.connect_with(tuning).await?;
-        let client_id = match want_id {
-            true => Some(client_id(&mut conn).await?),
-            false => None,
+    /// Connects consumer `id` and subscribes; returns once Redis confirmed
+    /// every subscription, so everything published from then on is delivered.
+    /// Classic Pub/Sub reaches every channel from any node of a cluster (the
+    /// consumers are spread over the nodes); sharded Pub/Sub needs a
+    /// connection to each node that owns some of the channels. With `want_id`
+    /// it also asks for the (first) connection's CLIENT ID, so a watcher can
+    /// tell when Redis closes it.
+    pub async fn consumer(&self, id: u32, tuning: Tuning, want_id: bool) -> Result<PubSubConsumer, TransportError> {
+        let mut conns = Vec::new();
+        let mut client_id = None;
+        let (kind, verb, leave): (&'static [u8], &'static [u8], &'static [u8]) = match (&self.pattern, self.sharded) {
+            (Some(_), _) => (b"psubscribe", b"PSUBSCRIBE", b"punsubscribe"),
+            (None, true) => (b"ssubscribe", b"SSUBSCRIBE", b"sunsubscribe"),
+            (None, false) => (b"subscribe", b"SUBSCRIBE", b"unsubscribe"),
         };
-        let mut cmd = Vec::new();
-        let (kind, names): (&[u8], Vec<&[u8]>) = match &self.pattern {
-            Some(p) => (b"psubscribe", vec![p.as_bytes()]),
-            None => (b"subscribe", self.channels.iter().map(|c| c.as_bytes()).collect()),
-        };
-        let verb = if self.pattern.is_some() { &b"PSUBSCRIBE"[..] } else { &b"SUBSCRIBE"[..] };
-        resp::encode_command(&mut cmd, &[&[verb], names.as_slice()].concat());
-        conn.send(&cmd).await?;
-        let mut confirmed = 0;
-        while confirmed < names.len() {
-            match resp::parse(conn.pending())? {
-                Some((frame, used)) => {
-                    if let Frame::Atom(Atom::Error(e)) = frame {
-                        let message = String::from_utf8_lossy(e).into_owned();
-                        return Err(TransportError::Refused { what: "SUBSCRIBE", message });
-                    }
-                    if matches!(frame.items().first(), Some(Atom::Bulk(k)) if *k == kind) {
-                        confirmed += 1;
-                    }
-                    conn.consume(used);
-                }
-                None => conn.fill().await?,
+        let plan: Vec<(usize, Vec<&[u8]>)> = match (&self.pattern, self.sharded) {
+            (Some(p), _) => vec![(id as usize % self.nodes.len(), vec![p.as_bytes()])],
+            (None, false) => {
+                vec![(id as usize % self.nodes.len(), self.channels.iter().map(|c| c.as_bytes()).collect())]
             }
+            (None, true) => (0..self.nodes.len())
+                .map(|n| {
+                    let names = self.channels.iter().zip(&self.node_of).filter(|(_, &o)| o == n);
+                    (n, names.map(|(c, _)| c.as_bytes()).collect::<Vec<_>>())
+                })
+                .filter(|(_, names)| !names.is_empty())
+                .collect(),
+        };
+        let mut shards = Vec::new();
+        for (node, names) in plan {
+            let mut conn = self.nodes[node].connect_with(tuning).await?;
+            if want_id && client_id.is_none() {
+                client_id = Some(client_id_of(&mut conn).await?);
+            }
+            subscribe(&mut conn, verb, kind, &names).await?;
+            conns.push(Some(conn));
+            let names = names.iter().map(|n| n.to_vec()).collect();
+            shards.push(Shard { node, endpoint: self.nodes[node].clone(), names, verb, kind, tuning });
         }
-        let leave = if self.pattern.is_some() { b"punsubscribe".as_slice() } else { b"unsubscribe".as_slice() };
-        Ok(PubSubConsumer { conn, leave, left: false, client_id })
+        let rejoins = shards.iter().map(|_| None).collect();
+        let changes = std::collections::VecDeque::new();
+        Ok(PubSubConsumer { conns, shards, rejoins, changes, leave, left: 0, next: 0, client_id })
     }
 
     /// Waits until the connection with `client_id` is gone from the server,
@@ -117,8 +133,43 @@ impl PubSub {
     }
 }
 
+/// Sends `verb names...` and waits until Redis confirmed each (`kind` pushes).
+async fn subscribe(conn: &mut Conn, verb: &[u8], kind: &[u8], names: &[&[u8]]) -> Result<(), TransportError> {
+    let mut cmd = Vec::new();
+    resp::encode_command(&mut cmd, &[&[verb], names].concat());
+    conn.send(&cmd).await?;
+    let mut confirmed = 0;
+    while confirmed < names.len() {
+        match resp::parse(conn.pending())? {
+            Some((frame, used)) => {
+                if let Frame::Atom(Atom::Error(e)) = frame {
+                    let message = String::from_utf8_lossy(e).into_owned();
+                    return Err(refusal("SUBSCRIBE", message));
+                }
+                if matches!(frame.items().first(), Some(Atom::Bulk(k)) if *k == kind) {
+                    confirmed += 1;
+                }
+                conn.consume(used);
+            }
+            None => conn.fill().await?,
+        }
+    }
+    Ok(())
+}
+
+/// An error reply: a node that is still loading or rejoining its cluster is
+/// worth trying again, anything else is a refusal.
+pub fn refusal(what: &'static str, message: String) -> TransportError {
+    let transient = ["CLUSTERDOWN", "LOADING", "TRYAGAIN", "MASTERDOWN"];
+    if transient.iter().any(|t| message.starts_with(t)) {
+        TransportError::Unavailable { message }
+    } else {
+        TransportError::Refused { what, message }
+    }
+}
+
 /// Asks for the connection's CLIENT ID.
-async fn client_id(conn: &mut Conn) -> Result<i64, TransportError> {
+async fn client_id_of(conn: &mut Conn) -> Result<i64, TransportError> {
     let mut cmd = Vec::new();
     resp::encode_command(&mut cmd, &[b"CLIENT", b"ID"]);
     conn.send(&cmd).await?;
@@ -144,6 +195,8 @@ struct AckState {
     replies: Cell<u64>,
     reached: Cell<u64>,
     errors: Cell<u64>,
+    /// Error replies that were MOVED or ASK redirections.
+    redirections: Cell<u64>,
     measured: Cell<(u64, u64)>,
     first_error: RefCell<Option<String>>,
     /// Messages written so far (set by the writer at each flush).
@@ -190,7 +243,12 @@ async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), Transport
                 Frame::Atom(Atom::Bulk(_)) if (lo..hi).contains(&idx) => reached += 1,
                 Frame::Atom(Atom::Error(e)) => {
                     acks.errors.set(acks.errors.get() + 1);
-                    acks.first_error.borrow_mut().get_or_insert_with(|| String::from_utf8_lossy(e).into_owned());
+                    if is_redirection(e) {
+                        // Counted, not followed: the slot map is read once, at the start.
+                        acks.redirections.set(acks.redirections.get() + 1);
+                    } else {
+                        acks.first_error.borrow_mut().get_or_insert_with(|| String::from_utf8_lossy(e).into_owned());
+                    }
                 }
                 _ => {}
             }
@@ -229,6 +287,11 @@ async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), Transport
     }
 }
 
+/// A `-MOVED slot host:port` or `-ASK slot host:port` error reply.
+pub fn is_redirection(error: &[u8]) -> bool {
+    error.starts_with(b"MOVED ") || error.starts_with(b"ASK ")
+}
+
 /// The error that ended the reply reader (waits for it if it is still running).
 /// Takes the handle once it has finished, so it is never polled again.
 async fn reader_failure(reader: &mut Option<JoinHandle<TransportError>>) -> TransportError {
@@ -236,6 +299,17 @@ async fn reader_failure(reader: &mut Option<JoinHandle<TransportError>>) -> Tran
     let result = handle.await;
     *reader = None;
     result.unwrap_or(TransportError::Closed)
+}
+
+/// Appends one message: the channel's fixed prefix, the payload (header, then zeros), CRLF.
+#[inline]
+pub fn encode_message(out: &mut Vec<u8>, prefix: &[u8], payload_len: usize, header: &Header) {
+    out.extend_from_slice(prefix);
+    let at = out.len();
+    // Filler is zeros; resize writes them without a second pass.
+    out.resize(at + payload_len, 0);
+    header.encode(&mut out[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A producer: pipelined writes (PUBLISH, or XADD for Streams) from a reused
@@ -257,6 +331,28 @@ impl PubSubProducer {
         self.reader.as_ref().is_none_or(|r| r.is_finished())
     }
 
+    /// Whether the connection has failed (its reply reader ended).
+    pub fn failed(&self) -> bool {
+        self.reader_finished()
+    }
+
+    /// What was acknowledged so far.
+    pub fn acks(&self) -> Acks {
+        let a = &self.acks;
+        Acks {
+            replies: a.replies.get(),
+            reached: a.reached.get(),
+            errors: a.errors.get(),
+            redirections: a.redirections.get(),
+        }
+    }
+
+    /// Appends `messages` commands already encoded, for the next flush.
+    pub fn queue_encoded(&mut self, bytes: &[u8], messages: u64) {
+        self.out.extend_from_slice(bytes);
+        self.written += messages;
+    }
+
     /// Connects a producer that writes `prefixes[channel]` + payload per message.
     pub async fn connect(
         endpoint: &Endpoint,
@@ -274,12 +370,7 @@ impl PubSubProducer {
 impl ProducerConn for PubSubProducer {
     #[inline]
     fn queue(&mut self, channel: u32, header: &Header) {
-        self.out.extend_from_slice(&self.prefixes[channel as usize]);
-        let at = self.out.len();
-        // Filler is zeros; resize writes them without a second pass.
-        self.out.resize(at + self.payload_len, 0);
-        header.encode(&mut self.out[at..]);
-        self.out.extend_from_slice(b"\r\n");
+        encode_message(&mut self.out, &self.prefixes[channel as usize], self.payload_len, header);
         self.written += 1;
     }
 
@@ -328,7 +419,7 @@ impl ProducerConn for PubSubProducer {
         if let Some(message) = self.acks.first_error.borrow_mut().take() {
             return Err(TransportError::Refused { what: "PUBLISH", message });
         }
-        Ok(Acks { replies: self.acks.replies.get(), reached: self.acks.reached.get(), errors: self.acks.errors.get() })
+        Ok(self.acks())
     }
 }
 
@@ -353,7 +444,7 @@ pub fn parse_push(buf: &[u8], leave: &[u8]) -> Result<Option<(Push, usize)>, res
     }
     let Some((frame, used)) = resp::parse(buf)? else { return Ok(None) };
     let push = match frame.items() {
-        [Atom::Bulk(b"message"), _, Atom::Bulk(p)] | [Atom::Bulk(b"pmessage"), _, _, Atom::Bulk(p)] => {
+        [Atom::Bulk(b"message" | b"smessage"), _, Atom::Bulk(p)] | [Atom::Bulk(b"pmessage"), _, _, Atom::Bulk(p)] => {
             let offset = p.as_ptr() as usize - buf.as_ptr() as usize;
             Push::Message(offset..offset + p.len())
         }
@@ -363,47 +454,155 @@ pub fn parse_push(buf: &[u8], leave: &[u8]) -> Result<Option<(Push, usize)>, res
     Ok(Some((push, used)))
 }
 
-/// A subscribed consumer.
+/// What one of a consumer's connections subscribes to, to do it again.
+#[derive(Clone)]
+struct Shard {
+    node: usize,
+    endpoint: Endpoint,
+    names: Vec<Vec<u8>>,
+    verb: &'static [u8],
+    kind: &'static [u8],
+    tuning: Tuning,
+}
+
+/// A change in a sharded consumer's subscriptions: one node's connection
+/// closed (its channels are not subscribed until it is `Back`), or it is back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardChange {
+    Lost { node: usize },
+    Back { node: usize },
+}
+
+/// Connects to a shard's node and subscribes again, with backoff (10 ms doubling
+/// to 1 s, each attempt within the connect timeout) until it works; a refusal ends it.
+async fn rejoin(shard: Rc<Shard>) -> Result<Conn, TransportError> {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let attempt = async {
+            let mut conn = shard.endpoint.connect_with(shard.tuning).await?;
+            let names: Vec<&[u8]> = shard.names.iter().map(|n| n.as_slice()).collect();
+            subscribe(&mut conn, shard.verb, shard.kind, &names).await?;
+            Ok::<_, TransportError>(conn)
+        };
+        match tokio::time::timeout(shard.endpoint.connect_timeout, attempt).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e @ TransportError::Refused { .. })) => return Err(e),
+            _ => {}
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+type Rejoin = std::pin::Pin<Box<dyn Future<Output = Result<Conn, TransportError>>>>;
+
+/// A subscribed consumer: one connection, or one per node for sharded Pub/Sub
+/// on a cluster. With several, a connection the server closes is subscribed
+/// again on its own while the others keep reading ([`ShardChange`]).
 pub struct PubSubConsumer {
-    conn: Conn,
-    /// The confirmation that ends a graceful leave: `unsubscribe` or `punsubscribe`.
+    /// `None` while that node's connection is being re-established.
+    conns: Vec<Option<Conn>>,
+    shards: Vec<Shard>,
+    rejoins: Vec<Option<Rejoin>>,
+    changes: std::collections::VecDeque<ShardChange>,
+    /// The confirmation that ends a graceful leave: `unsubscribe`, `punsubscribe` or `sunsubscribe`.
     leave: &'static [u8],
-    left: bool,
-    /// The server's id for this connection, when asked for.
+    /// Connections whose leave Redis confirmed.
+    left: usize,
+    /// The connection to take messages from next.
+    next: usize,
+    /// The server's id for the (first) connection, when asked for.
     pub client_id: Option<i64>,
+}
+
+impl PubSubConsumer {
+    /// The next change in the subscriptions, if any.
+    pub fn take_change(&mut self) -> Option<ShardChange> {
+        self.changes.pop_front()
+    }
+
+    /// Several connections: reads whichever has bytes first, and takes a
+    /// closed one out (to subscribe again) instead of failing.
+    fn poll_fill(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), TransportError>> {
+        use std::task::Poll;
+        for i in 0..self.conns.len() {
+            let Some(rejoin) = &mut self.rejoins[i] else { continue };
+            if let Poll::Ready(r) = rejoin.as_mut().poll(cx) {
+                self.rejoins[i] = None;
+                self.conns[i] = Some(r?);
+                self.changes.push_back(ShardChange::Back { node: self.shards[i].node });
+                return Poll::Ready(Ok(()));
+            }
+        }
+        for i in 0..self.conns.len() {
+            let Some(conn) = &mut self.conns[i] else { continue };
+            // A read is cancel-safe: polled once here, it leaves no bytes behind when dropped.
+            let polled = std::pin::pin!(conn.fill()).poll(cx);
+            match polled {
+                Poll::Pending => {}
+                Poll::Ready(Err(TransportError::Closed | TransportError::Io(_))) => {
+                    self.conns[i] = None;
+                    self.rejoins[i] = Some(Box::pin(rejoin(Rc::new(self.shards[i].clone()))));
+                    self.changes.push_back(ShardChange::Lost { node: self.shards[i].node });
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(r) => return Poll::Ready(r),
+            }
+        }
+        Poll::Pending
+    }
 }
 
 impl ConsumerConn for PubSubConsumer {
     #[inline]
     fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError> {
-        loop {
-            match parse_push(self.conn.pending(), self.leave)? {
-                None => return Ok(None),
-                Some((Push::Message(range), used)) => {
-                    return Ok(Some(Delivery { payload: self.conn.take(used, range) }))
+        let n = self.conns.len();
+        for _ in 0..n {
+            if let Some(conn) = &mut self.conns[self.next] {
+                loop {
+                    match parse_push(conn.pending(), self.leave)? {
+                        None => break,
+                        Some((Push::Message(range), used)) => {
+                            let conn = self.conns[self.next].as_mut().expect("just read");
+                            return Ok(Some(Delivery { payload: conn.take(used, range) }));
+                        }
+                        Some((Push::Left, used)) => {
+                            self.left += 1;
+                            conn.consume(used);
+                        }
+                        Some((Push::Other, used)) => conn.consume(used),
+                    }
                 }
-                Some((Push::Left, used)) => {
-                    self.left = true;
-                    self.conn.consume(used);
-                }
-                Some((Push::Other, used)) => self.conn.consume(used),
             }
+            self.next = (self.next + 1) % n;
         }
+        Ok(None)
     }
 
     async fn start_leaving(&mut self) -> Result<(), TransportError> {
         let mut cmd = Vec::new();
-        let verb = if self.leave == b"punsubscribe" { &b"PUNSUBSCRIBE"[..] } else { &b"UNSUBSCRIBE"[..] };
+        let verb: &[u8] = match self.leave {
+            b"punsubscribe" => b"PUNSUBSCRIBE",
+            b"sunsubscribe" => b"SUNSUBSCRIBE",
+            _ => b"UNSUBSCRIBE",
+        };
         resp::encode_command(&mut cmd, &[verb]);
-        self.conn.send(&cmd).await?;
+        // A node being subscribed again is left as it is: nothing to leave there.
+        self.rejoins.iter_mut().for_each(|r| *r = None);
+        for conn in self.conns.iter_mut().flatten() {
+            conn.send(&cmd).await?;
+        }
         Ok(())
     }
 
     fn has_left(&self) -> bool {
-        self.left
+        self.left >= self.conns.iter().flatten().count()
     }
 
     async fn fill(&mut self) -> Result<(), TransportError> {
-        self.conn.fill().await
+        if let [Some(conn)] = self.conns.as_mut_slice() {
+            return conn.fill().await;
+        }
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 }

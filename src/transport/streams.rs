@@ -4,11 +4,12 @@
 //! XAUTOCLAIM. Consumers use the redis crate: replies are nested arrays, and
 //! Streams are not on the Pub/Sub fast path this harness is measured by.
 
+use super::cluster::Producer;
 use super::conn::Endpoint;
-use super::pubsub::PubSubProducer;
 use super::{resp, TransportError};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
+use std::future::Future;
 use std::time::Duration;
 
 /// Stream keys and settings shared by every connection of a run.
@@ -19,6 +20,10 @@ pub struct Streams {
     /// Consumers' and the coordinator's connections: the same address,
     /// credentials and TLS as `endpoint`.
     pub client: std::sync::Arc<redis::Client>,
+    /// The masters of a cluster (raw endpoint and client of each), or just the server above.
+    pub nodes: Vec<(Endpoint, std::sync::Arc<redis::Client>)>,
+    /// The node (index into `nodes`) that owns each key.
+    pub node_of: Vec<usize>,
     /// One stream per channel.
     pub keys: Vec<String>,
     pub payload_len: usize,
@@ -46,9 +51,12 @@ pub enum GroupStart {
     Beginning,
 }
 
+/// Between attempts to reach a node that went away.
+const RETRY: Duration = Duration::from_millis(50);
+
 impl Streams {
-    /// A producer writing `XADD key [MAXLEN ~ N] * d <payload>`.
-    pub async fn producer(&self) -> Result<PubSubProducer, TransportError> {
+    /// A producer writing `XADD key [MAXLEN ~ N] * d <payload>` to the node that owns the key.
+    pub async fn producer(&self) -> Result<Producer, TransportError> {
         let maxlen = self.maxlen.map(|n| n.to_string());
         let prefixes = self
             .keys
@@ -62,16 +70,29 @@ impl Streams {
                 resp::fixed_prefix(&args, self.payload_len)
             })
             .collect();
-        PubSubProducer::connect(&self.endpoint, prefixes, self.payload_len).await
+        let endpoints: Vec<Endpoint> = self.nodes.iter().map(|(e, _)| e.clone()).collect();
+        Producer::connect(&endpoints, &self.node_of, prefixes, self.payload_len).await
     }
 
     /// A control connection for the coordinator (backlog, replay).
     pub async fn connection(&self) -> Result<MultiplexedConnection, TransportError> {
-        // Blocking reads must not trip the client's own response timeout.
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.endpoint.connect_timeout))
-            .set_response_timeout(Some(Duration::from_secs(30)));
-        Ok(self.client.get_multiplexed_async_connection_with_config(&config).await?)
+        connect(&self.client, self.endpoint.connect_timeout).await
+    }
+
+    /// A control connection to each node.
+    pub async fn connections(&self) -> Result<Vec<MultiplexedConnection>, TransportError> {
+        let mut cons = Vec::new();
+        for (_, client) in &self.nodes {
+            cons.push(connect(client, self.endpoint.connect_timeout).await?);
+        }
+        Ok(cons)
+    }
+
+    /// Connects again to the nodes whose control connection is gone (those that answer).
+    pub async fn reconnect_missing(&self, cons: &mut [Option<MultiplexedConnection>]) {
+        for (con, (_, client)) in cons.iter_mut().zip(&self.nodes).filter(|(c, _)| c.is_none()) {
+            *con = connect(client, self.endpoint.connect_timeout).await.ok();
+        }
     }
 
     /// Connects consumer `name` of `group`, creating the group on every stream
@@ -82,111 +103,366 @@ impl Streams {
         name: &str,
         start: GroupStart,
     ) -> Result<StreamsConsumer, TransportError> {
-        let mut con = self.connection().await?;
         let id = match start {
             GroupStart::New => "$",
             GroupStart::Beginning => "0",
         };
-        for key in &self.keys {
-            let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(key)
-                .arg(group)
-                .arg(id)
-                .arg("MKSTREAM")
-                .query_async(&mut con)
-                .await;
-            match created {
-                Err(e) if e.code() == Some("BUSYGROUP") => {}
-                other => other?,
+        let mut lanes = Vec::new();
+        for (node, (_, client)) in self.nodes.iter().enumerate() {
+            let keys: Vec<(usize, String)> =
+                (0..self.keys.len()).filter(|&k| self.node_of[k] == node).map(|k| (k, self.keys[k].clone())).collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let mut con = connect(client, self.endpoint.connect_timeout).await?;
+            for (_, key) in &keys {
+                let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(key)
+                    .arg(group)
+                    .arg(id)
+                    .arg("MKSTREAM")
+                    .query_async(&mut con)
+                    .await;
+                match created {
+                    Err(e) if e.code() == Some("BUSYGROUP") => {}
+                    other => other?,
+                }
+            }
+            lanes.push(Lane {
+                client: client.clone(),
+                con: Some(con),
+                ctl: None,
+                keys: std::sync::Arc::new(keys),
+                inflight: None,
+                retry_at: None,
+                pending_from: None,
+            });
+        }
+        if lanes.len() > 1 {
+            // Reads stay in flight on each node while another answers: acknowledgements
+            // must not queue behind a blocked XREADGROUP.
+            for lane in &mut lanes {
+                lane.ctl = Some(connect(&lane.client, self.endpoint.connect_timeout).await?);
             }
         }
-        Ok(StreamsConsumer { con, keys: self.keys.clone(), group: group.into(), name: name.into(), count: self.batch })
+        Ok(StreamsConsumer {
+            lanes: std::sync::Mutex::new(lanes),
+            group: group.into(),
+            name: name.into(),
+            count: self.batch,
+            connect_timeout: self.endpoint.connect_timeout,
+        })
     }
 }
 
-/// One member of a consumer group.
+async fn connect(client: &redis::Client, timeout: Duration) -> Result<MultiplexedConnection, TransportError> {
+    // Blocking reads must not trip the client's own response timeout.
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(Duration::from_secs(30)));
+    Ok(client.get_multiplexed_async_connection_with_config(&config).await?)
+}
+
+/// (index into the run's keys, key) of the streams on one node.
+type NodeKeys = std::sync::Arc<Vec<(usize, String)>>;
+
+/// A read in flight on one node: the new connections (reads, control) if it had to connect, and what it read.
+type Read =
+    (Option<(MultiplexedConnection, MultiplexedConnection)>, Option<Vec<String>>, Result<Vec<Entry>, TransportError>);
+
+/// One node's streams, as one consumer reads them.
+struct Lane {
+    client: std::sync::Arc<redis::Client>,
+    /// `None` after a failure, until a read connects again.
+    con: Option<MultiplexedConnection>,
+    /// On a cluster: acknowledgements and claims, beside the blocking reads of `con`.
+    ctl: Option<MultiplexedConnection>,
+    /// (index into the run's keys, key) of the streams on this node.
+    keys: NodeKeys,
+    inflight: Option<tokio::task::JoinHandle<Read>>,
+    retry_at: Option<tokio::time::Instant>,
+    /// After a reconnect: where this consumer's own pending entries continue, per key.
+    pending_from: Option<Vec<String>>,
+}
+
+/// One member of a consumer group: one connection per node that holds some of the streams.
 pub struct StreamsConsumer {
-    con: MultiplexedConnection,
-    keys: Vec<String>,
+    lanes: std::sync::Mutex<Vec<Lane>>,
     group: String,
     name: String,
     count: usize,
+    connect_timeout: Duration,
+}
+
+/// XREADGROUP on one node: own pending entries after `from` (an ID per key), or
+/// new ones (`>`, waiting up to `block`).
+async fn xreadgroup(
+    con: &mut MultiplexedConnection,
+    group: &str,
+    name: &str,
+    count: usize,
+    keys: &[(usize, String)],
+    from: Option<&[String]>,
+    block: Duration,
+) -> Result<Vec<Entry>, TransportError> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP").arg(group).arg(name).arg("COUNT").arg(count);
+    if from.is_none() {
+        cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+    }
+    cmd.arg("STREAMS");
+    for (_, key) in keys {
+        cmd.arg(key);
+    }
+    match from {
+        Some(ids) => {
+            for id in ids {
+                cmd.arg(id);
+            }
+        }
+        None => {
+            for _ in keys {
+                cmd.arg(">");
+            }
+        }
+    }
+    let reply: Value = cmd.query_async(con).await?;
+    let mut out = Vec::new();
+    if let Value::Array(streams) = reply {
+        for stream in streams {
+            let Value::Array(mut kv) = stream else { continue };
+            let (Some(Value::Array(entries)), Some(Value::BulkString(key))) = (kv.pop(), kv.pop()) else {
+                continue;
+            };
+            let Some(&(key, _)) = keys.iter().find(|(_, k)| k.as_bytes() == key.as_slice()) else { continue };
+            entries_into(key, entries, &mut out);
+        }
+    }
+    Ok(out)
 }
 
 impl StreamsConsumer {
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<Lane>> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// XREADGROUP: this consumer's own pending entries (`own_pending`, ID 0),
     /// or new ones (`>`, waiting up to `block`). Appends to `out`.
     pub async fn read(&self, own_pending: bool, block: Duration, out: &mut Vec<Entry>) -> Result<(), TransportError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(&self.group).arg(&self.name).arg("COUNT").arg(self.count);
-        if !own_pending {
-            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
-        }
-        cmd.arg("STREAMS").arg(&self.keys);
-        for _ in &self.keys {
-            cmd.arg(if own_pending { "0" } else { ">" });
-        }
-        // A clone shares the one connection: reads and acknowledgements pipeline on it.
-        let reply: Value = cmd.query_async(&mut self.con.clone()).await?;
-        if let Value::Array(streams) = reply {
-            for stream in streams {
-                let Value::Array(mut kv) = stream else { continue };
-                let (Some(Value::Array(entries)), Some(Value::BulkString(key))) = (kv.pop(), kv.pop()) else {
-                    continue;
-                };
-                let Some(key) = self.keys.iter().position(|k| k.as_bytes() == key.as_slice()) else { continue };
-                entries_into(key, entries, out);
+        let single = {
+            let lanes = self.lanes();
+            match lanes.as_slice() {
+                [lane] => Some((lane.con.clone().expect("a single node's connection stays"), lane.keys.clone())),
+                _ => None,
             }
+        };
+        let zeros = |keys: &[(usize, String)]| vec!["0".to_string(); keys.len()];
+        if let Some((mut con, keys)) = single {
+            // A clone shares the one connection: reads and acknowledgements pipeline on it.
+            let from = own_pending.then(|| zeros(&keys));
+            let read = xreadgroup(&mut con, &self.group, &self.name, self.count, &keys, from.as_deref(), block).await?;
+            out.extend(read);
+            return Ok(());
         }
+        if own_pending {
+            for (i, mut con, keys) in self.up().1 {
+                let from = zeros(&keys);
+                match xreadgroup(&mut con, &self.group, &self.name, self.count, &keys, Some(&from), block).await {
+                    Ok(read) => out.extend(read),
+                    Err(_) => self.lane_failed(i),
+                }
+            }
+            return Ok(());
+        }
+        self.start_reads(block);
+        // Whichever nodes answer first; the other reads stay in flight for the next call.
+        let taken = std::future::poll_fn(|cx| {
+            let mut lanes = self.lanes();
+            let mut any = false;
+            for lane in lanes.iter_mut() {
+                let Some(handle) = &mut lane.inflight else { continue };
+                let std::task::Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) else { continue };
+                lane.inflight = None;
+                any = true;
+                let (fresh, from, read) = result.unwrap_or((None, None, Err(TransportError::Closed)));
+                if let Some((con, ctl)) = fresh {
+                    (lane.con, lane.ctl) = (Some(con), Some(ctl));
+                }
+                match read {
+                    Ok(read) => {
+                        // Own pending entries come a batch at a time: the next read continues after this one's.
+                        lane.pending_from = from.filter(|_| !read.is_empty()).map(|mut ids| {
+                            for e in &read {
+                                if let Some(j) = lane.keys.iter().position(|(k, _)| *k == e.key) {
+                                    ids[j] = String::from_utf8_lossy(&e.id).into_owned();
+                                }
+                            }
+                            ids
+                        });
+                        out.extend(read);
+                    }
+                    Err(_) => {
+                        (lane.con, lane.ctl, lane.pending_from) = (None, None, None);
+                        lane.retry_at = Some(tokio::time::Instant::now() + RETRY);
+                    }
+                }
+            }
+            if any {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        let _ = tokio::time::timeout(block + RETRY, taken).await;
         Ok(())
+    }
+
+    /// Starts a read on every node that has none in flight; a node whose
+    /// connection failed is connected again first (when its retry is due), and
+    /// then gives back this consumer's entries it had not acknowledged.
+    fn start_reads(&self, block: Duration) {
+        let mut lanes = self.lanes();
+        for lane in lanes.iter_mut().filter(|l| l.inflight.is_none()) {
+            if lane.con.is_none() && lane.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
+                continue;
+            }
+            let (con, client, keys) = (lane.con.clone(), lane.client.clone(), lane.keys.clone());
+            let (group, name, count, timeout) =
+                (self.group.clone(), self.name.clone(), self.count, self.connect_timeout);
+            let from = lane.pending_from.clone();
+            lane.inflight = Some(tokio::spawn(async move {
+                match con {
+                    Some(mut con) => {
+                        let read = xreadgroup(&mut con, &group, &name, count, &keys, from.as_deref(), block).await;
+                        (None, from, read)
+                    }
+                    None => {
+                        let pair = async {
+                            Ok::<_, TransportError>((
+                                connect(&client, timeout).await?,
+                                connect(&client, timeout).await?,
+                            ))
+                        };
+                        match pair.await {
+                            Ok((mut con, ctl)) => {
+                                let from = vec!["0".to_string(); keys.len()];
+                                let read = xreadgroup(&mut con, &group, &name, count, &keys, Some(&from), block).await;
+                                (Some((con, ctl)), Some(from), read)
+                            }
+                            Err(e) => (None, None, Err(e)),
+                        }
+                    }
+                }
+            }));
+        }
+    }
+
+    fn lane_failed(&self, i: usize) {
+        let mut lanes = self.lanes();
+        (lanes[i].con, lanes[i].ctl, lanes[i].pending_from) = (None, None, None);
+        lanes[i].retry_at = Some(tokio::time::Instant::now() + RETRY);
+    }
+
+    /// The control connection and keys of each node that is up; a single node's errors end the run.
+    fn up(&self) -> (bool, Vec<(usize, MultiplexedConnection, NodeKeys)>) {
+        let lanes = self.lanes();
+        let single = lanes.len() == 1;
+        let up =
+            lanes.iter().enumerate().filter_map(|(i, l)| Some((i, l.ctl.clone().or(l.con.clone())?, l.keys.clone())));
+        (single, up.collect())
     }
 
     /// XAUTOCLAIM on every stream: takes over entries of this group that were
     /// delivered to some consumer and not acknowledged for `min_idle`.
     pub async fn autoclaim(&self, min_idle: Duration, out: &mut Vec<Entry>) -> Result<(), TransportError> {
-        for key in 0..self.keys.len() {
-            let mut start = b"0-0".to_vec();
-            loop {
-                let reply: Value = redis::cmd("XAUTOCLAIM")
-                    .arg(&self.keys[key])
-                    .arg(&self.group)
-                    .arg(&self.name)
-                    .arg(min_idle.as_millis() as u64)
-                    .arg(&start)
-                    .arg("COUNT")
-                    .arg(self.count)
-                    .query_async(&mut self.con.clone())
-                    .await?;
-                let Value::Array(mut parts) = reply else { break };
-                parts.truncate(2);
-                let (Some(Value::Array(entries)), Some(Value::BulkString(next))) = (parts.pop(), parts.pop()) else {
-                    break;
-                };
-                entries_into(key, entries, out);
-                if next == b"0-0" {
-                    break;
+        let (single, up) = self.up();
+        for (i, mut con, keys) in up {
+            for (key, name) in keys.iter() {
+                match self.autoclaim_one(&mut con, *key, name, min_idle, out).await {
+                    Ok(()) => {}
+                    Err(e) if single => return Err(e),
+                    Err(_) => {
+                        self.lane_failed(i);
+                        break;
+                    }
                 }
-                start = next;
             }
         }
         Ok(())
     }
 
-    /// XACK the given entries, one command per stream, pipelined; returns how many Redis acknowledged.
+    async fn autoclaim_one(
+        &self,
+        con: &mut MultiplexedConnection,
+        key: usize,
+        name: &str,
+        min_idle: Duration,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), TransportError> {
+        let mut start = b"0-0".to_vec();
+        loop {
+            let reply: Value = redis::cmd("XAUTOCLAIM")
+                .arg(name)
+                .arg(&self.group)
+                .arg(&self.name)
+                .arg(min_idle.as_millis() as u64)
+                .arg(&start)
+                .arg("COUNT")
+                .arg(self.count)
+                .query_async(con)
+                .await?;
+            let Value::Array(mut parts) = reply else { break };
+            parts.truncate(2);
+            let (Some(Value::Array(entries)), Some(Value::BulkString(next))) = (parts.pop(), parts.pop()) else {
+                break;
+            };
+            entries_into(key, entries, out);
+            if next == b"0-0" {
+                break;
+            }
+            start = next;
+        }
+        Ok(())
+    }
+
+    /// XACK the given entries, one command per stream, pipelined per node;
+    /// returns how many Redis acknowledged. On a cluster, what a node that is
+    /// down could not acknowledge stays pending, and comes back with the node.
     pub async fn ack(&self, entries: &[Entry]) -> Result<u64, TransportError> {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut pipe = redis::pipe();
-        for (key, name) in self.keys.iter().enumerate() {
-            let ids: Vec<&[u8]> = entries.iter().filter(|e| e.key == key).map(|e| e.id.as_slice()).collect();
-            if !ids.is_empty() {
-                pipe.cmd("XACK").arg(name).arg(&self.group).arg(ids);
+        let (single, up) = self.up();
+        let mut total = 0;
+        for (i, mut con, keys) in up {
+            let mut pipe = redis::pipe();
+            for (key, name) in keys.iter() {
+                let ids: Vec<&[u8]> = entries.iter().filter(|e| e.key == *key).map(|e| e.id.as_slice()).collect();
+                if !ids.is_empty() {
+                    pipe.cmd("XACK").arg(name).arg(&self.group).arg(ids);
+                }
+            }
+            if pipe.is_empty() {
+                continue;
+            }
+            match pipe.query_async::<Vec<u64>>(&mut con).await {
+                Ok(counts) => total += counts.iter().sum::<u64>(),
+                Err(e) if single => return Err(e.into()),
+                Err(_) => self.lane_failed(i),
             }
         }
-        let counts: Vec<u64> = pipe.query_async(&mut self.con.clone()).await?;
-        Ok(counts.iter().sum())
+        Ok(total)
+    }
+}
+
+impl Drop for StreamsConsumer {
+    fn drop(&mut self) {
+        for lane in self.lanes().iter_mut() {
+            if let Some(h) = lane.inflight.take() {
+                h.abort();
+            }
+        }
     }
 }
 
@@ -205,11 +481,21 @@ fn entries_into(key: usize, entries: Vec<Value>, out: &mut Vec<Entry>) {
 }
 
 /// Entries added to the streams and not yet acknowledged, over every group
-/// (XINFO GROUPS: `lag` not yet delivered, `pending` delivered but not acknowledged).
-pub async fn backlog(con: &mut MultiplexedConnection, keys: &[String]) -> Result<u64, TransportError> {
-    let mut total = 0;
-    for key in keys {
-        let groups: Value = redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(con).await?;
+/// (XINFO GROUPS: `lag` not yet delivered, `pending` delivered but not
+/// acknowledged), summed over the nodes that answer; a node that does not is
+/// left out and its connection dropped (`cons[node] = None`). `None` when no node answered.
+pub async fn backlog(cons: &mut [Option<MultiplexedConnection>], t: &Streams) -> Option<u64> {
+    let mut total = None;
+    for (key, &node) in t.keys.iter().zip(&t.node_of) {
+        let Some(con) = &mut cons[node] else { continue };
+        let groups: Value = match redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(con).await {
+            Ok(v) => v,
+            Err(_) => {
+                cons[node] = None;
+                continue;
+            }
+        };
+        let total = total.get_or_insert(0);
         let Value::Array(groups) = groups else { continue };
         for group in groups {
             let Value::Array(fields) = group else { continue };
@@ -222,8 +508,8 @@ pub async fn backlog(con: &mut MultiplexedConnection, keys: &[String]) -> Result
                     })
                     .unwrap_or(0)
             };
-            total += (field(b"lag") + field(b"pending")).max(0) as u64;
+            *total += (field(b"lag") + field(b"pending")).max(0) as u64;
         }
     }
-    Ok(total)
+    total
 }

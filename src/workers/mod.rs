@@ -256,7 +256,7 @@ async fn run_share(
     let (producers, consumers) = share_of(index, plan.workers, scenario.producers, scenario.consumers);
     crate::sys::raise_fd_limit(producers.len() as u64 * 2 + consumers.len() as u64 + 64)
         .context("raising the open-file limit")?;
-    let (transport, _) = crate::transport_on(scenario, &plan.url, &plan.nonce).await?;
+    let transport = crate::transport_on(scenario, &plan.url, &plan.nonce).await?.transport;
     let epoch = plan.epoch_unix_ns.saturating_add_signed(-offset_ns);
     let (ready_tx, ready_rx) = oneshot::channel();
     let (start_tx, start_rx) = oneshot::channel();
@@ -406,7 +406,12 @@ pub async fn coordinate(
     .await;
     let _ = ctl.delete().await;
     if scenario.transport == TransportKind::Streams {
-        crate::delete_streams(&endpoint, &crate::channel_names(&plan.nonce, scenario.channels)).await;
+        // The same names and nodes the workers derived from the plan.
+        if let Ok(crate::Setup { transport: crate::swarm::Transport::Streams(t), .. }) =
+            crate::transport_on(&scenario, &plan.url, &plan.nonce).await
+        {
+            crate::delete_streams(&t).await;
+        }
     }
     if !target.is_private() {
         let restore = config.restore(&endpoint);

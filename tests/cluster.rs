@@ -1,0 +1,215 @@
+//! Redis Cluster against real processes: a private 3-node cluster carries
+//! every transport with exact accounting, each node takes its share, and a
+//! killed node costs Pub/Sub messages and Streams none.
+
+mod common;
+use common::{eventbench, quick, stderr};
+use eventbench::scenario::TransportKind;
+use eventbench::target::Target;
+use eventbench::{Live, Scenario, Status};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Calls of `command` each node of the cluster served so far (INFO commandstats).
+fn calls_per_node(ports: &[u16], command: &str) -> Vec<u64> {
+    ports
+        .iter()
+        .map(|port| {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+            let mut con = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
+            let info: String = redis::cmd("INFO").arg("commandstats").query(&mut con).unwrap();
+            let line = info.lines().find(|l| l.starts_with(&format!("cmdstat_{command}:")));
+            line.and_then(|l| l.split("calls=").nth(1)?.split(',').next()?.parse().ok()).unwrap_or(0)
+        })
+        .collect()
+}
+
+/// The masters' ports, in slot order.
+fn ports(target: &Target) -> Vec<u16> {
+    let client = redis::Client::open(target.url()).unwrap();
+    let mut con = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
+    let slots: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).unwrap();
+    let t = eventbench::cluster::Topology::from_slots(&slots, "127.0.0.1").unwrap();
+    t.nodes.iter().map(|n| n.port).collect()
+}
+
+#[tokio::test]
+async fn a_private_cluster_carries_every_transport_with_exact_accounting() {
+    let target = Target::private_cluster(None, 3, false).expect("a private cluster (redis-server, redis-cli)");
+    let ports = ports(&target);
+    assert_eq!(ports.len(), 3);
+    let base = Scenario {
+        consumers: 3,
+        channels: 6,
+        private_cluster: 3,
+        // Applied on every node (a private cluster keeps it: it stops with the test).
+        redis_config: [("hz".to_string(), "20".to_string())].into(),
+        ..quick("cluster", 2000.0, 1.5)
+    };
+    for transport in [TransportKind::Pubsub, TransportKind::Sharded, TransportKind::Streams] {
+        let verb = match transport {
+            TransportKind::Pubsub => "publish",
+            TransportKind::Sharded => "spublish",
+            TransportKind::Streams => "xadd",
+        };
+        let before = calls_per_node(&ports, verb);
+        let s = Scenario { transport, ..base.clone() };
+        let r = eventbench::run_on(s, Arc::new(Live::default()), &target).await.unwrap();
+        common::assert_invariants(&r);
+        let m = &r.summary;
+        assert_eq!(r.status, Status::Ok, "{transport}: {}", m.reason);
+        assert_eq!((m.delivered, m.lost, m.nodes), (m.expected, 0, 3), "{transport}: {m:?}");
+        assert_eq!(m.expected, m.sent * 3, "{transport}: every consumer gets every channel");
+        assert_eq!((m.redirections, m.write_errors), (0, 0), "{transport}: every write went to its owner");
+        let after = calls_per_node(&ports, verb);
+        let per_node: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        // Six channels round-robin over three nodes: each node takes a third of the writes (warmup too).
+        let total: u64 = per_node.iter().sum();
+        for n in &per_node {
+            assert!((*n as f64 - total as f64 / 3.0).abs() < total as f64 * 0.05, "{transport}: {per_node:?}");
+        }
+        match transport {
+            // SPUBLISH is answered by the shard the subscribers are on: it counts them all.
+            TransportKind::Sharded => assert_eq!(m.reached, m.expected, "{m:?}"),
+            // PUBLISH counts only the subscribers on the node it was sent to.
+            TransportKind::Pubsub => assert!(m.reached < m.expected, "{m:?}"),
+            TransportKind::Streams => assert_eq!(m.reached, m.sent, "{m:?}"),
+        }
+    }
+    for port in &ports {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut con = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
+        let hz: Vec<String> = redis::cmd("CONFIG").arg("GET").arg("hz").query(&mut con).unwrap();
+        assert_eq!(hz[1], "20", "--redis-config reached node {port}");
+    }
+}
+
+#[tokio::test]
+async fn sharded_pubsub_also_runs_on_a_single_server() {
+    let s = Scenario { transport: TransportKind::Sharded, consumers: 2, channels: 3, ..quick("sharded", 2000.0, 1.0) };
+    let r = common::run(s).await;
+    let m = &r.summary;
+    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!((m.delivered, m.lost, m.nodes, m.reached), (m.expected, 0, 1, m.expected), "{m:?}");
+}
+
+#[tokio::test]
+async fn a_killed_node_loses_pubsub_messages_and_no_streams_entries() {
+    let target = Target::private_cluster(None, 3, true).expect("a private cluster (redis-server, redis-cli)");
+    let base = Scenario {
+        consumers: 3,
+        channels: 3,
+        private_cluster: 3,
+        kill_node: Some("1@500ms+500ms".parse().unwrap()),
+        // Node 1's messages wait for it: about 2.5 s after the kill (Redis keeps a
+        // restarted master unwritable for 2 s), then the backlog drains.
+        drain: Duration::from_secs(6),
+        ..quick("kill", 1000.0, 2.0)
+    };
+    let mut reports = Vec::new();
+    for transport in [TransportKind::Pubsub, TransportKind::Sharded, TransportKind::Streams] {
+        // Pub/Sub never gets everything: its drain only has to cover node 1's comeback.
+        let drain = if transport == TransportKind::Pubsub { Duration::from_secs(3) } else { base.drain };
+        let s = Scenario { transport, drain, ..base.clone() };
+        let r = eventbench::run_on(s, Arc::new(Live::default()), &target).await.unwrap();
+        common::assert_invariants(&r);
+        assert_eq!(r.status, Status::Ok, "{transport}: {}", r.summary.reason);
+        let kinds: Vec<&str> = r.events.iter().map(|e| e.kind.as_str()).collect();
+        assert!(kinds.contains(&"node-down") && kinds.contains(&"node-up"), "{transport}: {kinds:?}");
+        let up = r.events.iter().find(|e| e.kind == "node-up").unwrap();
+        assert!((400.0..1500.0).contains(&up.downtime_ms.unwrap()), "{transport}: {up:?}");
+        let recover = r.summary.recover_ms.expect("node 1's channels delivered again");
+        assert!(recover > 0.0 && recover < 5000.0, "{transport}: {recover}");
+        reports.push(r);
+    }
+    let (pubsub, sharded, streams) = (&reports[0].summary, &reports[1].summary, &reports[2].summary);
+    // Consumer 1 is on node 1: it is cut off with it, and misses what was published meanwhile.
+    assert!(pubsub.lost >= 300, "pubsub lost {}: {pubsub:?}", pubsub.lost);
+    assert_eq!(pubsub.lost_other, 0, "every Pub/Sub loss has its outage: {pubsub:?}");
+    assert!(reports[0].events.iter().any(|e| e.kind == "server-kill" && e.consumer == 1), "{:?}", reports[0].events);
+    // Every sharded consumer has a connection to node 1 and loses it, but keeps
+    // reading nodes 0 and 2 meanwhile: it can only miss node 1's messages, and
+    // those wait in the producers until node 1 takes writes again.
+    let cut: Vec<u32> = reports[1].events.iter().filter(|e| e.kind == "server-kill").map(|e| e.consumer).collect();
+    assert_eq!(cut.len(), 3, "{:?}", reports[1].events);
+    assert!(sharded.lost < pubsub.lost, "sharded lost {} vs pubsub {}", sharded.lost, pubsub.lost);
+    assert_eq!(sharded.lost_other, 0, "{sharded:?}");
+    assert_eq!((streams.lost, streams.delivered), (0, streams.expected), "{streams:?}");
+    assert_eq!(streams.write_errors, 0, "nothing was written to a node that refused it: {streams:?}");
+    assert!(streams.max_us > 1_000_000.0, "node 1's entries waited for it: {streams:?}");
+}
+
+#[test]
+fn cluster_flags_are_checked_before_anything_starts() {
+    for (args, says) in [
+        (&["--private-cluster", "1"][..], "at least 3"),
+        (&["--kill-node", "1@1s+1s"], "--private-cluster"),
+        (&["--private-cluster", "3", "--kill-node", "3@1s+1s"], "node 3 does not exist"),
+        (&["--private-cluster", "3", "--kill-node", "1@9s+2s"], "within --duration"),
+        (&["--private-cluster", "3", "--url", "redis://127.0.0.1:1"], "leave out --url"),
+        (&["--transport", "sharded", "--subscribe", "pattern"], "SPSUBSCRIBE"),
+    ] {
+        let o = eventbench(&[&["run", "--duration", "10s", "--quiet"], args].concat());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(says) && err.lines().count() == 1, "{args:?}: {err}");
+    }
+    // A single server is not a cluster.
+    let o = eventbench(&["run", "--cluster", "--duration", "1s", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a Redis Cluster"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn a_slot_moved_during_a_run_shows_as_redirections_and_exactly_their_losses() {
+    let target = Target::private_cluster(None, 3, false).expect("a private cluster (redis-server, redis-cli)");
+    let ports = ports(&target);
+    let con = |port: u16| {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        client.get_connection_with_timeout(Duration::from_secs(2)).unwrap()
+    };
+    let s = Scenario {
+        transport: TransportKind::Sharded,
+        consumers: 2,
+        channels: 3,
+        private_cluster: 3,
+        ..quick("moved", 1000.0, 2.0)
+    };
+    let live = Arc::new(Live::default());
+    let run = eventbench::run_on(s, live.clone(), &target);
+    let mover = async {
+        while live.measure_start_ns.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Node 0's channel, its slot, and node 1's id: the slot goes to node 1, as a resharding would move it.
+        let channels: Vec<String> =
+            redis::cmd("PUBSUB").arg("SHARDCHANNELS").arg("eventbench:*").query(&mut con(ports[0])).unwrap();
+        assert_eq!(channels.len(), 1, "channel 0 of 3 lives on node 0: {channels:?}");
+        let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&channels[0]).query(&mut con(ports[0])).unwrap();
+        let id: String = redis::cmd("CLUSTER").arg("MYID").query(&mut con(ports[1])).unwrap();
+        for port in [ports[1], ports[0], ports[2]] {
+            let _: () =
+                redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&id).query(&mut con(port)).unwrap();
+        }
+    };
+    let (r, ()) = tokio::join!(run, mover);
+    let r = r.unwrap();
+    common::assert_invariants(&r);
+    let m = &r.summary;
+    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    // Channel 0 took a third of ~1.2 s of messages after the move: each one MOVED, counted, and lost for both consumers.
+    assert!(m.redirections >= 300, "{m:?}");
+    assert_eq!(m.lost, m.redirections * 2, "{m:?}");
+    assert_eq!(m.write_errors, 0, "{m:?}");
+}
+
+#[test]
+fn sharded_on_a_redis_without_spublish_is_refused_before_the_run() {
+    // Redis before 7 has no SPUBLISH; this one has it renamed away.
+    let server = common::RedisServer::start(&["--rename-command", "SPUBLISH", ""]);
+    let o = eventbench(&["run", "--url", &server.url(), "--transport", "sharded", "--duration", "1s", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("needs Redis 7") && err.lines().count() == 1, "{err}");
+}
