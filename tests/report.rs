@@ -267,3 +267,33 @@ fn run_directories_from_before_clusters_still_report() {
     let s = summary(&dir);
     assert_eq!((s.nodes, s.redirections, s.write_errors, s.recover_ms), (1, 0, 0, None));
 }
+
+/// The results committed in `results/reference/` are what the README points
+/// people to: `eventbench report` must still read every one of them.
+#[test]
+fn committed_reference_results_still_report() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    // Runs, and the runs of a comparison (`pubsub-vs-streams/pubsub`, ...).
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let nested: Vec<PathBuf> = dirs
+        .iter()
+        .filter(|d| d.is_dir())
+        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
+        .collect();
+    dirs.extend(nested);
+    for (n, dir) in dirs.into_iter().filter(|d| d.join("summary.csv").exists()).enumerate() {
+        // `report` rebuilds the plots and page in place: work on a copy.
+        let copy = tmp.path().join(format!("{n}-{}", dir.file_name().unwrap().to_string_lossy()));
+        std::fs::create_dir(&copy).unwrap();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let file = file.unwrap().path();
+            std::fs::copy(&file, copy.join(file.file_name().unwrap())).unwrap();
+        }
+        let out = eventbench(&["report", copy.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", dir.display(), stderr(&out));
+        runs.push(copy);
+    }
+    assert!(runs.len() >= 7, "the shipped scenarios' results and a comparison's: {runs:?}");
+}
