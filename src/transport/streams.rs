@@ -71,7 +71,8 @@ impl Streams {
             })
             .collect();
         let endpoints: Vec<Endpoint> = self.nodes.iter().map(|(e, _)| e.clone()).collect();
-        Producer::connect(&endpoints, &self.node_of, prefixes, self.payload_len).await
+        let slots: Vec<u16> = self.keys.iter().map(|k| crate::cluster::key_slot(k.as_bytes())).collect();
+        Producer::connect(&endpoints, &self.node_of, &slots, prefixes, self.payload_len).await
     }
 
     /// A control connection for the coordinator (backlog, replay).
