@@ -183,17 +183,18 @@ fn give_slot(ports: &[u16], slot: u16, to: usize) {
     }
 }
 
-#[tokio::test]
-async fn a_sharded_channel_whose_slot_moves_is_followed_by_producers_and_consumers() {
+/// A private cluster, its masters' ports, and a 2 s run at 1000 msg/s with
+/// 3 channels (one per node) and 2 consumers, for a slot to move during it.
+fn slot_move(transport: TransportKind, name: &str) -> (Target, Vec<u16>, Scenario) {
     let target = Target::private_cluster(None, 3, false).expect("a private cluster (redis-server, redis-cli)");
     let ports = ports(&target);
-    let s = Scenario {
-        transport: TransportKind::Sharded,
-        consumers: 2,
-        channels: 3,
-        private_cluster: 3,
-        ..quick("moved", 1000.0, 2.0)
-    };
+    let s = Scenario { transport, consumers: 2, channels: 3, private_cluster: 3, ..quick(name, 1000.0, 2.0) };
+    (target, ports, s)
+}
+
+#[tokio::test]
+async fn a_sharded_channel_whose_slot_moves_is_followed_by_producers_and_consumers() {
+    let (target, ports, s) = slot_move(TransportKind::Sharded, "moved");
     let live = Arc::new(Live::default());
     let run = eventbench::run_on(s, live.clone(), &target);
     let mover = async {
@@ -228,6 +229,60 @@ async fn a_sharded_channel_whose_slot_moves_is_followed_by_producers_and_consume
     assert_eq!(m.lost, m.lost_unsubscribed, "{m:?}");
     assert!(m.lost < 20, "only the few ms of the resubscribe: {m:?}");
     assert_eq!(m.delivered + m.lost, m.expected, "{m:?}");
+}
+
+#[tokio::test]
+async fn a_stream_migrated_during_a_run_is_followed_through_ask_and_moved_and_loses_nothing() {
+    let (target, ports, s) = slot_move(TransportKind::Streams, "migrated");
+    let asking_before = calls_per_node(&ports, "asking");
+    let live = Arc::new(Live::default());
+    let run = eventbench::run_on(s, live.clone(), &target);
+    let mover = async {
+        into_the_run(&live).await;
+        // A resharding of channel 0's slot from node 0 to node 1, step by step:
+        // IMPORTING and MIGRATING, MIGRATE the stream (its group goes with it), then NODE.
+        let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(0)
+            .arg("MATCH")
+            .arg("eventbench:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut con(ports[0]))
+            .unwrap();
+        assert_eq!(keys.len(), 1, "stream 0 of 3 lives on node 0: {keys:?}");
+        let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&keys[0]).query(&mut con(ports[0])).unwrap();
+        let id = |port| -> String { redis::cmd("CLUSTER").arg("MYID").query(&mut con(port)).unwrap() };
+        let setslot = |port, state: &str, node: String| {
+            let _: () =
+                redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg(state).arg(node).query(&mut con(port)).unwrap();
+        };
+        setslot(ports[1], "IMPORTING", id(ports[0]));
+        setslot(ports[0], "MIGRATING", id(ports[1]));
+        let _: () = redis::cmd("MIGRATE")
+            .arg("127.0.0.1")
+            .arg(ports[1])
+            .arg("")
+            .arg(0)
+            .arg(5000)
+            .arg("KEYS")
+            .arg(&keys[0])
+            .query(&mut con(ports[0]))
+            .unwrap();
+        // Node 0 answers ASK for the stream it no longer has until the slot is node 1's.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        give_slot(&ports, slot, 1);
+    };
+    let (r, ()) = tokio::join!(run, mover);
+    let r = r.unwrap();
+    common::assert_invariants(&r);
+    let m = &r.summary;
+    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    // ~100 XADDs were answered ASK in those 300 ms, then a few MOVED: each written again where it said.
+    assert!(m.redirections >= 50, "{m:?}");
+    let asking: Vec<u64> = calls_per_node(&ports, "asking").iter().zip(&asking_before).map(|(a, b)| a - b).collect();
+    assert!(asking[1] >= 50 && asking[0] == 0 && asking[2] == 0, "ASKING went to node 1: {asking:?}");
+    assert_eq!((m.delivered, m.lost, m.write_errors), (m.expected, 0, 0), "{m:?}");
+    assert_eq!(m.reached, m.sent, "every entry was stored once: {m:?}");
 }
 
 #[test]
