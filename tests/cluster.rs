@@ -285,6 +285,33 @@ async fn a_stream_migrated_during_a_run_is_followed_through_ask_and_moved_and_lo
     assert_eq!(m.reached, m.sent, "every entry was stored once: {m:?}");
 }
 
+#[tokio::test]
+async fn classic_publish_is_not_redirected_when_its_channels_slot_moves() {
+    let (target, ports, s) = slot_move(TransportKind::Pubsub, "publish-moved");
+    let live = Arc::new(Live::default());
+    let run = eventbench::run_on(s, live.clone(), &target);
+    let mover = async {
+        into_the_run(&live).await;
+        // Consumer 0 subscribes every channel on node 0; channel 0's slot is node 0's.
+        let channels: Vec<String> =
+            redis::cmd("PUBSUB").arg("CHANNELS").arg("eventbench:*").query(&mut con(ports[0])).unwrap();
+        let slots: Vec<u16> = channels
+            .iter()
+            .map(|c| redis::cmd("CLUSTER").arg("KEYSLOT").arg(c).query(&mut con(ports[0])).unwrap())
+            .collect();
+        let slot = *slots.iter().min().expect("channels subscribed on node 0");
+        assert!(slot < 5461, "node 0 serves slots 0-5460 in a fresh 3-node cluster: {slots:?}");
+        give_slot(&ports, slot, 1);
+    };
+    let (r, ()) = tokio::join!(run, mover);
+    let r = r.unwrap();
+    common::assert_invariants(&r);
+    let m = &r.summary;
+    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    // PUBLISH names no key: any node takes it and broadcasts it over the cluster bus.
+    assert_eq!((m.redirections, m.write_errors, m.lost, m.delivered), (0, 0, 0, m.expected), "{m:?}");
+}
+
 #[test]
 fn sharded_on_a_redis_without_spublish_is_refused_before_the_run() {
     // Redis before 7 has no SPUBLISH; this one has it renamed away.
