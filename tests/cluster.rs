@@ -183,22 +183,34 @@ fn give_slot(ports: &[u16], slot: u16, to: usize) {
     }
 }
 
-/// A private cluster, its masters' ports, and a 2 s run at 1000 msg/s with
-/// 3 channels (one per node) and 2 consumers, for a slot to move during it.
-fn slot_move(transport: TransportKind, name: &str) -> (Target, Vec<u16>, Scenario) {
+/// A 2 s run at 1000 msg/s on a private cluster, 3 channels (one per node)
+/// and 2 consumers; `mover` gets the masters' ports 800 ms into it (to move a
+/// slot). Returns the run's report, checked for the invariants and status ok,
+/// and what `mover` returned.
+async fn run_with_slot_move<T, F: std::future::Future<Output = T>>(
+    transport: TransportKind,
+    name: &str,
+    mover: impl FnOnce(Vec<u16>) -> F,
+) -> (eventbench::RunReport, T) {
     let target = Target::private_cluster(None, 3, false).expect("a private cluster (redis-server, redis-cli)");
     let ports = ports(&target);
     let s = Scenario { transport, consumers: 2, channels: 3, private_cluster: 3, ..quick(name, 1000.0, 2.0) };
-    (target, ports, s)
-}
-
-#[tokio::test]
-async fn a_sharded_channel_whose_slot_moves_is_followed_by_producers_and_consumers() {
-    let (target, ports, s) = slot_move(TransportKind::Sharded, "moved");
     let live = Arc::new(Live::default());
     let run = eventbench::run_on(s, live.clone(), &target);
     let mover = async {
         into_the_run(&live).await;
+        mover(ports).await
+    };
+    let (r, moved) = tokio::join!(run, mover);
+    let r = r.unwrap();
+    common::assert_invariants(&r);
+    assert_eq!(r.status, Status::Ok, "{}", r.summary.reason);
+    (r, moved)
+}
+
+#[tokio::test]
+async fn a_sharded_channel_whose_slot_moves_is_followed_by_producers_and_consumers() {
+    let (r, subscribers) = run_with_slot_move(TransportKind::Sharded, "moved", |ports| async move {
         // Node 0's channel and its slot go to node 1, as a resharding would move it.
         let channels: Vec<String> =
             redis::cmd("PUBSUB").arg("SHARDCHANNELS").arg("eventbench:*").query(&mut con(ports[0])).unwrap();
@@ -210,12 +222,9 @@ async fn a_sharded_channel_whose_slot_moves_is_followed_by_producers_and_consume
         let subscribers: Vec<redis::Value> =
             redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(&channels[0]).query(&mut con(ports[1])).unwrap();
         subscribers
-    };
-    let (r, subscribers) = tokio::join!(run, mover);
-    let r = r.unwrap();
-    common::assert_invariants(&r);
+    })
+    .await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
     assert_eq!(subscribers.get(1), Some(&redis::Value::Int(2)), "{subscribers:?}");
     // Before, every message of channel 0 after the move was MOVED and lost (~400 of them, twice).
     // Now the producers resend what was MOVED to node 1 and write there from then on.
@@ -233,12 +242,8 @@ async fn a_sharded_channel_whose_slot_moves_is_followed_by_producers_and_consume
 
 #[tokio::test]
 async fn a_stream_migrated_during_a_run_is_followed_through_ask_and_moved_and_loses_nothing() {
-    let (target, ports, s) = slot_move(TransportKind::Streams, "migrated");
-    let asking_before = calls_per_node(&ports, "asking");
-    let live = Arc::new(Live::default());
-    let run = eventbench::run_on(s, live.clone(), &target);
-    let mover = async {
-        into_the_run(&live).await;
+    let (r, asking) = run_with_slot_move(TransportKind::Streams, "migrated", |ports| async move {
+        let asking_before = calls_per_node(&ports, "asking");
         // A resharding of channel 0's slot from node 0 to node 1, step by step:
         // IMPORTING and MIGRATING, MIGRATE the stream (its group goes with it), then NODE.
         let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -271,15 +276,12 @@ async fn a_stream_migrated_during_a_run_is_followed_through_ask_and_moved_and_lo
         // Node 0 answers ASK for the stream it no longer has until the slot is node 1's.
         tokio::time::sleep(Duration::from_millis(300)).await;
         give_slot(&ports, slot, 1);
-    };
-    let (r, ()) = tokio::join!(run, mover);
-    let r = r.unwrap();
-    common::assert_invariants(&r);
+        calls_per_node(&ports, "asking").iter().zip(&asking_before).map(|(a, b)| a - b).collect::<Vec<u64>>()
+    })
+    .await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
     // ~100 XADDs were answered ASK in those 300 ms, then a few MOVED: each written again where it said.
     assert!(m.redirections >= 50, "{m:?}");
-    let asking: Vec<u64> = calls_per_node(&ports, "asking").iter().zip(&asking_before).map(|(a, b)| a - b).collect();
     assert!(asking[1] >= 50 && asking[0] == 0 && asking[2] == 0, "ASKING went to node 1: {asking:?}");
     assert_eq!((m.delivered, m.lost, m.write_errors), (m.expected, 0, 0), "{m:?}");
     assert_eq!(m.reached, m.sent, "every entry was stored once: {m:?}");
@@ -287,11 +289,7 @@ async fn a_stream_migrated_during_a_run_is_followed_through_ask_and_moved_and_lo
 
 #[tokio::test]
 async fn classic_publish_is_not_redirected_when_its_channels_slot_moves() {
-    let (target, ports, s) = slot_move(TransportKind::Pubsub, "publish-moved");
-    let live = Arc::new(Live::default());
-    let run = eventbench::run_on(s, live.clone(), &target);
-    let mover = async {
-        into_the_run(&live).await;
+    let (r, ()) = run_with_slot_move(TransportKind::Pubsub, "publish-moved", |ports| async move {
         // Consumer 0 subscribes every channel on node 0; channel 0's slot is node 0's.
         let channels: Vec<String> =
             redis::cmd("PUBSUB").arg("CHANNELS").arg("eventbench:*").query(&mut con(ports[0])).unwrap();
@@ -302,12 +300,9 @@ async fn classic_publish_is_not_redirected_when_its_channels_slot_moves() {
         let slot = *slots.iter().min().expect("channels subscribed on node 0");
         assert!(slot < 5461, "node 0 serves slots 0-5460 in a fresh 3-node cluster: {slots:?}");
         give_slot(&ports, slot, 1);
-    };
-    let (r, ()) = tokio::join!(run, mover);
-    let r = r.unwrap();
-    common::assert_invariants(&r);
+    })
+    .await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
     // PUBLISH names no key: any node takes it and broadcasts it over the cluster bus.
     assert_eq!((m.redirections, m.write_errors, m.lost, m.delivered), (0, 0, 0, m.expected), "{m:?}");
 }
