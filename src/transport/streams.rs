@@ -127,7 +127,8 @@ impl Streams {
                 pending_from: None,
             });
         }
-        if lanes.len() > 1 {
+        let single = self.nodes.len() == 1;
+        if !single {
             // Reads stay in flight on each node while another answers: acknowledgements
             // must not queue behind a blocked XREADGROUP.
             for lane in &mut lanes {
@@ -140,6 +141,7 @@ impl Streams {
             name: name.into(),
             count: self.batch,
             connect_timeout: self.endpoint.connect_timeout,
+            single,
         })
     }
 }
@@ -218,6 +220,10 @@ pub struct StreamsConsumer {
     name: String,
     count: usize,
     connect_timeout: Duration,
+    /// Not a cluster: one connection, whose errors end the run. On a cluster
+    /// every node's streams are a lane of their own, even when only one node has
+    /// any: a lane follows its streams when their slot moves.
+    single: bool,
 }
 
 /// XREADGROUP on one node as `member` (group, consumer): own pending entries
@@ -305,7 +311,9 @@ impl StreamsConsumer {
         let single = {
             let lanes = self.lanes();
             match lanes.as_slice() {
-                [lane] => Some((lane.con.clone().expect("a single node's connection stays"), lane.keys.clone())),
+                [lane] if self.single => {
+                    Some((lane.con.clone().expect("a single node's connection stays"), lane.keys.clone()))
+                }
                 _ => None,
             }
         };
@@ -420,7 +428,7 @@ impl StreamsConsumer {
     /// The control connection and keys of each node that is up; a single node's errors end the run.
     fn up(&self) -> (bool, Vec<(usize, MultiplexedConnection, NodeKeys)>) {
         let lanes = self.lanes();
-        let single = lanes.len() == 1;
+        let single = self.single;
         let up =
             lanes.iter().enumerate().filter_map(|(i, l)| Some((i, l.ctl.clone().or(l.con.clone())?, l.keys.clone())));
         (single, up.collect())
