@@ -549,8 +549,20 @@ pub async fn backlog(cons: &mut [Option<MultiplexedConnection>], t: &Streams) ->
     let mut total = None;
     for (key, &node) in t.keys.iter().zip(&t.node_of) {
         let Some(con) = &mut cons[node] else { continue };
-        let groups: Value = match redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(con).await {
+        let xinfo = redis::cmd("XINFO").arg("GROUPS").arg(key).clone();
+        let groups: Value = match xinfo.query_async(con).await {
             Ok(v) => v,
+            // The stream's slot moved: ask the node it is on now (it stays there,
+            // but this is once a second).
+            Err(e) if e.code() == Some("MOVED") => {
+                let at = moved_to(&e.into()).and_then(|to| client_at(&t.nodes[node].1, &to.host, to.port));
+                let Some(client) = at else { continue };
+                let Ok(mut there) = connect(&client, t.endpoint.connect_timeout).await else { continue };
+                match xinfo.query_async(&mut there).await {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            }
             Err(_) => {
                 cons[node] = None;
                 continue;
