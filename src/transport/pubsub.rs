@@ -702,3 +702,26 @@ impl ConsumerConn for PubSubConsumer {
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unasked_for_sunsubscribe_names_the_channel_dropped() {
+        // What Redis 7.0 sends a shard subscriber when the channel's slot moves away.
+        let buf = b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\nb\r\n:0\r\n";
+        let Some((Push::Unsubscribed { name: Some(name), remaining: 0 }, used)) =
+            parse_push(buf, b"sunsubscribe").unwrap()
+        else {
+            panic!("not an unsubscribe")
+        };
+        assert_eq!((&buf[name], used), (&b"b"[..], buf.len()));
+        // The answer to SUNSUBSCRIBE on a connection with nothing left: no name.
+        let buf = b"*3\r\n$12\r\nsunsubscribe\r\n$-1\r\n:0\r\n";
+        let parsed = parse_push(buf, b"sunsubscribe").unwrap();
+        assert_eq!(parsed, Some((Push::Unsubscribed { name: None, remaining: 0 }, buf.len())));
+        // Another kind than the consumer's own is not its leave.
+        assert_eq!(parse_push(buf, b"unsubscribe").unwrap(), Some((Push::Other, buf.len())));
+    }
+}
