@@ -125,9 +125,51 @@ impl Topology {
     }
 }
 
+/// A `-MOVED slot host:port` or `-ASK slot host:port` error reply, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// `ASK`: this one command goes to `host:port`, after `ASKING`; `MOVED`: the slot lives there now.
+    pub ask: bool,
+    pub slot: u16,
+    /// Empty when the node does not know its own address (use the one it was reached at).
+    pub host: String,
+    pub port: u16,
+}
+
+impl Redirect {
+    /// Parses the error text (without the leading `-`); `None` for anything else.
+    pub fn parse(error: &[u8]) -> Option<Redirect> {
+        let text = std::str::from_utf8(error).ok()?;
+        let mut words = text.split(' ');
+        let ask = match words.next()? {
+            "MOVED" => false,
+            "ASK" => true,
+            _ => return None,
+        };
+        let slot = words.next()?.parse().ok().filter(|&s| s < SLOTS)?;
+        // The port follows the last colon: an IPv6 host has colons of its own.
+        let (host, port) = words.next()?.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        Some(Redirect { ask, slot, host, port: port.parse().ok()? })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirections_are_parsed() {
+        let r = |ask, slot, host: &str, port| Some(Redirect { ask, slot, host: host.into(), port });
+        assert_eq!(Redirect::parse(b"MOVED 3300 127.0.0.1:17102"), r(false, 3300, "127.0.0.1", 17102));
+        assert_eq!(Redirect::parse(b"ASK 0 ::1:7000"), r(true, 0, "::1", 7000));
+        assert_eq!(Redirect::parse(b"MOVED 16383 :7000"), r(false, 16383, "", 7000));
+        for bad in
+            [&b"MOVED 16384 h:1"[..], b"MOVED x h:1", b"MOVED 1 h", b"ASK 1 h:99999", b"ERR x", b"MOVED", b"\xff"]
+        {
+            assert_eq!(Redirect::parse(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn slots_match_cluster_keyslot() {

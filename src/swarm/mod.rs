@@ -156,6 +156,9 @@ pub enum EventKind {
     Disconnect,
     /// The server closed its connection (e.g. output buffer limit exceeded).
     ServerKill,
+    /// A sharded channel's slot moved to another node: the server dropped the
+    /// subscription, and the consumer subscribes again on the new owner.
+    SlotMoved,
     /// It subscribed again.
     Resubscribed,
     /// The scenario stopped it for good (`--crash`), without acknowledging what it held.
@@ -167,6 +170,7 @@ impl EventKind {
         match self {
             EventKind::Disconnect => "disconnect",
             EventKind::ServerKill => "server-kill",
+            EventKind::SlotMoved => "slot-moved",
             EventKind::Resubscribed => "resubscribed",
             EventKind::Crash => "crash",
         }
@@ -747,7 +751,7 @@ async fn consumer(
         shared: shared.clone(),
         kill_seen: Rc::default(),
         watcher: None,
-        partial: None,
+        partials: Vec::new(),
     };
     if let Err(e) = task.run(conn, planned).await {
         shared.fail(format!("consumer {id}"), e);
@@ -872,8 +876,18 @@ struct Consumer {
     /// positions then, as seen by its watcher.
     kill_seen: Rc<RefCell<Option<Cutoff>>>,
     watcher: Option<tokio::task::JoinHandle<()>>,
-    /// Sharded on a cluster: the node whose channels are being subscribed again, if any.
-    partial: Option<usize>,
+    /// Sharded on a cluster: the connections whose channels are being subscribed again.
+    partials: Vec<Partial>,
+}
+
+/// An open outage of some of a sharded consumer's channels.
+struct Partial {
+    /// The consumer's connection (see [`ShardChange`]).
+    shard: usize,
+    /// Index into the consumer's outages.
+    outage: usize,
+    /// Which channels it covers.
+    on: Vec<bool>,
 }
 
 impl Consumer {
@@ -1001,21 +1015,26 @@ impl Consumer {
         self.close(EventKind::ServerKill, at, received, closed);
     }
 
-    /// A sharded consumer lost one node's connection, or has it back: an
-    /// outage of that node's channels only (for the others, the positions
-    /// make empty ranges, so no loss is put down to it).
+    /// A sharded consumer lost one of its connections (or some channels, whose
+    /// slot moved), or has it back: an outage of those channels only (for the
+    /// others, the positions make empty ranges, so no loss is put down to it).
     fn shard_changed(&mut self, change: ShardChange) {
-        let shared = self.shared.clone();
-        let channels = shared.scenario.channels as usize;
-        let on = |node: usize, stream: usize| shared.transport.node_of()[stream % channels] == node;
-        let now = shared.clock.now_ns();
+        let now = self.shared.clock.now_ns();
         match change {
-            ShardChange::Lost { node } => {
-                self.end_partial(now);
+            ShardChange::Lost { shard, channels: lost, moved } => {
+                self.end_partial(shard, now);
+                let channels = self.shared.scenario.channels as usize;
+                let mut on = vec![false; channels];
+                lost.into_iter().filter(|&c| c < channels).for_each(|c| on[c] = true);
                 let (received, closed) = (self.out.stats.positions(), self.shared.positions());
-                let received = (0..closed.len()).map(|i| if on(node, i) { received[i] } else { closed[i] }).collect();
+                let received: Vec<u64> =
+                    (0..closed.len()).map(|i| if on[i % channels] { received[i] } else { closed[i] }).collect();
+                // A moved slot's messages published before the move all came before the
+                // server's sunsubscribe, on the same connection: what is missing was
+                // published after it, while the consumer was not subscribed anywhere.
+                let closed = if moved { received.clone() } else { closed };
                 let consumer = self.out.stats.id;
-                let kind = EventKind::ServerKill;
+                let kind = if moved { EventKind::SlotMoved } else { EventKind::ServerKill };
                 let outage = Outage {
                     consumer,
                     kind,
@@ -1026,29 +1045,29 @@ impl Consumer {
                     resubscribed: None,
                 };
                 self.out.outages.push(outage);
-                self.partial = Some(node);
+                self.partials.push(Partial { shard, outage: self.out.outages.len() - 1, on });
             }
-            ShardChange::Back { node } if self.partial == Some(node) => self.end_partial(now),
-            ShardChange::Back { .. } => {}
+            ShardChange::Back { shard } => self.end_partial(shard, now),
         }
     }
 
-    /// Ends the outage of one node's channels, if one is open.
-    fn end_partial(&mut self, now: u64) {
-        let Some(node) = self.partial.take() else { return };
-        let channels = self.shared.scenario.channels as usize;
-        let node_of = self.shared.transport.node_of();
+    /// Ends the outage of one shard's channels, if one is open.
+    fn end_partial(&mut self, shard: usize, now: u64) {
+        let Some(at) = self.partials.iter().position(|p| p.shard == shard) else { return };
+        let Partial { outage, on, .. } = self.partials.swap_remove(at);
+        let channels = on.len();
         let positions = self.shared.positions();
-        let outage = self.out.outages.last_mut().expect("a partial outage was recorded");
-        let back = (0..positions.len())
-            .map(|i| if node_of[i % channels] == node { positions[i] } else { outage.closed[i] })
-            .collect();
+        let outage = &mut self.out.outages[outage];
+        let back =
+            (0..positions.len()).map(|i| if on[i % channels] { positions[i] } else { outage.closed[i] }).collect();
         outage.resubscribed = Some(back);
         outage.resubscribed_ns = Some(now);
     }
 
     fn close(&mut self, kind: EventKind, closed_ns: u64, received: Vec<u64>, closed: Vec<u64>) {
-        self.end_partial(closed_ns);
+        while let Some(shard) = self.partials.first().map(|p| p.shard) {
+            self.end_partial(shard, closed_ns);
+        }
         self.shared.live.connected.fetch_sub(1, Relaxed);
         if kind == EventKind::Disconnect {
             self.out.stats.disconnects += 1;

@@ -43,7 +43,8 @@ impl PubSub {
         let verb: &[u8] = if self.sharded { b"SPUBLISH" } else { b"PUBLISH" };
         let prefixes =
             self.channels.iter().map(|ch| resp::fixed_prefix(&[verb, ch.as_bytes()], self.payload_len)).collect();
-        Producer::connect(&self.nodes, &self.node_of, prefixes, self.payload_len).await
+        let slots: Vec<u16> = self.channels.iter().map(|c| crate::cluster::key_slot(c.as_bytes())).collect();
+        Producer::connect(&self.nodes, &self.node_of, &slots, prefixes, self.payload_len).await
     }
 
     /// Connects consumer `id` and subscribes; returns once Redis confirmed
@@ -61,21 +62,22 @@ impl PubSub {
             (None, true) => (b"ssubscribe", b"SSUBSCRIBE", b"sunsubscribe"),
             (None, false) => (b"subscribe", b"SUBSCRIBE", b"unsubscribe"),
         };
-        let plan: Vec<(usize, Vec<&[u8]>)> = match (&self.pattern, self.sharded) {
-            (Some(p), _) => vec![(id as usize % self.nodes.len(), vec![p.as_bytes()])],
+        let all: Vec<usize> = (0..self.channels.len()).collect();
+        let plan: Vec<Subscription> = match (&self.pattern, self.sharded) {
+            (Some(p), _) => vec![(id as usize % self.nodes.len(), vec![p.as_bytes()], all)],
             (None, false) => {
-                vec![(id as usize % self.nodes.len(), self.channels.iter().map(|c| c.as_bytes()).collect())]
+                vec![(id as usize % self.nodes.len(), self.channels.iter().map(|c| c.as_bytes()).collect(), all)]
             }
             (None, true) => (0..self.nodes.len())
                 .map(|n| {
-                    let names = self.channels.iter().zip(&self.node_of).filter(|(_, &o)| o == n);
-                    (n, names.map(|(c, _)| c.as_bytes()).collect::<Vec<_>>())
+                    let on: Vec<usize> = all.iter().copied().filter(|&c| self.node_of[c] == n).collect();
+                    (n, on.iter().map(|&c| self.channels[c].as_bytes()).collect::<Vec<_>>(), on)
                 })
-                .filter(|(_, names)| !names.is_empty())
+                .filter(|(_, names, _)| !names.is_empty())
                 .collect(),
         };
         let mut shards = Vec::new();
-        for (node, names) in plan {
+        for (node, names, channels) in plan {
             let mut conn = self.nodes[node].connect_with(tuning).await?;
             if want_id && client_id.is_none() {
                 client_id = Some(client_id_of(&mut conn).await?);
@@ -83,11 +85,12 @@ impl PubSub {
             subscribe(&mut conn, verb, kind, &names).await?;
             conns.push(Some(conn));
             let names = names.iter().map(|n| n.to_vec()).collect();
-            shards.push(Shard { node, endpoint: self.nodes[node].clone(), names, verb, kind, tuning });
+            shards.push(Shard { endpoint: self.nodes[node].clone(), names, channels, verb, kind, tuning });
         }
         let rejoins = shards.iter().map(|_| None).collect();
         let changes = std::collections::VecDeque::new();
-        Ok(PubSubConsumer { conns, shards, rejoins, changes, leave, left: 0, next: 0, client_id })
+        let (left, next, leaving) = (0, 0, false);
+        Ok(PubSubConsumer { conns, shards, rejoins, changes, leave, leaving, left, next, client_id })
     }
 
     /// Waits until the connection with `client_id` is gone from the server,
@@ -132,6 +135,9 @@ impl PubSub {
         }
     }
 }
+
+/// One connection a consumer subscribes: its node, the names, and the channels' indices in the run.
+type Subscription<'a> = (usize, Vec<&'a [u8]>, Vec<usize>);
 
 /// Sends `verb names...` and waits until Redis confirmed each (`kind` pushes).
 async fn subscribe(conn: &mut Conn, verb: &[u8], kind: &[u8], names: &[&[u8]]) -> Result<(), TransportError> {
@@ -197,6 +203,10 @@ struct AckState {
     errors: Cell<u64>,
     /// Error replies that were MOVED or ASK redirections.
     redirections: Cell<u64>,
+    /// Whether the redirections are kept for the writer to follow (on a cluster).
+    follow: Cell<bool>,
+    /// The redirections not yet taken by the writer: reply index and error text.
+    redirected: RefCell<Vec<(u64, Vec<u8>)>>,
     measured: Cell<(u64, u64)>,
     first_error: RefCell<Option<String>>,
     /// Messages written so far (set by the writer at each flush).
@@ -244,8 +254,10 @@ async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), Transport
                 Frame::Atom(Atom::Error(e)) => {
                     acks.errors.set(acks.errors.get() + 1);
                     if is_redirection(e) {
-                        // Counted, not followed: the slot map is read once, at the start.
                         acks.redirections.set(acks.redirections.get() + 1);
+                        if acks.follow.get() {
+                            acks.redirected.borrow_mut().push((idx, e.to_vec()));
+                        }
                     } else {
                         acks.first_error.borrow_mut().get_or_insert_with(|| String::from_utf8_lossy(e).into_owned());
                     }
@@ -347,6 +359,18 @@ impl PubSubProducer {
         }
     }
 
+    /// Keeps the MOVED and ASK replies for [`PubSubProducer::take_redirected`]
+    /// instead of only counting them.
+    pub fn follow_redirections(&self) {
+        self.acks.follow.set(true);
+    }
+
+    /// The redirections received since the last call: reply index on this
+    /// connection and the error (`MOVED slot host:port`, `ASK slot host:port`).
+    pub fn take_redirected(&self) -> Vec<(u64, Vec<u8>)> {
+        std::mem::take(&mut self.acks.redirected.borrow_mut())
+    }
+
     /// Appends `messages` commands already encoded, for the next flush.
     pub fn queue_encoded(&mut self, bytes: &[u8], messages: u64) {
         self.out.extend_from_slice(bytes);
@@ -428,8 +452,10 @@ impl ProducerConn for PubSubProducer {
 pub enum Push {
     /// A message (`message` or `pmessage`); the payload's range in the buffer.
     Message(Range<usize>),
-    /// The confirmation that ends a graceful leave (`leave` with no subscription left).
-    Left,
+    /// A `leave` push (`unsubscribe`, ...): the confirmation that ends a
+    /// graceful leave when `remaining` is 0; unasked for, the server dropped
+    /// the subscription (a sharded channel whose slot moved to another node).
+    Unsubscribed { name: Option<Range<usize>>, remaining: i64 },
     /// Anything else (confirmations, pongs): skipped.
     Other,
 }
@@ -448,7 +474,13 @@ pub fn parse_push(buf: &[u8], leave: &[u8]) -> Result<Option<(Push, usize)>, res
             let offset = p.as_ptr() as usize - buf.as_ptr() as usize;
             Push::Message(offset..offset + p.len())
         }
-        [Atom::Bulk(kind), _, Atom::Int(0)] if *kind == leave => Push::Left,
+        [Atom::Bulk(kind), name, Atom::Int(remaining)] if *kind == leave => {
+            let name = match name {
+                Atom::Bulk(n) => Some(n.as_ptr() as usize - buf.as_ptr() as usize).map(|at| at..at + n.len()),
+                _ => None,
+            };
+            Push::Unsubscribed { name, remaining: *remaining }
+        }
         _ => Push::Other,
     };
     Ok(Some((push, used)))
@@ -457,35 +489,62 @@ pub fn parse_push(buf: &[u8], leave: &[u8]) -> Result<Option<(Push, usize)>, res
 /// What one of a consumer's connections subscribes to, to do it again.
 #[derive(Clone)]
 struct Shard {
-    node: usize,
+    /// Where the channels are subscribed (after a MOVED: where they went).
     endpoint: Endpoint,
     names: Vec<Vec<u8>>,
+    /// The channels' indices in the run, in the order of `names`.
+    channels: Vec<usize>,
     verb: &'static [u8],
     kind: &'static [u8],
     tuning: Tuning,
 }
 
-/// A change in a sharded consumer's subscriptions: one node's connection
-/// closed (its channels are not subscribed until it is `Back`), or it is back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A change in a sharded consumer's subscriptions: one of its connections
+/// (`shard`) closed, or the server dropped some channels because their slot
+/// moved, and those `channels` (indices in the run) are not subscribed until
+/// that shard is `Back`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShardChange {
-    Lost { node: usize },
-    Back { node: usize },
+    /// `moved`: the server dropped the channels (their slot moved); otherwise the connection closed.
+    Lost {
+        shard: usize,
+        channels: Vec<usize>,
+        moved: bool,
+    },
+    Back {
+        shard: usize,
+    },
 }
 
 /// Connects to a shard's node and subscribes again, with backoff (10 ms doubling
-/// to 1 s, each attempt within the connect timeout) until it works; a refusal ends it.
-async fn rejoin(shard: Rc<Shard>) -> Result<Conn, TransportError> {
+/// to 1 s, each attempt within the connect timeout) until it works; a refusal
+/// ends it. A `MOVED` refusal is followed at once to the node it names; an
+/// `ASK` (a slot being migrated) is tried again later. Returns the connection
+/// and the node it is on.
+async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), TransportError> {
     let mut backoff = Duration::from_millis(10);
+    let mut endpoint = shard.endpoint.clone();
     loop {
         let attempt = async {
-            let mut conn = shard.endpoint.connect_with(shard.tuning).await?;
+            let mut conn = endpoint.connect_with(shard.tuning).await?;
             let names: Vec<&[u8]> = shard.names.iter().map(|n| n.as_slice()).collect();
             subscribe(&mut conn, shard.verb, shard.kind, &names).await?;
             Ok::<_, TransportError>(conn)
         };
-        match tokio::time::timeout(shard.endpoint.connect_timeout, attempt).await {
-            Ok(Ok(conn)) => return Ok(conn),
+        match tokio::time::timeout(endpoint.connect_timeout, attempt).await {
+            Ok(Ok(conn)) => return Ok((conn, endpoint)),
+            Ok(Err(TransportError::Refused { message, .. }))
+                if crate::cluster::Redirect::parse(message.as_bytes()).is_some() =>
+            {
+                let to = crate::cluster::Redirect::parse(message.as_bytes()).expect("checked");
+                if !to.ask {
+                    endpoint.port = to.port;
+                    if !to.host.is_empty() {
+                        endpoint.host = to.host;
+                    }
+                    continue;
+                }
+            }
             Ok(Err(e @ TransportError::Refused { .. })) => return Err(e),
             _ => {}
         }
@@ -494,7 +553,7 @@ async fn rejoin(shard: Rc<Shard>) -> Result<Conn, TransportError> {
     }
 }
 
-type Rejoin = std::pin::Pin<Box<dyn Future<Output = Result<Conn, TransportError>>>>;
+type Rejoin = std::pin::Pin<Box<dyn Future<Output = Result<(Conn, Endpoint), TransportError>>>>;
 
 /// A subscribed consumer: one connection, or one per node for sharded Pub/Sub
 /// on a cluster. With several, a connection the server closes is subscribed
@@ -507,6 +566,9 @@ pub struct PubSubConsumer {
     changes: std::collections::VecDeque<ShardChange>,
     /// The confirmation that ends a graceful leave: `unsubscribe`, `punsubscribe` or `sunsubscribe`.
     leave: &'static [u8],
+    /// Whether this consumer asked to leave: a `leave` push before that is the
+    /// server dropping channels whose slot moved.
+    leaving: bool,
     /// Connections whose leave Redis confirmed.
     left: usize,
     /// The connection to take messages from next.
@@ -521,6 +583,24 @@ impl PubSubConsumer {
         self.changes.pop_front()
     }
 
+    /// The server dropped channel `name` of shard `i` (its slot moved): it is
+    /// subscribed again on a connection of its own, on the node the old one
+    /// redirects to, and is not subscribed anywhere until then.
+    fn moved(&mut self, i: usize, name: &[u8]) {
+        let shard = &mut self.shards[i];
+        let Some(at) = shard.names.iter().position(|n| n == name) else { return };
+        let (name, channel) = (shard.names.remove(at), shard.channels.remove(at));
+        let moved = Shard { names: vec![name], channels: vec![channel], ..shard.clone() };
+        self.rejoins.push(Some(Box::pin(rejoin(Rc::new(moved.clone())))));
+        self.shards.push(moved);
+        self.conns.push(None);
+        self.changes.push_back(ShardChange::Lost {
+            shard: self.shards.len() - 1,
+            channels: vec![channel],
+            moved: true,
+        });
+    }
+
     /// Several connections: reads whichever has bytes first, and takes a
     /// closed one out (to subscribe again) instead of failing.
     fn poll_fill(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), TransportError>> {
@@ -529,8 +609,9 @@ impl PubSubConsumer {
             let Some(rejoin) = &mut self.rejoins[i] else { continue };
             if let Poll::Ready(r) = rejoin.as_mut().poll(cx) {
                 self.rejoins[i] = None;
-                self.conns[i] = Some(r?);
-                self.changes.push_back(ShardChange::Back { node: self.shards[i].node });
+                let (conn, endpoint) = r?;
+                (self.conns[i], self.shards[i].endpoint) = (Some(conn), endpoint);
+                self.changes.push_back(ShardChange::Back { shard: i });
                 return Poll::Ready(Ok(()));
             }
         }
@@ -543,7 +624,11 @@ impl PubSubConsumer {
                 Poll::Ready(Err(TransportError::Closed | TransportError::Io(_))) => {
                     self.conns[i] = None;
                     self.rejoins[i] = Some(Box::pin(rejoin(Rc::new(self.shards[i].clone()))));
-                    self.changes.push_back(ShardChange::Lost { node: self.shards[i].node });
+                    self.changes.push_back(ShardChange::Lost {
+                        shard: i,
+                        channels: self.shards[i].channels.clone(),
+                        moved: false,
+                    });
                     return Poll::Ready(Ok(()));
                 }
                 Poll::Ready(r) => return Poll::Ready(r),
@@ -558,23 +643,33 @@ impl ConsumerConn for PubSubConsumer {
     fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError> {
         let n = self.conns.len();
         for _ in 0..n {
-            if let Some(conn) = &mut self.conns[self.next] {
+            let i = self.next;
+            let mut moved = None;
+            if let Some(conn) = &mut self.conns[i] {
                 loop {
                     match parse_push(conn.pending(), self.leave)? {
                         None => break,
                         Some((Push::Message(range), used)) => {
-                            let conn = self.conns[self.next].as_mut().expect("just read");
+                            let conn = self.conns[i].as_mut().expect("just read");
                             return Ok(Some(Delivery { payload: conn.take(used, range) }));
                         }
-                        Some((Push::Left, used)) => {
-                            self.left += 1;
+                        Some((Push::Unsubscribed { name, remaining }, used)) => {
+                            moved = name.filter(|_| !self.leaving).map(|r| conn.pending()[r].to_vec());
+                            self.left += (self.leaving && remaining == 0) as usize;
                             conn.consume(used);
+                            if moved.is_some() {
+                                break;
+                            }
                         }
                         Some((Push::Other, used)) => conn.consume(used),
                     }
                 }
             }
-            self.next = (self.next + 1) % n;
+            match moved {
+                // Read on from the same connection, once the channel is on its way elsewhere.
+                Some(name) => self.moved(i, &name),
+                None => self.next = (i + 1) % self.conns.len(),
+            }
         }
         Ok(None)
     }
@@ -587,6 +682,7 @@ impl ConsumerConn for PubSubConsumer {
             _ => b"UNSUBSCRIBE",
         };
         resp::encode_command(&mut cmd, &[verb]);
+        self.leaving = true;
         // A node being subscribed again is left as it is: nothing to leave there.
         self.rejoins.iter_mut().for_each(|r| *r = None);
         for conn in self.conns.iter_mut().flatten() {
@@ -604,5 +700,28 @@ impl ConsumerConn for PubSubConsumer {
             return conn.fill().await;
         }
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unasked_for_sunsubscribe_names_the_channel_dropped() {
+        // What Redis 7.0 sends a shard subscriber when the channel's slot moves away.
+        let buf = b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\nb\r\n:0\r\n";
+        let Some((Push::Unsubscribed { name: Some(name), remaining: 0 }, used)) =
+            parse_push(buf, b"sunsubscribe").unwrap()
+        else {
+            panic!("not an unsubscribe")
+        };
+        assert_eq!((&buf[name], used), (&b"b"[..], buf.len()));
+        // The answer to SUNSUBSCRIBE on a connection with nothing left: no name.
+        let buf = b"*3\r\n$12\r\nsunsubscribe\r\n$-1\r\n:0\r\n";
+        let parsed = parse_push(buf, b"sunsubscribe").unwrap();
+        assert_eq!(parsed, Some((Push::Unsubscribed { name: None, remaining: 0 }, buf.len())));
+        // Another kind than the consumer's own is not its leave.
+        assert_eq!(parse_push(buf, b"unsubscribe").unwrap(), Some((Push::Other, buf.len())));
     }
 }

@@ -71,7 +71,8 @@ impl Streams {
             })
             .collect();
         let endpoints: Vec<Endpoint> = self.nodes.iter().map(|(e, _)| e.clone()).collect();
-        Producer::connect(&endpoints, &self.node_of, prefixes, self.payload_len).await
+        let slots: Vec<u16> = self.keys.iter().map(|k| crate::cluster::key_slot(k.as_bytes())).collect();
+        Producer::connect(&endpoints, &self.node_of, &slots, prefixes, self.payload_len).await
     }
 
     /// A control connection for the coordinator (backlog, replay).
@@ -115,20 +116,7 @@ impl Streams {
                 continue;
             }
             let mut con = connect(client, self.endpoint.connect_timeout).await?;
-            for (_, key) in &keys {
-                let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(key)
-                    .arg(group)
-                    .arg(id)
-                    .arg("MKSTREAM")
-                    .query_async(&mut con)
-                    .await;
-                match created {
-                    Err(e) if e.code() == Some("BUSYGROUP") => {}
-                    other => other?,
-                }
-            }
+            create_groups(&mut con, &keys, group, id).await?;
             lanes.push(Lane {
                 client: client.clone(),
                 con: Some(con),
@@ -139,7 +127,8 @@ impl Streams {
                 pending_from: None,
             });
         }
-        if lanes.len() > 1 {
+        let single = self.nodes.len() == 1;
+        if !single {
             // Reads stay in flight on each node while another answers: acknowledgements
             // must not queue behind a blocked XREADGROUP.
             for lane in &mut lanes {
@@ -152,6 +141,7 @@ impl Streams {
             name: name.into(),
             count: self.batch,
             connect_timeout: self.endpoint.connect_timeout,
+            single,
         })
     }
 }
@@ -186,6 +176,43 @@ struct Lane {
     pending_from: Option<Vec<String>>,
 }
 
+impl Lane {
+    /// A read, claim or acknowledgement failed: connect again after a while, or
+    /// at once to the node a `MOVED` names (the streams' slot moved there;
+    /// the stream and its groups moved with it, and if not, the read creates the group).
+    fn failed(&mut self, e: &TransportError) {
+        (self.con, self.ctl, self.pending_from) = (None, None, None);
+        let moved = moved_to(e).and_then(|to| client_at(&self.client, &to.host, to.port));
+        let retry = if moved.is_some() { Duration::ZERO } else { RETRY };
+        if let Some(client) = moved {
+            self.client = std::sync::Arc::new(client);
+        }
+        self.retry_at = Some(tokio::time::Instant::now() + retry);
+    }
+}
+
+/// The node a `MOVED` error names; `None` for any other error.
+fn moved_to(e: &TransportError) -> Option<crate::cluster::Redirect> {
+    let TransportError::Redis(e) = e else { return None };
+    let text = format!("{} {}", e.code()?, e.detail()?);
+    crate::cluster::Redirect::parse(text.as_bytes()).filter(|r| !r.ask)
+}
+
+/// `client`'s settings (credentials, TLS) for another node; keeps the host when `host` is empty.
+fn client_at(client: &redis::Client, host: &str, port: u16) -> Option<redis::Client> {
+    use redis::ConnectionAddr;
+    let info = client.get_connection_info().clone();
+    let keep = |old: &String| if host.is_empty() { old.clone() } else { host.to_string() };
+    let addr = match info.addr().clone() {
+        ConnectionAddr::Tcp(old, _) => ConnectionAddr::Tcp(keep(&old), port),
+        ConnectionAddr::TcpTls { host: old, insecure, tls_params, .. } => {
+            ConnectionAddr::TcpTls { host: keep(&old), port, insecure, tls_params }
+        }
+        _ => return None,
+    };
+    redis::Client::open(info.set_addr(addr)).ok()
+}
+
 /// One member of a consumer group: one connection per node that holds some of the streams.
 pub struct StreamsConsumer {
     lanes: std::sync::Mutex<Vec<Lane>>,
@@ -193,14 +220,21 @@ pub struct StreamsConsumer {
     name: String,
     count: usize,
     connect_timeout: Duration,
+    /// Not a cluster: one connection, whose errors end the run. On a cluster
+    /// every node's streams are a lane of their own, even when only one node has
+    /// any: a lane follows its streams when their slot moves.
+    single: bool,
 }
 
-/// XREADGROUP on one node: own pending entries after `from` (an ID per key), or
-/// new ones (`>`, waiting up to `block`).
+/// XREADGROUP on one node as `member` (group, consumer): own pending entries
+/// after `from` (an ID per key), or new ones (`>`, waiting up to `block`).
+/// With `create_missing`, a node without the group gets it, from the start
+/// (`0`, `MKSTREAM`), and is read again: on a cluster the streams' slot moved
+/// there without them (nothing was migrated), so every entry there came after the move.
 async fn xreadgroup(
     con: &mut MultiplexedConnection,
-    group: &str,
-    name: &str,
+    (group, name): (&str, &str),
+    create_missing: bool,
     count: usize,
     keys: &[(usize, String)],
     from: Option<&[String]>,
@@ -227,7 +261,13 @@ async fn xreadgroup(
             }
         }
     }
-    let reply: Value = cmd.query_async(con).await?;
+    let reply: Value = match cmd.query_async(con).await {
+        Err(e) if create_missing && e.code() == Some("NOGROUP") => {
+            create_groups(con, keys, group, "0").await?;
+            cmd.query_async(con).await?
+        }
+        other => other?,
+    };
     let mut out = Vec::new();
     if let Value::Array(streams) = reply {
         for stream in streams {
@@ -242,6 +282,24 @@ async fn xreadgroup(
     Ok(out)
 }
 
+/// `XGROUP CREATE key group id MKSTREAM` for each key, unless the group exists.
+async fn create_groups(
+    con: &mut MultiplexedConnection,
+    keys: &[(usize, String)],
+    group: &str,
+    id: &str,
+) -> Result<(), TransportError> {
+    for (_, key) in keys {
+        let created: redis::RedisResult<()> =
+            redis::cmd("XGROUP").arg("CREATE").arg(key).arg(group).arg(id).arg("MKSTREAM").query_async(con).await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
 impl StreamsConsumer {
     fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<Lane>> {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
@@ -253,7 +311,9 @@ impl StreamsConsumer {
         let single = {
             let lanes = self.lanes();
             match lanes.as_slice() {
-                [lane] => Some((lane.con.clone().expect("a single node's connection stays"), lane.keys.clone())),
+                [lane] if self.single => {
+                    Some((lane.con.clone().expect("a single node's connection stays"), lane.keys.clone()))
+                }
                 _ => None,
             }
         };
@@ -261,16 +321,20 @@ impl StreamsConsumer {
         if let Some((mut con, keys)) = single {
             // A clone shares the one connection: reads and acknowledgements pipeline on it.
             let from = own_pending.then(|| zeros(&keys));
-            let read = xreadgroup(&mut con, &self.group, &self.name, self.count, &keys, from.as_deref(), block).await?;
+            let read =
+                xreadgroup(&mut con, (&self.group, &self.name), false, self.count, &keys, from.as_deref(), block)
+                    .await?;
             out.extend(read);
             return Ok(());
         }
         if own_pending {
             for (i, mut con, keys) in self.up().1 {
                 let from = zeros(&keys);
-                match xreadgroup(&mut con, &self.group, &self.name, self.count, &keys, Some(&from), block).await {
+                match xreadgroup(&mut con, (&self.group, &self.name), false, self.count, &keys, Some(&from), block)
+                    .await
+                {
                     Ok(read) => out.extend(read),
-                    Err(_) => self.lane_failed(i),
+                    Err(e) => self.lane_failed(i, &e),
                 }
             }
             return Ok(());
@@ -302,10 +366,7 @@ impl StreamsConsumer {
                         });
                         out.extend(read);
                     }
-                    Err(_) => {
-                        (lane.con, lane.ctl, lane.pending_from) = (None, None, None);
-                        lane.retry_at = Some(tokio::time::Instant::now() + RETRY);
-                    }
+                    Err(e) => lane.failed(&e),
                 }
             }
             if any {
@@ -334,7 +395,8 @@ impl StreamsConsumer {
             lane.inflight = Some(tokio::spawn(async move {
                 match con {
                     Some(mut con) => {
-                        let read = xreadgroup(&mut con, &group, &name, count, &keys, from.as_deref(), block).await;
+                        let read =
+                            xreadgroup(&mut con, (&group, &name), true, count, &keys, from.as_deref(), block).await;
                         (None, from, read)
                     }
                     None => {
@@ -347,7 +409,8 @@ impl StreamsConsumer {
                         match pair.await {
                             Ok((mut con, ctl)) => {
                                 let from = vec!["0".to_string(); keys.len()];
-                                let read = xreadgroup(&mut con, &group, &name, count, &keys, Some(&from), block).await;
+                                let read =
+                                    xreadgroup(&mut con, (&group, &name), true, count, &keys, Some(&from), block).await;
                                 (Some((con, ctl)), Some(from), read)
                             }
                             Err(e) => (None, None, Err(e)),
@@ -358,16 +421,14 @@ impl StreamsConsumer {
         }
     }
 
-    fn lane_failed(&self, i: usize) {
-        let mut lanes = self.lanes();
-        (lanes[i].con, lanes[i].ctl, lanes[i].pending_from) = (None, None, None);
-        lanes[i].retry_at = Some(tokio::time::Instant::now() + RETRY);
+    fn lane_failed(&self, i: usize, e: &TransportError) {
+        self.lanes()[i].failed(e);
     }
 
     /// The control connection and keys of each node that is up; a single node's errors end the run.
     fn up(&self) -> (bool, Vec<(usize, MultiplexedConnection, NodeKeys)>) {
         let lanes = self.lanes();
-        let single = lanes.len() == 1;
+        let single = self.single;
         let up =
             lanes.iter().enumerate().filter_map(|(i, l)| Some((i, l.ctl.clone().or(l.con.clone())?, l.keys.clone())));
         (single, up.collect())
@@ -382,8 +443,8 @@ impl StreamsConsumer {
                 match self.autoclaim_one(&mut con, *key, name, min_idle, out).await {
                     Ok(()) => {}
                     Err(e) if single => return Err(e),
-                    Err(_) => {
-                        self.lane_failed(i);
+                    Err(e) => {
+                        self.lane_failed(i, &e);
                         break;
                     }
                 }
@@ -449,7 +510,7 @@ impl StreamsConsumer {
             match pipe.query_async::<Vec<u64>>(&mut con).await {
                 Ok(counts) => total += counts.iter().sum::<u64>(),
                 Err(e) if single => return Err(e.into()),
-                Err(_) => self.lane_failed(i),
+                Err(e) => self.lane_failed(i, &e.into()),
             }
         }
         Ok(total)
@@ -488,8 +549,20 @@ pub async fn backlog(cons: &mut [Option<MultiplexedConnection>], t: &Streams) ->
     let mut total = None;
     for (key, &node) in t.keys.iter().zip(&t.node_of) {
         let Some(con) = &mut cons[node] else { continue };
-        let groups: Value = match redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(con).await {
+        let xinfo = redis::cmd("XINFO").arg("GROUPS").arg(key).clone();
+        let groups: Value = match xinfo.query_async(con).await {
             Ok(v) => v,
+            // The stream's slot moved: ask the node it is on now (it stays there,
+            // but this is once a second).
+            Err(e) if e.code() == Some("MOVED") => {
+                let at = moved_to(&e.into()).and_then(|to| client_at(&t.nodes[node].1, &to.host, to.port));
+                let Some(client) = at else { continue };
+                let Ok(mut there) = connect(&client, t.endpoint.connect_timeout).await else { continue };
+                match xinfo.query_async(&mut there).await {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            }
             Err(_) => {
                 cons[node] = None;
                 continue;
