@@ -2,6 +2,10 @@
 # Fan-out at scale: 1 producer at 20 msg/s to 5,000 consumers on one channel
 # (100,000 deliveries per second) for 30 s. Checks lost = 0, p99 below 50 ms
 # and eventbench's peak RSS below 300 MB; prints the medians of REPS runs.
+# When a C compiler is there, each repetition also runs scripts/fanout_c.c, a
+# minimal C client doing the same (N subscriber connections read by one epoll
+# thread, a paced publisher, latency from the intended send time), so that the
+# p99 can be read against what any client gets from this Redis on this machine.
 #   REPS (default 3)  CONSUMERS (default 5000)  RATE (default 20)  DURATION (default 30s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +15,20 @@ CONSUMERS=${CONSUMERS:-5000}
 RATE=${RATE:-20}
 DURATION=${DURATION:-30s}
 
+CREF=""
+if command -v cc >/dev/null && cc -O2 -pthread -o "$WORK/fanout_c" scripts/fanout_c.c; then
+    CREF="$WORK/fanout_c"
+fi
+case $DURATION in *m) seconds=$((${DURATION%m} * 60)) ;; *) seconds=${DURATION%s} ;; esac
+
 machine_load
-lost=() p99=() rss=() lag=() cpu=()
+lost=() p99=() rss=() lag=() cpu=() c_p99=()
 for i in $(seq "$REPS"); do
+    if [ -n "$CREF" ]; then
+        c=$("$CREF" "$REDIS_PORT" "$RATE" "$(awk -v r="$RATE" -v s="$seconds" 'BEGIN { printf "%d", r * s }')" 64 "$CONSUMERS")
+        c_p99+=("${c#* }")
+        echo "rep $i: C reference p50 ${c% *} µs, p99 ${c#* } µs"
+    fi
     cpu0=$(redis_cpu_s)
     t0=$(now_s)
     json=$(run_measured "fanout-$i" --producers 1 --consumers "$CONSUMERS" --channels 1 --rate "$RATE" \
@@ -34,6 +49,10 @@ m_p99=$(median "${p99[@]}")
 m_rss=$(median "${rss[@]}")
 echo "fan-out 1 -> $CONSUMERS at $RATE msg/s for $DURATION (medians of $REPS): lost $m_lost, p99 $m_p99 µs," \
     "peak RSS $((m_rss / 1024)) MB, send lag p99 $(median "${lag[@]}") µs, harness CPU $(median "${cpu[@]}")%"
+if [ -n "$CREF" ]; then
+    c=$(median "${c_p99[@]}")
+    echo "reference: minimal C client p99 $c µs; eventbench/C = $(awk -v c="$c" -v b="$m_p99" 'BEGIN { printf "%.2f", b / c }')"
+fi
 verdict() { if [ "$2" = 1 ]; then echo "  $1: met"; else echo "  $1: NOT met"; fi; }
 verdict "lost = 0 (every run)" "$(printf '%s\n' "${lost[@]}" | awk '$1 != 0 { bad = 1 } END { print !bad }')"
 verdict "p99 < 50 ms" "$(awk -v v="$m_p99" 'BEGIN { print v < 50000 }')"
