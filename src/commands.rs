@@ -334,6 +334,13 @@ pub fn harness_warning(s: &SummaryRow, cpus: usize) -> Option<String> {
             s.harness_cpu_pct
         ));
     }
+    if s.harness_thread_max_pct > HARNESS_CPU_LIMIT_PCT {
+        seen.push(format!(
+            "one of its threads was busy {:.0}% of the measured phase (over {HARNESS_CPU_LIMIT_PCT:.0}%; its \
+             connections waited for it even if other CPUs were free)",
+            s.harness_thread_max_pct
+        ));
+    }
     Some(format!(
         "eventbench: warning: the harness may have been the limit of this run: {}. Latency and rates may describe \
          eventbench and this machine more than Redis (harness_limited = true). Lower --rate, spread the load \

@@ -29,6 +29,7 @@ pub use swarm::{Live, Status};
 
 use anyhow::{Context, Result};
 use scenario::TransportKind;
+use stats::summary::HarnessCpu;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -92,7 +93,7 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
             None => None,
         }
     });
-    let cpu_pct = meter_reading(meter).await;
+    let cpu = meter_reading(meter).await;
     // Both clocks read together: the wall-clock time of the run's epoch, for
     // the HDR log's StartTime and the report's date.
     let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
@@ -127,7 +128,7 @@ pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Res
         }
         _ => {}
     }
-    stats::summary::judge_harness(&mut report.summary, cpu_pct);
+    stats::summary::judge_harness(&mut report.summary, cpu);
     Ok(report)
 }
 
@@ -206,10 +207,11 @@ pub(crate) async fn transport_on(scenario: &Scenario, url: &str, nonce: &str) ->
     Ok(Setup { transport, nodes: node_endpoints, topology })
 }
 
-/// eventbench's own CPU use over the measured phase, as a percentage of the
-/// CPUs it may use. Watches the run from the side, like the progress view,
-/// and samples getrusage when the phase starts and when it ends (or is stopped).
-pub(crate) async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
+/// eventbench's own CPU use over the measured phase: the process's, as a
+/// percentage of the CPUs it may use, and its busiest thread's. Watches the
+/// run from the side, like the progress view, and samples getrusage and
+/// /proc when the phase starts and when it ends (or is stopped).
+pub(crate) async fn cpu_over_measured_phase(live: Arc<Live>) -> HarnessCpu {
     let (start_ns, end_ns) = loop {
         match (live.measure_start_ns.load(Relaxed), live.measure_end_ns.load(Relaxed)) {
             (0, _) | (_, 0) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -223,7 +225,11 @@ pub(crate) async fn cpu_over_measured_phase(live: Arc<Live>) -> f64 {
         let left = Duration::from_nanos(end_ns.saturating_sub(now()));
         tokio::time::sleep(left.min(Duration::from_millis(50))).await;
     }
-    before.share_pct(&sys::CpuSample::now(now()), sys::cpus_available())
+    let after = sys::CpuSample::now(now());
+    HarnessCpu {
+        process_pct: before.share_pct(&after, sys::cpus_available()),
+        busiest_thread_pct: before.busiest_thread_pct(&after),
+    }
 }
 
 /// The run's channels (Pub/Sub) or stream keys (Streams).
@@ -246,12 +252,12 @@ pub(crate) async fn delete_streams(t: &Streams) {
 /// What the CPU meter measured, once the swarm has returned. The swarm can
 /// return within a millisecond of the phase's end, before the meter's timer
 /// fires; a meter still waiting after that never saw the phase end.
-pub(crate) async fn meter_reading(mut meter: tokio::task::JoinHandle<f64>) -> f64 {
+pub(crate) async fn meter_reading(mut meter: tokio::task::JoinHandle<HarnessCpu>) -> HarnessCpu {
     match tokio::time::timeout(Duration::from_millis(200), &mut meter).await {
-        Ok(pct) => pct.unwrap_or(0.0),
+        Ok(cpu) => cpu.unwrap_or_default(),
         Err(_) => {
             meter.abort();
-            0.0
+            HarnessCpu::default()
         }
     }
 }

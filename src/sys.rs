@@ -72,17 +72,51 @@ pub fn cpus_available() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The process's CPU time and the wall clock at one moment, both in ns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// CPU time of each of this process's threads so far (user + system), in
+/// ns by thread id, from `/proc/self/task` (clock-tick resolution, 10 ms).
+pub fn thread_cpu_ns() -> Vec<(u32, u64)> {
+    // SAFETY: sysconf only reads a constant.
+    let tick_ns = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        // After the thread's name, which is in parentheses and may hold spaces:
+        // field 3 (state) onwards; utime and stime are fields 14 and 15.
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some((tid, ticks * tick_ns))
+    })
+    .collect()
+}
+
+/// The process's CPU time and the wall clock at one moment, both in ns, and
+/// each thread's CPU time.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuSample {
     pub wall_ns: u64,
     pub cpu_ns: u64,
+    pub threads: Vec<(u32, u64)>,
 }
 
 impl CpuSample {
     /// This process now; `wall_ns` on the caller's clock.
     pub fn now(wall_ns: u64) -> CpuSample {
-        CpuSample { wall_ns, cpu_ns: process_cpu_ns() }
+        CpuSample { wall_ns, cpu_ns: process_cpu_ns(), threads: thread_cpu_ns() }
+    }
+
+    /// The busiest thread's CPU from `self` to `later`, as a percentage of one
+    /// CPU: a single thread can be the limit while the process as a whole
+    /// still has CPUs to spare.
+    pub fn busiest_thread_pct(&self, later: &CpuSample) -> f64 {
+        let wall = later.wall_ns.saturating_sub(self.wall_ns) as f64;
+        if wall <= 0.0 {
+            return 0.0;
+        }
+        let before = |tid: u32| self.threads.iter().find(|t| t.0 == tid).map_or(0, |t| t.1);
+        let busiest = later.threads.iter().map(|&(tid, ns)| ns.saturating_sub(before(tid))).max().unwrap_or(0);
+        100.0 * busiest as f64 / wall
     }
 
     /// CPU used from `self` to `later`, as a percentage of what `cpus` CPUs
@@ -114,6 +148,10 @@ mod tests {
         assert!(one_cpu > 1.0 && one_cpu < 150.0, "{one_cpu}");
         assert!((before.share_pct(&after, 4) - one_cpu / 4.0).abs() < 1e-9);
         assert_eq!(after.share_pct(&before, 2), 0.0, "time never runs backwards");
+        // This thread did the spinning: the busiest thread, near one whole CPU
+        // (ticks are 10 ms, so allow a tick either way over the 50 ms).
+        let busiest = before.busiest_thread_pct(&after);
+        assert!(busiest > 1.0 && busiest < 150.0 && busiest >= one_cpu - 25.0, "{busiest} vs {one_cpu}");
     }
 
     #[test]

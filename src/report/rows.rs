@@ -55,6 +55,9 @@ pub struct SummaryRow {
     pub raw_max_us: f64,
     pub send_lag_p99_us: f64,
     pub harness_cpu_pct: f64,
+    /// Absent from runs written before it was measured.
+    #[serde(default)]
+    pub harness_thread_max_pct: f64,
     pub harness_limited: bool,
     pub threads: u32,
     // Absent from runs written before `--workers` existed.

@@ -40,13 +40,36 @@ pub const HARNESS_LAG_LIMIT_US: f64 = 1000.0;
 /// CPU use above this share of what the harness may use (%): it was busy to the limit.
 pub const HARNESS_CPU_LIMIT_PCT: f64 = 90.0;
 
-/// Records the harness's CPU use over the measured phase (% of the CPUs it
-/// may use) and whether the harness itself was the limit of the run: it fell
-/// behind its schedule, or it had no CPU to spare. Then the figures describe
-/// eventbench (or the machine it shares) as much as Redis.
-pub fn judge_harness(summary: &mut SummaryRow, cpu_pct: f64) {
-    summary.harness_cpu_pct = cpu_pct;
-    summary.harness_limited = summary.send_lag_p99_us > HARNESS_LAG_LIMIT_US || cpu_pct > HARNESS_CPU_LIMIT_PCT;
+/// The harness's own CPU use over the measured phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HarnessCpu {
+    /// The whole process, % of the CPUs it may use.
+    pub process_pct: f64,
+    /// Its busiest thread, % of one CPU.
+    pub busiest_thread_pct: f64,
+}
+
+impl HarnessCpu {
+    /// The larger of each (the busiest of several processes).
+    pub fn max(self, other: HarnessCpu) -> HarnessCpu {
+        HarnessCpu {
+            process_pct: self.process_pct.max(other.process_pct),
+            busiest_thread_pct: self.busiest_thread_pct.max(other.busiest_thread_pct),
+        }
+    }
+}
+
+/// Records the harness's CPU use over the measured phase and whether the
+/// harness itself was the limit of the run: it fell behind its schedule, or
+/// it had no CPU to spare, as a whole or in one thread (a thread's tasks
+/// cannot move to another). Then the figures describe eventbench (or the
+/// machine it shares) as much as Redis.
+pub fn judge_harness(summary: &mut SummaryRow, cpu: HarnessCpu) {
+    summary.harness_cpu_pct = cpu.process_pct;
+    summary.harness_thread_max_pct = cpu.busiest_thread_pct;
+    summary.harness_limited = summary.send_lag_p99_us > HARNESS_LAG_LIMIT_US
+        || cpu.process_pct > HARNESS_CPU_LIMIT_PCT
+        || cpu.busiest_thread_pct > HARNESS_CPU_LIMIT_PCT;
 }
 
 /// Lost messages by cause.
@@ -341,6 +364,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         raw_max_us: pct_us(raw, 100.0),
         send_lag_p99_us: pct_us(&send_lag, 99.0),
         harness_cpu_pct: 0.0,
+        harness_thread_max_pct: 0.0,
         harness_limited: false,
         threads: out.thread_count as u32,
         workers: 1,
@@ -370,10 +394,10 @@ mod tests {
 
     #[test]
     fn the_harness_is_the_limit_when_it_lags_or_has_no_cpu_left() {
-        let judged = |send_lag_p99_us, cpu_pct| {
+        let judged = |send_lag_p99_us, process_pct| {
             let mut s = SummaryRow { send_lag_p99_us, ..SummaryRow::default() };
-            judge_harness(&mut s, cpu_pct);
-            assert_eq!(s.harness_cpu_pct, cpu_pct);
+            judge_harness(&mut s, HarnessCpu { process_pct, busiest_thread_pct: process_pct });
+            assert_eq!(s.harness_cpu_pct, process_pct);
             s.harness_limited
         };
         assert!(!judged(0.0, 0.0));
@@ -381,5 +405,10 @@ mod tests {
         assert!(judged(1000.1, 10.0), "behind its own schedule");
         assert!(judged(50.0, 90.5), "no CPU to spare");
         assert!(judged(5000.0, 99.0));
+        let one_thread_busy = HarnessCpu { process_pct: 48.0, busiest_thread_pct: 97.0 };
+        let mut s = SummaryRow::default();
+        judge_harness(&mut s, one_thread_busy);
+        assert!(s.harness_limited, "one thread of two at its limit: its tasks wait though a CPU is free");
+        assert_eq!((s.harness_cpu_pct, s.harness_thread_max_pct), (48.0, 97.0));
     }
 }

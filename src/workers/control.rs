@@ -61,6 +61,9 @@ pub struct WorkerResult {
     pub index: u32,
     /// Its CPU use over the measured phase, % of the CPUs it may use.
     pub cpu_pct: f64,
+    /// Its busiest thread's CPU over the measured phase, % of one CPU.
+    #[serde(default)]
+    pub busiest_thread_pct: f64,
     pub outcome: Result<SwarmOutput, String>,
 }
 

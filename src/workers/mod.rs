@@ -21,6 +21,7 @@ pub mod merge;
 
 use crate::report::rows::WorkerRow;
 use crate::scenario::{Password, ScenarioError, TransportKind};
+use crate::stats::summary::HarnessCpu;
 use crate::swarm::{Live, Share, SwarmOutput};
 use crate::target::{RedisUrl, Target, TargetError};
 use crate::transport::conn::Endpoint;
@@ -228,12 +229,13 @@ pub async fn work(control: &str, run: Option<&str>, password: Option<String>, li
     if index >= plan.workers {
         return Err(WorkerError::Full { run: run.into(), workers: plan.workers }.into());
     }
-    let (outcome, cpu_pct) = match run_share(&mut ctl, &plan, &scenario, index, offset_ns, live).await {
+    let (outcome, cpu) = match run_share(&mut ctl, &plan, &scenario, index, offset_ns, live).await {
         Ok((out, cpu)) => (Ok(out), cpu),
-        Err(e) => (Err(format!("{e:#}")), 0.0),
+        Err(e) => (Err(format!("{e:#}")), HarnessCpu::default()),
     };
     let failed = outcome.as_ref().err().cloned();
-    ctl.publish(&WorkerResult { index, cpu_pct, outcome }).await.map_err(WorkerError::from)?;
+    let (cpu_pct, busiest_thread_pct) = (cpu.process_pct, cpu.busiest_thread_pct);
+    ctl.publish(&WorkerResult { index, cpu_pct, busiest_thread_pct, outcome }).await.map_err(WorkerError::from)?;
     match failed {
         Some(message) => Err(WorkerError::Failed { who: format!("{index} (pid {})", me.pid), message }.into()),
         None => Ok(()),
@@ -252,7 +254,7 @@ async fn run_share(
     index: u32,
     offset_ns: i64,
     live: Arc<Live>,
-) -> Result<(SwarmOutput, f64)> {
+) -> Result<(SwarmOutput, HarnessCpu)> {
     let (producers, consumers) = share_of(index, plan.workers, scenario.producers, scenario.consumers);
     crate::sys::raise_fd_limit(producers.len() as u64 * 2 + consumers.len() as u64 + 64)
         .context("raising the open-file limit")?;
@@ -609,7 +611,7 @@ fn assemble(
     let workers = results.len() as u32;
     let mut rows = Vec::new();
     let mut outputs = Vec::new();
-    let mut cpu_max: f64 = 0.0;
+    let mut cpu_max = HarnessCpu::default();
     // (has producers, has consumers, uncertainty) per worker.
     let mut sides = Vec::new();
     for r in results {
@@ -623,7 +625,7 @@ fn assemble(
         });
         let (producers, consumers) = share_of(r.index, workers, scenario.producers, scenario.consumers);
         sides.push((!producers.is_empty(), !consumers.is_empty(), reg.uncertainty_ns));
-        cpu_max = cpu_max.max(r.cpu_pct);
+        cpu_max = cpu_max.max(HarnessCpu { process_pct: r.cpu_pct, busiest_thread_pct: r.busiest_thread_pct });
         rows.push(WorkerRow {
             worker: r.index,
             host: reg.host,
