@@ -2,8 +2,8 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use eventbench::stats::ledger::SeqLedger;
 use eventbench::stats::{latency_histogram, record, ConsumerStats, ThreadStats, Window};
-use eventbench::transport::pubsub::{parse_push, Push};
-use eventbench::transport::resp;
+use eventbench::drivers::pubsub::{parse_push, Push};
+use eventbench::connect::resp;
 use eventbench::wire::{Header, HEADER_LEN};
 use std::hint::black_box;
 

@@ -1,15 +1,15 @@
 //! What each subcommand does, between parsing and exit codes.
 
 use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs, WorkerArgs};
+use crate::pipeline::workers::{Coordination, WorkerError};
 use crate::progress::Progress;
-use crate::report::rows::{SummaryRow, WorkerRow};
 use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
+use crate::results::rows::{SummaryRow, WorkerRow};
+use crate::results::summarize::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::scenario::ScenarioError;
-use crate::stats::summary::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::swarm::{Live, Status};
 use crate::target::Target;
-use crate::workers::{Coordination, WorkerError};
 use crate::RunReport;
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
@@ -104,7 +104,7 @@ async fn run_one(
     let show_progress = !quiet && std::io::stderr().is_terminal();
     let progress =
         show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
-    let report = crate::run_on(scenario, live, target).await;
+    let report = crate::pipeline::run_on(scenario, live, target).await;
     drop(progress);
     report
 }
@@ -132,7 +132,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     check_out(args.out.as_ref())?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
-    let target = crate::target_for(&scenario)?;
+    let target = crate::pipeline::target_for(&scenario)?;
     let (report, workers) = match args.split.workers {
         None => (run_one(scenario, &target, args.quiet, &current).await?, Vec::new()),
         Some(workers) => {
@@ -142,7 +142,8 @@ async fn run(args: RunArgs) -> Result<u8> {
                 control: args.split.control.clone(),
             };
             let live = current.lock().expect("live lock").clone();
-            match crate::workers::coordinate(scenario, &opts, live, &target, |line| eprintln!("{line}")).await {
+            match crate::pipeline::workers::coordinate(scenario, &opts, live, &target, |line| eprintln!("{line}")).await
+            {
                 Ok(run) => (run.report, run.workers),
                 Err(e) if matches!(e.downcast_ref(), Some(WorkerError::Interrupted)) => {
                     eprintln!("eventbench: {e}");
@@ -204,11 +205,13 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         .collect::<Result<Vec<_>, _>>()?;
     let root = match &args.run.out {
         Some(dir) => dir.clone(),
-        None => files::default_dir(Path::new("results"), &format!("compare-{}-{}", base.name, crate::utc_stamp())),
+        None => {
+            files::default_dir(Path::new("results"), &format!("compare-{}-{}", base.name, crate::pipeline::utc_stamp()))
+        }
     };
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
-    let target = crate::target_for(&base)?;
+    let target = crate::pipeline::target_for(&base)?;
     let mut rows: Vec<SummaryRow> = Vec::new();
     let mut dirs = Vec::new();
     let mut code = 0;
@@ -268,7 +271,7 @@ fn report(args: ReportArgs) -> Result<u8> {
     if runs.len() > 1 {
         let out = match args.out {
             Some(out) => out,
-            None => files::default_dir(Path::new("results"), &format!("compare-{}", crate::utc_stamp())),
+            None => files::default_dir(Path::new("results"), &format!("compare-{}", crate::pipeline::utc_stamp())),
         };
         render::comparison(&runs, &out)?;
         println!("{:>12}  {}", "comparison", out.join("compare.html").display());
@@ -293,7 +296,7 @@ async fn worker(args: WorkerArgs) -> Result<u8> {
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let live = current.lock().expect("live lock").clone();
-    crate::workers::work(&args.control, args.run.as_deref(), args.password, live).await?;
+    crate::pipeline::workers::work(&args.control, args.run.as_deref(), args.password, live).await?;
     Ok(0)
 }
 

@@ -1,9 +1,9 @@
 use clap::Parser;
 use eventbench::cli::Cli;
 use eventbench::commands::{self, EXIT_USAGE};
+use eventbench::pipeline::workers::WorkerError;
 use eventbench::scenario::ScenarioError;
 use eventbench::target::TargetError;
-use eventbench::workers::WorkerError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

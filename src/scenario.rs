@@ -462,7 +462,7 @@ impl Scenario {
     /// The effective scenario as TOML, credentials masked, ready to be run again.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        shown.url = shown.url.as_deref().map(crate::target::redact_url);
+        shown.url = shown.url.as_deref().map(crate::connect::redact_url);
         toml::to_string(&shown).expect("a scenario always serializes")
     }
 
@@ -623,8 +623,8 @@ impl Scenario {
             }
             return Ok(());
         };
-        let url = crate::target::parse_url(url).map_err(|m| invalid("url", m))?;
-        if url.password.as_deref() == Some(crate::target::MASK) && self.password.is_none() {
+        let url = crate::connect::parse_url(url).map_err(|m| invalid("url", m))?;
+        if url.password.as_deref() == Some(crate::connect::MASK) && self.password.is_none() {
             return Err(invalid(
                 "url",
                 "the password in the URL is masked (***); pass --password or set REDIS_PASSWORD".to_string(),

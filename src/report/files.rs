@@ -3,7 +3,8 @@
 //! [`super::render`]). Every file is written under a temporary name and
 //! renamed into place, so a crash never leaves a truncated file behind.
 
-use super::{hlog, RunReport};
+use super::hlog;
+use crate::results::RunReport;
 use crate::stats::SecondStats;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -35,7 +36,7 @@ pub fn write_csv<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> 
     }
     let mut bytes = w.into_inner().context("csv buffer")?;
     if rows.is_empty() {
-        bytes = format!("{}\n", super::rows::columns(&T::default()).join(",")).into_bytes();
+        bytes = format!("{}\n", crate::results::rows::columns(&T::default()).join(",")).into_bytes();
     }
     write_atomic(path, &bytes)
 }

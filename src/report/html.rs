@@ -4,8 +4,8 @@
 //! the run directory's files only.
 
 use super::fmt::{latency, number, pct, plural, rate, thousands};
-use super::rows::{columns, SummaryRow};
 use super::rundir::{RunData, Table};
+use crate::results::rows::{columns, SummaryRow};
 use std::fmt::Write;
 
 /// Consumers shown in the page's table; `consumers.csv` has them all.
@@ -346,12 +346,12 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     );
 
     out.push_str("<h2 id=\"percentiles\">Latency percentiles</h2>\n");
-    let header = columns(&super::rows::LatencyRow::default());
+    let header = columns(&crate::results::rows::LatencyRow::default());
     table(&mut out, &header, &cells(&run.latency), |_| false);
 
     let _ = writeln!(out, "<h2 id=\"consumers\">Consumers</h2>");
     let shown = &run.consumers[..run.consumers.len().min(CONSUMER_ROWS)];
-    let header = columns(&super::rows::ConsumerRow::default());
+    let header = columns(&crate::results::rows::ConsumerRow::default());
     table(&mut out, &header, &cells(shown), |i| shown[i].lost > 0);
     if shown.len() < run.consumers.len() {
         let _ = writeln!(
@@ -381,7 +381,7 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     out.push_str(
         "<h2 id=\"per-second\">Per second</h2>\n<details><summary>Show the table of timeseries.csv</summary>\n",
     );
-    let header = columns(&super::rows::TimeseriesRow::default());
+    let header = columns(&crate::results::rows::TimeseriesRow::default());
     table(&mut out, &header, &cells(&run.timeseries), |i| {
         run.timeseries[i].lost > 0 || run.timeseries[i].connected_consumers < s.consumers
     });

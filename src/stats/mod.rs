@@ -10,7 +10,6 @@
 
 pub mod ledger;
 pub mod serial;
-pub mod summary;
 
 use crate::wire::Header;
 use hdrhistogram::Histogram;

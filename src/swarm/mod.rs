@@ -7,14 +7,15 @@
 //! goes through channels a handful of times per run, never per message.
 
 use crate::clock::{self, Clock, Timer};
+use crate::connect::conn::Tuning;
+use crate::connect::ConnError;
+use crate::drivers::producer::Producer;
+use crate::drivers::pubsub::{PubSub, PubSubConsumer, ShardChange};
+use crate::drivers::streams::Streams;
+use crate::drivers::{ConsumerConn, ProducerConn};
 use crate::pacer::Pacer;
 use crate::scenario::{Scenario, TransportKind};
 use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
-use crate::transport::cluster::Producer;
-use crate::transport::conn::Tuning;
-use crate::transport::pubsub::{PubSub, PubSubConsumer, ShardChange};
-use crate::transport::streams::Streams;
-use crate::transport::{ConsumerConn, ProducerConn, TransportError};
 use crate::wire::Header;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
@@ -126,7 +127,7 @@ pub enum Transport {
 }
 
 impl Transport {
-    async fn producer(&self) -> Result<Producer, TransportError> {
+    async fn producer(&self) -> Result<Producer, ConnError> {
         match self {
             Transport::PubSub(t) => t.producer().await,
             Transport::Streams(t) => t.producer().await,
@@ -657,7 +658,7 @@ async fn producer(id: u32, shared: Arc<Shared>, notes: mpsc::UnboundedSender<Not
     let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate));
     let mut next_seq = vec![0u64; s.channels as usize];
     let mut measured: Option<(u64, u64)> = None;
-    let result: Result<(), TransportError> = async {
+    let result: Result<(), ConnError> = async {
         // Made once: a new one per batch would lock the stop Notify each time.
         let stopped = shared.live.stopped();
         tokio::pin!(stopped);
@@ -762,10 +763,10 @@ async fn consumer(
 /// Connects a consumer again: attempts bounded by the connect timeout, with
 /// backoff between them (10 ms doubling to 1 s); `None` once the run
 /// finishes. A refusal (credentials, permissions) ends the retries.
-async fn reconnect<T, F: std::future::Future<Output = Result<T, TransportError>>>(
+async fn reconnect<T, F: std::future::Future<Output = Result<T, ConnError>>>(
     shared: &Shared,
     mut connect: impl FnMut() -> F,
-) -> Result<Option<T>, TransportError> {
+) -> Result<Option<T>, ConnError> {
     let mut backoff = Duration::from_millis(10);
     let mut finish = shared.finish.clone();
     loop {
@@ -773,7 +774,7 @@ async fn reconnect<T, F: std::future::Future<Output = Result<T, TransportError>>
             _ = finish.wait_for(|f| *f) => return Ok(None),
             r = tokio::time::timeout(shared.scenario.connect_timeout, connect()) => match r {
                 Ok(Ok(conn)) => return Ok(Some(conn)),
-                Ok(Err(e @ TransportError::Refused { .. })) => return Err(e),
+                Ok(Err(e @ ConnError::Refused { .. })) => return Err(e),
                 Ok(Err(_)) | Err(_) => {}
             },
         }
@@ -891,7 +892,7 @@ struct Partial {
 }
 
 impl Consumer {
-    async fn run(&mut self, conn: PubSubConsumer, planned: Vec<Planned>) -> Result<(), TransportError> {
+    async fn run(&mut self, conn: PubSubConsumer, planned: Vec<Planned>) -> Result<(), ConnError> {
         let clock = self.shared.clock;
         let finished = ThreadFinish::wait();
         tokio::pin!(finished);
@@ -936,7 +937,7 @@ impl Consumer {
                             self.shard_changed(change);
                         }
                     }
-                    Err(TransportError::Closed | TransportError::Io(_)) => {
+                    Err(ConnError::Closed | ConnError::Io(_)) => {
                         drop(conn.take());
                         self.server_closed();
                         if !self.shared.scenario.reconnect {
@@ -993,7 +994,7 @@ impl Consumer {
     /// A scenario disconnect: UNSUBSCRIBE, take what Redis had already sent,
     /// then close. Everything published after that is lost because nobody was
     /// subscribed, none of it in a buffer.
-    async fn leave(&mut self, mut conn: PubSubConsumer) -> Result<(), TransportError> {
+    async fn leave(&mut self, mut conn: PubSubConsumer) -> Result<(), ConnError> {
         self.stop_watching();
         conn.start_leaving().await?;
         while !conn.has_left() {
@@ -1127,7 +1128,7 @@ impl Consumer {
     }
 
     /// Connects and subscribes again, with backoff; `None` if the run finished first.
-    async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, TransportError> {
+    async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, ConnError> {
         let (transport, tuning, want_id) = (self.shared.pubsub(), self.tuning, self.slow.is_some());
         let id = self.out.stats.id;
         let conn = reconnect(&self.shared, || transport.consumer(id, tuning, want_id)).await?;

@@ -3,10 +3,10 @@
 //! plus the coordinator's backlog sampler and replay group.
 
 use super::{planned_outages, reconnect, ConsumerOutput, EventKind, Note, Outage, Planned, Shared, Transport};
+use crate::connect::ConnError;
+use crate::drivers::streams::{self, Entry, GroupStart, Streams, StreamsConsumer};
 use crate::scenario::Scenario;
 use crate::stats::{ThreadStats, Window};
-use crate::transport::streams::{self, Entry, GroupStart, Streams, StreamsConsumer};
-use crate::transport::TransportError;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -124,7 +124,7 @@ struct Member {
 }
 
 impl Member {
-    async fn run(&mut self, conn: StreamsConsumer, planned: Vec<Planned>) -> Result<(), TransportError> {
+    async fn run(&mut self, conn: StreamsConsumer, planned: Vec<Planned>) -> Result<(), ConnError> {
         let clock = self.shared.clock;
         let mut finish = self.shared.finish.clone();
         let mut planned = planned.into_iter().peekable();
@@ -182,7 +182,7 @@ impl Member {
         pending_first: &mut bool,
         next_claim_ns: &mut u64,
         shared: &Shared,
-    ) -> Result<(usize, u64), TransportError> {
+    ) -> Result<(usize, u64), ConnError> {
         batch.clear();
         let s = &shared.scenario;
         let now = shared.clock.now_ns();
@@ -203,7 +203,7 @@ impl Member {
                 *pending_first = false;
             }
             conn.read(false, BLOCK, batch).await?;
-            Ok::<_, TransportError>(0)
+            Ok::<_, ConnError>(0)
         };
         let (acked, redelivered) = tokio::join!(conn.ack(to_ack), reading);
         let acked = acked?;
@@ -245,7 +245,7 @@ impl Member {
     }
 
     /// Connects again (with backoff) and arranges to re-read what this member left pending.
-    async fn reconnect(&mut self) -> Result<Option<StreamsConsumer>, TransportError> {
+    async fn reconnect(&mut self) -> Result<Option<StreamsConsumer>, ConnError> {
         let transport = streams(&self.shared);
         let conn = reconnect(&self.shared, || transport.consumer(&self.group, &self.name, GroupStart::New)).await?;
         if conn.is_some() {

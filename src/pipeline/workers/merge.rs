@@ -3,7 +3,7 @@
 //! consumers and producers keep their global ids, so [`summarize`] sees the
 //! merged output as if one process had run the whole swarm.
 //!
-//! [`summarize`]: crate::stats::summary::summarize
+//! [`summarize`]: crate::results::summarize::summarize
 
 use crate::swarm::{Status, SwarmOutput};
 use thiserror::Error;
@@ -63,7 +63,7 @@ pub fn merge(parts: Vec<SwarmOutput>) -> Result<SwarmOutput, MergeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::summary::summarize;
+    use crate::results::summarize::summarize;
     use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
     use crate::swarm::{ConsumerOutput, EventKind, Outage};
     use crate::wire::Header;

@@ -4,9 +4,8 @@
 //! XAUTOCLAIM. Consumers use the redis crate: replies are nested arrays, and
 //! Streams are not on the Pub/Sub fast path this harness is measured by.
 
-use super::cluster::Producer;
-use super::conn::Endpoint;
-use super::{resp, TransportError};
+use super::producer::Producer;
+use crate::connect::{resp, ConnError, Endpoint};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use std::future::Future;
@@ -56,7 +55,7 @@ const RETRY: Duration = Duration::from_millis(50);
 
 impl Streams {
     /// A producer writing `XADD key [MAXLEN ~ N] * d <payload>` to the node that owns the key.
-    pub async fn producer(&self) -> Result<Producer, TransportError> {
+    pub async fn producer(&self) -> Result<Producer, ConnError> {
         let maxlen = self.maxlen.map(|n| n.to_string());
         let prefixes = self
             .keys
@@ -71,17 +70,17 @@ impl Streams {
             })
             .collect();
         let endpoints: Vec<Endpoint> = self.nodes.iter().map(|(e, _)| e.clone()).collect();
-        let slots: Vec<u16> = self.keys.iter().map(|k| crate::cluster::key_slot(k.as_bytes())).collect();
+        let slots: Vec<u16> = self.keys.iter().map(|k| crate::topology::key_slot(k.as_bytes())).collect();
         Producer::connect(&endpoints, &self.node_of, &slots, prefixes, self.payload_len).await
     }
 
     /// A control connection for the coordinator (backlog, replay).
-    pub async fn connection(&self) -> Result<MultiplexedConnection, TransportError> {
+    pub async fn connection(&self) -> Result<MultiplexedConnection, ConnError> {
         connect(&self.client, self.endpoint.connect_timeout).await
     }
 
     /// A control connection to each node.
-    pub async fn connections(&self) -> Result<Vec<MultiplexedConnection>, TransportError> {
+    pub async fn connections(&self) -> Result<Vec<MultiplexedConnection>, ConnError> {
         let mut cons = Vec::new();
         for (_, client) in &self.nodes {
             cons.push(connect(client, self.endpoint.connect_timeout).await?);
@@ -98,12 +97,7 @@ impl Streams {
 
     /// Connects consumer `name` of `group`, creating the group on every stream
     /// if it does not exist yet.
-    pub async fn consumer(
-        &self,
-        group: &str,
-        name: &str,
-        start: GroupStart,
-    ) -> Result<StreamsConsumer, TransportError> {
+    pub async fn consumer(&self, group: &str, name: &str, start: GroupStart) -> Result<StreamsConsumer, ConnError> {
         let id = match start {
             GroupStart::New => "$",
             GroupStart::Beginning => "0",
@@ -146,7 +140,7 @@ impl Streams {
     }
 }
 
-async fn connect(client: &redis::Client, timeout: Duration) -> Result<MultiplexedConnection, TransportError> {
+async fn connect(client: &redis::Client, timeout: Duration) -> Result<MultiplexedConnection, ConnError> {
     // Blocking reads must not trip the client's own response timeout.
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
@@ -159,7 +153,7 @@ type NodeKeys = std::sync::Arc<Vec<(usize, String)>>;
 
 /// A read in flight on one node: the new connections (reads, control) if it had to connect, and what it read.
 type Read =
-    (Option<(MultiplexedConnection, MultiplexedConnection)>, Option<Vec<String>>, Result<Vec<Entry>, TransportError>);
+    (Option<(MultiplexedConnection, MultiplexedConnection)>, Option<Vec<String>>, Result<Vec<Entry>, ConnError>);
 
 /// One node's streams, as one consumer reads them.
 struct Lane {
@@ -180,7 +174,7 @@ impl Lane {
     /// A read, claim or acknowledgement failed: connect again after a while, or
     /// at once to the node a `MOVED` names (the streams' slot moved there;
     /// the stream and its groups moved with it, and if not, the read creates the group).
-    fn failed(&mut self, e: &TransportError) {
+    fn failed(&mut self, e: &ConnError) {
         (self.con, self.ctl, self.pending_from) = (None, None, None);
         let moved = moved_to(e).and_then(|to| client_at(&self.client, &to.host, to.port));
         let retry = if moved.is_some() { Duration::ZERO } else { RETRY };
@@ -192,10 +186,10 @@ impl Lane {
 }
 
 /// The node a `MOVED` error names; `None` for any other error.
-fn moved_to(e: &TransportError) -> Option<crate::cluster::Redirect> {
-    let TransportError::Redis(e) = e else { return None };
+fn moved_to(e: &ConnError) -> Option<crate::topology::Redirect> {
+    let ConnError::Redis(e) = e else { return None };
     let text = format!("{} {}", e.code()?, e.detail()?);
-    crate::cluster::Redirect::parse(text.as_bytes()).filter(|r| !r.ask)
+    crate::topology::Redirect::parse(text.as_bytes()).filter(|r| !r.ask)
 }
 
 /// `client`'s settings (credentials, TLS) for another node; keeps the host when `host` is empty.
@@ -239,7 +233,7 @@ async fn xreadgroup(
     keys: &[(usize, String)],
     from: Option<&[String]>,
     block: Duration,
-) -> Result<Vec<Entry>, TransportError> {
+) -> Result<Vec<Entry>, ConnError> {
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP").arg(group).arg(name).arg("COUNT").arg(count);
     if from.is_none() {
@@ -288,7 +282,7 @@ async fn create_groups(
     keys: &[(usize, String)],
     group: &str,
     id: &str,
-) -> Result<(), TransportError> {
+) -> Result<(), ConnError> {
     for (_, key) in keys {
         let created: redis::RedisResult<()> =
             redis::cmd("XGROUP").arg("CREATE").arg(key).arg(group).arg(id).arg("MKSTREAM").query_async(con).await;
@@ -307,7 +301,7 @@ impl StreamsConsumer {
 
     /// XREADGROUP: this consumer's own pending entries (`own_pending`, ID 0),
     /// or new ones (`>`, waiting up to `block`). Appends to `out`.
-    pub async fn read(&self, own_pending: bool, block: Duration, out: &mut Vec<Entry>) -> Result<(), TransportError> {
+    pub async fn read(&self, own_pending: bool, block: Duration, out: &mut Vec<Entry>) -> Result<(), ConnError> {
         let single = {
             let lanes = self.lanes();
             match lanes.as_slice() {
@@ -349,7 +343,7 @@ impl StreamsConsumer {
                 let std::task::Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) else { continue };
                 lane.inflight = None;
                 any = true;
-                let (fresh, from, read) = result.unwrap_or((None, None, Err(TransportError::Closed)));
+                let (fresh, from, read) = result.unwrap_or((None, None, Err(ConnError::Closed)));
                 if let Some((con, ctl)) = fresh {
                     (lane.con, lane.ctl) = (Some(con), Some(ctl));
                 }
@@ -401,10 +395,7 @@ impl StreamsConsumer {
                     }
                     None => {
                         let pair = async {
-                            Ok::<_, TransportError>((
-                                connect(&client, timeout).await?,
-                                connect(&client, timeout).await?,
-                            ))
+                            Ok::<_, ConnError>((connect(&client, timeout).await?, connect(&client, timeout).await?))
                         };
                         match pair.await {
                             Ok((mut con, ctl)) => {
@@ -421,7 +412,7 @@ impl StreamsConsumer {
         }
     }
 
-    fn lane_failed(&self, i: usize, e: &TransportError) {
+    fn lane_failed(&self, i: usize, e: &ConnError) {
         self.lanes()[i].failed(e);
     }
 
@@ -436,7 +427,7 @@ impl StreamsConsumer {
 
     /// XAUTOCLAIM on every stream: takes over entries of this group that were
     /// delivered to some consumer and not acknowledged for `min_idle`.
-    pub async fn autoclaim(&self, min_idle: Duration, out: &mut Vec<Entry>) -> Result<(), TransportError> {
+    pub async fn autoclaim(&self, min_idle: Duration, out: &mut Vec<Entry>) -> Result<(), ConnError> {
         let (single, up) = self.up();
         for (i, mut con, keys) in up {
             for (key, name) in keys.iter() {
@@ -460,7 +451,7 @@ impl StreamsConsumer {
         name: &str,
         min_idle: Duration,
         out: &mut Vec<Entry>,
-    ) -> Result<(), TransportError> {
+    ) -> Result<(), ConnError> {
         let mut start = b"0-0".to_vec();
         loop {
             let reply: Value = redis::cmd("XAUTOCLAIM")
@@ -490,7 +481,7 @@ impl StreamsConsumer {
     /// XACK the given entries, one command per stream, pipelined per node;
     /// returns how many Redis acknowledged. On a cluster, what a node that is
     /// down could not acknowledge stays pending, and comes back with the node.
-    pub async fn ack(&self, entries: &[Entry]) -> Result<u64, TransportError> {
+    pub async fn ack(&self, entries: &[Entry]) -> Result<u64, ConnError> {
         if entries.is_empty() {
             return Ok(0);
         }

@@ -19,13 +19,14 @@
 pub mod control;
 pub mod merge;
 
-use crate::report::rows::WorkerRow;
+use crate::connect::conn::Endpoint;
+use crate::connect::ConnError;
+use crate::connect::RedisUrl;
+use crate::results::rows::WorkerRow;
+use crate::results::summarize::HarnessCpu;
 use crate::scenario::{Password, ScenarioError, TransportKind};
-use crate::stats::summary::HarnessCpu;
 use crate::swarm::{Live, Share, SwarmOutput};
-use crate::target::{RedisUrl, Target, TargetError};
-use crate::transport::conn::Endpoint;
-use crate::transport::TransportError;
+use crate::target::{Target, TargetError};
 use crate::{RunReport, Scenario};
 use anyhow::{Context, Result};
 use control::{Control, Plan, Registration, WorkerResult};
@@ -109,14 +110,14 @@ fn ids(r: &Range<u32>) -> String {
 
 /// A client for the control Redis at `url`; a masked or missing password is `password`.
 fn control_client(url: &str, password: Option<&str>) -> Result<redis::Client, TargetError> {
-    crate::redis_client(&control_url(url, password)?, &Scenario::default(), url)
+    crate::pipeline::redis_client(&control_url(url, password)?, &Scenario::default(), url)
 }
 
 /// The control Redis's address and credentials; a masked or missing password is `password`.
 fn control_url(url: &str, password: Option<&str>) -> Result<RedisUrl, TargetError> {
-    let mut parsed = crate::target::parse_url(url)
-        .map_err(|message| TargetError::Unreachable { url: crate::target::redact_url(url), message })?;
-    if parsed.password.as_deref().is_none_or(|p| p == crate::target::MASK) {
+    let mut parsed = crate::connect::parse_url(url)
+        .map_err(|message| TargetError::Unreachable { url: crate::connect::redact_url(url), message })?;
+    if parsed.password.as_deref().is_none_or(|p| p == crate::connect::MASK) {
         parsed.password = password.map(str::to_owned);
     }
     Ok(parsed)
@@ -124,7 +125,7 @@ fn control_url(url: &str, password: Option<&str>) -> Result<RedisUrl, TargetErro
 
 async fn connect_control(client: &redis::Client, url: &str, run: &str, timeout: Duration) -> Result<Control> {
     Control::connect(client, run, timeout, Duration::from_secs(3600)).await.map_err(|e| {
-        TargetError::Unreachable { url: crate::target::redact_url(url), message: format!("control Redis: {e}") }.into()
+        TargetError::Unreachable { url: crate::connect::redact_url(url), message: format!("control Redis: {e}") }.into()
     })
 }
 
@@ -134,7 +135,7 @@ async fn connect_control(client: &redis::Client, url: &str, run: &str, timeout: 
 /// a second) while the tightest is over a millisecond. Redis read its clock somewhere within that round
 /// trip, so the offset is taken at its middle and is right to within half of
 /// it, plus `TIME`'s resolution (1 µs). Returns (offset, uncertainty) in ns.
-async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), TransportError> {
+async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), ConnError> {
     let mut conn = endpoint.connect().await?;
     let mut best: Option<(u64, i64)> = None;
     let started = Instant::now();
@@ -150,7 +151,7 @@ async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), 
         let after = crate::clock::realtime_ns();
         let number = |i: usize| reply.get(i).and_then(|t| t.parse::<u64>().ok());
         let (Some(secs), Some(micros)) = (number(0), number(1)) else {
-            return Err(TransportError::Refused { what: "TIME", message: format!("unexpected reply {reply:?}") });
+            return Err(ConnError::Refused { what: "TIME", message: format!("unexpected reply {reply:?}") });
         };
         let rtt = after.saturating_sub(before);
         let offset = (secs * 1_000_000_000 + micros * 1_000) as i64 - (before + rtt / 2) as i64;
@@ -164,7 +165,7 @@ async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), 
 
 /// The run a worker started without `--run` joins: the only one waiting for workers.
 async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
-    let url = crate::target::redact_url(control);
+    let url = crate::connect::redact_url(control);
     let deadline = Instant::now() + PLAN_WAIT;
     loop {
         let mut runs = control::waiting_runs(client, Duration::from_secs(5))
@@ -184,7 +185,7 @@ async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
 /// measured. A failure after joining is published too, so the coordinator can name it.
 pub async fn work(control: &str, run: Option<&str>, password: Option<String>, live: Arc<Live>) -> Result<()> {
     let address = control_url(control, password.as_deref())?;
-    let client = crate::redis_client(&address, &Scenario::default(), control)?;
+    let client = crate::pipeline::redis_client(&address, &Scenario::default(), control)?;
     let run = match run {
         Some(run) => run.to_string(),
         None => find_run(&client, control).await?,
@@ -197,7 +198,7 @@ pub async fn work(control: &str, run: Option<&str>, password: Option<String>, li
             break plan;
         }
         if Instant::now() > deadline {
-            let url = crate::target::redact_url(control);
+            let url = crate::connect::redact_url(control);
             return Err(WorkerError::NoRun { run: Some(run.into()), url }.into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -214,7 +215,7 @@ pub async fn work(control: &str, run: Option<&str>, password: Option<String>, li
         scenario.password = Some(Password(p));
     }
     scenario.validate()?;
-    let endpoint = crate::endpoint(&address, &Scenario::default(), control)?;
+    let endpoint = crate::pipeline::endpoint(&address, &Scenario::default(), control)?;
     let (offset_ns, uncertainty_ns) = measure_offset(&endpoint, OFFSET_ROUNDS).await.map_err(|e| {
         WorkerError::Failed { who: "clock".into(), message: format!("measuring the clock offset: {e}") }
     })?;
@@ -258,7 +259,7 @@ async fn run_share(
     let (producers, consumers) = share_of(index, plan.workers, scenario.producers, scenario.consumers);
     crate::sys::raise_fd_limit(producers.len() as u64 * 2 + consumers.len() as u64 + 64)
         .context("raising the open-file limit")?;
-    let transport = crate::transport_on(scenario, &plan.url, &plan.nonce).await?.transport;
+    let transport = crate::pipeline::transport_on(scenario, &plan.url, &plan.nonce).await?.transport;
     let epoch = plan.epoch_unix_ns.saturating_add_signed(-offset_ns);
     let (ready_tx, ready_rx) = oneshot::channel();
     let (start_tx, start_rx) = oneshot::channel();
@@ -279,9 +280,9 @@ async fn run_share(
     };
     let steps = tokio::spawn(follow(ctl.clone(), index, plan.workers, ready_rx, start_tx, measured_rx, all_tx));
     let stop = tokio::spawn(forward_stop(ctl.clone(), live.clone()));
-    let meter = tokio::spawn(crate::cpu_over_measured_phase(live.clone()));
+    let meter = tokio::spawn(crate::pipeline::cpu_over_measured_phase(live.clone()));
     let out = crate::swarm::run_share(scenario, transport, live, Some(share)).await;
-    let cpu = crate::meter_reading(meter).await;
+    let cpu = crate::pipeline::meter_reading(meter).await;
     steps.abort();
     stop.abort();
     Ok((out, cpu))
@@ -364,28 +365,28 @@ pub async fn coordinate(
 ) -> Result<Distributed> {
     scenario.validate()?;
     check(&scenario, opts)?;
-    let url = crate::effective_url(&scenario, target.url())?;
-    crate::check_reachable(&crate::endpoint(&url, &scenario, target.url())?, target.url()).await?;
+    let url = crate::pipeline::effective_url(&scenario, target.url())?;
+    crate::pipeline::check_reachable(&crate::pipeline::endpoint(&url, &scenario, target.url())?, target.url()).await?;
     let password = url.password.clone();
     let (control_url, client) = match &opts.control {
         Some(c) => (c.clone(), control_client(c, password.as_deref())?),
-        None => (target.url().to_string(), crate::redis_client(&url, &scenario, target.url())?),
+        None => (target.url().to_string(), crate::pipeline::redis_client(&url, &scenario, target.url())?),
     };
-    let run_id = format!("{}-{}", scenario.name, crate::utc_stamp());
+    let run_id = format!("{}-{}", scenario.name, crate::pipeline::utc_stamp());
     let mut ctl = connect_control(&client, &control_url, &run_id, scenario.connect_timeout).await?;
     let epoch_unix_ns = ctl.server_time_ns().await.map_err(WorkerError::from)? - EPOCH_BACK.as_nanos() as u64;
     let plan = Plan {
         version: control::version(),
         workers: opts.workers,
         scenario: scenario.to_toml(),
-        url: crate::target::redact_url(target.url()),
-        nonce: crate::run_nonce(),
+        url: crate::connect::redact_url(target.url()),
+        nonce: crate::pipeline::run_nonce(),
         epoch_unix_ns,
     };
     ctl.put_plan(&plan).await.map_err(WorkerError::from)?;
-    let endpoint = crate::endpoint(&url, &scenario, target.url())?;
+    let endpoint = crate::pipeline::endpoint(&url, &scenario, target.url())?;
     let config = crate::target::apply_config(&endpoint, target.url(), &scenario.redis_config).await?;
-    let shown_control = crate::target::redact_url(&control_url);
+    let shown_control = crate::connect::redact_url(&control_url);
     let result = async {
         let mut children = Children::spawn(opts.spawn, &shown_control, &run_id, password.as_deref())?;
         if opts.spawn < opts.workers {
@@ -409,10 +410,10 @@ pub async fn coordinate(
     let _ = ctl.delete().await;
     if scenario.transport == TransportKind::Streams {
         // The same names and nodes the workers derived from the plan.
-        if let Ok(crate::Setup { transport: crate::swarm::Transport::Streams(t), .. }) =
-            crate::transport_on(&scenario, &plan.url, &plan.nonce).await
+        if let Ok(crate::pipeline::Setup { transport: crate::swarm::Transport::Streams(t), .. }) =
+            crate::pipeline::transport_on(&scenario, &plan.url, &plan.nonce).await
         {
-            crate::delete_streams(&t).await;
+            crate::pipeline::delete_streams(&t).await;
         }
     }
     if !target.is_private() {
@@ -644,9 +645,9 @@ fn assemble(
     }
     let uncertainty_ns = pair_uncertainty(&sides);
     let merged = merge::merge(outputs)?;
-    let mut report = crate::stats::summary::summarize(run_id, scenario, merged);
+    let mut report = crate::results::summarize::summarize(run_id, scenario, merged);
     report.epoch = Some(epoch);
-    crate::stats::summary::judge_harness(&mut report.summary, cpu_max);
+    crate::results::summarize::judge_harness(&mut report.summary, cpu_max);
     let s = &mut report.summary;
     s.workers = workers;
     s.clock_uncertainty_us = uncertainty_ns as f64 / 1e3;

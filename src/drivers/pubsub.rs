@@ -1,10 +1,10 @@
 //! Redis Pub/Sub: PUBLISH from producers, SUBSCRIBE (or PSUBSCRIBE) on consumers.
 
-use super::cluster::Producer;
-use super::conn::{Conn, Endpoint, Tuning};
-use super::resp::{self, Atom, Frame};
-use super::stream::{ReadHalf, WriteHalf};
-use super::{Acks, ConsumerConn, Delivery, ProducerConn, TransportError};
+use super::producer::Producer;
+use super::{Acks, ConsumerConn, Delivery, ProducerConn};
+use crate::connect::resp::{self, Atom, Frame};
+use crate::connect::socket::{ReadHalf, WriteHalf};
+use crate::connect::{Conn, ConnError, Endpoint, Tuning};
 use crate::wire::Header;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -39,11 +39,11 @@ pub struct PubSub {
 
 impl PubSub {
     /// A producer writing each channel's messages to the node that owns it.
-    pub async fn producer(&self) -> Result<Producer, TransportError> {
+    pub async fn producer(&self) -> Result<Producer, ConnError> {
         let verb: &[u8] = if self.sharded { b"SPUBLISH" } else { b"PUBLISH" };
         let prefixes =
             self.channels.iter().map(|ch| resp::fixed_prefix(&[verb, ch.as_bytes()], self.payload_len)).collect();
-        let slots: Vec<u16> = self.channels.iter().map(|c| crate::cluster::key_slot(c.as_bytes())).collect();
+        let slots: Vec<u16> = self.channels.iter().map(|c| crate::topology::key_slot(c.as_bytes())).collect();
         Producer::connect(&self.nodes, &self.node_of, &slots, prefixes, self.payload_len).await
     }
 
@@ -54,7 +54,7 @@ impl PubSub {
     /// connection to each node that owns some of the channels. With `want_id`
     /// it also asks for the (first) connection's CLIENT ID, so a watcher can
     /// tell when Redis closes it.
-    pub async fn consumer(&self, id: u32, tuning: Tuning, want_id: bool) -> Result<PubSubConsumer, TransportError> {
+    pub async fn consumer(&self, id: u32, tuning: Tuning, want_id: bool) -> Result<PubSubConsumer, ConnError> {
         let mut conns = Vec::new();
         let mut client_id = None;
         let (kind, verb, leave): (&'static [u8], &'static [u8], &'static [u8]) = match (&self.pattern, self.sharded) {
@@ -104,7 +104,7 @@ impl PubSub {
         client_id: i64,
         every: Duration,
         mut before_poll: impl FnMut(),
-    ) -> Result<(), TransportError> {
+    ) -> Result<(), ConnError> {
         let mut conn = self.endpoint.connect().await?;
         let mut cmd = Vec::new();
         resp::encode_command(&mut cmd, &[b"CLIENT", b"LIST", b"ID", client_id.to_string().as_bytes()]);
@@ -119,7 +119,7 @@ impl PubSub {
                             Frame::Atom(Atom::Bulk(b)) => !b.is_empty(),
                             Frame::Atom(Atom::Error(e)) => {
                                 let message = String::from_utf8_lossy(e).into_owned();
-                                return Err(TransportError::Refused { what: "CLIENT LIST", message });
+                                return Err(ConnError::Refused { what: "CLIENT LIST", message });
                             }
                             _ => true,
                         };
@@ -140,7 +140,7 @@ impl PubSub {
 type Subscription<'a> = (usize, Vec<&'a [u8]>, Vec<usize>);
 
 /// Sends `verb names...` and waits until Redis confirmed each (`kind` pushes).
-async fn subscribe(conn: &mut Conn, verb: &[u8], kind: &[u8], names: &[&[u8]]) -> Result<(), TransportError> {
+async fn subscribe(conn: &mut Conn, verb: &[u8], kind: &[u8], names: &[&[u8]]) -> Result<(), ConnError> {
     let mut cmd = Vec::new();
     resp::encode_command(&mut cmd, &[&[verb], names].concat());
     conn.send(&cmd).await?;
@@ -165,17 +165,17 @@ async fn subscribe(conn: &mut Conn, verb: &[u8], kind: &[u8], names: &[&[u8]]) -
 
 /// An error reply: a node that is still loading or rejoining its cluster is
 /// worth trying again, anything else is a refusal.
-pub fn refusal(what: &'static str, message: String) -> TransportError {
+pub fn refusal(what: &'static str, message: String) -> ConnError {
     let transient = ["CLUSTERDOWN", "LOADING", "TRYAGAIN", "MASTERDOWN"];
     if transient.iter().any(|t| message.starts_with(t)) {
-        TransportError::Unavailable { message }
+        ConnError::Unavailable { message }
     } else {
-        TransportError::Refused { what, message }
+        ConnError::Refused { what, message }
     }
 }
 
 /// Asks for the connection's CLIENT ID.
-async fn client_id_of(conn: &mut Conn) -> Result<i64, TransportError> {
+async fn client_id_of(conn: &mut Conn) -> Result<i64, ConnError> {
     let mut cmd = Vec::new();
     resp::encode_command(&mut cmd, &[b"CLIENT", b"ID"]);
     conn.send(&cmd).await?;
@@ -187,7 +187,7 @@ async fn client_id_of(conn: &mut Conn) -> Result<i64, TransportError> {
             }
             Some((Frame::Atom(Atom::Error(e)), _)) => {
                 let message = String::from_utf8_lossy(e).into_owned();
-                return Err(TransportError::Refused { what: "CLIENT ID", message });
+                return Err(ConnError::Refused { what: "CLIENT ID", message });
             }
             Some(_) => return Err(resp::RespError("unexpected reply to CLIENT ID").into()),
             None => conn.fill().await?,
@@ -219,14 +219,14 @@ struct AckState {
 /// Reads PUBLISH replies as they come, concurrently with the writes, so the
 /// pipeline never stalls on a round trip. Returns only on failure: the server
 /// closed the connection, sent garbage, or stopped answering.
-async fn read_replies(mut read: ReadHalf, acks: Rc<AckState>) -> TransportError {
+async fn read_replies(mut read: ReadHalf, acks: Rc<AckState>) -> ConnError {
     match read_loop(&mut read, &acks).await {
         Err(e) => e,
-        Ok(()) => TransportError::Closed,
+        Ok(()) => ConnError::Closed,
     }
 }
 
-async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), TransportError> {
+async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), ConnError> {
     let mut buf = vec![0u8; 64 * 1024];
     let (mut start, mut end) = (0, 0);
     let mut tick = tokio::time::interval(STALL_CHECK);
@@ -287,13 +287,13 @@ async fn read_loop(read: &mut ReadHalf, acks: &AckState) -> Result<(), Transport
             n = read.read(&mut buf[end..]) => n?,
             _ = tick.tick() => {
                 if let Some(since) = acks.waiting_since.get().filter(|s| s.elapsed() >= STALL_AFTER) {
-                    return Err(TransportError::Stalled { secs: since.elapsed().as_secs_f64() });
+                    return Err(ConnError::Stalled { secs: since.elapsed().as_secs_f64() });
                 }
                 continue;
             }
         };
         if n == 0 {
-            return Err(TransportError::Closed);
+            return Err(ConnError::Closed);
         }
         end += n;
     }
@@ -306,11 +306,11 @@ pub fn is_redirection(error: &[u8]) -> bool {
 
 /// The error that ended the reply reader (waits for it if it is still running).
 /// Takes the handle once it has finished, so it is never polled again.
-async fn reader_failure(reader: &mut Option<JoinHandle<TransportError>>) -> TransportError {
-    let Some(handle) = reader.as_mut() else { return TransportError::Closed };
+async fn reader_failure(reader: &mut Option<JoinHandle<ConnError>>) -> ConnError {
+    let Some(handle) = reader.as_mut() else { return ConnError::Closed };
     let result = handle.await;
     *reader = None;
-    result.unwrap_or(TransportError::Closed)
+    result.unwrap_or(ConnError::Closed)
 }
 
 /// Appends one message: the channel's fixed prefix, the payload (header, then zeros), CRLF.
@@ -335,7 +335,7 @@ pub struct PubSubProducer {
     written: u64,
     acks: Rc<AckState>,
     /// The reply reader; `None` once its failure has been reported.
-    reader: Option<JoinHandle<TransportError>>,
+    reader: Option<JoinHandle<ConnError>>,
 }
 
 impl PubSubProducer {
@@ -382,7 +382,7 @@ impl PubSubProducer {
         endpoint: &Endpoint,
         prefixes: Vec<Vec<u8>>,
         payload_len: usize,
-    ) -> Result<PubSubProducer, TransportError> {
+    ) -> Result<PubSubProducer, ConnError> {
         let conn = endpoint.connect().await?;
         let (read, write) = conn.stream.into_split();
         let acks = Rc::new(AckState::default());
@@ -398,7 +398,7 @@ impl ProducerConn for PubSubProducer {
         self.written += 1;
     }
 
-    async fn flush(&mut self) -> Result<(), TransportError> {
+    async fn flush(&mut self) -> Result<(), ConnError> {
         if self.reader_finished() {
             return Err(reader_failure(&mut self.reader).await);
         }
@@ -420,7 +420,7 @@ impl ProducerConn for PubSubProducer {
         r
     }
 
-    async fn failure(&mut self) -> TransportError {
+    async fn failure(&mut self) -> ConnError {
         reader_failure(&mut self.reader).await
     }
 
@@ -428,7 +428,7 @@ impl ProducerConn for PubSubProducer {
         self.acks.measured.set((first, end));
     }
 
-    async fn finish(mut self, timeout: Duration) -> Result<Acks, TransportError> {
+    async fn finish(mut self, timeout: Duration) -> Result<Acks, ConnError> {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.acks.replies.get() < self.written && tokio::time::Instant::now() < deadline {
             if self.reader_finished() {
@@ -441,7 +441,7 @@ impl ProducerConn for PubSubProducer {
             reader.abort();
         }
         if let Some(message) = self.acks.first_error.borrow_mut().take() {
-            return Err(TransportError::Refused { what: "PUBLISH", message });
+            return Err(ConnError::Refused { what: "PUBLISH", message });
         }
         Ok(self.acks())
     }
@@ -521,7 +521,7 @@ pub enum ShardChange {
 /// ends it. A `MOVED` refusal is followed at once to the node it names; an
 /// `ASK` (a slot being migrated) is tried again later. Returns the connection
 /// and the node it is on.
-async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), TransportError> {
+async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), ConnError> {
     let mut backoff = Duration::from_millis(10);
     let mut endpoint = shard.endpoint.clone();
     loop {
@@ -529,14 +529,14 @@ async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), TransportError> {
             let mut conn = endpoint.connect_with(shard.tuning).await?;
             let names: Vec<&[u8]> = shard.names.iter().map(|n| n.as_slice()).collect();
             subscribe(&mut conn, shard.verb, shard.kind, &names).await?;
-            Ok::<_, TransportError>(conn)
+            Ok::<_, ConnError>(conn)
         };
         match tokio::time::timeout(endpoint.connect_timeout, attempt).await {
             Ok(Ok(conn)) => return Ok((conn, endpoint)),
-            Ok(Err(TransportError::Refused { message, .. }))
-                if crate::cluster::Redirect::parse(message.as_bytes()).is_some() =>
+            Ok(Err(ConnError::Refused { message, .. }))
+                if crate::topology::Redirect::parse(message.as_bytes()).is_some() =>
             {
-                let to = crate::cluster::Redirect::parse(message.as_bytes()).expect("checked");
+                let to = crate::topology::Redirect::parse(message.as_bytes()).expect("checked");
                 if !to.ask {
                     endpoint.port = to.port;
                     if !to.host.is_empty() {
@@ -545,7 +545,7 @@ async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), TransportError> {
                     continue;
                 }
             }
-            Ok(Err(e @ TransportError::Refused { .. })) => return Err(e),
+            Ok(Err(e @ ConnError::Refused { .. })) => return Err(e),
             _ => {}
         }
         tokio::time::sleep(backoff).await;
@@ -553,7 +553,7 @@ async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), TransportError> {
     }
 }
 
-type Rejoin = std::pin::Pin<Box<dyn Future<Output = Result<(Conn, Endpoint), TransportError>>>>;
+type Rejoin = std::pin::Pin<Box<dyn Future<Output = Result<(Conn, Endpoint), ConnError>>>>;
 
 /// A subscribed consumer: one connection, or one per node for sharded Pub/Sub
 /// on a cluster. With several, a connection the server closes is subscribed
@@ -603,7 +603,7 @@ impl PubSubConsumer {
 
     /// Several connections: reads whichever has bytes first, and takes a
     /// closed one out (to subscribe again) instead of failing.
-    fn poll_fill(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), TransportError>> {
+    fn poll_fill(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), ConnError>> {
         use std::task::Poll;
         for i in 0..self.conns.len() {
             let Some(rejoin) = &mut self.rejoins[i] else { continue };
@@ -621,7 +621,7 @@ impl PubSubConsumer {
             let polled = std::pin::pin!(conn.fill()).poll(cx);
             match polled {
                 Poll::Pending => {}
-                Poll::Ready(Err(TransportError::Closed | TransportError::Io(_))) => {
+                Poll::Ready(Err(ConnError::Closed | ConnError::Io(_))) => {
                     self.conns[i] = None;
                     self.rejoins[i] = Some(Box::pin(rejoin(Rc::new(self.shards[i].clone()))));
                     self.changes.push_back(ShardChange::Lost {
@@ -640,7 +640,7 @@ impl PubSubConsumer {
 
 impl ConsumerConn for PubSubConsumer {
     #[inline]
-    fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError> {
+    fn next(&mut self) -> Result<Option<Delivery<'_>>, ConnError> {
         let n = self.conns.len();
         for _ in 0..n {
             let i = self.next;
@@ -674,7 +674,7 @@ impl ConsumerConn for PubSubConsumer {
         Ok(None)
     }
 
-    async fn start_leaving(&mut self) -> Result<(), TransportError> {
+    async fn start_leaving(&mut self) -> Result<(), ConnError> {
         let mut cmd = Vec::new();
         let verb: &[u8] = match self.leave {
             b"punsubscribe" => b"PUNSUBSCRIBE",
@@ -695,7 +695,7 @@ impl ConsumerConn for PubSubConsumer {
         self.left >= self.conns.iter().flatten().count()
     }
 
-    async fn fill(&mut self) -> Result<(), TransportError> {
+    async fn fill(&mut self) -> Result<(), ConnError> {
         if let [Some(conn)] = self.conns.as_mut_slice() {
             return conn.fill().await;
         }

@@ -9,8 +9,8 @@
 //! from there until the consumer was subscribed again, nobody was there
 //! (`unsubscribed`); anything else is `other`.
 
-use crate::report::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
-use crate::report::RunReport;
+use crate::results::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
+use crate::results::RunReport;
 use crate::scenario::Scenario;
 use crate::stats::ledger::SeqLedger;
 use crate::swarm::{EventKind, Outage, Status, SwarmOutput};
@@ -323,7 +323,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         status: status_str.into(),
         reason,
         transport: scenario.transport.to_string(),
-        url: scenario.url.as_deref().map_or_else(|| "private".into(), crate::target::redact_url),
+        url: scenario.url.as_deref().map_or_else(|| "private".into(), crate::connect::redact_url),
         nodes: 1,
         producers: scenario.producers,
         consumers: scenario.consumers,

@@ -2,7 +2,7 @@
 //! shutdown, no last write) during the measured phase and restarted on the
 //! same port, with the same configuration, nodes.conf and append-only file.
 
-use crate::report::rows::EventRow;
+use crate::results::rows::EventRow;
 use crate::scenario::KillNode;
 use crate::swarm::Live;
 use crate::target::{Target, TargetError};

@@ -2,10 +2,10 @@
 //! a read buffer that grows only while the consumer cannot keep up.
 
 use super::resp::{self, Atom, Frame};
-use super::stream::Stream;
+use super::socket::Stream;
 use super::tls::{Tls, TlsError, TlsOptions};
-use super::TransportError;
-use crate::target::RedisUrl;
+use super::ConnError;
+use crate::connect::RedisUrl;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -53,22 +53,22 @@ impl Endpoint {
 
     /// Opens a TCP connection, sets TCP_NODELAY (latency matters more than
     /// packet count here), then TLS if asked and AUTH, all within the connect timeout.
-    pub async fn connect(&self) -> Result<Conn, TransportError> {
+    pub async fn connect(&self) -> Result<Conn, ConnError> {
         self.connect_with(Tuning::default()).await
     }
 
     /// [`Endpoint::connect`] with socket settings for a particular role.
-    pub async fn connect_with(&self, tuning: Tuning) -> Result<Conn, TransportError> {
+    pub async fn connect_with(&self, tuning: Tuning) -> Result<Conn, ConnError> {
         let addr = self.addr();
         let secs = self.connect_timeout.as_secs_f64();
         tokio::time::timeout(self.connect_timeout, self.open(tuning))
             .await
-            .map_err(|_| TransportError::ConnectTimeout { addr, secs })?
+            .map_err(|_| ConnError::ConnectTimeout { addr, secs })?
     }
 
-    async fn open(&self, tuning: Tuning) -> Result<Conn, TransportError> {
+    async fn open(&self, tuning: Tuning) -> Result<Conn, ConnError> {
         let addr = self.addr();
-        let connect_error = |source| TransportError::Connect { addr: addr.clone(), source };
+        let connect_error = |source| ConnError::Connect { addr: addr.clone(), source };
         let mut last = None;
         for sock_addr in tokio::net::lookup_host((self.host.as_str(), self.port)).await.map_err(connect_error)? {
             let socket =
@@ -85,8 +85,7 @@ impl Endpoint {
                         Some(tls) => {
                             let session = tls.connector.connect(tls.server_name.clone(), stream).await;
                             Stream::Tls(Box::new(
-                                session
-                                    .map_err(|source| TransportError::TlsHandshake { addr: addr.clone(), source })?,
+                                session.map_err(|source| ConnError::TlsHandshake { addr: addr.clone(), source })?,
                             ))
                         }
                     };
@@ -100,7 +99,7 @@ impl Endpoint {
         Err(connect_error(last.unwrap_or_else(|| std::io::Error::other("no address found"))))
     }
 
-    async fn authenticate(&self, conn: &mut Conn) -> Result<(), TransportError> {
+    async fn authenticate(&self, conn: &mut Conn) -> Result<(), ConnError> {
         if let Some(password) = &self.password {
             let mut cmd = Vec::new();
             match &self.username {
@@ -165,7 +164,7 @@ impl Conn {
     /// Reads at least one more byte. Grows the buffer when a read fills it (the
     /// consumer is behind or a frame is large), up to a cap, so idle consumers
     /// stay small and busy ones read in large chunks.
-    pub async fn fill(&mut self) -> Result<(), TransportError> {
+    pub async fn fill(&mut self) -> Result<(), ConnError> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -180,7 +179,7 @@ impl Conn {
         }
         let n = self.stream.read(&mut self.buf[self.end..]).await?;
         if n == 0 {
-            return Err(TransportError::Closed);
+            return Err(ConnError::Closed);
         }
         self.end += n;
         if self.end == self.buf.len() && self.buf.len() < self.max_buf && self.start == 0 {
@@ -191,7 +190,7 @@ impl Conn {
     }
 
     /// Writes `bytes` and flushes them (TLS buffers records until flushed).
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         self.stream.write_all(bytes).await?;
         self.stream.flush().await?;
         Ok(())
@@ -200,7 +199,7 @@ impl Conn {
     /// Sends one command and returns its reply as text: a string or an
     /// integer as one item, an array (of up to four) as its items. For
     /// control commands only (CONFIG GET/SET), not the hot path.
-    pub async fn query(&mut self, args: &[&[u8]], what: &'static str) -> Result<Vec<String>, TransportError> {
+    pub async fn query(&mut self, args: &[&[u8]], what: &'static str) -> Result<Vec<String>, ConnError> {
         let mut cmd = Vec::new();
         resp::encode_command(&mut cmd, args);
         self.send(&cmd).await?;
@@ -216,7 +215,7 @@ impl Conn {
             };
             let reply = match frame {
                 Frame::Atom(Atom::Error(e)) => {
-                    Err(TransportError::Refused { what, message: String::from_utf8_lossy(e).into_owned() })
+                    Err(ConnError::Refused { what, message: String::from_utf8_lossy(e).into_owned() })
                 }
                 Frame::Atom(Atom::Nil) => Ok(Vec::new()),
                 Frame::Atom(a) => Ok(vec![text(&a)]),
@@ -229,8 +228,8 @@ impl Conn {
     }
 
     /// Sends one command and waits for its reply; an error reply becomes
-    /// [`TransportError::Refused`]. For set-up only, not the hot path.
-    pub async fn call(&mut self, cmd: &[u8], what: &'static str) -> Result<(), TransportError> {
+    /// [`ConnError::Refused`]. For set-up only, not the hot path.
+    pub async fn call(&mut self, cmd: &[u8], what: &'static str) -> Result<(), ConnError> {
         self.send(cmd).await?;
         loop {
             let parsed = resp::parse(self.pending())?;
@@ -242,7 +241,7 @@ impl Conn {
                     };
                     self.consume(used);
                     return match refused {
-                        Some(message) => Err(TransportError::Refused { what, message }),
+                        Some(message) => Err(ConnError::Refused { what, message }),
                         None => Ok(()),
                     };
                 }

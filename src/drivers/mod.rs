@@ -1,54 +1,13 @@
 //! How messages travel through Redis. The swarm drives a [`Transport`]; each
 //! transport hides its commands behind a producer and a consumer connection.
 
-pub mod cluster;
-pub mod conn;
+pub mod producer;
 pub mod pubsub;
-pub mod resp;
-pub mod stream;
 pub mod streams;
-pub mod tls;
 
+use crate::connect::ConnError;
 use crate::wire::Header;
 use std::future::Future;
-use thiserror::Error;
-
-/// Errors on a data connection.
-#[derive(Debug, Error)]
-pub enum TransportError {
-    #[error("connection closed by the server")]
-    Closed,
-    #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
-    #[error("timed out after {secs:.1}s connecting to {addr} (see --connect-timeout)")]
-    ConnectTimeout { addr: String, secs: f64 },
-    #[error("TLS handshake with {addr} failed: {source}")]
-    TlsHandshake { addr: String, source: std::io::Error },
-    #[error("Redis stopped answering: no reply to PUBLISH for {secs:.1}s (server stopped, or the network cut)")]
-    Stalled { secs: f64 },
-    #[error("Redis refused {what}: {message}")]
-    Refused { what: &'static str, message: String },
-    #[error("node not serving yet: {message}")]
-    Unavailable { message: String },
-    #[error("I/O error: {0}")]
-    Io(std::io::Error),
-    #[error(transparent)]
-    Protocol(#[from] resp::RespError),
-    #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
-}
-
-impl From<std::io::Error> for TransportError {
-    /// A reset or broken connection is the server closing it, however the
-    /// kernel happened to report it: one cause, one message.
-    fn from(e: std::io::Error) -> TransportError {
-        use std::io::ErrorKind::*;
-        match e.kind() {
-            ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => TransportError::Closed,
-            _ => TransportError::Io(e),
-        }
-    }
-}
 
 /// A message as a consumer sees it, borrowed from the connection's buffer.
 #[derive(Debug, Clone, Copy)]
@@ -86,17 +45,17 @@ pub trait ProducerConn {
     /// Appends one message to the pending write; `payload_len` bytes in all.
     fn queue(&mut self, channel: u32, header: &Header);
     /// Writes everything queued in one pipelined write.
-    fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    fn flush(&mut self) -> impl Future<Output = Result<(), ConnError>>;
     /// Resolves when the connection has failed (closed by the server, or no
     /// reply for too long); pending while it is healthy. Lets an idle producer
     /// notice a dead server without waiting for its next write.
-    fn failure(&mut self) -> impl Future<Output = TransportError>;
+    fn failure(&mut self) -> impl Future<Output = ConnError>;
     /// Marks which messages (by index on this connection) are in the measured phase,
     /// so that acknowledgements are counted for those only.
     fn set_measured(&mut self, first: u64, end: u64);
     /// Waits (at most `timeout`) for the replies to every message written, and
     /// returns what was acknowledged.
-    fn finish(self, timeout: std::time::Duration) -> impl Future<Output = Result<Acks, TransportError>>;
+    fn finish(self, timeout: std::time::Duration) -> impl Future<Output = Result<Acks, ConnError>>;
 }
 
 /// One consumer's connection: fill a buffer from the socket, then take the
@@ -105,13 +64,13 @@ pub trait ProducerConn {
 #[allow(async_fn_in_trait)]
 pub trait ConsumerConn {
     /// The next complete message already read, if any.
-    fn next(&mut self) -> Result<Option<Delivery<'_>>, TransportError>;
+    fn next(&mut self) -> Result<Option<Delivery<'_>>, ConnError>;
     /// Reads more bytes from the socket (waits until some arrive).
-    fn fill(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    fn fill(&mut self) -> impl Future<Output = Result<(), ConnError>>;
     /// Asks the server to stop sending (a graceful leave); messages already on
     /// their way still arrive through [`ConsumerConn::next`] until
     /// [`ConsumerConn::has_left`] turns true.
-    fn start_leaving(&mut self) -> impl Future<Output = Result<(), TransportError>>;
+    fn start_leaving(&mut self) -> impl Future<Output = Result<(), ConnError>>;
     /// Whether the server confirmed the leave.
     fn has_left(&self) -> bool;
 }

@@ -9,10 +9,10 @@
 //! with `ASK` is written again to the node named after `ASKING`, its slot's
 //! routing unchanged. Each redirection is still counted.
 
-use super::conn::Endpoint;
 use super::pubsub::{encode_message, PubSubProducer};
-use super::{Acks, ProducerConn, TransportError};
-use crate::cluster::Redirect;
+use super::{Acks, ProducerConn};
+use crate::connect::{ConnError, Endpoint};
+use crate::topology::Redirect;
 use crate::wire::Header;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -46,7 +46,7 @@ impl Producer {
         slots: &[u16],
         prefixes: Vec<Vec<u8>>,
         payload_len: usize,
-    ) -> Result<Producer, TransportError> {
+    ) -> Result<Producer, ConnError> {
         if let [node] = nodes {
             return Ok(Producer::Single(PubSubProducer::connect(node, prefixes, payload_len).await?));
         }
@@ -78,7 +78,7 @@ impl ProducerConn for Producer {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), TransportError> {
+    async fn flush(&mut self) -> Result<(), ConnError> {
         match self {
             Producer::Single(p) => p.flush().await,
             Producer::Cluster(p) => {
@@ -88,7 +88,7 @@ impl ProducerConn for Producer {
         }
     }
 
-    async fn failure(&mut self) -> TransportError {
+    async fn failure(&mut self) -> ConnError {
         match self {
             Producer::Single(p) => p.failure().await,
             // A node's failure is handled at the next flush.
@@ -103,7 +103,7 @@ impl ProducerConn for Producer {
         }
     }
 
-    async fn finish(self, timeout: Duration) -> Result<Acks, TransportError> {
+    async fn finish(self, timeout: Duration) -> Result<Acks, ConnError> {
         match self {
             Producer::Single(p) => p.finish(timeout).await,
             Producer::Cluster(p) => Ok(p.finish(timeout).await),
@@ -131,7 +131,7 @@ pub struct ClusterProducer {
 struct Lane {
     endpoint: Option<Endpoint>,
     conn: Option<PubSubProducer>,
-    connecting: Option<JoinHandle<Result<PubSubProducer, TransportError>>>,
+    connecting: Option<JoinHandle<Result<PubSubProducer, ConnError>>>,
     retry_at: Option<tokio::time::Instant>,
     /// Every message not acknowledged yet, encoded, back to back: first those
     /// written on the current connection, then those not written yet.
@@ -187,7 +187,7 @@ impl ClusterProducer {
         let at =
             self.lanes.iter().position(|l| l.endpoint.as_ref().is_some_and(|e| e.host == host && e.port == to.port));
         let at = at.unwrap_or_else(|| {
-            let endpoint = super::conn::Endpoint { host, port: to.port, ..seed };
+            let endpoint = Endpoint { host, port: to.port, ..seed };
             self.lanes.push(Lane { endpoint: Some(endpoint), ..Lane::default() });
             self.lanes.len() - 1
         });
@@ -199,7 +199,7 @@ impl ClusterProducer {
         let lane = &mut self.lanes[at];
         if to.ask {
             let before = lane.bytes.len();
-            super::resp::encode_command(&mut lane.bytes, &[b"ASKING"]);
+            crate::connect::resp::encode_command(&mut lane.bytes, &[b"ASKING"]);
             lane.messages.push_back((lane.bytes.len() - before, ASKING, r.channel));
         }
         lane.bytes.extend_from_slice(&r.bytes);
@@ -321,7 +321,7 @@ impl Lane {
             let mut probe = endpoint.connect().await?;
             let info = probe.query(&[b"CLUSTER", b"INFO"], "CLUSTER INFO").await?;
             if !info.first().is_some_and(|i| i.contains("cluster_state:ok")) {
-                return Err(TransportError::Unavailable { message: "cluster_state is not ok".into() });
+                return Err(ConnError::Unavailable { message: "cluster_state is not ok".into() });
             }
             let conn = PubSubProducer::connect(&endpoint, Vec::new(), 0).await?;
             conn.follow_redirections();

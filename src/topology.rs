@@ -7,7 +7,7 @@
 //! node share one hash tag, hence one slot, so multi-key commands
 //! (`SSUBSCRIBE a b`, `XREADGROUP ... STREAMS a b`) stay legal on that node.
 
-use crate::transport::TransportError;
+use crate::connect::ConnError;
 use redis::Value;
 
 /// Slots in a Redis Cluster.
@@ -61,7 +61,7 @@ pub struct Topology {
 impl Topology {
     /// Reads `CLUSTER SLOTS`; `None` when the server is not a cluster.
     /// `seed_host` replaces an empty host in the reply (a node that does not know its own address).
-    pub async fn discover(client: &redis::Client, seed_host: &str) -> Result<Option<Topology>, TransportError> {
+    pub async fn discover(client: &redis::Client, seed_host: &str) -> Result<Option<Topology>, ConnError> {
         let mut con = client.get_multiplexed_async_connection().await?;
         let reply: redis::RedisResult<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut con).await;
         match reply {
@@ -72,8 +72,8 @@ impl Topology {
     }
 
     /// Parses a `CLUSTER SLOTS` reply: `[[start, end, [host, port, id, ...], replicas...], ...]`.
-    pub fn from_slots(v: &Value, seed_host: &str) -> Result<Topology, TransportError> {
-        let bad = || TransportError::Protocol(crate::transport::resp::RespError("unexpected CLUSTER SLOTS reply"));
+    pub fn from_slots(v: &Value, seed_host: &str) -> Result<Topology, ConnError> {
+        let bad = || ConnError::Protocol(crate::connect::resp::RespError("unexpected CLUSTER SLOTS reply"));
         let Value::Array(ranges) = v else { return Err(bad()) };
         let mut nodes: Vec<Node> = Vec::new();
         for range in ranges {
@@ -95,7 +95,7 @@ impl Topology {
             }
         }
         if nodes.is_empty() {
-            return Err(TransportError::Refused { what: "CLUSTER SLOTS", message: "no slot is served".into() });
+            return Err(ConnError::Refused { what: "CLUSTER SLOTS", message: "no slot is served".into() });
         }
         for n in &mut nodes {
             n.slots.sort_unstable();
