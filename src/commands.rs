@@ -1,14 +1,15 @@
 //! What each subcommand does, between parsing and exit codes.
 
 use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs, WorkerArgs};
+use crate::live::{Live, Status};
 use crate::pipeline::workers::{Coordination, WorkerError};
+use crate::pipeline::{self, Finished, Mode};
 use crate::progress::Progress;
 use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
 use crate::results::rows::{SummaryRow, WorkerRow};
 use crate::results::summarize::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::scenario::ScenarioError;
-use crate::swarm::{Live, Status};
 use crate::target::Target;
 use crate::RunReport;
 use anyhow::{Context, Result};
@@ -92,21 +93,40 @@ fn write_run(report: &RunReport, dir: &Path, workers: &[WorkerRow]) -> Result<()
     Ok(())
 }
 
-/// Runs one scenario on `target` with a live view; the report is not written yet.
+/// Runs one scenario on `target` in `mode` with a live view; the results are not written yet.
 async fn run_one(
     scenario: crate::Scenario,
     target: &Target,
+    mode: &Mode,
     quiet: bool,
     current: &std::sync::Mutex<Arc<Live>>,
-) -> Result<crate::RunReport> {
+) -> Result<Finished> {
     let live = Arc::new(Live::default());
     *current.lock().expect("live lock") = live.clone();
-    let show_progress = !quiet && std::io::stderr().is_terminal();
+    // Worker processes count their own messages: the coordinator has no live counters to show.
+    let show_progress = !quiet && std::io::stderr().is_terminal() && matches!(mode, Mode::Local);
     let progress =
         show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
-    let report = crate::pipeline::run_on(scenario, live, target).await;
+    let finished = pipeline::execute(scenario, live, target, mode, |line| eprintln!("{line}")).await;
     drop(progress);
-    report
+    finished
+}
+
+/// `--workers`, `--spawn` and `--control` as a mode: one process, or coordinated worker processes.
+fn mode_of(split: &crate::cli::SplitArgs) -> Mode {
+    match split.workers {
+        None => Mode::Local,
+        Some(workers) => Mode::Workers(Coordination {
+            workers,
+            spawn: split.spawn.unwrap_or(workers),
+            control: split.control.clone(),
+        }),
+    }
+}
+
+/// A run that a Ctrl-C stopped before it started has nothing to write.
+fn interrupted_before_start(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref(), Some(WorkerError::Interrupted))
 }
 
 /// The exit code of a written run; says why on stderr when it is not 0.
@@ -114,14 +134,14 @@ fn exit_code(report: &RunReport, dir: &Path) -> u8 {
     if let Some(warning) = harness_warning(&report.summary, crate::sys::cpus_available()) {
         eprintln!("{warning}");
     }
-    match &report.status {
+    match report.summary.status {
         Status::Ok => check_assertions(report),
         Status::Interrupted => {
             eprintln!("eventbench: interrupted; partial results in {}", dir.display());
             EXIT_INTERRUPTED
         }
-        Status::Aborted(reason) => {
-            eprintln!("eventbench: run aborted: {reason}; partial results in {}", dir.display());
+        Status::Aborted => {
+            eprintln!("eventbench: run aborted: {}; partial results in {}", report.summary.reason, dir.display());
             EXIT_ABORTED
         }
     }
@@ -132,27 +152,16 @@ async fn run(args: RunArgs) -> Result<u8> {
     check_out(args.out.as_ref())?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
-    let target = crate::pipeline::target_for(&scenario)?;
-    let (report, workers) = match args.split.workers {
-        None => (run_one(scenario, &target, args.quiet, &current).await?, Vec::new()),
-        Some(workers) => {
-            let opts = Coordination {
-                workers,
-                spawn: args.split.spawn.unwrap_or(workers),
-                control: args.split.control.clone(),
-            };
-            let live = current.lock().expect("live lock").clone();
-            match crate::pipeline::workers::coordinate(scenario, &opts, live, &target, |line| eprintln!("{line}")).await
-            {
-                Ok(run) => (run.report, run.workers),
-                Err(e) if matches!(e.downcast_ref(), Some(WorkerError::Interrupted)) => {
-                    eprintln!("eventbench: {e}");
-                    return Ok(EXIT_INTERRUPTED);
-                }
-                Err(e) => return Err(e),
+    let target = pipeline::target_for(&scenario)?;
+    let Finished { report, workers } =
+        match run_one(scenario, &target, &mode_of(&args.split), args.quiet, &current).await {
+            Ok(finished) => finished,
+            Err(e) if interrupted_before_start(&e) => {
+                eprintln!("eventbench: {e}");
+                return Ok(EXIT_INTERRUPTED);
             }
-        }
-    };
+            Err(e) => return Err(e),
+        };
     drop(target);
     let dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -191,10 +200,7 @@ fn check_assertions(report: &RunReport) -> u8 {
 async fn compare(args: CompareArgs) -> Result<u8> {
     let base = args.run.scenario()?;
     check_out(args.run.out.as_ref())?;
-    if args.run.split.workers.is_some() {
-        let message = "--workers applies to `eventbench run` only".into();
-        return Err(ScenarioError::Invalid { key: "workers", message }.into());
-    }
+    let mode = mode_of(&args.run.split);
     let scenarios = args
         .transports
         .iter()
@@ -217,9 +223,17 @@ async fn compare(args: CompareArgs) -> Result<u8> {
     let mut code = 0;
     for s in scenarios {
         let transport = s.transport.to_string();
-        let report = run_one(s, &target, args.run.quiet, &current).await?;
+        let Finished { report, workers } = match run_one(s, &target, &mode, args.run.quiet, &current).await {
+            Ok(finished) => finished,
+            Err(e) if interrupted_before_start(&e) => {
+                eprintln!("eventbench: {e}");
+                code = EXIT_INTERRUPTED;
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         let dir = root.join(&transport);
-        write_run(&report, &dir, &[])?;
+        write_run(&report, &dir, &workers)?;
         code = code.max(exit_code(&report, &dir));
         rows.push(report.summary);
         dirs.push(dir);

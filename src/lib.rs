@@ -12,6 +12,7 @@ pub mod clock;
 pub mod commands;
 pub mod connect;
 pub mod drivers;
+pub mod live;
 pub mod pacer;
 pub mod pipeline;
 pub mod progress;
@@ -25,7 +26,7 @@ pub mod target;
 pub mod topology;
 pub mod wire;
 
+pub use live::{Live, Status};
 pub use pipeline::{run, run_on, run_with};
 pub use results::RunReport;
 pub use scenario::Scenario;
-pub use swarm::{Live, Status};

@@ -1,7 +1,7 @@
 //! The live view on stderr: elapsed of total, send and delivery rates, loss so
 //! far, connected consumers. It only reads the engine's atomic counters.
 
-use crate::swarm::Live;
+use crate::live::Live;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;

@@ -24,8 +24,8 @@ pub enum ConnError {
     ConnectTimeout { addr: String, secs: f64 },
     #[error("TLS handshake with {addr} failed: {source}")]
     TlsHandshake { addr: String, source: std::io::Error },
-    #[error("Redis stopped answering: no reply to PUBLISH for {secs:.1}s (server stopped, or the network cut)")]
-    Stalled { secs: f64 },
+    #[error("Redis stopped answering: no reply to {what} for {secs:.1}s (server stopped, or the network cut)")]
+    Stalled { what: &'static str, secs: f64 },
     #[error("Redis refused {what}: {message}")]
     Refused { what: &'static str, message: String },
     #[error("node not serving yet: {message}")]
@@ -47,5 +47,16 @@ impl From<std::io::Error> for ConnError {
             ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => ConnError::Closed,
             _ => ConnError::Io(e),
         }
+    }
+}
+
+/// An error reply: a node that is still loading or rejoining its cluster is
+/// worth trying again, anything else is a refusal.
+pub fn refusal(what: &'static str, message: String) -> ConnError {
+    let transient = ["CLUSTERDOWN", "LOADING", "TRYAGAIN", "MASTERDOWN"];
+    if transient.iter().any(|t| message.starts_with(t)) {
+        ConnError::Unavailable { message }
+    } else {
+        ConnError::Refused { what, message }
     }
 }

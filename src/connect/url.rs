@@ -87,6 +87,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The same URL (scheme, credentials) at another address: a cluster node's.
+pub fn with_address(url: &str, host: &str, port: u16) -> Result<String, String> {
+    let mut u = url::Url::parse(url).map_err(|e| format!("'{}': {e}", redact_url(url)))?;
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    u.set_host(Some(&host)).map_err(|e| format!("'{host}': {e}"))?;
+    u.set_port(Some(port)).map_err(|()| format!("cannot set port {port} on '{}'", redact_url(url)))?;
+    Ok(u.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,200 @@
-//! How messages travel through Redis. The swarm drives a [`Transport`]; each
-//! transport hides its commands behind a producer and a consumer connection.
+//! How messages travel through Redis: one driver per transport, behind the
+//! [`Driver`] trait. The swarm never names a transport: it asks the driver
+//! for producer connections and consumer tasks, and validation asks the
+//! driver's [`Capabilities`] whether it can honour the scenario.
+//!
+//! Adding a transport is one module here (its [`Registration`]: a kind, what
+//! it supports, how to build it on a target) plus its line in [`REGISTRY`].
 
+pub mod ctx;
 pub mod producer;
 pub mod pubsub;
+pub mod sharded;
 pub mod streams;
 
-use crate::connect::ConnError;
+pub use ctx::{Consumed, ConsumerOutput, Ctx, Note, Notes, StatsCell};
+
+use crate::connect::{ConnError, Endpoint};
+use crate::scenario::{Scenario, ScenarioError, SubscribeMode, TransportKind};
+use crate::stats::Window;
+use crate::target::TargetError;
 use crate::wire::Header;
+use producer::Producer;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A future run on the current thread (the swarm's tasks are thread-local).
+pub type LocalBoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// One transport, set up on one target for one run.
+pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
+    /// Which transport this is.
+    fn kind(&self) -> TransportKind;
+    /// The cluster node (index into the run's masters) that owns each channel; all 0 on one server.
+    fn node_of(&self) -> &[usize];
+    /// Opens one producer connection (one per node of a cluster).
+    fn producer(&self) -> LocalBoxFuture<'_, Result<Producer, ConnError>>;
+    /// Runs consumer `id` from connecting until the run finishes: it sends
+    /// [`Note::Ready`] once subscribed (or [`Note::Failed`]), then records
+    /// every delivery into `stats` and its own or its unit's accounting.
+    fn consumer(
+        self: Arc<Self>,
+        id: u32,
+        ctx: Arc<Ctx>,
+        notes: Notes,
+        stats: StatsCell,
+    ) -> LocalBoxFuture<'static, Consumed>;
+    /// How many accounting units several consumers share (Streams groups); 0
+    /// when each consumer accounts for itself.
+    fn shared_units(&self, _s: &Scenario) -> u32 {
+        0
+    }
+    /// The shared units' results, each with its members' outages.
+    fn unit_outputs(&self, _ctx: &Ctx, _outages: Vec<crate::chaos::Outage>) -> Vec<ConsumerOutput> {
+        Vec::new()
+    }
+    /// Tasks beside the swarm for the measured phase and the drain (backlog
+    /// sampling, a replay group), in the one share that runs them.
+    fn side_tasks(&self, _ctx: &Arc<Ctx>, _window: Window) -> SideTasks {
+        SideTasks::default()
+    }
+    /// Removes what the run left on the server (best effort).
+    fn cleanup(&self) -> LocalBoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// What a driver's side tasks measured.
+#[derive(Debug, Default)]
+pub struct SideResults {
+    /// Entries not yet acknowledged, summed over groups, at the end of each measured second.
+    pub backlog: Vec<u64>,
+    /// The replay group's progress, with `--replay-at`.
+    pub replay: Option<streams::side::Replay>,
+}
+
+/// A driver's side tasks, running until the finish signal.
+#[derive(Default)]
+pub struct SideTasks {
+    pub backlog: Option<tokio::task::JoinHandle<Vec<u64>>>,
+    pub replay: Option<tokio::task::JoinHandle<Option<streams::side::Replay>>>,
+}
+
+impl SideTasks {
+    /// Waits for the side tasks to wrap up after the finish signal.
+    pub async fn finish(self) -> SideResults {
+        let backlog = match self.backlog {
+            Some(h) => h.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let replay = match self.replay {
+            Some(h) => h.await.ok().flatten(),
+            None => None,
+        };
+        SideResults { backlog, replay }
+    }
+}
+
+/// What a transport can do; validation refuses, up front, a scenario that asks for more.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capabilities {
+    /// One pattern subscription for all channels (`--subscribe pattern`).
+    pub pattern: bool,
+    /// Consumer groups sharing the work (`--groups`), in one process.
+    pub groups: bool,
+    /// Trimming (`--maxlen`).
+    pub maxlen: bool,
+    /// A group replaying the streams from the beginning (`--replay-at`), in one process.
+    pub replay: bool,
+    /// Taking over what crashed consumers held (`--claim-idle`).
+    pub claim: bool,
+}
+
+/// Where a run's channels (or streams) are: found by the pipeline on the
+/// target, handed to a transport to build its driver.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub scenario: Scenario,
+    /// The URL as given (shown redacted in messages).
+    pub url: String,
+    /// The seed's data endpoint.
+    pub endpoint: Endpoint,
+    /// The seed's client for the redis crate (Streams consumers, side connections).
+    pub client: Arc<redis::Client>,
+    /// The masters: one for a single server.
+    pub nodes: Vec<(Endpoint, Arc<redis::Client>)>,
+    /// The node that owns each channel.
+    pub node_of: Vec<usize>,
+    /// The run's channel (or stream key) names.
+    pub names: Vec<String>,
+    /// What every name of the run starts with.
+    pub prefix: String,
+}
+
+/// A transport as the registry knows it.
+pub struct Registration {
+    pub kind: TransportKind,
+    pub capabilities: Capabilities,
+    /// Builds the driver for a run on the target described by the layout
+    /// (checking first that the target can carry this transport).
+    pub build: fn(Layout) -> LocalBoxFuture<'static, Result<Arc<dyn Driver>, TargetError>>,
+}
+
+/// Every transport eventbench drives.
+pub const REGISTRY: &[Registration] = &[pubsub::REGISTRATION, sharded::REGISTRATION, streams::REGISTRATION];
+
+/// The registration of `kind`.
+pub fn registration(kind: TransportKind) -> &'static Registration {
+    REGISTRY.iter().find(|r| r.kind == kind).expect("every transport kind is registered")
+}
+
+/// Whether the scenario's transport can honour everything the scenario asks,
+/// in one process or split over `--workers` (`split`): an option it cannot
+/// honour is refused before anything runs, never ignored.
+pub fn check(s: &Scenario, split: bool) -> Result<(), ScenarioError> {
+    let caps = registration(s.transport).capabilities;
+    let defaults = Scenario::default();
+    let asks: [(&'static str, bool, bool, &str); 5] = [
+        ("subscribe", s.subscribe == SubscribeMode::Pattern, caps.pattern, "pattern subscriptions"),
+        ("groups", s.groups > 0, caps.groups, "consumer groups"),
+        ("maxlen", s.maxlen.is_some(), caps.maxlen, "trimming"),
+        ("replay-at", s.replay_at.is_some(), caps.replay, "a replay group"),
+        ("claim-idle", s.claim_idle != defaults.claim_idle, caps.claim, "claiming idle entries"),
+    ];
+    for (key, asked, supported, what) in asks {
+        if asked && !supported {
+            let message = format!("--transport {} has no {what}; it applies to {}", s.transport, supporters(key));
+            return Err(ScenarioError::Invalid { key, message });
+        }
+    }
+    if split && (s.groups > 0 || s.replay_at.is_some()) {
+        let key = if s.groups > 0 { "groups" } else { "replay-at" };
+        let message =
+            "--groups and --replay-at run in one process only (a group's members are not split over workers yet)";
+        return Err(ScenarioError::Invalid { key, message: message.into() });
+    }
+    Ok(())
+}
+
+/// The transports that support the option `key`, for messages.
+fn supporters(key: &str) -> String {
+    let names: Vec<String> = REGISTRY
+        .iter()
+        .filter(|r| {
+            let c = r.capabilities;
+            match key {
+                "subscribe" => c.pattern,
+                "groups" => c.groups,
+                "maxlen" => c.maxlen,
+                "replay-at" => c.replay,
+                _ => c.claim,
+            }
+        })
+        .map(|r| format!("--transport {}", r.kind))
+        .collect();
+    names.join(" and ")
+}
 
 /// A message as a consumer sees it, borrowed from the connection's buffer.
 #[derive(Debug, Clone, Copy)]

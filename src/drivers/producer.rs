@@ -1,5 +1,9 @@
-//! Producers on a cluster: one pipelined connection per node, each channel's
-//! messages to the node that owns it. A node that goes away does not end the
+//! The producers' side of every transport: a [`Writer`] pipelines one
+//! connection's commands (PUBLISH, SPUBLISH or XADD, each a fixed prefix per
+//! channel plus the payload) and reads the replies as they come.
+//!
+//! On a cluster, a [`ClusterProducer`] keeps one writer per node, each
+//! channel's messages to the node that owns it. A node that goes away does not end the
 //! run: its messages are held (with those it had not acknowledged) and written
 //! again once it is back, so a producer loses nothing a retrying client would
 //! not; what is still held when the run ends was never written, and is lost.
@@ -9,14 +13,282 @@
 //! with `ASK` is written again to the node named after `ASKING`, its slot's
 //! routing unchanged. Each redirection is still counted.
 
-use super::pubsub::{encode_message, PubSubProducer};
 use super::{Acks, ProducerConn};
+use crate::connect::resp::{self, Atom, Frame};
+use crate::connect::socket::{ReadHalf, WriteHalf};
 use crate::connect::{ConnError, Endpoint};
 use crate::topology::Redirect;
 use crate::wire::Header;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::Duration;
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
+
+/// A producer whose PUBLISH replies are this late decides Redis is gone. Redis
+/// answers in microseconds; a connection that stays open but silent this long
+/// is a stopped server or a cut network, which a closed socket would never show.
+pub const STALL_AFTER: Duration = Duration::from_millis(1500);
+/// How often the reply reader looks at the clock while waiting.
+const STALL_CHECK: Duration = Duration::from_millis(100);
+
+/// Shared between a producer's writer and its reply reader (same thread).
+#[derive(Default)]
+struct AckState {
+    replies: Cell<u64>,
+    reached: Cell<u64>,
+    errors: Cell<u64>,
+    /// Error replies that were MOVED or ASK redirections.
+    redirections: Cell<u64>,
+    /// Whether the redirections are kept for the writer to follow (on a cluster).
+    follow: Cell<bool>,
+    /// The redirections not yet taken by the writer: reply index and error text.
+    redirected: RefCell<Vec<(u64, Vec<u8>)>>,
+    measured: Cell<(u64, u64)>,
+    first_error: RefCell<Option<String>>,
+    /// Messages written so far (set by the writer at each flush).
+    written: Cell<u64>,
+    /// Since when a reply has been awaited without any arriving; `None` when
+    /// every written message is acknowledged.
+    waiting_since: Cell<Option<Instant>>,
+}
+
+/// Reads the replies as they come, concurrently with the writes, so the
+/// pipeline never stalls on a round trip. Returns only on failure: the server
+/// closed the connection, sent garbage, or stopped answering.
+async fn read_replies(mut read: ReadHalf, verb: &'static str, acks: Rc<AckState>) -> ConnError {
+    match read_loop(&mut read, verb, &acks).await {
+        Err(e) => e,
+        Ok(()) => ConnError::Closed,
+    }
+}
+
+async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> Result<(), ConnError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut start, mut end) = (0, 0);
+    let mut tick = tokio::time::interval(STALL_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Counted locally and stored once per read: one reply per message.
+        let (lo, hi) = acks.measured.get();
+        let before = acks.replies.get();
+        let (mut idx, mut reached) = (before, 0);
+        loop {
+            let pending = &buf[start..end];
+            if let Some((n, used)) = resp::integer(pending) {
+                if (lo..hi).contains(&idx) {
+                    reached += n as u64;
+                }
+                idx += 1;
+                start += used;
+                continue;
+            }
+            let Some((frame, used)) = resp::parse(pending)? else { break };
+            match frame {
+                // PUBLISH: the subscribers reached; XADD: the entry's id, one entry stored.
+                Frame::Atom(Atom::Int(n)) if (lo..hi).contains(&idx) => reached += n.max(0) as u64,
+                Frame::Atom(Atom::Bulk(_)) if (lo..hi).contains(&idx) => reached += 1,
+                Frame::Atom(Atom::Error(e)) => {
+                    acks.errors.set(acks.errors.get() + 1);
+                    if is_redirection(e) {
+                        acks.redirections.set(acks.redirections.get() + 1);
+                        if acks.follow.get() {
+                            acks.redirected.borrow_mut().push((idx, e.to_vec()));
+                        }
+                    } else {
+                        acks.first_error.borrow_mut().get_or_insert_with(|| String::from_utf8_lossy(e).into_owned());
+                    }
+                }
+                _ => {}
+            }
+            idx += 1;
+            start += used;
+        }
+        acks.replies.set(idx);
+        acks.reached.set(acks.reached.get() + reached);
+        if idx >= acks.written.get() {
+            acks.waiting_since.set(None);
+        } else if idx != before {
+            // Progress: Redis is alive, however far behind.
+            acks.waiting_since.set(Some(Instant::now()));
+        }
+        if start == end {
+            (start, end) = (0, 0);
+        } else if start > 0 {
+            buf.copy_within(start..end, 0);
+            end -= start;
+            start = 0;
+        }
+        let n = tokio::select! {
+            biased;
+            n = read.read(&mut buf[end..]) => n?,
+            _ = tick.tick() => {
+                if let Some(since) = acks.waiting_since.get().filter(|s| s.elapsed() >= STALL_AFTER) {
+                    return Err(ConnError::Stalled { what: verb, secs: since.elapsed().as_secs_f64() });
+                }
+                continue;
+            }
+        };
+        if n == 0 {
+            return Err(ConnError::Closed);
+        }
+        end += n;
+    }
+}
+
+/// A `-MOVED slot host:port` or `-ASK slot host:port` error reply.
+pub fn is_redirection(error: &[u8]) -> bool {
+    error.starts_with(b"MOVED ") || error.starts_with(b"ASK ")
+}
+
+/// The error that ended the reply reader (waits for it if it is still running).
+/// Takes the handle once it has finished, so it is never polled again.
+async fn reader_failure(reader: &mut Option<JoinHandle<ConnError>>) -> ConnError {
+    let Some(handle) = reader.as_mut() else { return ConnError::Closed };
+    let result = handle.await;
+    *reader = None;
+    result.unwrap_or(ConnError::Closed)
+}
+
+/// Appends one message: the channel's fixed prefix, the payload (header, then zeros), CRLF.
+#[inline]
+pub fn encode_message(out: &mut Vec<u8>, prefix: &[u8], payload_len: usize, header: &Header) {
+    out.extend_from_slice(prefix);
+    let at = out.len();
+    // Filler is zeros; resize writes them without a second pass.
+    out.resize(at + payload_len, 0);
+    header.encode(&mut out[at..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One connection's pipelined writes (PUBLISH, SPUBLISH or XADD) from a
+/// reused buffer, with a fixed command prefix per channel, and a reader that
+/// takes the replies as they come.
+pub struct Writer {
+    write: WriteHalf,
+    /// The command it writes (`PUBLISH`, `XADD`, ...), for messages.
+    verb: &'static str,
+    /// `*3 $7 PUBLISH $n channel $len` per channel, built once.
+    prefixes: Vec<Vec<u8>>,
+    payload_len: usize,
+    out: Vec<u8>,
+    written: u64,
+    acks: Rc<AckState>,
+    /// The reply reader; `None` once its failure has been reported.
+    reader: Option<JoinHandle<ConnError>>,
+}
+
+impl Writer {
+    fn reader_finished(&self) -> bool {
+        self.reader.as_ref().is_none_or(|r| r.is_finished())
+    }
+
+    /// Whether the connection has failed (its reply reader ended).
+    pub fn failed(&self) -> bool {
+        self.reader_finished()
+    }
+
+    /// What was acknowledged so far.
+    pub fn acks(&self) -> Acks {
+        let a = &self.acks;
+        Acks {
+            replies: a.replies.get(),
+            reached: a.reached.get(),
+            errors: a.errors.get(),
+            redirections: a.redirections.get(),
+        }
+    }
+
+    /// Keeps the MOVED and ASK replies for [`Writer::take_redirected`]
+    /// instead of only counting them.
+    pub fn follow_redirections(&self) {
+        self.acks.follow.set(true);
+    }
+
+    /// The redirections received since the last call: reply index on this
+    /// connection and the error (`MOVED slot host:port`, `ASK slot host:port`).
+    pub fn take_redirected(&self) -> Vec<(u64, Vec<u8>)> {
+        std::mem::take(&mut self.acks.redirected.borrow_mut())
+    }
+
+    /// Appends `messages` commands already encoded, for the next flush.
+    pub fn queue_encoded(&mut self, bytes: &[u8], messages: u64) {
+        self.out.extend_from_slice(bytes);
+        self.written += messages;
+    }
+
+    /// Connects a producer that writes `prefixes[channel]` + payload per message.
+    pub async fn connect(
+        endpoint: &Endpoint,
+        verb: &'static str,
+        prefixes: Vec<Vec<u8>>,
+        payload_len: usize,
+    ) -> Result<Writer, ConnError> {
+        let conn = endpoint.connect().await?;
+        let (read, write) = conn.stream.into_split();
+        let acks = Rc::new(AckState::default());
+        let reader = Some(tokio::task::spawn_local(read_replies(read, verb, acks.clone())));
+        Ok(Writer { write, verb, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader })
+    }
+}
+
+impl ProducerConn for Writer {
+    #[inline]
+    fn queue(&mut self, channel: u32, header: &Header) {
+        encode_message(&mut self.out, &self.prefixes[channel as usize], self.payload_len, header);
+        self.written += 1;
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnError> {
+        if self.reader_finished() {
+            return Err(reader_failure(&mut self.reader).await);
+        }
+        if self.acks.replies.get() >= self.acks.written.get() {
+            self.acks.waiting_since.set(Some(Instant::now()));
+        }
+        self.acks.written.set(self.written);
+        let (write, out) = (&mut self.write, &self.out);
+        // A stopped server stops reading, so the write can block for good:
+        // the reader's verdict must be able to end it.
+        let r = tokio::select! {
+            r = async {
+                write.write_all(out).await?;
+                write.flush().await
+            } => r.map_err(Into::into),
+            e = reader_failure(&mut self.reader) => Err(e),
+        };
+        self.out.clear();
+        r
+    }
+
+    async fn failure(&mut self) -> ConnError {
+        reader_failure(&mut self.reader).await
+    }
+
+    fn set_measured(&mut self, first: u64, end: u64) {
+        self.acks.measured.set((first, end));
+    }
+
+    async fn finish(mut self, timeout: Duration) -> Result<Acks, ConnError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.acks.replies.get() < self.written && tokio::time::Instant::now() < deadline {
+            if self.reader_finished() {
+                // Redis went away before acknowledging everything.
+                return Err(reader_failure(&mut self.reader).await);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
+        if let Some(message) = self.acks.first_error.borrow_mut().take() {
+            return Err(ConnError::Refused { what: self.verb, message });
+        }
+        Ok(self.acks())
+    }
+}
 
 /// Between attempts to reach a node that went away.
 const RETRY: Duration = Duration::from_millis(50);
@@ -34,7 +306,7 @@ struct Redirected {
 
 /// A producer on one server, or on every node of a cluster.
 pub enum Producer {
-    Single(PubSubProducer),
+    Single(Writer),
     Cluster(ClusterProducer),
 }
 
@@ -44,17 +316,18 @@ impl Producer {
         nodes: &[Endpoint],
         node_of: &[usize],
         slots: &[u16],
+        verb: &'static str,
         prefixes: Vec<Vec<u8>>,
         payload_len: usize,
     ) -> Result<Producer, ConnError> {
         if let [node] = nodes {
-            return Ok(Producer::Single(PubSubProducer::connect(node, prefixes, payload_len).await?));
+            return Ok(Producer::Single(Writer::connect(node, verb, prefixes, payload_len).await?));
         }
         let mut lanes = Vec::new();
         for endpoint in nodes {
-            let conn = PubSubProducer::connect(endpoint, Vec::new(), payload_len).await?;
+            let conn = Writer::connect(endpoint, verb, Vec::new(), payload_len).await?;
             conn.follow_redirections();
-            lanes.push(Lane { endpoint: Some(endpoint.clone()), conn: Some(conn), ..Lane::default() });
+            lanes.push(Lane { endpoint: Some(endpoint.clone()), verb, conn: Some(conn), ..Lane::default() });
         }
         let (node_of, slots) = (node_of.to_vec(), slots.to_vec());
         Ok(Producer::Cluster(ClusterProducer {
@@ -130,8 +403,10 @@ pub struct ClusterProducer {
 #[derive(Default)]
 struct Lane {
     endpoint: Option<Endpoint>,
-    conn: Option<PubSubProducer>,
-    connecting: Option<JoinHandle<Result<PubSubProducer, ConnError>>>,
+    /// The command its writer sends, for messages.
+    verb: &'static str,
+    conn: Option<Writer>,
+    connecting: Option<JoinHandle<Result<Writer, ConnError>>>,
     retry_at: Option<tokio::time::Instant>,
     /// Every message not acknowledged yet, encoded, back to back: first those
     /// written on the current connection, then those not written yet.
@@ -188,7 +463,8 @@ impl ClusterProducer {
             self.lanes.iter().position(|l| l.endpoint.as_ref().is_some_and(|e| e.host == host && e.port == to.port));
         let at = at.unwrap_or_else(|| {
             let endpoint = Endpoint { host, port: to.port, ..seed };
-            self.lanes.push(Lane { endpoint: Some(endpoint), ..Lane::default() });
+            let verb = self.lanes[0].verb;
+            self.lanes.push(Lane { endpoint: Some(endpoint), verb, ..Lane::default() });
             self.lanes.len() - 1
         });
         if !to.ask {
@@ -314,7 +590,7 @@ impl Lane {
         if self.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
             return;
         }
-        let endpoint = self.endpoint.clone().expect("lanes have an endpoint");
+        let (endpoint, verb) = (self.endpoint.clone().expect("lanes have an endpoint"), self.verb);
         self.connecting = Some(tokio::task::spawn_local(async move {
             // A restarted master refuses keyed writes (CLUSTERDOWN) until it has
             // rejoined: hold its messages until then rather than have them refused.
@@ -323,7 +599,7 @@ impl Lane {
             if !info.first().is_some_and(|i| i.contains("cluster_state:ok")) {
                 return Err(ConnError::Unavailable { message: "cluster_state is not ok".into() });
             }
-            let conn = PubSubProducer::connect(&endpoint, Vec::new(), 0).await?;
+            let conn = Writer::connect(&endpoint, verb, Vec::new(), 0).await?;
             conn.follow_redirections();
             Ok(conn)
         }));

@@ -87,7 +87,7 @@ pub fn findings(run: &RunData) -> Vec<String> {
     if s.status != "ok" {
         out.push(format!(
             "<strong>The run {}</strong>{}; the figures cover what was measured until then.",
-            escape(&s.status),
+            escape(s.status.as_str()),
             if s.reason.is_empty() { String::new() } else { format!(": {}", escape(&s.reason)) }
         ));
     }
@@ -297,7 +297,7 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
         plural(s.channels, "channel"),
         plural(s.consumers, "consumer"),
         s.payload_bytes,
-        status = escape(&s.status),
+        status = escape(s.status.as_str()),
     );
     if let Some(d) = &run.description {
         let _ = writeln!(out, "<p>{}</p>", escape(d));
@@ -438,7 +438,7 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
 
     type Metric = (&'static str, fn(&SummaryRow) -> String);
     let metrics: &[Metric] = &[
-        ("status", |s| s.status.clone()),
+        ("status", |s| s.status.to_string()),
         ("transport", |s| s.transport.clone()),
         ("producers → consumers", |s| format!("{} → {}", s.producers, s.consumers)),
         ("channels", |s| s.channels.to_string()),

@@ -10,7 +10,7 @@
 //! - [`compare_latency`], [`compare_timeline`]: the same, one colour per run.
 
 use super::rundir::RunData;
-use crate::results::summarize::us;
+use crate::stats::us;
 use anyhow::{anyhow, Result};
 use hdrhistogram::Histogram;
 use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};

@@ -83,7 +83,7 @@ pub fn render_comparison(rows: &[SummaryRow]) -> String {
     let loss_pct = |s: &SummaryRow| if s.expected > 0 { 100.0 * s.lost as f64 / s.expected as f64 } else { 0.0 };
     let lines: Vec<(&str, Cell<'_>)> = vec![
         ("transport", Box::new(|s| s.transport.clone())),
-        ("status", Box::new(|s| s.status.clone())),
+        ("status", Box::new(|s| s.status.to_string())),
         ("sent", Box::new(|s| s.sent.to_string())),
         ("expected", Box::new(|s| s.expected.to_string())),
         ("delivered", Box::new(|s| s.delivered.to_string())),

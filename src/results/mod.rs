@@ -7,7 +7,6 @@ pub mod summarize;
 
 use crate::scenario::Scenario;
 use crate::stats::{SecondStats, Window};
-use crate::swarm::Status;
 use hdrhistogram::Histogram;
 use rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
 use std::time::SystemTime;
@@ -18,7 +17,6 @@ pub struct RunReport {
     pub run_id: String,
     /// The effective scenario (file + flags).
     pub scenario: Scenario,
-    pub status: Status,
     pub summary: SummaryRow,
     pub latency: Vec<LatencyRow>,
     pub timeseries: Vec<TimeseriesRow>,

@@ -2,13 +2,15 @@
 //! documents each (a test checks that the two agree). Units are in the names:
 //! `_us` microseconds, `_s` seconds, `_bytes` bytes, `rate` messages per second.
 
+use crate::chaos::EventKind;
+use crate::live::Status;
 use serde::{Deserialize, Serialize};
 
 /// `summary.csv`: one row per run. Counts cover the measured phase only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub run_id: String,
-    pub status: String,
+    pub status: Status,
     pub reason: String,
     pub transport: String,
     pub url: String,
@@ -124,7 +126,7 @@ pub struct ConsumerRow {
 pub struct EventRow {
     pub at_s: f64,
     pub consumer: u32,
-    pub kind: String,
+    pub kind: EventKind,
     pub downtime_ms: Option<f64>,
     pub lost_during: u64,
 }
@@ -143,7 +145,7 @@ pub struct WorkerRow {
     pub sent: u64,
     pub delivered: u64,
     pub cpu_pct: f64,
-    pub status: String,
+    pub status: Status,
 }
 
 /// The column names of a row struct, in order, as the CSV header writes them.

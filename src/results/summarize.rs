@@ -9,31 +9,21 @@
 //! from there until the consumer was subscribed again, nobody was there
 //! (`unsubscribed`); anything else is `other`.
 
+use crate::chaos::NodeOutage;
+use crate::chaos::{EventKind, Outage};
+use crate::live::{Outcome, Status};
 use crate::results::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
 use crate::results::RunReport;
 use crate::scenario::Scenario;
 use crate::stats::ledger::SeqLedger;
-use crate::swarm::{EventKind, Outage, Status, SwarmOutput};
-use hdrhistogram::Histogram;
+use crate::swarm::SwarmOutput;
+use std::time::SystemTime;
 
 /// Percentiles of `latency.csv`.
 pub const PERCENTILES: &[f64] =
     &[0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0];
 
-/// Microseconds from a nanosecond value, with nanosecond precision kept.
-pub fn us(ns: u64) -> f64 {
-    ns as f64 / 1000.0
-}
-
-fn pct_us<T: hdrhistogram::Counter>(h: &Histogram<T>, p: f64) -> f64 {
-    if h.is_empty() {
-        0.0
-    } else if p >= 100.0 {
-        us(h.max())
-    } else {
-        us(h.value_at_quantile(p / 100.0))
-    }
-}
+use crate::stats::pct_us;
 
 /// Send lag p99 above this (µs): the harness did not keep its own schedule.
 pub const HARNESS_LAG_LIMIT_US: f64 = 1000.0;
@@ -59,17 +49,37 @@ impl HarnessCpu {
     }
 }
 
-/// Records the harness's CPU use over the measured phase and whether the
-/// harness itself was the limit of the run: it fell behind its schedule, or
-/// it had no CPU to spare, as a whole or in one thread (a thread's tasks
-/// cannot move to another). Then the figures describe eventbench (or the
-/// machine it shares) as much as Redis.
-pub fn judge_harness(summary: &mut SummaryRow, cpu: HarnessCpu) {
-    summary.harness_cpu_pct = cpu.process_pct;
-    summary.harness_thread_max_pct = cpu.busiest_thread_pct;
-    summary.harness_limited = summary.send_lag_p99_us > HARNESS_LAG_LIMIT_US
+/// Whether the harness itself was the limit of the run: it fell behind its
+/// schedule, or it had no CPU to spare, as a whole or in one thread (a
+/// thread's tasks cannot move to another). Then the figures describe
+/// eventbench (or the machine it shares) as much as Redis.
+pub fn harness_limited(send_lag_p99_us: f64, cpu: HarnessCpu) -> bool {
+    send_lag_p99_us > HARNESS_LAG_LIMIT_US
         || cpu.process_pct > HARNESS_CPU_LIMIT_PCT
-        || cpu.busiest_thread_pct > HARNESS_CPU_LIMIT_PCT;
+        || cpu.busiest_thread_pct > HARNESS_CPU_LIMIT_PCT
+}
+
+/// Everything known about a finished run: what its shares measured (merged)
+/// and what the pipeline saw around them. The results are built from these
+/// once; nothing is patched in afterwards.
+pub struct RunFacts {
+    pub run_id: String,
+    /// The effective scenario.
+    pub scenario: Scenario,
+    /// The shares' outputs, merged.
+    pub out: SwarmOutput,
+    /// Masters of the target (1 for a single server).
+    pub nodes: u32,
+    /// Worker processes (1 for a run in one process).
+    pub workers: u32,
+    /// The busiest share's CPU use over the measured phase.
+    pub cpu: HarnessCpu,
+    /// The largest uncertainty of a latency measured across two processes' clocks, ns (0 in one process).
+    pub clock_uncertainty_ns: u64,
+    /// With `--kill-node`: what happened to the node.
+    pub node_outage: Option<NodeOutage>,
+    /// Wall-clock time of the run's epoch, when known.
+    pub epoch: Option<SystemTime>,
 }
 
 /// Lost messages by cause.
@@ -148,7 +158,9 @@ impl CauseRanges {
 
 /// Builds the report of a run; an accounting mismatch turns the status into
 /// `Aborted`, because a result that does not add up must not pass as one.
-pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunReport {
+pub fn summarize(facts: RunFacts) -> RunReport {
+    let RunFacts { run_id, scenario, out, nodes, workers, cpu, clock_uncertainty_ns, node_outage, epoch } = facts;
+    let scenario = &scenario;
     let window = out.window;
     let channels = scenario.channels as usize;
     let seconds = window.seconds();
@@ -212,15 +224,9 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         for (o, lost_during) in c.outages.iter().zip(per_outage) {
             let at_s = |ns: u64| (ns as f64 - window.start_ns as f64) / 1e9;
             let downtime_ms = o.resubscribed_ns.map(|r| (r - o.closed_ns) as f64 / 1e6);
-            events.push(EventRow {
-                at_s: at_s(o.closed_ns),
-                consumer: st.id,
-                kind: o.kind.as_str().into(),
-                downtime_ms,
-                lost_during,
-            });
+            events.push(EventRow { at_s: at_s(o.closed_ns), consumer: st.id, kind: o.kind, downtime_ms, lost_during });
             if let Some(r) = o.resubscribed_ns {
-                let kind = EventKind::Resubscribed.as_str().into();
+                let kind = EventKind::Resubscribed;
                 events.push(EventRow { at_s: at_s(r), consumer: st.id, kind, downtime_ms, lost_during: 0 });
             }
         }
@@ -248,12 +254,27 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
             p99_us: pct_us(&st.latency, 99.0),
         });
     }
+    // A killed node's events (`consumer` holds the node's index); the loss is the consumers'.
+    if let Some(o) = node_outage {
+        let at_s = |ns: u64| (ns as f64 - window.start_ns as f64) / 1e9;
+        let node_event = |at: u64, kind, downtime_ms| EventRow {
+            at_s: at_s(at),
+            consumer: o.node,
+            kind,
+            downtime_ms,
+            lost_during: 0,
+        };
+        events.push(node_event(o.down_ns, EventKind::NodeDown, None));
+        if let Some(up) = o.up_ns {
+            events.push(node_event(up, EventKind::NodeUp, Some((up - o.down_ns) as f64 / 1e6)));
+        }
+    }
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s).then(a.consumer.cmp(&b.consumer)));
 
     // An interrupted run measured only until its last send.
     let full_ns = window.end_ns - window.start_ns;
     let last_sent_ns = out.producers.iter().map(|p| p.last_sent_ns).max().unwrap_or(0);
-    let measured_ns = match out.status {
+    let measured_ns = match out.outcome.status {
         Status::Ok => full_ns,
         _ => last_sent_ns.saturating_sub(window.start_ns).min(full_ns),
     };
@@ -309,22 +330,20 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         .map(|&p| LatencyRow { percentile: p, latency_us: pct_us(lat, p), raw_latency_us: pct_us(raw, p) })
         .collect();
 
-    let status = match (mismatch, out.status.clone()) {
-        (Some(m), _) => Status::Aborted(m),
-        (None, s) => s,
+    let outcome = match mismatch {
+        Some(m) => Outcome::aborted(m),
+        None => out.outcome.clone(),
     };
-    let (status_str, reason) = match &status {
-        Status::Ok => (status.name(), String::new()),
-        Status::Interrupted => (status.name(), "interrupted by signal".to_string()),
-        Status::Aborted(r) => (status.name(), r.clone()),
-    };
+    let send_lag_p99_us = pct_us(&send_lag, 99.0);
+    let recover_ms =
+        node_outage.and_then(|o| o.up_ns).zip(out.recovered_ns).map(|(up, seen)| seen.saturating_sub(up) as f64 / 1e6);
     let summary = SummaryRow {
         run_id: run_id.clone(),
-        status: status_str.into(),
-        reason,
+        status: outcome.status,
+        reason: outcome.reason,
         transport: scenario.transport.to_string(),
         url: scenario.url.as_deref().map_or_else(|| "private".into(), crate::connect::redact_url),
-        nodes: 1,
+        nodes,
         producers: scenario.producers,
         consumers: scenario.consumers,
         channels: scenario.channels,
@@ -351,7 +370,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         replay_rate: out
             .replay
             .and_then(|r| r.catchup_ns.map(|ns| r.caught_up_read as f64 / (ns as f64 / 1e9).max(1e-9))),
-        recover_ms: None,
+        recover_ms,
         send_rate,
         delivery_rate: per_s(delivered),
         p50_us: pct_us(lat, 50.0),
@@ -362,19 +381,21 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         raw_p50_us: pct_us(raw, 50.0),
         raw_p99_us: pct_us(raw, 99.0),
         raw_max_us: pct_us(raw, 100.0),
-        send_lag_p99_us: pct_us(&send_lag, 99.0),
-        harness_cpu_pct: 0.0,
-        harness_thread_max_pct: 0.0,
-        harness_limited: false,
+        send_lag_p99_us,
+        harness_cpu_pct: cpu.process_pct,
+        harness_thread_max_pct: cpu.busiest_thread_pct,
+        harness_limited: harness_limited(send_lag_p99_us, cpu),
         threads: out.thread_count as u32,
-        workers: 1,
-        clock_uncertainty_us: 0.0,
-        latency_below_uncertainty: 0,
+        workers,
+        clock_uncertainty_us: clock_uncertainty_ns as f64 / 1e3,
+        latency_below_uncertainty: match clock_uncertainty_ns {
+            0 => 0,
+            ns => out.threads.latency.count_between(0, ns),
+        },
     };
     RunReport {
         run_id,
         scenario: scenario.clone(),
-        status,
         summary,
         latency,
         timeseries,
@@ -384,7 +405,7 @@ pub fn summarize(run_id: String, scenario: &Scenario, out: SwarmOutput) -> RunRe
         histogram: out.threads.latency,
         raw_histogram: out.threads.raw,
         per_second: out.threads.seconds,
-        epoch: None,
+        epoch,
     }
 }
 
@@ -395,10 +416,7 @@ mod tests {
     #[test]
     fn the_harness_is_the_limit_when_it_lags_or_has_no_cpu_left() {
         let judged = |send_lag_p99_us, process_pct| {
-            let mut s = SummaryRow { send_lag_p99_us, ..SummaryRow::default() };
-            judge_harness(&mut s, HarnessCpu { process_pct, busiest_thread_pct: process_pct });
-            assert_eq!(s.harness_cpu_pct, process_pct);
-            s.harness_limited
+            harness_limited(send_lag_p99_us, HarnessCpu { process_pct, busiest_thread_pct: process_pct })
         };
         assert!(!judged(0.0, 0.0));
         assert!(!judged(1000.0, 90.0), "the limits themselves are still fine");
@@ -406,9 +424,9 @@ mod tests {
         assert!(judged(50.0, 90.5), "no CPU to spare");
         assert!(judged(5000.0, 99.0));
         let one_thread_busy = HarnessCpu { process_pct: 48.0, busiest_thread_pct: 97.0 };
-        let mut s = SummaryRow::default();
-        judge_harness(&mut s, one_thread_busy);
-        assert!(s.harness_limited, "one thread of two at its limit: its tasks wait though a CPU is free");
-        assert_eq!((s.harness_cpu_pct, s.harness_thread_max_pct), (48.0, 97.0));
+        assert!(
+            harness_limited(0.0, one_thread_busy),
+            "one thread of two at its limit: its tasks wait though a CPU is free"
+        );
     }
 }

@@ -16,6 +16,22 @@ use hdrhistogram::Histogram;
 use ledger::{Arrival, SeqLedger};
 use serde::{Deserialize, Serialize};
 
+/// Microseconds from a nanosecond value, with nanosecond precision kept.
+pub fn us(ns: u64) -> f64 {
+    ns as f64 / 1000.0
+}
+
+/// The `p`th percentile of `h` in µs (100: the maximum; 0 when empty).
+pub fn pct_us<T: hdrhistogram::Counter>(h: &Histogram<T>, p: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else if p >= 100.0 {
+        us(h.max())
+    } else {
+        us(h.value_at_quantile(p / 100.0))
+    }
+}
+
 /// Latency histograms hold nanoseconds with 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant digits is valid")

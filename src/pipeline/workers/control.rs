@@ -1,5 +1,6 @@
 //! The control key space through which the processes of one run meet, on a
-//! Redis they all reach (the target by default): `eventbench:ctl:<run>:*`.
+//! Redis they all reach (the target by default): `eventbench:ctl:{<run>}:*` (the run's name a hash tag, so that on a
+//! cluster all of a run's keys live on the node that owns its slot).
 //!
 //! | key | type | written by | what |
 //! |---|---|---|---|
@@ -71,7 +72,7 @@ pub struct WorkerResult {
 #[derive(Clone)]
 pub struct Control {
     con: MultiplexedConnection,
-    prefix: String,
+    run: String,
     ttl_s: u64,
 }
 
@@ -85,6 +86,12 @@ fn parse<T: DeserializeOwned>(what: &str, text: &str) -> R<T> {
     serde_json::from_str(text).map_err(|e| {
         redis::RedisError::from((redis::ErrorKind::Parse, "malformed control value", format!("{what}: {e}")))
     })
+}
+
+/// The key `name` of run `run`. The run's name is a hash tag: on a cluster,
+/// all of a run's keys are in one slot, on one node.
+pub fn key_of(run: &str, name: &str) -> String {
+    format!("eventbench:ctl:{{{run}}}:{name}")
 }
 
 /// The runs on the control Redis that are still waiting for workers (planned, not started).
@@ -103,9 +110,11 @@ pub async fn waiting_runs(client: &redis::Client, timeout: Duration) -> R<Vec<St
             .query_async(&mut con)
             .await?;
         for key in keys {
-            let Some(run) = key.strip_prefix("eventbench:ctl:").and_then(|k| k.strip_suffix(":plan")) else { continue };
-            let started: bool =
-                redis::cmd("EXISTS").arg(format!("eventbench:ctl:{run}:start")).query_async(&mut con).await?;
+            let tagged = key.strip_prefix("eventbench:ctl:").and_then(|k| k.strip_suffix(":plan"));
+            let Some(run) = tagged.and_then(|k| k.strip_prefix('{')).and_then(|k| k.strip_suffix('}')) else {
+                continue;
+            };
+            let started: bool = redis::cmd("EXISTS").arg(key_of(run, "start")).query_async(&mut con).await?;
             if !started {
                 runs.push(run.to_string());
             }
@@ -128,11 +137,11 @@ impl Control {
             .set_response_timeout(Some(timeout.max(Duration::from_secs(5))));
         let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
         redis::cmd("PING").query_async::<()>(&mut con).await?;
-        Ok(Control { con, prefix: format!("eventbench:ctl:{run}:"), ttl_s: ttl.as_secs().max(60) })
+        Ok(Control { con, run: run.to_string(), ttl_s: ttl.as_secs().max(60) })
     }
 
     fn key(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
+        key_of(&self.run, name)
     }
 
     async fn set(&mut self, name: &str, value: String) -> R<()> {

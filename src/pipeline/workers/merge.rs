@@ -5,7 +5,7 @@
 //!
 //! [`summarize`]: crate::results::summarize::summarize
 
-use crate::swarm::{Status, SwarmOutput};
+use crate::swarm::SwarmOutput;
 use thiserror::Error;
 
 /// Outputs that cannot belong to one run.
@@ -17,15 +17,6 @@ pub enum MergeError {
     Window(crate::stats::Window, crate::stats::Window),
     #[error("{0} {1} was run by two workers")]
     Twice(&'static str, u32),
-}
-
-/// How bad a status is: the merged run is as bad as its worst part.
-fn severity(s: &Status) -> u8 {
-    match s {
-        Status::Ok => 0,
-        Status::Interrupted => 1,
-        Status::Aborted(_) => 2,
-    }
 }
 
 /// Merges the outputs of the workers of one run.
@@ -44,9 +35,11 @@ pub fn merge(parts: Vec<SwarmOutput>) -> Result<SwarmOutput, MergeError> {
         all.replay = all.replay.or(part.replay);
         all.consumers.extend(part.consumers);
         all.producers.extend(part.producers);
-        if severity(&part.status) > severity(&all.status) {
-            all.status = part.status;
-        }
+        all.outcome = all.outcome.worst(part.outcome);
+        all.recovered_ns = match (all.recovered_ns, part.recovered_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         all.thread_count += part.thread_count;
     }
     all.consumers.sort_by_key(|c| c.stats.id);
@@ -63,9 +56,12 @@ pub fn merge(parts: Vec<SwarmOutput>) -> Result<SwarmOutput, MergeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::summarize::summarize;
+    use crate::chaos::{EventKind, Outage};
+    use crate::drivers::ConsumerOutput;
+    use crate::live::{Outcome, Status};
+    use crate::results::summarize::{summarize, RunFacts};
+    use crate::results::RunReport;
     use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
-    use crate::swarm::{ConsumerOutput, EventKind, Outage};
     use crate::wire::Header;
 
     const PRODUCERS: u32 = 2;
@@ -135,9 +131,25 @@ mod tests {
             replay: None,
             consumers: consumers.into_iter().filter(|c| keep_consumer(c.stats.id)).collect(),
             producers: producers.into_iter().filter(|p| keep_producer(p.id)).collect(),
-            status: Status::Ok,
+            outcome: Outcome::ok(),
             thread_count: 1,
+            recovered_ns: None,
         }
+    }
+
+    /// The results of a run in one process with this output.
+    fn report(out: SwarmOutput) -> RunReport {
+        summarize(RunFacts {
+            run_id: "r".into(),
+            scenario: scenario(),
+            out,
+            nodes: 1,
+            workers: 1,
+            cpu: Default::default(),
+            clock_uncertainty_ns: 0,
+            node_outage: None,
+            epoch: None,
+        })
     }
 
     /// Through JSON, as a worker's output travels.
@@ -156,8 +168,8 @@ mod tests {
         ];
         let merged = merge(parts).unwrap();
         assert_eq!(merged.thread_count, 3);
-        let (a, b) = (summarize("r".into(), &scenario(), merged), summarize("r".into(), &scenario(), whole));
-        assert_eq!(a.status, Status::Ok, "{}", a.summary.reason);
+        let (a, b) = (report(merged), report(whole));
+        assert_eq!(a.summary.status, Status::Ok, "{}", a.summary.reason);
         assert!(a.summary.lost > 0 && a.summary.duplicates == 4, "the test exercises loss: {:?}", a.summary);
         assert!(a.summary.lost_unsubscribed > 0 && a.summary.lost_in_buffer > 0, "{:?}", a.summary);
         let mut expected_summary = b.summary.clone();
@@ -190,7 +202,7 @@ mod tests {
     #[test]
     fn the_merged_status_is_the_worst() {
         let mut parts = vec![output(|_| true, |_| false), output(|_| false, |_| true)];
-        parts[1].status = Status::Aborted("redis went away".into());
-        assert_eq!(merge(parts).unwrap().status, Status::Aborted("redis went away".into()));
+        parts[1].outcome = Outcome::aborted("redis went away");
+        assert_eq!(merge(parts).unwrap().outcome, Outcome::aborted("redis went away"));
     }
 }

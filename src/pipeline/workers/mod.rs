@@ -19,15 +19,16 @@
 pub mod control;
 pub mod merge;
 
-use crate::connect::conn::Endpoint;
-use crate::connect::ConnError;
-use crate::connect::RedisUrl;
+use super::setup::{self, Setup};
+use super::{meter, Shares};
+use crate::connect::{redact_url, ConnError, Endpoint, RedisUrl};
+use crate::live::Live;
 use crate::results::rows::WorkerRow;
 use crate::results::summarize::HarnessCpu;
-use crate::scenario::{Password, ScenarioError, TransportKind};
-use crate::swarm::{Live, Share, SwarmOutput};
+use crate::scenario::{Password, ScenarioError};
+use crate::swarm::{Share, SwarmOutput};
 use crate::target::{Target, TargetError};
-use crate::{RunReport, Scenario};
+use crate::Scenario;
 use anyhow::{Context, Result};
 use control::{Control, Plan, Registration, WorkerResult};
 use std::ops::Range;
@@ -86,8 +87,23 @@ pub struct Coordination {
     pub workers: u32,
     /// Of those, how many this process starts itself (the rest join with `eventbench worker`).
     pub spawn: u32,
-    /// The Redis the processes meet on (default: the target).
+    /// The Redis the processes meet on (default: the target; on a cluster,
+    /// the master that owns the run's control keys).
     pub control: Option<String>,
+}
+
+impl Coordination {
+    /// Refuses a split that cannot be made.
+    pub fn check(&self) -> Result<(), ScenarioError> {
+        let invalid = |message: &str| ScenarioError::Invalid { key: "workers", message: message.into() };
+        if self.workers == 0 {
+            return Err(invalid("--workers must be at least 1"));
+        }
+        if self.spawn > self.workers {
+            return Err(invalid("--spawn cannot start more workers than --workers"));
+        }
+        Ok(())
+    }
 }
 
 /// The producers and the consumers worker `index` of `workers` runs.
@@ -106,11 +122,6 @@ fn ids(r: &Range<u32>) -> String {
         1 => r.start.to_string(),
         _ => format!("{}-{}", r.start, r.end - 1),
     }
-}
-
-/// A client for the control Redis at `url`; a masked or missing password is `password`.
-fn control_client(url: &str, password: Option<&str>) -> Result<redis::Client, TargetError> {
-    crate::pipeline::redis_client(&control_url(url, password)?, &Scenario::default(), url)
 }
 
 /// The control Redis's address and credentials; a masked or missing password is `password`.
@@ -185,7 +196,7 @@ async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
 /// measured. A failure after joining is published too, so the coordinator can name it.
 pub async fn work(control: &str, run: Option<&str>, password: Option<String>, live: Arc<Live>) -> Result<()> {
     let address = control_url(control, password.as_deref())?;
-    let client = crate::pipeline::redis_client(&address, &Scenario::default(), control)?;
+    let client = setup::redis_client(&address, &Scenario::default(), control)?;
     let run = match run {
         Some(run) => run.to_string(),
         None => find_run(&client, control).await?,
@@ -210,12 +221,15 @@ pub async fn work(control: &str, run: Option<&str>, password: Option<String>, li
         who: "plan".into(),
         message: format!("the coordinator's scenario does not parse: {e}"),
     })?;
-    scenario.url = Some(plan.url.clone());
+    // The coordinator's private cluster is its own: the worker only connects to it.
+    if scenario.private_cluster == 0 {
+        scenario.url = Some(plan.url.clone());
+    }
     if let Some(p) = password {
         scenario.password = Some(Password(p));
     }
     scenario.validate()?;
-    let endpoint = crate::pipeline::endpoint(&address, &Scenario::default(), control)?;
+    let endpoint = setup::endpoint(&address, &Scenario::default(), control)?;
     let (offset_ns, uncertainty_ns) = measure_offset(&endpoint, OFFSET_ROUNDS).await.map_err(|e| {
         WorkerError::Failed { who: "clock".into(), message: format!("measuring the clock offset: {e}") }
     })?;
@@ -259,7 +273,7 @@ async fn run_share(
     let (producers, consumers) = share_of(index, plan.workers, scenario.producers, scenario.consumers);
     crate::sys::raise_fd_limit(producers.len() as u64 * 2 + consumers.len() as u64 + 64)
         .context("raising the open-file limit")?;
-    let transport = crate::pipeline::transport_on(scenario, &plan.url, &plan.nonce).await?.transport;
+    let driver = setup::prepare(scenario, &plan.url, &plan.nonce).await?.driver;
     let epoch = plan.epoch_unix_ns.saturating_add_signed(-offset_ns);
     let (ready_tx, ready_rx) = oneshot::channel();
     let (start_tx, start_rx) = oneshot::channel();
@@ -280,9 +294,9 @@ async fn run_share(
     };
     let steps = tokio::spawn(follow(ctl.clone(), index, plan.workers, ready_rx, start_tx, measured_rx, all_tx));
     let stop = tokio::spawn(forward_stop(ctl.clone(), live.clone()));
-    let meter = tokio::spawn(crate::pipeline::cpu_over_measured_phase(live.clone()));
-    let out = crate::swarm::run_share(scenario, transport, live, Some(share)).await;
-    let cpu = crate::pipeline::meter_reading(meter).await;
+    let meter = tokio::spawn(meter::cpu_over_measured_phase(live.clone()));
+    let out = crate::swarm::run_share(scenario, driver, live, share).await;
+    let cpu = meter::reading(meter).await;
     steps.abort();
     stop.abort();
     Ok((out, cpu))
@@ -347,60 +361,78 @@ async fn forward_stop(mut ctl: Control, live: Arc<Live>) {
     }
 }
 
-/// A run split over worker processes, merged, with one row per worker.
-pub struct Distributed {
-    pub report: RunReport,
-    pub workers: Vec<WorkerRow>,
-}
-
 /// `eventbench run --workers N`: plans the run on the control Redis, starts
-/// `spawn` local workers, waits for all of them, and merges their results.
+/// `spawn` local workers, waits for all of them, and returns what each
+/// measured. The run's clock is set here too (the plan's epoch on this
+/// host's clock), so that faults acting on servers run on the same time base.
 /// `say` gets the one line a user needs when workers on other hosts are to join.
+#[allow(clippy::too_many_arguments)]
 pub async fn coordinate(
-    scenario: Scenario,
+    scenario: &Scenario,
     opts: &Coordination,
-    live: Arc<Live>,
+    setup: &Setup,
+    live: &Live,
     target: &Target,
+    run_id: &str,
+    nonce: &str,
     say: impl Fn(&str),
-) -> Result<Distributed> {
-    scenario.validate()?;
-    check(&scenario, opts)?;
-    let url = crate::pipeline::effective_url(&scenario, target.url())?;
-    crate::pipeline::check_reachable(&crate::pipeline::endpoint(&url, &scenario, target.url())?, target.url()).await?;
+) -> Result<Shares> {
+    let url = setup::effective_url(scenario, target.url())?;
     let password = url.password.clone();
-    let (control_url, client) = match &opts.control {
-        Some(c) => (c.clone(), control_client(c, password.as_deref())?),
-        None => (target.url().to_string(), crate::pipeline::redis_client(&url, &scenario, target.url())?),
+    let control = match (&opts.control, &setup.topology) {
+        (Some(c), _) => c.clone(),
+        // On a cluster, the control keys (one hash slot) live on the master that owns them.
+        (None, Some(t)) => {
+            let slot = crate::topology::key_slot(control::key_of(run_id, "plan").as_bytes());
+            let node = t.node_of_slot(slot).and_then(|n| t.nodes.get(n)).context("no master owns the control slot")?;
+            crate::connect::url::with_address(target.url(), &node.host, node.port)
+                .map_err(|message| TargetError::Unreachable { url: redact_url(target.url()), message })?
+        }
+        (None, None) => target.url().to_string(),
     };
-    let run_id = format!("{}-{}", scenario.name, crate::pipeline::utc_stamp());
-    let mut ctl = connect_control(&client, &control_url, &run_id, scenario.connect_timeout).await?;
+    let address = control_url(&control, password.as_deref())?;
+    let client = setup::redis_client(&address, scenario, &control)?;
+    let mut ctl = connect_control(&client, &control, run_id, scenario.connect_timeout).await?;
     let epoch_unix_ns = ctl.server_time_ns().await.map_err(WorkerError::from)? - EPOCH_BACK.as_nanos() as u64;
+    // This host's view of the run's clock, for the faults it runs.
+    let endpoint = setup::endpoint(&address, scenario, &control)?;
+    let (offset_ns, _) = measure_offset(&endpoint, OFFSET_ROUNDS).await.map_err(|e| WorkerError::Failed {
+        who: "coordinator".into(),
+        message: format!("measuring the clock offset: {e}"),
+    })?;
+    let clock = crate::clock::Clock::at_wall_clock(epoch_unix_ns.saturating_add_signed(-offset_ns))
+        .context("the run's epoch lies ahead of this host's clock")?;
+    live.set_clock(clock);
     let plan = Plan {
         version: control::version(),
         workers: opts.workers,
         scenario: scenario.to_toml(),
-        url: crate::connect::redact_url(target.url()),
-        nonce: crate::pipeline::run_nonce(),
+        url: redact_url(target.url()),
+        nonce: nonce.to_string(),
         epoch_unix_ns,
     };
     ctl.put_plan(&plan).await.map_err(WorkerError::from)?;
-    let endpoint = crate::pipeline::endpoint(&url, &scenario, target.url())?;
-    let config = crate::target::apply_config(&endpoint, target.url(), &scenario.redis_config).await?;
-    let shown_control = crate::connect::redact_url(&control_url);
+    let shown_control = redact_url(&control);
     let result = async {
-        let mut children = Children::spawn(opts.spawn, &shown_control, &run_id, password.as_deref())?;
+        let mut children = Children::spawn(opts.spawn, &shown_control, run_id, password.as_deref())?;
         if opts.spawn < opts.workers {
             say(&format!(
                 "eventbench: waiting for {} more worker(s): eventbench worker --control {shown_control} --run {run_id}",
                 opts.workers - opts.spawn
             ));
         }
-        let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live: &live };
+        let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live };
         let join_wait = if opts.spawn < opts.workers { Duration::from_secs(600) } else { Duration::from_secs(30) };
         steps.wait(Step::Join, opts.workers, join_wait).await?;
         steps.wait(Step::Connect, opts.workers, scenario.connect_timeout * 2 + Duration::from_secs(30)).await?;
         let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
-        steps.ctl.set_start(now - epoch_unix_ns + START_LEAD.as_nanos() as u64).await.map_err(WorkerError::from)?;
+        let warmup_start = now - epoch_unix_ns + START_LEAD.as_nanos() as u64;
+        steps.ctl.set_start(warmup_start).await.map_err(WorkerError::from)?;
+        // The faults this process runs go by the same measured phase as the workers.
+        let measure_start = warmup_start + scenario.warmup.as_nanos() as u64;
+        let measure_end = measure_start + scenario.duration.as_nanos() as u64;
+        live.measure_start_ns.store(measure_start, std::sync::atomic::Ordering::Relaxed);
+        live.measure_end_ns.store(measure_end, std::sync::atomic::Ordering::Relaxed);
         let run_wait = START_LEAD + scenario.warmup + scenario.duration + scenario.drain * 3 + Duration::from_secs(30);
         steps.wait(Step::Publish, opts.workers, run_wait).await?;
         let registrations = steps.ctl.registrations().await.map_err(WorkerError::from)?;
@@ -408,38 +440,9 @@ pub async fn coordinate(
     }
     .await;
     let _ = ctl.delete().await;
-    if scenario.transport == TransportKind::Streams {
-        // The same names and nodes the workers derived from the plan.
-        if let Ok(crate::pipeline::Setup { transport: crate::swarm::Transport::Streams(t), .. }) =
-            crate::pipeline::transport_on(&scenario, &plan.url, &plan.nonce).await
-        {
-            crate::pipeline::delete_streams(&t).await;
-        }
-    }
-    if !target.is_private() {
-        let restore = config.restore(&endpoint);
-        let _ = tokio::time::timeout(Duration::from_secs(2), restore).await;
-    }
     let (results, registrations) = result?;
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_nanos(epoch_unix_ns);
-    assemble(run_id, &scenario, results, &registrations, epoch)
-}
-
-/// Refuses what a split run cannot do (yet).
-fn check(scenario: &Scenario, opts: &Coordination) -> Result<(), ScenarioError> {
-    let invalid = |message: &str| ScenarioError::Invalid { key: "workers", message: message.into() };
-    if opts.workers == 0 {
-        return Err(invalid("--workers must be at least 1"));
-    }
-    if opts.spawn > opts.workers {
-        return Err(invalid("--spawn cannot start more workers than --workers"));
-    }
-    if scenario.transport == TransportKind::Streams && (scenario.groups > 0 || scenario.replay_at.is_some()) {
-        return Err(invalid(
-            "--groups and --replay-at run in one process only (a group's members are not split over workers yet)",
-        ));
-    }
-    Ok(())
+    Ok(assemble(scenario, results, &registrations, epoch))
 }
 
 /// The local worker processes; killed when dropped, and by the kernel if this process dies.
@@ -540,8 +543,8 @@ impl Steps<'_> {
             while let Some(r) = self.ctl.take_result().await? {
                 let early = match (&r.outcome, step) {
                     (Err(message), _) => Some(message.clone()),
-                    (Ok(out), Step::Join | Step::Connect) => Some(match &out.status {
-                        crate::Status::Aborted(reason) => reason.clone(),
+                    (Ok(out), Step::Join | Step::Connect) => Some(match out.outcome.status {
+                        crate::Status::Aborted => out.outcome.reason.clone(),
                         _ => "it ended before the run started".into(),
                     }),
                     (Ok(_), Step::Publish) => None,
@@ -600,19 +603,18 @@ impl Steps<'_> {
     }
 }
 
-/// The merged report, the clock's uncertainty, and one row per worker.
+/// What the workers measured, the busiest one's CPU, the clocks' uncertainty, and one row per worker.
 fn assemble(
-    run_id: String,
     scenario: &Scenario,
     mut results: Vec<WorkerResult>,
     registrations: &[Registration],
     epoch: SystemTime,
-) -> Result<Distributed> {
+) -> Shares {
     results.sort_by_key(|r| r.index);
     let workers = results.len() as u32;
     let mut rows = Vec::new();
     let mut outputs = Vec::new();
-    let mut cpu_max = HarnessCpu::default();
+    let mut cpu = HarnessCpu::default();
     // (has producers, has consumers, uncertainty) per worker.
     let mut sides = Vec::new();
     for r in results {
@@ -626,7 +628,7 @@ fn assemble(
         });
         let (producers, consumers) = share_of(r.index, workers, scenario.producers, scenario.consumers);
         sides.push((!producers.is_empty(), !consumers.is_empty(), reg.uncertainty_ns));
-        cpu_max = cpu_max.max(HarnessCpu { process_pct: r.cpu_pct, busiest_thread_pct: r.busiest_thread_pct });
+        cpu = cpu.max(HarnessCpu { process_pct: r.cpu_pct, busiest_thread_pct: r.busiest_thread_pct });
         rows.push(WorkerRow {
             worker: r.index,
             host: reg.host,
@@ -639,21 +641,11 @@ fn assemble(
             sent: out.producers.iter().map(|p| p.sent_measured()).sum(),
             delivered: out.consumers.iter().map(|c| c.stats.delivered).sum(),
             cpu_pct: r.cpu_pct,
-            status: out.status.name().into(),
+            status: out.outcome.status,
         });
         outputs.push(out);
     }
-    let uncertainty_ns = pair_uncertainty(&sides);
-    let merged = merge::merge(outputs)?;
-    let mut report = crate::results::summarize::summarize(run_id, scenario, merged);
-    report.epoch = Some(epoch);
-    crate::results::summarize::judge_harness(&mut report.summary, cpu_max);
-    let s = &mut report.summary;
-    s.workers = workers;
-    s.clock_uncertainty_us = uncertainty_ns as f64 / 1e3;
-    s.latency_below_uncertainty =
-        if uncertainty_ns > 0 { report.histogram.count_between(0, uncertainty_ns) } else { 0 };
-    Ok(Distributed { report, workers: rows })
+    Shares { outputs, cpu, workers: rows, clock_uncertainty_ns: pair_uncertainty(&sides), epoch: Some(epoch) }
 }
 
 /// The largest uncertainty of a latency measured across two workers: the

@@ -1,18 +1,18 @@
-//! The Streams side of the swarm: group members that read, acknowledge,
-//! come back for what they left pending, and claim what crashed members held;
-//! plus the coordinator's backlog sampler and replay group.
+//! A Streams group member for the whole run: reads with XREADGROUP,
+//! acknowledges with the next read, comes back for what it left pending,
+//! claims what crashed members held, and, when slow, reads no more than it
+//! processes, so its backlog grows in the stream where Redis keeps it.
 
-use super::{planned_outages, reconnect, ConsumerOutput, EventKind, Note, Outage, Planned, Shared, Transport};
+use super::conn::{Entry, GroupStart, Streams, StreamsConsumer};
+use crate::chaos::{self, EventKind, Outage, Planned};
+use crate::clock::Timer;
 use crate::connect::ConnError;
-use crate::drivers::streams::{self, Entry, GroupStart, Streams, StreamsConsumer};
+use crate::drivers::{Consumed, ConsumerOutput, Ctx, Note, Notes, StatsCell};
 use crate::scenario::Scenario;
-use crate::stats::{ThreadStats, Window};
-use std::cell::RefCell;
-use std::rc::Rc;
+use crate::stats::Window;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How long an XREADGROUP waits for new entries before checking the clock again.
 const BLOCK: Duration = Duration::from_millis(100);
@@ -34,18 +34,11 @@ fn unit_of(s: &Scenario, consumer: u32) -> u32 {
     }
 }
 
-fn streams(shared: &Shared) -> &Streams {
-    match &shared.transport {
-        Transport::Streams(t) => t,
-        Transport::PubSub(_) => unreachable!("Streams consumers run on the Streams transport only"),
-    }
-}
-
 /// The groups' results, each with the outages of its members.
-pub(super) fn unit_outputs(shared: &Shared, s: &Scenario, mut outages: Vec<Outage>) -> Vec<ConsumerOutput> {
+pub(super) fn unit_outputs(shared: &Ctx, mut outages: Vec<Outage>) -> Vec<ConsumerOutput> {
+    let s = &shared.scenario;
     outages.sort_by_key(|o| o.closed_ns);
     let local = shared.local_units.start as usize..shared.local_units.end as usize;
-    // Pub/Sub has no units.
     shared
         .units
         .get(local)
@@ -61,36 +54,44 @@ pub(super) fn unit_outputs(shared: &Shared, s: &Scenario, mut outages: Vec<Outag
         .collect()
 }
 
-/// One group member. Returns its outages; its deliveries are in its group's unit.
-pub(super) async fn consumer(
+/// Runs group member `id` until the run finishes. Its deliveries go into its group's unit.
+pub(super) async fn run(
+    streams: Arc<Streams>,
     id: u32,
-    shared: Arc<Shared>,
-    notes: mpsc::UnboundedSender<Note>,
-    thread_stats: Rc<RefCell<Option<ThreadStats>>>,
-) -> Vec<Outage> {
+    shared: Arc<Ctx>,
+    notes: Notes,
+    thread_stats: StatsCell,
+) -> Consumed {
     let s = &shared.scenario;
     let unit = unit_of(s, id);
     let group = format!("eventbench-g{unit}");
     let name = format!("c{id}");
-    let transport = streams(&shared);
-    let conn = match transport.consumer(&group, &name, GroupStart::New).await {
+    let slow = chaos::slow_delay(s, id);
+    // A slow member reads one entry at a time: what it has not processed stays in the stream.
+    let streams = match slow {
+        Some(_) => Arc::new(Streams { batch: 1, ..(*streams).clone() }),
+        None => streams,
+    };
+    let conn = match streams.consumer(&group, &name, GroupStart::New).await {
         Ok(c) => c,
         Err(e) => {
             shared.fail(format!("consumer {id}"), e);
             let _ = notes.send(Note::Failed);
-            return Vec::new();
+            return Consumed::Nothing;
         }
     };
     shared.live.connected.fetch_add(1, Relaxed);
     let _ = notes.send(Note::Ready);
-    let Some((_, window)) = shared.wait_start().await else { return Vec::new() };
-    thread_stats.borrow_mut().get_or_insert_with(|| ThreadStats::new(&window));
+    let Some((_, window)) = shared.wait_start().await else { return Consumed::Nothing };
+    thread_stats.borrow_mut().get_or_insert_with(|| crate::stats::ThreadStats::new(&window));
     let mut member = Member {
         id,
         unit: unit as usize,
         group,
         name,
         window,
+        streams,
+        slow: slow.map(|d| (d, Timer::precise(shared.clock))),
         shared: shared.clone(),
         thread_stats,
         outages: Vec::new(),
@@ -99,11 +100,11 @@ pub(super) async fn consumer(
         pending_first: false,
         next_claim_ns: 0,
     };
-    let planned = planned_outages(s, id, &window);
+    let planned = chaos::planned_outages(s, id, &window);
     if let Err(e) = member.run(conn, planned).await {
         shared.fail(format!("consumer {id}"), e);
     }
-    member.outages
+    Consumed::Shared(member.outages)
 }
 
 struct Member {
@@ -112,8 +113,11 @@ struct Member {
     group: String,
     name: String,
     window: Window,
-    shared: Arc<Shared>,
-    thread_stats: Rc<RefCell<Option<ThreadStats>>>,
+    streams: Arc<Streams>,
+    /// For a slow member: the time it spends on each entry, and its timer.
+    slow: Option<(Duration, Timer)>,
+    shared: Arc<Ctx>,
+    thread_stats: StatsCell,
     outages: Vec<Outage>,
     batch: Vec<Entry>,
     /// Processed, to be acknowledged with the next read.
@@ -164,6 +168,7 @@ impl Member {
                     let (redelivered, acked) = r?;
                     self.shared.units[self.unit].lock().expect("unit lock").acked += acked;
                     self.record(redelivered);
+                    self.process().await;
                     // Acknowledged together with the next read, on the same connection.
                     std::mem::swap(&mut self.batch, &mut self.to_ack);
                 }
@@ -181,7 +186,7 @@ impl Member {
         to_ack: &mut Vec<Entry>,
         pending_first: &mut bool,
         next_claim_ns: &mut u64,
-        shared: &Shared,
+        shared: &Ctx,
     ) -> Result<(usize, u64), ConnError> {
         batch.clear();
         let s = &shared.scenario;
@@ -227,6 +232,15 @@ impl Member {
         self.shared.seen(self.batch.iter().map(|e| e.key as u32), now);
     }
 
+    /// A slow member spends its delay on each entry before it reads the next.
+    async fn process(&mut self) {
+        let Some((delay, timer)) = &mut self.slow else { return };
+        for _ in 0..self.batch.len() {
+            let now = self.shared.clock.now_ns();
+            timer.sleep_until_ns(now + delay.as_nanos() as u64).await;
+        }
+    }
+
     fn close(&mut self, kind: EventKind) {
         self.shared.live.connected.fetch_sub(1, Relaxed);
         if kind == EventKind::Disconnect {
@@ -246,8 +260,8 @@ impl Member {
 
     /// Connects again (with backoff) and arranges to re-read what this member left pending.
     async fn reconnect(&mut self) -> Result<Option<StreamsConsumer>, ConnError> {
-        let transport = streams(&self.shared);
-        let conn = reconnect(&self.shared, || transport.consumer(&self.group, &self.name, GroupStart::New)).await?;
+        let (streams, group, name) = (&self.streams, &self.group, &self.name);
+        let conn = self.shared.reconnect(|| streams.consumer(group, name, GroupStart::New)).await?;
         if conn.is_some() {
             if let Some(o) = self.outages.last_mut() {
                 o.resubscribed_ns = Some(self.shared.clock.now_ns());
@@ -256,126 +270,5 @@ impl Member {
             self.pending_first = true;
         }
         Ok(conn)
-    }
-}
-
-/// The replay group's progress.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Replay {
-    /// When the group was created, ns since the epoch.
-    pub started_ns: u64,
-    /// Entries in the streams when it was created.
-    pub backlog: u64,
-    /// Entries it read.
-    pub read: u64,
-    /// How long it took to reach the live end of the streams (none if it never did).
-    pub catchup_ns: Option<u64>,
-    /// Entries it had read by then.
-    pub caught_up_read: u64,
-}
-
-/// Tasks the coordinator runs beside the swarm, for Streams.
-pub(super) struct SideTasks {
-    backlog: Option<tokio::task::JoinHandle<Vec<u64>>>,
-    replay: Option<tokio::task::JoinHandle<Option<Replay>>>,
-}
-
-impl SideTasks {
-    /// Waits for the side tasks to wrap up after the finish signal.
-    pub(super) async fn finish(self) -> (Vec<u64>, Option<Replay>) {
-        let backlog = match self.backlog {
-            Some(h) => h.await.unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let replay = match self.replay {
-            Some(h) => h.await.ok().flatten(),
-            None => None,
-        };
-        (backlog, replay)
-    }
-}
-
-/// Starts the backlog sampler and, with `--replay-at`, the replay group.
-pub(super) fn side_tasks(shared: &Arc<Shared>, window: Window) -> SideTasks {
-    let Transport::Streams(t) = &shared.transport else { return SideTasks { backlog: None, replay: None } };
-    if !shared.side_tasks {
-        return SideTasks { backlog: None, replay: None };
-    }
-    let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window));
-    let replay = shared.scenario.replay_at.map(|at| {
-        let start = window.start_ns + at.as_nanos() as u64;
-        tokio::spawn(replay(t.clone(), shared.clock, shared.finish.clone(), start))
-    });
-    SideTasks { backlog: Some(backlog), replay }
-}
-
-/// XINFO GROUPS at the end of every measured second (and through the drain, for the maximum).
-async fn sample_backlog(
-    t: Streams,
-    clock: crate::clock::Clock,
-    mut finish: tokio::sync::watch::Receiver<bool>,
-    window: Window,
-) -> Vec<u64> {
-    let mut samples = vec![0; window.seconds()];
-    let Ok(cons) = t.connections().await else { return samples };
-    let mut cons: Vec<_> = cons.into_iter().map(Some).collect();
-    let mut second = 0usize;
-    loop {
-        let at = window.start_ns + (second as u64 + 1) * 1_000_000_000;
-        tokio::select! {
-            _ = finish.wait_for(|f| *f) => return samples,
-            _ = clock.sleep_until_ns(at) => {}
-        }
-        // A node that went away is asked again once it answers (its streams come back with it).
-        t.reconnect_missing(&mut cons).await;
-        let Some(n) = streams::backlog(&mut cons, &t).await else {
-            second += 1;
-            continue;
-        };
-        match samples.get_mut(second) {
-            Some(slot) => *slot = n,
-            // During the drain: keep the largest in the last slot's shadow for the maximum.
-            None => samples.push(n),
-        }
-        second += 1;
-    }
-}
-
-/// Creates a group at the beginning of every stream at `start_ns` and reads
-/// until it has caught up with what existed then.
-async fn replay(
-    t: Streams,
-    clock: crate::clock::Clock,
-    mut finish: tokio::sync::watch::Receiver<bool>,
-    start_ns: u64,
-) -> Option<Replay> {
-    tokio::select! {
-        _ = finish.wait_for(|f| *f) => return None,
-        _ = clock.sleep_until_ns(start_ns) => {}
-    }
-    let mut cons = t.connections().await.ok()?;
-    let mut backlog = 0u64;
-    for (key, &node) in t.keys.iter().zip(&t.node_of) {
-        backlog += redis::cmd("XLEN").arg(key).query_async::<u64>(&mut cons[node]).await.ok()?;
-    }
-    let replay_settings = Streams { batch: 1000, ..t.clone() };
-    let reader = replay_settings.consumer("eventbench-replay", "replayer", GroupStart::Beginning).await.ok()?;
-    let started_ns = clock.now_ns();
-    let mut progress = Replay { started_ns, backlog, read: 0, catchup_ns: None, caught_up_read: 0 };
-    let mut batch = Vec::new();
-    loop {
-        batch.clear();
-        tokio::select! {
-            _ = finish.wait_for(|f| *f) => return Some(progress),
-            r = reader.read(false, BLOCK, &mut batch) => r.ok()?,
-        }
-        progress.read += batch.len() as u64;
-        // Caught up with the live stream: a read that no longer fills a batch,
-        // after the entries that existed at creation.
-        if progress.catchup_ns.is_none() && progress.read >= backlog && batch.len() < replay_settings.batch {
-            progress.catchup_ns = Some(clock.now_ns() - started_ns);
-            progress.caught_up_read = progress.read;
-        }
-        reader.ack(&batch).await.ok()?;
     }
 }

@@ -4,8 +4,8 @@
 //! XAUTOCLAIM. Consumers use the redis crate: replies are nested arrays, and
 //! Streams are not on the Pub/Sub fast path this harness is measured by.
 
-use super::producer::Producer;
 use crate::connect::{resp, ConnError, Endpoint};
+use crate::drivers::producer::Producer;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use std::future::Future;
@@ -71,7 +71,7 @@ impl Streams {
             .collect();
         let endpoints: Vec<Endpoint> = self.nodes.iter().map(|(e, _)| e.clone()).collect();
         let slots: Vec<u16> = self.keys.iter().map(|k| crate::topology::key_slot(k.as_bytes())).collect();
-        Producer::connect(&endpoints, &self.node_of, &slots, prefixes, self.payload_len).await
+        Producer::connect(&endpoints, &self.node_of, &slots, "XADD", prefixes, self.payload_len).await
     }
 
     /// A control connection for the coordinator (backlog, replay).

@@ -1,0 +1,309 @@
+//! What every producer and consumer task of a run shares: the scenario, the
+//! clock, the driver, the phases (start, finish), the producers' progress,
+//! the first failure. Built by the swarm, read by the drivers' tasks; it is
+//! touched a few times per read or write batch, never per message.
+
+use super::Driver;
+use crate::chaos::Outage;
+use crate::clock::Clock;
+use crate::connect::ConnError;
+use crate::live::Live;
+use crate::scenario::Scenario;
+use crate::stats::{ConsumerStats, ThreadStats, Window};
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch, Notify};
+
+/// How much later than its own clock says a process reads another's schedule:
+/// well above the clocks' uncertainty between processes (tens to hundreds of µs).
+pub const POSITION_SLACK_NS: u64 = 1_000_000;
+
+/// Messages a task sends the swarm, a few per task per run.
+#[derive(Debug)]
+pub enum Note {
+    /// Connected (and subscribed): ready for the start.
+    Ready,
+    /// A producer is done; its measured messages per channel.
+    ProducerDone { measured: Vec<u64> },
+    /// It could not connect; the run is over.
+    Failed,
+}
+
+/// Where tasks send their [`Note`]s.
+pub type Notes = mpsc::UnboundedSender<Note>;
+
+/// A worker thread's latency histograms, shared by the tasks of that thread.
+pub type StatsCell = Rc<RefCell<Option<ThreadStats>>>;
+
+/// One consumer's results (or, for Streams groups, one group's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsumerOutput {
+    pub stats: ConsumerStats,
+    /// The channels it subscribed to.
+    pub channels: Vec<u32>,
+    pub outages: Vec<Outage>,
+    /// If still subscribed at the end of the run: one past the last sequence
+    /// received, per ledger. Anything after it was still queued in Redis.
+    pub end: Option<Vec<u64>>,
+}
+
+/// What a consumer task leaves behind.
+#[derive(Debug)]
+pub enum Consumed {
+    /// Its own accounting (a Pub/Sub subscriber).
+    Own(ConsumerOutput),
+    /// Its outages; its deliveries are in a unit it shares ([`Ctx::units`]).
+    Shared(Vec<Outage>),
+    /// It never connected.
+    Nothing,
+}
+
+/// The run as its tasks see it.
+pub struct Ctx {
+    pub scenario: Scenario,
+    pub clock: Clock,
+    pub driver: Arc<dyn Driver>,
+    pub live: Arc<Live>,
+    /// Accounting that several consumers share (Streams groups), locked once
+    /// per batch read; empty when each consumer accounts for itself.
+    pub units: Vec<Mutex<ConsumerStats>>,
+    /// The units this process reports.
+    pub local_units: Range<u32>,
+    /// (warmup start, measured window), sent once everyone is connected.
+    pub start: watch::Receiver<Option<(u64, Window)>>,
+    /// Set when consumers should stop reading.
+    pub finish: watch::Receiver<bool>,
+    /// Per (producer, channel): the next sequence number to be written, updated
+    /// per batch. Consumers read it when they lose or regain their subscription.
+    pub progress: Box<[AtomicU64]>,
+    /// The producers this process runs (the others' positions come from their schedule).
+    pub local_producers: Range<u32>,
+    /// Whether this process runs the driver's side tasks (one process of a run does).
+    pub side_tasks: bool,
+    /// With `--kill-node`: the node whose channels are watched, and from when
+    /// (set once the measured window is known).
+    pub recovery: std::sync::OnceLock<(usize, u64)>,
+    /// The first delivery of that node's channels from then on (0: none yet).
+    pub recovered_ns: AtomicU64,
+    abort: Mutex<Option<String>>,
+    abort_notify: Notify,
+}
+
+impl Ctx {
+    /// A context for tasks that have not started yet.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        scenario: Scenario,
+        clock: Clock,
+        driver: Arc<dyn Driver>,
+        live: Arc<Live>,
+        start: watch::Receiver<Option<(u64, Window)>>,
+        finish: watch::Receiver<bool>,
+        local_producers: Range<u32>,
+        local_units: Range<u32>,
+        side_tasks: bool,
+    ) -> Ctx {
+        let units = (0..driver.shared_units(&scenario))
+            .map(|u| Mutex::new(ConsumerStats::new(u, scenario.producers, scenario.channels)))
+            .collect();
+        let streams = scenario.producers * scenario.channels;
+        Ctx {
+            progress: (0..streams).map(|_| AtomicU64::new(0)).collect(),
+            scenario,
+            clock,
+            driver,
+            live,
+            units,
+            local_units,
+            start,
+            finish,
+            local_producers,
+            side_tasks,
+            recovery: std::sync::OnceLock::new(),
+            recovered_ns: AtomicU64::new(0),
+            abort: Mutex::new(None),
+            abort_notify: Notify::new(),
+        }
+    }
+
+    /// Records the first failure; it ends the run.
+    pub fn fail(&self, who: String, e: impl std::fmt::Display) {
+        let mut first = self.abort.lock().expect("abort lock");
+        if first.is_none() {
+            *first = Some(format!("{who}: {e}"));
+        }
+        drop(first);
+        self.abort_notify.notify_waiters();
+        self.live.request_stop();
+    }
+
+    /// The first failure, if any.
+    pub fn aborted(&self) -> Option<String> {
+        self.abort.lock().expect("abort lock").clone()
+    }
+
+    /// Notes that messages of `channels` arrived at `now` (with `--kill-node` only):
+    /// the first from the watched node after its restart is its recovery.
+    #[inline]
+    pub fn seen(&self, channels: impl Iterator<Item = u32>, now: u64) {
+        let Some(&(node, from)) = self.recovery.get() else { return };
+        if now < from || self.recovered_ns.load(Relaxed) != 0 {
+            return;
+        }
+        let node_of = self.driver.node_of();
+        if channels.into_iter().any(|c| node_of.get(c as usize) == Some(&node)) {
+            let _ = self.recovered_ns.compare_exchange(0, now, Relaxed, Relaxed);
+        }
+    }
+
+    /// The producers' progress, indexed like a consumer's ledgers.
+    pub fn positions(&self) -> Vec<u64> {
+        let mut positions: Vec<u64> = self.progress.iter().map(|p| p.load(Relaxed)).collect();
+        let Some((warmup_start, window)) = *self.start.borrow() else { return positions };
+        // Each worker's clock may be off by its offset's uncertainty: place the
+        // boundary a little late, so that a message lost while unsubscribed is never taken for another loss.
+        let (s, now) = (&self.scenario, self.clock.now_ns() + POSITION_SLACK_NS);
+        for p in (0..s.producers).filter(|p| !self.local_producers.contains(p)) {
+            let at = scheduled_positions(s, p, warmup_start, window.end_ns, now);
+            positions[(p * s.channels) as usize..][..s.channels as usize].copy_from_slice(&at);
+        }
+        positions
+    }
+
+    /// The start, once everyone is connected; `None` if the run was called off.
+    pub async fn wait_start(&self) -> Option<(u64, Window)> {
+        let mut rx = self.start.clone();
+        rx.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s)
+    }
+
+    /// Sleeps until `ns`; false if the run finished first.
+    pub async fn sleep_until(&self, ns: u64) -> bool {
+        let mut finish = self.finish.clone();
+        tokio::select! {
+            _ = finish.wait_for(|f| *f) => false,
+            _ = self.clock.sleep_until_ns(ns) => true,
+        }
+    }
+
+    /// Connects a consumer again: attempts bounded by the connect timeout,
+    /// with backoff between them (10 ms doubling to 1 s); `None` once the run
+    /// finishes. A refusal (credentials, permissions) ends the retries.
+    pub async fn reconnect<T, F: std::future::Future<Output = Result<T, ConnError>>>(
+        &self,
+        mut connect: impl FnMut() -> F,
+    ) -> Result<Option<T>, ConnError> {
+        let mut backoff = Duration::from_millis(10);
+        let mut finish = self.finish.clone();
+        loop {
+            tokio::select! {
+                _ = finish.wait_for(|f| *f) => return Ok(None),
+                r = tokio::time::timeout(self.scenario.connect_timeout, connect()) => match r {
+                    Ok(Ok(conn)) => return Ok(Some(conn)),
+                    Ok(Err(e @ ConnError::Refused { .. })) => return Err(e),
+                    Ok(Err(_)) | Err(_) => {}
+                },
+            }
+            tokio::select! {
+                _ = finish.wait_for(|f| *f) => return Ok(None),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+}
+
+/// The end of the run as one worker thread sees it: set once, by a task that
+/// waits on the `finish` channel, and polled by every consumer of the thread
+/// on every read without a lock (polling the channel itself locks a waiter
+/// list that every consumer of every thread shares).
+#[derive(Default)]
+pub struct ThreadFinish {
+    set: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+thread_local! {
+    static THREAD_FINISH: ThreadFinish = ThreadFinish::default();
+}
+
+impl ThreadFinish {
+    pub fn set() {
+        THREAD_FINISH.with(|f| {
+            f.set.set(true);
+            f.waiters.take().into_iter().for_each(Waker::wake);
+        });
+    }
+
+    /// Resolves once the run is finished. Registers its task's waker once
+    /// (again only if the task's waker changes).
+    pub fn wait() -> impl Future<Output = ()> {
+        let mut slot: Option<usize> = None;
+        std::future::poll_fn(move |cx| {
+            THREAD_FINISH.with(|f| {
+                if f.set.get() {
+                    return Poll::Ready(());
+                }
+                let mut waiters = f.waiters.borrow_mut();
+                match slot {
+                    Some(i) if waiters[i].will_wake(cx.waker()) => {}
+                    Some(i) => waiters[i] = cx.waker().clone(),
+                    None => {
+                        slot = Some(waiters.len());
+                        waiters.push(cx.waker().clone());
+                    }
+                }
+                Poll::Pending
+            })
+        })
+    }
+}
+
+/// Where the producers of another process are in their sequences at `now_ns`,
+/// per channel, as far as their schedule says: the messages due by then
+/// (the producer sends each when it is due, so this is right to within its
+/// send lag). Unknown for an unlimited rate: 0.
+pub fn scheduled_positions(s: &Scenario, producer: u32, warmup_start_ns: u64, end_ns: u64, now_ns: u64) -> Vec<u64> {
+    let channels = s.channels as u64;
+    if s.rate <= 0.0 {
+        return vec![0; channels as usize];
+    }
+    let due = crate::pacer::Pacer::new(warmup_start_ns, end_ns, s.rate_per_producer()).due_at(now_ns, u64::MAX);
+    // Message i goes to channel (i + producer) % channels.
+    (0..channels)
+        .map(|c| {
+            let first = (c + channels - producer as u64 % channels) % channels;
+            if due > first {
+                (due - first - 1) / channels + 1
+            } else {
+                0
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_follow_the_schedule_channel_by_channel() {
+        // 2 producers at 1,000/s in all: each sends every 2 ms, round-robin over 3 channels.
+        let s = Scenario { producers: 2, channels: 3, rate: 1000.0, ..Scenario::default() };
+        let at = |producer, now_ns| scheduled_positions(&s, producer, 1_000_000, 1_000_000_000, now_ns);
+        assert_eq!(at(0, 0), [0, 0, 0], "before the start");
+        assert_eq!(at(0, 1_000_000), [1, 0, 0], "message 0 is due at the start, on channel 0");
+        assert_eq!(at(1, 1_000_000), [0, 1, 0], "producer 1 starts on channel 1");
+        assert_eq!(at(0, 1_000_000 + 8_000_000), [2, 2, 1], "5 messages due");
+        assert_eq!(at(1, 1_000_000 + 8_000_000), [1, 2, 2]);
+        assert_eq!(at(0, u64::MAX / 2), [167, 167, 166], "500 messages in the whole schedule, no more");
+        let unlimited = Scenario { rate: 0.0, ..s };
+        assert_eq!(scheduled_positions(&unlimited, 0, 0, 1_000, 500), [0, 0, 0]);
+    }
+}

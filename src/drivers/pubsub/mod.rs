@@ -1,0 +1,94 @@
+//! Redis Pub/Sub: PUBLISH from producers, SUBSCRIBE (or PSUBSCRIBE) on
+//! consumers; fire-and-forget, so a consumer that is away or cut off misses
+//! what is published meanwhile. Sharded Pub/Sub (`super::sharded`) is the
+//! same driver with SPUBLISH and SSUBSCRIBE.
+
+pub mod conn;
+mod subscriber;
+
+use super::producer::Producer;
+use super::{Capabilities, Consumed, Ctx, Driver, Layout, LocalBoxFuture, Notes, Registration, StatsCell};
+use crate::connect::{resp, ConnError, Endpoint};
+use crate::scenario::{SubscribeMode, TransportKind};
+use std::sync::Arc;
+
+/// Pub/Sub as the registry knows it.
+pub const REGISTRATION: Registration = Registration {
+    kind: TransportKind::Pubsub,
+    capabilities: Capabilities { pattern: true, groups: false, maxlen: false, replay: false, claim: false },
+    build: |layout| Box::pin(async move { Ok(Arc::new(PubSub::new(layout, false)) as Arc<dyn Driver>) }),
+};
+
+/// Channel names and payload size shared by every connection of a run.
+#[derive(Debug, Clone)]
+pub struct PubSub {
+    pub endpoint: Endpoint,
+    /// The masters of a cluster, or just `endpoint`.
+    pub nodes: Vec<Endpoint>,
+    /// The node (index into `nodes`) that owns each channel.
+    pub node_of: Vec<usize>,
+    pub channels: Vec<String>,
+    /// When set, consumers PSUBSCRIBE to this pattern instead of SUBSCRIBE to each channel.
+    pub pattern: Option<String>,
+    pub payload_len: usize,
+    /// Sharded Pub/Sub: SPUBLISH and SSUBSCRIBE on the node that owns the channel.
+    pub sharded: bool,
+}
+
+impl PubSub {
+    /// A producer writing each channel's messages to the node that owns it.
+    pub async fn producer(&self) -> Result<Producer, ConnError> {
+        let verb = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
+        let prefixes = self
+            .channels
+            .iter()
+            .map(|ch| resp::fixed_prefix(&[verb.as_bytes(), ch.as_bytes()], self.payload_len))
+            .collect();
+        let slots: Vec<u16> = self.channels.iter().map(|c| crate::topology::key_slot(c.as_bytes())).collect();
+        Producer::connect(&self.nodes, &self.node_of, &slots, verb, prefixes, self.payload_len).await
+    }
+}
+
+impl PubSub {
+    /// The driver for the run's channels; `sharded` for SPUBLISH and SSUBSCRIBE.
+    pub fn new(layout: Layout, sharded: bool) -> PubSub {
+        let s = &layout.scenario;
+        PubSub {
+            endpoint: layout.endpoint,
+            nodes: layout.nodes.into_iter().map(|(e, _)| e).collect(),
+            node_of: layout.node_of,
+            channels: layout.names,
+            pattern: (s.subscribe == SubscribeMode::Pattern).then(|| format!("{}*", layout.prefix)),
+            payload_len: s.payload,
+            sharded,
+        }
+    }
+}
+
+impl Driver for PubSub {
+    fn kind(&self) -> TransportKind {
+        if self.sharded {
+            TransportKind::Sharded
+        } else {
+            TransportKind::Pubsub
+        }
+    }
+
+    fn node_of(&self) -> &[usize] {
+        &self.node_of
+    }
+
+    fn producer(&self) -> LocalBoxFuture<'_, Result<Producer, ConnError>> {
+        Box::pin(PubSub::producer(self))
+    }
+
+    fn consumer(
+        self: Arc<Self>,
+        id: u32,
+        ctx: Arc<Ctx>,
+        notes: Notes,
+        stats: StatsCell,
+    ) -> LocalBoxFuture<'static, Consumed> {
+        Box::pin(subscriber::run(self, id, ctx, notes, stats))
+    }
+}

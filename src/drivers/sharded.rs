@@ -1,0 +1,36 @@
+//! Sharded Pub/Sub (Redis 7): SPUBLISH and SSUBSCRIBE, each channel confined
+//! to the shard that owns its slot. It is the Pub/Sub driver with other
+//! commands; what differs is here: no pattern subscriptions, and a target
+//! that must know SPUBLISH.
+
+use super::pubsub::PubSub;
+use super::{Capabilities, Driver, Registration};
+use crate::connect::redact_url;
+use crate::scenario::TransportKind;
+use crate::target::TargetError;
+use std::sync::Arc;
+
+/// Sharded Pub/Sub as the registry knows it.
+pub const REGISTRATION: Registration = Registration {
+    kind: TransportKind::Sharded,
+    // No SPSUBSCRIBE.
+    capabilities: Capabilities { pattern: false, groups: false, maxlen: false, replay: false, claim: false },
+    build: |layout| {
+        Box::pin(async move {
+            check_spublish(&layout.client, &layout.url).await?;
+            Ok(Arc::new(PubSub::new(layout, true)) as Arc<dyn Driver>)
+        })
+    },
+};
+
+/// `--transport sharded` needs SPUBLISH (Redis 7): says so before the run, not as a failed one.
+async fn check_spublish(client: &redis::Client, url: &str) -> Result<(), TargetError> {
+    let unreachable = |e: redis::RedisError| TargetError::Unreachable { url: redact_url(url), message: e.to_string() };
+    let mut con = client.get_multiplexed_async_connection().await.map_err(unreachable)?;
+    let info: redis::Value =
+        redis::cmd("COMMAND").arg("INFO").arg("SPUBLISH").query_async(&mut con).await.map_err(unreachable)?;
+    match info {
+        redis::Value::Array(v) if v.first().is_some_and(|c| !matches!(c, redis::Value::Nil)) => Ok(()),
+        _ => Err(TargetError::NoShardedPubSub { url: redact_url(url) }),
+    }
+}

@@ -1,0 +1,95 @@
+//! Redis Streams: producers XADD through the same pipelined writer as
+//! PUBLISH; consumers are group members ([`member`]) that read with
+//! XREADGROUP, acknowledge with XACK and claim with XAUTOCLAIM; the backlog
+//! sampler and the replay group run beside them ([`side`]). A message Redis
+//! keeps in a stream is never lost for being unread.
+
+pub mod conn;
+mod member;
+pub mod side;
+
+pub use conn::Streams;
+
+use super::producer::Producer;
+use super::{
+    Capabilities, Consumed, ConsumerOutput, Ctx, Driver, LocalBoxFuture, Notes, Registration, SideTasks, StatsCell,
+};
+use crate::chaos::Outage;
+use crate::connect::ConnError;
+use crate::scenario::{Scenario, TransportKind};
+use crate::stats::Window;
+use std::sync::Arc;
+
+/// Entries per XREADGROUP and XAUTOCLAIM.
+const BATCH: usize = 256;
+
+/// Streams as the registry knows it.
+pub const REGISTRATION: Registration = Registration {
+    kind: TransportKind::Streams,
+    capabilities: Capabilities { pattern: false, groups: true, maxlen: true, replay: true, claim: true },
+    build: |layout| {
+        Box::pin(async move {
+            let s = &layout.scenario;
+            Ok(Arc::new(Streams {
+                endpoint: layout.endpoint,
+                client: layout.client,
+                nodes: layout.nodes,
+                node_of: layout.node_of,
+                keys: layout.names,
+                payload_len: s.payload,
+                maxlen: s.maxlen,
+                batch: BATCH,
+            }) as Arc<dyn Driver>)
+        })
+    },
+};
+
+impl Driver for Streams {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Streams
+    }
+
+    fn node_of(&self) -> &[usize] {
+        &self.node_of
+    }
+
+    fn producer(&self) -> LocalBoxFuture<'_, Result<Producer, ConnError>> {
+        Box::pin(Streams::producer(self))
+    }
+
+    fn consumer(
+        self: Arc<Self>,
+        id: u32,
+        ctx: Arc<Ctx>,
+        notes: Notes,
+        stats: StatsCell,
+    ) -> LocalBoxFuture<'static, Consumed> {
+        Box::pin(member::run(self, id, ctx, notes, stats))
+    }
+
+    fn shared_units(&self, s: &Scenario) -> u32 {
+        member::unit_count(s)
+    }
+
+    fn unit_outputs(&self, ctx: &Ctx, outages: Vec<Outage>) -> Vec<ConsumerOutput> {
+        member::unit_outputs(ctx, outages)
+    }
+
+    fn side_tasks(&self, ctx: &Arc<Ctx>, window: Window) -> SideTasks {
+        side::start(self, ctx, window)
+    }
+
+    /// The run's streams hold every message it sent: delete them, node by node.
+    fn cleanup(&self) -> LocalBoxFuture<'_, ()> {
+        Box::pin(async move {
+            for (node, (e, _)) in self.nodes.iter().enumerate() {
+                if let Ok(mut con) = e.connect().await {
+                    let mut args: Vec<&[u8]> = vec![b"DEL"];
+                    let keys = self.keys.iter().zip(&self.node_of).filter(|(_, &n)| n == node);
+                    args.extend(keys.map(|(k, _)| k.as_bytes()));
+                    let _ = con.query(&args, "DEL").await;
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! What the Streams driver runs beside the consumers, in one share of a run:
+//! the backlog sampler (entries not yet acknowledged, per measured second)
+//! and, with `--replay-at`, a group that reads the streams from the beginning.
+
+use super::conn::{self, GroupStart, Streams};
+use crate::drivers::{Ctx, SideTasks};
+use crate::stats::Window;
+use std::time::Duration;
+
+/// How long an XREADGROUP waits for new entries before checking the clock again.
+const BLOCK: Duration = Duration::from_millis(100);
+
+/// The replay group's progress.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Replay {
+    /// When the group was created, ns since the epoch.
+    pub started_ns: u64,
+    /// Entries in the streams when it was created.
+    pub backlog: u64,
+    /// Entries it read.
+    pub read: u64,
+    /// How long it took to reach the live end of the streams (none if it never did).
+    pub catchup_ns: Option<u64>,
+    /// Entries it had read by then.
+    pub caught_up_read: u64,
+}
+
+/// Starts the backlog sampler and, with `--replay-at`, the replay group.
+pub(super) fn start(t: &Streams, shared: &Ctx, window: Window) -> SideTasks {
+    if !shared.side_tasks {
+        return SideTasks::default();
+    }
+    let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window));
+    let replay = shared.scenario.replay_at.map(|at| {
+        let start = window.start_ns + at.as_nanos() as u64;
+        tokio::spawn(replay(t.clone(), shared.clock, shared.finish.clone(), start))
+    });
+    SideTasks { backlog: Some(backlog), replay }
+}
+
+/// XINFO GROUPS at the end of every measured second (and through the drain, for the maximum).
+async fn sample_backlog(
+    t: Streams,
+    clock: crate::clock::Clock,
+    mut finish: tokio::sync::watch::Receiver<bool>,
+    window: Window,
+) -> Vec<u64> {
+    let mut samples = vec![0; window.seconds()];
+    let Ok(cons) = t.connections().await else { return samples };
+    let mut cons: Vec<_> = cons.into_iter().map(Some).collect();
+    let mut second = 0usize;
+    loop {
+        let at = window.start_ns + (second as u64 + 1) * 1_000_000_000;
+        tokio::select! {
+            _ = finish.wait_for(|f| *f) => return samples,
+            _ = clock.sleep_until_ns(at) => {}
+        }
+        // A node that went away is asked again once it answers (its streams come back with it).
+        t.reconnect_missing(&mut cons).await;
+        let Some(n) = conn::backlog(&mut cons, &t).await else {
+            second += 1;
+            continue;
+        };
+        match samples.get_mut(second) {
+            Some(slot) => *slot = n,
+            // During the drain: keep the largest in the last slot's shadow for the maximum.
+            None => samples.push(n),
+        }
+        second += 1;
+    }
+}
+
+/// Creates a group at the beginning of every stream at `start_ns` and reads
+/// until it has caught up with what existed then.
+async fn replay(
+    t: Streams,
+    clock: crate::clock::Clock,
+    mut finish: tokio::sync::watch::Receiver<bool>,
+    start_ns: u64,
+) -> Option<Replay> {
+    tokio::select! {
+        _ = finish.wait_for(|f| *f) => return None,
+        _ = clock.sleep_until_ns(start_ns) => {}
+    }
+    let mut cons = t.connections().await.ok()?;
+    let mut backlog = 0u64;
+    for (key, &node) in t.keys.iter().zip(&t.node_of) {
+        backlog += redis::cmd("XLEN").arg(key).query_async::<u64>(&mut cons[node]).await.ok()?;
+    }
+    let replay_settings = Streams { batch: 1000, ..t.clone() };
+    let reader = replay_settings.consumer("eventbench-replay", "replayer", GroupStart::Beginning).await.ok()?;
+    let started_ns = clock.now_ns();
+    let mut progress = Replay { started_ns, backlog, read: 0, catchup_ns: None, caught_up_read: 0 };
+    let mut batch = Vec::new();
+    loop {
+        batch.clear();
+        tokio::select! {
+            _ = finish.wait_for(|f| *f) => return Some(progress),
+            r = reader.read(false, BLOCK, &mut batch) => r.ok()?,
+        }
+        progress.read += batch.len() as u64;
+        // Caught up with the live stream: a read that no longer fills a batch,
+        // after the entries that existed at creation.
+        if progress.catchup_ns.is_none() && progress.read >= backlog && batch.len() < replay_settings.batch {
+            progress.catchup_ns = Some(clock.now_ns() - started_ns);
+            progress.caught_up_read = progress.read;
+        }
+        reader.ack(&batch).await.ok()?;
+    }
+}
