@@ -252,6 +252,30 @@ pub(super) mod opt_duration_str {
     }
 }
 
+/// A list that a file may also give as its one element: `disconnect = "50%@1s+1s"`
+/// reads as `disconnect = ["50%@1s+1s"]`, like one `--disconnect` flag.
+pub(super) fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OneOrMany<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<T>, E> {
+            // The element's own message on a bad value (e.g. "'150%' is outside 0%..100%").
+            T::deserialize(serde::de::value::StrDeserializer::new(s)).map(|one| vec![one])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(OneOrMany(std::marker::PhantomData))
+}
+
 /// A message rate: a number of messages per second, optionally with a k or M suffix.
 pub fn parse_rate(s: &str) -> Result<f64, String> {
     let t = s.trim();
@@ -305,6 +329,33 @@ mod tests {
         assert!(parse_redis_config("maxmemory").is_err());
         let s = Scenario::from_toml("[redis-config]\nmaxmemory = \"100mb\"\n").unwrap();
         assert_eq!(s.redis_config.get("maxmemory").map(String::as_str), Some("100mb"));
+    }
+
+    #[test]
+    fn a_list_in_a_file_may_be_one_string() {
+        let one =
+            Scenario::from_toml("disconnect = \"50%@1s+1s\"\ncrash = \"25%@3s\"\nassert = \"lost==0\"\n").unwrap();
+        let many = Scenario::from_toml("disconnect = [\"50%@1s+1s\"]\ncrash = [\"25%@3s\"]\nassert = [\"lost==0\"]\n")
+            .unwrap();
+        assert_eq!(one, many);
+        assert_eq!((one.disconnect.len(), one.crash.len(), one.assert.len()), (1, 1, 1));
+        assert_eq!(one.disconnect[0].to_string(), "50%@1s+1s");
+        assert_eq!(one.crash[0].to_string(), "25%@3s");
+        // Written back as a list, the same run again.
+        assert!(one.to_toml().contains("disconnect = [\"50%@1s+1s\"]"), "{}", one.to_toml());
+
+        let two = Scenario::from_toml("disconnect = [\"50%@1s+1s\", \"25%@3s+1s\"]\n").unwrap();
+        assert_eq!(two.disconnect.len(), 2);
+        for (text, needle) in [
+            ("disconnect = \"150%@1s+1s\"\n", "0%..100%"),
+            ("crash = \"25%\"\n", "PCT@AT"),
+            ("crash = [\"25%@1s\", \"x\"]\n", "PCT@AT"),
+            ("disconnect = 3\n", "a string or a list of strings"),
+        ] {
+            let e = Scenario::from_toml(text).unwrap_err();
+            assert!(e.message().contains(needle), "{text}: {}", e.message());
+            assert!(e.span().is_some(), "{text}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub use forms::{
 };
 
 use crate::wire::HEADER_LEN;
-use forms::{duration_str, opt_duration_str};
+use forms::{duration_str, one_or_many, opt_duration_str};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,6 +66,7 @@ pub struct Scenario {
     pub warmup: Duration,
     #[serde(with = "duration_str")]
     pub drain: Duration,
+    #[serde(deserialize_with = "one_or_many")]
     pub disconnect: Vec<Disconnect>,
     /// Worker threads; 0 = one for a light paced run (at most 50,000 sends and deliveries a second, at most 64 deliveries per message), else one per CPU.
     pub threads: usize,
@@ -91,7 +92,7 @@ pub struct Scenario {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls_insecure: bool,
     /// Gates checked after the run (exit code 3 when one fails).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
     pub assert: Vec<crate::assertion::Assertion>,
     /// Applied with CONFIG SET before the run (and restored after it on a user's Redis).
     pub redis_config: BTreeMap<String, String>,
@@ -101,6 +102,7 @@ pub struct Scenario {
     /// Streams: consumer groups sharing the work; 0 = one group per consumer (fan-out, as Pub/Sub).
     pub groups: u32,
     /// Consumers that stop for good without acknowledging what they hold, `PCT@AT`.
+    #[serde(deserialize_with = "one_or_many")]
     pub crash: Vec<Crash>,
     /// Streams: survivors claim a group's entries idle for longer than this.
     #[serde(with = "duration_str")]
