@@ -2,6 +2,7 @@
 //! `25%:200us`, `10s`, `20k`), how they read and print, and their serde as those strings.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -224,6 +225,25 @@ pub fn parse_redis_config(s: &str) -> Result<(String, String), String> {
     match s.trim().split_once(char::is_whitespace) {
         Some((key, value)) if !value.trim().is_empty() => Ok((key.to_string(), value.trim().to_string())),
         _ => Err(format!("'{s}': expected \"KEY VALUE\", e.g. \"client-output-buffer-limit pubsub 256kb 64kb 5\"")),
+    }
+}
+
+/// `--redis-config "KEY VALUE"` as the map of that one setting (clap keeps a
+/// flag's values of the field's type; [`super::ScenarioFlags`] gathers them).
+/// The empty string is the flag's default, no setting.
+pub(super) fn redis_config_entry(s: &str) -> Result<BTreeMap<String, String>, String> {
+    if s.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    parse_redis_config(s).map(|setting| BTreeMap::from([setting]))
+}
+
+/// `--reconnect on|off`.
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}': expected on or off")),
     }
 }
 

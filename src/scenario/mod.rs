@@ -3,20 +3,30 @@
 //! A scenario file uses the same keys as the flags (`rate = 20000`,
 //! `duration = "10s"`, `disconnect = ["50%@5s+2s"]`); flags override the file.
 //! [`Scenario::validate`] checks everything before any connection is opened.
+//!
+//! Each option is declared once, as a field of [`Scenario`]: serde makes it a
+//! file key, clap a flag with its help and default; [`ScenarioFlags`] (flags.rs)
+//! lays the given flags over a file; forms.rs holds the values' text forms.
 
+mod flags;
 mod forms;
 
+pub use flags::ScenarioFlags;
 pub(crate) use forms::{fmt_duration, parse_duration};
 pub use forms::{
-    parse_rate, parse_redis_config, Crash, Disconnect, KillNode, Percent, Slow, SubscribeMode, TransportKind,
+    parse_on_off, parse_rate, parse_redis_config, Crash, Disconnect, KillNode, Percent, Slow, SubscribeMode,
+    TransportKind,
 };
 
 use crate::wire::HEADER_LEN;
-use forms::{duration_str, one_or_many, opt_duration_str};
+use clap::{ArgAction, Args, FromArgMatches};
+use forms::{duration_str, one_or_many, opt_duration_str, redis_config_entry};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -37,86 +47,138 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ScenarioError {
     ScenarioError::Invalid { key, message: message.into() }
 }
 
-/// The whole workload of one run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The whole workload of one run, declared once. Each field is a key of a
+/// scenario file (its name in kebab-case) and a flag of `run` and `compare`
+/// (`--kebab-case`); its doc comment is the flag's help, and its
+/// `default_value` the default of both, shown in `--help`.
+///
+/// A new option is a field here (`#[arg(long, default_value = ..)]`, no
+/// default for an `Option`, a `Vec` or a `bool` switch) and its checks in
+/// [`Scenario::validate`]; [`ScenarioFlags`] lays the flags over a file without
+/// knowing the fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+#[command(next_help_heading = "Scenario (each flag is also a key of a scenario file; flags override the file)")]
 pub struct Scenario {
-    /// Names the run directory and the row in reports.
+    /// Names the run, its directory and its row in reports [default: the scenario file's name, else the transport]
+    #[arg(long, default_value = "pubsub", hide_default_value = true)]
     pub name: String,
-    /// What the scenario shows, for people reading it.
+    /// What the scenario shows, for people reading it
+    #[arg(long, value_name = "TEXT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Which Redis mechanism carries the messages
+    #[arg(long, value_enum, default_value_t)]
     pub transport: TransportKind,
-    /// Redis to aim at; none starts a private `redis-server`.
+    /// Redis to test, redis://[user:password@]host:port (rediss:// for TLS); without it a private redis-server is started
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// `redis-server` binary for the private server (default: from PATH).
+    /// redis-server binary for the private server (default: the one on PATH)
+    #[arg(long, value_name = "PATH")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_server: Option<PathBuf>,
+    /// Producer connections; they publish round-robin over the channels
+    #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true)]
     pub producers: u32,
+    /// Consumer connections; each subscribes to every channel
+    #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true)]
     pub consumers: u32,
+    /// Channels the producers publish to, round-robin
+    #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true)]
     pub channels: u32,
-    /// Total target rate, messages per second over all producers; 0 = as fast as possible.
+    /// Total target rate in messages per second over all producers (20000, 20k, 1.5M); 0 = as fast as possible
+    #[arg(long, value_parser = parse_rate, default_value = "1000", allow_negative_numbers = true)]
     pub rate: f64,
-    /// Payload size in bytes, header included.
+    /// Payload size in bytes, header included (at least 36)
+    #[arg(long, value_name = "BYTES", default_value = "64", allow_negative_numbers = true)]
     pub payload: usize,
+    /// Length of the measured phase (e.g. 10s, 1m)
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
     #[serde(with = "duration_str")]
     pub duration: Duration,
+    /// Time the swarm runs before measuring starts
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
     #[serde(with = "duration_str")]
     pub warmup: Duration,
+    /// Longest wait for stragglers after the producers stop
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
     #[serde(with = "duration_str")]
     pub drain: Duration,
+    /// Consumer outage PCT@AT+FOR (e.g. 50%@5s+2s), AT counted from the start of measuring; repeatable
+    #[arg(long, value_name = "PCT@AT+FOR")]
     #[serde(deserialize_with = "one_or_many")]
     pub disconnect: Vec<Disconnect>,
-    /// Worker threads; 0 = one for a light paced run (at most 50,000 sends and deliveries a second, at most 64 deliveries per message), else one per CPU.
+    /// Worker threads; 0 = one for a light paced run (at most 50,000 sends and deliveries a second, at most 64 deliveries per message), else one per CPU
+    #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true)]
     pub threads: usize,
+    /// Give up connecting after this long
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
     #[serde(with = "duration_str")]
     pub connect_timeout: Duration,
-    /// Slow consumers, `PCT:DELAY`.
+    /// Slow consumers PCT:DELAY (e.g. 25%:200us): that share of the consumers (the last ones) spends DELAY per message
+    #[arg(long, value_name = "PCT:DELAY")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slow: Option<Slow>,
-    /// Reconnect and resubscribe (with backoff) when the server closes a consumer.
+    /// Reconnect and resubscribe (with backoff) when Redis closes a consumer
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off, default_value = "on", action = ArgAction::Set)]
     pub reconnect: bool,
-    /// SUBSCRIBE by channel name, or PSUBSCRIBE to a pattern.
+    /// SUBSCRIBE to each channel, or PSUBSCRIBE to one pattern matching them all
+    #[arg(long, value_enum, default_value_t)]
     pub subscribe: SubscribeMode,
-    /// ACL user; overrides the URL's.
+    /// ACL user name (overrides the URL's)
+    #[arg(long, value_name = "NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Password; overrides the URL's. Never read from or written to a file.
+    /// Password (overrides the URL's); prefer the environment variable, which `ps` cannot show; never read from or written to a file
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
     #[serde(skip)]
     pub password: Option<Password>,
-    /// PEM file of the CA certificates a `rediss://` server is checked against.
+    /// CA certificates (PEM) to verify a rediss:// server with, instead of the system's
+    #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
-    /// Accept any certificate from a `rediss://` server (self-signed test servers).
+    /// Do not verify the rediss:// server's certificate (self-signed test servers only)
+    #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls_insecure: bool,
-    /// Gates checked after the run (exit code 3 when one fails).
+    /// Gate over summary columns checked after the run, e.g. 'p99_us<2000'; exit code 3 if one fails; repeatable
+    #[arg(long, value_name = "EXPR")]
     #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
     pub assert: Vec<crate::assertion::Assertion>,
-    /// Applied with CONFIG SET before the run (and restored after it on a user's Redis).
+    /// Redis setting "KEY VALUE" applied with CONFIG SET for the run (restored after on a user's Redis); repeatable, adds to the file's
+    #[arg(long, value_name = "KEY VALUE", value_parser = redis_config_entry, action = ArgAction::Append)]
+    #[arg(default_value = "", hide_default_value = true)] // no setting: clap wants a default for a map
     pub redis_config: BTreeMap<String, String>,
-    /// Streams: approximate trimming, `XADD MAXLEN ~ N`.
+    /// Streams: trim each stream to about N entries (XADD MAXLEN ~ N)
+    #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maxlen: Option<u64>,
-    /// Streams: consumer groups sharing the work; 0 = one group per consumer (fan-out, as Pub/Sub).
+    /// Streams: spread the consumers over G groups sharing the work; 0 = one group per consumer (fan-out, as Pub/Sub)
+    #[arg(long, value_name = "G", default_value = "0")]
     pub groups: u32,
-    /// Consumers that stop for good without acknowledging what they hold, `PCT@AT`.
+    /// Consumers that stop for good PCT@AT (e.g. 25%@3s), without acknowledging what they hold; repeatable
+    #[arg(long, value_name = "PCT@AT")]
     #[serde(deserialize_with = "one_or_many")]
     pub crash: Vec<Crash>,
-    /// Streams: survivors claim a group's entries idle for longer than this.
+    /// Streams: survivors claim a group's entries idle longer than this (XAUTOCLAIM)
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
     #[serde(with = "duration_str")]
     pub claim_idle: Duration,
-    /// Streams: a new group reads the streams from the beginning this far into the measured phase.
+    /// Streams: a new group reads every stream from the beginning this far into the measured phase
+    #[arg(long, value_parser = parse_duration, value_name = "AT")]
     #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_str", default)]
     pub replay_at: Option<Duration>,
-    /// The target must be a Redis Cluster (detected anyway; this makes a single node an error).
+    /// The target must be a Redis Cluster (a cluster is detected without it too; with it a single node is an error)
+    #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cluster: bool,
-    /// Start a private cluster of this many masters instead of one private server (0: none).
+    /// Start a private Redis Cluster of N masters (N ≥ 3) on loopback ports instead of one private server; 0 = none
+    #[arg(long, value_name = "N", default_value = "0")]
     #[serde(skip_serializing_if = "is_zero")]
     pub private_cluster: u32,
-    /// Stop a node of the private cluster and restart it.
+    /// Stop node NODE of the private cluster AT into the measured phase and restart it FOR later (e.g. 1@2s+1s)
+    #[arg(long, value_name = "NODE@AT+FOR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kill_node: Option<KillNode>,
 }
@@ -135,43 +197,25 @@ impl fmt::Debug for Password {
     }
 }
 
+impl FromStr for Password {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Password(s.to_string()))
+    }
+}
+
+/// What a run does unless told otherwise: the flags' defaults, as `eventbench
+/// run` without arguments (and without the environment) has them.
 impl Default for Scenario {
     fn default() -> Self {
-        Scenario {
-            name: "pubsub".into(),
-            description: None,
-            transport: TransportKind::Pubsub,
-            url: None,
-            redis_server: None,
-            producers: 1,
-            consumers: 1,
-            channels: 1,
-            rate: 1000.0,
-            payload: 64,
-            duration: Duration::from_secs(10),
-            warmup: Duration::from_secs(1),
-            drain: Duration::from_secs(2),
-            disconnect: Vec::new(),
-            threads: 0,
-            connect_timeout: Duration::from_secs(5),
-            slow: None,
-            reconnect: true,
-            subscribe: SubscribeMode::Channel,
-            user: None,
-            password: None,
-            tls_ca: None,
-            tls_insecure: false,
-            assert: Vec::new(),
-            redis_config: BTreeMap::new(),
-            maxlen: None,
-            groups: 0,
-            crash: Vec::new(),
-            claim_idle: Duration::from_secs(1),
-            replay_at: None,
-            cluster: false,
-            private_cluster: 0,
-            kill_node: None,
-        }
+        static DEFAULT: OnceLock<Scenario> = OnceLock::new();
+        let default = DEFAULT.get_or_init(|| {
+            // REDIS_URL and REDIS_PASSWORD belong to a command line, not to the defaults.
+            let cmd = Scenario::augment_args(clap::Command::new("scenario")).mut_args(|a| a.env(None::<&str>));
+            let matches = cmd.try_get_matches_from(["scenario"]).and_then(|m| Scenario::from_arg_matches(&m));
+            matches.expect("every scenario flag has a default or may be left out")
+        });
+        default.clone()
     }
 }
 
