@@ -1,0 +1,389 @@
+//! The values of single scenario keys and flags: their text forms (`50%@5s+2s`,
+//! `25%:200us`, `10s`, `20k`), how they read and print, and their serde as those strings.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which Redis mechanism carries the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// PUBLISH / SUBSCRIBE: fire-and-forget fan-out.
+    #[default]
+    Pubsub,
+    /// XADD / XREADGROUP / XACK: durable, with consumer groups.
+    Streams,
+    /// SPUBLISH / SSUBSCRIBE (Redis 7): Pub/Sub confined to the shard that owns the channel.
+    Sharded,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransportKind::Pubsub => "pubsub",
+            TransportKind::Streams => "streams",
+            TransportKind::Sharded => "sharded",
+        })
+    }
+}
+
+/// A share of the consumers, `0%` to `100%`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percent(pub f64);
+
+impl Percent {
+    /// How many of `n` consumers this share selects: rounded, at least one when above 0%.
+    pub fn of(&self, n: u32) -> u32 {
+        if self.0 <= 0.0 {
+            return 0;
+        }
+        ((self.0 / 100.0 * n as f64).round() as u32).clamp(1, n.max(1)).min(n)
+    }
+}
+
+impl FromStr for Percent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let digits = s.strip_suffix('%').ok_or_else(|| format!("'{s}' is not a percentage like 50%"))?;
+        let v: f64 = digits.parse().map_err(|_| format!("'{s}' is not a percentage like 50%"))?;
+        if !(0.0..=100.0).contains(&v) {
+            return Err(format!("'{s}' is outside 0%..100%"));
+        }
+        Ok(Percent(v))
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+/// A consumer outage: `PCT@AT+FOR`, e.g. `50%@5s+2s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Disconnect {
+    /// Share of the consumers that disconnect.
+    pub share: Percent,
+    /// When, counted from the start of the measured phase.
+    pub at: Duration,
+    /// How long they stay away before reconnecting.
+    pub down_for: Duration,
+}
+
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration like 10s or 500ms ({e})"))
+}
+
+pub(crate) fn fmt_duration(d: &Duration) -> String {
+    humantime::format_duration(*d).to_string().replace(' ', "")
+}
+
+impl FromStr for Disconnect {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected PCT@AT+FOR, e.g. 50%@5s+2s";
+        let (share, at, down_for) = split_at_for(s, form)?;
+        Ok(Disconnect { share: share.parse().map_err(|e| format!("{e}; {form}"))?, at, down_for })
+    }
+}
+
+/// Splits `WHO@AT+FOR` into WHO and the two durations; `form` goes into the messages.
+fn split_at_for<'a>(s: &'a str, form: &str) -> Result<(&'a str, Duration, Duration), String> {
+    let (who, rest) = s.split_once('@').ok_or_else(|| format!("'{s}': {form}"))?;
+    let (at, down_for) = rest.split_once('+').ok_or_else(|| format!("'{s}': {form}"))?;
+    let at = parse_duration(at).map_err(|e| format!("{e}; {form}"))?;
+    Ok((who, at, parse_duration(down_for).map_err(|e| format!("{e}; {form}"))?))
+}
+
+impl fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}+{}", self.share, fmt_duration(&self.at), fmt_duration(&self.down_for))
+    }
+}
+
+/// Serde through the `FromStr`/`Display` forms, so files read like the flags.
+macro_rules! serde_as_string {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+serde_as_string!(Disconnect);
+serde_as_string!(Slow);
+serde_as_string!(Crash);
+serde_as_string!(KillNode);
+serde_as_string!(crate::assertion::Assertion);
+
+/// Consumers that stop for good: `PCT@AT`, e.g. `25%@3s`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Crash {
+    pub share: Percent,
+    /// When, counted from the start of the measured phase.
+    pub at: Duration,
+}
+
+impl FromStr for Crash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected PCT@AT, e.g. 25%@3s";
+        let (share, at) = s.split_once('@').ok_or_else(|| format!("'{s}': {form}"))?;
+        Ok(Crash {
+            share: share.parse().map_err(|e| format!("{e}; {form}"))?,
+            at: parse_duration(at).map_err(|e| format!("{e}; {form}"))?,
+        })
+    }
+}
+
+impl fmt::Display for Crash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.share, fmt_duration(&self.at))
+    }
+}
+
+/// A cluster node stopped and restarted: `NODE@AT+FOR`, e.g. `1@2s+1s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KillNode {
+    /// The master's index in slot order (node 0 serves slot 0).
+    pub node: u32,
+    /// When, counted from the start of the measured phase.
+    pub at: Duration,
+    /// How long the node stays down.
+    pub down_for: Duration,
+}
+
+impl FromStr for KillNode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected NODE@AT+FOR, e.g. 1@2s+1s";
+        let (node, at, down_for) = split_at_for(s, form)?;
+        let node = node.trim().parse().map_err(|_| format!("'{node}' is not a node index; {form}"))?;
+        Ok(KillNode { node, at, down_for })
+    }
+}
+
+impl fmt::Display for KillNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}+{}", self.node, fmt_duration(&self.at), fmt_duration(&self.down_for))
+    }
+}
+
+/// Slow consumers: `PCT:DELAY`, e.g. `25%:200us`. That share of the consumers
+/// (the last ones) spends DELAY on each message before taking the next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slow {
+    pub share: Percent,
+    pub delay: Duration,
+}
+
+impl FromStr for Slow {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let form = "expected PCT:DELAY, e.g. 25%:200us";
+        let (share, delay) = s.split_once(':').ok_or_else(|| format!("'{s}': {form}"))?;
+        let slow = Slow {
+            share: share.parse().map_err(|e| format!("{e}; {form}"))?,
+            delay: parse_duration(delay).map_err(|e| format!("{e}; {form}"))?,
+        };
+        if slow.delay.is_zero() {
+            return Err(format!("'{s}': DELAY must be longer than 0; {form}"));
+        }
+        Ok(slow)
+    }
+}
+
+impl fmt::Display for Slow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.share, fmt_duration(&self.delay))
+    }
+}
+
+/// How consumers subscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SubscribeMode {
+    /// SUBSCRIBE to each channel by name.
+    #[default]
+    Channel,
+    /// PSUBSCRIBE to one pattern that matches every channel of the run.
+    Pattern,
+}
+
+/// Splits a `--redis-config "KEY VALUE"` flag.
+pub fn parse_redis_config(s: &str) -> Result<(String, String), String> {
+    match s.trim().split_once(char::is_whitespace) {
+        Some((key, value)) if !value.trim().is_empty() => Ok((key.to_string(), value.trim().to_string())),
+        _ => Err(format!("'{s}': expected \"KEY VALUE\", e.g. \"client-output-buffer-limit pubsub 256kb 64kb 5\"")),
+    }
+}
+
+/// `--redis-config "KEY VALUE"` as the map of that one setting (clap keeps a
+/// flag's values of the field's type; [`super::ScenarioFlags`] gathers them).
+/// The empty string is the flag's default, no setting.
+pub(super) fn redis_config_entry(s: &str) -> Result<BTreeMap<String, String>, String> {
+    if s.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    parse_redis_config(s).map(|setting| BTreeMap::from([setting]))
+}
+
+/// `--reconnect on|off`.
+pub fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}': expected on or off")),
+    }
+}
+
+pub(super) mod duration_str {
+    use super::*;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&fmt_duration(d))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+pub(super) mod opt_duration_str {
+    use super::*;
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&fmt_duration(d)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A list that a file may also give as its one element: `disconnect = "50%@1s+1s"`
+/// reads as `disconnect = ["50%@1s+1s"]`, like one `--disconnect` flag.
+pub(super) fn one_or_many<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OneOrMany<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for OneOrMany<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<T>, E> {
+            // The element's own message on a bad value (e.g. "'150%' is outside 0%..100%").
+            T::deserialize(serde::de::value::StrDeserializer::new(s)).map(|one| vec![one])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Vec<T>, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(OneOrMany(std::marker::PhantomData))
+}
+
+/// A message rate: a number of messages per second, optionally with a k or M suffix.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+        Some((i, 'm' | 'M')) => (&t[..i], 1e6),
+        _ => (t, 1.0),
+    };
+    let form = "expected messages per second ≥ 0, e.g. 20000, 20k or 0 for as fast as possible";
+    let v: f64 = digits.parse().map_err(|_| format!("'{s}': {form}"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{s}': {form}"));
+    }
+    Ok(v * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    #[test]
+    fn flags_forms_parse_and_print_back() {
+        let d: Disconnect = "50%@5s+2s".parse().unwrap();
+        assert_eq!(
+            d,
+            Disconnect { share: Percent(50.0), at: Duration::from_secs(5), down_for: Duration::from_secs(2) }
+        );
+        assert_eq!(d.to_string(), "50%@5s+2s");
+        assert_eq!("12.5%@1s500ms+250ms".parse::<Disconnect>().unwrap().to_string(), "12.5%@1s500ms+250ms");
+        for bad in ["50@5s+2s", "150%@5s+2s", "50%5s+2s", "50%@5s", "50%@soon+2s", "-1%@1s+1s"] {
+            assert!(bad.parse::<Disconnect>().is_err(), "{bad}");
+        }
+        assert_eq!(parse_rate("20k"), Ok(20_000.0));
+        assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
+        assert!(parse_rate("-5").is_err() && parse_rate("fast").is_err() && parse_rate("inf").is_err());
+    }
+
+    #[test]
+    fn slow_and_redis_config_forms() {
+        let slow: Slow = "25%:200us".parse().unwrap();
+        assert_eq!(slow, Slow { share: Percent(25.0), delay: Duration::from_micros(200) });
+        assert_eq!(slow.to_string(), "25%:200us");
+        for bad in ["25%", "25:200us", "25%:0s", "125%:1ms"] {
+            assert!(bad.parse::<Slow>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_redis_config("client-output-buffer-limit pubsub 256kb 64kb 5"),
+            Ok(("client-output-buffer-limit".into(), "pubsub 256kb 64kb 5".into()))
+        );
+        assert!(parse_redis_config("maxmemory").is_err());
+        let s = Scenario::from_toml("[redis-config]\nmaxmemory = \"100mb\"\n").unwrap();
+        assert_eq!(s.redis_config.get("maxmemory").map(String::as_str), Some("100mb"));
+    }
+
+    #[test]
+    fn a_list_in_a_file_may_be_one_string() {
+        let one =
+            Scenario::from_toml("disconnect = \"50%@1s+1s\"\ncrash = \"25%@3s\"\nassert = \"lost==0\"\n").unwrap();
+        let many = Scenario::from_toml("disconnect = [\"50%@1s+1s\"]\ncrash = [\"25%@3s\"]\nassert = [\"lost==0\"]\n")
+            .unwrap();
+        assert_eq!(one, many);
+        assert_eq!((one.disconnect.len(), one.crash.len(), one.assert.len()), (1, 1, 1));
+        assert_eq!(one.disconnect[0].to_string(), "50%@1s+1s");
+        assert_eq!(one.crash[0].to_string(), "25%@3s");
+        // Written back as a list, the same run again.
+        assert!(one.to_toml().contains("disconnect = [\"50%@1s+1s\"]"), "{}", one.to_toml());
+
+        let two = Scenario::from_toml("disconnect = [\"50%@1s+1s\", \"25%@3s+1s\"]\n").unwrap();
+        assert_eq!(two.disconnect.len(), 2);
+        for (text, needle) in [
+            ("disconnect = \"150%@1s+1s\"\n", "0%..100%"),
+            ("crash = \"25%\"\n", "PCT@AT"),
+            ("crash = [\"25%@1s\", \"x\"]\n", "PCT@AT"),
+            ("disconnect = 3\n", "a string or a list of strings"),
+        ] {
+            let e = Scenario::from_toml(text).unwrap_err();
+            assert!(e.message().contains(needle), "{text}: {}", e.message());
+            assert!(e.span().is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn percent_selects_at_least_one() {
+        assert_eq!(Percent(50.0).of(8), 4);
+        assert_eq!(Percent(1.0).of(8), 1);
+        assert_eq!(Percent(0.0).of(8), 0);
+        assert_eq!(Percent(100.0).of(8), 8);
+        assert_eq!(Percent(50.0).of(0), 0);
+    }
+}

@@ -1,0 +1,466 @@
+//! The typed workload: what a run does, from a TOML file and command-line flags.
+//!
+//! A scenario file uses the same keys as the flags (`rate = 20000`,
+//! `duration = "10s"`, `disconnect = ["50%@5s+2s"]`); flags override the file.
+//! [`Scenario::validate`] checks everything before any connection is opened.
+//!
+//! Each option is declared once, as a field of [`Scenario`]: serde makes it a
+//! file key, clap a flag with its help and default; [`ScenarioFlags`] (flags.rs)
+//! lays the given flags over a file; forms.rs holds the values' text forms.
+
+mod flags;
+mod forms;
+
+pub use flags::ScenarioFlags;
+pub(crate) use forms::{fmt_duration, parse_duration};
+pub use forms::{
+    parse_on_off, parse_rate, parse_redis_config, Crash, Disconnect, KillNode, Percent, Slow, SubscribeMode,
+    TransportKind,
+};
+
+use crate::wire::HEADER_LEN;
+use clap::{ArgAction, Args, FromArgMatches};
+use forms::{duration_str, one_or_many, opt_duration_str, redis_config_entry};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A problem with the scenario: a bad value, or a file that cannot be used.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    // `cause`, not `source`: the message already says it, and the error chain
+    // printed at the edge would say it twice.
+    #[error("cannot read scenario file {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("scenario file {path}, line {line}, column {column}: {message}")]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid { key, message: message.into() }
+}
+
+/// The whole workload of one run, declared once. Each field is a key of a
+/// scenario file (its name in kebab-case) and a flag of `run` and `compare`
+/// (`--kebab-case`); its doc comment is the flag's help, and its
+/// `default_value` the default of both, shown in `--help`.
+///
+/// A new option is a field here (`#[arg(long, default_value = ..)]`, no
+/// default for an `Option`, a `Vec` or a `bool` switch) and its checks in
+/// [`Scenario::validate`]; [`ScenarioFlags`] lays the flags over a file without
+/// knowing the fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+#[command(next_help_heading = "Scenario (each flag is also a key of a scenario file; flags override the file)")]
+pub struct Scenario {
+    /// Names the run, its directory and its row in reports [default: the scenario file's name, else the transport]
+    #[arg(long, default_value = "pubsub", hide_default_value = true)]
+    pub name: String,
+    /// What the scenario shows, for people reading it
+    #[arg(long, value_name = "TEXT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Which Redis mechanism carries the messages
+    #[arg(long, value_enum, default_value_t)]
+    pub transport: TransportKind,
+    /// Redis to test, redis://[user:password@]host:port (rediss:// for TLS); without it a private redis-server is started
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// redis-server binary for the private server (default: the one on PATH)
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_server: Option<PathBuf>,
+    /// Producer connections; they publish round-robin over the channels
+    #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true)]
+    pub producers: u32,
+    /// Consumer connections; each subscribes to every channel
+    #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true)]
+    pub consumers: u32,
+    /// Channels the producers publish to, round-robin
+    #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true)]
+    pub channels: u32,
+    /// Total target rate in messages per second over all producers (20000, 20k, 1.5M); 0 = as fast as possible
+    #[arg(long, value_parser = parse_rate, default_value = "1000", allow_negative_numbers = true)]
+    pub rate: f64,
+    /// Payload size in bytes, header included (at least 36)
+    #[arg(long, value_name = "BYTES", default_value = "64", allow_negative_numbers = true)]
+    pub payload: usize,
+    /// Length of the measured phase (e.g. 10s, 1m)
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[serde(with = "duration_str")]
+    pub duration: Duration,
+    /// Time the swarm runs before measuring starts
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[serde(with = "duration_str")]
+    pub warmup: Duration,
+    /// Longest wait for stragglers after the producers stop
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[serde(with = "duration_str")]
+    pub drain: Duration,
+    /// Consumer outage PCT@AT+FOR (e.g. 50%@5s+2s), AT counted from the start of measuring; repeatable
+    #[arg(long, value_name = "PCT@AT+FOR")]
+    #[serde(deserialize_with = "one_or_many")]
+    pub disconnect: Vec<Disconnect>,
+    /// Worker threads; 0 = one for a light paced run (at most 50,000 sends and deliveries a second, at most 64 deliveries per message), else one per CPU
+    #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true)]
+    pub threads: usize,
+    /// Give up connecting after this long
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    #[serde(with = "duration_str")]
+    pub connect_timeout: Duration,
+    /// Slow consumers PCT:DELAY (e.g. 25%:200us): that share of the consumers (the last ones) spends DELAY per message
+    #[arg(long, value_name = "PCT:DELAY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow: Option<Slow>,
+    /// Reconnect and resubscribe (with backoff) when Redis closes a consumer
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off, default_value = "on", action = ArgAction::Set)]
+    pub reconnect: bool,
+    /// SUBSCRIBE to each channel, or PSUBSCRIBE to one pattern matching them all
+    #[arg(long, value_enum, default_value_t)]
+    pub subscribe: SubscribeMode,
+    /// ACL user name (overrides the URL's)
+    #[arg(long, value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Password (overrides the URL's); prefer the environment variable, which `ps` cannot show; never read from or written to a file
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    #[serde(skip)]
+    pub password: Option<Password>,
+    /// CA certificates (PEM) to verify a rediss:// server with, instead of the system's
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// Do not verify the rediss:// server's certificate (self-signed test servers only)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_insecure: bool,
+    /// Gate over summary columns checked after the run, e.g. 'p99_us<2000'; exit code 3 if one fails; repeatable
+    #[arg(long, value_name = "EXPR")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub assert: Vec<crate::assertion::Assertion>,
+    /// Redis setting "KEY VALUE" applied with CONFIG SET for the run (restored after on a user's Redis); repeatable, adds to the file's
+    #[arg(long, value_name = "KEY VALUE", value_parser = redis_config_entry, action = ArgAction::Append)]
+    #[arg(default_value = "", hide_default_value = true)] // no setting: clap wants a default for a map
+    pub redis_config: BTreeMap<String, String>,
+    /// Streams: trim each stream to about N entries (XADD MAXLEN ~ N)
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maxlen: Option<u64>,
+    /// Streams: spread the consumers over G groups sharing the work; 0 = one group per consumer (fan-out, as Pub/Sub)
+    #[arg(long, value_name = "G", default_value = "0")]
+    pub groups: u32,
+    /// Consumers that stop for good PCT@AT (e.g. 25%@3s), without acknowledging what they hold; repeatable
+    #[arg(long, value_name = "PCT@AT")]
+    #[serde(deserialize_with = "one_or_many")]
+    pub crash: Vec<Crash>,
+    /// Streams: survivors claim a group's entries idle longer than this (XAUTOCLAIM)
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[serde(with = "duration_str")]
+    pub claim_idle: Duration,
+    /// Streams: a new group reads every stream from the beginning this far into the measured phase
+    #[arg(long, value_parser = parse_duration, value_name = "AT")]
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_duration_str", default)]
+    pub replay_at: Option<Duration>,
+    /// The target must be a Redis Cluster (a cluster is detected without it too; with it a single node is an error)
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cluster: bool,
+    /// Start a private Redis Cluster of N masters (N ≥ 3) on loopback ports instead of one private server; 0 = none
+    #[arg(long, value_name = "N", default_value = "0")]
+    #[serde(skip_serializing_if = "is_zero")]
+    pub private_cluster: u32,
+    /// Stop node NODE of the private cluster AT into the measured phase and restart it FOR later (e.g. 1@2s+1s)
+    #[arg(long, value_name = "NODE@AT+FOR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kill_node: Option<KillNode>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A password: `Debug` shows `***`, so it cannot slip into a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Password {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Password(s.to_string()))
+    }
+}
+
+/// What a run does unless told otherwise: the flags' defaults, as `eventbench
+/// run` without arguments (and without the environment) has them.
+impl Default for Scenario {
+    fn default() -> Self {
+        static DEFAULT: OnceLock<Scenario> = OnceLock::new();
+        let default = DEFAULT.get_or_init(|| {
+            // REDIS_URL and REDIS_PASSWORD belong to a command line, not to the defaults.
+            let cmd = Scenario::augment_args(clap::Command::new("scenario")).mut_args(|a| a.env(None::<&str>));
+            let matches = cmd.try_get_matches_from(["scenario"]).and_then(|m| Scenario::from_arg_matches(&m));
+            matches.expect("every scenario flag has a default or may be left out")
+        });
+        default.clone()
+    }
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+impl Scenario {
+    /// Reads a scenario file; its name defaults to the file's stem.
+    pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: path.into(), cause })?;
+        let mut s = Scenario::from_toml(&text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |r| line_col(&text, r.start));
+            let message = e.message().trim().replace('\n', " ");
+            ScenarioError::Parse { path: path.into(), line, column, message }
+        })?;
+        let has_name = text.lines().any(|l| l.trim_start().starts_with("name"));
+        if !has_name {
+            if let Some(stem) = path.file_stem() {
+                s.name = stem.to_string_lossy().into_owned();
+            }
+        }
+        Ok(s)
+    }
+
+    /// Parses scenario TOML.
+    pub fn from_toml(text: &str) -> Result<Scenario, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The effective scenario as TOML, credentials masked, ready to be run again.
+    pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.url = shown.url.as_deref().map(crate::connect::redact_url);
+        toml::to_string(&shown).expect("a scenario always serializes")
+    }
+
+    /// Checks every value; the first problem is returned with the key it concerns.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(invalid("name", "must be non-empty and contain no path separators"));
+        }
+        if self.producers == 0 {
+            return Err(invalid("producers", "must be at least 1"));
+        }
+        if self.channels == 0 {
+            return Err(invalid("channels", "must be at least 1"));
+        }
+        if !self.rate.is_finite() || self.rate < 0.0 {
+            return Err(invalid("rate", "must be ≥ 0 messages per second (0 = as fast as possible)"));
+        }
+        if self.payload < HEADER_LEN {
+            return Err(invalid(
+                "payload",
+                format!("{} bytes is below the minimum of {HEADER_LEN} (the header size)", self.payload),
+            ));
+        }
+        if self.payload > 512 * 1024 * 1024 {
+            return Err(invalid("payload", "must be at most 512 MiB (Redis's limit for a string)"));
+        }
+        if self.duration.is_zero() {
+            return Err(invalid("duration", "must be longer than 0s"));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(invalid("connect-timeout", "must be longer than 0s"));
+        }
+        for d in &self.disconnect {
+            if d.share.0 > 0.0 && self.consumers == 0 {
+                return Err(invalid("disconnect", format!("{d}: the scenario has no consumers")));
+            }
+            if d.at + d.down_for > self.duration {
+                return Err(invalid(
+                    "disconnect",
+                    format!(
+                        "{d} ends after the measured phase ({}); AT+FOR must be within --duration",
+                        fmt_duration(&self.duration)
+                    ),
+                ));
+            }
+            if d.down_for.is_zero() {
+                return Err(invalid("disconnect", format!("{d}: FOR must be longer than 0s")));
+            }
+        }
+        if let Some(slow) = &self.slow {
+            if slow.share.0 > 0.0 && self.consumers == 0 {
+                return Err(invalid("slow", format!("{slow}: the scenario has no consumers")));
+            }
+        }
+        if let Some(key) = self.redis_config.keys().find(|k| k.trim().is_empty() || k.contains(char::is_whitespace)) {
+            return Err(invalid("redis-config", format!("'{key}' is not a configuration key")));
+        }
+        let within = |key: &'static str, what: String, at: Duration| {
+            if at >= self.duration {
+                Err(invalid(
+                    key,
+                    format!(
+                        "{what} is outside the measured phase ({}); AT must be below --duration",
+                        fmt_duration(&self.duration)
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        for c in &self.crash {
+            within("crash", c.to_string(), c.at)?;
+            if c.share.0 > 0.0 && self.consumers == 0 {
+                return Err(invalid("crash", format!("{c}: the scenario has no consumers")));
+            }
+        }
+        if let Some(at) = self.replay_at {
+            within("replay-at", fmt_duration(&at), at)?;
+        }
+        let streams_only =
+            [("maxlen", self.maxlen.is_some()), ("groups", self.groups > 0), ("replay-at", self.replay_at.is_some())];
+        if self.transport != TransportKind::Streams {
+            if let Some((key, _)) = streams_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(key, "applies to --transport streams only"));
+            }
+        }
+        if self.groups > self.consumers {
+            return Err(invalid(
+                "groups",
+                format!("{} groups need at least as many consumers (have {})", self.groups, self.consumers),
+            ));
+        }
+        if self.maxlen == Some(0) {
+            return Err(invalid("maxlen", "must be at least 1"));
+        }
+        if self.transport == TransportKind::Sharded && self.subscribe == SubscribeMode::Pattern {
+            return Err(invalid("subscribe", "sharded Pub/Sub has no pattern subscriptions (no SPSUBSCRIBE)"));
+        }
+        self.validate_cluster()?;
+        self.validate_target()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ScenarioError> {
+        if self.private_cluster > 0 {
+            if self.private_cluster < 3 {
+                return Err(invalid(
+                    "private-cluster",
+                    format!("{} nodes: a cluster needs at least 3 masters", self.private_cluster),
+                ));
+            }
+            if self.private_cluster > 64 {
+                return Err(invalid("private-cluster", "at most 64 nodes"));
+            }
+            if self.url.is_some() {
+                return Err(invalid("private-cluster", "starts its own cluster: leave out --url"));
+            }
+        }
+        if let Some(k) = &self.kill_node {
+            if self.private_cluster == 0 {
+                return Err(invalid(
+                    "kill-node",
+                    format!("{k}: needs --private-cluster N (eventbench stops only nodes it started)"),
+                ));
+            }
+            if k.node >= self.private_cluster {
+                return Err(invalid(
+                    "kill-node",
+                    format!("{k}: node {} does not exist (nodes 0..{})", k.node, self.private_cluster - 1),
+                ));
+            }
+            if k.down_for.is_zero() {
+                return Err(invalid("kill-node", format!("{k}: FOR must be longer than 0s")));
+            }
+            if k.at + k.down_for > self.duration {
+                return Err(invalid(
+                    "kill-node",
+                    format!(
+                        "{k} ends after the measured phase ({}); AT+FOR must be within --duration",
+                        fmt_duration(&self.duration)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL, credentials and TLS settings fit together.
+    fn validate_target(&self) -> Result<(), ScenarioError> {
+        let Some(url) = &self.url else {
+            if self.user.is_some() || self.password.is_some() {
+                return Err(invalid(
+                    "password",
+                    "--user and --password apply to --url only (the private server has none)",
+                ));
+            }
+            if self.tls_ca.is_some() || self.tls_insecure {
+                return Err(invalid("tls-ca", "--tls-ca and --tls-insecure apply to a rediss:// --url only"));
+            }
+            return Ok(());
+        };
+        let url = crate::connect::parse_url(url).map_err(|m| invalid("url", m))?;
+        if url.password.as_deref() == Some(crate::connect::MASK) && self.password.is_none() {
+            return Err(invalid(
+                "url",
+                "the password in the URL is masked (***); pass --password or set REDIS_PASSWORD".to_string(),
+            ));
+        }
+        if !url.tls && (self.tls_ca.is_some() || self.tls_insecure) {
+            return Err(invalid("tls-ca", "--tls-ca and --tls-insecure apply to rediss:// URLs only"));
+        }
+        if self.tls_ca.is_some() && self.tls_insecure {
+            return Err(invalid("tls-insecure", "choose one of --tls-ca FILE (verify) and --tls-insecure (do not)"));
+        }
+        Ok(())
+    }
+
+    /// Messages per second for each producer.
+    pub fn rate_per_producer(&self) -> f64 {
+        self.rate / self.producers as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_and_errors() {
+        let s = Scenario { disconnect: vec!["25%@1s+1s".parse().unwrap()], rate: 5000.0, ..Scenario::default() };
+        let back = Scenario::from_toml(&s.to_toml()).unwrap();
+        assert_eq!(back, s);
+
+        let err = Scenario::from_toml("rate = 10\nbogus = 1\n").unwrap_err();
+        assert!(err.message().contains("bogus"), "{}", err.message());
+        assert_eq!(line_col("rate = 10\nbogus = 1\n", err.span().unwrap().start), (2, 1));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let check = |s: Scenario, key: &str| {
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.starts_with(key), "{e}");
+        };
+        check(Scenario { payload: 10, ..Scenario::default() }, "payload");
+        check(Scenario { duration: Duration::ZERO, ..Scenario::default() }, "duration");
+        check(Scenario { disconnect: vec!["50%@9s+2s".parse().unwrap()], ..Scenario::default() }, "disconnect");
+        check(Scenario { url: Some("http://x".into()), ..Scenario::default() }, "url");
+        assert!(Scenario::default().validate().is_ok());
+    }
+}
