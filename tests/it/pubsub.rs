@@ -1,8 +1,7 @@
 //! The core harness against a real redis-server: exact accounting, loss that
 //! matches the arithmetic, the set rate, and many consumers.
 
-mod common;
-use common::{quick, run};
+use crate::common::{quick, run};
 use eventbench::Status;
 
 #[tokio::test]

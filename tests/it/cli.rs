@@ -1,7 +1,7 @@
 //! The binary as a user meets it: bad input, the files a run leaves, repeating a run.
 
-mod common;
-use common::{eventbench, stderr, stdout};
+use crate::common;
+use crate::common::{eventbench, stderr, stdout};
 
 #[test]
 fn bad_input_is_one_line_and_exit_code_2() {

@@ -2,8 +2,7 @@
 //! `status = interrupted`, stop the private redis-server, exit 130. A second
 //! Ctrl-C exits at once, still leaving only whole files.
 
-mod common;
-use common::{assert_whole_run_dir, bin, wait_exit, wait_for_channels};
+use crate::common::{assert_whole_run_dir, bin, wait_exit, wait_for_channels};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};

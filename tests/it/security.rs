@@ -2,8 +2,7 @@
 //! redis-server with a certificate the test makes, and an ACL user that may
 //! only use what the Pub/Sub transport needs. Credentials never show anywhere.
 
-mod common;
-use common::{assert_whole_run_dir, bin, stderr, stdout, RedisServer};
+use crate::common::{assert_whole_run_dir, bin, stderr, stdout, RedisServer};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

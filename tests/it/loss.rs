@@ -1,8 +1,7 @@
 //! Why Pub/Sub loses messages: slow consumers cut off by Redis, consumers that
 //! are gone, and the attribution of every lost message to one cause.
 
-mod common;
-use common::{quick, run};
+use crate::common::{quick, run};
 use eventbench::target::Target;
 use eventbench::{Scenario, Status};
 use std::collections::BTreeMap;

@@ -1,8 +1,8 @@
 //! Redis Streams next to Pub/Sub: the same disconnect loses nothing, crashed
 //! members' entries are claimed, groups share the work, replays catch up.
 
-mod common;
-use common::{eventbench, quick, run, stderr};
+use crate::common;
+use crate::common::{eventbench, quick, run, stderr};
 use eventbench::scenario::TransportKind;
 use eventbench::target::Target;
 use eventbench::{Live, Scenario, Status};

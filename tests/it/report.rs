@@ -2,8 +2,7 @@
 //! implementation decodes `latency.hlog`, headless Chromium renders
 //! `report.html`, and `eventbench report` rebuilds everything from the files.
 
-mod common;
-use common::{eventbench, stderr, stdout};
+use crate::common::{eventbench, stderr, stdout};
 use eventbench::report::rows::{columns, RunsRow, SummaryRow, TimeseriesRow};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,8 +2,7 @@
 //! run's messages are counted as `foreign` and never crash a consumer. Then
 //! the decoders that read untrusted bytes, property-tested on arbitrary input.
 
-mod common;
-use common::{bin, stderr, wait_exit, RedisServer};
+use crate::common::{bin, stderr, wait_exit, RedisServer};
 use eventbench::stats::{ConsumerStats, ThreadStats, Window};
 use eventbench::transport::resp;
 use eventbench::wire::{Header, HEADER_LEN, VERSION};

@@ -1,8 +1,8 @@
 //! `--workers`: real worker processes of the built binary against a real
 //! redis-server, merged into one run whose totals are exact.
 
-mod common;
-use common::{assert_whole_run_dir, bin, eventbench, stderr, RedisServer};
+use crate::common;
+use crate::common::{assert_whole_run_dir, bin, eventbench, stderr, RedisServer};
 use eventbench::report::rows::{ConsumerRow, SummaryRow, TimeseriesRow, WorkerRow};
 use std::path::Path;
 use std::time::Duration;

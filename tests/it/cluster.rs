@@ -2,8 +2,8 @@
 //! every transport with exact accounting, each node takes its share, and a
 //! killed node costs Pub/Sub messages and Streams none.
 
-mod common;
-use common::{eventbench, quick, stderr};
+use crate::common;
+use crate::common::{eventbench, quick, stderr};
 use eventbench::scenario::TransportKind;
 use eventbench::target::Target;
 use eventbench::{Live, Scenario, Status};

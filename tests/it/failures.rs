@@ -3,8 +3,8 @@
 //! answering at all. eventbench must notice within 2 seconds, keep what it
 //! measured, write it with `status = aborted` and a reason, and exit 1.
 
-mod common;
-use common::{assert_whole_run_dir, bin, wait_exit, RedisServer};
+use crate::common;
+use crate::common::{assert_whole_run_dir, bin, wait_exit, RedisServer};
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,30 @@
+//! Every integration test in one binary, one module per area: the suite
+//! links this once instead of once per file (each link is ~100 MB of debug
+//! binary), and the test threads stay busy across areas instead of idling at
+//! the end of each file's slowest test.
+//!
+//! All modules share one process and run in parallel threads (as many as
+//! CPUs, cargo's default). A test must therefore keep its process-wide
+//! effects to itself: environment variables go to the child `Command`, never
+//! `std::env::set_var`; signals go to the test's own children; no test
+//! changes the current directory.
+//!
+//! proptest keeps the regressions of `foreign.rs` in
+//! `tests/proptest-regressions/foreign.txt`: its default persistence walks up
+//! from the source file to the directory holding `main.rs` (this one) and
+//! uses a `proptest-regressions` directory beside it.
+
+mod common;
+
+mod cli;
+mod cluster;
+mod failures;
+mod foreign;
+mod loss;
+mod pubsub;
+mod readme;
+mod report;
+mod security;
+mod signals;
+mod streams;
+mod workers;
