@@ -1,7 +1,7 @@
 //! Per-message costs on the hot path. Budgets are in the README (Performance).
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use eventbench::connect::resp;
-use eventbench::drivers::pubsub::{parse_push, Push};
+use eventbench::drivers::pubsub::conn::{parse_push, Push};
 use eventbench::stats::ledger::SeqLedger;
 use eventbench::stats::{latency_histogram, record, ConsumerStats, ThreadStats, Window};
 use eventbench::wire::{Header, HEADER_LEN};

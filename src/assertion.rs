@@ -5,7 +5,7 @@
 //! `delivery_rate>=0.99*target_rate`. It is parsed (and its column names
 //! checked) before the run, so a typo fails at once instead of after a long run.
 
-use crate::results::rows::SummaryRow;
+use crate::rows::SummaryRow;
 use std::fmt;
 use std::str::FromStr;
 

@@ -12,6 +12,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Duration, Instant};
 
+/// A duration as flags and files write it: `10s`, `500ms`, `1m30s`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration like 10s or 500ms ({e})"))
+}
+
+/// A duration the way [`parse_duration`] reads it back.
+pub fn fmt_duration(d: &std::time::Duration) -> String {
+    humantime::format_duration(*d).to_string().replace(' ', "")
+}
+
 /// The run's epoch; cheap to copy into every task.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {

@@ -7,8 +7,8 @@ use crate::pipeline::{self, Finished, Mode};
 use crate::progress::Progress;
 use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
-use crate::results::rows::{SummaryRow, WorkerRow};
 use crate::results::summarize::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
+use crate::rows::{SummaryRow, WorkerRow};
 use crate::scenario::ScenarioError;
 use crate::target::Target;
 use crate::RunReport;
@@ -152,16 +152,17 @@ async fn run(args: RunArgs) -> Result<u8> {
     check_out(args.out.as_ref())?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
+    let mode = mode_of(&args.split);
+    pipeline::check(&scenario, &mode)?;
     let target = pipeline::target_for(&scenario)?;
-    let Finished { report, workers } =
-        match run_one(scenario, &target, &mode_of(&args.split), args.quiet, &current).await {
-            Ok(finished) => finished,
-            Err(e) if interrupted_before_start(&e) => {
-                eprintln!("eventbench: {e}");
-                return Ok(EXIT_INTERRUPTED);
-            }
-            Err(e) => return Err(e),
-        };
+    let Finished { report, workers } = match run_one(scenario, &target, &mode, args.quiet, &current).await {
+        Ok(finished) => finished,
+        Err(e) if interrupted_before_start(&e) => {
+            eprintln!("eventbench: {e}");
+            return Ok(EXIT_INTERRUPTED);
+        }
+        Err(e) => return Err(e),
+    };
     drop(target);
     let dir = match &args.out {
         Some(dir) => dir.clone(),
@@ -206,7 +207,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         .iter()
         .map(|&t| {
             let s = crate::Scenario { transport: t, ..base.clone() };
-            s.validate().map(|_| s)
+            pipeline::check(&s, &mode).map(|_| s)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let root = match &args.run.out {

@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod rows;
 pub mod scenario;
 pub mod stats;
 pub mod swarm;

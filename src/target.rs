@@ -88,6 +88,16 @@ impl ConfigChange {
     }
 }
 
+impl crate::chaos::NodeControl for Target {
+    fn kill_node(&self, port: u16) -> Result<(), String> {
+        Target::kill_node(self, port).map_err(|e| e.to_string())
+    }
+
+    fn restart_node(&self, port: u16) -> Result<(), String> {
+        Target::restart_node(self, port).map_err(|e| e.to_string())
+    }
+}
+
 /// The Redis a run talks to.
 #[derive(Debug)]
 pub struct Target {

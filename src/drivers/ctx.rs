@@ -58,7 +58,7 @@ pub struct ConsumerOutput {
 #[derive(Debug)]
 pub enum Consumed {
     /// Its own accounting (a Pub/Sub subscriber).
-    Own(ConsumerOutput),
+    Own(Box<ConsumerOutput>),
     /// Its outages; its deliveries are in a unit it shares ([`Ctx::units`]).
     Shared(Vec<Outage>),
     /// It never connected.
@@ -68,6 +68,8 @@ pub enum Consumed {
 /// The run as its tasks see it.
 pub struct Ctx {
     pub scenario: Scenario,
+    /// The scenario's faults, as the schedule needs them.
+    pub faults: crate::chaos::Plan,
     pub clock: Clock,
     pub driver: Arc<dyn Driver>,
     pub live: Arc<Live>,
@@ -116,6 +118,7 @@ impl Ctx {
         let streams = scenario.producers * scenario.channels;
         Ctx {
             progress: (0..streams).map(|_| AtomicU64::new(0)).collect(),
+            faults: scenario.fault_plan(),
             scenario,
             clock,
             driver,

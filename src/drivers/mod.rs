@@ -132,13 +132,18 @@ pub struct Layout {
     pub prefix: String,
 }
 
+/// A driver being built on a target.
+pub type Building = LocalBoxFuture<'static, Result<Arc<dyn Driver>, TargetError>>;
+
 /// A transport as the registry knows it.
 pub struct Registration {
     pub kind: TransportKind,
+    /// What it is, for messages: its name and commands.
+    pub describe: &'static str,
     pub capabilities: Capabilities,
     /// Builds the driver for a run on the target described by the layout
     /// (checking first that the target can carry this transport).
-    pub build: fn(Layout) -> LocalBoxFuture<'static, Result<Arc<dyn Driver>, TargetError>>,
+    pub build: fn(Layout) -> Building,
 }
 
 /// Every transport eventbench drives.
@@ -164,7 +169,8 @@ pub fn check(s: &Scenario, split: bool) -> Result<(), ScenarioError> {
     ];
     for (key, asked, supported, what) in asks {
         if asked && !supported {
-            let message = format!("--transport {} has no {what}; it applies to {}", s.transport, supporters(key));
+            let describe = registration(s.transport).describe;
+            let message = format!("{describe} has no {what}; use {}", supporters(key));
             return Err(ScenarioError::Invalid { key, message });
         }
     }
@@ -193,7 +199,7 @@ fn supporters(key: &str) -> String {
         })
         .map(|r| format!("--transport {}", r.kind))
         .collect();
-    names.join(" and ")
+    names.join(" or ")
 }
 
 /// A message as a consumer sees it, borrowed from the connection's buffer.

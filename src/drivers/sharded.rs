@@ -13,6 +13,7 @@ use std::sync::Arc;
 /// Sharded Pub/Sub as the registry knows it.
 pub const REGISTRATION: Registration = Registration {
     kind: TransportKind::Sharded,
+    describe: "sharded Pub/Sub (SPUBLISH, SSUBSCRIBE; there is no SPSUBSCRIBE)",
     // No SPSUBSCRIBE.
     capabilities: Capabilities { pattern: false, groups: false, maxlen: false, replay: false, claim: false },
     build: |layout| {

@@ -17,9 +17,9 @@ pub mod workers;
 
 use crate::chaos::{self, NodeOutage};
 use crate::live::{Live, Outcome};
-use crate::results::rows::WorkerRow;
 use crate::results::summarize::{HarnessCpu, RunFacts};
 use crate::results::RunReport;
+use crate::rows::WorkerRow;
 use crate::scenario::Scenario;
 use crate::swarm::SwarmOutput;
 use crate::target::{self, Target, TargetError};
@@ -63,7 +63,7 @@ pub async fn run(scenario: Scenario) -> Result<RunReport> {
 
 /// Runs a scenario; `live` lets a caller watch counters and request a stop.
 pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> {
-    scenario.validate()?;
+    check(&scenario, &Mode::Local)?;
     let target = target_for(&scenario)?;
     run_on(scenario, live, &target).await
 }
@@ -73,6 +73,17 @@ pub async fn run_with(scenario: Scenario, live: Arc<Live>) -> Result<RunReport> 
 /// scenario's own `url` is not used.
 pub async fn run_on(scenario: Scenario, live: Arc<Live>, target: &Target) -> Result<RunReport> {
     Ok(execute(scenario, live, target, &Mode::Local, |_| {}).await?.report)
+}
+
+/// Everything that can be checked before anything runs: the scenario's
+/// values, what its transport can honour, and the split of a `--workers` run.
+pub fn check(scenario: &Scenario, mode: &Mode) -> Result<(), crate::scenario::ScenarioError> {
+    scenario.validate()?;
+    crate::drivers::check(scenario, matches!(mode, Mode::Workers(_)))?;
+    if let Mode::Workers(opts) = mode {
+        opts.check()?;
+    }
+    Ok(())
 }
 
 /// The scenario's Redis. The open-file limit is raised first, so that a
@@ -92,11 +103,7 @@ pub async fn execute(
     mode: &Mode,
     say: impl Fn(&str),
 ) -> Result<Finished> {
-    scenario.validate()?;
-    crate::drivers::check(&scenario, matches!(mode, Mode::Workers(_)))?;
-    if let Mode::Workers(opts) = mode {
-        opts.check()?;
-    }
+    check(&scenario, mode)?;
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
     let nonce = run_nonce();
     let setup = setup::prepare(&scenario, target.url(), &nonce).await?;

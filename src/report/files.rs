@@ -36,7 +36,7 @@ pub fn write_csv<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> 
     }
     let mut bytes = w.into_inner().context("csv buffer")?;
     if rows.is_empty() {
-        bytes = format!("{}\n", crate::results::rows::columns(&T::default()).join(",")).into_bytes();
+        bytes = format!("{}\n", crate::rows::columns(&T::default()).join(",")).into_bytes();
     }
     write_atomic(path, &bytes)
 }

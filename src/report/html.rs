@@ -5,7 +5,7 @@
 
 use super::fmt::{latency, number, pct, plural, rate, thousands};
 use super::rundir::{RunData, Table};
-use crate::results::rows::{columns, SummaryRow};
+use crate::rows::{columns, SummaryRow};
 use std::fmt::Write;
 
 /// Consumers shown in the page's table; `consumers.csv` has them all.
@@ -346,12 +346,12 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     );
 
     out.push_str("<h2 id=\"percentiles\">Latency percentiles</h2>\n");
-    let header = columns(&crate::results::rows::LatencyRow::default());
+    let header = columns(&crate::rows::LatencyRow::default());
     table(&mut out, &header, &cells(&run.latency), |_| false);
 
     let _ = writeln!(out, "<h2 id=\"consumers\">Consumers</h2>");
     let shown = &run.consumers[..run.consumers.len().min(CONSUMER_ROWS)];
-    let header = columns(&crate::results::rows::ConsumerRow::default());
+    let header = columns(&crate::rows::ConsumerRow::default());
     table(&mut out, &header, &cells(shown), |i| shown[i].lost > 0);
     if shown.len() < run.consumers.len() {
         let _ = writeln!(
@@ -381,7 +381,7 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     out.push_str(
         "<h2 id=\"per-second\">Per second</h2>\n<details><summary>Show the table of timeseries.csv</summary>\n",
     );
-    let header = columns(&crate::results::rows::TimeseriesRow::default());
+    let header = columns(&crate::rows::TimeseriesRow::default());
     table(&mut out, &header, &cells(&run.timeseries), |i| {
         run.timeseries[i].lost > 0 || run.timeseries[i].connected_consumers < s.consumers
     });

@@ -378,11 +378,11 @@ fn second_lengths(run: &RunData) -> Vec<f64> {
     (0..run.timeseries.len()).map(|s| run.hlog.intervals.get(s).map_or(1.0, |i| i.length_s).max(1e-3)).collect()
 }
 
-fn per_second(run: &RunData, f: impl Fn(&crate::results::rows::TimeseriesRow) -> f64) -> Vec<Option<f64>> {
+fn per_second(run: &RunData, f: impl Fn(&crate::rows::TimeseriesRow) -> f64) -> Vec<Option<f64>> {
     run.timeseries.iter().zip(second_lengths(run)).map(|(r, len)| Some(f(r) / len)).collect()
 }
 
-fn latency_series(run: &RunData, f: impl Fn(&crate::results::rows::TimeseriesRow) -> f64) -> Vec<Option<f64>> {
+fn latency_series(run: &RunData, f: impl Fn(&crate::rows::TimeseriesRow) -> f64) -> Vec<Option<f64>> {
     run.timeseries.iter().map(|r| Some(f(r)).filter(|&v| r.delivered > 0 && v > 0.0)).collect()
 }
 

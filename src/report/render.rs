@@ -24,7 +24,7 @@ pub fn run_report(dir: &Path) -> Result<RunData> {
 /// its plots ([`comparison_page`]) into `out`, created if needed.
 pub fn comparison(runs: &[RunData], out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create output directory {}", out.display()))?;
-    let summaries: Vec<crate::results::rows::RunsRow> = runs.iter().map(|r| r.summary.clone()).collect();
+    let summaries: Vec<crate::rows::RunsRow> = runs.iter().map(|r| r.summary.clone()).collect();
     write_csv(&out.join("runs.csv"), &summaries)?;
     comparison_page(runs, out, "runs.csv")
 }

@@ -4,7 +4,7 @@
 //! same way.
 
 use super::hlog::{self, HdrLog};
-use crate::results::rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+use crate::rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use thiserror::Error;

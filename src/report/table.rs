@@ -1,7 +1,7 @@
 //! The short, aligned summary printed on stdout after a run.
 
 use super::fmt::{latency, rate};
-use crate::results::rows::SummaryRow;
+use crate::rows::SummaryRow;
 use std::fmt::Write;
 
 /// Renders the summary as label/value lines.

@@ -1,14 +1,13 @@
 //! What a run measured, as typed rows built once: [`summarize`] turns the
-//! merged measurements into a [`RunReport`]; [`rows`] holds one flat struct
-//! per CSV file. Reporters ([`crate::report`]) only read these.
+//! merged measurements into a [`RunReport`] of [`crate::rows`]. Reporters
+//! ([`crate::report`]) only read these.
 
-pub mod rows;
 pub mod summarize;
 
+use crate::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
 use crate::scenario::Scenario;
 use crate::stats::{SecondStats, Window};
 use hdrhistogram::Histogram;
-use rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
 use std::time::SystemTime;
 
 /// Everything one run measured, ready to be written or inspected.

@@ -3,7 +3,7 @@
 //! and per second.
 //!
 //! Each lost message is attributed to one cause from where its sequence number
-//! falls relative to the consumer's outages (see [`crate::swarm::Outage`]):
+//! falls relative to the consumer's outages (see [`crate::chaos::Outage`]):
 //! between what the consumer had received and where the producers were when
 //! the connection ended, Redis had accepted it for the consumer (`in_buffer`);
 //! from there until the consumer was subscribed again, nobody was there
@@ -12,8 +12,8 @@
 use crate::chaos::NodeOutage;
 use crate::chaos::{EventKind, Outage};
 use crate::live::{Outcome, Status};
-use crate::results::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
 use crate::results::RunReport;
+use crate::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
 use crate::scenario::Scenario;
 use crate::stats::ledger::SeqLedger;
 use crate::swarm::SwarmOutput;

@@ -11,12 +11,10 @@
 mod flags;
 mod forms;
 
+pub use crate::chaos::forms::{Crash, Disconnect, KillNode, Percent, Slow};
+pub(crate) use crate::clock::{fmt_duration, parse_duration};
 pub use flags::ScenarioFlags;
-pub(crate) use forms::{fmt_duration, parse_duration};
-pub use forms::{
-    parse_on_off, parse_rate, parse_redis_config, Crash, Disconnect, KillNode, Percent, Slow, SubscribeMode,
-    TransportKind,
-};
+pub use forms::{parse_on_off, parse_rate, parse_redis_config, SubscribeMode, TransportKind};
 
 use crate::wire::HEADER_LEN;
 use clap::{ArgAction, Args, FromArgMatches};
@@ -333,13 +331,6 @@ impl Scenario {
         if let Some(at) = self.replay_at {
             within("replay-at", fmt_duration(&at), at)?;
         }
-        let streams_only =
-            [("maxlen", self.maxlen.is_some()), ("groups", self.groups > 0), ("replay-at", self.replay_at.is_some())];
-        if self.transport != TransportKind::Streams {
-            if let Some((key, _)) = streams_only.iter().find(|(_, set)| *set) {
-                return Err(invalid(key, "applies to --transport streams only"));
-            }
-        }
         if self.groups > self.consumers {
             return Err(invalid(
                 "groups",
@@ -348,9 +339,6 @@ impl Scenario {
         }
         if self.maxlen == Some(0) {
             return Err(invalid("maxlen", "must be at least 1"));
-        }
-        if self.transport == TransportKind::Sharded && self.subscribe == SubscribeMode::Pattern {
-            return Err(invalid("subscribe", "sharded Pub/Sub has no pattern subscriptions (no SPSUBSCRIBE)"));
         }
         self.validate_cluster()?;
         self.validate_target()
@@ -428,6 +416,12 @@ impl Scenario {
             return Err(invalid("tls-insecure", "choose one of --tls-ca FILE (verify) and --tls-insecure (do not)"));
         }
         Ok(())
+    }
+
+    /// Every fault the scenario injects, with the swarm's size.
+    pub fn fault_plan(&self) -> crate::chaos::Plan {
+        let faults = crate::chaos::Fault::all(&self.disconnect, &self.crash, self.slow, self.kill_node);
+        crate::chaos::Plan { faults, consumers: self.consumers }
     }
 
     /// Messages per second for each producer.

@@ -191,7 +191,7 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     };
     let measure_start = warmup_start + scenario.warmup.as_nanos() as u64;
     let window = Window { start_ns: measure_start, end_ns: measure_start + scenario.duration.as_nanos() as u64 };
-    if let Some(watch) = crate::chaos::recovery_watch(scenario, &window) {
+    if let Some(watch) = shared.faults.recovery_watch(&window) {
         let _ = shared.recovery.set(watch);
     }
     live.measure_start_ns.store(window.start_ns, Relaxed);
@@ -307,7 +307,7 @@ fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes) -> ThreadOutput 
             .collect();
         for c in consumers {
             match c.await {
-                Ok(Consumed::Own(c)) => out.consumers.push(c),
+                Ok(Consumed::Own(c)) => out.consumers.push(*c),
                 Ok(Consumed::Shared(outages)) => out.outages.extend(outages),
                 Ok(Consumed::Nothing) | Err(_) => {}
             }

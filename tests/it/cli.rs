@@ -167,7 +167,7 @@ fn a_run_writes_its_files_and_can_be_repeated_from_them() {
         assert!(first.join(f).is_file(), "{f} missing");
     }
     let mut rows = csv::Reader::from_path(first.join("summary.csv")).unwrap();
-    let summary: Vec<eventbench::report::rows::SummaryRow> = rows.deserialize().map(Result::unwrap).collect();
+    let summary: Vec<eventbench::rows::SummaryRow> = rows.deserialize().map(Result::unwrap).collect();
     assert_eq!(summary.len(), 1);
     assert_eq!((summary[0].sent, summary[0].expected, summary[0].lost), (2000, 4000, 0));
     assert_eq!(summary[0].status, "ok");
@@ -221,7 +221,7 @@ fn a_harness_that_cannot_keep_up_says_so() {
     let err = stderr(&out);
     assert!(err.contains("warning: the harness may have been the limit") && err.contains("send lag p99"), "{err}");
     let mut rows = csv::Reader::from_path(out_dir.join("summary.csv")).unwrap();
-    let summary: eventbench::report::rows::SummaryRow = rows.deserialize().next().unwrap().unwrap();
+    let summary: eventbench::rows::SummaryRow = rows.deserialize().next().unwrap().unwrap();
     assert!(summary.harness_limited);
     assert!(summary.send_lag_p99_us > 1000.0, "{}", summary.send_lag_p99_us);
     assert!(summary.harness_cpu_pct > 0.0 && summary.harness_cpu_pct <= 100.5, "{}", summary.harness_cpu_pct);

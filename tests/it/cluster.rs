@@ -29,7 +29,7 @@ fn ports(target: &Target) -> Vec<u16> {
     let client = redis::Client::open(target.url()).unwrap();
     let mut con = client.get_connection_with_timeout(Duration::from_secs(2)).unwrap();
     let slots: redis::Value = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).unwrap();
-    let t = eventbench::cluster::Topology::from_slots(&slots, "127.0.0.1").unwrap();
+    let t = eventbench::topology::Topology::from_slots(&slots, "127.0.0.1").unwrap();
     t.nodes.iter().map(|n| n.port).collect()
 }
 
@@ -57,7 +57,7 @@ async fn a_private_cluster_carries_every_transport_with_exact_accounting() {
         let r = eventbench::run_on(s, Arc::new(Live::default()), &target).await.unwrap();
         common::assert_invariants(&r);
         let m = &r.summary;
-        assert_eq!(r.status, Status::Ok, "{transport}: {}", m.reason);
+        assert_eq!(r.summary.status, Status::Ok, "{transport}: {}", m.reason);
         assert_eq!((m.delivered, m.lost, m.nodes), (m.expected, 0, 3), "{transport}: {m:?}");
         assert_eq!(m.expected, m.sent * 3, "{transport}: every consumer gets every channel");
         assert_eq!((m.redirections, m.write_errors), (0, 0), "{transport}: every write went to its owner");
@@ -89,7 +89,7 @@ async fn sharded_pubsub_also_runs_on_a_single_server() {
     let s = Scenario { transport: TransportKind::Sharded, consumers: 2, channels: 3, ..quick("sharded", 2000.0, 1.0) };
     let r = common::run(s).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     assert_eq!((m.delivered, m.lost, m.nodes, m.reached), (m.expected, 0, 1, m.expected), "{m:?}");
 }
 
@@ -113,7 +113,7 @@ async fn a_killed_node_loses_pubsub_messages_and_no_streams_entries() {
         let s = Scenario { transport, drain, ..base.clone() };
         let r = eventbench::run_on(s, Arc::new(Live::default()), &target).await.unwrap();
         common::assert_invariants(&r);
-        assert_eq!(r.status, Status::Ok, "{transport}: {}", r.summary.reason);
+        assert_eq!(r.summary.status, Status::Ok, "{transport}: {}", r.summary.reason);
         let kinds: Vec<&str> = r.events.iter().map(|e| e.kind.as_str()).collect();
         assert!(kinds.contains(&"node-down") && kinds.contains(&"node-up"), "{transport}: {kinds:?}");
         let up = r.events.iter().find(|e| e.kind == "node-up").unwrap();
@@ -137,6 +137,50 @@ async fn a_killed_node_loses_pubsub_messages_and_no_streams_entries() {
     assert_eq!((streams.lost, streams.delivered), (0, streams.expected), "{streams:?}");
     assert_eq!(streams.write_errors, 0, "nothing was written to a node that refused it: {streams:?}");
     assert!(streams.max_us > 1_000_000.0, "node 1's entries waited for it: {streams:?}");
+}
+
+/// `--workers` on a cluster goes through the same pipeline: the control keys
+/// live on the master that owns their slot, the coordinator kills and restarts
+/// the node, the shares see its channels come back, and every master counts.
+#[test]
+fn workers_on_a_cluster_kill_a_node_and_count_every_master() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("split");
+    let o = eventbench(&[
+        "run",
+        "--private-cluster",
+        "3",
+        "--workers",
+        "2",
+        "--transport",
+        "sharded",
+        "--channels",
+        "3",
+        "--consumers",
+        "2",
+        "--rate",
+        "1000",
+        "--duration",
+        "2s",
+        "--warmup",
+        "300ms",
+        "--drain",
+        "6s",
+        "--kill-node",
+        "1@500ms+500ms",
+        "--redis-config",
+        "client-output-buffer-limit pubsub 64mb 32mb 60",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = common::assert_whole_run_dir(&dir);
+    assert_eq!((s.nodes, s.workers), (3, 2), "{s:?}");
+    assert_eq!(s.delivered + s.lost, s.expected, "{s:?}");
+    let events = std::fs::read_to_string(dir.join("events.csv")).unwrap();
+    assert!(events.contains("node-down") && events.contains("node-up"), "{events}");
+    assert!(s.recover_ms.is_some_and(|ms| ms > 0.0 && ms < 5000.0), "{s:?}");
 }
 
 #[test]
@@ -204,7 +248,7 @@ async fn run_with_slot_move<T, F: std::future::Future<Output = T>>(
     let (r, moved) = tokio::join!(run, mover);
     let r = r.unwrap();
     common::assert_invariants(&r);
-    assert_eq!(r.status, Status::Ok, "{}", r.summary.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", r.summary.reason);
     (r, moved)
 }
 

@@ -30,7 +30,7 @@ pub async fn run(s: Scenario) -> RunReport {
 pub fn assert_invariants(r: &RunReport) {
     let s = &r.summary;
     assert_eq!(s.delivered + s.lost, s.expected, "summary: delivered + lost == expected");
-    let sum = |f: fn(&eventbench::report::rows::ConsumerRow) -> u64| r.consumers.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&eventbench::rows::ConsumerRow) -> u64| r.consumers.iter().map(f).sum::<u64>();
     assert_eq!(sum(|c| c.expected), s.expected, "consumers' expected add up");
     assert_eq!(sum(|c| c.delivered), s.delivered, "consumers' delivered add up");
     assert_eq!(sum(|c| c.lost), s.lost, "consumers' lost add up");
@@ -210,8 +210,8 @@ pub fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::pro
 /// Every file of a run directory is whole: no temporary files, every CSV
 /// parses into its row type, and scenario.toml is a valid scenario.
 /// Returns the summary row.
-pub fn assert_whole_run_dir(dir: &std::path::Path) -> eventbench::report::rows::SummaryRow {
-    use eventbench::report::rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+pub fn assert_whole_run_dir(dir: &std::path::Path) -> eventbench::rows::SummaryRow {
+    use eventbench::rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
     fn rows<T: serde::de::DeserializeOwned>(path: std::path::PathBuf) -> Vec<T> {
         let mut r = csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         r.deserialize().map(|row| row.unwrap_or_else(|e| panic!("{}: {e}", path.display()))).collect()

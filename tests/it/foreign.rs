@@ -3,8 +3,8 @@
 //! the decoders that read untrusted bytes, property-tested on arbitrary input.
 
 use crate::common::{bin, stderr, wait_exit, RedisServer};
+use eventbench::connect::resp;
 use eventbench::stats::{ConsumerStats, ThreadStats, Window};
-use eventbench::transport::resp;
 use eventbench::wire::{Header, HEADER_LEN, VERSION};
 use proptest::prelude::*;
 use std::process::Stdio;
@@ -146,10 +146,10 @@ proptest! {
     ) {
         let secret = format!("SECRET{password}");
         for url in [format!("redis://u:{secret}@{rest}"), format!("u:{secret}@{rest}"), format!("rediss://:{secret}@h:{rest}")] {
-            if let Err(e) = eventbench::target::parse_url(&url) {
+            if let Err(e) = eventbench::connect::parse_url(&url) {
                 prop_assert!(!e.contains(&secret), "{}", e);
             }
-            prop_assert!(!eventbench::target::redact_url(&url).contains(&secret));
+            prop_assert!(!eventbench::connect::redact_url(&url).contains(&secret));
         }
     }
 }

@@ -16,7 +16,7 @@ fn slow_scenario(secs: f64) -> Scenario {
 async fn a_slow_consumer_is_cut_off_and_its_loss_is_attributed() {
     let r = run(slow_scenario(4.0)).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     let kills: Vec<_> = r.events.iter().filter(|e| e.kind == "server-kill").collect();
     assert!(!kills.is_empty(), "no server-kill in {:?}", r.events);
     assert!(kills.iter().all(|e| e.consumer == 3), "only the slow consumer (the last) is cut off: {kills:?}");
@@ -40,7 +40,7 @@ async fn a_slow_consumer_is_cut_off_and_its_loss_is_attributed() {
 async fn without_reconnect_a_cut_off_consumer_stays_away() {
     let r = run(Scenario { reconnect: false, ..slow_scenario(3.0) }).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     assert_eq!(r.events.iter().filter(|e| e.kind == "server-kill").count(), 1, "{:?}", r.events);
     assert_eq!(r.events.iter().filter(|e| e.kind == "resubscribed").count(), 0);
     assert_eq!(r.timeseries.last().unwrap().connected_consumers, 3);
@@ -59,7 +59,7 @@ async fn pattern_subscriptions_account_exactly() {
     };
     let r = run(s).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     assert_eq!(m.expected, m.sent * 2);
     assert!(m.lost > 0 && m.lost == m.lost_unsubscribed, "{m:?}");
     assert_eq!(m.expected - m.reached, m.lost_unsubscribed);

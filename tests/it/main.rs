@@ -16,8 +16,10 @@
 
 mod common;
 
+mod architecture;
 mod cli;
 mod cluster;
+mod drivers;
 mod failures;
 mod foreign;
 mod loss;

@@ -9,7 +9,7 @@ async fn without_disconnects_everything_arrives_exactly_once() {
     let s = eventbench::Scenario { producers: 2, consumers: 3, channels: 2, ..quick("clean", 4000.0, 2.0) };
     let r = run(s).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     assert_eq!(m.sent, 8000, "2 s at 4000/s");
     assert_eq!(m.expected, m.sent * 3, "every consumer expects every message");
     assert_eq!((m.delivered, m.lost, m.duplicates, m.out_of_order, m.foreign), (m.expected, 0, 0, 0, 0));
@@ -28,7 +28,7 @@ async fn disconnect_loss_matches_rate_times_downtime_times_consumers() {
     };
     let r = run(s).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     let arithmetic = 5000.0 * 1.0 * 2.0;
     let error = (m.lost as f64 - arithmetic).abs() / arithmetic;
     assert!(error < 0.15, "lost {} vs {arithmetic} expected ({:.1}% off)", m.lost, error * 100.0);
@@ -61,7 +61,7 @@ async fn disconnect_loss_matches_rate_times_downtime_times_consumers() {
 async fn achieved_rate_is_within_one_percent_of_the_target() {
     let r = run(quick("rate", 20_000.0, 3.0)).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     let off = (m.send_rate - 20_000.0).abs() / 20_000.0;
     assert!(off < 0.01, "send rate {} is {:.2}% off", m.send_rate, off * 100.0);
     assert_eq!(m.lost, 0);
@@ -74,7 +74,7 @@ async fn hundreds_of_consumers() {
     let s = eventbench::Scenario { consumers: 300, ..quick("many", 200.0, 2.0) };
     let r = run(s).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     assert_eq!(r.consumers.len(), 300);
     assert_eq!((m.expected, m.delivered, m.lost), (400 * 300, 400 * 300, 0));
 }

@@ -1,8 +1,6 @@
 //! The README documents every CSV column; this keeps the two from drifting.
 
-use eventbench::report::rows::{
-    columns, ConsumerRow, EventRow, LatencyRow, RunsRow, SummaryRow, TimeseriesRow, WorkerRow,
-};
+use eventbench::rows::{columns, ConsumerRow, EventRow, LatencyRow, RunsRow, SummaryRow, TimeseriesRow, WorkerRow};
 
 /// The backticked names in the first column of the table under `### \`file\``,
 /// or, for a section without a table that says it has "the columns of

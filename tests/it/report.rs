@@ -3,7 +3,7 @@
 //! `report.html`, and `eventbench report` rebuilds everything from the files.
 
 use crate::common::{eventbench, stderr, stdout};
-use eventbench::report::rows::{columns, RunsRow, SummaryRow, TimeseriesRow};
+use eventbench::rows::{columns, RunsRow, SummaryRow, TimeseriesRow};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -62,7 +62,7 @@ fn short_run(url: &str, out: &Path, extra: &[&str]) -> Output {
 }
 
 /// A complete run: exit 0, every message delivered.
-fn assert_clean(out: &Output, dir: &Path) -> eventbench::report::rows::SummaryRow {
+fn assert_clean(out: &Output, dir: &Path) -> eventbench::rows::SummaryRow {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
     let s = assert_whole_run_dir(dir);
     assert_eq!((s.status.as_str(), s.sent, s.lost, s.delivered), ("ok", 2000, 0, 4000), "{s:?}");

@@ -29,7 +29,7 @@ async fn the_same_disconnect_loses_on_pubsub_and_not_on_streams() {
         let s = Scenario { transport, ..base.clone() };
         let r = eventbench::run_on(s, Arc::new(Live::default()), &target).await.unwrap();
         common::assert_invariants(&r);
-        assert_eq!(r.status, Status::Ok, "{}", r.summary.reason);
+        assert_eq!(r.summary.status, Status::Ok, "{}", r.summary.reason);
         reports.push(r);
     }
     let (pubsub, streams) = (&reports[0].summary, &reports[1].summary);
@@ -52,7 +52,7 @@ async fn groups_share_the_work_and_each_message_arrives_once_per_group() {
     let s = Scenario { consumers: 4, groups: 2, channels: 2, producers: 2, ..streams("groups", 3000.0, 2.0) };
     let r = run(s).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     assert_eq!(m.expected, m.sent * 2, "once per group");
     assert_eq!((m.delivered, m.lost, m.duplicates), (m.expected, 0, 0), "{m:?}");
     assert_eq!(r.consumers.len(), 2, "one accounting row per group");
@@ -70,7 +70,7 @@ async fn crashed_members_entries_are_claimed_and_nothing_is_lost() {
     };
     let r = run(s).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     assert_eq!(r.events.iter().filter(|e| e.kind == "crash").count(), 1, "{:?}", r.events);
     assert_eq!((m.lost, m.delivered), (0, m.expected), "{m:?}");
     assert!(m.redelivered > 0, "the crashed member's entries were claimed: {m:?}");
@@ -81,7 +81,7 @@ async fn a_replay_group_reads_everything_and_catches_up() {
     let s = Scenario { replay_at: Some(std::time::Duration::from_secs(1)), ..streams("replay", 2000.0, 3.0) };
     let r = run(s).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     let catchup = m.replay_catchup_s.expect("the replay caught up");
     assert!(catchup > 0.0 && catchup < 2.0, "{catchup}");
     assert!(m.replay_rate.unwrap() > 2000.0, "catching up means reading faster than the live rate: {m:?}");
@@ -92,7 +92,7 @@ async fn a_replay_group_reads_everything_and_catches_up() {
 async fn trimmed_streams_still_deliver_to_consumers_that_keep_up() {
     // MAXLEN ~ 2000 at 1000/s leaves consumers two seconds of slack.
     let r = run(Scenario { maxlen: Some(2000), consumers: 2, ..streams("maxlen", 1000.0, 2.0) }).await;
-    assert_eq!((r.summary.lost, r.status.clone()), (0, Status::Ok), "{:?}", r.summary);
+    assert_eq!((r.summary.lost, r.summary.status), (0, Status::Ok), "{:?}", r.summary);
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn compare_writes_both_runs_and_a_side_by_side_table() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("pubsub") && table.contains("streams") && table.contains("backlog max"), "{table}");
-    let rows: Vec<eventbench::report::rows::SummaryRow> =
+    let rows: Vec<eventbench::rows::SummaryRow> =
         csv::Reader::from_path(out.join("compare.csv")).unwrap().deserialize().map(Result::unwrap).collect();
     assert_eq!(rows.iter().map(|r| r.transport.as_str()).collect::<Vec<_>>(), ["pubsub", "streams"]);
     assert!(out.join("pubsub/summary.csv").is_file() && out.join("streams/events.csv").is_file());
@@ -140,7 +140,7 @@ async fn without_survivors_a_crashed_groups_entries_stay_in_the_stream() {
     let r =
         run(Scenario { consumers: 2, crash: vec!["50%@1s".parse().unwrap()], ..streams("alone", 2000.0, 2.0) }).await;
     let m = &r.summary;
-    assert_eq!(r.status, Status::Ok, "{}", m.reason);
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
     assert!(m.lost >= 1900, "about 1 s of messages never read: {m:?}");
     assert_eq!(m.lost_in_buffer, m.lost, "accepted by Redis, still queued at the end: {m:?}");
     assert!(m.backlog_max >= 1900, "{m:?}");

@@ -3,7 +3,7 @@
 
 use crate::common;
 use crate::common::{assert_whole_run_dir, bin, eventbench, stderr, RedisServer};
-use eventbench::report::rows::{ConsumerRow, SummaryRow, TimeseriesRow, WorkerRow};
+use eventbench::rows::{ConsumerRow, SummaryRow, TimeseriesRow, WorkerRow};
 use std::path::Path;
 use std::time::Duration;
 
@@ -160,7 +160,7 @@ fn bad_worker_input_is_one_line_and_exit_code_2() {
         "nonce": "x", "epoch_unix_ns": 0
     });
     let _: () =
-        redis::cmd("SET").arg("eventbench:ctl:old:plan").arg(plan.to_string()).query(&mut redis.client()).unwrap();
+        redis::cmd("SET").arg("eventbench:ctl:{old}:plan").arg(plan.to_string()).query(&mut redis.client()).unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["run", "--workers", "0", "--url", &url], "--workers must be at least 1"),
         (&["run", "--workers", "2", "--spawn", "3", "--url", &url], "--spawn"),
@@ -169,7 +169,6 @@ fn bad_worker_input_is_one_line_and_exit_code_2() {
             "one process",
         ),
         (&["run", "--workers", "2", "--transport", "streams", "--replay-at", "1s", "--url", &url], "one process"),
-        (&["compare", "--workers", "2", "--url", &url], "`eventbench run` only"),
         (&["worker", "--control", &closed, "--run", "r"], "cannot reach"),
         (&["worker", "--control", &url, "--run", "old"], "does not match the coordinator's"),
         // Without --run: the only run waiting for workers, here that one.
@@ -180,7 +179,7 @@ fn bad_worker_input_is_one_line_and_exit_code_2() {
         common::assert_bad_input(args, needle);
     }
     let _: () =
-        redis::cmd("SET").arg("eventbench:ctl:old2:plan").arg(plan.to_string()).query(&mut redis.client()).unwrap();
+        redis::cmd("SET").arg("eventbench:ctl:{old2}:plan").arg(plan.to_string()).query(&mut redis.client()).unwrap();
     common::assert_bad_input(&["worker", "--control", &url], "several runs wait for workers on");
 }
 
@@ -283,4 +282,45 @@ fn a_worker_started_by_hand_joins_with_the_line_the_coordinator_prints() {
         "the worker started by hand ran a share: {workers:?}"
     );
     assert!(control_keys(&control).is_empty(), "control keys left: {:?}", control_keys(&control));
+}
+
+#[test]
+fn compare_splits_each_transport_over_workers_like_run() {
+    let redis = RedisServer::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cmp");
+    let url = redis.url();
+    let o = eventbench(&[
+        "compare",
+        "--url",
+        &url,
+        "--quiet",
+        "--workers",
+        "2",
+        "--transports",
+        "pubsub,streams",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--rate",
+        "2000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--drain",
+        "2s",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for transport in ["pubsub", "streams"] {
+        let dir = out.join(transport);
+        let (s, _) = assert_accounted(&dir);
+        assert_eq!((s.workers, s.sent, s.delivered, s.lost), (2, 2000, 4000, 0), "{transport}: {s:?}");
+        let workers: Vec<WorkerRow> = rows(&dir.join("workers.csv"));
+        assert_eq!(workers.len(), 2, "{transport}");
+    }
+    assert!(control_keys(&redis).is_empty(), "the control keys are gone");
 }

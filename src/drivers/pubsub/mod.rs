@@ -15,6 +15,7 @@ use std::sync::Arc;
 /// Pub/Sub as the registry knows it.
 pub const REGISTRATION: Registration = Registration {
     kind: TransportKind::Pubsub,
+    describe: "Pub/Sub (PUBLISH, SUBSCRIBE)",
     capabilities: Capabilities { pattern: true, groups: false, maxlen: false, replay: false, claim: false },
     build: |layout| Box::pin(async move { Ok(Arc::new(PubSub::new(layout, false)) as Arc<dyn Driver>) }),
 };

@@ -5,7 +5,7 @@
 
 use super::conn::{PubSubConsumer, ShardChange};
 use super::PubSub;
-use crate::chaos::{self, EventKind, Outage, Planned};
+use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::{ConnError, Tuning};
 use crate::drivers::ctx::ThreadFinish;
@@ -26,7 +26,7 @@ pub(super) async fn run(
     thread_stats: StatsCell,
 ) -> Consumed {
     let s = &shared.scenario;
-    let slow = chaos::slow_delay(s, id);
+    let slow = shared.faults.slow_delay(id);
     let tuning = match slow {
         // A small receive window and read buffer: the backlog must pile up in Redis, where the limit applies.
         Some(_) => Tuning { recv_buffer: Some(16 * 1024), fixed_buffer: true },
@@ -44,7 +44,7 @@ pub(super) async fn run(
     let _ = notes.send(Note::Ready);
     let Some((_, window)) = shared.wait_start().await else { return Consumed::Nothing };
     thread_stats.borrow_mut().get_or_insert_with(|| crate::stats::ThreadStats::new(&window));
-    let planned = chaos::planned_outages(s, id, &window);
+    let planned = shared.faults.outages_of(id, &window);
     let mut task = Subscriber {
         pubsub,
         window,
@@ -67,7 +67,7 @@ pub(super) async fn run(
     if let Err(e) = task.run(conn, planned).await {
         shared.fail(format!("consumer {id}"), e);
     }
-    Consumed::Own(task.out)
+    Consumed::Own(Box::new(task.out))
 }
 
 /// When Redis closed a connection (ns since the epoch), and the producers' positions just before.

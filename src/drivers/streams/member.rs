@@ -4,7 +4,7 @@
 //! processes, so its backlog grows in the stream where Redis keeps it.
 
 use super::conn::{Entry, GroupStart, Streams, StreamsConsumer};
-use crate::chaos::{self, EventKind, Outage, Planned};
+use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::ConnError;
 use crate::drivers::{Consumed, ConsumerOutput, Ctx, Note, Notes, StatsCell};
@@ -66,7 +66,7 @@ pub(super) async fn run(
     let unit = unit_of(s, id);
     let group = format!("eventbench-g{unit}");
     let name = format!("c{id}");
-    let slow = chaos::slow_delay(s, id);
+    let slow = shared.faults.slow_delay(id);
     // A slow member reads one entry at a time: what it has not processed stays in the stream.
     let streams = match slow {
         Some(_) => Arc::new(Streams { batch: 1, ..(*streams).clone() }),
@@ -100,7 +100,7 @@ pub(super) async fn run(
         pending_first: false,
         next_claim_ns: 0,
     };
-    let planned = chaos::planned_outages(s, id, &window);
+    let planned = shared.faults.outages_of(id, &window);
     if let Err(e) = member.run(conn, planned).await {
         shared.fail(format!("consumer {id}"), e);
     }

@@ -26,6 +26,7 @@ const BATCH: usize = 256;
 /// Streams as the registry knows it.
 pub const REGISTRATION: Registration = Registration {
     kind: TransportKind::Streams,
+    describe: "Streams (XADD, XREADGROUP)",
     capabilities: Capabilities { pattern: false, groups: true, maxlen: true, replay: true, claim: true },
     build: |layout| {
         Box::pin(async move {

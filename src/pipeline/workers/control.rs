@@ -21,7 +21,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
 /// Bumped when the key space or the shape of its values changes.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// eventbench's version and the message header's: workers must match the coordinator in both.
 pub fn version() -> String {

@@ -4,13 +4,18 @@
 //! [`Fault`] type; and the one [`EventKind`] every recorded event has, whether
 //! the scenario caused it or Redis did (a server-side kill, a moved slot).
 //!
-//! A new kind of fault is a variant here (its schedule, its events) plus its
-//! form in the scenario; the drivers ask this module what happens to each
-//! consumer, and the pipeline runs the faults that act on servers.
+//! A new kind of fault is written here: its form ([`forms`]), its variant
+//! of [`Fault`], its schedule, its events. The scenario holds the faults as
+//! fields ([`Fault::all`] lists them), the drivers ask this module what
+//! happens to each consumer, and the pipeline runs the faults that act on
+//! servers through [`NodeControl`].
 
-use crate::scenario::{KillNode, Scenario};
+pub mod forms;
+
+pub use forms::{Crash, Disconnect, KillNode, Percent, Slow};
+
+use crate::live::Live;
 use crate::stats::Window;
-use crate::target::{Target, TargetError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -18,22 +23,35 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
     /// A share of the consumers leaves gracefully and comes back.
-    Disconnect(crate::scenario::Disconnect),
+    Disconnect(Disconnect),
     /// A share of the consumers stops for good, without acknowledging what it holds.
-    Crash(crate::scenario::Crash),
+    Crash(Crash),
     /// A share of the consumers spends a fixed time on each message.
-    Slow(crate::scenario::Slow),
+    Slow(Slow),
     /// A node of the private cluster is killed and restarted.
     KillNode(KillNode),
 }
 
+/// The faults of a scenario and the size of its swarm: what the schedule needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    pub faults: Vec<Fault>,
+    /// Consumers in the whole run (a share selects the first or last ones of all).
+    pub consumers: u32,
+}
+
 impl Fault {
-    /// Every fault of the scenario, in the order the scenario lists them.
-    pub fn all(s: &Scenario) -> Vec<Fault> {
-        let mut faults: Vec<Fault> = s.disconnect.iter().map(|&d| Fault::Disconnect(d)).collect();
-        faults.extend(s.crash.iter().map(|&c| Fault::Crash(c)));
-        faults.extend(s.slow.map(Fault::Slow));
-        faults.extend(s.kill_node.map(Fault::KillNode));
+    /// Every fault of a scenario, in the order the scenario lists them.
+    pub fn all(
+        disconnect: &[Disconnect],
+        crash: &[Crash],
+        slow: Option<Slow>,
+        kill_node: Option<KillNode>,
+    ) -> Vec<Fault> {
+        let mut faults: Vec<Fault> = disconnect.iter().map(|&d| Fault::Disconnect(d)).collect();
+        faults.extend(crash.iter().map(|&c| Fault::Crash(c)));
+        faults.extend(slow.map(Fault::Slow));
+        faults.extend(kill_node.map(Fault::KillNode));
         faults
     }
 
@@ -84,6 +102,13 @@ impl EventKind {
     }
 }
 
+/// So that an event reads like the CSV it came from (`kind == "server-kill"`).
+impl PartialEq<&str> for EventKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl std::fmt::Display for EventKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -122,39 +147,57 @@ pub struct Planned {
     pub up_ns: Option<u64>,
 }
 
-/// The disconnects and crash consumer `id` takes part in: each selects the
-/// first PCT of the consumers.
-pub fn planned_outages(s: &Scenario, id: u32, window: &Window) -> Vec<Planned> {
-    let at = |d: Duration| window.start_ns + d.as_nanos() as u64;
-    let mut planned: Vec<Planned> = Fault::all(s)
-        .into_iter()
-        .filter_map(|f| match f {
-            Fault::Disconnect(d) if id < d.share.of(s.consumers) => {
-                Some(Planned { down_ns: at(d.at), up_ns: Some(at(d.at + d.down_for)) })
-            }
-            Fault::Crash(c) if id < c.share.of(s.consumers) => Some(Planned { down_ns: at(c.at), up_ns: None }),
+impl Plan {
+    /// The disconnects and crash consumer `id` takes part in: each selects the
+    /// first PCT of the consumers.
+    pub fn outages_of(&self, id: u32, window: &Window) -> Vec<Planned> {
+        let at = |d: Duration| window.start_ns + d.as_nanos() as u64;
+        let n = self.consumers;
+        let mut planned: Vec<Planned> = self
+            .faults
+            .iter()
+            .filter_map(|f| match *f {
+                Fault::Disconnect(d) if id < d.share.of(n) => {
+                    Some(Planned { down_ns: at(d.at), up_ns: Some(at(d.at + d.down_for)) })
+                }
+                Fault::Crash(c) if id < c.share.of(n) => Some(Planned { down_ns: at(c.at), up_ns: None }),
+                _ => None,
+            })
+            .collect();
+        planned.sort_unstable();
+        // Nothing happens to a consumer after it crashed.
+        if let Some(crash) = planned.iter().position(|p| p.up_ns.is_none()) {
+            planned.truncate(crash + 1);
+        }
+        planned
+    }
+
+    /// How long consumer `id` spends on each message: the last PCT of the
+    /// consumers are the slow ones (the first ones disconnect: the two stay apart when they can).
+    pub fn slow_delay(&self, id: u32) -> Option<Duration> {
+        self.faults.iter().find_map(|f| match *f {
+            Fault::Slow(slow) if id >= self.consumers - slow.share.of(self.consumers) => Some(slow.delay),
             _ => None,
         })
-        .collect();
-    planned.sort_unstable();
-    // Nothing happens to a consumer after it crashed.
-    if let Some(crash) = planned.iter().position(|p| p.up_ns.is_none()) {
-        planned.truncate(crash + 1);
     }
-    planned
+
+    /// With `--kill-node`: the node whose channels are watched for the first
+    /// delivery after its restart, and from when (ns since the epoch: the
+    /// planned restart; the node cannot deliver before it).
+    pub fn recovery_watch(&self, window: &Window) -> Option<(usize, u64)> {
+        self.faults.iter().find_map(|f| match *f {
+            Fault::KillNode(k) => Some((k.node as usize, window.start_ns + (k.at + k.down_for).as_nanos() as u64)),
+            _ => None,
+        })
+    }
 }
 
-/// How long consumer `id` spends on each message: the last PCT of the
-/// consumers are the slow ones (the first ones disconnect: the two stay apart when they can).
-pub fn slow_delay(s: &Scenario, id: u32) -> Option<Duration> {
-    s.slow.filter(|slow| id >= s.consumers - slow.share.of(s.consumers)).map(|slow| slow.delay)
-}
-
-/// With `--kill-node`: the node whose channels are watched for the first
-/// delivery after its restart, and from when (ns since the epoch: the
-/// planned restart; the node cannot deliver before it).
-pub fn recovery_watch(s: &Scenario, window: &Window) -> Option<(usize, u64)> {
-    s.kill_node.map(|k| (k.node as usize, window.start_ns + (k.at + k.down_for).as_nanos() as u64))
+/// Stops and starts the nodes eventbench started itself (the target implements it).
+pub trait NodeControl {
+    /// Kills the node on `port` at once (SIGKILL).
+    fn kill_node(&self, port: u16) -> Result<(), String>;
+    /// Starts it again on the same port, with the same configuration and data.
+    fn restart_node(&self, port: u16) -> Result<(), String>;
 }
 
 /// What happened to the killed node, in ns since the run's epoch.
@@ -172,12 +215,12 @@ pub struct NodeOutage {
 /// file; then waits (until the drain ends) for it to answer. The times come
 /// from `live`, the run's clock, in every mode.
 pub async fn kill_node(
-    target: &Target,
-    live: &crate::live::Live,
+    nodes: &impl NodeControl,
+    live: &Live,
     k: KillNode,
     port: u16,
     drain: Duration,
-) -> Result<Option<NodeOutage>, TargetError> {
+) -> Result<Option<NodeOutage>, String> {
     let (start, end) = loop {
         match live.measured_phase() {
             None if live.stop_requested() => return Ok(None),
@@ -193,11 +236,10 @@ pub async fn kill_node(
         _ = live.stopped() => return Ok(None),
     }
     let mut outage = NodeOutage { node: k.node, down_ns: now(), up_ns: None };
-    target.kill_node(port)?;
+    nodes.kill_node(port)?;
     until(outage.down_ns + k.down_for.as_nanos() as u64).await;
-    target.restart_node(port)?;
-    let client =
-        redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(|e| TargetError::Restart(e.to_string()))?;
+    nodes.restart_node(port)?;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(|e| e.to_string())?;
     // Up: the process answers (its append-only file loaded). Serving keyed
     // commands again takes Redis longer: a restarted master waits about 2 s
     // before it calls its cluster state ok.
@@ -219,21 +261,22 @@ mod tests {
 
     #[test]
     fn every_fault_of_a_scenario_is_one_value() {
-        let s = Scenario {
-            consumers: 4,
-            disconnect: vec!["50%@1s+1s".parse().unwrap()],
-            crash: vec!["25%@3s".parse().unwrap()],
-            slow: Some("25%:1ms".parse().unwrap()),
-            ..Scenario::default()
-        };
-        let keys: Vec<_> = Fault::all(&s).iter().map(Fault::key).collect();
+        let faults = Fault::all(
+            &["50%@1s+1s".parse().unwrap()],
+            &["25%@3s".parse().unwrap()],
+            Some("25%:1ms".parse().unwrap()),
+            None,
+        );
+        let keys: Vec<_> = faults.iter().map(Fault::key).collect();
         assert_eq!(keys, ["disconnect", "crash", "slow"]);
+        let plan = Plan { faults, consumers: 4 };
         let window = Window { start_ns: 1_000, end_ns: 10_000_000_000 };
-        let planned = planned_outages(&s, 0, &window);
+        let planned = plan.outages_of(0, &window);
         assert_eq!(planned.len(), 2, "consumer 0 disconnects, then crashes: {planned:?}");
         assert_eq!(planned[1].up_ns, None);
-        assert_eq!(planned_outages(&s, 2, &window), []);
-        assert_eq!((slow_delay(&s, 3), slow_delay(&s, 2)), (Some(Duration::from_millis(1)), None));
+        assert_eq!(plan.outages_of(2, &window), []);
+        assert_eq!((plan.slow_delay(3), plan.slow_delay(2)), (Some(Duration::from_millis(1)), None));
+        assert_eq!(plan.recovery_watch(&window), None);
     }
 
     #[test]
