@@ -293,7 +293,7 @@ impl ProducerConn for Writer {
 /// Between attempts to reach a node that went away.
 const RETRY: Duration = Duration::from_millis(50);
 
-/// The index of an `ASKING` command in a lane's messages: it is no message of the run.
+/// The index of an `ASKING` command in a writer's messages: it is no message of the run.
 const ASKING: u64 = u64::MAX;
 
 /// A message a node answered with a redirection: its bytes, to write again where it says.
@@ -323,15 +323,20 @@ impl Producer {
         if let [node] = nodes {
             return Ok(Producer::Single(Writer::connect(node, verb, prefixes, payload_len).await?));
         }
-        let mut lanes = Vec::new();
+        let mut writers = Vec::new();
         for endpoint in nodes {
             let conn = Writer::connect(endpoint, verb, Vec::new(), payload_len).await?;
             conn.follow_redirections();
-            lanes.push(Lane { endpoint: Some(endpoint.clone()), verb, conn: Some(conn), ..Lane::default() });
+            writers.push(NodeWriter {
+                endpoint: Some(endpoint.clone()),
+                verb,
+                conn: Some(conn),
+                ..NodeWriter::default()
+            });
         }
         let (node_of, slots) = (node_of.to_vec(), slots.to_vec());
         Ok(Producer::Cluster(ClusterProducer {
-            lanes,
+            writers,
             node_of,
             slots,
             prefixes,
@@ -386,8 +391,8 @@ impl ProducerConn for Producer {
 
 /// One connection per node.
 pub struct ClusterProducer {
-    lanes: Vec<Lane>,
-    /// The node (lane) of each channel: where MOVED last said its slot is.
+    writers: Vec<NodeWriter>,
+    /// The node (writer) of each channel: where MOVED last said its slot is.
     node_of: Vec<usize>,
     /// The hash slot of each channel.
     slots: Vec<u16>,
@@ -401,7 +406,7 @@ pub struct ClusterProducer {
 
 /// The messages of one node, from queued to acknowledged.
 #[derive(Default)]
-struct Lane {
+struct NodeWriter {
     endpoint: Option<Endpoint>,
     /// The command its writer sends, for messages.
     verb: &'static str,
@@ -428,17 +433,17 @@ struct Lane {
 impl ClusterProducer {
     #[inline]
     fn queue(&mut self, channel: u32, header: &Header) {
-        let lane = &mut self.lanes[self.node_of[channel as usize]];
-        let before = lane.bytes.len();
-        encode_message(&mut lane.bytes, &self.prefixes[channel as usize], self.payload_len, header);
-        lane.messages.push_back((lane.bytes.len() - before, self.queued, channel));
+        let writer = &mut self.writers[self.node_of[channel as usize]];
+        let before = writer.bytes.len();
+        encode_message(&mut writer.bytes, &self.prefixes[channel as usize], self.payload_len, header);
+        writer.messages.push_back((writer.bytes.len() - before, self.queued, channel));
         self.queued += 1;
     }
 
     async fn flush(&mut self) {
         let mut redirected = Vec::new();
-        for lane in &mut self.lanes {
-            lane.flush(self.measured, &mut redirected).await;
+        for writer in &mut self.writers {
+            writer.flush(self.measured, &mut redirected).await;
         }
         if redirected.is_empty() {
             return;
@@ -447,55 +452,55 @@ impl ClusterProducer {
             self.follow(r);
         }
         // Written again at once: the detour costs a round trip, not a tick.
-        for lane in &mut self.lanes {
-            lane.flush(self.measured, &mut Vec::new()).await;
+        for writer in &mut self.writers {
+            writer.flush(self.measured, &mut Vec::new()).await;
         }
     }
 
-    /// Queues a redirected message on the node named (a new lane if it is no
+    /// Queues a redirected message on the node named (a new writer if it is no
     /// node of ours yet); after MOVED its slot's messages go there from now on.
     /// A redirection that names no address is lost (and counted).
     fn follow(&mut self, r: Redirected) {
         let Some(to) = Redirect::parse(&r.error) else { return };
-        let seed = self.lanes[self.node_of[r.channel as usize]].endpoint.clone().expect("lanes have an endpoint");
+        let seed = self.writers[self.node_of[r.channel as usize]].endpoint.clone().expect("writers have an endpoint");
         let host = if to.host.is_empty() { seed.host.clone() } else { to.host };
         let at =
-            self.lanes.iter().position(|l| l.endpoint.as_ref().is_some_and(|e| e.host == host && e.port == to.port));
+            self.writers.iter().position(|l| l.endpoint.as_ref().is_some_and(|e| e.host == host && e.port == to.port));
         let at = at.unwrap_or_else(|| {
             let endpoint = Endpoint { host, port: to.port, ..seed };
-            let verb = self.lanes[0].verb;
-            self.lanes.push(Lane { endpoint: Some(endpoint), verb, ..Lane::default() });
-            self.lanes.len() - 1
+            let verb = self.writers[0].verb;
+            self.writers.push(NodeWriter { endpoint: Some(endpoint), verb, ..NodeWriter::default() });
+            self.writers.len() - 1
         });
         if !to.ask {
             for (node, _) in self.node_of.iter_mut().zip(&self.slots).filter(|(_, &s)| s == to.slot) {
                 *node = at;
             }
         }
-        let lane = &mut self.lanes[at];
+        let writer = &mut self.writers[at];
         if to.ask {
-            let before = lane.bytes.len();
-            crate::connect::resp::encode_command(&mut lane.bytes, &[b"ASKING"]);
-            lane.messages.push_back((lane.bytes.len() - before, ASKING, r.channel));
+            let before = writer.bytes.len();
+            crate::connect::resp::encode_command(&mut writer.bytes, &[b"ASKING"]);
+            writer.messages.push_back((writer.bytes.len() - before, ASKING, r.channel));
         }
-        lane.bytes.extend_from_slice(&r.bytes);
-        lane.messages.push_back((r.bytes.len(), r.index, r.channel));
+        writer.bytes.extend_from_slice(&r.bytes);
+        writer.messages.push_back((r.bytes.len(), r.index, r.channel));
     }
 
     /// Waits (at most `timeout`) until every node acknowledged everything;
     /// what a node never took is lost.
     async fn finish(mut self, timeout: Duration) -> Acks {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.lanes.iter().any(|l| !l.messages.is_empty()) && tokio::time::Instant::now() < deadline {
+        while self.writers.iter().any(|l| !l.messages.is_empty()) && tokio::time::Instant::now() < deadline {
             self.flush().await;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let mut acks = Acks::default();
-        for lane in &mut self.lanes {
+        for writer in &mut self.writers {
             // What is redirected now is not followed any more: lost.
-            lane.fail(&mut Vec::new());
-            acks.add(lane.done);
-            if let Some(c) = lane.connecting.take() {
+            writer.fail(&mut Vec::new());
+            acks.add(writer.done);
+            if let Some(c) = writer.connecting.take() {
                 c.abort();
             }
         }
@@ -503,7 +508,7 @@ impl ClusterProducer {
     }
 }
 
-impl Lane {
+impl NodeWriter {
     /// Takes acknowledged messages off, notices a failed connection, reconnects
     /// when it is time, and writes what the connection has not had yet.
     /// Messages answered with a redirection go to `redirected`.
@@ -590,7 +595,7 @@ impl Lane {
         if self.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
             return;
         }
-        let (endpoint, verb) = (self.endpoint.clone().expect("lanes have an endpoint"), self.verb);
+        let (endpoint, verb) = (self.endpoint.clone().expect("writers have an endpoint"), self.verb);
         self.connecting = Some(tokio::task::spawn_local(async move {
             // A restarted master refuses keyed writes (CLUSTERDOWN) until it has
             // rejoined: hold its messages until then rather than have them refused.

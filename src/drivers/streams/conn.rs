@@ -111,7 +111,7 @@ impl Streams {
             }
             let mut con = connect(client, self.endpoint.connect_timeout).await?;
             create_groups(&mut con, &keys, group, id).await?;
-            lanes.push(Lane {
+            lanes.push(NodeReader {
                 client: client.clone(),
                 con: Some(con),
                 ctl: None,
@@ -156,7 +156,7 @@ type Read =
     (Option<(MultiplexedConnection, MultiplexedConnection)>, Option<Vec<String>>, Result<Vec<Entry>, ConnError>);
 
 /// One node's streams, as one consumer reads them.
-struct Lane {
+struct NodeReader {
     client: std::sync::Arc<redis::Client>,
     /// `None` after a failure, until a read connects again.
     con: Option<MultiplexedConnection>,
@@ -170,7 +170,7 @@ struct Lane {
     pending_from: Option<Vec<String>>,
 }
 
-impl Lane {
+impl NodeReader {
     /// A read, claim or acknowledgement failed: connect again after a while, or
     /// at once to the node a `MOVED` names (the streams' slot moved there;
     /// the stream and its groups moved with it, and if not, the read creates the group).
@@ -209,7 +209,7 @@ fn client_at(client: &redis::Client, host: &str, port: u16) -> Option<redis::Cli
 
 /// One member of a consumer group: one connection per node that holds some of the streams.
 pub struct StreamsConsumer {
-    lanes: std::sync::Mutex<Vec<Lane>>,
+    lanes: std::sync::Mutex<Vec<NodeReader>>,
     group: String,
     name: String,
     count: usize,
@@ -295,7 +295,7 @@ async fn create_groups(
 }
 
 impl StreamsConsumer {
-    fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<Lane>> {
+    fn lanes(&self) -> std::sync::MutexGuard<'_, Vec<NodeReader>> {
         self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
