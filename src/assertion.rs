@@ -66,10 +66,18 @@ impl fmt::Display for Assertion {
     }
 }
 
-/// The numeric columns of `summary.csv` and their values in `row`.
+/// The numeric columns of `summary.csv` and their values in `row`; a
+/// true/false column counts as 1/0 (`sustained==1`, `harness_limited==0`).
 fn numeric_columns(row: &SummaryRow) -> serde_json::Map<String, serde_json::Value> {
     match serde_json::to_value(row) {
-        Ok(serde_json::Value::Object(map)) => map.into_iter().filter(|(_, v)| v.is_number()).collect(),
+        Ok(serde_json::Value::Object(map)) => map
+            .into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::Bool(b) => Some((k, serde_json::Value::from(u8::from(b)))),
+                v if v.is_number() => Some((k, v)),
+                _ => None,
+            })
+            .collect(),
         _ => serde_json::Map::new(),
     }
 }

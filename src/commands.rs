@@ -134,6 +134,9 @@ fn exit_code(report: &RunReport, dir: &Path) -> u8 {
     if let Some(warning) = harness_warning(&report.summary, crate::sys::cpus_available()) {
         eprintln!("{warning}");
     }
+    if !report.summary.sustained && report.summary.status == Status::Ok {
+        eprintln!("{}", not_sustained(&report.summary));
+    }
     match report.summary.status {
         Status::Ok => check_assertions(report),
         Status::Interrupted => {
@@ -313,6 +316,21 @@ async fn worker(args: WorkerArgs) -> Result<u8> {
     let live = current.lock().expect("live lock").clone();
     crate::pipeline::workers::work(&args.control, args.run.as_deref(), args.password, live).await?;
     Ok(0)
+}
+
+/// A run that did not keep up says so in one line, with the backlog's figures.
+/// It is a finding, not an error: `--assert sustained==1` gates on it.
+pub fn not_sustained(s: &SummaryRow) -> String {
+    let per_s = if s.duration_s > 0.0 { s.expected as f64 / s.duration_s } else { 0.0 };
+    format!(
+        "eventbench: the system did not keep up (sustained = false): {} deliveries were still on their way at the \
+         end of the measured phase ({:.2} s of the offered {}), {} still undelivered after a {:.2} s drain",
+        s.in_flight_end,
+        if per_s > 0.0 { s.in_flight_end as f64 / per_s } else { 0.0 },
+        crate::report::fmt::rate(per_s),
+        s.undelivered,
+        s.drain_s
+    )
 }
 
 /// When latencies measured across workers' clocks fall below what those clocks can tell apart.

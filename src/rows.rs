@@ -28,9 +28,23 @@ pub struct SummaryRow {
     pub reached: u64,
     pub delivered: u64,
     pub lost: u64,
+    /// Absent from runs written before it was counted (they called it lost).
+    #[serde(default)]
+    pub undelivered: u64,
     pub lost_unsubscribed: u64,
     pub lost_in_buffer: u64,
+    #[serde(default)]
+    pub lost_trimmed: u64,
+    #[serde(default)]
+    pub lost_unanswered: u64,
     pub lost_other: u64,
+    /// Absent from runs written before it was judged.
+    #[serde(default)]
+    pub sustained: bool,
+    #[serde(default)]
+    pub in_flight_end: u64,
+    #[serde(default)]
+    pub drain_s: f64,
     pub duplicates: u64,
     pub out_of_order: u64,
     pub foreign: u64,
@@ -94,11 +108,18 @@ pub struct TimeseriesRow {
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,
+    #[serde(default)]
+    pub undelivered: u64,
     pub lost_unsubscribed: u64,
     pub lost_in_buffer: u64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub max_us: f64,
+    #[serde(default)]
+    pub lost_trimmed: u64,
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Empty for a second without deliveries.
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub max_us: Option<f64>,
     pub connected_consumers: u32,
     pub backlog: u64,
 }
@@ -111,8 +132,14 @@ pub struct ConsumerRow {
     pub expected: u64,
     pub delivered: u64,
     pub lost: u64,
+    #[serde(default)]
+    pub undelivered: u64,
     pub lost_unsubscribed: u64,
     pub lost_in_buffer: u64,
+    #[serde(default)]
+    pub lost_trimmed: u64,
+    #[serde(default)]
+    pub lost_unanswered: u64,
     pub lost_other: u64,
     pub duplicates: u64,
     pub out_of_order: u64,

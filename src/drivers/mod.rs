@@ -72,6 +72,9 @@ pub struct SideResults {
     pub backlog: Vec<u64>,
     /// The replay group's progress, with `--replay-at`.
     pub replay: Option<streams::side::Replay>,
+    /// Streams: per (producer, channel), the first sequence still in the
+    /// stream when the run finished; anything older left it (trimmed or deleted).
+    pub retained: Option<Vec<u64>>,
 }
 
 /// A driver's side tasks, running until the finish signal.
@@ -79,6 +82,7 @@ pub struct SideResults {
 pub struct SideTasks {
     pub backlog: Option<tokio::task::JoinHandle<Vec<u64>>>,
     pub replay: Option<tokio::task::JoinHandle<Option<streams::side::Replay>>>,
+    pub retained: Option<tokio::task::JoinHandle<Option<Vec<u64>>>>,
 }
 
 impl SideTasks {
@@ -92,7 +96,11 @@ impl SideTasks {
             Some(h) => h.await.ok().flatten(),
             None => None,
         };
-        SideResults { backlog, replay }
+        let retained = match self.retained {
+            Some(h) => h.await.ok().flatten(),
+            None => None,
+        };
+        SideResults { backlog, replay, retained }
     }
 }
 
@@ -232,6 +240,28 @@ impl Acks {
     }
 }
 
+/// What a producer's connection knew of its messages at the end.
+#[derive(Debug)]
+pub struct Finished {
+    /// The replies that arrived.
+    pub acks: Acks,
+    /// Indices (counted from the producer's first message) of the writes Redis refused.
+    pub refused: Vec<u64>,
+    /// Which messages Redis answered.
+    pub answered: Answered,
+    /// Why the connection ended early, if it did (Redis gone, stalled, or a refusal).
+    pub error: Option<ConnError>,
+}
+
+/// Which of a producer's messages Redis answered (refused ones included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    /// Every message with an index below this one (one connection answers in order).
+    Prefix(u64),
+    /// Per channel: the index of the first message not answered (`None`: all were).
+    PerChannel(Vec<Option<u64>>),
+}
+
 /// One producer's connection: queue messages, then write them in one go.
 #[allow(async_fn_in_trait)]
 pub trait ProducerConn {
@@ -247,8 +277,8 @@ pub trait ProducerConn {
     /// so that acknowledgements are counted for those only.
     fn set_measured(&mut self, first: u64, end: u64);
     /// Waits (at most `timeout`) for the replies to every message written, and
-    /// returns what was acknowledged.
-    fn finish(self, timeout: std::time::Duration) -> impl Future<Output = Result<Acks, ConnError>>;
+    /// returns what was acknowledged, refused and left unanswered.
+    fn finish(self, timeout: std::time::Duration) -> impl Future<Output = Finished>;
 }
 
 /// One consumer's connection: fill a buffer from the socket, then take the

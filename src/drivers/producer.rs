@@ -13,7 +13,7 @@
 //! with `ASK` is written again to the node named after `ASKING`, its slot's
 //! routing unchanged. Each redirection is still counted.
 
-use super::{Acks, ProducerConn};
+use super::{Acks, Answered, Finished, ProducerConn};
 use crate::connect::resp::{self, Atom, Frame};
 use crate::connect::socket::{ReadHalf, WriteHalf};
 use crate::connect::{ConnError, Endpoint};
@@ -46,6 +46,8 @@ struct AckState {
     follow: Cell<bool>,
     /// The redirections not yet taken by the writer: reply index and error text.
     redirected: RefCell<Vec<(u64, Vec<u8>)>>,
+    /// Reply indices of the other error replies: writes Redis refused.
+    refused: RefCell<Vec<u64>>,
     measured: Cell<(u64, u64)>,
     first_error: RefCell<Option<String>>,
     /// Messages written so far (set by the writer at each flush).
@@ -98,7 +100,17 @@ async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> 
                             acks.redirected.borrow_mut().push((idx, e.to_vec()));
                         }
                     } else {
-                        acks.first_error.borrow_mut().get_or_insert_with(|| String::from_utf8_lossy(e).into_owned());
+                        acks.refused.borrow_mut().push(idx);
+                        let message = String::from_utf8_lossy(e).into_owned();
+                        acks.first_error.borrow_mut().get_or_insert_with(|| message.clone());
+                        if !acks.follow.get() {
+                            // On one server the first refusal ends the run (a cluster's
+                            // producer counts them and carries on): say so now, with
+                            // every reply up to this one counted.
+                            acks.replies.set(idx + 1);
+                            acks.reached.set(acks.reached.get() + reached);
+                            return Err(ConnError::Refused { what: verb, message });
+                        }
                     }
                 }
                 _ => {}
@@ -213,6 +225,11 @@ impl Writer {
         std::mem::take(&mut self.acks.redirected.borrow_mut())
     }
 
+    /// The refusals received since the last call: reply indices on this connection.
+    pub fn take_refused(&self) -> Vec<u64> {
+        std::mem::take(&mut self.acks.refused.borrow_mut())
+    }
+
     /// Appends `messages` commands already encoded, for the next flush.
     pub fn queue_encoded(&mut self, bytes: &[u8], messages: u64) {
         self.out.extend_from_slice(bytes);
@@ -271,12 +288,14 @@ impl ProducerConn for Writer {
         self.acks.measured.set((first, end));
     }
 
-    async fn finish(mut self, timeout: Duration) -> Result<Acks, ConnError> {
+    async fn finish(mut self, timeout: Duration) -> Finished {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut error = None;
         while self.acks.replies.get() < self.written && tokio::time::Instant::now() < deadline {
             if self.reader_finished() {
-                // Redis went away before acknowledging everything.
-                return Err(reader_failure(&mut self.reader).await);
+                // Redis went away (or refused a write) before acknowledging everything.
+                error = Some(reader_failure(&mut self.reader).await);
+                break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -284,9 +303,10 @@ impl ProducerConn for Writer {
             reader.abort();
         }
         if let Some(message) = self.acks.first_error.borrow_mut().take() {
-            return Err(ConnError::Refused { what: self.verb, message });
+            error = Some(ConnError::Refused { what: self.verb, message });
         }
-        Ok(self.acks())
+        let acks = self.acks();
+        Finished { acks, refused: self.take_refused(), answered: Answered::Prefix(acks.replies), error }
     }
 }
 
@@ -381,10 +401,10 @@ impl ProducerConn for Producer {
         }
     }
 
-    async fn finish(self, timeout: Duration) -> Result<Acks, ConnError> {
+    async fn finish(self, timeout: Duration) -> Finished {
         match self {
             Producer::Single(p) => p.finish(timeout).await,
-            Producer::Cluster(p) => Ok(p.finish(timeout).await),
+            Producer::Cluster(p) => p.finish(timeout).await,
         }
     }
 }
@@ -428,6 +448,8 @@ struct NodeWriter {
     measured_on_conn: Option<(u64, u64)>,
     /// Acknowledgements of connections that failed.
     done: Acks,
+    /// Indices of the messages a node refused (errors other than redirections).
+    refused: Vec<u64>,
 }
 
 impl ClusterProducer {
@@ -488,23 +510,31 @@ impl ClusterProducer {
     }
 
     /// Waits (at most `timeout`) until every node acknowledged everything;
-    /// what a node never took is lost.
-    async fn finish(mut self, timeout: Duration) -> Acks {
+    /// what a node never answered stays unanswered.
+    async fn finish(mut self, timeout: Duration) -> Finished {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.writers.iter().any(|l| !l.messages.is_empty()) && tokio::time::Instant::now() < deadline {
             self.flush().await;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let mut acks = Acks::default();
+        let mut refused = Vec::new();
+        let mut first_unanswered: Vec<Option<u64>> = vec![None; self.prefixes.len()];
         for writer in &mut self.writers {
-            // What is redirected now is not followed any more: lost.
+            // What is redirected now is not followed any more: unanswered.
             writer.fail(&mut Vec::new());
             acks.add(writer.done);
+            refused.append(&mut writer.refused);
+            for &(_, index, channel) in writer.messages.iter().filter(|(_, index, _)| *index != ASKING) {
+                let first = &mut first_unanswered[channel as usize];
+                *first = Some(first.map_or(index, |f| f.min(index)));
+            }
             if let Some(c) = writer.connecting.take() {
                 c.abort();
             }
         }
-        acks
+        refused.sort_unstable();
+        Finished { acks, refused, answered: Answered::PerChannel(first_unanswered), error: None }
     }
 }
 
@@ -551,9 +581,15 @@ impl NodeWriter {
     fn take_acked(&mut self, acked: usize, redirected: &mut Vec<Redirected>) {
         let redirections = self.conn.as_ref().map(|c| c.take_redirected()).unwrap_or_default();
         let mut redirections = redirections.into_iter().peekable();
+        let refusals = self.conn.as_ref().map(|c| c.take_refused()).unwrap_or_default();
+        let mut refusals = refusals.into_iter().peekable();
         let mut at = 0;
         for (i, (len, index, channel)) in self.messages.drain(..acked).enumerate() {
             let reply = self.trimmed + i as u64;
+            while refusals.next_if(|r| *r < reply).is_some() {}
+            if refusals.next_if(|r| *r == reply).is_some() && index != ASKING {
+                self.refused.push(index);
+            }
             // Replies beyond `acked` (only after a failure) are dropped with their connection.
             while redirections.next_if(|(r, _)| *r < reply).is_some() {}
             if let Some((_, error)) = redirections.next_if(|(r, _)| *r == reply).filter(|_| index != ASKING) {

@@ -137,6 +137,8 @@ pub fn findings(run: &RunData) -> Vec<String> {
         let causes: Vec<String> = [
             (s.lost_unsubscribed, "published while the consumer was not subscribed"),
             (s.lost_in_buffer, "accepted by Redis for a consumer, then dropped (e.g. its output buffer cut off)"),
+            (s.lost_trimmed, "trimmed from the stream (MAXLEN) before the group read them"),
+            (s.lost_unanswered, "written, but Redis never answered for them (it went away or stalled)"),
             (s.lost_other, "for no cause eventbench could tell"),
         ]
         .iter()
@@ -158,6 +160,35 @@ pub fn findings(run: &RunData) -> Vec<String> {
         }
         out.push(text);
     }
+    if s.undelivered > 0 {
+        out.push(format!(
+            "<strong class=\"bad\">{} deliveries ({} of expected) were still on their way when the {} s drain \
+             ended</strong> (in the stream or a pending list, in Redis's output buffer, in flight): not lost, \
+             not delivered.",
+            thousands(s.undelivered),
+            pct(s.undelivered, s.expected),
+            number(s.drain_s)
+        ));
+    }
+    out.push(if s.sustained {
+        format!(
+            "<strong>The system kept up</strong>: at the end of the measured phase {} deliveries were still on \
+             their way (less than a second's worth, and not growing), and the drain brought everything in within \
+             {} s.",
+            thousands(s.in_flight_end),
+            number(s.drain_s)
+        )
+    } else {
+        format!(
+            "<strong class=\"bad\">The system did not keep up</strong>: at the end of the measured phase {} \
+             deliveries were still on their way, against {} expected per second; {} were delivered during the \
+             measured phase ({} a second). The latency of the last seconds is the wait in that backlog.",
+            thousands(s.in_flight_end),
+            rate(if s.duration_s > 0.0 { s.expected as f64 / s.duration_s } else { 0.0 }),
+            thousands((s.delivery_rate * s.duration_s).round() as u64),
+            rate(s.delivery_rate)
+        )
+    });
     if s.transport == "streams" {
         out.push(format!(
             "The streams' backlog peaked at {} entries not yet acknowledged; {} entries were redelivered.",
@@ -189,7 +220,7 @@ pub fn findings(run: &RunData) -> Vec<String> {
             latency(s.raw_p99_us)
         );
         if let Some((i, t)) = worst.filter(|_| run.timeseries.len() > 1) {
-            let _ = write!(text, " The worst second was second {i}, with p99 {}.", latency(t.p99_us));
+            let _ = write!(text, " The worst second was second {i}, with p99 {}.", latency(t.p99_us.unwrap_or(0.0)));
         }
         out.push(text);
     }

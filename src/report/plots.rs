@@ -382,8 +382,8 @@ fn per_second(run: &RunData, f: impl Fn(&crate::rows::TimeseriesRow) -> f64) -> 
     run.timeseries.iter().zip(second_lengths(run)).map(|(r, len)| Some(f(r) / len)).collect()
 }
 
-fn latency_series(run: &RunData, f: impl Fn(&crate::rows::TimeseriesRow) -> f64) -> Vec<Option<f64>> {
-    run.timeseries.iter().map(|r| Some(f(r)).filter(|&v| r.delivered > 0 && v > 0.0)).collect()
+fn latency_series(run: &RunData, f: impl Fn(&crate::rows::TimeseriesRow) -> Option<f64>) -> Vec<Option<f64>> {
+    run.timeseries.iter().map(|r| f(r).filter(|&v| r.delivered > 0 && v > 0.0)).collect()
 }
 
 /// `timeline.svg`: one run second by second.
@@ -397,7 +397,7 @@ pub fn timeline(run: &RunData) -> Result<String> {
                     label: "expected deliveries/s".into(),
                     colour: GREY,
                     look: Look::Dashed,
-                    values: per_second(run, |r| (r.delivered + r.lost) as f64),
+                    values: per_second(run, |r| (r.delivered + r.lost + r.undelivered) as f64),
                 },
                 Series {
                     label: "delivered/s".into(),
@@ -446,22 +446,40 @@ pub fn timeline(run: &RunData) -> Result<String> {
             when_empty: Some("no deliveries"),
         },
     ];
+    // What was due and had not arrived at the end of each second: flat when
+    // the system keeps up, climbing when it does not.
+    let mut waiting = vec![Series {
+        label: "in flight".into(),
+        colour: BLUE,
+        look: Look::Line,
+        values: run.timeseries.iter().map(|t| Some(t.in_flight as f64)).collect(),
+    }];
     if run.keeps_backlog() {
-        panels.push(backlog_panel(vec![Series {
-            label: "backlog".into(),
+        waiting.push(Series {
+            label: "backlog (stream)".into(),
             colour: ORANGE,
             look: Look::Line,
             values: run.timeseries.iter().map(|t| Some(t.backlog as f64)).collect(),
-        }]));
+        });
     }
-    let bands = outage_bands(run, OUTAGE);
-    let band_label = (!bands.is_empty()).then(|| "consumers disconnected".to_string());
+    panels.push(backlog_panel(waiting));
+    let mut bands = outage_bands(run, OUTAGE);
+    let mut labels: Vec<(String, RGBColor)> = Vec::new();
+    if !bands.is_empty() {
+        labels.push(("consumers disconnected".into(), OUTAGE));
+    }
+    // An interrupted run's series ends where it stopped: say so where it does.
+    if run.summary.status != "ok" {
+        let at = run.summary.duration_s;
+        bands.push(Band { from: (at - 0.05).max(0.0), to: at + 0.05, colour: RED });
+        labels.push((format!("{} at {:.2} s", run.summary.status, at), RED));
+    }
     timeline_svg(
         &format!("Timeline: {} (by second each message was due)", run.name()),
         run.timeseries.len(),
         &panels,
         &bands,
-        band_label.into_iter().map(|l| (l, OUTAGE)).collect(),
+        labels,
     )
 }
 
@@ -470,13 +488,14 @@ pub fn timeline(run: &RunData) -> Result<String> {
 /// Causes that never occur stay out of the legend.
 fn loss_by_cause(run: &RunData) -> Vec<Series> {
     let t = &run.timeseries;
-    let causes: [(&str, RGBColor, Vec<u64>); 3] = [
+    let causes: [(&str, RGBColor, Vec<u64>); 4] = [
         ("lost: not subscribed", RED, t.iter().map(|r| r.lost_unsubscribed).collect()),
         ("lost: in Redis's buffer", MAROON, t.iter().map(|r| r.lost_in_buffer).collect()),
+        ("lost: trimmed", ORANGE, t.iter().map(|r| r.lost_trimmed).collect()),
         (
             "lost: other cause",
             GREY,
-            t.iter().map(|r| r.lost.saturating_sub(r.lost_unsubscribed + r.lost_in_buffer)).collect(),
+            t.iter().map(|r| r.lost.saturating_sub(r.lost_unsubscribed + r.lost_in_buffer + r.lost_trimmed)).collect(),
         ),
     ];
     let series: Vec<Series> = causes
@@ -501,7 +520,7 @@ fn loss_by_cause(run: &RunData) -> Vec<Series> {
 }
 
 fn backlog_panel(series: Vec<Series>) -> Panel {
-    Panel { y_desc: "backlog (entries not acked)".into(), latency: false, series, when_empty: Some("no backlog") }
+    Panel { y_desc: "waiting for consumers".into(), latency: false, series, when_empty: Some("nothing waiting") }
 }
 
 /// `compare-timeline.svg`: several runs second by second, one colour each.

@@ -4,6 +4,19 @@ use super::fmt::{latency, rate};
 use crate::rows::SummaryRow;
 use std::fmt::Write;
 
+/// Whether the system kept up, in one line: `sustained`, with the figures behind it.
+pub fn kept_up(s: &SummaryRow) -> String {
+    let per_s = if s.duration_s > 0.0 { s.expected as f64 / s.duration_s } else { 0.0 };
+    let verdict = if s.sustained { "yes" } else { "no" };
+    format!(
+        "{verdict} · {} on their way at the end ({:.2} s of the offered {}) · drain {:.2} s",
+        s.in_flight_end,
+        if per_s > 0.0 { s.in_flight_end as f64 / per_s } else { 0.0 },
+        rate(per_s),
+        s.drain_s
+    )
+}
+
 /// Renders the summary as label/value lines.
 pub fn render(s: &SummaryRow) -> String {
     let loss_pct = if s.expected > 0 { 100.0 * s.lost as f64 / s.expected as f64 } else { 0.0 };
@@ -24,8 +37,12 @@ pub fn render(s: &SummaryRow) -> String {
         ),
         (
             "lost",
-            format!("{} ({loss_pct:.3}%) · duplicates {} · out of order {}", s.lost, s.duplicates, s.out_of_order),
+            format!(
+                "{} ({loss_pct:.3}%) · undelivered {} · duplicates {} · out of order {}",
+                s.lost, s.undelivered, s.duplicates, s.out_of_order
+            ),
         ),
+        ("kept up", kept_up(s)),
         (
             "latency",
             format!(

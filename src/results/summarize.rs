@@ -9,13 +9,15 @@
 //! from there until the consumer was subscribed again, nobody was there
 //! (`unsubscribed`); anything else is `other`.
 
+use crate::chaos::EventKind;
 use crate::chaos::NodeOutage;
-use crate::chaos::{EventKind, Outage};
+use crate::drivers::ConsumerOutput;
 use crate::live::{Outcome, Status};
 use crate::results::RunReport;
 use crate::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, TransportKind};
 use crate::stats::ledger::SeqLedger;
+use crate::stats::ProducerStats;
 use crate::swarm::SwarmOutput;
 use std::time::SystemTime;
 
@@ -82,68 +84,132 @@ pub struct RunFacts {
     pub epoch: Option<SystemTime>,
 }
 
-/// Lost messages by cause.
+/// Messages that did not arrive, by cause; `undelivered` ones are not lost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Loss {
+    /// Pub/Sub: published while the consumer was not subscribed.
     pub unsubscribed: u64,
+    /// Pub/Sub: accepted by Redis for the consumer, then dropped with its connection.
     pub in_buffer: u64,
+    /// Streams: trimmed by MAXLEN before the group read it.
+    pub trimmed: u64,
+    /// Written, but Redis never answered for it (it went away or stalled), and no consumer got it.
+    pub unanswered: u64,
+    /// Any other gap (Streams: left the stream without MAXLEN, e.g. deleted).
     pub other: u64,
+    /// Still on its way when the drain ended: in the stream or a pending list,
+    /// in Redis's output buffer, in flight. Not lost.
+    pub undelivered: u64,
 }
 
 impl Loss {
+    /// Lost, all causes (undelivered messages are not lost).
     pub fn total(&self) -> u64 {
-        self.unsubscribed + self.in_buffer + self.other
+        self.unsubscribed + self.in_buffer + self.trimmed + self.unanswered + self.other
     }
 
     fn add(&mut self, o: Loss) {
         self.unsubscribed += o.unsubscribed;
         self.in_buffer += o.in_buffer;
+        self.trimmed += o.trimmed;
+        self.unanswered += o.unanswered;
         self.other += o.other;
+        self.undelivered += o.undelivered;
     }
 }
 
-/// Sequence ranges of one stream with the cause a loss inside them has.
-struct CauseRanges {
-    /// (start, end, is_buffer, outage index); disjoint and ascending.
+/// Where one (producer, channel) stream's missing messages went, for one
+/// consumer (or Streams group): the sequence ranges that give a cause.
+struct CauseRanges<'a> {
+    /// Pub/Sub: (start, end, is_buffer, outage index); disjoint and ascending.
     ranges: Vec<(u64, u64, bool, usize)>,
+    /// Pub/Sub: still subscribed at the end: what it had not received from here on is undelivered.
+    end: Option<u64>,
+    /// Streams: the first sequence still in the stream; older ones left it.
+    retained: Option<u64>,
+    /// Streams: whether trimming (MAXLEN) is what makes entries leave the stream.
+    trims: bool,
+    /// Streams: each outage's span of sequences (producers' positions when it left and came back).
+    spans: Vec<(u64, u64, usize)>,
+    /// The first sequence Redis never answered for.
+    unanswered_from: u64,
+    /// Sorted sequences Redis refused: never expected, never missing.
+    refused: &'a [u64],
 }
 
-impl CauseRanges {
-    fn new(outages: &[Outage], end: Option<&Vec<u64>>, stream: usize) -> CauseRanges {
+impl<'a> CauseRanges<'a> {
+    fn new(c: &ConsumerOutput, stream: usize, producer: &'a ProducerStats, channel: usize, mode: Mode<'_>) -> Self {
         let mut ranges = Vec::new();
+        let mut spans = Vec::new();
         let mut floor = 0;
-        for (i, o) in outages.iter().enumerate() {
+        for (i, o) in c.outages.iter().enumerate() {
+            if o.closed.is_empty() {
+                continue;
+            }
+            let resubscribed = o.resubscribed.as_ref().map_or(u64::MAX, |r| r[stream]);
             if o.received.is_empty() {
-                continue; // Streams: positions are not tracked, absent consumers miss nothing
+                // Streams: a group keeps what an absent member misses.
+                spans.push((o.closed[stream], resubscribed.max(o.closed[stream]), i));
+                continue;
             }
             let received = o.received[stream].max(floor);
             let closed = o.closed[stream].max(received);
-            let back = o.resubscribed.as_ref().map_or(u64::MAX, |r| r[stream]).max(closed);
+            let back = resubscribed.max(closed);
             ranges.push((received, closed, true, i));
             ranges.push((closed, back, false, i));
             floor = back;
         }
-        if let Some(received) = end {
-            // Still queued for the consumer when the run ended: accepted, never delivered.
-            let outage = outages.len();
-            ranges.push((received[stream].max(floor), u64::MAX, true, outage));
-        }
-        CauseRanges { ranges }
+        let (retained, trims) = match mode {
+            Mode::PubSub => (None, false),
+            // Without the stream's state (Redis gone), nothing is known to have left it.
+            Mode::Streams { retained, trims } => (Some(retained.map_or(0, |r| r[stream])), trims),
+        };
+        let end = c.end.as_ref().map(|e| e[stream].max(floor));
+        let unanswered_from = producer.unanswered_from.get(channel).copied().unwrap_or(u64::MAX);
+        CauseRanges { ranges, end, retained, trims, spans, unanswered_from, refused: producer.refused_seqs(channel) }
     }
 
-    /// Attributes the losses in `[lo, hi)`; also adds each outage's share to `per_outage`.
+    /// Missing sequences in `[lo, hi)`, refused ones left out.
+    fn missing(&self, ledger: &SeqLedger, lo: u64, hi: u64) -> u64 {
+        if lo >= hi {
+            return 0;
+        }
+        let refused = self.refused.partition_point(|&x| x < hi) - self.refused.partition_point(|&x| x < lo);
+        ledger.missing_in(lo, hi) - refused as u64
+    }
+
+    /// Refused sequences in `[lo, hi)`.
+    fn refused_in(&self, lo: u64, hi: u64) -> u64 {
+        (self.refused.partition_point(|&x| x < hi) - self.refused.partition_point(|&x| x < lo)) as u64
+    }
+
+    /// Attributes what is missing in `[lo, hi)`; also adds each outage's lost share to `per_outage`.
     fn attribute(&self, ledger: &SeqLedger, lo: u64, hi: u64, per_outage: &mut [u64]) -> Loss {
-        let total = ledger.missing_in(lo, hi);
         let mut loss = Loss::default();
-        if total == 0 {
+        if self.missing(ledger, lo, hi) == 0 {
             return loss;
         }
-        for &(start, end, buffer, i) in &self.ranges {
-            let (a, b) = (start.max(lo), end.min(hi));
-            if a >= b {
-                continue;
+        // Never answered: Redis may not have taken it at all.
+        let answered_to = hi.min(self.unanswered_from.max(lo));
+        loss.unanswered = self.missing(ledger, answered_to, hi);
+        let hi = answered_to;
+        if let Some(retained) = self.retained {
+            let left_to = hi.min(retained.max(lo));
+            let left = self.missing(ledger, lo, left_to);
+            if self.trims {
+                loss.trimmed = left;
+            } else {
+                loss.other = left;
             }
-            let n = ledger.missing_in(a, b);
+            for &(closed, back, i) in &self.spans {
+                per_outage[i] += self.missing(ledger, closed.max(lo), back.min(left_to));
+            }
+            loss.undelivered = self.missing(ledger, left_to, hi);
+            return loss;
+        }
+        let total = self.missing(ledger, lo, hi);
+        for &(start, end, buffer, i) in &self.ranges {
+            let n = self.missing(ledger, start.max(lo), end.min(hi));
             per_outage[i] += n;
             if buffer {
                 loss.in_buffer += n;
@@ -151,9 +217,33 @@ impl CauseRanges {
                 loss.unsubscribed += n;
             }
         }
-        loss.other = total - loss.in_buffer - loss.unsubscribed;
+        if let Some(end) = self.end {
+            // Still queued for a consumer that is still subscribed: on its way, not lost.
+            loss.undelivered = self.missing(ledger, end.max(lo), hi);
+        }
+        loss.other = total - loss.in_buffer - loss.unsubscribed - loss.undelivered;
         loss
     }
+}
+
+/// How a transport keeps what a consumer has not read.
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    /// Only the consumer's connection holds it.
+    PubSub,
+    /// The stream holds it until it is trimmed or deleted.
+    Streams { retained: Option<&'a [u64]>, trims: bool },
+}
+
+/// The sustained rule: at the end of the measured phase, less than one
+/// second's worth of expected deliveries is still on its way, that amount
+/// did not grow over the last third of the phase (by more than a tenth of a
+/// second's worth), and nothing is undelivered once the drain is over.
+pub fn sustained(in_flight: &[u64], per_second: f64, undelivered: u64) -> bool {
+    let Some(&end) = in_flight.last() else { return undelivered == 0 };
+    let reference = in_flight[(in_flight.len() * 2 / 3).saturating_sub(1)];
+    let growing = end as f64 > reference as f64 + 0.1 * per_second;
+    undelivered == 0 && (end as f64) <= per_second && !growing
 }
 
 /// Builds the report of a run; an accounting mismatch turns the status into
@@ -164,14 +254,27 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     let window = out.window;
     let channels = scenario.channels as usize;
     let seconds = window.seconds();
+    let mode = match scenario.transport {
+        TransportKind::Streams => Mode::Streams { retained: out.retained.as_deref(), trims: scenario.maxlen.is_some() },
+        _ => Mode::PubSub,
+    };
 
+    // Per second and channel: measured messages sent, and those Redis refused (never expected).
     let mut sent_per_second = vec![vec![0u64; channels]; seconds];
+    let mut refused_per_second = vec![vec![0u64; channels]; seconds];
     let mut send_lag = crate::stats::latency_histogram();
     let (mut sent, mut reached) = (0u64, 0u64);
     for p in &out.producers {
-        for (s, row) in sent_per_second.iter_mut().enumerate() {
-            for (c, n) in row.iter_mut().enumerate() {
-                *n += p.sent_per_second[s * channels + c];
+        for c in 0..channels {
+            let refused = p.refused_seqs(c);
+            let mut from = p.measured_first[c].unwrap_or(0);
+            for s in 0..seconds {
+                let n = p.sent_per_second[s * channels + c];
+                sent_per_second[s][c] += n;
+                let to = from + n;
+                refused_per_second[s][c] +=
+                    (refused.partition_point(|&x| x < to) - refused.partition_point(|&x| x < from)) as u64;
+                from = to;
             }
         }
         sent += p.sent_measured();
@@ -195,12 +298,11 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         for &ch in &c.channels {
             subscribers[ch as usize] += 1;
             for p in &out.producers {
-                let count = p.measured_count[ch as usize];
-                c_expected += count;
                 let Some(lo) = p.measured_first[ch as usize] else { continue };
                 let stream = (p.id * scenario.channels + ch) as usize;
                 let ledger = &st.ledgers[stream];
-                let causes = CauseRanges::new(&c.outages, c.end.as_ref(), stream);
+                let causes = CauseRanges::new(c, stream, p, ch as usize, mode);
+                c_expected += p.measured_count[ch as usize] - causes.refused_in(lo, lo + p.measured_count[ch as usize]);
                 // The measured sequences of this stream, second by second.
                 let mut from = lo;
                 for (s, second_loss) in loss_per_second.iter_mut().enumerate() {
@@ -212,12 +314,13 @@ pub fn summarize(facts: RunFacts) -> RunReport {
                 }
             }
         }
-        if st.delivered + c_loss.total() != c_expected && mismatch.is_none() {
+        if st.delivered + c_loss.total() + c_loss.undelivered != c_expected && mismatch.is_none() {
             mismatch = Some(format!(
-                "accounting invariant violated for consumer {}: delivered {} + lost {} != expected {}",
+                "accounting invariant violated for consumer {}: delivered {} + lost {} + undelivered {} != expected {}",
                 st.id,
                 st.delivered,
                 c_loss.total(),
+                c_loss.undelivered,
                 c_expected
             ));
         }
@@ -244,8 +347,11 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             expected: c_expected,
             delivered: st.delivered,
             lost: c_loss.total(),
+            undelivered: c_loss.undelivered,
             lost_unsubscribed: c_loss.unsubscribed,
             lost_in_buffer: c_loss.in_buffer,
+            lost_trimmed: c_loss.trimmed,
+            lost_unanswered: c_loss.unanswered,
             lost_other: c_loss.other,
             duplicates: st.duplicates,
             out_of_order: st.out_of_order,
@@ -279,49 +385,78 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         _ => last_sent_ns.saturating_sub(window.start_ns).min(full_ns),
     };
     let duration_s = measured_ns as f64 / 1e9;
-    let per_s = |n: u64| if duration_s > 0.0 { n as f64 / duration_s } else { 0.0 };
+    // The seconds the run reached: an interrupted run's series ends where it stopped.
+    let ran = match out.outcome.status {
+        Status::Ok => seconds,
+        _ => (measured_ns.div_ceil(1_000_000_000) as usize).clamp(1, seconds.max(1)).min(seconds),
+    };
+    // Deliveries received during the measured phase, per second of it: the
+    // drain's catching up is not counted, so a run that fell behind shows it.
+    let arrived = |s: usize| out.threads.arrived.get(s).copied().unwrap_or(0);
+    let delivered_in_phase: u64 = (0..ran).map(arrived).sum();
+    let delivery_rate = if duration_s > 0.0 { delivered_in_phase as f64 / duration_s } else { 0.0 };
     // The achieved send rate runs until the last message actually went out, so
     // a harness that falls behind its schedule shows a lower rate.
     let send_span_s = (last_sent_ns.saturating_sub(window.start_ns) as f64 / 1e9).max(duration_s);
     let send_rate = if send_span_s > 0.0 { sent as f64 / send_span_s } else { 0.0 };
 
-    // Per-second rows: delivery and loss count in the second the message was due.
+    // Per-second rows: sent, delivered and lost count in the second the
+    // message was due; in flight is what was due by the end of the second and
+    // had neither arrived nor been lost by then.
     let outages: Vec<(u64, u64)> = out
         .consumers
         .iter()
         .flat_map(|c| c.outages.iter().map(|o| (o.closed_ns, o.resubscribed_ns.unwrap_or(u64::MAX))))
         .collect();
-    let timeseries = (0..seconds)
+    let (mut due, mut arrived_by) = (0u64, 0u64);
+    let mut in_flight = Vec::with_capacity(ran);
+    let timeseries = (0..ran)
         .map(|s| {
             let sec = &out.threads.seconds[s];
             let sec_latency = sec.histogram();
-            let expected_s: u64 = (0..channels).map(|c| sent_per_second[s][c] * subscribers[c]).sum();
+            let expected_s: u64 =
+                (0..channels).map(|c| (sent_per_second[s][c] - refused_per_second[s][c]) * subscribers[c]).sum();
             let loss = loss_per_second[s];
-            if sec.delivered + loss.total() != expected_s && mismatch.is_none() {
+            if sec.delivered + loss.total() + loss.undelivered != expected_s && mismatch.is_none() {
                 mismatch = Some(format!(
-                    "accounting invariant violated in second {s}: delivered {} + lost {} != expected {expected_s}",
+                    "accounting invariant violated in second {s}: delivered {} + lost {} + undelivered {} != expected {expected_s}",
                     sec.delivered,
-                    loss.total()
+                    loss.total(),
+                    loss.undelivered
                 ));
             }
+            due += expected_s - loss.total();
+            arrived_by += arrived(s);
+            in_flight.push(due.saturating_sub(arrived_by));
             let from = window.start_ns + s as u64 * 1_000_000_000;
             let to = from + 1_000_000_000;
             let away = outages.iter().filter(|&&(down, up)| down < to && up > from).count() as u64;
+            // A second without deliveries has no latency (an empty cell, not 0).
+            let pct = |p: f64| (!sec_latency.is_empty()).then(|| pct_us(&sec_latency, p));
             TimeseriesRow {
                 second: s as u32,
                 sent: sent_per_second[s].iter().sum(),
                 delivered: sec.delivered,
                 lost: loss.total(),
+                undelivered: loss.undelivered,
                 lost_unsubscribed: loss.unsubscribed,
                 lost_in_buffer: loss.in_buffer,
-                p50_us: pct_us(&sec_latency, 50.0),
-                p99_us: pct_us(&sec_latency, 99.0),
-                max_us: pct_us(&sec_latency, 100.0),
+                lost_trimmed: loss.trimmed,
+                in_flight: in_flight[s],
+                p50_us: pct(50.0),
+                p99_us: pct(99.0),
+                max_us: pct(100.0),
                 connected_consumers: (scenario.consumers as u64).saturating_sub(away) as u32,
                 backlog: out.backlog.get(s).copied().unwrap_or(0),
             }
         })
         .collect();
+    // Rows for seconds the run never reached are left out; whatever they held is still accounted.
+    for (s, loss) in loss_per_second.iter().enumerate().skip(ran) {
+        if (loss.total() + loss.undelivered > 0 || out.threads.seconds[s].delivered > 0) && mismatch.is_none() {
+            mismatch = Some(format!("second {s} is past the interruption but holds messages"));
+        }
+    }
 
     let lat = &out.threads.latency;
     let raw = &out.threads.raw;
@@ -334,6 +469,8 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         Some(m) => Outcome::aborted(m),
         None => out.outcome.clone(),
     };
+    let per_second_expected = if duration_s > 0.0 { expected as f64 / duration_s } else { 0.0 };
+    let sustained = outcome.status != Status::Aborted && sustained(&in_flight, per_second_expected, totals.undelivered);
     let send_lag_p99_us = pct_us(&send_lag, 99.0);
     let recover_ms =
         node_outage.and_then(|o| o.up_ns).zip(out.recovered_ns).map(|(up, seen)| seen.saturating_sub(up) as f64 / 1e6);
@@ -355,9 +492,15 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         reached,
         delivered,
         lost: totals.total(),
+        undelivered: totals.undelivered,
         lost_unsubscribed: totals.unsubscribed,
         lost_in_buffer: totals.in_buffer,
+        lost_trimmed: totals.trimmed,
+        lost_unanswered: totals.unanswered,
         lost_other: totals.other,
+        sustained,
+        in_flight_end: in_flight.last().copied().unwrap_or(0),
+        drain_s: out.drain_ns as f64 / 1e9,
         duplicates,
         out_of_order,
         foreign,
@@ -372,7 +515,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             .and_then(|r| r.catchup_ns.map(|ns| r.caught_up_read as f64 / (ns as f64 / 1e9).max(1e-9))),
         recover_ms,
         send_rate,
-        delivery_rate: per_s(delivered),
+        delivery_rate,
         p50_us: pct_us(lat, 50.0),
         p90_us: pct_us(lat, 90.0),
         p99_us: pct_us(lat, 99.0),

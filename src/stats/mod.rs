@@ -208,12 +208,16 @@ pub struct ThreadStats {
     #[serde(with = "serial::hist")]
     pub raw: Histogram<u64>,
     pub seconds: Vec<SecondStats>,
+    /// First deliveries of measured messages by the second they arrived in,
+    /// counted from the start of the measured phase (the drain's seconds follow).
+    #[serde(default)]
+    pub arrived: Vec<u64>,
 }
 
 impl ThreadStats {
     pub fn new(window: &Window) -> ThreadStats {
         let seconds = vec![SecondStats::new(); window.seconds()];
-        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds }
+        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds, arrived: Vec::new() }
     }
 
     /// Seals the first `seconds` seconds (see [`SecondStats::seal`]).
@@ -228,6 +232,10 @@ impl ThreadStats {
         for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
             mine.merge(theirs);
         }
+        if self.arrived.len() < other.arrived.len() {
+            self.arrived.resize(other.arrived.len(), 0);
+        }
+        self.arrived.iter_mut().zip(&other.arrived).for_each(|(a, b)| *a += b);
     }
 }
 
@@ -315,6 +323,12 @@ impl ConsumerStats {
         record(&mut thread.latency, latency);
         record(&mut thread.raw, now_ns.saturating_sub(h.sent_ns));
         thread.seconds[second].record(latency);
+        // Grows once a second at most: no allocation per message.
+        let arrived = (now_ns.saturating_sub(window.start_ns) / 1_000_000_000) as usize;
+        if arrived >= thread.arrived.len() {
+            thread.arrived.resize(arrived + 1, 0);
+        }
+        thread.arrived[arrived] += 1;
         true
     }
 }
@@ -339,6 +353,12 @@ pub struct ProducerStats {
     pub redirections: u64,
     /// Other error replies to this producer's writes, on a cluster (elsewhere the first one ends the run).
     pub write_errors: u64,
+    /// Per channel: the measured sequences Redis refused, ascending: no consumer can get them.
+    #[serde(default)]
+    pub refused: Vec<Vec<u64>>,
+    /// Per channel: the first sequence Redis never answered for (`u64::MAX`: all answered).
+    #[serde(default)]
+    pub unanswered_from: Vec<u64>,
     /// Actual send time of the last measured message (0 if none).
     pub last_sent_ns: u64,
 }
@@ -355,6 +375,8 @@ impl ProducerStats {
             reached: 0,
             redirections: 0,
             write_errors: 0,
+            refused: vec![Vec::new(); channels as usize],
+            unanswered_from: vec![u64::MAX; channels as usize],
             last_sent_ns: 0,
         }
     }
@@ -371,6 +393,11 @@ impl ProducerStats {
             self.sent_per_second[second * self.measured_count.len() + c] += 1;
             self.last_sent_ns = self.last_sent_ns.max(h.sent_ns);
         }
+    }
+
+    /// The measured sequences Redis refused on `channel`, ascending.
+    pub fn refused_seqs(&self, channel: usize) -> &[u64] {
+        self.refused.get(channel).map_or(&[], Vec::as_slice)
     }
 
     /// Measured messages sent, all channels.

@@ -11,7 +11,7 @@ use crate::clock::{self, Timer};
 use crate::connect::ConnError;
 use crate::drivers::ctx::ThreadFinish;
 use crate::drivers::streams::side::Replay;
-use crate::drivers::{Consumed, ConsumerOutput, Ctx, Driver, Note, Notes, ProducerConn, StatsCell};
+use crate::drivers::{Answered, Consumed, ConsumerOutput, Ctx, Driver, Finished, Note, Notes, ProducerConn, StatsCell};
 use crate::live::{Live, Outcome};
 use crate::pacer::Pacer;
 use crate::scenario::{Scenario, TransportKind};
@@ -51,6 +51,14 @@ pub struct SwarmOutput {
     /// killed node's channels after its restart, ns since the epoch.
     #[serde(default)]
     pub recovered_ns: Option<u64>,
+    /// From the end of the measured phase until the drain ended: everything
+    /// expected was in, or the drain's limit (or an abort) came first.
+    #[serde(default)]
+    pub drain_ns: u64,
+    /// Streams: per (producer, channel), the first sequence still in the
+    /// stream when the run finished (see `drivers::SideResults`).
+    #[serde(default)]
+    pub retained: Option<Vec<u64>>,
 }
 
 /// What one worker thread runs.
@@ -228,6 +236,7 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let drain_ns = clock.now_ns().saturating_sub(window.end_ns);
     let _ = finish_tx.send(true);
     let side = side.finish().await;
 
@@ -276,6 +285,8 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
         outcome,
         thread_count,
         recovered_ns,
+        drain_ns,
+        retained: side.retained,
     }
 }
 
@@ -399,20 +410,45 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
                 p.store(next, Relaxed);
             }
         }
-        // After another task's failure, Redis is likely gone: do not wait long for its replies.
-        let wait = if shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
-        let acks = conn.finish(wait).await?;
-        stats.reached = acks.reached;
-        stats.redirections = acks.redirections;
-        stats.write_errors = acks.errors - acks.redirections;
         Ok(())
     }
     .await;
-    if let Err(e) = result {
+    // After a failure, Redis is likely gone: do not wait long for its replies.
+    let wait = if result.is_err() || shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
+    let finished = conn.finish(wait).await;
+    settle(&mut stats, &finished, channels, measured.unwrap_or((0, 0)), next_seq.iter().sum());
+    if let Some(e) = result.err().or(finished.error) {
         shared.fail(who, e);
     }
     let _ = notes.send(Note::ProducerDone { measured: stats.measured_count.clone() });
     Some(stats)
+}
+
+/// Takes in what the connection knew at the end: the replies that
+/// arrived, the writes refused among the measured indices
+/// `[measured.0, measured.1)`, and from where on Redis never answered.
+/// Message `i` went to channel `(i + id) % channels` as that channel's
+/// message `i / channels`.
+fn settle(p: &mut ProducerStats, f: &Finished, channels: u64, measured: (u64, u64), sent: u64) {
+    p.reached = f.acks.reached;
+    p.redirections = f.acks.redirections;
+    p.write_errors = f.acks.errors - f.acks.redirections;
+    p.refused = vec![Vec::new(); channels as usize];
+    for &i in f.refused.iter().filter(|&&i| (measured.0..measured.1).contains(&i)) {
+        p.refused[((i + p.id as u64) % channels) as usize].push(i / channels);
+    }
+    p.refused.iter_mut().for_each(|r| r.sort_unstable());
+    p.unanswered_from = (0..channels)
+        .map(|c| match &f.answered {
+            Answered::Prefix(n) if *n >= sent => u64::MAX,
+            Answered::Prefix(n) => {
+                // The first index at or after n that is channel c's.
+                let i = n + (c + channels - (n + p.id as u64) % channels) % channels;
+                i / channels
+            }
+            Answered::PerChannel(first) => first.get(c as usize).copied().flatten().map_or(u64::MAX, |i| i / channels),
+        })
+        .collect();
 }
 
 #[cfg(test)]
@@ -436,6 +472,27 @@ mod tests {
         };
         tokio::join!(setter, &mut a, &mut b);
         ThreadFinish::wait().await;
+    }
+
+    #[test]
+    fn a_producers_refusals_and_unanswered_messages_map_to_their_channel_and_sequence() {
+        let window = Window { start_ns: 0, end_ns: 1_000_000_000 };
+        let mut p = ProducerStats::new(1, 3, &window);
+        // Producer 1 over 3 channels: message i goes to channel (i + 1) % 3 as its message i / 3.
+        let f = |answered| Finished {
+            acks: crate::drivers::Acks { replies: 5, reached: 4, errors: 2, redirections: 1 },
+            refused: vec![0, 4],
+            answered,
+            error: None,
+        };
+        settle(&mut p, &f(Answered::Prefix(5)), 3, (1, 9), 9);
+        assert_eq!((p.reached, p.redirections, p.write_errors), (4, 1, 1));
+        assert_eq!(p.refused, [vec![], vec![], vec![1]], "message 0 was not measured; 4 is channel 2's second");
+        assert_eq!(p.unanswered_from, [1, 2, 2], "messages 5, 6, 7 are channels 0, 1, 2's next");
+        settle(&mut p, &f(Answered::Prefix(9)), 3, (1, 9), 9);
+        assert_eq!(p.unanswered_from, [u64::MAX; 3], "everything was answered");
+        settle(&mut p, &f(Answered::PerChannel(vec![None, Some(6), None])), 3, (1, 9), 9);
+        assert_eq!(p.unanswered_from, [u64::MAX, 2, u64::MAX]);
     }
 
     #[test]

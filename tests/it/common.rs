@@ -26,21 +26,31 @@ pub async fn run(s: Scenario) -> RunReport {
     report
 }
 
-/// delivered + lost == expected, in the summary, per consumer and per second.
+/// delivered + lost + undelivered == expected, in the summary, per consumer and per second.
 pub fn assert_invariants(r: &RunReport) {
     let s = &r.summary;
-    assert_eq!(s.delivered + s.lost, s.expected, "summary: delivered + lost == expected");
+    assert_eq!(s.delivered + s.lost + s.undelivered, s.expected, "summary: delivered + lost + undelivered == expected");
     let sum = |f: fn(&eventbench::rows::ConsumerRow) -> u64| r.consumers.iter().map(f).sum::<u64>();
     assert_eq!(sum(|c| c.expected), s.expected, "consumers' expected add up");
     assert_eq!(sum(|c| c.delivered), s.delivered, "consumers' delivered add up");
     assert_eq!(sum(|c| c.lost), s.lost, "consumers' lost add up");
-    assert_eq!(s.lost_unsubscribed + s.lost_in_buffer + s.lost_other, s.lost, "every loss has one cause");
+    assert_eq!(sum(|c| c.undelivered), s.undelivered, "consumers' undelivered add up");
+    assert_eq!(
+        s.lost_unsubscribed + s.lost_in_buffer + s.lost_trimmed + s.lost_unanswered + s.lost_other,
+        s.lost,
+        "every loss has one cause"
+    );
     assert_eq!(sum(|c| c.lost_unsubscribed), s.lost_unsubscribed);
     assert_eq!(sum(|c| c.lost_in_buffer), s.lost_in_buffer);
     assert_eq!(sum(|c| c.lost_other), s.lost_other);
     for c in &r.consumers {
-        assert_eq!(c.delivered + c.lost, c.expected, "consumer {}", c.consumer);
-        assert_eq!(c.lost_unsubscribed + c.lost_in_buffer + c.lost_other, c.lost, "consumer {}", c.consumer);
+        assert_eq!(c.delivered + c.lost + c.undelivered, c.expected, "consumer {}", c.consumer);
+        assert_eq!(
+            c.lost_unsubscribed + c.lost_in_buffer + c.lost_trimmed + c.lost_unanswered + c.lost_other,
+            c.lost,
+            "consumer {}",
+            c.consumer
+        );
     }
     for t in &r.timeseries {
         assert!(t.lost_unsubscribed + t.lost_in_buffer <= t.lost, "second {}", t.second);
@@ -50,6 +60,11 @@ pub fn assert_invariants(r: &RunReport) {
     assert_eq!(r.timeseries.iter().map(|t| t.sent).sum::<u64>(), s.sent, "per-second sent adds up");
     assert_eq!(r.timeseries.iter().map(|t| t.delivered).sum::<u64>(), s.delivered, "per-second delivered adds up");
     assert_eq!(r.timeseries.iter().map(|t| t.lost).sum::<u64>(), s.lost, "per-second lost adds up");
+    assert_eq!(
+        r.timeseries.iter().map(|t| t.undelivered).sum::<u64>(),
+        s.undelivered,
+        "per-second undelivered adds up"
+    );
     assert_eq!(r.histogram.len(), s.delivered, "one latency sample per delivered message");
 }
 
@@ -228,5 +243,7 @@ pub fn assert_whole_run_dir(dir: &std::path::Path) -> eventbench::rows::SummaryR
     Scenario::from_toml(&std::fs::read_to_string(dir.join("scenario.toml")).unwrap()).expect("scenario.toml parses");
     let mut summary: Vec<SummaryRow> = rows(dir.join("summary.csv"));
     assert_eq!(summary.len(), 1);
-    summary.pop().unwrap()
+    let s = summary.pop().unwrap();
+    assert_eq!(s.delivered + s.lost + s.undelivered, s.expected, "every message accounted for: {s:?}");
+    s
 }

@@ -23,6 +23,7 @@ mod drivers;
 mod failures;
 mod foreign;
 mod loss;
+mod overload;
 mod pubsub;
 mod readme;
 mod report;

@@ -169,6 +169,7 @@ fn acl_server() -> RedisServer {
         "+xgroup|create",
         "+xinfo|groups",
         "+xlen",
+        "+xrange",
         "+del",
     ])
 }

@@ -41,7 +41,7 @@ async fn the_same_disconnect_loses_on_pubsub_and_not_on_streams() {
     // The outage shows as a backlog that grows, then drains, and as latency.
     assert!(streams.backlog_max >= 4000, "backlog max {}", streams.backlog_max);
     let during = &reports[1].timeseries[1];
-    assert!(during.backlog >= 4000 && during.max_us > 900_000.0, "{during:?}");
+    assert!(during.backlog >= 4000 && during.max_us.is_some_and(|m| m > 900_000.0), "{during:?}");
     let last = reports[1].timeseries.last().unwrap().backlog;
     assert!(last < streams.backlog_max / 4, "the backlog drained: {last} left of {}", streams.backlog_max);
     assert!(streams.max_us > 900_000.0, "the disconnected consumers' messages waited ~1 s: {streams:?}");
@@ -141,7 +141,10 @@ async fn without_survivors_a_crashed_groups_entries_stay_in_the_stream() {
         run(Scenario { consumers: 2, crash: vec!["50%@1s".parse().unwrap()], ..streams("alone", 2000.0, 2.0) }).await;
     let m = &r.summary;
     assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
-    assert!(m.lost >= 1900, "about 1 s of messages never read: {m:?}");
-    assert_eq!(m.lost_in_buffer, m.lost, "accepted by Redis, still queued at the end: {m:?}");
+    // About 1 s of messages never read, and still in the stream (or the crashed
+    // member's pending list) at the end: undelivered, not lost.
+    assert!(m.undelivered >= 1900, "about 1 s of messages never read: {m:?}");
+    assert_eq!(m.lost, 0, "Redis still holds every entry: {m:?}");
+    assert!(!m.sustained, "{m:?}");
     assert!(m.backlog_max >= 1900, "{m:?}");
 }

@@ -519,7 +519,7 @@ impl Drop for StreamsConsumer {
 }
 
 /// Appends `[id, [field, value, ...]]` entries; deleted entries (a nil body) are skipped.
-fn entries_into(key: usize, entries: Vec<Value>, out: &mut Vec<Entry>) {
+pub(super) fn entries_into(key: usize, entries: Vec<Value>, out: &mut Vec<Entry>) {
     for entry in entries {
         let Value::Array(mut parts) = entry else { continue };
         parts.truncate(2);

@@ -247,13 +247,15 @@ impl Member {
             self.shared.units[self.unit].lock().expect("unit lock").disconnects += 1;
         }
         let closed_ns = self.shared.clock.now_ns();
+        // The group keeps what the member misses (no `received`): the producers'
+        // positions only say which entries were written while it was away.
         self.outages.push(Outage {
             consumer: self.id,
             kind,
             closed_ns,
             resubscribed_ns: None,
             received: Vec::new(),
-            closed: Vec::new(),
+            closed: self.shared.positions(),
             resubscribed: None,
         });
     }
@@ -265,6 +267,7 @@ impl Member {
         if conn.is_some() {
             if let Some(o) = self.outages.last_mut() {
                 o.resubscribed_ns = Some(self.shared.clock.now_ns());
+                o.resubscribed = Some(self.shared.positions());
             }
             self.shared.live.connected.fetch_add(1, Relaxed);
             self.pending_first = true;

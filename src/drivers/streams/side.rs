@@ -35,7 +35,59 @@ pub(super) fn start(t: &Streams, shared: &Ctx, window: Window) -> SideTasks {
         let start = window.start_ns + at.as_nanos() as u64;
         tokio::spawn(replay(t.clone(), shared.clock, shared.finish.clone(), start))
     });
-    SideTasks { backlog: Some(backlog), replay }
+    let retained = tokio::spawn(first_retained(t.clone(), shared.scenario.producers, shared.finish.clone()));
+    SideTasks { backlog: Some(backlog), replay, retained: Some(retained) }
+}
+
+/// Most entries read from the front of one stream to find each producer's oldest.
+const RETAINED_SCAN: usize = 100_000;
+
+/// Once the run finishes: per (producer, channel), the first sequence still
+/// in the stream (`u64::MAX` when none of that producer's entries is left).
+/// Streams are trimmed from the front, so an entry older than that left the
+/// stream; one at or after it is still there, read or not.
+async fn first_retained(
+    t: Streams,
+    producers: u32,
+    mut finish: tokio::sync::watch::Receiver<bool>,
+) -> Option<Vec<u64>> {
+    let _ = finish.wait_for(|f| *f).await;
+    let mut cons = t.connections().await.ok()?;
+    let channels = t.keys.len();
+    let mut first = vec![u64::MAX; producers as usize * channels];
+    let mut entries = Vec::new();
+    for (c, (key, &node)) in t.keys.iter().zip(&t.node_of).enumerate() {
+        let (mut from, mut seen, mut scanned) = ("-".to_string(), 0, 0);
+        while seen < producers && scanned < RETAINED_SCAN {
+            let reply: redis::Value = redis::cmd("XRANGE")
+                .arg(key)
+                .arg(&from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut cons[node])
+                .await
+                .ok()?;
+            let redis::Value::Array(items) = reply else { break };
+            if items.is_empty() {
+                break;
+            }
+            entries.clear();
+            conn::entries_into(c, items, &mut entries);
+            for e in &entries {
+                let Ok(h) = crate::wire::Header::decode(&e.payload) else { continue };
+                let Some(slot) = (h.producer < producers).then(|| h.producer as usize * channels + c) else { continue };
+                if first[slot] == u64::MAX {
+                    first[slot] = h.seq;
+                    seen += 1;
+                }
+            }
+            scanned += entries.len();
+            let Some(last) = entries.last() else { break };
+            from = format!("({}", String::from_utf8_lossy(&last.id));
+        }
+    }
+    Some(first)
 }
 
 /// XINFO GROUPS at the end of every measured second (and through the drain, for the maximum).

@@ -36,6 +36,8 @@ pub fn merge(parts: Vec<SwarmOutput>) -> Result<SwarmOutput, MergeError> {
         all.consumers.extend(part.consumers);
         all.producers.extend(part.producers);
         all.outcome = all.outcome.worst(part.outcome);
+        all.drain_ns = all.drain_ns.max(part.drain_ns);
+        all.retained = all.retained.or(part.retained);
         all.recovered_ns = match (all.recovered_ns, part.recovered_ns) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -134,6 +136,8 @@ mod tests {
             outcome: Outcome::ok(),
             thread_count: 1,
             recovered_ns: None,
+            drain_ns: 0,
+            retained: None,
         }
     }
 

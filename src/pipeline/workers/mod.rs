@@ -379,12 +379,23 @@ pub async fn coordinate(
 ) -> Result<Shares> {
     let url = setup::effective_url(scenario, target.url())?;
     let password = url.password.clone();
+    // The run's name in the control key space: its id, or on a cluster whose
+    // node the run kills, a variant whose hash slot another master owns.
+    let killed = scenario.kill_node.map(|k| k.node as usize);
+    let node_of = |run: &str| {
+        let slot = crate::topology::key_slot(control::key_of(run, "plan").as_bytes());
+        setup.topology.as_ref().and_then(|t| t.node_of_slot(slot))
+    };
+    let run = (0..64)
+        .map(|k| if k == 0 { run_id.to_string() } else { format!("{run_id}.{k}") })
+        .find(|r| killed.is_none() || node_of(r) != killed)
+        .unwrap_or_else(|| run_id.to_string());
+    let run_id = run.as_str();
     let control = match (&opts.control, &setup.topology) {
         (Some(c), _) => c.clone(),
         // On a cluster, the control keys (one hash slot) live on the master that owns them.
         (None, Some(t)) => {
-            let slot = crate::topology::key_slot(control::key_of(run_id, "plan").as_bytes());
-            let node = t.node_of_slot(slot).and_then(|n| t.nodes.get(n)).context("no master owns the control slot")?;
+            let node = node_of(run_id).and_then(|n| t.nodes.get(n)).context("no master owns the control slot")?;
             crate::connect::url::with_address(target.url(), &node.host, node.port)
                 .map_err(|message| TargetError::Unreachable { url: redact_url(target.url()), message })?
         }
