@@ -483,7 +483,13 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         ("lost", |s| format!("{} ({})", thousands(s.lost), pct(s.lost, s.expected))),
         ("· not subscribed", |s| thousands(s.lost_unsubscribed)),
         ("· in Redis's buffer", |s| thousands(s.lost_in_buffer)),
+        ("· trimmed", |s| thousands(s.lost_trimmed)),
+        ("· never answered", |s| thousands(s.lost_unanswered)),
         ("· other cause", |s| thousands(s.lost_other)),
+        ("undelivered", |s| format!("{} ({})", thousands(s.undelivered), pct(s.undelivered, s.expected))),
+        ("kept up", |s| if s.sustained { "yes".into() } else { "no".into() }),
+        ("in flight at the end", |s| thousands(s.in_flight_end)),
+        ("drain", |s| format!("{} s", number(s.drain_s))),
         ("duplicates", |s| thousands(s.duplicates)),
         ("out of order", |s| thousands(s.out_of_order)),
         ("redelivered", |s| thousands(s.redelivered)),
@@ -495,6 +501,7 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         ("p99.9", |s| latency(s.p999_us)),
         ("max", |s| latency(s.max_us)),
         ("raw p99", |s| latency(s.raw_p99_us)),
+        ("harness limited", |s| if s.harness_limited { "yes".into() } else { "no".into() }),
     ];
     out.push_str("<table>\n<thead><tr><th></th>");
     for l in labels {

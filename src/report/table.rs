@@ -106,6 +106,8 @@ pub fn render_comparison(rows: &[SummaryRow]) -> String {
         ("delivered", Box::new(|s| s.delivered.to_string())),
         ("lost", Box::new(|s| s.lost.to_string())),
         ("loss", Box::new(|s| format!("{:.3}%", loss_pct(s)))),
+        ("undelivered", Box::new(|s| s.undelivered.to_string())),
+        ("kept up", Box::new(|s| if s.sustained { "yes".into() } else { "no".into() })),
         ("duplicates", Box::new(|s| s.duplicates.to_string())),
         ("redelivered", Box::new(|s| s.redelivered.to_string())),
         ("p50", Box::new(|s| latency(s.p50_us))),
@@ -117,6 +119,7 @@ pub fn render_comparison(rows: &[SummaryRow]) -> String {
         ("nodes", Box::new(|s| s.nodes.to_string())),
         ("redirections", Box::new(|s| s.redirections.to_string())),
         ("recover", Box::new(|s| s.recover_ms.map_or_else(|| "–".into(), |ms| latency(ms * 1e3)))),
+        ("harness limited", Box::new(|s| if s.harness_limited { "yes".into() } else { "no".into() })),
     ];
     let mut out = String::new();
     for (label, value) in &lines {

@@ -119,3 +119,25 @@ fn a_refused_write_is_not_expected_and_ends_the_run() {
     assert_eq!(s.lost_in_buffer, 0, "nothing is called accepted that Redis refused or never answered: {s:?}");
     assert!(s.duration_s < 2.0, "the first refusal ended the run: {s:?}");
 }
+
+#[test]
+fn sustained_gates_a_run_and_a_run_that_fell_behind_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let dir = tmp.path().join(name);
+        let args = [
+            &["run", "--transport", "streams", "--duration", "1s", "--warmup", "200ms", "--quiet"][..],
+            extra,
+            &["--assert", "sustained==1", "--out", dir.to_str().unwrap()],
+        ]
+        .concat();
+        crate::common::eventbench(&args)
+    };
+    let easy = run("easy", &["--rate", "500"]);
+    assert_eq!(easy.status.code(), Some(0), "{}", crate::common::stderr(&easy));
+    let behind = run("behind", &["--rate", "0", "--producers", "2", "--drain", "200ms"]);
+    let err = crate::common::stderr(&behind);
+    assert_eq!(behind.status.code(), Some(3), "{err}");
+    assert!(err.contains("did not keep up") && err.contains("sustained = false"), "{err}");
+    assert!(err.contains("assertion failed: sustained==1"), "{err}");
+}
