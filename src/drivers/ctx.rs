@@ -186,6 +186,32 @@ impl Ctx {
         rx.wait_for(|s| s.is_some()).await.ok().and_then(|s| *s)
     }
 
+    /// A consumer's first connection, as every driver takes it: a failure ends
+    /// the run ([`Note::Failed`]); once connected, it counts as subscribed,
+    /// says [`Note::Ready`], and waits for the start. Returns the connection
+    /// and the measured window, or `None` if the run is off.
+    pub async fn enlist<C>(
+        &self,
+        id: u32,
+        connected: Result<C, ConnError>,
+        notes: &Notes,
+        stats: &StatsCell,
+    ) -> Option<(C, Window)> {
+        let conn = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                self.fail(format!("consumer {id}"), e);
+                let _ = notes.send(Note::Failed);
+                return None;
+            }
+        };
+        self.live.connected.fetch_add(1, Relaxed);
+        let _ = notes.send(Note::Ready);
+        let (_, window) = self.wait_start().await?;
+        stats.borrow_mut().get_or_insert_with(|| ThreadStats::new(&window));
+        Some((conn, window))
+    }
+
     /// Sleeps until `ns`; false if the run finished first.
     pub async fn sleep_until(&self, ns: u64) -> bool {
         let mut finish = self.finish.clone();

@@ -9,7 +9,7 @@ use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::{ConnError, Tuning};
 use crate::drivers::ctx::ThreadFinish;
-use crate::drivers::{Consumed, ConsumerConn, ConsumerOutput, Ctx, Note, Notes, StatsCell};
+use crate::drivers::{Consumed, ConsumerConn, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::stats::{ConsumerStats, Window};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -32,18 +32,10 @@ pub(super) async fn run(
         Some(_) => Tuning { recv_buffer: Some(16 * 1024), fixed_buffer: true },
         None => Tuning::default(),
     };
-    let conn = match pubsub.consumer(id, tuning, slow.is_some()).await {
-        Ok(c) => c,
-        Err(e) => {
-            shared.fail(format!("consumer {id}"), e);
-            let _ = notes.send(Note::Failed);
-            return Consumed::Nothing;
-        }
+    let connected = pubsub.consumer(id, tuning, slow.is_some()).await;
+    let Some((conn, window)) = shared.enlist(id, connected, &notes, &thread_stats).await else {
+        return Consumed::Nothing;
     };
-    shared.live.connected.fetch_add(1, Relaxed);
-    let _ = notes.send(Note::Ready);
-    let Some((_, window)) = shared.wait_start().await else { return Consumed::Nothing };
-    thread_stats.borrow_mut().get_or_insert_with(|| crate::stats::ThreadStats::new(&window));
     let planned = shared.faults.outages_of(id, &window);
     let mut task = Subscriber {
         pubsub,

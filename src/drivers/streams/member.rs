@@ -7,7 +7,7 @@ use super::conn::{Entry, GroupStart, Streams, StreamsConsumer};
 use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::ConnError;
-use crate::drivers::{Consumed, ConsumerOutput, Ctx, Note, Notes, StatsCell};
+use crate::drivers::{Consumed, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::scenario::Scenario;
 use crate::stats::Window;
 use std::sync::atomic::Ordering::Relaxed;
@@ -72,18 +72,10 @@ pub(super) async fn run(
         Some(_) => Arc::new(Streams { batch: 1, ..(*streams).clone() }),
         None => streams,
     };
-    let conn = match streams.consumer(&group, &name, GroupStart::New).await {
-        Ok(c) => c,
-        Err(e) => {
-            shared.fail(format!("consumer {id}"), e);
-            let _ = notes.send(Note::Failed);
-            return Consumed::Nothing;
-        }
+    let connected = streams.consumer(&group, &name, GroupStart::New).await;
+    let Some((conn, window)) = shared.enlist(id, connected, &notes, &thread_stats).await else {
+        return Consumed::Nothing;
     };
-    shared.live.connected.fetch_add(1, Relaxed);
-    let _ = notes.send(Note::Ready);
-    let Some((_, window)) = shared.wait_start().await else { return Consumed::Nothing };
-    thread_stats.borrow_mut().get_or_insert_with(|| crate::stats::ThreadStats::new(&window));
     let mut member = Member {
         id,
         unit: unit as usize,
