@@ -122,8 +122,12 @@ impl Searched {
                 crate::clock::fmt_duration(&self.plan.budget),
                 plural(n as u64, "step")
             )),
-            (End::Halted, Some(max)) => format!("the search stopped after {}: best so far {}", plural(n as u64, "step"), at_max(max)),
-            (End::Halted, None) => format!("the search stopped after {}, before any rate met the SLO", plural(n as u64, "step")),
+            (End::Halted, Some(max)) => {
+                format!("the search stopped after {}: best so far {}", plural(n as u64, "step"), at_max(max))
+            }
+            (End::Halted, None) => {
+                format!("the search stopped after {}, before any rate met the SLO", plural(n as u64, "step"))
+            }
             (End::NothingPasses, _) | (End::Found | End::MaxRate, None) => match &failure {
                 Some(why) => format!("no rate met the SLO: {why} (the lowest rate, --min-rate)"),
                 None => "no rate met the SLO".into(),

@@ -3,12 +3,11 @@
 //! to each step's own report.
 
 use super::search::End;
-use super::{msg_rate, CapacityRow, Searched, Slo};
+use super::{msg_rate, slo, CapacityRow, Searched, Slo};
 use crate::clock::fmt_duration;
 use crate::report::fmt::{number, plural};
-use crate::report::html::{card, cells, escape, head, inline_svg, table};
+use crate::report::html::{card, escape, head, inline_svg, table};
 use crate::report::plots::fmt_latency;
-use crate::rows::columns;
 use crate::scenario::Scenario;
 use std::fmt::Write;
 use std::time::Duration;
@@ -37,6 +36,66 @@ fn end_note(end: End) -> Option<&'static str> {
     }
 }
 
+/// The steps, a few columns each (`capacity.csv` has them all); failed ones highlighted.
+fn steps_table(out: &mut String, searches: &[Searched], slo: &Slo) {
+    let several = searches.len() > 1;
+    let mut header = vec!["step"];
+    if several {
+        header.push("transport");
+    }
+    header.extend([
+        "phase",
+        "rate, msg/s",
+        "delivered/s",
+        "lost",
+        "undelivered",
+        "p50",
+        "p99",
+        "p99.9",
+        "kept up",
+        "harness limited",
+        "verdict",
+        "what failed",
+    ]);
+    // Values with units stay on one line.
+    let nb = |s: String| s.replace(' ', "\u{a0}");
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let word = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(str::to_owned));
+    let steps: Vec<&super::Step> = searches.iter().flat_map(|x| &x.steps).collect();
+    let cells: Vec<Vec<String>> = steps
+        .iter()
+        .map(|st| {
+            let r = &st.row;
+            let mut row = vec![r.step.to_string()];
+            if several {
+                row.push(r.transport.clone());
+            }
+            let judged = slo.judge(&st.summary);
+            let mut why: Vec<String> = judged.failed.iter().map(|(g, _)| slo::describe(g, &st.summary)).collect();
+            if let Some(h) = judged.harness {
+                why.insert(0, format!("eventbench was the limit: {h}"));
+            }
+            row.extend([
+                word(serde_json::to_value(r.phase)).unwrap_or_default(),
+                number(r.rate),
+                number(r.delivered_messages_rate().round()),
+                number(r.lost as f64),
+                number(r.undelivered as f64),
+                nb(fmt_latency(r.p50_us)),
+                nb(fmt_latency(r.p99_us)),
+                nb(fmt_latency(r.p999_us)),
+                yes(r.sustained),
+                yes(r.harness_limited),
+                word(serde_json::to_value(r.verdict)).unwrap_or_default(),
+                why.join("; "),
+            ]);
+            row
+        })
+        .collect();
+    let header: Vec<String> = header.into_iter().map(String::from).collect();
+    table(out, &header, &cells, |i| !steps[i].row.passed);
+}
+
 /// The quoted latency at the maximum, worst of its tries.
 fn latency_at(s: &Searched, column: &str) -> String {
     let Some(max) = s.found.max_rate else { return "–".into() };
@@ -57,9 +116,15 @@ fn latency_at(s: &Searched, column: &str) -> String {
 /// the whole command's, `svg` the `capacity.svg` written beside it.
 pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budget: Duration, svg: &str) -> String {
     let s = scenario;
-    let mut out = head(&format!("eventbench · capacity · {}", s.name));
-    let _ = writeln!(out, "<h1>Capacity: {}</h1>", escape(&s.name));
     let transports: Vec<&str> = searches.iter().map(|x| x.transport.as_str()).collect();
+    // Runs named after their transport are named after all of them.
+    let title = if transports.len() > 1 && transports.contains(&s.name.as_str()) {
+        transports.join(" vs ")
+    } else {
+        s.name.clone()
+    };
+    let mut out = head(&format!("eventbench · capacity · {title}"));
+    let _ = writeln!(out, "<h1>Capacity: {}</h1>", escape(&title));
     let plan = searches.first().map(|x| x.plan.clone());
     let _ = writeln!(
         out,
@@ -86,13 +151,15 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
 
     out.push_str("<div class=\"story\">\n");
     for x in searches {
-        let who = if searches.len() > 1 { format!("<strong>{}</strong>: ", escape(&x.transport)) } else { String::new() };
+        let who =
+            if searches.len() > 1 { format!("<strong>{}</strong>: ", escape(&x.transport)) } else { String::new() };
         let _ = writeln!(out, "<p>{who}<strong>{}</strong></p>", escape(&x.headline(slo)));
         if let Some(note) = end_note(x.found.end) {
             let _ = writeln!(out, "<p>{note}</p>");
         }
     }
-    let user: Vec<String> = slo.user_gates().iter().map(|g| format!("<code>{}</code>", escape(&g.to_string()))).collect();
+    let user: Vec<String> =
+        slo.user_gates().iter().map(|g| format!("<code>{}</code>", escape(&g.to_string()))).collect();
     let _ = writeln!(
         out,
         "<p>The SLO: nothing lost (<code>lost==0</code>) and the system kept up (<code>sustained==1</code>){}. \
@@ -106,7 +173,7 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
     out.push_str("</div>\n");
 
     let quoted = slo.quoted_latency();
-    let quoted_label = super::slo::column_label(&quoted);
+    let quoted_label = slo::column_label(&quoted);
     if let [x] = searches {
         out.push_str("<div class=\"cards\">\n");
         let f = &x.found;
@@ -115,10 +182,17 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
         card(&mut out, "max sustainable rate", &max, &format!("{quoted_label} {}", latency_at(x, &quoted)), good);
         let failure = f.first_failure.map_or("–".into(), msg_rate);
         card(&mut out, "lowest failure", &failure, "", "");
-        card(&mut out, "steps", &x.steps.len().to_string(), &format!("{} s", number(f.spent.as_secs_f64().round())), "");
+        card(
+            &mut out,
+            "steps",
+            &x.steps.len().to_string(),
+            &format!("{} s", number(f.spent.as_secs_f64().round())),
+            "",
+        );
         out.push_str("</div>\n");
     } else {
-        let header: Vec<String> = std::iter::once(String::new()).chain(transports.iter().map(|t| t.to_string())).collect();
+        let header: Vec<String> =
+            std::iter::once(String::new()).chain(transports.iter().map(|t| t.to_string())).collect();
         let row = |name: &str, f: &dyn Fn(&Searched) -> String| -> Vec<String> {
             std::iter::once(name.to_string()).chain(searches.iter().map(f)).collect()
         };
@@ -128,7 +202,9 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
             row("p50 at the maximum", &|x| latency_at(x, "p50_us")),
             row("lowest failure", &|x| x.found.first_failure.map_or("–".into(), msg_rate)),
             row("what failed there", &|x| x.failure_text(slo).unwrap_or_else(|| "–".into())),
-            row("how the search ended", &|x| serde_json::to_value(x.found.end).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()),
+            row("how the search ended", &|x| {
+                serde_json::to_value(x.found.end).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            }),
             row("steps", &|x| x.steps.len().to_string()),
             row("time", &|x| format!("{} s", number(x.found.spent.as_secs_f64().round()))),
         ];
@@ -146,9 +222,9 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
         inline_svg(svg)
     );
 
-    let rows: Vec<CapacityRow> = searches.iter().flat_map(|x| x.steps.iter().map(|st| st.row.clone())).collect();
     out.push_str("<h2 id=\"steps\">Steps</h2>\n");
-    table(&mut out, &columns(&CapacityRow::default()), &cells(&rows), |i| !rows[i].passed);
+    steps_table(&mut out, searches, slo);
+    let rows: Vec<&CapacityRow> = searches.iter().flat_map(|x| x.steps.iter().map(|st| &st.row)).collect();
     out.push_str(
         "<p class=\"note\">From <a href=\"capacity.csv\">capacity.csv</a>; failed steps highlighted. Each step \
          is a complete run directory:</p>\n<ul class=\"files\">\n",
@@ -164,11 +240,7 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
         );
     }
     out.push_str("</ul>\n");
-    let _ = writeln!(
-        out,
-        "<h2 id=\"scenario\">Scenario</h2>\n<pre>{}</pre>",
-        escape(scenario.to_toml().trim_end())
-    );
+    let _ = writeln!(out, "<h2 id=\"scenario\">Scenario</h2>\n<pre>{}</pre>", escape(scenario.to_toml().trim_end()));
     let _ = writeln!(
         out,
         "<footer>Written by eventbench {} (<code>eventbench capacity</code>). Each step's page can be rebuilt \

@@ -54,12 +54,15 @@ fn measured(s: &Searched) -> Vec<&CapacityRow> {
 /// Draws `capacity.svg` for one or more searches.
 pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String> {
     let several = searches.len() > 1;
-    let name = |i: usize, what: &str| if several { format!("{} {what}", searches[i].transport) } else { what.to_string() };
+    let name =
+        |i: usize, what: &str| if several { format!("{} {what}", searches[i].transport) } else { what.to_string() };
     let rows: Vec<Vec<&CapacityRow>> = searches.iter().map(measured).collect();
     let all_rates: Vec<f64> = rows.iter().flatten().map(|r| r.rate).collect();
-    let (rate_lo, rate_hi) = match all_rates.iter().copied().fold(None, |a: Option<(f64, f64)>, r| {
-        Some(a.map_or((r, r), |(lo, hi)| (lo.min(r), hi.max(r))))
-    }) {
+    let (rate_lo, rate_hi) = match all_rates
+        .iter()
+        .copied()
+        .fold(None, |a: Option<(f64, f64)>, r| Some(a.map_or((r, r), |(lo, hi)| (lo.min(r), hi.max(r)))))
+    {
         Some((lo, hi)) => ((lo / 1.3).log10(), (hi * 1.3).log10()),
         None => (2.0, 4.0),
     };
@@ -92,7 +95,9 @@ pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String>
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let body = root.titled("Capacity: latency and delivered rate against the offered rate", (FONT, 20)).map_err(plot_error)?;
+        let body = root
+            .titled("Capacity: latency and delivered rate against the offered rate", (FONT, 20))
+            .map_err(plot_error)?;
         let (left, right) = body.split_horizontally(WIDTH * 54 / 100);
 
         let mut chart = new_chart(&left, x_axis(), latency_axis(lat_lo, lat_hi, 2.5))?;
@@ -116,7 +121,10 @@ pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String>
         for b in ceilings {
             let y = to_y(b.value);
             let points = vec![(rate_lo, y), (rate_hi, y)];
-            draw_curve(&mut chart, &Curve { label: format!("SLO {}", b.label()), colour: RED, dashed: true, width: 2, points })?;
+            draw_curve(
+                &mut chart,
+                &Curve { label: format!("SLO {}", b.label()), colour: RED, dashed: true, width: 2, points },
+            )?;
         }
         for (i, r) in rows.iter().enumerate() {
             markers(&mut chart, r, run_colour(i), |row| (row.p99_us > 0.0).then(|| to_y(row.p99_us)))?;
@@ -139,11 +147,17 @@ pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String>
             .draw()
             .map_err(plot_error)?;
         let diagonal = vec![(rate_lo, rate_lo.clamp(del_lo, del_hi)), (rate_hi, rate_hi.clamp(del_lo, del_hi))];
-        draw_curve(&mut chart, &Curve { label: "offered".into(), colour: GREY, dashed: true, width: 1, points: diagonal })?;
+        draw_curve(
+            &mut chart,
+            &Curve { label: "offered".into(), colour: GREY, dashed: true, width: 1, points: diagonal },
+        )?;
         let to_d = |v: f64| v.log10().clamp(del_lo, del_hi);
         for (i, points) in delivered.iter().enumerate() {
             let points = points.iter().filter(|p| p.1 > 0.0).map(|&(x, y)| (x.log10(), to_d(y))).collect();
-            draw_curve(&mut chart, &Curve { label: name(i, "delivered"), colour: run_colour(i), dashed: false, width: 2, points })?;
+            draw_curve(
+                &mut chart,
+                &Curve { label: name(i, "delivered"), colour: run_colour(i), dashed: false, width: 2, points },
+            )?;
             markers(&mut chart, &rows[i], run_colour(i), |row| {
                 let v = row.delivered_messages_rate();
                 (v > 0.0).then(|| to_d(v))

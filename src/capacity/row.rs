@@ -37,14 +37,7 @@ pub struct CapacityRow {
 
 impl CapacityRow {
     /// The row of a step: its summary, how it was judged, where its run directory is.
-    pub fn new(
-        step: u32,
-        phase: Phase,
-        s: &SummaryRow,
-        judged: &Judgement,
-        elapsed_s: f64,
-        dir: &str,
-    ) -> CapacityRow {
+    pub fn new(step: u32, phase: Phase, s: &SummaryRow, judged: &Judgement, elapsed_s: f64, dir: &str) -> CapacityRow {
         let mut failed: Vec<String> = judged.failed.iter().map(|(_, line)| line.clone()).collect();
         if let Some(why) = &judged.harness {
             failed.push(format!("harness: {why}"));

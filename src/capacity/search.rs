@@ -335,7 +335,10 @@ mod tests {
         assert_eq!(&phases[phases.len() - 2..], &[Phase::Confirm; 2]);
         assert!(phases[9..phases.len() - 2].iter().all(|&p| p == Phase::Bisect), "{phases:?}");
         assert!(found.tried.len() <= 9 + 5 + 2, "{}", found.tried.len());
-        assert_eq!(found.first_failure, Some(found.tried.iter().map(|t| t.rate).filter(|&r| r > 182_000.0).fold(f64::MAX, f64::min)));
+        assert_eq!(
+            found.first_failure,
+            Some(found.tried.iter().map(|t| t.rate).filter(|&r| r > 182_000.0).fold(f64::MAX, f64::min))
+        );
     }
 
     #[test]
@@ -415,10 +418,7 @@ mod tests {
                 }
             });
             // A failure at a low rate pulls the answer down: it is never above what failed.
-            assert!(
-                matches!(found.end, End::Found | End::NothingPasses | End::Budget),
-                "seed {seed}: {found:?}"
-            );
+            assert!(matches!(found.end, End::Found | End::NothingPasses | End::Budget), "seed {seed}: {found:?}");
             assert!(found.max_rate.is_none_or(|m| m <= 40_000.0), "seed {seed}: {found:?}");
             *ends.entry(format!("{:?}", found.end)).or_insert(0) += 1;
             maxima.extend(found.max_rate);
@@ -427,7 +427,8 @@ mod tests {
         assert_eq!(ends.get("Found"), Some(&299), "{ends:?}");
         assert_eq!(maxima.len(), 299);
         // Every third step fails: still an answer, below every failure, confirmed.
-        let found = run(&plan(), |rate, step| if rate > 40_000.0 || step % 3 == 0 { Verdict::Fail } else { Verdict::Pass });
+        let found =
+            run(&plan(), |rate, step| if rate > 40_000.0 || step % 3 == 0 { Verdict::Fail } else { Verdict::Pass });
         assert!(matches!(found.end, End::Found | End::NothingPasses), "{found:?}");
     }
 

@@ -77,7 +77,8 @@ fn value_text(column: &str, v: f64) -> String {
 pub fn bound(gate: &Assertion) -> Option<Bound> {
     let text = gate.to_string();
     let ops = ["<=", ">=", "==", "!=", "<", ">"];
-    let (at, op) = text.char_indices().find_map(|(i, _)| ops.iter().find(|o| text[i..].starts_with(*o)).map(|o| (i, *o)))?;
+    let (at, op) =
+        text.char_indices().find_map(|(i, _)| ops.iter().find(|o| text[i..].starts_with(*o)).map(|o| (i, *o)))?;
     let (left, right) = (&text[..at], &text[at + op.len()..]);
     let column_like = !left.is_empty() && left.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     let value: f64 = right.parse().ok()?;

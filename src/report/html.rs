@@ -283,7 +283,7 @@ pub(crate) fn table(out: &mut String, header: &[String], rows: &[Vec<String>], h
 
 /// Rows of a serializable struct as strings, through the CSV writer so the
 /// page shows exactly what the file holds.
-pub(crate) fn cells<T: serde::Serialize>(rows: &[T]) -> Vec<Vec<String>> {
+fn cells<T: serde::Serialize>(rows: &[T]) -> Vec<Vec<String>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r).expect("row structs serialize");
