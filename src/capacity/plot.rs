@@ -13,6 +13,9 @@ use plotters::prelude::*;
 
 const HEIGHT: u32 = 520;
 
+/// A percentile's curve: its label, its column, dashed, its width.
+type Percentile = (&'static str, fn(&CapacityRow) -> f64, bool, u32);
+
 /// A log10 axis over `lo..hi` with ticks at 1, 2 and 5 × 10^k inside it.
 fn log_axis(lo: f64, hi: f64) -> Ticked {
     let t = latency_axis(lo.floor(), hi, 2.5);
@@ -72,7 +75,7 @@ pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String>
     let mut latency: Vec<Curve> = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         let colour = run_colour(i);
-        let spec: [(&str, fn(&CapacityRow) -> f64, bool, u32); 3] =
+        let spec: [Percentile; 3] =
             [("p50", |r| r.p50_us, true, 2), ("p99", |r| r.p99_us, false, 2), ("p99.9", |r| r.p999_us, false, 1)];
         for (label, value, dashed, width) in spec {
             let points = per_rate(r, value, f64::max).into_iter().filter(|p| p.1 > 0.0).map(|(x, y)| (x.log10(), y));

@@ -327,7 +327,7 @@ mod tests {
         let found = run(&plan(), sharp(182_000.0));
         assert_eq!(found.end, End::Found);
         let max = found.max_rate.unwrap();
-        assert!(max <= 182_000.0 && max >= 182_000.0 / 1.05, "{max}");
+        assert!((182_000.0 / 1.05..=182_000.0).contains(&max), "{max}");
         assert_eq!(found.passes(), 3);
         let phases: Vec<Phase> = found.tried.iter().map(|t| t.phase).collect();
         // 1k..256k doubling (9 steps), bisection, then two confirmations at the end.
@@ -372,7 +372,7 @@ mod tests {
             });
             assert!(matches!(found.end, End::Found), "seed {seed}: {found:?}");
             let max = found.max_rate.unwrap();
-            assert!(max <= 52_500.0 && max >= 47_500.0 / 1.05 / 1.1, "seed {seed}: {max}");
+            assert!((47_500.0 / 1.05 / 1.1..=52_500.0).contains(&max), "seed {seed}: {max}");
         }
     }
 
@@ -394,7 +394,7 @@ mod tests {
         let at_3000: Vec<_> = found.tried.iter().filter(|t| t.rate == 3000.0).map(|t| (t.phase, t.verdict)).collect();
         assert_eq!(at_3000, [(Phase::Bisect, Verdict::Pass), (Phase::Confirm, Verdict::Fail)]);
         let max = found.max_rate.unwrap();
-        assert!(max < 3000.0 && max >= 2500.0, "{:?}", found.tried);
+        assert!((2500.0..3000.0).contains(&max), "{:?}", found.tried);
         let hi = found.first_failure.unwrap();
         assert!(hi > 2500.0 && hi < 3000.0, "the bisection went on below 3,000: {:?}", found.tried);
     }

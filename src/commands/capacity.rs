@@ -333,3 +333,71 @@ fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path)
     }
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use std::time::Duration;
+
+    fn settings_of(args: &[&str]) -> Result<Settings> {
+        let cli = Cli::try_parse_from([&["eventbench", "capacity"][..], args].concat()).unwrap();
+        let Command::Capacity(args) = cli.command else { panic!("capacity") };
+        settings(&args, &mode_of(&args.run.split))
+    }
+
+    #[test]
+    fn the_defaults_make_a_search_of_short_steps_from_1000() {
+        let s = settings_of(&["--slo", "p99_us<1000"]).unwrap();
+        let p = &s.plan;
+        assert_eq!((p.start, p.min_rate, p.max_rate, p.precision, p.confirm), (1000.0, 10.0, None, 0.05, 2));
+        assert_eq!((p.budget, p.step_max), (Duration::from_secs(600), Duration::from_secs(1 + 3 + 2 + 1)));
+        let [step] = &s.scenarios[..] else { panic!("one transport") };
+        assert_eq!(
+            (step.duration, step.warmup, step.name.as_str()),
+            (Duration::from_secs(3), Duration::from_secs(1), "pubsub")
+        );
+        let gates: Vec<String> = s.slo.gates().iter().map(ToString::to_string).collect();
+        assert_eq!(gates, ["lost==0", "sustained==1", "p99_us<1000"]);
+        assert!(s.root.starts_with("results") && s.root.to_string_lossy().contains("capacity-pubsub-"));
+    }
+
+    #[test]
+    fn the_run_flags_apply_to_every_step() {
+        let s = settings_of(&[
+            "--transports",
+            "pubsub,streams",
+            "--rate",
+            "20k",
+            "--consumers",
+            "4",
+            "--step",
+            "2s",
+            "--step-warmup",
+            "500ms",
+            "--assert",
+            "lost_in_buffer==0",
+            "--slo",
+            "p999_us<5000",
+            "--precision",
+            "2.5%",
+            "--confirm",
+            "1",
+            "--min-rate",
+            "1k",
+            "--max-rate",
+            "1M",
+            "--budget",
+            "2m",
+        ])
+        .unwrap();
+        let names: Vec<(&str, u32, Duration)> =
+            s.scenarios.iter().map(|x| (x.name.as_str(), x.consumers, x.duration)).collect();
+        let two = Duration::from_secs(2);
+        assert_eq!(names, [("pubsub", 4, two), ("streams", 4, two)]);
+        assert_eq!((s.plan.start, s.plan.min_rate, s.plan.max_rate), (20_000.0, 1000.0, Some(1e6)));
+        assert_eq!((s.plan.precision, s.plan.confirm), (0.025, 1));
+        assert_eq!(s.slo.user_gates().len(), 2, "the scenario's --assert gates are part of the SLO");
+    }
+}
