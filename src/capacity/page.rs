@@ -78,12 +78,10 @@ fn steps_table(out: &mut String, searches: &[Searched], slo: &Slo) {
             row.extend([
                 word(serde_json::to_value(r.phase)).unwrap_or_default(),
                 number(r.rate),
-                number(r.delivered_messages_rate().round()),
                 number(r.lost as f64),
                 number(r.undelivered as f64),
                 nb(fmt_latency(r.p50_us)),
                 nb(fmt_latency(r.p99_us)),
-                nb(fmt_latency(r.p999_us)),
                 yes(r.sustained),
                 yes(r.harness_limited),
                 word(serde_json::to_value(r.verdict)).unwrap_or_default(),
@@ -164,11 +162,14 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
         out,
         "<p>The SLO: nothing lost (<code>lost==0</code>) and the system kept up (<code>sustained==1</code>){}. \
          A step passes when every gate holds; the maximum is the highest rate that passed every time it ran \
-         (once, then {} more) and lies below every rate that failed. A step marked <code>harness_limited</code> \
+         ({}) and lies below every rate that failed. A step marked <code>harness_limited</code> \
          counts for the system when it met the SLO with eventbench's delays counted against it, or when its \
          failure stands from the actual send times too; otherwise the search stops.</p>",
         if user.is_empty() { String::new() } else { format!(", and {}", user.join(", ")) },
-        plan.map_or(0, |p| p.confirm)
+        match plan.map_or(0, |p| p.confirm) {
+            0 => "once".to_string(),
+            n => format!("once, then {n} more"),
+        }
     );
     out.push_str("</div>\n");
 

@@ -126,6 +126,7 @@ pub enum End {
     /// The maximum is within the precision of the lowest failure and passed every confirmation.
     Found,
     /// Every rate up to `--max-rate` passed, and it passed its confirmations.
+    #[serde(rename = "at_max_rate")]
     MaxRate,
     /// Even the lowest rate failed.
     NothingPasses,
