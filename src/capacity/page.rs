@@ -22,10 +22,10 @@ fn end_note(end: End) -> Option<&'static str> {
              rate tried, or the scenario fails on its own (its faults, its slow consumers).",
         ),
         End::Harness => Some(
-            "A step failed where eventbench itself may be what failed (it had no CPU to spare, did not send the \
-             rate asked for, or its late sends alone broke a latency bound): the search stopped there, so the \
-             figure is the harness's on this machine, not Redis's. Give eventbench CPU to spare (another \
-             machine, <code>--workers</code>, fewer other processes) and search again.",
+            "A step failed where eventbench itself may be what failed (it had no CPU to spare, or messages went \
+             out so late that the lateness alone broke a latency bound): the search stopped there, so the figure \
+             is the harness's on this machine, not Redis's. Give eventbench CPU to spare (another machine, \
+             <code>--workers</code>, fewer other processes) and search again.",
         ),
         End::Budget => Some(
             "The budget ran out before the search was done: the best rate so far is not yet confirmed or not \

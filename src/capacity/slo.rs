@@ -8,16 +8,13 @@
 
 use super::search::Verdict;
 use crate::assertion::Assertion;
-use crate::report::fmt::{number, rate, thousands};
+use crate::report::fmt::{number, thousands};
 use crate::report::plots::fmt_latency;
 use crate::results::summarize::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::rows::SummaryRow;
 
 /// Part of every SLO.
 pub const ALWAYS: [&str; 2] = ["lost==0", "sustained==1"];
-
-/// A step that sent less than this share of its rate did not offer that rate.
-pub const OFFERED_SHARE: f64 = 0.95;
 
 /// The gates of a search, the implicit ones first.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,36 +145,26 @@ impl Slo {
     }
 }
 
-/// Why eventbench, not the system, may be what a step measured at its
-/// limit; `None` when the step stands as the system's. Only a run marked
+/// Why eventbench, not the system, may be what failed a step; `None` when
+/// the step stands as the system's. Only a failed run marked
 /// `harness_limited` can be the harness's:
 ///
-/// - it did not send the rate it was asked for: it did not offer that load,
-///   so even a pass says nothing about it;
 /// - it failed while eventbench had no CPU to spare (the whole process, or
 ///   one thread): its consumers or producers may be what fell behind;
 /// - it failed with messages sent late (send lag p99 over 1 ms) and a failed
 ///   gate holds when latencies are taken from the actual send times instead
 ///   (p50, p99 and max from the raw histogram; p90 and p99.9 less the send
-///   lag p99): the harness's lateness alone may have broken it.
+///   lag p99): the lateness alone may have broken it. That lateness is the
+///   harness's (or the machine's under it) or Redis's for not taking the
+///   writes that fast; the run cannot tell, so the search does not claim it.
 ///
 /// A step that met the SLO with the harness's delays counted against it
-/// (latency runs from the intended send time) passes: the system did at least
-/// that well. A failure that stands from the actual send times too (the
-/// backlog grew, messages were lost) is the system's.
+/// (latency runs from the intended send time, and `sustained` counts what
+/// was due, sent or not) passes: the system did at least that well. A
+/// failure that stands from the actual send times too (the backlog grew,
+/// messages were lost) is the system's.
 pub fn harness_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> {
-    if !row.harness_limited {
-        return None;
-    }
-    if row.target_rate > 0.0 && row.send_rate < OFFERED_SHARE * row.target_rate {
-        return Some(format!(
-            "eventbench sent {} of the {} asked for (send lag p99 {})",
-            rate(row.send_rate),
-            rate(row.target_rate),
-            fmt_latency(row.send_lag_p99_us)
-        ));
-    }
-    if failed.is_empty() {
+    if !row.harness_limited || failed.is_empty() {
         return None;
     }
     if let Some(g) = failed.iter().find(|g| g.to_string().contains("harness_") || g.to_string().contains("send_lag")) {
@@ -193,7 +180,8 @@ pub fn harness_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> 
         let actual = from_actual_send_times(row);
         if let Some(g) = failed.iter().find(|g| g.check(&actual).passed) {
             return Some(format!(
-                "messages went out late (send lag p99 {}), and from the actual send times {g} held",
+                "messages went out late (send lag p99 {}: eventbench or the machine fell behind its schedule, or \
+                 Redis did not take the writes that fast), and from the actual send times {g} held",
                 fmt_latency(row.send_lag_p99_us)
             ));
         }
@@ -312,11 +300,6 @@ mod tests {
         // No CPU to spare: any failure may be the harness's.
         let busy = SummaryRow { harness_thread_max_pct: 97.0, lost: 5, ..late.clone() };
         assert_eq!(s.judge(&busy).verdict, Verdict::Harness);
-        // The rate was not offered: not even a pass counts.
-        let short = SummaryRow { send_rate: 800.0, ..late.clone() };
-        let j = s.judge(&short);
-        assert_eq!(j.verdict, Verdict::Harness);
-        assert!(j.failed.is_empty() && j.harness.unwrap().contains("800.0/s of the 1000.0/s"));
         // Not harness-limited: every failure is the system's.
         assert_eq!(s.judge(&SummaryRow { p99_us: 3200.0, ..ok_row() }).verdict, Verdict::Fail);
         // An SLO that forbids the harness being the limit.
