@@ -60,14 +60,16 @@ impl Searched {
         self.steps.iter().filter(move |s| s.row.rate == rate)
     }
 
+    /// The worst value of `column` over the tries of the maximum.
+    pub fn worst_at_max(&self, column: &str) -> Option<f64> {
+        let values = self.at(self.found.max_rate?).filter_map(|s| slo::column(&s.summary, column));
+        values.reduce(f64::max)
+    }
+
     /// The quoted latency at the maximum (the worst of its tries): `p99 840 µs`.
     fn latency_at_max(&self, slo: &Slo) -> Option<String> {
-        let max = self.found.max_rate?;
         let column = slo.quoted_latency();
-        let worst = self
-            .at(max)
-            .filter_map(|s| serde_json::to_value(&s.summary).ok()?.get(&column)?.as_f64())
-            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))?;
+        let worst = self.worst_at_max(&column)?;
         Some(format!("{} {}", slo::column_label(&column), fmt_latency(worst)))
     }
 
@@ -75,12 +77,7 @@ impl Searched {
     pub fn failure_text(&self, slo: &Slo) -> Option<String> {
         let hi = self.found.first_failure?;
         let step = self.at(hi).find(|s| matches!(s.row.verdict, search::Verdict::Fail | search::Verdict::Harness))?;
-        let judged = slo.judge(&step.summary);
-        let mut why: Vec<String> = judged.failed.iter().map(|(g, _)| slo::describe(g, &step.summary)).collect();
-        if let Some(h) = judged.harness {
-            why.insert(0, format!("eventbench was the limit: {h}"));
-        }
-        Some(format!("at {} {}", msg_rate(hi), why.join(" and ")))
+        Some(format!("at {} {}", msg_rate(hi), slo.reasons(&step.summary).join(" and ")))
     }
 
     /// The one line a user reads: the maximum, and what broke above it.
@@ -149,6 +146,11 @@ impl Searched {
             steps: self.steps.iter().map(|s| s.row.clone()).collect(),
         }
     }
+}
+
+/// How serde names a unit variant (`climb`, `fail`, `found`).
+pub fn word(v: impl Serialize) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// `5` for 0.05.

@@ -3,7 +3,7 @@
 //! to each step's own report.
 
 use super::search::End;
-use super::{msg_rate, slo, CapacityRow, Searched, Slo};
+use super::{msg_rate, slo, word, CapacityRow, Searched, Slo};
 use crate::clock::fmt_duration;
 use crate::report::fmt::{number, plural};
 use crate::report::html::{card, escape, head, inline_svg, table};
@@ -60,7 +60,6 @@ fn steps_table(out: &mut String, searches: &[Searched], slo: &Slo) {
     // Values with units stay on one line.
     let nb = |s: String| s.replace(' ', "\u{a0}");
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
-    let word = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(str::to_owned));
     let steps: Vec<&super::Step> = searches.iter().flat_map(|x| &x.steps).collect();
     let cells: Vec<Vec<String>> = steps
         .iter()
@@ -70,13 +69,9 @@ fn steps_table(out: &mut String, searches: &[Searched], slo: &Slo) {
             if several {
                 row.push(r.transport.clone());
             }
-            let judged = slo.judge(&st.summary);
-            let mut why: Vec<String> = judged.failed.iter().map(|(g, _)| slo::describe(g, &st.summary)).collect();
-            if let Some(h) = judged.harness {
-                why.insert(0, format!("eventbench was the limit: {h}"));
-            }
+            let why = slo.reasons(&st.summary);
             row.extend([
-                word(serde_json::to_value(r.phase)).unwrap_or_default(),
+                word(r.phase),
                 number(r.rate),
                 number(r.lost as f64),
                 number(r.undelivered as f64),
@@ -84,7 +79,7 @@ fn steps_table(out: &mut String, searches: &[Searched], slo: &Slo) {
                 nb(fmt_latency(r.p99_us)),
                 yes(r.sustained),
                 yes(r.harness_limited),
-                word(serde_json::to_value(r.verdict)).unwrap_or_default(),
+                word(r.verdict),
                 why.join("; "),
             ]);
             row
@@ -94,20 +89,9 @@ fn steps_table(out: &mut String, searches: &[Searched], slo: &Slo) {
     table(out, &header, &cells, |i| !steps[i].row.passed);
 }
 
-/// The quoted latency at the maximum, worst of its tries.
+/// The value of `column` at the maximum, worst of its tries.
 fn latency_at(s: &Searched, column: &str) -> String {
-    let Some(max) = s.found.max_rate else { return "–".into() };
-    let worst = s
-        .steps
-        .iter()
-        .filter(|st| st.row.rate == max)
-        .filter_map(|st| serde_json::to_value(&st.summary).ok()?.get(column)?.as_f64())
-        .fold(f64::NAN, f64::max);
-    if worst.is_nan() {
-        "–".into()
-    } else {
-        fmt_latency(worst)
-    }
+    s.worst_at_max(column).map_or_else(|| "–".into(), fmt_latency)
 }
 
 /// The page. `scenario` is the searched one (its rate the start), `budget`
@@ -203,9 +187,7 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
             row("p50 at the maximum", &|x| latency_at(x, "p50_us")),
             row("lowest failure", &|x| x.found.first_failure.map_or("–".into(), msg_rate)),
             row("what failed there", &|x| x.failure_text(slo).unwrap_or_else(|| "–".into())),
-            row("how the search ended", &|x| {
-                serde_json::to_value(x.found.end).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-            }),
+            row("how the search ended", &|x| word(x.found.end)),
             row("steps", &|x| x.steps.len().to_string()),
             row("time", &|x| format!("{} s", number(x.found.spent.as_secs_f64().round()))),
         ];

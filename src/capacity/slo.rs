@@ -87,7 +87,7 @@ pub fn bound(gate: &Assertion) -> Option<Bound> {
 }
 
 /// A numeric (or true/false) column of a summary row by name.
-fn column(row: &SummaryRow, name: &str) -> Option<f64> {
+pub fn column(row: &SummaryRow, name: &str) -> Option<f64> {
     match serde_json::to_value(row).ok()?.get(name)? {
         serde_json::Value::Bool(b) => Some(u8::from(*b) as f64),
         v => v.as_f64(),
@@ -142,6 +142,14 @@ impl Slo {
             (None, false) => Verdict::Fail,
         };
         Judgement { verdict, failed, harness }
+    }
+
+    /// Why a step failed, in words: the harness first when it may be what
+    /// failed, then each failed gate (`p99 was 2.31 ms > 1 ms`). Empty for a pass.
+    pub fn reasons(&self, row: &SummaryRow) -> Vec<String> {
+        let judged = self.judge(row);
+        let harness = judged.harness.map(|h| format!("eventbench was the limit: {h}"));
+        harness.into_iter().chain(judged.failed.iter().map(|(g, _)| describe(g, row))).collect()
     }
 }
 

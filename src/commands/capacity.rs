@@ -8,7 +8,7 @@ use super::{
     EXIT_INTERRUPTED, WRITING,
 };
 use crate::capacity::search::{self, Outcome, StepPlan, Steps, Verdict};
-use crate::capacity::{msg_rate, page, plot, slo, CapacityRow, End, Plan, Searched, Slo, Step};
+use crate::capacity::{msg_rate, page, plot, slo, word, CapacityRow, End, Plan, Searched, Slo, Step};
 use crate::cli::{CapacityArgs, Format};
 use crate::live::{Live, Status};
 use crate::pipeline::{self, Finished, Mode};
@@ -60,22 +60,17 @@ impl Stepper<'_> {
         }
         let (r, s) = (&step.row, &step.summary);
         let quoted = self.slo.quoted_latency();
-        let latency = serde_json::to_value(s).ok().and_then(|v| v.get(&quoted)?.as_f64()).unwrap_or(0.0);
-        let judged = self.slo.judge(s);
-        let mut why: Vec<String> = judged.failed.iter().map(|(g, _)| slo::describe(g, s)).collect();
-        if let Some(h) = judged.harness {
-            why.insert(0, format!("eventbench was the limit: {h}"));
-        }
+        let latency = slo::column(s, &quoted).unwrap_or(0.0);
         let how = match r.verdict {
             Verdict::Pass => "passed".to_string(),
-            Verdict::Halt => format!("{}", s.status),
-            Verdict::Fail | Verdict::Harness => format!("failed: {}", why.join(" and ")),
+            Verdict::Halt => s.status.to_string(),
+            Verdict::Fail | Verdict::Harness => format!("failed: {}", self.slo.reasons(s).join(" and ")),
         };
         eprintln!(
             "eventbench: step {:>2} {:<8} {:<7} {:>14}  {} {:<9} {how}",
             r.step,
             r.transport,
-            serde_json::to_value(r.phase).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            word(r.phase),
             msg_rate(r.rate),
             slo::column_label(&quoted),
             fmt_latency(latency),
