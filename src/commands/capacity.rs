@@ -162,20 +162,26 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
             return Err(invalid("max-rate", format!("{} is below --min-rate {}", msg_rate(max), msg_rate(min_rate))));
         }
     }
+    let transports = if args.transports.is_empty() { vec![base.transport] } else { args.transports.clone() };
     let step_max = crate::capacity::step_max(args.step_warmup, args.step, base.drain);
-    if args.budget < step_max {
+    // Each transport's search gets its share of the budget: at least one step each.
+    if args.budget < step_max * transports.len() as u32 {
         return Err(invalid(
             "budget",
             format!(
-                "{} is shorter than one step may take ({}: --step-warmup + --step + --drain + 1s)",
+                "{} is shorter than one step may take ({}: --step-warmup + --step + --drain + 1s){}",
                 crate::clock::fmt_duration(&args.budget),
-                crate::clock::fmt_duration(&step_max)
+                crate::clock::fmt_duration(&step_max),
+                if transports.len() > 1 {
+                    format!(" for each of {} transports", transports.len())
+                } else {
+                    String::new()
+                }
             ),
         ));
     }
     // Without a file or --name, each transport's runs are named after it, as a plain run would be.
     let named_by_transport = args.run.scenario.is_none() && !args.run.flags.gave("name");
-    let transports = if args.transports.is_empty() { vec![base.transport] } else { args.transports.clone() };
     let scenarios = transports
         .iter()
         .map(|&t| {
@@ -394,5 +400,12 @@ mod tests {
         assert_eq!((s.plan.start, s.plan.min_rate, s.plan.max_rate), (20_000.0, 1000.0, Some(1e6)));
         assert_eq!((s.plan.precision, s.plan.confirm), (0.025, 1));
         assert_eq!(s.slo.user_gates().len(), 2, "the scenario's --assert gates are part of the SLO");
+    }
+
+    #[test]
+    fn the_budget_holds_a_step_for_each_transport() {
+        let e = settings_of(&["--budget", "10s", "--transports", "pubsub,streams"]).err().unwrap().to_string();
+        assert!(e.contains("7s") && e.contains("for each of 2 transports"), "{e}");
+        assert!(settings_of(&["--budget", "14s", "--transports", "pubsub,streams"]).is_ok());
     }
 }
