@@ -19,6 +19,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run one scenario once per transport against the same Redis, side by side.
     Compare(CompareArgs),
+    /// Find the highest rate Redis sustains within an SLO, step by step, and what breaks above it.
+    Capacity(CapacityArgs),
     /// Rebuild the plots and report.html of run directories from their files; given several, also compare them.
     Report(ReportArgs),
     /// Run one share of a run that `eventbench run --workers N` coordinates (on this or another host).
@@ -92,6 +94,40 @@ pub struct CompareArgs {
     /// Transports to run the scenario on, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "pubsub,streams")]
     pub transports: Vec<TransportKind>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    /// SLO gate over summary columns, as --assert (e.g. 'p99_us<1000'); repeatable. Always part of it: lost==0 and sustained==1
+    #[arg(long, value_name = "EXPR")]
+    pub slo: Vec<crate::assertion::Assertion>,
+    /// Transports to search, one after the other against the same Redis (default: the scenario's)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub transports: Vec<TransportKind>,
+    /// Measured phase of each step (instead of --duration)
+    #[arg(long, value_parser = crate::scenario::parse_duration, default_value = "3s")]
+    pub step: std::time::Duration,
+    /// Warmup before each step's measured phase (instead of --warmup)
+    #[arg(long, value_parser = crate::scenario::parse_duration, default_value = "1s")]
+    pub step_warmup: std::time::Duration,
+    /// The search ends when the lowest failure is within this much above the best pass
+    #[arg(long, value_name = "PCT", default_value = "5%")]
+    pub precision: crate::scenario::Percent,
+    /// Times the best rate must pass again before it is reported
+    #[arg(long, value_name = "N", default_value = "2")]
+    pub confirm: u32,
+    /// Longest time the whole search may take; a step starts only if it can end within it
+    #[arg(long, value_parser = crate::scenario::parse_duration, default_value = "10m")]
+    pub budget: std::time::Duration,
+    /// Lowest rate tried; a failure there ends the search (exit code 3) [default: 1% of --rate, at least 1]
+    #[arg(long, value_parser = crate::scenario::parse_rate, value_name = "RATE")]
+    pub min_rate: Option<f64>,
+    /// Highest rate tried [default: no limit]
+    #[arg(long, value_parser = crate::scenario::parse_rate, value_name = "RATE")]
+    pub max_rate: Option<f64>,
+    /// The run's flags; --rate is the first step's rate
     #[command(flatten)]
     pub run: RunArgs,
 }

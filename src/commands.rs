@@ -1,5 +1,7 @@
 //! What each subcommand does, between parsing and exit codes.
 
+mod capacity;
+
 use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs, WorkerArgs};
 use crate::live::{Live, Status};
 use crate::pipeline::workers::{Coordination, WorkerError};
@@ -32,6 +34,7 @@ pub async fn execute(command: Command) -> Result<u8> {
     match command {
         Command::Run(args) => run(args).await,
         Command::Compare(args) => compare(args).await,
+        Command::Capacity(args) => capacity::capacity(args).await,
         Command::Report(args) => report(args),
         Command::Worker(args) => worker(args).await,
         Command::Scenarios { dir } => {

@@ -6,6 +6,7 @@
 //! integration tests both go through it. ARCHITECTURE.md maps the modules.
 
 pub mod assertion;
+pub mod capacity;
 pub mod chaos;
 pub mod cli;
 pub mod clock;

@@ -235,7 +235,7 @@ pub fn findings(run: &RunData) -> Vec<String> {
     out
 }
 
-fn head(title: &str) -> String {
+pub(crate) fn head(title: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
@@ -254,7 +254,7 @@ fn foot(rebuild: &str) -> String {
 }
 
 /// A table of strings; cells that parse as numbers are right-aligned and grouped.
-fn table(out: &mut String, header: &[String], rows: &[Vec<String>], highlight: impl Fn(usize) -> bool) {
+pub(crate) fn table(out: &mut String, header: &[String], rows: &[Vec<String>], highlight: impl Fn(usize) -> bool) {
     out.push_str("<table>\n<thead><tr>");
     let numeric: Vec<bool> = (0..header.len())
         .map(|c| !rows.is_empty() && rows.iter().all(|r| r.get(c).is_some_and(|v| v.parse::<f64>().is_ok())))
@@ -293,7 +293,7 @@ fn cells<T: serde::Serialize>(rows: &[T]) -> Vec<Vec<String>> {
     r.records().map(|rec| rec.expect("our own CSV").iter().map(str::to_owned).collect()).collect()
 }
 
-fn card(out: &mut String, key: &str, value: &str, detail: &str, class: &str) {
+pub(crate) fn card(out: &mut String, key: &str, value: &str, detail: &str, class: &str) {
     let _ = writeln!(
         out,
         "<div class=\"card {class}\"><div class=\"k\">{}</div><div class=\"v\">{}</div><div class=\"d\">{}</div></div>",
@@ -304,7 +304,7 @@ fn card(out: &mut String, key: &str, value: &str, detail: &str, class: &str) {
 }
 
 /// Inline SVG, without anything before its `<svg` tag.
-fn inline_svg(svg: &str) -> &str {
+pub(crate) fn inline_svg(svg: &str) -> &str {
     svg.find("<svg").map_or(svg, |i| &svg[i..])
 }
 

@@ -18,17 +18,17 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::ops::Range;
 
-const WIDTH: u32 = 1000;
+pub(crate) const WIDTH: u32 = 1000;
 const SPECTRUM_HEIGHT: u32 = 520;
 const PANEL_HEIGHT: u32 = 220;
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
-const BLUE: RGBColor = RGBColor(31, 119, 180);
+pub(crate) const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
-const GREEN: RGBColor = RGBColor(44, 160, 44);
-const RED: RGBColor = RGBColor(214, 39, 40);
+pub(crate) const GREEN: RGBColor = RGBColor(44, 160, 44);
+pub(crate) const RED: RGBColor = RGBColor(214, 39, 40);
 const PURPLE: RGBColor = RGBColor(148, 103, 189);
-const GREY: RGBColor = RGBColor(127, 127, 127);
+pub(crate) const GREY: RGBColor = RGBColor(127, 127, 127);
 const TEAL: RGBColor = RGBColor(23, 190, 207);
 const BROWN: RGBColor = RGBColor(140, 86, 75);
 const MAROON: RGBColor = RGBColor(128, 20, 30);
@@ -37,12 +37,12 @@ const RUN_COLOURS: [RGBColor; 6] = [BLUE, ORANGE, GREEN, PURPLE, BROWN, TEAL];
 /// Shading of the seconds when consumers were away.
 const OUTAGE: RGBColor = RGBColor(230, 85, 13);
 
-fn run_colour(i: usize) -> RGBColor {
+pub(crate) fn run_colour(i: usize) -> RGBColor {
     RUN_COLOURS[i % RUN_COLOURS.len()]
 }
 
 /// An axis label for a latency in µs: `250 µs`, `1.5 ms`, `2 s` (no trailing zeros).
-fn fmt_latency(us: f64) -> String {
+pub(crate) fn fmt_latency(us: f64) -> String {
     let (v, unit) = if us >= 1e6 {
         (us / 1e6, "s")
     } else if us >= 1e3 {
@@ -63,7 +63,7 @@ fn fmt_latency(us: f64) -> String {
 }
 
 /// A count with a k/M suffix for axis labels.
-fn fmt_count(v: f64) -> String {
+pub(crate) fn fmt_count(v: f64) -> String {
     let a = v.abs();
     let (v, suffix) = if a >= 1e6 {
         (v / 1e6, "M")
@@ -84,12 +84,12 @@ fn fmt_percentile(x: &f64) -> String {
 }
 
 /// A line to draw: its points are (x, y) in the panel's units.
-struct Curve {
-    label: String,
-    colour: RGBColor,
-    dashed: bool,
-    width: u32,
-    points: Vec<(f64, f64)>,
+pub(crate) struct Curve {
+    pub(crate) label: String,
+    pub(crate) colour: RGBColor,
+    pub(crate) dashed: bool,
+    pub(crate) width: u32,
+    pub(crate) points: Vec<(f64, f64)>,
 }
 
 /// The spectrum of a histogram, sampled evenly on the percentile axis up to
@@ -120,7 +120,7 @@ fn raw_points(run: &RunData, end: f64) -> Vec<(f64, f64)> {
 
 /// The log10 range of a latency axis: from the decade below the data to a
 /// little above it, so the legend stays off the curves.
-fn decades(curves: &[Curve], headroom: f64) -> (f64, f64) {
+pub(crate) fn decades(curves: &[Curve], headroom: f64) -> (f64, f64) {
     let ys = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)).filter(|&y| y > 0.0);
     let (lo, hi) = ys.fold((f64::MAX, f64::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
     if lo > hi {
@@ -134,12 +134,12 @@ fn decades(curves: &[Curve], headroom: f64) -> (f64, f64) {
 /// An f64 axis with ticks we choose (plotters' own key-point wrapper cannot
 /// take a custom label formatter).
 #[derive(Clone)]
-struct Ticked {
-    range: Range<f64>,
+pub(crate) struct Ticked {
+    pub(crate) range: Range<f64>,
     /// Labelled ticks and grid lines.
-    bold: Vec<f64>,
+    pub(crate) bold: Vec<f64>,
     /// Fainter grid lines only.
-    light: Vec<f64>,
+    pub(crate) light: Vec<f64>,
 }
 
 impl Ranged for Ticked {
@@ -176,7 +176,7 @@ fn linear_axis(hi: f64) -> Ticked {
 
 /// The y axis of a latency plot: log10(µs) with labels at each decade, and
 /// at 2 and 5 too when the axis spans at most `dense_up_to` decades.
-fn latency_axis(lo: f64, hi: f64, dense_up_to: f64) -> Ticked {
+pub(crate) fn latency_axis(lo: f64, hi: f64, dense_up_to: f64) -> Ticked {
     let mut bold = Vec::new();
     let mut light = Vec::new();
     for d in lo as i32..=hi as i32 {
@@ -196,7 +196,7 @@ fn latency_axis(lo: f64, hi: f64, dense_up_to: f64) -> Ticked {
     Ticked { range: lo..hi, bold, light }
 }
 
-fn fmt_log_latency(v: &f64) -> String {
+pub(crate) fn fmt_log_latency(v: &f64) -> String {
     fmt_latency(10f64.powf(*v))
 }
 
@@ -242,10 +242,10 @@ fn spectrum_svg(title: &str, curves: &[Curve]) -> Result<String> {
     Ok(svg)
 }
 
-type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Ticked, Ticked>>;
+pub(crate) type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Ticked, Ticked>>;
 
 /// Draws a curve; a labelled one also gets an entry in the chart's legend.
-fn draw_curve<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, c: &Curve) -> Result<()> {
+pub(crate) fn draw_curve<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, c: &Curve) -> Result<()> {
     let style = c.colour.stroke_width(c.width);
     let points = c.points.iter().copied();
     let legend_style = style;
@@ -264,7 +264,7 @@ fn draw_curve<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, c: &Curve) -> Result<()> {
     Ok(())
 }
 
-fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
+pub(crate) fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
     chart
         .configure_series_labels()
         .position(position)
@@ -275,7 +275,7 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) 
         .map_err(plot_error)
 }
 
-fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+pub(crate) fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing a plot: {e:?}")
 }
 

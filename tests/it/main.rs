@@ -17,6 +17,7 @@
 mod common;
 
 mod architecture;
+mod capacity;
 mod cli;
 mod cluster;
 mod drivers;

@@ -1,0 +1,256 @@
+//! Capacity search: the highest rate a Redis sustains within an SLO, and
+//! what breaks above it.
+//!
+//! - [`search`]: the rules (climb, descend, bisect, confirm, budget), pure:
+//!   no Redis, no clock, driven through the [`search::Steps`] trait;
+//! - [`slo`]: the SLO each step is judged by, and whether a failure is the
+//!   system's or eventbench's;
+//! - [`row`]: `capacity.csv`; [`plot`]: `capacity.svg`; [`page`]: `capacity.html`;
+//! - here: a finished search ([`Searched`]), its headline and its JSON.
+//!
+//! Each step is an ordinary run through the one pipeline (the command in
+//! `commands::capacity` runs it and writes its run directory): nothing here
+//! knows how a step runs.
+
+pub mod page;
+pub mod plot;
+pub mod row;
+pub mod search;
+pub mod slo;
+
+pub use row::CapacityRow;
+pub use search::{End, Found, Plan};
+pub use slo::Slo;
+
+use crate::report::fmt::{plural, thousands};
+use crate::report::plots::fmt_latency;
+use crate::rows::SummaryRow;
+use serde::Serialize;
+use std::time::Duration;
+
+/// One step of a finished search: its `capacity.csv` row and its run's summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub row: CapacityRow,
+    pub summary: SummaryRow,
+}
+
+/// A finished search of one transport.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Searched {
+    pub transport: String,
+    pub plan: Plan,
+    pub found: Found,
+    /// One per step that ran, in order.
+    pub steps: Vec<Step>,
+}
+
+/// `1,500 msg/s`.
+pub fn msg_rate(rate: f64) -> String {
+    if rate >= 1.0 && rate.fract() == 0.0 {
+        format!("{} msg/s", thousands(rate as u64))
+    } else {
+        format!("{rate:.1} msg/s")
+    }
+}
+
+impl Searched {
+    /// The steps at `rate`.
+    fn at(&self, rate: f64) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(move |s| s.row.rate == rate)
+    }
+
+    /// The worst value of `column` over the tries of the maximum.
+    pub fn worst_at_max(&self, column: &str) -> Option<f64> {
+        let values = self.at(self.found.max_rate?).filter_map(|s| slo::column(&s.summary, column));
+        values.reduce(f64::max)
+    }
+
+    /// The quoted latency at the maximum (the worst of its tries): `p99 840 µs`.
+    fn latency_at_max(&self, slo: &Slo) -> Option<String> {
+        let column = slo.quoted_latency();
+        let worst = self.worst_at_max(&column)?;
+        Some(format!("{} {}", slo::column_label(&column), fmt_latency(worst)))
+    }
+
+    /// What failed at the lowest failure, in words: `at 200,000 msg/s p99 was 2.31 ms > 1 ms`.
+    pub fn failure_text(&self, slo: &Slo) -> Option<String> {
+        let hi = self.found.first_failure?;
+        let step = self.at(hi).find(|s| matches!(s.row.verdict, search::Verdict::Fail | search::Verdict::Harness))?;
+        Some(format!("at {} {}", msg_rate(hi), slo.reasons(&step.summary).join(" and ")))
+    }
+
+    /// The one line a user reads: the maximum, and what broke above it.
+    pub fn headline(&self, slo: &Slo) -> String {
+        let f = &self.found;
+        let at_max = |max: f64| match self.latency_at_max(slo) {
+            Some(l) => format!("{} ({l})", msg_rate(max)),
+            None => msg_rate(max),
+        };
+        let failure = self.failure_text(slo);
+        let then = |text: String| match &failure {
+            Some(why) => format!("{text}; {why}"),
+            None => text,
+        };
+        let n = self.steps.len();
+        match (f.end, f.max_rate) {
+            (End::Found, Some(max)) => then(format!("max sustainable rate: {}", at_max(max))),
+            (End::MaxRate, Some(max)) => {
+                format!("max sustainable rate: at least {}: every rate up to --max-rate met the SLO", at_max(max))
+            }
+            (End::Harness, Some(max)) => then(format!(
+                "max sustainable rate: {}, but that is eventbench's limit on this machine, not Redis's",
+                at_max(max)
+            )),
+            (End::Harness, None) => then("no figure for Redis: eventbench was the limit".into()),
+            (End::Budget, Some(max)) => then(format!(
+                "the budget ({}) ran out after {}: best so far {}, {}",
+                crate::clock::fmt_duration(&self.plan.budget),
+                plural(n as u64, "step"),
+                at_max(max),
+                if f.within(self.plan.precision) {
+                    format!("passed {} of the {} times it must", f.passes(), self.plan.confirm + 1)
+                } else {
+                    format!("not yet within {}% of a failure", number_pct(self.plan.precision))
+                }
+            )),
+            (End::Budget, None) => then(format!(
+                "the budget ({}) ran out after {} before any rate met the SLO",
+                crate::clock::fmt_duration(&self.plan.budget),
+                plural(n as u64, "step")
+            )),
+            (End::Halted, Some(max)) => {
+                format!("the search stopped after {}: best so far {}", plural(n as u64, "step"), at_max(max))
+            }
+            (End::Halted, None) => {
+                format!("the search stopped after {}, before any rate met the SLO", plural(n as u64, "step"))
+            }
+            (End::NothingPasses, _) | (End::Found | End::MaxRate, None) => match &failure {
+                Some(why) => format!("no rate met the SLO: {why} (the lowest rate, --min-rate)"),
+                None => "no rate met the SLO".into(),
+            },
+        }
+    }
+
+    /// The search for `--format json`.
+    pub fn json(&self, slo: &Slo) -> SearchJson {
+        SearchJson {
+            transport: self.transport.clone(),
+            max_rate: self.found.max_rate,
+            end: self.found.end,
+            headline: self.headline(slo),
+            first_failure: self.found.first_failure,
+            passes_at_max: self.found.passes() as u32,
+            spent_s: self.found.spent.as_secs_f64(),
+            slo: slo.gates().iter().map(ToString::to_string).collect(),
+            steps: self.steps.iter().map(|s| s.row.clone()).collect(),
+        }
+    }
+}
+
+/// How serde names a unit variant (`climb`, `fail`, `found`).
+pub fn word(v: impl Serialize) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// `5` for 0.05.
+fn number_pct(fraction: f64) -> String {
+    crate::report::fmt::number(fraction * 100.0)
+}
+
+/// A search as `--format json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchJson {
+    pub transport: String,
+    /// The highest rate that met the SLO every time it ran, below every rate that failed; null if none did.
+    pub max_rate: Option<f64>,
+    /// How the search ended.
+    pub end: End,
+    pub headline: String,
+    pub first_failure: Option<f64>,
+    pub passes_at_max: u32,
+    pub spent_s: f64,
+    pub slo: Vec<String>,
+    pub steps: Vec<CapacityRow>,
+}
+
+/// The plan's step bound from the step's phases: warmup, measured phase,
+/// drain, and a second for setting up and writing the run.
+pub fn step_max(warmup: Duration, step: Duration, drain: Duration) -> Duration {
+    warmup + step + drain + Duration::from_secs(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search::{Phase, Tried, Verdict};
+    use super::*;
+
+    fn step(n: u32, rate: f64, p99_us: f64, verdict: Verdict) -> (Step, Tried) {
+        let summary = SummaryRow {
+            transport: "pubsub".into(),
+            target_rate: rate,
+            send_rate: rate,
+            sustained: true,
+            p99_us,
+            raw_p99_us: p99_us,
+            ..SummaryRow::default()
+        };
+        let slo = Slo::new(["p99_us<1000".parse().unwrap()]);
+        let judged = slo.judge(&summary);
+        assert_eq!(judged.verdict, verdict, "{summary:?}");
+        let row = CapacityRow::new(n, Phase::Climb, &summary, &judged, 3.0, "d");
+        let tried = Tried { step: n, rate, phase: Phase::Climb, verdict, elapsed: Duration::from_secs(3) };
+        (Step { row, summary }, tried)
+    }
+
+    fn searched(end: End, max_rate: Option<f64>, first_failure: Option<f64>, steps: Vec<(Step, Tried)>) -> Searched {
+        let (steps, tried): (Vec<Step>, Vec<Tried>) = steps.into_iter().unzip();
+        let plan = Plan {
+            start: 1000.0,
+            min_rate: 10.0,
+            max_rate: None,
+            precision: 0.05,
+            confirm: 2,
+            budget: Duration::from_secs(60),
+            step_max: Duration::from_secs(5),
+        };
+        let found = Found { end, max_rate, first_failure, tried, spent: Duration::from_secs(9) };
+        Searched { transport: "pubsub".into(), plan, found, steps }
+    }
+
+    #[test]
+    fn the_headline_says_the_maximum_and_what_broke_above_it() {
+        let slo = Slo::new(["p99_us<1000".parse().unwrap()]);
+        let s = searched(
+            End::Found,
+            Some(182_000.0),
+            Some(200_000.0),
+            vec![
+                step(1, 182_000.0, 810.0, Verdict::Pass),
+                step(2, 200_000.0, 2310.0, Verdict::Fail),
+                step(3, 182_000.0, 840.0, Verdict::Pass),
+            ],
+        );
+        assert_eq!(
+            s.headline(&slo),
+            "max sustainable rate: 182,000 msg/s (p99 840 µs); at 200,000 msg/s p99 was 2.31 ms > 1 ms"
+        );
+        let json = serde_json::to_value(s.json(&slo)).unwrap();
+        assert_eq!(json["max_rate"], 182_000.0);
+        assert_eq!(json["end"], "found");
+        assert_eq!(json["steps"].as_array().unwrap().len(), 3);
+        assert_eq!(json["steps"][1]["failed"], "p99_us<1000 (p99_us = 2310)");
+        assert_eq!(json["steps"][1]["verdict"], "fail");
+
+        let none = searched(End::NothingPasses, None, Some(10.0), vec![step(1, 10.0, 5000.0, Verdict::Fail)]);
+        assert_eq!(
+            none.headline(&slo),
+            "no rate met the SLO: at 10 msg/s p99 was 5 ms > 1 ms (the lowest rate, --min-rate)"
+        );
+        let budget = searched(End::Budget, Some(1000.0), None, vec![step(1, 1000.0, 100.0, Verdict::Pass)]);
+        assert_eq!(
+            budget.headline(&slo),
+            "the budget (1m) ran out after 1 step: best so far 1,000 msg/s (p99 100 µs), not yet within 5% of a failure"
+        );
+    }
+}

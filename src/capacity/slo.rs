@@ -1,0 +1,317 @@
+//! The SLO a step is judged by, and whose failure a failed step is.
+//!
+//! The SLO is what the user asked (`--slo`, and the scenario's `--assert`)
+//! plus what always holds: nothing lost (`lost==0`) and the system kept up
+//! (`sustained==1`). A step that fails it is the system's failure, unless
+//! eventbench may be what failed ([`Slo::harness_fault`]): then the search
+//! stops, because any figure above would be the harness's, not Redis's.
+
+use super::search::Verdict;
+use crate::assertion::Assertion;
+use crate::report::fmt::{number, thousands};
+use crate::report::plots::fmt_latency;
+use crate::results::summarize::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
+use crate::rows::SummaryRow;
+
+/// Part of every SLO.
+pub const ALWAYS: [&str; 2] = ["lost==0", "sustained==1"];
+
+/// The gates of a search, the implicit ones first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slo {
+    gates: Vec<Assertion>,
+}
+
+/// How one step fared against the SLO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    /// The gates that failed, with the measured values (`p99_us<1000 (p99_us = 2310)`).
+    pub failed: Vec<(Assertion, String)>,
+    /// Why eventbench may be what failed, when it may.
+    pub harness: Option<String>,
+}
+
+/// A gate of the simple form `COLUMN OP NUMBER`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound {
+    pub column: String,
+    pub op: &'static str,
+    pub value: f64,
+}
+
+impl Bound {
+    /// A bound on a latency column from above (`p99_us<1000`): one the plots can draw.
+    pub fn is_latency_ceiling(&self) -> bool {
+        self.column.ends_with("_us") && matches!(self.op, "<" | "<=")
+    }
+
+    /// `p99 < 1 ms`.
+    pub fn label(&self) -> String {
+        format!("{} {} {}", column_label(&self.column), self.op, value_text(&self.column, self.value))
+    }
+}
+
+/// `p99_us` → `p99`, `p999_us` → `p99.9`, `send_rate` stays.
+pub fn column_label(column: &str) -> String {
+    match column {
+        "p999_us" => "p99.9".into(),
+        "raw_p99_us" => "raw p99".into(),
+        c => c.strip_suffix("_us").unwrap_or(c).to_string(),
+    }
+}
+
+/// A column's value for people: latencies as `2.31 ms`, other numbers grouped.
+fn value_text(column: &str, v: f64) -> String {
+    if column.ends_with("_us") {
+        fmt_latency(v)
+    } else {
+        number(v)
+    }
+}
+
+/// Reads `text` (an assertion as written) as `COLUMN OP NUMBER`, if it is one.
+pub fn bound(gate: &Assertion) -> Option<Bound> {
+    let text = gate.to_string();
+    let ops = ["<=", ">=", "==", "!=", "<", ">"];
+    let (at, op) =
+        text.char_indices().find_map(|(i, _)| ops.iter().find(|o| text[i..].starts_with(*o)).map(|o| (i, *o)))?;
+    let (left, right) = (&text[..at], &text[at + op.len()..]);
+    let column_like = !left.is_empty() && left.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let value: f64 = right.parse().ok()?;
+    (column_like && left.starts_with(|c: char| c.is_ascii_alphabetic())).then(|| Bound {
+        column: left.to_string(),
+        op,
+        value,
+    })
+}
+
+/// A numeric (or true/false) column of a summary row by name.
+pub fn column(row: &SummaryRow, name: &str) -> Option<f64> {
+    match serde_json::to_value(row).ok()?.get(name)? {
+        serde_json::Value::Bool(b) => Some(u8::from(*b) as f64),
+        v => v.as_f64(),
+    }
+}
+
+impl Slo {
+    /// The implicit gates, then `user`'s (a gate given twice counts once).
+    pub fn new(user: impl IntoIterator<Item = Assertion>) -> Slo {
+        let mut gates: Vec<Assertion> = ALWAYS.iter().map(|a| a.parse().expect("the implicit gates parse")).collect();
+        for g in user {
+            if !gates.contains(&g) {
+                gates.push(g);
+            }
+        }
+        Slo { gates }
+    }
+
+    pub fn gates(&self) -> &[Assertion] {
+        &self.gates
+    }
+
+    /// The gates the user added to the implicit ones.
+    pub fn user_gates(&self) -> &[Assertion] {
+        &self.gates[ALWAYS.len()..]
+    }
+
+    /// The latency ceilings of the SLO (`p99_us<1000`), for the plots and the headline.
+    pub fn latency_ceilings(&self) -> Vec<Bound> {
+        self.gates.iter().filter_map(bound).filter(Bound::is_latency_ceiling).collect()
+    }
+
+    /// The latency column the headline quotes: the SLO's first latency bound, else p99.
+    pub fn quoted_latency(&self) -> String {
+        self.latency_ceilings().first().map_or_else(|| "p99_us".to_string(), |b| b.column.clone())
+    }
+
+    /// Judges a completed step.
+    pub fn judge(&self, row: &SummaryRow) -> Judgement {
+        let failed: Vec<(Assertion, String)> = self
+            .gates
+            .iter()
+            .map(|g| (g, g.check(row)))
+            .filter(|(_, v)| !v.passed)
+            .map(|(g, v)| (g.clone(), v.line))
+            .collect();
+        let gates: Vec<&Assertion> = failed.iter().map(|(g, _)| g).collect();
+        let harness = harness_fault(row, &gates);
+        let verdict = match (&harness, failed.is_empty()) {
+            (Some(_), _) => Verdict::Harness,
+            (None, true) => Verdict::Pass,
+            (None, false) => Verdict::Fail,
+        };
+        Judgement { verdict, failed, harness }
+    }
+
+    /// Why a step failed, in words: the harness first when it may be what
+    /// failed, then each failed gate (`p99 was 2.31 ms > 1 ms`). Empty for a pass.
+    pub fn reasons(&self, row: &SummaryRow) -> Vec<String> {
+        let judged = self.judge(row);
+        let harness = judged.harness.map(|h| format!("eventbench was the limit: {h}"));
+        harness.into_iter().chain(judged.failed.iter().map(|(g, _)| describe(g, row))).collect()
+    }
+}
+
+/// Why eventbench, not the system, may be what failed a step; `None` when
+/// the step stands as the system's. Only a failed run marked
+/// `harness_limited` can be the harness's:
+///
+/// - it failed while eventbench had no CPU to spare (the whole process, or
+///   one thread): its consumers or producers may be what fell behind;
+/// - it failed with messages sent late (send lag p99 over 1 ms) and a failed
+///   gate holds when latencies are taken from the actual send times instead
+///   (p50, p99 and max from the raw histogram; p90 and p99.9 less the send
+///   lag p99): the lateness alone may have broken it. That lateness is the
+///   harness's (or the machine's under it) or Redis's for not taking the
+///   writes that fast; the run cannot tell, so the search does not claim it.
+///
+/// A step that met the SLO with the harness's delays counted against it
+/// (latency runs from the intended send time, and `sustained` counts what
+/// was due, sent or not) passes: the system did at least that well. A
+/// failure that stands from the actual send times too (the backlog grew,
+/// messages were lost) is the system's.
+pub fn harness_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> {
+    if !row.harness_limited || failed.is_empty() {
+        return None;
+    }
+    if let Some(g) = failed.iter().find(|g| g.to_string().contains("harness_") || g.to_string().contains("send_lag")) {
+        return Some(format!("the SLO asks that the harness not be the limit ({g})"));
+    }
+    if row.harness_cpu_pct > HARNESS_CPU_LIMIT_PCT {
+        return Some(format!("eventbench used {:.0}% of the CPU it may use", row.harness_cpu_pct));
+    }
+    if row.harness_thread_max_pct > HARNESS_CPU_LIMIT_PCT {
+        return Some(format!("one eventbench thread was busy {:.0}% of the step", row.harness_thread_max_pct));
+    }
+    if row.send_lag_p99_us > HARNESS_LAG_LIMIT_US {
+        let actual = from_actual_send_times(row);
+        if let Some(g) = failed.iter().find(|g| g.check(&actual).passed) {
+            return Some(format!(
+                "messages went out late (send lag p99 {}: eventbench or the machine fell behind its schedule, or \
+                 Redis did not take the writes that fast), and from the actual send times {g} held",
+                fmt_latency(row.send_lag_p99_us)
+            ));
+        }
+    }
+    None
+}
+
+/// The row with its latencies taken from the actual send times, as far as
+/// the summary knows them.
+fn from_actual_send_times(row: &SummaryRow) -> SummaryRow {
+    let lag = row.send_lag_p99_us;
+    SummaryRow {
+        p50_us: row.raw_p50_us,
+        p90_us: (row.p90_us - lag).max(row.raw_p50_us),
+        p99_us: row.raw_p99_us,
+        p999_us: (row.p999_us - lag).max(row.raw_p99_us),
+        max_us: row.raw_max_us,
+        harness_limited: false,
+        ..row.clone()
+    }
+}
+
+/// A failed gate in words: `p99 was 2.31 ms > 1 ms`, `12 deliveries were lost`.
+pub fn describe(gate: &Assertion, row: &SummaryRow) -> String {
+    match gate.to_string().as_str() {
+        "lost==0" => return format!("{} deliveries were lost", thousands(row.lost)),
+        "sustained==1" => {
+            return format!(
+                "the system did not keep up ({} deliveries on their way at the end, {} undelivered after the drain)",
+                thousands(row.in_flight_end),
+                thousands(row.undelivered)
+            )
+        }
+        _ => {}
+    }
+    let Some(b) = bound(gate) else { return format!("{} failed", gate.check(row).line) };
+    let Some(v) = column(row, &b.column) else { return format!("{} failed", gate.check(row).line) };
+    let relation = match v.partial_cmp(&b.value) {
+        Some(std::cmp::Ordering::Less) => "<",
+        Some(std::cmp::Ordering::Greater) => ">",
+        _ => "=",
+    };
+    format!(
+        "{} was {} {relation} {}",
+        column_label(&b.column),
+        value_text(&b.column, v),
+        value_text(&b.column, b.value)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slo(user: &[&str]) -> Slo {
+        Slo::new(user.iter().map(|s| s.parse().unwrap()))
+    }
+
+    fn ok_row() -> SummaryRow {
+        SummaryRow {
+            target_rate: 1000.0,
+            send_rate: 1000.0,
+            sustained: true,
+            p50_us: 100.0,
+            p99_us: 800.0,
+            raw_p50_us: 90.0,
+            raw_p99_us: 700.0,
+            ..SummaryRow::default()
+        }
+    }
+
+    #[test]
+    fn the_slo_always_holds_nothing_lost_and_kept_up() {
+        let s = slo(&["p99_us<1000", "lost==0"]);
+        let texts: Vec<String> = s.gates().iter().map(ToString::to_string).collect();
+        assert_eq!(texts, ["lost==0", "sustained==1", "p99_us<1000"]);
+        assert_eq!(s.user_gates().len(), 1);
+        assert_eq!(s.judge(&ok_row()).verdict, Verdict::Pass);
+        let j = s.judge(&SummaryRow { lost: 3, sustained: false, ..ok_row() });
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(j.failed.len(), 2);
+        assert_eq!(describe(&j.failed[0].0, &SummaryRow { lost: 3, ..ok_row() }), "3 deliveries were lost");
+    }
+
+    #[test]
+    fn a_failure_reads_like_the_headline() {
+        let s = slo(&["p99_us<1000", "delivery_rate>=0.99*target_rate"]);
+        let row = SummaryRow { p99_us: 2310.0, delivery_rate: 900.0, ..ok_row() };
+        let j = s.judge(&row);
+        let words: Vec<String> = j.failed.iter().map(|(g, _)| describe(g, &row)).collect();
+        assert_eq!(words[0], "p99 was 2.31 ms > 1 ms");
+        assert!(words[1].starts_with("delivery_rate>=0.99*target_rate (delivery_rate = 900"), "{}", words[1]);
+        assert_eq!(s.latency_ceilings()[0].label(), "p99 < 1 ms");
+        assert_eq!(s.quoted_latency(), "p99_us");
+        assert_eq!(slo(&[]).quoted_latency(), "p99_us");
+        assert_eq!(slo(&["p999_us<=5000"]).latency_ceilings()[0].label(), "p99.9 <= 5 ms");
+        assert!(bound(&"2000>p99_us".parse().unwrap()).is_none());
+        assert!(slo(&["p99_us>10"]).latency_ceilings().is_empty());
+    }
+
+    #[test]
+    fn whose_failure_a_harness_limited_step_is() {
+        let s = slo(&["p99_us<1000"]);
+        let late = SummaryRow { harness_limited: true, send_lag_p99_us: 2500.0, ..ok_row() };
+        // Met the SLO with the lateness counted against it: a pass.
+        assert_eq!(s.judge(&late).verdict, Verdict::Pass);
+        // Failed on the intended send times, held on the actual ones: the harness's.
+        let j = s.judge(&SummaryRow { p99_us: 3200.0, raw_p99_us: 700.0, ..late.clone() });
+        assert_eq!(j.verdict, Verdict::Harness);
+        assert!(j.harness.unwrap().contains("send lag p99 2.5 ms"));
+        // Failed on both: a backlog of the system's.
+        let j = s.judge(&SummaryRow { p99_us: 500_000.0, raw_p99_us: 497_000.0, ..late.clone() });
+        assert_eq!(j.verdict, Verdict::Fail);
+        // Lost messages with the harness only late: the system's.
+        assert_eq!(s.judge(&SummaryRow { lost: 5, ..late.clone() }).verdict, Verdict::Fail);
+        // No CPU to spare: any failure may be the harness's.
+        let busy = SummaryRow { harness_thread_max_pct: 97.0, lost: 5, ..late.clone() };
+        assert_eq!(s.judge(&busy).verdict, Verdict::Harness);
+        // Not harness-limited: every failure is the system's.
+        assert_eq!(s.judge(&SummaryRow { p99_us: 3200.0, ..ok_row() }).verdict, Verdict::Fail);
+        // An SLO that forbids the harness being the limit.
+        let strict = slo(&["harness_limited==0"]);
+        assert_eq!(strict.judge(&late).verdict, Verdict::Harness);
+    }
+}

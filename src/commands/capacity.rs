@@ -1,0 +1,411 @@
+//! `eventbench capacity`: the search of [`crate::capacity`] against Redis.
+//! Each step is an ordinary run through the one pipeline (any transport,
+//! `--workers`, clusters), written as a complete run directory the moment it
+//! ends; then `capacity.csv`, `capacity.svg`, `capacity.html` and the headline.
+
+use super::{
+    check_out, interrupted_before_start, mode_of, on_interrupt, run_one, write_run, EXIT_ABORTED, EXIT_ASSERTION,
+    EXIT_INTERRUPTED, WRITING,
+};
+use crate::capacity::search::{self, Outcome, StepPlan, Steps, Verdict};
+use crate::capacity::{msg_rate, page, plot, slo, word, CapacityRow, End, Plan, Searched, Slo, Step};
+use crate::cli::{CapacityArgs, Format};
+use crate::live::{Live, Status};
+use crate::pipeline::{self, Finished, Mode};
+use crate::report::files;
+use crate::report::plots::fmt_latency;
+use crate::scenario::{Scenario, ScenarioError};
+use crate::target::Target;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+fn invalid(key: &'static str, message: impl Into<String>) -> anyhow::Error {
+    ScenarioError::Invalid { key, message: message.into() }.into()
+}
+
+/// Why a search stopped before its rules ended it.
+#[derive(Debug, Clone)]
+enum Halt {
+    Interrupted,
+    Aborted { step: u32, reason: String },
+}
+
+/// Runs the steps of one transport's search.
+struct Stepper<'a> {
+    scenario: &'a Scenario,
+    target: &'a Target,
+    mode: &'a Mode,
+    current: &'a Mutex<Arc<Live>>,
+    slo: &'a Slo,
+    root: &'a Path,
+    /// `""`, or `"<transport>/"` when several transports are searched.
+    prefix: String,
+    quiet: bool,
+    steps: Vec<Step>,
+    halt: Option<Halt>,
+}
+
+impl Stepper<'_> {
+    fn halted(&mut self, halt: Halt, started: Instant) -> Outcome {
+        self.halt = Some(halt);
+        Outcome { verdict: Verdict::Halt, elapsed: started.elapsed() }
+    }
+
+    /// One line on stderr per step, as it ends.
+    fn say(&self, step: &Step) {
+        if self.quiet {
+            return;
+        }
+        let (r, s) = (&step.row, &step.summary);
+        let quoted = self.slo.quoted_latency();
+        let latency = slo::column(s, &quoted).unwrap_or(0.0);
+        let how = match r.verdict {
+            Verdict::Pass => "passed".to_string(),
+            Verdict::Halt => s.status.to_string(),
+            Verdict::Fail | Verdict::Harness => format!("failed: {}", self.slo.reasons(s).join(" and ")),
+        };
+        eprintln!(
+            "eventbench: step {:>2} {:<8} {:<7} {:>14}  {} {:<9} {how}",
+            r.step,
+            r.transport,
+            word(r.phase),
+            msg_rate(r.rate),
+            slo::column_label(&quoted),
+            fmt_latency(latency),
+        );
+    }
+}
+
+impl Steps for Stepper<'_> {
+    async fn step(&mut self, plan: StepPlan) -> Result<Outcome> {
+        let started = Instant::now();
+        // A Ctrl-C between two steps stopped the last one's run, already over: stop here.
+        if self.current.lock().expect("live lock").stop_requested() {
+            return Ok(self.halted(Halt::Interrupted, started));
+        }
+        let scenario = Scenario { rate: plan.rate, ..self.scenario.clone() };
+        let Finished { report, workers } = match run_one(scenario, self.target, self.mode, true, self.current).await {
+            Ok(finished) => finished,
+            Err(e) if interrupted_before_start(&e) => return Ok(self.halted(Halt::Interrupted, started)),
+            Err(e) => return Ok(self.halted(Halt::Aborted { step: plan.step, reason: format!("{e:#}") }, started)),
+        };
+        let rel = format!("{}step-{:02}-{}", self.prefix, plan.step, plan.rate as u64);
+        write_run(&report, &self.root.join(&rel), &workers)?;
+        let summary = report.summary;
+        let judged = self.slo.judge(&summary);
+        let verdict = match summary.status {
+            Status::Ok => judged.verdict,
+            Status::Interrupted => {
+                self.halt = Some(Halt::Interrupted);
+                Verdict::Halt
+            }
+            Status::Aborted => {
+                self.halt = Some(Halt::Aborted { step: plan.step, reason: summary.reason.clone() });
+                Verdict::Halt
+            }
+        };
+        let elapsed = started.elapsed();
+        let mut row = CapacityRow::new(plan.step, plan.phase, &summary, &judged, elapsed.as_secs_f64(), &rel);
+        row.verdict = verdict;
+        row.passed = verdict == Verdict::Pass;
+        let step = Step { row, summary };
+        self.say(&step);
+        self.steps.push(step);
+        Ok(Outcome { verdict, elapsed })
+    }
+}
+
+/// The checked settings of a search.
+struct Settings {
+    scenarios: Vec<Scenario>,
+    slo: Slo,
+    plan: Plan,
+    root: PathBuf,
+}
+
+/// Everything that can be wrong with the command line, found before anything runs.
+fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
+    let base = args.run.scenario()?;
+    for key in ["duration", "warmup"] {
+        if args.run.flags.gave(key) {
+            return Err(invalid(
+                key,
+                "capacity measures each step for --step (default 3s), after --step-warmup (default 1s)",
+            ));
+        }
+    }
+    if base.rate <= 0.0 {
+        return Err(invalid(
+            "rate",
+            "0 (as fast as possible) has no rate to search; in a capacity search --rate is the first step's (default 1000)",
+        ));
+    }
+    if args.step.is_zero() {
+        return Err(invalid("step", "must be longer than 0s"));
+    }
+    let precision = args.precision.0 / 100.0;
+    if precision <= 0.0 || precision >= 1.0 {
+        return Err(invalid("precision", format!("{} must be above 0% and below 100%", args.precision)));
+    }
+    let start = search::round_rate(base.rate);
+    let min_rate = args.min_rate.unwrap_or((start / 100.0).max(1.0));
+    if !(1.0..=start).contains(&min_rate) {
+        return Err(invalid(
+            "min-rate",
+            format!("{} must be at least 1 and at most the starting rate ({})", msg_rate(min_rate), msg_rate(start)),
+        ));
+    }
+    if let Some(max) = args.max_rate {
+        if max < min_rate {
+            return Err(invalid("max-rate", format!("{} is below --min-rate {}", msg_rate(max), msg_rate(min_rate))));
+        }
+    }
+    let transports = if args.transports.is_empty() { vec![base.transport] } else { args.transports.clone() };
+    let step_max = crate::capacity::step_max(args.step_warmup, args.step, base.drain);
+    // Each transport's search gets its share of the budget: at least one step each.
+    if args.budget < step_max * transports.len() as u32 {
+        return Err(invalid(
+            "budget",
+            format!(
+                "{} is shorter than one step may take ({}: --step-warmup + --step + --drain + 1s){}",
+                crate::clock::fmt_duration(&args.budget),
+                crate::clock::fmt_duration(&step_max),
+                if transports.len() > 1 {
+                    format!(" for each of {} transports", transports.len())
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    // Without a file or --name, each transport's runs are named after it, as a plain run would be.
+    let named_by_transport = args.run.scenario.is_none() && !args.run.flags.gave("name");
+    let scenarios = transports
+        .iter()
+        .map(|&t| {
+            let s = Scenario {
+                transport: t,
+                name: if named_by_transport { t.to_string() } else { base.name.clone() },
+                rate: start,
+                duration: args.step,
+                warmup: args.step_warmup,
+                ..base.clone()
+            };
+            pipeline::check(&s, mode).map(|_| s)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let slo = Slo::new(base.assert.iter().cloned().chain(args.slo.iter().cloned()));
+    check_out(args.run.out.as_ref())?;
+    let root = match &args.run.out {
+        Some(dir) => dir.clone(),
+        None => files::default_dir(
+            Path::new("results"),
+            &format!("capacity-{}-{}", base.name, crate::pipeline::utc_stamp()),
+        ),
+    };
+    let plan = Plan {
+        start,
+        min_rate,
+        max_rate: args.max_rate.map(search::round_rate),
+        precision,
+        confirm: args.confirm,
+        budget: args.budget,
+        step_max,
+    };
+    Ok(Settings { scenarios, slo, plan, root })
+}
+
+/// `eventbench capacity`: one search per transport against one Redis.
+pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
+    let mode = mode_of(&args.run.split);
+    let Settings { scenarios, slo, plan, root } = settings(&args, &mode)?;
+    let current = Arc::new(Mutex::new(Arc::new(Live::default())));
+    on_interrupt(current.clone())?;
+    let target = pipeline::target_for(&scenarios[0])?;
+    std::fs::create_dir_all(&root).with_context(|| format!("cannot create output directory {}", root.display()))?;
+    let started = Instant::now();
+    let mut searches: Vec<Searched> = Vec::new();
+    let mut halt = None;
+    for (i, scenario) in scenarios.iter().enumerate() {
+        // What is left of the budget, shared by the searches still to run.
+        let left = args.budget.saturating_sub(started.elapsed());
+        let plan = Plan { budget: left / (scenarios.len() - i) as u32, ..plan.clone() };
+        let transport = scenario.transport.to_string();
+        let mut stepper = Stepper {
+            scenario,
+            target: &target,
+            mode: &mode,
+            current: &current,
+            slo: &slo,
+            root: &root,
+            prefix: if scenarios.len() > 1 { format!("{transport}/") } else { String::new() },
+            quiet: args.run.quiet,
+            steps: Vec::new(),
+            halt: None,
+        };
+        let found = search::search(&plan, &mut stepper).await?;
+        halt = stepper.halt.take();
+        searches.push(Searched { transport, plan, found, steps: stepper.steps });
+        if halt.is_some() {
+            break;
+        }
+    }
+    drop(target);
+    write_outputs(&searches, &slo, &scenarios[0], args.budget, &root)?;
+
+    let several = searches.len() > 1;
+    match args.run.format {
+        Format::Table => {
+            for s in &searches {
+                let who = if several { format!("{}: ", s.transport) } else { String::new() };
+                println!("{who}{}", s.headline(&slo));
+            }
+            println!("{:>12}  {}", "results", root.join("capacity.html").display());
+        }
+        Format::Json => {
+            let json: Vec<_> = searches.iter().map(|s| s.json(&slo)).collect();
+            let text = if several { serde_json::to_string(&json) } else { serde_json::to_string(&json[0]) };
+            println!("{}", text.context("the search as JSON")?);
+        }
+    }
+    Ok(exit_code(&searches, &slo, halt.as_ref(), &root))
+}
+
+/// `capacity.csv`, `capacity.svg` and `capacity.html`; a second Ctrl-C waits until they are whole.
+fn write_outputs(
+    searches: &[Searched],
+    slo: &Slo,
+    scenario: &Scenario,
+    budget: std::time::Duration,
+    root: &Path,
+) -> Result<()> {
+    let _writing = WRITING.lock();
+    let rows: Vec<CapacityRow> = searches.iter().flat_map(|s| s.steps.iter().map(|st| st.row.clone())).collect();
+    files::write_csv(&root.join("capacity.csv"), &rows)?;
+    // The steps' data is safe either way: a plot or page that fails is a warning.
+    let pictures = plot::capacity_svg(searches, &slo.latency_ceilings()).and_then(|svg| {
+        files::write_atomic(&root.join("capacity.svg"), svg.as_bytes())?;
+        let html = page::capacity_page(searches, slo, scenario, budget, &svg);
+        files::write_atomic(&root.join("capacity.html"), html.as_bytes())
+    });
+    if let Err(e) = pictures {
+        eprintln!("eventbench: warning: no capacity.svg or capacity.html in {}: {e:#}", root.display());
+    }
+    Ok(())
+}
+
+/// 0 with a maximum, 3 when no rate met the SLO, 1 when a step was aborted,
+/// 130 when interrupted; says why on stderr when it is not 0.
+fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path) -> u8 {
+    match halt {
+        Some(Halt::Interrupted) => {
+            eprintln!("eventbench: interrupted; the steps so far are in {}", root.display());
+            return EXIT_INTERRUPTED;
+        }
+        Some(Halt::Aborted { step, reason }) => {
+            eprintln!("eventbench: step {step} aborted: {reason}; the steps so far are in {}", root.display());
+            return EXIT_ABORTED;
+        }
+        None => {}
+    }
+    let mut code = 0;
+    for s in searches {
+        match s.found.end {
+            End::Harness => eprintln!(
+                "eventbench: warning: {}: the search stopped where eventbench itself may have been the limit; \
+                 the figure is the harness's on this machine, not Redis's",
+                s.transport
+            ),
+            End::Budget => eprintln!(
+                "eventbench: warning: {}: the budget ({}) ran out before the search was done (--budget)",
+                s.transport,
+                crate::clock::fmt_duration(&s.plan.budget)
+            ),
+            _ => {}
+        }
+        if s.found.max_rate.is_none() {
+            code = EXIT_ASSERTION;
+            if let Some(why) = s.failure_text(slo) {
+                eprintln!("eventbench: {}: no rate met the SLO; {why}", s.transport);
+            }
+        }
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    use std::time::Duration;
+
+    fn settings_of(args: &[&str]) -> Result<Settings> {
+        let cli = Cli::try_parse_from([&["eventbench", "capacity"][..], args].concat()).unwrap();
+        let Command::Capacity(args) = cli.command else { panic!("capacity") };
+        settings(&args, &mode_of(&args.run.split))
+    }
+
+    #[test]
+    fn the_defaults_make_a_search_of_short_steps_from_1000() {
+        let s = settings_of(&["--slo", "p99_us<1000"]).unwrap();
+        let p = &s.plan;
+        assert_eq!((p.start, p.min_rate, p.max_rate, p.precision, p.confirm), (1000.0, 10.0, None, 0.05, 2));
+        assert_eq!((p.budget, p.step_max), (Duration::from_secs(600), Duration::from_secs(1 + 3 + 2 + 1)));
+        let [step] = &s.scenarios[..] else { panic!("one transport") };
+        assert_eq!(
+            (step.duration, step.warmup, step.name.as_str()),
+            (Duration::from_secs(3), Duration::from_secs(1), "pubsub")
+        );
+        let gates: Vec<String> = s.slo.gates().iter().map(ToString::to_string).collect();
+        assert_eq!(gates, ["lost==0", "sustained==1", "p99_us<1000"]);
+        assert!(s.root.starts_with("results") && s.root.to_string_lossy().contains("capacity-pubsub-"));
+    }
+
+    #[test]
+    fn the_run_flags_apply_to_every_step() {
+        let s = settings_of(&[
+            "--transports",
+            "pubsub,streams",
+            "--rate",
+            "20k",
+            "--consumers",
+            "4",
+            "--step",
+            "2s",
+            "--step-warmup",
+            "500ms",
+            "--assert",
+            "lost_in_buffer==0",
+            "--slo",
+            "p999_us<5000",
+            "--precision",
+            "2.5%",
+            "--confirm",
+            "1",
+            "--min-rate",
+            "1k",
+            "--max-rate",
+            "1M",
+            "--budget",
+            "2m",
+        ])
+        .unwrap();
+        let names: Vec<(&str, u32, Duration)> =
+            s.scenarios.iter().map(|x| (x.name.as_str(), x.consumers, x.duration)).collect();
+        let two = Duration::from_secs(2);
+        assert_eq!(names, [("pubsub", 4, two), ("streams", 4, two)]);
+        assert_eq!((s.plan.start, s.plan.min_rate, s.plan.max_rate), (20_000.0, 1000.0, Some(1e6)));
+        assert_eq!((s.plan.precision, s.plan.confirm), (0.025, 1));
+        assert_eq!(s.slo.user_gates().len(), 2, "the scenario's --assert gates are part of the SLO");
+    }
+
+    #[test]
+    fn the_budget_holds_a_step_for_each_transport() {
+        let e = settings_of(&["--budget", "10s", "--transports", "pubsub,streams"]).err().unwrap().to_string();
+        assert!(e.contains("7s") && e.contains("for each of 2 transports"), "{e}");
+        assert!(settings_of(&["--budget", "14s", "--transports", "pubsub,streams"]).is_ok());
+    }
+}
