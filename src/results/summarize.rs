@@ -239,9 +239,14 @@ enum Mode<'a> {
 /// second's worth of expected deliveries is still on its way, that amount
 /// did not grow over the last third of the phase (by more than a tenth of a
 /// second's worth), and nothing is undelivered once the drain is over.
+/// A one-second run has no last third to compare: it is held against the
+/// start of the phase, when nothing measured was in flight.
 pub fn sustained(in_flight: &[u64], per_second: f64, undelivered: u64) -> bool {
     let Some(&end) = in_flight.last() else { return undelivered == 0 };
-    let reference = in_flight[(in_flight.len() * 2 / 3).saturating_sub(1)];
+    let reference = match in_flight.len() {
+        1 => 0,
+        n => in_flight[(n * 2 / 3).saturating_sub(1)],
+    };
     let growing = end as f64 > reference as f64 + 0.1 * per_second;
     undelivered == 0 && (end as f64) <= per_second && !growing
 }
@@ -555,6 +560,19 @@ pub fn summarize(facts: RunFacts) -> RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_keeps_up_while_what_is_in_flight_stays_small_and_flat() {
+        // 1,000 deliveries expected a second.
+        assert!(sustained(&[20, 25, 22, 21, 24, 23], 1000.0, 0), "a steady trickle in flight");
+        assert!(sustained(&[300, 310, 305], 1000.0, 0), "steady, if slow: 0.3 s of latency");
+        assert!(!sustained(&[200, 400, 600, 800, 1000, 1200], 1000.0, 0), "growing, over a second's worth");
+        assert!(!sustained(&[100, 300, 500], 1000.0, 0), "growing by more than a tenth of a second's worth");
+        assert!(!sustained(&[20, 25, 22], 1000.0, 1), "something never arrived");
+        assert!(!sustained(&[672], 1000.0, 0), "one second, two-thirds of it still on its way");
+        assert!(sustained(&[40], 1000.0, 0), "one second, a trickle");
+        assert!(sustained(&[], 0.0, 0), "nothing expected");
+    }
 
     #[test]
     fn the_harness_is_the_limit_when_it_lags_or_has_no_cpu_left() {
