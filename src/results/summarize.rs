@@ -163,7 +163,17 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     let scenario = &scenario;
     let window = out.window;
     let channels = scenario.channels as usize;
-    let seconds = window.seconds();
+    // Per-second series hold the seconds that had a send or a delivery: a
+    // completed run reports every second of its window, a stopped one those it reached.
+    let reached = out.producers.iter().map(|p| p.sent_per_second.len() / channels.max(1));
+    let reached = reached.chain([out.threads.seconds.len()]).max().unwrap_or(0);
+    let seconds = match out.outcome.status {
+        Status::Ok => window.seconds(),
+        _ => window.seconds().min(reached),
+    };
+    let sent_in = |p: &crate::stats::ProducerStats, s: usize, c: usize| {
+        p.sent_per_second.get(s * channels + c).copied().unwrap_or(0)
+    };
 
     let mut sent_per_second = vec![vec![0u64; channels]; seconds];
     let mut send_lag = crate::stats::latency_histogram();
@@ -171,7 +181,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     for p in &out.producers {
         for (s, row) in sent_per_second.iter_mut().enumerate() {
             for (c, n) in row.iter_mut().enumerate() {
-                *n += p.sent_per_second[s * channels + c];
+                *n += sent_in(p, s, c);
             }
         }
         sent += p.sent_measured();
@@ -204,7 +214,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
                 // The measured sequences of this stream, second by second.
                 let mut from = lo;
                 for (s, second_loss) in loss_per_second.iter_mut().enumerate() {
-                    let to = from + p.sent_per_second[s * channels + ch as usize];
+                    let to = from + sent_in(p, s, ch as usize);
                     let loss = causes.attribute(ledger, from, to, &mut per_outage);
                     second_loss.add(loss);
                     c_loss.add(loss);
@@ -291,9 +301,10 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         .iter()
         .flat_map(|c| c.outages.iter().map(|o| (o.closed_ns, o.resubscribed_ns.unwrap_or(u64::MAX))))
         .collect();
+    let no_delivery = crate::stats::SecondStats::default();
     let timeseries = (0..seconds)
         .map(|s| {
-            let sec = &out.threads.seconds[s];
+            let sec = out.threads.seconds.get(s).unwrap_or(&no_delivery);
             let sec_latency = sec.histogram();
             let expected_s: u64 = (0..channels).map(|c| sent_per_second[s][c] * subscribers[c]).sum();
             let loss = loss_per_second[s];
@@ -393,6 +404,10 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             ns => out.threads.latency.count_between(0, ns),
         },
     };
+    let mut per_second = out.threads.seconds;
+    if per_second.len() < seconds {
+        per_second.resize_with(seconds, Default::default);
+    }
     RunReport {
         run_id,
         scenario: scenario.clone(),
@@ -404,7 +419,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         window,
         histogram: out.threads.latency,
         raw_histogram: out.threads.raw,
-        per_second: out.threads.seconds,
+        per_second,
         epoch,
     }
 }
