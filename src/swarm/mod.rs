@@ -28,6 +28,9 @@ const MAX_BATCH: u64 = 1024;
 /// After a failure, how long consumers may still read what is already on
 /// their sockets, so that nothing measured before it is dropped.
 const ABORT_DRAIN: Duration = Duration::from_millis(250);
+/// Longest wait for the driver's side tasks after the finish signal (one may
+/// be waiting on a Redis that stopped answering).
+const SIDE_TASKS_END: Duration = Duration::from_secs(1);
 
 pub mod share;
 
@@ -220,16 +223,19 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
         _ = clock.sleep_until_ns(latest) => vec![u64::MAX / 4; scenario.channels as usize],
     };
     let expected: u64 = measured_per_channel.iter().sum::<u64>().saturating_mul(local_consumers as u64);
-    let drain = if live.stop_requested() { scenario.drain.min(Duration::from_secs(1)) } else { scenario.drain };
-    let mut drain_end = tokio::time::Instant::now() + drain;
+    let mut drain_end = tokio::time::Instant::now() + scenario.drain;
     while live.delivered.load(Relaxed) < expected && tokio::time::Instant::now() < drain_end {
         if shared.aborted().is_some() {
             drain_end = drain_end.min(tokio::time::Instant::now() + ABORT_DRAIN);
         }
+        // A stop (Ctrl-C) during the drain ends it too: the run winds down within a second.
+        if let Some(by) = live.wind_down_by() {
+            drain_end = drain_end.min(by);
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let _ = finish_tx.send(true);
-    let side = side.finish().await;
+    let side = side.finish(live.time_left(SIDE_TASKS_END).max(crate::live::AFTER_WIND_DOWN)).await;
 
     let outputs = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
         .await
@@ -401,6 +407,8 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
         }
         // After another task's failure, Redis is likely gone: do not wait long for its replies.
         let wait = if shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
+        // After a stop (Ctrl-C), within what is left of the wind-down.
+        let wait = shared.live.time_left(wait);
         let acks = conn.finish(wait).await?;
         stats.reached = acks.reached;
         stats.redirections = acks.redirections;

@@ -178,6 +178,10 @@ impl Subscriber {
         let mut fresh = 0;
         let mut now = clock.now_ns();
         let track = self.shared.recovery.get().is_some();
+        // A slow consumer's wait per message ends with the run: what it has not
+        // taken by then stays in the buffer (lost there), however long DELAY is.
+        let finished = ThreadFinish::wait();
+        tokio::pin!(finished);
         loop {
             let fresh_one = {
                 let Ok(Some(d)) = conn.next() else { break };
@@ -191,7 +195,11 @@ impl Subscriber {
             };
             fresh += fresh_one as u64;
             if let Some(delay) = self.slow {
-                self.timer.sleep_until_ns(now + delay.as_nanos() as u64).await;
+                tokio::select! {
+                    biased;
+                    _ = &mut finished => break,
+                    _ = self.timer.sleep_until_ns(now.saturating_add(delay.as_nanos() as u64)) => {}
+                }
                 now = clock.now_ns();
             }
         }
@@ -208,8 +216,15 @@ impl Subscriber {
     async fn leave(&mut self, mut conn: PubSubConsumer) -> Result<(), ConnError> {
         self.stop_watching();
         conn.start_leaving().await?;
+        // The end of the run ends the leave too (a slow consumer may still hold a backlog).
+        let finished = ThreadFinish::wait();
+        tokio::pin!(finished);
         while !conn.has_left() {
-            conn.fill().await?;
+            tokio::select! {
+                biased;
+                _ = &mut finished => break,
+                r = conn.fill() => r?,
+            }
             self.take_messages(&mut conn).await;
         }
         drop(conn);
