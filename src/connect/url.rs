@@ -49,6 +49,10 @@ pub fn parse_url(url: &str) -> Result<RedisUrl, String> {
     if host.is_empty() {
         return Err(bad("no host"));
     }
+    // DNS names are at most 253 characters; anything longer is no host at all.
+    if host.len() > 253 {
+        return Err(bad("the host name is longer than 253 characters"));
+    }
     let port = u.port().unwrap_or(6379);
     if port == 0 {
         return Err(bad("port 0"));

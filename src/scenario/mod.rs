@@ -425,7 +425,7 @@ impl Scenario {
     fn validate_sizes(&self) -> Result<(), ScenarioError> {
         let at_most = |key: &'static str, n: u32, max: u32, what: &str| {
             if n > max {
-                Err(invalid(key, format!("{n} is more than {max}, the most {what}")))
+                Err(invalid(key, format!("at most {max} {what} (asked for {n})")))
             } else {
                 Ok(())
             }
@@ -433,18 +433,18 @@ impl Scenario {
         if self.producers == 0 {
             return Err(invalid("producers", "must be at least 1"));
         }
-        at_most("producers", self.producers, MAX_PRODUCERS, "producer connections a run opens")?;
+        at_most("producers", self.producers, MAX_PRODUCERS, "producer connections per run")?;
         if self.consumers == 0 {
             return Err(invalid(
                 "consumers",
                 "must be at least 1: eventbench measures delivery, and a run without consumers has none to measure",
             ));
         }
-        at_most("consumers", self.consumers, MAX_CONSUMERS, "consumer connections a run opens")?;
+        at_most("consumers", self.consumers, MAX_CONSUMERS, "consumer connections per run")?;
         if self.channels == 0 {
             return Err(invalid("channels", "must be at least 1"));
         }
-        at_most("channels", self.channels, MAX_CHANNELS, "channels a run uses")?;
+        at_most("channels", self.channels, MAX_CHANNELS, "channels per run")?;
         // Each consumer (or Streams group) keeps a ledger per (producer, channel).
         let sequences = u64::from(self.producers) * u64::from(self.channels);
         if sequences > MAX_SEQUENCES {

@@ -22,6 +22,7 @@ mod cluster;
 mod drivers;
 mod failures;
 mod foreign;
+mod hostile;
 mod loss;
 mod pubsub;
 mod readme;
