@@ -61,6 +61,7 @@ const CASES: &[Case] = &[
     case(&["run", "--rate", "NaN"], "rate"),
     case(&["run", "--rate", ""], "rate"),
     case(&["run", "--rate", "1.5x"], "rate"),
+    case(&["run", "--rate", "0x10"], "rate"),
     case(&["run", "{dir}/fast.toml"], "at most 100000000"),
     // Durations (cases 3 and 4): no allocation sized by them, no overflow.
     case(&["run", "--duration", "100y"], "30 days"),
@@ -141,6 +142,8 @@ const CASES: &[Case] = &[
     case(&["run", "--redis-config", "masteruser bench"], "refused"),
     case(&["run", "--redis-config", "aclfile /tmp/users.acl"], "refused"),
     case(&["run", "--redis-config", "port 1"], "refused"),
+    case(&["run", "--redis-config", "tls-key-file-pass X-s3cret"], "refused"),
+    case(&["run", "--redis-config", "replicaof 127.0.0.1 6379"], "refused"),
     case(&["run", "--redis-config", "maxmemory"], "KEY VALUE"),
     case(&["run", "{dir}/requirepass.toml"], "refused"),
     case(&["run", "{dir}/masked.toml"], "masked"),
