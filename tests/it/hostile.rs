@@ -460,3 +460,41 @@ fn a_swarm_past_the_open_file_limit_is_bad_input_naming_ulimit() {
     }
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Peak resident memory of a process, in KB (VmHWM).
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap_or("0 kB");
+    line.trim().trim_end_matches("kB").trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn the_longest_run_takes_memory_for_the_seconds_it_ran_not_the_days_it_declared() {
+    use eventbench::stats::{ProducerStats, ThreadStats, Window};
+    // Per-second series start empty, whatever the window.
+    let window = Window { start_ns: 0, end_ns: eventbench::scenario::MAX_DURATION.as_nanos() as u64 };
+    assert!(ThreadStats::new(&window).seconds.is_empty());
+    assert!(ProducerStats::new(0, 100_000, &window).sent_per_second.is_empty());
+
+    // 30 days declared (the limit), stopped after a second or two: a few MB, a few rows.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = bin()
+        .args(["run", "--duration", "720h", "--warmup", "200ms", "--quiet", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let peak_mb = peak_rss_kb(child.id()) / 1024;
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", stderr(&child.wait_with_output().unwrap()));
+    assert!(peak_mb > 0 && peak_mb < 200, "peak RSS {peak_mb} MB while measuring a 30-day run");
+    let s = assert_whole_run_dir(&out);
+    assert_eq!(s.status, "interrupted");
+    let rows = csv::Reader::from_path(out.join("timeseries.csv")).unwrap().records().count();
+    assert!((1..=5).contains(&rows), "{rows} rows of timeseries.csv for a run stopped after about 2 s");
+}
