@@ -224,9 +224,16 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     };
     let expected: u64 = measured_per_channel.iter().sum::<u64>().saturating_mul(local_consumers as u64);
     let mut drain_end = tokio::time::Instant::now() + scenario.drain;
-    while live.delivered.load(Relaxed) < expected && tokio::time::Instant::now() < drain_end {
-        if shared.aborted().is_some() {
+    loop {
+        let aborted = shared.aborted().is_some();
+        if aborted {
             drain_end = drain_end.min(tokio::time::Instant::now() + ABORT_DRAIN);
+        }
+        // After a failure the consumers get their ABORT_DRAIN even when everything
+        // is in: they see what failed (Redis closing them is an event) before the finish.
+        let all_in = live.delivered.load(Relaxed) >= expected;
+        if tokio::time::Instant::now() >= drain_end || (all_in && !aborted) {
+            break;
         }
         // A stop (Ctrl-C) during the drain ends it too: the run winds down within a second.
         if let Some(by) = live.wind_down_by() {

@@ -12,6 +12,7 @@ use crate::drivers::ctx::ThreadFinish;
 use crate::drivers::{Consumed, ConsumerConn, ConsumerOutput, Ctx, Note, Notes, StatsCell};
 use crate::stats::{ConsumerStats, Window};
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -70,6 +71,14 @@ pub(super) async fn run(
     Consumed::Own(Box::new(task.out))
 }
 
+/// Whether the connection has already been closed by the server: one read,
+/// without waiting (what it reads, if anything, stays in the buffer).
+fn closed_already(conn: &mut PubSubConsumer) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let fill = std::pin::pin!(conn.fill());
+    matches!(fill.poll(&mut cx), std::task::Poll::Ready(Err(ConnError::Closed | ConnError::Io(_))))
+}
+
 /// When Redis closed a connection (ns since the epoch), and the producers' positions just before.
 type Cutoff = (u64, Vec<u64>);
 
@@ -115,6 +124,12 @@ impl Subscriber {
             tokio::select! {
                 biased;
                 _ = &mut finished => {
+                    // A close that is already in when the run finishes is still a server kill,
+                    // even on a thread that was too busy to see it before.
+                    if conn.as_mut().is_some_and(closed_already) {
+                        drop(conn.take());
+                        self.server_closed();
+                    }
                     self.finish(conn.is_some());
                     return Ok(());
                 }

@@ -158,9 +158,11 @@ impl Member {
         loop {
             let next_down = planned.peek().map(|p| p.down_ns);
             let Some(c) = conn.as_mut() else { return Ok(()) };
+            // The finish is polled last: a reply (or the connection's end) that is
+            // already in when the run finishes is still taken, so a Redis that died
+            // just before is recorded as such even on a thread that was busy.
             tokio::select! {
                 biased;
-                _ = finish.wait_for(|f| *f) => return Ok(()),
                 _ = clock.sleep_until_ns(next_down.unwrap_or(u64::MAX / 4)), if next_down.is_some() => {
                     let Planned { up_ns, .. } = planned.next().expect("peeked");
                     let mut later = self.shared.finish.clone();
@@ -211,6 +213,7 @@ impl Member {
                     // Acknowledged together with the next read, on the same connection.
                     std::mem::swap(&mut self.batch, &mut self.to_ack);
                 }
+                _ = finish.wait_for(|f| *f) => return Ok(()),
             }
         }
     }
