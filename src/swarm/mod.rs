@@ -25,6 +25,10 @@ use tokio::sync::{mpsc, watch};
 
 /// Most messages a producer writes in one pipelined write.
 const MAX_BATCH: u64 = 1024;
+/// Most bytes of payload a producer writes in one pipelined write: large
+/// payloads go fewer at a time (one, at least), so memory stays bounded
+/// (1024 payloads of 100 MB would be 100 GB).
+const MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// After a failure, how long consumers may still read what is already on
 /// their sockets, so that nothing measured before it is dropped.
 const ABORT_DRAIN: Duration = Duration::from_millis(250);
@@ -376,6 +380,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     // From the total rate: all producers together spin at most a tenth of one CPU.
     let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate));
     let mut next_seq = vec![0u64; s.channels as usize];
+    let max_batch = (MAX_BATCH_BYTES / s.payload.max(1) as u64).clamp(1, MAX_BATCH);
     let mut measured: Option<(u64, u64)> = None;
     let result: Result<(), ConnError> = async {
         // Made once: a new one per batch would lock the stop Notify each time.
@@ -386,7 +391,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
                 biased;
                 _ = &mut stopped => None,
                 e = conn.failure() => return Err(e),
-                b = pacer.next_batch(&mut timer, MAX_BATCH) => b,
+                b = pacer.next_batch(&mut timer, max_batch) => b,
             };
             let Some(b) = batch else { break };
             for i in b.first..b.first + b.count {
