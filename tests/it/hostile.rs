@@ -498,3 +498,29 @@ fn the_longest_run_takes_memory_for_the_seconds_it_ran_not_the_days_it_declared(
     let rows = csv::Reader::from_path(out.join("timeseries.csv")).unwrap().records().count();
     assert!((1..=5).contains(&rows), "{rows} rows of timeseries.csv for a run stopped after about 2 s");
 }
+
+#[test]
+fn a_huge_payload_as_fast_as_possible_is_written_a_few_at_a_time() {
+    // 20 MB payloads at full speed: 1024 of them per write were 20 GB; within 2 GB of
+    // address space the run must complete (what Redis drops for its buffer limits is its own).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut cmd = bin();
+    cmd.args(["run", "--payload", "20000000", "--rate", "0", "--duration", "300ms", "--warmup", "100ms"])
+        .args(["--drain", "200ms", "--quiet", "--out"])
+        .arg(&out);
+    // SAFETY: setrlimit is async-signal-safe and only affects the child (and its private server).
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 2 << 30, rlim_max: 2 << 30 };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("memory allocation") && !err.contains("panicked"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let s = assert_whole_run_dir(&out);
+    assert!(s.sent > 0 && s.delivered + s.lost == s.expected, "{s:?}");
+}
