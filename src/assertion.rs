@@ -13,6 +13,9 @@ use std::str::FromStr;
 pub const FORM: &str =
     "expected COLUMN OP VALUE with OP one of < <= > >= == !=, e.g. p99_us<2000 or delivery_rate>=0.99*target_rate";
 
+/// The longest assertion accepted (it is written back in messages and scenario.toml).
+pub const MAX_LEN: usize = 1000;
+
 /// One gate, e.g. `p99_us<2000`.
 #[derive(Debug, Clone)]
 pub struct Assertion {
@@ -87,13 +90,16 @@ impl FromStr for Assertion {
 
     fn from_str(s: &str) -> Result<Assertion, String> {
         let text: String = s.split_whitespace().collect();
+        if text.len() > MAX_LEN {
+            return Err(format!("{} is longer than {MAX_LEN} characters; {FORM}", crate::text::quote(s)));
+        }
         let ops = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)];
         let Some((at, token, op)) = text
             .char_indices()
             .find_map(|(i, _)| ops.iter().find(|(t, _)| text[i..].starts_with(t)).map(|&(t, op)| (i, t, op)))
         else {
             let hint = if text.contains('=') { " (use == to compare)" } else { "" };
-            return Err(format!("'{s}' has no comparison{hint}; {FORM}"));
+            return Err(format!("{} has no comparison{hint}; {FORM}", crate::text::quote(s)));
         };
         let (left, right) = (&text[..at], &text[at + token.len()..]);
         let columns = numeric_columns(&SummaryRow::default());
@@ -136,7 +142,11 @@ impl Expr {
             Expr::Column(name) if columns.contains_key(name) => Ok(()),
             Expr::Column(name) => {
                 let names: Vec<&str> = columns.keys().map(String::as_str).collect();
-                Err(format!("'{name}' is not a numeric summary.csv column (one of: {})", names.join(", ")))
+                Err(format!(
+                    "{} is not a numeric summary.csv column (one of: {})",
+                    crate::text::quote(name),
+                    names.join(", ")
+                ))
             }
             Expr::Neg(e) => e.check(columns),
             Expr::Binary(a, _, b) => a.check(columns).and(b.check(columns)),
@@ -232,7 +242,7 @@ impl Parser<'_> {
                     self.at += 1;
                 }
                 let digits = std::str::from_utf8(&self.text[start..self.at]).unwrap_or_default();
-                digits.parse().map(Expr::Number).map_err(|_| format!("'{digits}' is not a number"))
+                digits.parse().map(Expr::Number).map_err(|_| format!("{} is not a number", crate::text::quote(digits)))
             }
             Some(c) if c.is_ascii_alphabetic() || c == b'_' => {
                 while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_') {

@@ -14,7 +14,8 @@ use tokio::time::{Duration, Instant};
 
 /// A duration as flags and files write it: `10s`, `500ms`, `1m30s`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}' is not a duration like 10s or 500ms ({e})"))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{} is not a duration like 10s or 500ms ({e})", crate::text::quote(s)))
 }
 
 /// A duration the way [`parse_duration`] reads it back.

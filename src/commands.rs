@@ -16,8 +16,14 @@ use crate::target::Target;
 use crate::RunReport;
 use anyhow::{Context, Result};
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// `eprintln!`, `println!` and `print!` that never panic: a closed terminal
+/// (after SIGHUP) or pipe is no reason to lose a run's exit code.
+macro_rules! eline { ($($t:tt)*) => { say_err(&format!($($t)*)) } }
+macro_rules! oline { ($($t:tt)*) => { say_out(&(format!($($t)*) + "\n")) } }
+macro_rules! otext { ($($t:tt)*) => { say_out(&format!($($t)*)) } }
 
 /// Exit codes: 0 ok, 1 the run failed, 2 bad input, 3 an assertion failed, 130 interrupted.
 pub const EXIT_ABORTED: u8 = 1;
@@ -40,60 +46,170 @@ pub async fn execute(command: Command) -> Result<u8> {
         Command::Scenarios { dir } => {
             let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
             let dir = dir.unwrap_or_else(|| if Path::new("scenarios").is_dir() { "scenarios".into() } else { shipped });
-            print!("{}", list_scenarios(&dir)?);
+            otext!("{}", list_scenarios(&dir)?);
             Ok(0)
         }
     }
 }
 
-/// Refuses an existing output directory before anything runs.
-fn check_out(out: Option<&std::path::PathBuf>) -> Result<()> {
-    match out.filter(|d| d.exists()) {
-        Some(dir) => Err(ScenarioError::Invalid {
-            key: "out",
-            message: format!("{} already exists; results are never overwritten", dir.display()),
-        }
-        .into()),
-        None => Ok(()),
+/// Where a run's results will go, made ready before anything runs: an
+/// existing `--out` is refused (results are never overwritten), and the
+/// directory (or, without `--out`, the `results` directory the run's own
+/// goes into) is created and written to once, so that an unusable path
+/// (`/proc/x`, a file, a read-only place) is bad input up front instead of
+/// a lost run. Directories it created are removed again if no result ever
+/// goes into them.
+struct OutDir {
+    /// `--out`, or `None` for a directory named after the run under `root`.
+    out: Option<PathBuf>,
+    root: PathBuf,
+    /// Directories created here, outermost first.
+    created: Vec<PathBuf>,
+    keep: bool,
+}
+
+/// Directories prepared for results and still empty, for an exit that skips Drop (a second Ctrl-C).
+static PREPARED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn prepared() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PREPARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes the prepared directories that are still empty (a second Ctrl-C).
+fn remove_prepared() {
+    for dir in prepared().drain(..).rev() {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
-/// First Ctrl-C or SIGTERM: the current run stops, drains and reports. A
-/// second one exits at once (after any file being written is complete).
+impl OutDir {
+    fn prepare(out: Option<&Path>, root: &Path) -> Result<OutDir> {
+        let unusable = |dir: &Path, why: String| -> anyhow::Error {
+            ScenarioError::Invalid { key: "out", message: format!("{} cannot hold the results: {why}", dir.display()) }
+                .into()
+        };
+        if let Some(dir) = out.filter(|d| d.exists() || d.is_symlink()) {
+            return Err(ScenarioError::Invalid {
+                key: "out",
+                message: format!("{} already exists; results are never overwritten", dir.display()),
+            }
+            .into());
+        }
+        let dir = out.unwrap_or(root);
+        let mut missing = Vec::new();
+        let mut at = Some(dir);
+        while let Some(p) = at.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            missing.push(p.to_path_buf());
+            at = p.parent();
+        }
+        missing.reverse();
+        let mut this =
+            OutDir { out: out.map(Path::to_path_buf), root: root.to_path_buf(), created: Vec::new(), keep: false };
+        for d in missing {
+            std::fs::create_dir(&d).map_err(|e| unusable(&d, e.to_string()))?;
+            prepared().push(d.clone());
+            this.created.push(d);
+        }
+        // A directory that exists may still refuse files (read-only, or not a directory at all).
+        tempfile::Builder::new()
+            .prefix(".eventbench-probe-")
+            .tempfile_in(dir)
+            .map_err(|e| unusable(dir, e.to_string()))?;
+        Ok(this)
+    }
+
+    /// The run's directory: `--out`, or `results/<run id>` (with a suffix if that exists).
+    fn run_dir(&self, run_id: &str) -> PathBuf {
+        match &self.out {
+            Some(dir) => dir.clone(),
+            None => files::default_dir(&self.root, run_id),
+        }
+    }
+
+    /// Results went in: keep what was created.
+    fn keep(&mut self) {
+        self.keep = true;
+        prepared().retain(|d| !self.created.contains(d));
+    }
+}
+
+impl Drop for OutDir {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        prepared().retain(|d| !self.created.contains(d));
+        for dir in self.created.iter().rev() {
+            let _ = std::fs::remove_dir(dir); // only if still empty
+        }
+    }
+}
+
+/// First Ctrl-C, SIGTERM or SIGHUP: the current run stops, drains and
+/// reports. A second one exits at once (after putting back what
+/// `--redis-config` changed on a user's Redis, and after any file being
+/// written is complete).
 fn on_interrupt(current: Arc<std::sync::Mutex<Arc<Live>>>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    // Both streams exist before the first signal, so a quick second one is never missed.
+    // Every stream exists before the first signal, so a quick second one is never missed.
     let mut int = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
         if let Ok(live) = current.lock() {
             live.request_stop();
         }
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
+        crate::target::restore_unrestored(std::time::Duration::from_millis(500)).await;
         let _whole_files = WRITING.lock();
         crate::target::remove_private_dirs();
-        eprintln!("eventbench: interrupted again; exiting without results");
+        remove_prepared();
+        say_err("eventbench: interrupted again; exiting without results");
         std::process::exit(EXIT_INTERRUPTED as i32);
     });
     Ok(())
 }
 
-/// Writes a run's files (and `workers.csv` when it had workers); a second
-/// Ctrl-C waits until they are whole.
+/// One line on stderr; a closed terminal (after SIGHUP) or pipe is no reason to fail.
+fn say_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Text on stdout, likewise.
+fn say_out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+/// Writes a run's files (and `workers.csv` when it had workers), then its
+/// plots and page; a second Ctrl-C waits until they are whole. A result that
+/// could not be written whole (a full disk) is an error: what was written is
+/// kept, and the error names it.
 fn write_run(report: &RunReport, dir: &Path, workers: &[WorkerRow]) -> Result<()> {
     let _writing = WRITING.lock();
-    files::write_run(report, dir)?;
-    if !workers.is_empty() {
-        files::write_csv(&dir.join("workers.csv"), workers)?;
-    }
-    // The plots and the page come from the files just written, exactly as
-    // `eventbench report` rebuilds them. The data is safe either way, so a
-    // problem here is a warning, not a failed run.
-    if let Err(e) = render::run_report(dir) {
-        eprintln!("eventbench: warning: no report.html in {}: {e:#}", dir.display());
-    }
-    Ok(())
+    let written = (|| {
+        files::write_run(report, dir)?;
+        if !workers.is_empty() {
+            files::write_csv(&dir.join("workers.csv"), workers)?;
+        }
+        // The plots and the page come from the files just written, exactly as
+        // `eventbench report` rebuilds them.
+        render::run_report(dir).map(|_| ())
+    })();
+    written.map_err(|e| incomplete(dir, e))
+}
+
+/// A result directory that could not be written whole: why, and what it holds.
+fn incomplete(dir: &Path, e: anyhow::Error) -> anyhow::Error {
+    let mut kept: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    kept.retain(|n| !n.starts_with('.'));
+    kept.sort();
+    let kept = if kept.is_empty() { "nothing".to_string() } else { kept.join(", ") };
+    e.context(format!("the results in {} are incomplete (kept: {kept})", dir.display()))
 }
 
 /// Runs one scenario on `target` in `mode` with a live view; the results are not written yet.
@@ -110,7 +226,7 @@ async fn run_one(
     let show_progress = !quiet && std::io::stderr().is_terminal() && matches!(mode, Mode::Local);
     let progress =
         show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
-    let finished = pipeline::execute(scenario, live, target, mode, |line| eprintln!("{line}")).await;
+    let finished = pipeline::execute(scenario, live, target, mode, |line| eline!("{line}")).await;
     drop(progress);
     finished
 }
@@ -135,7 +251,7 @@ fn interrupted_before_start(e: &anyhow::Error) -> bool {
 /// The exit code of a written run; says why on stderr when it is not 0.
 fn exit_code(report: &RunReport, dir: &Path) -> u8 {
     if let Some(warning) = harness_warning(&report.summary, crate::sys::cpus_available()) {
-        eprintln!("{warning}");
+        eline!("{warning}");
     }
     if !report.summary.sustained && report.summary.status == Status::Ok {
         eprintln!("{}", not_sustained(&report.summary));
@@ -143,11 +259,11 @@ fn exit_code(report: &RunReport, dir: &Path) -> u8 {
     match report.summary.status {
         Status::Ok => check_assertions(report),
         Status::Interrupted => {
-            eprintln!("eventbench: interrupted; partial results in {}", dir.display());
+            eline!("eventbench: interrupted; partial results in {}", dir.display());
             EXIT_INTERRUPTED
         }
         Status::Aborted => {
-            eprintln!("eventbench: run aborted: {}; partial results in {}", report.summary.reason, dir.display());
+            eline!("eventbench: run aborted: {}; partial results in {}", report.summary.reason, dir.display());
             EXIT_ABORTED
         }
     }
@@ -155,35 +271,33 @@ fn exit_code(report: &RunReport, dir: &Path) -> u8 {
 
 async fn run(args: RunArgs) -> Result<u8> {
     let scenario = args.scenario()?;
-    check_out(args.out.as_ref())?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let mode = mode_of(&args.split);
     pipeline::check(&scenario, &mode)?;
+    let mut out = OutDir::prepare(args.out.as_deref(), Path::new("results"))?;
     let target = pipeline::target_for(&scenario)?;
     let Finished { report, workers } = match run_one(scenario, &target, &mode, args.quiet, &current).await {
         Ok(finished) => finished,
         Err(e) if interrupted_before_start(&e) => {
-            eprintln!("eventbench: {e}");
+            eline!("eventbench: {e}");
             return Ok(EXIT_INTERRUPTED);
         }
         Err(e) => return Err(e),
     };
     drop(target);
-    let dir = match &args.out {
-        Some(dir) => dir.clone(),
-        None => files::default_dir(Path::new("results"), &report.run_id),
-    };
+    let dir = out.run_dir(&report.run_id);
+    out.keep();
     write_run(&report, &dir, &workers)?;
     if let Some(warning) = clock_warning(&report.summary) {
-        eprintln!("{warning}");
+        eline!("{warning}");
     }
     match args.format {
         Format::Table => {
-            print!("{}", table::render(&report.summary));
-            println!("{:>12}  {}", "results", dir.display());
+            otext!("{}", table::render(&report.summary));
+            oline!("{:>12}  {}", "results", dir.display());
         }
-        Format::Json => println!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
+        Format::Json => oline!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
     }
     Ok(exit_code(&report, &dir))
 }
@@ -193,7 +307,7 @@ fn check_assertions(report: &RunReport) -> u8 {
     let failed: Vec<_> =
         report.scenario.assert.iter().map(|a| a.check(&report.summary)).filter(|v| !v.passed).collect();
     for v in &failed {
-        eprintln!("eventbench: assertion failed: {}", v.line);
+        eline!("eventbench: assertion failed: {}", v.line);
     }
     if failed.is_empty() {
         0
@@ -206,7 +320,6 @@ fn check_assertions(report: &RunReport) -> u8 {
 /// written as soon as it ends, then `compare.csv` and a side-by-side table.
 async fn compare(args: CompareArgs) -> Result<u8> {
     let base = args.run.scenario()?;
-    check_out(args.run.out.as_ref())?;
     let mode = mode_of(&args.run.split);
     let scenarios = args
         .transports
@@ -222,6 +335,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             files::default_dir(Path::new("results"), &format!("compare-{}-{}", base.name, crate::pipeline::utc_stamp()))
         }
     };
+    let mut out = OutDir::prepare(Some(&root), Path::new("results"))?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let target = crate::pipeline::target_for(&base)?;
@@ -233,13 +347,14 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         let Finished { report, workers } = match run_one(s, &target, &mode, args.run.quiet, &current).await {
             Ok(finished) => finished,
             Err(e) if interrupted_before_start(&e) => {
-                eprintln!("eventbench: {e}");
+                eline!("eventbench: {e}");
                 code = EXIT_INTERRUPTED;
                 break;
             }
             Err(e) => return Err(e),
         };
         let dir = root.join(&transport);
+        out.keep();
         write_run(&report, &dir, &workers)?;
         code = code.max(exit_code(&report, &dir));
         rows.push(report.summary);
@@ -249,26 +364,24 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         }
     }
     drop(target);
+    if dirs.is_empty() {
+        return Ok(code);
+    }
     {
         let _writing = WRITING.lock();
-        files::write_csv(&root.join("compare.csv"), &rows)?;
-        // The same runs side by side in pictures, from the files just written.
-        let page = dirs
-            .iter()
-            .map(|d| RunData::load(d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::from)
-            .and_then(|runs| render::comparison_page(&runs, &root, "compare.csv"));
-        if let Err(e) = page {
-            eprintln!("eventbench: warning: no compare.html in {}: {e:#}", root.display());
-        }
+        let written = files::write_csv(&root.join("compare.csv"), &rows).and_then(|()| {
+            // The same runs side by side in pictures, from the files just written.
+            let runs = dirs.iter().map(|d| RunData::load(d)).collect::<Result<Vec<_>, _>>()?;
+            render::comparison_page(&runs, &root, "compare.csv")
+        });
+        written.map_err(|e| incomplete(&root, e))?;
     }
     match args.run.format {
         Format::Table => {
-            print!("{}", table::render_comparison(&rows));
-            println!("{:>16}  {}", "results", root.display());
+            otext!("{}", table::render_comparison(&rows));
+            oline!("{:>16}  {}", "results", root.display());
         }
-        Format::Json => println!("{}", serde_json::to_string(&rows).context("summaries as JSON")?),
+        Format::Json => oline!("{}", serde_json::to_string(&rows).context("summaries as JSON")?),
     }
     Ok(code)
 }
@@ -278,7 +391,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
 /// naming it, exit code 2.
 fn report(args: ReportArgs) -> Result<u8> {
     if args.out.is_some() && args.dirs.len() < 2 {
-        eprintln!("error: --out is where the comparison of two or more runs goes (usage: eventbench report DIR DIR... [--out DIR])");
+        eline!("error: --out is where the comparison of two or more runs goes (usage: eventbench report DIR DIR... [--out DIR])");
         return Ok(EXIT_USAGE);
     }
     let mut runs = Vec::new();
@@ -287,7 +400,7 @@ fn report(args: ReportArgs) -> Result<u8> {
             Ok(run) => runs.push(run),
             Err(e) => return usage_or(e),
         }
-        println!("{:>12}  {}", "report", dir.join("report.html").display());
+        oline!("{:>12}  {}", "report", dir.join("report.html").display());
     }
     if runs.len() > 1 {
         let out = match args.out {
@@ -295,8 +408,8 @@ fn report(args: ReportArgs) -> Result<u8> {
             None => files::default_dir(Path::new("results"), &format!("compare-{}", crate::pipeline::utc_stamp())),
         };
         render::comparison(&runs, &out)?;
-        println!("{:>12}  {}", "comparison", out.join("compare.html").display());
-        println!("{:>12}  {}", "runs", out.join("runs.csv").display());
+        oline!("{:>12}  {}", "comparison", out.join("compare.html").display());
+        oline!("{:>12}  {}", "runs", out.join("runs.csv").display());
     }
     Ok(0)
 }
@@ -305,7 +418,7 @@ fn report(args: ReportArgs) -> Result<u8> {
 fn usage_or(e: anyhow::Error) -> Result<u8> {
     match e.chain().find_map(|c| c.downcast_ref::<LoadError>()) {
         Some(load) => {
-            eprintln!("error: {load}");
+            eline!("error: {load}");
             Ok(EXIT_USAGE)
         }
         None => Err(e),

@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Counters the live view and the drain logic read while the run goes on.
@@ -25,14 +26,40 @@ pub struct Live {
     /// The run's clock, once started.
     clock: Mutex<Option<Clock>>,
     stop: AtomicBool,
+    /// When the stop was first requested.
+    stopped_at: Mutex<Option<tokio::time::Instant>>,
     stop_notify: Notify,
 }
+
+/// How long a run may take, from a stop request (a signal, or a failure), to
+/// wind down: producers' last replies and the drain. Cleanup and restoring
+/// settings get [`AFTER_WIND_DOWN`] each on top when it is spent, so that the
+/// first Ctrl-C ends a run within a second even when Redis no longer answers.
+pub const WIND_DOWN: Duration = Duration::from_millis(500);
+/// The least time cleanup and restoring `--redis-config` each get after a stop.
+pub const AFTER_WIND_DOWN: Duration = Duration::from_millis(100);
 
 impl Live {
     /// Asks the run to stop producing, drain briefly and report (Ctrl-C).
     pub fn request_stop(&self) {
+        if let Ok(mut at) = self.stopped_at.lock() {
+            at.get_or_insert_with(tokio::time::Instant::now);
+        }
         self.stop.store(true, Relaxed);
         self.stop_notify.notify_waiters();
+    }
+
+    /// When a requested stop must be wound down by ([`WIND_DOWN`] after the request).
+    pub fn wind_down_by(&self) -> Option<tokio::time::Instant> {
+        self.stopped_at.lock().ok()?.map(|at| at + WIND_DOWN)
+    }
+
+    /// `normal`, or less once a stop was requested: what is left of the wind-down.
+    pub fn time_left(&self, normal: Duration) -> Duration {
+        match self.wind_down_by() {
+            Some(by) => normal.min(by.saturating_duration_since(tokio::time::Instant::now())),
+            None => normal,
+        }
     }
 
     /// Whether a stop was requested.

@@ -1,9 +1,11 @@
+use clap::error::{ContextKind, ContextValue};
 use clap::Parser;
 use eventbench::cli::Cli;
 use eventbench::commands::{self, EXIT_USAGE};
 use eventbench::pipeline::workers::WorkerError;
 use eventbench::scenario::ScenarioError;
 use eventbench::target::TargetError;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,7 +19,12 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line: what is wrong (clap's first line) and the accepted form (its usage line).
             let text = e.render().to_string();
-            let what = text.lines().next().unwrap_or("error: invalid arguments");
+            let mut what = text.lines().next().unwrap_or("error: invalid arguments").to_string();
+            // clap quotes the whole value: a 120 KB one is cut to a line.
+            if let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) {
+                what = what.replace(value.as_str(), &eventbench::text::shorten(value));
+            }
+            what = eventbench::text::cut(&what, 1000);
             match text.lines().find_map(|l| l.strip_prefix("Usage: ")) {
                 Some(usage) => eprintln!("{what} (usage: {usage}; see --help)"),
                 None => eprintln!("{what}"),
@@ -28,14 +35,14 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let _ = writeln!(std::io::stderr(), "error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(commands::execute(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::from(exit_code(&e))
         }
     }

@@ -9,6 +9,9 @@
 use crate::clock::Clock;
 use crate::clock::Timer;
 
+/// Most steps the float-rounding correction of [`Pacer::due_at`] takes.
+const EDGE_STEPS: u32 = 8;
+
 /// A batch of consecutive message indices that are due now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Batch {
@@ -44,7 +47,8 @@ impl Pacer {
     /// (then it is the moment its batch is released).
     #[inline]
     pub fn deadline_ns(&self, i: u64) -> Option<u64> {
-        self.period_ns.map(|p| self.start_ns + (i as f64 * p).round() as u64)
+        // Saturating: a deadline past the end of time is never due.
+        self.period_ns.map(|p| self.start_ns.saturating_add((i as f64 * p).round() as u64))
     }
 
     /// How many messages after those already taken are due at `now_ns`, at most `max`.
@@ -55,15 +59,23 @@ impl Pacer {
             None => 0,
             Some(_) if limit < self.start_ns => 0,
             Some(p) => {
-                // Index of the last message due, corrected for float rounding at the edge.
+                // Index of the last message due, corrected for float rounding at the
+                // edge: a step or two at a rate validation accepts. Bounded, so that a
+                // period below what f64 tells apart from the next index never spins.
                 let mut last = ((limit - self.start_ns) as f64 / p).floor() as u64;
-                while self.deadline_ns(last + 1).is_some_and(|d| d <= limit) {
-                    last += 1;
+                for _ in 0..EDGE_STEPS {
+                    if self.deadline_ns(last.saturating_add(1)).is_none_or(|d| d > limit) {
+                        break;
+                    }
+                    last = last.saturating_add(1);
                 }
-                while last > 0 && self.deadline_ns(last).is_some_and(|d| d > limit) {
+                for _ in 0..EDGE_STEPS {
+                    if !(last > 0 && self.deadline_ns(last).is_some_and(|d| d > limit)) {
+                        break;
+                    }
                     last -= 1;
                 }
-                (last + 1).saturating_sub(self.next).min(max)
+                last.saturating_add(1).saturating_sub(self.next).min(max)
             }
         }
     }
@@ -150,6 +162,21 @@ mod tests {
         }
         assert_eq!(total, 12345);
         assert!(last_now < 11_000_000_000 + 3_000_000);
+    }
+
+    #[test]
+    fn absurd_rates_never_spin() {
+        // Periods below a nanosecond, and far below what f64 tells apart at these indices.
+        for rate in [1e10, 1e12, 1e19, 1e20, 1e30, f64::MAX] {
+            let p = Pacer::new(1_000, 10_000_000_000, rate);
+            let started = std::time::Instant::now();
+            assert!(p.due_at(5_000_000_000, 1024) == 1024, "{rate}");
+            assert!(started.elapsed() < std::time::Duration::from_millis(100), "{rate}");
+        }
+        // A period past the end of time: the first message, then nothing.
+        let p = Pacer::new(1_000, u64::MAX, 1e-300);
+        assert_eq!(p.due_at(u64::MAX / 2, 10), 1);
+        assert_eq!(p.deadline_ns(1), Some(u64::MAX));
     }
 
     #[tokio::test(start_paused = true)]

@@ -33,13 +33,14 @@ fn fd_limit_message(needed: u64, hard: u64, nr_open: Option<u64>) -> String {
              (sysctl -w fs.nr_open={needed}), then the hard limit"
         ),
         _ => format!(
-            "raise it as root (ulimit -Hn {needed} in the shell that runs eventbench, LimitNOFILE={needed} \
-             in a systemd unit, or nofile in /etc/security/limits.conf)"
+            "raise it as root (ulimit -Hn {needed} && ulimit -n {needed} in the shell that runs eventbench, \
+             LimitNOFILE={needed} in a systemd unit, or nofile in /etc/security/limits.conf)"
         ),
     };
     format!(
         "this run needs about {needed} open files (one per connection, producers twice) but this process may \
-         open at most {hard} (its hard limit, ulimit -Hn); {how}, or run fewer consumers"
+         open at most {hard} (its hard limit; ulimit -n shows the soft one, ulimit -Hn this); {how}, or run \
+         fewer consumers"
     )
 }
 

@@ -37,55 +37,153 @@ pub enum TargetError {
     Config { key: String, value: String, message: String },
 }
 
-/// Settings changed for a run, with what they were before.
-#[derive(Debug, Default)]
+/// Settings `--redis-config` changed on a user's Redis, with what they were
+/// before, node by node, until they are restored. Every change is also kept
+/// in a process-wide list, so that an exit that skips the normal path (a
+/// second Ctrl-C) can still put them back ([`restore_unrestored`]).
+#[derive(Debug)]
 pub struct ConfigChange {
-    previous: Vec<(String, String)>,
+    id: u64,
+    nodes: Vec<(Endpoint, Previous)>,
 }
 
-/// Applies `settings` with CONFIG SET, remembering the old values. Goes
-/// through a data connection, so TLS and the run's credentials apply too.
-pub async fn apply_config(
-    endpoint: &Endpoint,
-    url: &str,
-    settings: &BTreeMap<String, String>,
-) -> Result<ConfigChange, TargetError> {
-    let mut change = ConfigChange::default();
-    if settings.is_empty() {
-        return Ok(change);
-    }
-    let unreachable =
-        |e: ConnError| TargetError::Unreachable { url: crate::connect::redact_url(url), message: e.to_string() };
-    let mut con = endpoint.connect().await.map_err(unreachable)?;
-    for (key, value) in settings {
-        let refused =
-            |e: ConnError| TargetError::Config { key: key.clone(), value: value.clone(), message: e.to_string() };
-        let old = con.query(&[b"CONFIG", b"GET", key.as_bytes()], "CONFIG GET").await.map_err(refused)?;
-        let Some(old) = old.get(1) else {
-            return Err(TargetError::Config {
-                key: key.clone(),
-                value: value.clone(),
-                message: "unknown setting".into(),
-            });
-        };
-        con.query(&[b"CONFIG", b"SET", key.as_bytes(), value.as_bytes()], "CONFIG SET").await.map_err(refused)?;
-        change.previous.push((key.clone(), old.clone()));
-    }
-    Ok(change)
+/// The old values of the settings changed on one node: (key, value), in the order they were set.
+type Previous = Vec<(String, String)>;
+
+/// What `--redis-config` changed and has not restored yet, by [`ConfigChange`] id.
+static UNRESTORED: std::sync::Mutex<Vec<(u64, Endpoint, Previous)>> = std::sync::Mutex::new(Vec::new());
+
+fn unrestored() -> std::sync::MutexGuard<'static, Vec<(u64, Endpoint, Previous)>> {
+    UNRESTORED.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl ConfigChange {
-    /// Puts the old values back (best effort: the run's results matter more).
-    pub async fn restore(self, endpoint: &Endpoint) -> Result<(), ConnError> {
-        if self.previous.is_empty() {
-            return Ok(());
+    /// Applies `settings` with CONFIG SET on every node, remembering the old
+    /// values. Goes through data connections, so TLS and the run's
+    /// credentials apply too. What was changed before a failure is in the
+    /// returned change either way: restore it.
+    pub async fn apply(
+        nodes: &[Endpoint],
+        url: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> (ConfigChange, Result<(), TargetError>) {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let mut change =
+            ConfigChange { id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed), nodes: Vec::new() };
+        if settings.is_empty() {
+            return (change, Ok(()));
         }
-        let mut con = endpoint.connect().await?;
-        for (key, old) in self.previous {
-            con.query(&[b"CONFIG", b"SET", key.as_bytes(), old.as_bytes()], "CONFIG SET").await?;
+        for endpoint in nodes {
+            change.nodes.push((endpoint.clone(), Vec::new()));
+            let result = change.apply_on(endpoint, url, settings).await;
+            if result.is_err() {
+                return (change, result);
+            }
+        }
+        (change, Ok(()))
+    }
+
+    async fn apply_on(
+        &mut self,
+        endpoint: &Endpoint,
+        url: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<(), TargetError> {
+        let unreachable =
+            |e: ConnError| TargetError::Unreachable { url: crate::connect::redact_url(url), message: e.to_string() };
+        let mut con = endpoint.connect().await.map_err(unreachable)?;
+        for (key, value) in settings {
+            let shown = crate::scenario::shown_config_value(key, value);
+            let refused = |message: String| {
+                // Redis may quote the value back: never a secret one.
+                let message = if crate::scenario::is_secret_config_key(key) && !value.is_empty() {
+                    message.replace(value.as_str(), crate::connect::MASK)
+                } else {
+                    message
+                };
+                TargetError::Config { key: key.clone(), value: shown.clone(), message }
+            };
+            let old = con.query(&[b"CONFIG", b"GET", key.as_bytes()], "CONFIG GET").await;
+            let old = old.map_err(|e| refused(e.to_string()))?;
+            let Some(old) = old.get(1) else { return Err(refused("unknown setting".into())) };
+            con.query(&[b"CONFIG", b"SET", key.as_bytes(), value.as_bytes()], "CONFIG SET")
+                .await
+                .map_err(|e| refused(e.to_string()))?;
+            self.nodes.last_mut().expect("the node being changed").1.push((key.clone(), old.clone()));
+            let mut list = unrestored();
+            match list
+                .iter_mut()
+                .find(|(id, e, _)| *id == self.id && e.host == endpoint.host && e.port == endpoint.port)
+            {
+                Some((_, _, previous)) => previous.push((key.clone(), old.clone())),
+                None => list.push((self.id, endpoint.clone(), vec![(key.clone(), old.clone())])),
+            }
         }
         Ok(())
     }
+
+    /// Drops the change without restoring it (a private server stops anyway).
+    pub fn forget(self) {
+        unrestored().retain(|(id, _, _)| *id != self.id);
+    }
+
+    /// Whether anything was changed.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.iter().all(|(_, previous)| previous.is_empty())
+    }
+
+    /// Puts the old values back on every node, within `timeout`; says what
+    /// could not be restored (and how to do it by hand).
+    pub async fn restore(self, timeout: Duration) -> Result<(), String> {
+        let result = match tokio::time::timeout(timeout, restore_nodes(&self.nodes)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {:.1}s", timeout.as_secs_f64())),
+        };
+        unrestored().retain(|(id, _, _)| *id != self.id);
+        result.map_err(|why| format!("{why}; set them back by hand: {}", by_hand(&self.nodes)))
+    }
+}
+
+/// The CONFIG SET commands that put `nodes` back, for a message.
+fn by_hand(nodes: &[(Endpoint, Previous)]) -> String {
+    let mut out = Vec::new();
+    for (e, previous) in nodes.iter().filter(|(_, p)| !p.is_empty()) {
+        let sets: Vec<String> = previous
+            .iter()
+            .map(|(k, v)| format!("CONFIG SET {k} \"{}\"", crate::scenario::shown_config_value(k, v)))
+            .collect();
+        out.push(format!("on {}:{} {}", e.host, e.port, sets.join(", ")));
+    }
+    out.join("; ")
+}
+
+/// Restores each node's old values, the last change first.
+async fn restore_nodes(nodes: &[(Endpoint, Previous)]) -> Result<(), String> {
+    let mut failed = Vec::new();
+    for (endpoint, previous) in nodes.iter().filter(|(_, p)| !p.is_empty()) {
+        let restored = async {
+            let mut con = endpoint.connect().await?;
+            for (key, old) in previous.iter().rev() {
+                con.query(&[b"CONFIG", b"SET", key.as_bytes(), old.as_bytes()], "CONFIG SET").await?;
+            }
+            Ok::<_, ConnError>(())
+        };
+        if let Err(e) = restored.await {
+            failed.push(format!("{}:{}: {e}", endpoint.host, endpoint.port));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}
+
+/// Restores whatever `--redis-config` changed and no run restored yet, within
+/// `timeout` (for an exit that skips the normal path: a second signal).
+pub async fn restore_unrestored(timeout: Duration) {
+    let nodes: Vec<_> = unrestored().drain(..).map(|(_, e, previous)| (e, previous)).collect();
+    let _ = tokio::time::timeout(timeout, restore_nodes(&nodes)).await;
 }
 
 impl crate::chaos::NodeControl for Target {
@@ -107,14 +205,21 @@ pub struct Target {
 }
 
 impl Target {
-    /// The scenario's `url`, a private cluster with `private_cluster`, else a private server.
-    pub fn for_scenario(s: &crate::Scenario) -> Result<Target, TargetError> {
+    /// The scenario's `url`, a private cluster with `private_cluster`, else a
+    /// private server that accepts `clients` connections (Redis's default
+    /// is 10,000, fewer than a large swarm opens).
+    pub fn for_scenario(s: &crate::Scenario, clients: u64) -> Result<Target, TargetError> {
+        let maxclients = clients.max(10_000).to_string();
+        let extra = ["--maxclients", maxclients.as_str()];
         match &s.url {
             Some(url) => Ok(Target::external(url)),
-            None if s.private_cluster > 0 => {
-                Target::private_cluster(s.redis_server.as_deref(), s.private_cluster, s.kill_node.is_some())
-            }
-            None => Target::private(s.redis_server.as_deref()),
+            None if s.private_cluster > 0 => Target::private_cluster_with(
+                s.redis_server.as_deref(),
+                s.private_cluster,
+                s.kill_node.is_some(),
+                &extra,
+            ),
+            None => Target::private_with(s.redis_server.as_deref(), &extra),
         }
     }
 
@@ -125,7 +230,12 @@ impl Target {
 
     /// Starts a private `redis-server` (from PATH unless `binary` is given).
     pub fn private(binary: Option<&Path>) -> Result<Target, TargetError> {
-        let server = PrivateServer::start(binary, &[])?;
+        Target::private_with(binary, &[])
+    }
+
+    /// A private server with `extra` arguments after the defaults.
+    pub fn private_with(binary: Option<&Path>, extra: &[&str]) -> Result<Target, TargetError> {
+        let server = PrivateServer::start(binary, extra)?;
         Ok(Target { url: format!("redis://127.0.0.1:{}/", server.port), servers: vec![server.into()] })
     }
 
@@ -135,7 +245,18 @@ impl Target {
     /// file before Redis answers, so a node killed with SIGKILL comes back
     /// with everything it acknowledged (for `--kill-node`).
     pub fn private_cluster(binary: Option<&Path>, n: u32, durable: bool) -> Result<Target, TargetError> {
+        Target::private_cluster_with(binary, n, durable, &[])
+    }
+
+    /// A private cluster whose nodes get `extra` arguments too.
+    pub fn private_cluster_with(
+        binary: Option<&Path>,
+        n: u32,
+        durable: bool,
+        extra: &[&str],
+    ) -> Result<Target, TargetError> {
         let mut args = vec!["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"];
+        args.extend(extra);
         // A node that is down must not stop the others from serving their slots.
         args.extend(["--cluster-require-full-coverage", "no", "--cluster-node-timeout", "1000"]);
         if durable {

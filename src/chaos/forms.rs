@@ -47,10 +47,11 @@ impl Percent {
 impl FromStr for Percent {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let digits = s.strip_suffix('%').ok_or_else(|| format!("'{s}' is not a percentage like 50%"))?;
-        let v: f64 = digits.parse().map_err(|_| format!("'{s}' is not a percentage like 50%"))?;
+        let digits =
+            s.strip_suffix('%').ok_or_else(|| format!("{} is not a percentage like 50%", crate::text::quote(s)))?;
+        let v: f64 = digits.parse().map_err(|_| format!("{} is not a percentage like 50%", crate::text::quote(s)))?;
         if !(0.0..=100.0).contains(&v) {
-            return Err(format!("'{s}' is outside 0%..100%"));
+            return Err(format!("{} is outside 0%..100%", crate::text::quote(s)));
         }
         Ok(Percent(v))
     }
@@ -84,8 +85,8 @@ impl FromStr for Disconnect {
 
 /// Splits `WHO@AT+FOR` into WHO and the two durations; `form` goes into the messages.
 fn split_at_for<'a>(s: &'a str, form: &str) -> Result<(&'a str, Duration, Duration), String> {
-    let (who, rest) = s.split_once('@').ok_or_else(|| format!("'{s}': {form}"))?;
-    let (at, down_for) = rest.split_once('+').ok_or_else(|| format!("'{s}': {form}"))?;
+    let (who, rest) = s.split_once('@').ok_or_else(|| format!("{}: {form}", crate::text::quote(s)))?;
+    let (at, down_for) = rest.split_once('+').ok_or_else(|| format!("{}: {form}", crate::text::quote(s)))?;
     let at = parse_duration(at).map_err(|e| format!("{e}; {form}"))?;
     Ok((who, at, parse_duration(down_for).map_err(|e| format!("{e}; {form}"))?))
 }
@@ -108,7 +109,7 @@ impl FromStr for Crash {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let form = "expected PCT@AT, e.g. 25%@3s";
-        let (share, at) = s.split_once('@').ok_or_else(|| format!("'{s}': {form}"))?;
+        let (share, at) = s.split_once('@').ok_or_else(|| format!("{}: {form}", crate::text::quote(s)))?;
         Ok(Crash {
             share: share.parse().map_err(|e| format!("{e}; {form}"))?,
             at: parse_duration(at).map_err(|e| format!("{e}; {form}"))?,
@@ -138,7 +139,8 @@ impl FromStr for KillNode {
     fn from_str(s: &str) -> Result<Self, String> {
         let form = "expected NODE@AT+FOR, e.g. 1@2s+1s";
         let (node, at, down_for) = split_at_for(s, form)?;
-        let node = node.trim().parse().map_err(|_| format!("'{node}' is not a node index; {form}"))?;
+        let node =
+            node.trim().parse().map_err(|_| format!("{} is not a node index; {form}", crate::text::quote(node)))?;
         Ok(KillNode { node, at, down_for })
     }
 }
@@ -161,13 +163,13 @@ impl FromStr for Slow {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let form = "expected PCT:DELAY, e.g. 25%:200us";
-        let (share, delay) = s.split_once(':').ok_or_else(|| format!("'{s}': {form}"))?;
+        let (share, delay) = s.split_once(':').ok_or_else(|| format!("{}: {form}", crate::text::quote(s)))?;
         let slow = Slow {
             share: share.parse().map_err(|e| format!("{e}; {form}"))?,
             delay: parse_duration(delay).map_err(|e| format!("{e}; {form}"))?,
         };
         if slow.delay.is_zero() {
-            return Err(format!("'{s}': DELAY must be longer than 0; {form}"));
+            return Err(format!("{}: DELAY must be longer than 0; {form}", crate::text::quote(s)));
         }
         Ok(slow)
     }

@@ -237,13 +237,18 @@ pub async fn kill_node(
     }
     let mut outage = NodeOutage { node: k.node, down_ns: now(), up_ns: None };
     nodes.kill_node(port)?;
-    until(outage.down_ns + k.down_for.as_nanos() as u64).await;
+    // A stop (Ctrl-C, a failure) cuts the outage short: the node is started
+    // again at once (a later run on the same cluster needs it), not waited for.
+    tokio::select! {
+        _ = until(outage.down_ns + k.down_for.as_nanos() as u64) => {}
+        _ = live.stopped() => {}
+    }
     nodes.restart_node(port)?;
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(|e| e.to_string())?;
     // Up: the process answers (its append-only file loaded). Serving keyed
     // commands again takes Redis longer: a restarted master waits about 2 s
     // before it calls its cluster state ok.
-    while now() < end && outage.up_ns.is_none() {
+    while now() < end && outage.up_ns.is_none() && !live.stop_requested() {
         if let Ok(mut con) = client.get_multiplexed_async_connection().await {
             if redis::cmd("PING").query_async::<String>(&mut con).await.is_ok() {
                 outage.up_ns = Some(now());

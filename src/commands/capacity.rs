@@ -4,7 +4,7 @@
 //! ends; then `capacity.csv`, `capacity.svg`, `capacity.html` and the headline.
 
 use super::{
-    check_out, interrupted_before_start, mode_of, on_interrupt, run_one, write_run, EXIT_ABORTED, EXIT_ASSERTION,
+    interrupted_before_start, mode_of, on_interrupt, run_one, write_run, EXIT_ABORTED, EXIT_ASSERTION,
     EXIT_INTERRUPTED, WRITING,
 };
 use crate::capacity::search::{self, Outcome, StepPlan, Steps, Verdict};
@@ -197,7 +197,6 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let slo = Slo::new(base.assert.iter().cloned().chain(args.slo.iter().cloned()));
-    check_out(args.run.out.as_ref())?;
     let root = match &args.run.out {
         Some(dir) => dir.clone(),
         None => files::default_dir(
@@ -221,10 +220,12 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
 pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
     let mode = mode_of(&args.run.split);
     let Settings { scenarios, slo, plan, root } = settings(&args, &mode)?;
+    // Usable (and new) before anything runs; every step goes in below it.
+    let mut out = super::OutDir::prepare(Some(&root), Path::new("results"))?;
     let current = Arc::new(Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let target = pipeline::target_for(&scenarios[0])?;
-    std::fs::create_dir_all(&root).with_context(|| format!("cannot create output directory {}", root.display()))?;
+    out.keep();
     let started = Instant::now();
     let mut searches: Vec<Searched> = Vec::new();
     let mut halt = None;

@@ -31,13 +31,13 @@ impl std::fmt::Debug for RedisUrl {
 /// and never contains the password.
 pub fn parse_url(url: &str) -> Result<RedisUrl, String> {
     let shown = redact_url(url);
-    let bad = |why: &str| format!("'{shown}' is not a valid Redis URL ({why}); {URL_FORM}");
+    let bad = |why: &str| format!("{} is not a valid Redis URL ({why}); {URL_FORM}", crate::text::quote(&shown));
     let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
     let tls = match scheme.as_deref() {
         Some("redis") => false,
         Some("rediss") => true,
         Some("unix" | "redis+unix") => return Err(bad("Unix sockets are not supported")),
-        _ => return Err(format!("'{shown}' is not a Redis URL; {URL_FORM}")),
+        _ => return Err(format!("{} is not a Redis URL; {URL_FORM}", crate::text::quote(&shown))),
     };
     // url's messages name the part that is wrong, never the text around it.
     let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
@@ -48,6 +48,10 @@ pub fn parse_url(url: &str) -> Result<RedisUrl, String> {
     };
     if host.is_empty() {
         return Err(bad("no host"));
+    }
+    // DNS names are at most 253 characters; anything longer is no host at all.
+    if host.len() > 253 {
+        return Err(bad("the host name is longer than 253 characters"));
     }
     let port = u.port().unwrap_or(6379);
     if port == 0 {

@@ -86,14 +86,16 @@ pub struct SideTasks {
 }
 
 impl SideTasks {
-    /// Waits for the side tasks to wrap up after the finish signal.
-    pub async fn finish(self) -> SideResults {
+    /// Waits (at most `limit`) for the side tasks to wrap up after the finish
+    /// signal; one still waiting for Redis then is stopped, with nothing to show.
+    pub async fn finish(self, limit: std::time::Duration) -> SideResults {
+        let deadline = tokio::time::Instant::now() + limit;
         let backlog = match self.backlog {
-            Some(h) => h.await.unwrap_or_default(),
+            Some(h) => within(h, deadline).await.unwrap_or_default(),
             None => Vec::new(),
         };
         let replay = match self.replay {
-            Some(h) => h.await.ok().flatten(),
+            Some(h) => within(h, deadline).await.flatten(),
             None => None,
         };
         let retained = match self.retained {
@@ -101,6 +103,17 @@ impl SideTasks {
             None => None,
         };
         SideResults { backlog, replay, retained }
+    }
+}
+
+/// The task's result if it ends by `deadline`; else it is aborted.
+async fn within<T>(mut h: tokio::task::JoinHandle<T>, deadline: tokio::time::Instant) -> Option<T> {
+    match tokio::time::timeout_at(deadline, &mut h).await {
+        Ok(r) => r.ok(),
+        Err(_) => {
+            h.abort();
+            None
+        }
     }
 }
 

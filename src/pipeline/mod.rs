@@ -16,14 +16,14 @@ pub mod setup;
 pub mod workers;
 
 use crate::chaos::{self, NodeOutage};
-use crate::live::{Live, Outcome};
+use crate::live::{self, Live, Outcome};
 use crate::results::summarize::{HarnessCpu, RunFacts};
 use crate::results::RunReport;
 use crate::rows::WorkerRow;
 use crate::scenario::Scenario;
 use crate::swarm::SwarmOutput;
-use crate::target::{self, Target, TargetError};
-use anyhow::{Context, Result};
+use crate::target::{ConfigChange, Target, TargetError};
+use anyhow::Result;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use workers::Coordination;
@@ -89,9 +89,17 @@ pub fn check(scenario: &Scenario, mode: &Mode) -> Result<(), crate::scenario::Sc
 /// The scenario's Redis. The open-file limit is raised first, so that a
 /// private redis-server inherits it too (thousands of consumers need it on both sides).
 pub fn target_for(scenario: &Scenario) -> Result<Target> {
-    crate::sys::raise_fd_limit(scenario.producers as u64 * 2 + scenario.consumers as u64 + 64)
-        .context("raising the open-file limit")?;
-    Ok(Target::for_scenario(scenario)?)
+    // A run this machine cannot open the connections of is bad input, before anything starts.
+    crate::sys::raise_fd_limit(connections(scenario)).map_err(|e| crate::scenario::ScenarioError::Invalid {
+        key: if scenario.consumers >= scenario.producers { "consumers" } else { "producers" },
+        message: e.to_string(),
+    })?;
+    Ok(Target::for_scenario(scenario, connections(scenario))?)
+}
+
+/// About how many connections (open files) a run in one process needs: producers twice, consumers, some to spare.
+pub fn connections(scenario: &Scenario) -> u64 {
+    scenario.producers as u64 * 2 + scenario.consumers as u64 + 64
 }
 
 /// Runs a scenario on `target` in `mode`. `say` gets the one line a user
@@ -117,9 +125,11 @@ pub async fn execute(
         _ => None,
     };
     // Every node of a cluster gets the settings: each serves its own clients.
-    let mut configs = Vec::new();
-    for e in &setup.nodes {
-        configs.push((e, target::apply_config(e, target.url(), &scenario.redis_config).await?));
+    let (config, applied) = ConfigChange::apply(&setup.nodes, target.url(), &scenario.redis_config).await;
+    if let Err(e) = applied {
+        // What was changed before the refusal goes back at once.
+        let _ = restore_config(config, target, scenario.connect_timeout).await;
+        return Err(e.into());
     }
     let shares = async {
         let shares = match mode {
@@ -141,23 +151,12 @@ pub async fn execute(
         }
     };
     let (shares, node_outage) = tokio::join!(shares, fault);
-    setup.driver.cleanup().await;
-    let failed = shares.as_ref().map_or(true, |s| s.outputs.iter().any(|o| o.outcome.status == crate::Status::Aborted));
-    if !target.is_private() {
-        // A user's Redis gets its settings back; a private one is about to stop anyway.
-        let restore = async {
-            for (e, config) in configs {
-                config.restore(e).await?;
-            }
-            Ok::<_, crate::connect::ConnError>(())
-        };
-        if failed {
-            // Redis is likely gone or stalled: try briefly, and keep the results either way.
-            let _ = tokio::time::timeout(Duration::from_secs(1), restore).await;
-        } else {
-            restore.await.context("restoring --redis-config settings")?;
-        }
-    }
+    // A stopped or stalled Redis must not hold the end of the run: cleanup is
+    // best effort, within what is left of the wind-down after a stop.
+    let cleanup_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
+    let _ = tokio::time::timeout(cleanup_limit, setup.driver.cleanup()).await;
+    let restore_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
+    let restored = restore_config(config, target, restore_limit).await;
     let shares = shares?;
     let mut out = workers::merge::merge(shares.outputs)?;
     let node_outage: Option<NodeOutage> = match node_outage {
@@ -168,6 +167,10 @@ pub async fn execute(
             None
         }
     };
+    if let Err(e) = restored {
+        // The results stand, but the user's Redis was left changed: they must know.
+        out.outcome = out.outcome.worst(Outcome::aborted(format!("--redis-config not restored: {e}")));
+    }
     let report = crate::results::summarize::summarize(RunFacts {
         run_id,
         scenario,
@@ -180,6 +183,16 @@ pub async fn execute(
         epoch: shares.epoch,
     });
     Ok(Finished { report, workers: shares.workers })
+}
+
+/// Puts a user's Redis back as it was (within `limit`); a private server is
+/// about to stop anyway.
+async fn restore_config(config: ConfigChange, target: &Target, limit: Duration) -> Result<(), String> {
+    if target.is_private() || config.is_empty() {
+        config.forget();
+        return Ok(());
+    }
+    config.restore(limit).await
 }
 
 /// `20261126T174000Z`: sortable and safe in a directory name.

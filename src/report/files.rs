@@ -53,9 +53,10 @@ pub fn default_dir(root: &Path, run_id: &str) -> PathBuf {
     dir
 }
 
-/// Writes every file of a run into `dir`, which must not exist yet.
+/// Writes every file of a run into `dir`, which must not exist yet (or be empty).
 pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
-    if dir.exists() {
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
+    if dir.exists() && !empty {
         bail!(
             "output directory {} already exists; results are never overwritten (choose another --out)",
             dir.display()

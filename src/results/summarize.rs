@@ -258,10 +258,20 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     let scenario = &scenario;
     let window = out.window;
     let channels = scenario.channels as usize;
-    let seconds = window.seconds();
     let mode = match scenario.transport {
         TransportKind::Streams => Mode::Streams { retained: out.retained.as_deref(), trims: scenario.maxlen.is_some() },
         _ => Mode::PubSub,
+    };
+    // Per-second series hold the seconds that had a send or a delivery: a
+    // completed run reports every second of its window, a stopped one those it reached.
+    let reached = out.producers.iter().map(|p| p.sent_per_second.len() / channels.max(1));
+    let reached = reached.chain([out.threads.seconds.len()]).max().unwrap_or(0);
+    let seconds = match out.outcome.status {
+        Status::Ok => window.seconds(),
+        _ => window.seconds().min(reached),
+    };
+    let sent_in = |p: &crate::stats::ProducerStats, s: usize, c: usize| {
+        p.sent_per_second.get(s * channels + c).copied().unwrap_or(0)
     };
 
     // Per second and channel: measured messages sent, and those Redis refused (never expected).
@@ -274,7 +284,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             let refused = p.refused_seqs(c);
             let mut from = p.measured_first[c].unwrap_or(0);
             for s in 0..seconds {
-                let n = p.sent_per_second[s * channels + c];
+                let n = sent_in(p, s, c);
                 sent_per_second[s][c] += n;
                 let to = from + n;
                 refused_per_second[s][c] +=
@@ -311,7 +321,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
                 // The measured sequences of this stream, second by second.
                 let mut from = lo;
                 for (s, second_loss) in loss_per_second.iter_mut().enumerate() {
-                    let to = from + p.sent_per_second[s * channels + ch as usize];
+                    let to = from + sent_in(p, s, ch as usize);
                     let loss = causes.attribute(ledger, from, to, &mut per_outage);
                     second_loss.add(loss);
                     c_loss.add(loss);
@@ -391,10 +401,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     };
     let duration_s = measured_ns as f64 / 1e9;
     // The seconds the run reached: an interrupted run's series ends where it stopped.
-    let ran = match out.outcome.status {
-        Status::Ok => seconds,
-        _ => (measured_ns.div_ceil(1_000_000_000) as usize).clamp(1, seconds.max(1)).min(seconds),
-    };
+    let ran = seconds;
     // Deliveries received during the measured phase, per second of it: the
     // drain's catching up is not counted, so a run that fell behind shows it.
     let arrived = |s: usize| out.threads.arrived.get(s).copied().unwrap_or(0);
@@ -415,9 +422,10 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         .collect();
     let (mut due, mut arrived_by) = (0u64, 0u64);
     let mut in_flight = Vec::with_capacity(ran);
+    let no_delivery = crate::stats::SecondStats::default();
     let timeseries = (0..ran)
         .map(|s| {
-            let sec = &out.threads.seconds[s];
+            let sec = out.threads.seconds.get(s).unwrap_or(&no_delivery);
             let sec_latency = sec.histogram();
             let expected_s: u64 =
                 (0..channels).map(|c| (sent_per_second[s][c] - refused_per_second[s][c]) * subscribers[c]).sum();
@@ -456,13 +464,6 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             }
         })
         .collect();
-    // Rows for seconds the run never reached are left out; whatever they held is still accounted.
-    for (s, loss) in loss_per_second.iter().enumerate().skip(ran) {
-        if (loss.total() + loss.undelivered > 0 || out.threads.seconds[s].delivered > 0) && mismatch.is_none() {
-            mismatch = Some(format!("second {s} is past the interruption but holds messages"));
-        }
-    }
-
     let lat = &out.threads.latency;
     let raw = &out.threads.raw;
     let latency = PERCENTILES
@@ -541,6 +542,10 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             ns => out.threads.latency.count_between(0, ns),
         },
     };
+    let mut per_second = out.threads.seconds;
+    if per_second.len() < seconds {
+        per_second.resize_with(seconds, Default::default);
+    }
     RunReport {
         run_id,
         scenario: scenario.clone(),
@@ -552,7 +557,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         window,
         histogram: out.threads.latency,
         raw_histogram: out.threads.raw,
-        per_second: out.threads.seconds,
+        per_second,
         epoch,
     }
 }

@@ -48,7 +48,53 @@ pub enum SubscribeMode {
 pub fn parse_redis_config(s: &str) -> Result<(String, String), String> {
     match s.trim().split_once(char::is_whitespace) {
         Some((key, value)) if !value.trim().is_empty() => Ok((key.to_string(), value.trim().to_string())),
-        _ => Err(format!("'{s}': expected \"KEY VALUE\", e.g. \"client-output-buffer-limit pubsub 256kb 64kb 5\"")),
+        _ => Err(format!(
+            "{}: expected \"KEY VALUE\", e.g. \"client-output-buffer-limit pubsub 256kb 64kb 5\"",
+            crate::text::quote(s)
+        )),
+    }
+}
+
+/// Settings `--redis-config` refuses, with why: they change how clients
+/// authenticate or replicas reach their master (eventbench could not restore
+/// them, or lock out everyone who knew the old password), or where Redis
+/// listens (eventbench could not reach it to restore anything).
+const REFUSED_CONFIG: &[(&str, &str)] = &[
+    ("requirepass", "it changes the password every client needs"),
+    ("aclfile", "it changes the users and passwords every client needs"),
+    ("masterauth", "it changes the credentials replicas use to reach their master"),
+    ("masteruser", "it changes the credentials replicas use to reach their master"),
+    ("primaryauth", "it changes the credentials replicas use to reach their primary"),
+    ("primaryuser", "it changes the credentials replicas use to reach their primary"),
+    ("replicaof", "it changes what the server replicates"),
+    ("slaveof", "it changes what the server replicates"),
+    ("tls-key-file-pass", "it is a secret of the server's TLS key"),
+    ("tls-client-key-file-pass", "it is a secret of the server's TLS key"),
+    ("tls-auth-clients", "it changes how clients authenticate"),
+    ("port", "eventbench could not reach the server to restore it"),
+    ("tls-port", "eventbench could not reach the server to restore it"),
+    ("bind", "eventbench could not reach the server to restore it"),
+    ("unixsocket", "it changes where clients reach the server"),
+];
+
+/// Why `--redis-config KEY ...` is refused, if it is (Redis keys are case-insensitive).
+pub fn refused_config_key(key: &str) -> Option<&'static str> {
+    let key = key.to_ascii_lowercase();
+    REFUSED_CONFIG.iter().find(|(k, _)| *k == key).map(|(_, why)| *why)
+}
+
+/// A setting whose value looks like a secret: written as `***` in every output.
+pub fn is_secret_config_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "auth", "secret", "token", "credential", "masteruser", "primaryuser"].iter().any(|w| key.contains(w))
+}
+
+/// The value of `key` as messages and files show it: `***` for a secret.
+pub fn shown_config_value(key: &str, value: &str) -> String {
+    if is_secret_config_key(key) {
+        crate::connect::MASK.to_string()
+    } else {
+        crate::text::shorten(value)
     }
 }
 
@@ -67,7 +113,7 @@ pub fn parse_on_off(s: &str) -> Result<bool, String> {
     match s {
         "on" | "true" | "yes" => Ok(true),
         "off" | "false" | "no" => Ok(false),
-        _ => Err(format!("'{s}': expected on or off")),
+        _ => Err(format!("{}: expected on or off", crate::text::quote(s))),
     }
 }
 
@@ -129,9 +175,10 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
         _ => (t, 1.0),
     };
     let form = "expected messages per second ≥ 0, e.g. 20000, 20k or 0 for as fast as possible";
-    let v: f64 = digits.parse().map_err(|_| format!("'{s}': {form}"))?;
+    let bad = || format!("{}: {form}", crate::text::quote(s));
+    let v: f64 = digits.parse().map_err(|_| bad())?;
     if !v.is_finite() || v < 0.0 {
-        return Err(format!("'{s}': {form}"));
+        return Err(bad());
     }
     Ok(v * scale)
 }

@@ -14,7 +14,10 @@ mod forms;
 pub use crate::chaos::forms::{Crash, Disconnect, KillNode, Percent, Slow};
 pub(crate) use crate::clock::{fmt_duration, parse_duration};
 pub use flags::ScenarioFlags;
-pub use forms::{parse_on_off, parse_rate, parse_redis_config, SubscribeMode, TransportKind};
+pub use forms::{
+    is_secret_config_key, parse_on_off, parse_rate, parse_redis_config, refused_config_key, shown_config_value,
+    SubscribeMode, TransportKind,
+};
 
 use crate::wire::HEADER_LEN;
 use clap::{ArgAction, Args, FromArgMatches};
@@ -40,6 +43,26 @@ pub enum ScenarioError {
     #[error("scenario file {path}, line {line}, column {column}: {message}")]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
 }
+
+/// The fastest total rate a run may ask for, messages per second: more than
+/// one process (or a few) could write to Redis, and short of where the
+/// schedule's arithmetic loses its precision.
+pub const MAX_RATE: f64 = 100_000_000.0;
+/// The longest measured phase (and warmup, drain, timeout): 30 days. Memory
+/// grows with the seconds a run has measured, not with what it declares.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest time a slow consumer may spend on one message.
+pub const MAX_SLOW_DELAY: Duration = Duration::from_secs(60);
+/// Producer connections a run may open.
+pub const MAX_PRODUCERS: u32 = 10_000;
+/// Consumer connections a run may open (the open-file limit may allow fewer).
+pub const MAX_CONSUMERS: u32 = 100_000;
+/// Channels (or streams) a run may use.
+pub const MAX_CHANNELS: u32 = 100_000;
+/// Producers × channels: the message sequences each consumer keeps a ledger of.
+pub const MAX_SEQUENCES: u64 = 1_000_000;
+/// Consumers × producers × channels: every ledger of a run (32 bytes each at least).
+pub const MAX_LEDGERS: u64 = 50_000_000;
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ScenarioError {
     ScenarioError::Invalid { key, message: message.into() }
@@ -252,6 +275,11 @@ impl Scenario {
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
         shown.url = shown.url.as_deref().map(crate::connect::redact_url);
+        for (key, value) in shown.redis_config.iter_mut() {
+            if is_secret_config_key(key) {
+                *value = crate::connect::MASK.to_string();
+            }
+        }
         toml::to_string(&shown).expect("a scenario always serializes")
     }
 
@@ -260,14 +288,18 @@ impl Scenario {
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
             return Err(invalid("name", "must be non-empty and contain no path separators"));
         }
-        if self.producers == 0 {
-            return Err(invalid("producers", "must be at least 1"));
-        }
-        if self.channels == 0 {
-            return Err(invalid("channels", "must be at least 1"));
-        }
+        self.validate_sizes()?;
         if !self.rate.is_finite() || self.rate < 0.0 {
             return Err(invalid("rate", "must be ≥ 0 messages per second (0 = as fast as possible)"));
+        }
+        if self.rate > MAX_RATE {
+            return Err(invalid(
+                "rate",
+                format!(
+                    "{} messages per second is more than one run can send (at most {} = 100M; 0 = as fast as possible)",
+                    self.rate, MAX_RATE
+                ),
+            ));
         }
         if self.payload < HEADER_LEN {
             return Err(invalid(
@@ -277,6 +309,21 @@ impl Scenario {
         }
         if self.payload > 512 * 1024 * 1024 {
             return Err(invalid("payload", "must be at most 512 MiB (Redis's limit for a string)"));
+        }
+        let durations = [
+            ("duration", self.duration),
+            ("warmup", self.warmup),
+            ("drain", self.drain),
+            ("connect-timeout", self.connect_timeout),
+            ("claim-idle", self.claim_idle),
+        ];
+        for (key, d) in durations {
+            if d > MAX_DURATION {
+                return Err(invalid(
+                    key,
+                    format!("{} is longer than the longest run eventbench takes on (30 days, 720h)", fmt_duration(&d)),
+                ));
+            }
         }
         if self.duration.is_zero() {
             return Err(invalid("duration", "must be longer than 0s"));
@@ -288,7 +335,7 @@ impl Scenario {
             if d.share.0 > 0.0 && self.consumers == 0 {
                 return Err(invalid("disconnect", format!("{d}: the scenario has no consumers")));
             }
-            if d.at + d.down_for > self.duration {
+            if d.at.saturating_add(d.down_for) > self.duration {
                 return Err(invalid(
                     "disconnect",
                     format!(
@@ -305,9 +352,38 @@ impl Scenario {
             if slow.share.0 > 0.0 && self.consumers == 0 {
                 return Err(invalid("slow", format!("{slow}: the scenario has no consumers")));
             }
+            if slow.delay > MAX_SLOW_DELAY {
+                return Err(invalid(
+                    "slow",
+                    format!(
+                        "{slow}: DELAY is at most {} per message (a consumer that takes longer has stopped: use --crash)",
+                        fmt_duration(&MAX_SLOW_DELAY)
+                    ),
+                ));
+            }
         }
-        if let Some(key) = self.redis_config.keys().find(|k| k.trim().is_empty() || k.contains(char::is_whitespace)) {
-            return Err(invalid("redis-config", format!("'{key}' is not a configuration key")));
+        for (key, value) in &self.redis_config {
+            if key.trim().is_empty() || key.contains(char::is_whitespace) {
+                return Err(invalid("redis-config", format!("{} is not a configuration key", crate::text::quote(key))));
+            }
+            if let Some(why) = refused_config_key(key) {
+                return Err(invalid(
+                    "redis-config",
+                    format!(
+                        "{} is refused: {why}; set it on the server yourself if you mean to",
+                        crate::text::quote(key)
+                    ),
+                ));
+            }
+            if is_secret_config_key(key) && value == crate::connect::MASK {
+                return Err(invalid(
+                    "redis-config",
+                    format!(
+                        "the value of {} is masked (***), as eventbench writes secrets; give it with --redis-config",
+                        crate::text::quote(key)
+                    ),
+                ));
+            }
         }
         let within = |key: &'static str, what: String, at: Duration| {
             if at >= self.duration {
@@ -344,6 +420,57 @@ impl Scenario {
         self.validate_target()
     }
 
+    /// How many producers, consumers and channels: each has a connection or
+    /// memory of its own, so each has a limit one machine can honour.
+    fn validate_sizes(&self) -> Result<(), ScenarioError> {
+        let at_most = |key: &'static str, n: u32, max: u32, what: &str| {
+            if n > max {
+                Err(invalid(key, format!("at most {max} {what} (asked for {n})")))
+            } else {
+                Ok(())
+            }
+        };
+        if self.producers == 0 {
+            return Err(invalid("producers", "must be at least 1"));
+        }
+        at_most("producers", self.producers, MAX_PRODUCERS, "producer connections per run")?;
+        if self.consumers == 0 {
+            return Err(invalid(
+                "consumers",
+                "must be at least 1: eventbench measures delivery, and a run without consumers has none to measure",
+            ));
+        }
+        at_most("consumers", self.consumers, MAX_CONSUMERS, "consumer connections per run")?;
+        if self.channels == 0 {
+            return Err(invalid("channels", "must be at least 1"));
+        }
+        at_most("channels", self.channels, MAX_CHANNELS, "channels per run")?;
+        // Each consumer (or Streams group) keeps a ledger per (producer, channel).
+        let sequences = u64::from(self.producers) * u64::from(self.channels);
+        if sequences > MAX_SEQUENCES {
+            return Err(invalid(
+                "channels",
+                format!(
+                    "{} producers × {} channels is {sequences} sequences; at most {MAX_SEQUENCES}",
+                    self.producers, self.channels
+                ),
+            ));
+        }
+        let ledgers = sequences * u64::from(self.consumers);
+        if ledgers > MAX_LEDGERS {
+            return Err(invalid(
+                "consumers",
+                format!(
+                    "{} consumers × {sequences} sequences (producers × channels) is {ledgers} ledgers, at most \
+                     {MAX_LEDGERS} (about {} GB of memory)",
+                    self.consumers,
+                    MAX_LEDGERS * 32 / 1_000_000_000
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate_cluster(&self) -> Result<(), ScenarioError> {
         if self.private_cluster > 0 {
             if self.private_cluster < 3 {
@@ -375,7 +502,7 @@ impl Scenario {
             if k.down_for.is_zero() {
                 return Err(invalid("kill-node", format!("{k}: FOR must be longer than 0s")));
             }
-            if k.at + k.down_for > self.duration {
+            if k.at.saturating_add(k.down_for) > self.duration {
                 return Err(invalid(
                     "kill-node",
                     format!(

@@ -207,6 +207,7 @@ pub struct ThreadStats {
     /// Receive time − actual send time (what a closed-loop tool would report).
     #[serde(with = "serial::hist")]
     pub raw: Histogram<u64>,
+    /// Up to the last second with a delivery (later seconds had none).
     pub seconds: Vec<SecondStats>,
     /// First deliveries of measured messages by the second they arrived in,
     /// counted from the start of the measured phase (the drain's seconds follow).
@@ -214,10 +215,26 @@ pub struct ThreadStats {
     pub arrived: Vec<u64>,
 }
 
+impl Default for SecondStats {
+    fn default() -> SecondStats {
+        SecondStats::new()
+    }
+}
+
 impl ThreadStats {
-    pub fn new(window: &Window) -> ThreadStats {
-        let seconds = vec![SecondStats::new(); window.seconds()];
-        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds, arrived: Vec::new() }
+    /// Per-second series grow as the seconds pass: memory follows what was
+    /// measured, never the duration a scenario declares.
+    pub fn new(_window: &Window) -> ThreadStats {
+        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds: Vec::new(), arrived: Vec::new() }
+    }
+
+    /// Second `s` of the measured phase, opened (with those before it) if need be.
+    #[inline]
+    pub fn second_mut(&mut self, s: usize) -> &mut SecondStats {
+        if s >= self.seconds.len() {
+            self.seconds.resize_with(s + 1, SecondStats::new);
+        }
+        &mut self.seconds[s]
     }
 
     /// Seals the first `seconds` seconds (see [`SecondStats::seal`]).
@@ -229,6 +246,9 @@ impl ThreadStats {
     pub fn merge(&mut self, other: &ThreadStats) {
         self.latency.add(&other.latency).expect("auto-resizing histograms accept any value");
         self.raw.add(&other.raw).expect("auto-resizing histograms accept any value");
+        if self.seconds.len() < other.seconds.len() {
+            self.seconds.resize_with(other.seconds.len(), SecondStats::new);
+        }
         for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
             mine.merge(theirs);
         }
@@ -322,7 +342,7 @@ impl ConsumerStats {
         record(&mut self.latency, latency);
         record(&mut thread.latency, latency);
         record(&mut thread.raw, now_ns.saturating_sub(h.sent_ns));
-        thread.seconds[second].record(latency);
+        thread.second_mut(second).record(latency);
         // Grows once a second at most: no allocation per message.
         let arrived = (now_ns.saturating_sub(window.start_ns) / 1_000_000_000) as usize;
         if arrived >= thread.arrived.len() {
@@ -342,7 +362,8 @@ pub struct ProducerStats {
     pub measured_count: Vec<u64>,
     /// Messages written, warmup included.
     pub sent_total: u64,
-    /// `[second * channels + channel]`: measured messages by intended second.
+    /// `[second * channels + channel]`: measured messages by intended second,
+    /// up to the last second with one (later seconds had none).
     pub sent_per_second: Vec<u64>,
     /// Actual − intended send time.
     #[serde(with = "serial::hist")]
@@ -364,13 +385,14 @@ pub struct ProducerStats {
 }
 
 impl ProducerStats {
-    pub fn new(id: u32, channels: u32, window: &Window) -> ProducerStats {
+    pub fn new(id: u32, channels: u32, _window: &Window) -> ProducerStats {
         ProducerStats {
             id,
             measured_first: vec![None; channels as usize],
             measured_count: vec![0; channels as usize],
             sent_total: 0,
-            sent_per_second: vec![0; window.seconds() * channels as usize],
+            // Grown as the seconds pass (see `record`).
+            sent_per_second: Vec::new(),
             send_lag: latency_histogram(),
             reached: 0,
             redirections: 0,
@@ -390,7 +412,11 @@ impl ProducerStats {
             let c = h.channel as usize;
             self.measured_first[c].get_or_insert(h.seq);
             self.measured_count[c] += 1;
-            self.sent_per_second[second * self.measured_count.len() + c] += 1;
+            let at = second * self.measured_count.len() + c;
+            if at >= self.sent_per_second.len() {
+                self.sent_per_second.resize((second + 1) * self.measured_count.len(), 0);
+            }
+            self.sent_per_second[at] += 1;
             self.last_sent_ns = self.last_sent_ns.max(h.sent_ns);
         }
     }

@@ -25,9 +25,16 @@ use tokio::sync::{mpsc, watch};
 
 /// Most messages a producer writes in one pipelined write.
 const MAX_BATCH: u64 = 1024;
+/// Most bytes of payload a producer writes in one pipelined write: large
+/// payloads go fewer at a time (one, at least), so memory stays bounded
+/// (1024 payloads of 100 MB would be 100 GB).
+const MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// After a failure, how long consumers may still read what is already on
 /// their sockets, so that nothing measured before it is dropped.
 const ABORT_DRAIN: Duration = Duration::from_millis(250);
+/// Longest wait for the driver's side tasks after the finish signal (one may
+/// be waiting on a Redis that stopped answering).
+const SIDE_TASKS_END: Duration = Duration::from_secs(1);
 
 pub mod share;
 
@@ -228,17 +235,27 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
         _ = clock.sleep_until_ns(latest) => vec![u64::MAX / 4; scenario.channels as usize],
     };
     let expected: u64 = measured_per_channel.iter().sum::<u64>().saturating_mul(local_consumers as u64);
-    let drain = if live.stop_requested() { scenario.drain.min(Duration::from_secs(1)) } else { scenario.drain };
-    let mut drain_end = tokio::time::Instant::now() + drain;
-    while live.delivered.load(Relaxed) < expected && tokio::time::Instant::now() < drain_end {
-        if shared.aborted().is_some() {
+    let mut drain_end = tokio::time::Instant::now() + scenario.drain;
+    loop {
+        let aborted = shared.aborted().is_some();
+        if aborted {
             drain_end = drain_end.min(tokio::time::Instant::now() + ABORT_DRAIN);
+        }
+        // After a failure the consumers get their ABORT_DRAIN even when everything
+        // is in: they see what failed (Redis closing them is an event) before the finish.
+        let all_in = live.delivered.load(Relaxed) >= expected;
+        if tokio::time::Instant::now() >= drain_end || (all_in && !aborted) {
+            break;
+        }
+        // A stop (Ctrl-C) during the drain ends it too: the run winds down within a second.
+        if let Some(by) = live.wind_down_by() {
+            drain_end = drain_end.min(by);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let drain_ns = clock.now_ns().saturating_sub(window.end_ns);
     let _ = finish_tx.send(true);
-    let side = side.finish().await;
+    let side = side.finish(live.time_left(SIDE_TASKS_END).max(crate::live::AFTER_WIND_DOWN)).await;
 
     let outputs = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
         .await
@@ -374,6 +391,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     // From the total rate: all producers together spin at most a tenth of one CPU.
     let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate));
     let mut next_seq = vec![0u64; s.channels as usize];
+    let max_batch = (MAX_BATCH_BYTES / s.payload.max(1) as u64).clamp(1, MAX_BATCH);
     let mut measured: Option<(u64, u64)> = None;
     let result: Result<(), ConnError> = async {
         // Made once: a new one per batch would lock the stop Notify each time.
@@ -384,7 +402,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
                 biased;
                 _ = &mut stopped => None,
                 e = conn.failure() => return Err(e),
-                b = pacer.next_batch(&mut timer, MAX_BATCH) => b,
+                b = pacer.next_batch(&mut timer, max_batch) => b,
             };
             let Some(b) = batch else { break };
             for i in b.first..b.first + b.count {
@@ -415,6 +433,8 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     .await;
     // After a failure, Redis is likely gone: do not wait long for its replies.
     let wait = if result.is_err() || shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
+    // After a stop (Ctrl-C), within what is left of the wind-down.
+    let wait = shared.live.time_left(wait);
     let finished = conn.finish(wait).await;
     settle(&mut stats, &finished, channels, measured.unwrap_or((0, 0)), next_seq.iter().sum());
     if let Some(e) = result.err().or(finished.error) {

@@ -199,6 +199,37 @@ pub fn wait_for_channels(port: u16, timeout: Duration) -> Vec<String> {
     }
 }
 
+/// Waits until a run of `transport` has its consumers in place on the Redis
+/// at `port` (default user): subscribed channels, shard channels, or streams.
+pub fn wait_for_run(port: u16, transport: &str, timeout: Duration) {
+    if transport == "pubsub" {
+        wait_for_channels(port, timeout);
+        return;
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    loop {
+        let found: Option<Vec<String>> = client
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .and_then(|mut con| match transport {
+                "sharded" => redis::cmd("PUBSUB").arg("SHARDCHANNELS").arg("eventbench:*").query(&mut con),
+                _ => redis::cmd("KEYS").arg("eventbench:*").query(&mut con),
+            })
+            .ok();
+        if found.is_some_and(|f| !f.is_empty()) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no {transport} run appeared within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The rows of a run directory's `events.csv`.
+pub fn events_of(dir: &std::path::Path) -> Vec<eventbench::rows::EventRow> {
+    let mut r = csv::Reader::from_path(dir.join("events.csv")).unwrap();
+    r.deserialize().map(Result::unwrap).collect()
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         // SIGKILL also ends a SIGSTOPped server.

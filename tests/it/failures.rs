@@ -5,27 +5,18 @@
 
 use crate::common;
 use crate::common::{assert_whole_run_dir, bin, wait_exit, RedisServer};
+use eventbench::rows::EventRow;
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn spawn_run(url: &str, out: &std::path::Path, consumers: &str) -> Child {
+fn spawn_run(url: &str, out: &std::path::Path, transport: &str, consumers: &str, extra: &[&str]) -> Child {
     bin()
-        .args([
-            "run",
-            "--url",
-            url,
-            "--rate",
-            "2000",
-            "--producers",
-            "2",
-            "--consumers",
-            consumers,
-            "--duration",
-            "30s",
-        ])
+        .args(["run", "--url", url, "--transport", transport, "--rate", "2000", "--producers", "2"])
+        .args(["--consumers", consumers, "--duration", "30s"])
         .args(["--warmup", "200ms", "--quiet", "--out"])
         .arg(out)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -38,15 +29,17 @@ fn stderr_of(child: &mut Child) -> String {
     err
 }
 
-/// Starts a 30 s run against a test server, lets it measure for a second,
-/// breaks the server with `how`, and checks what eventbench leaves behind.
-/// Returns the time from the break to eventbench's exit, and the reason.
-fn redis_dies(what: &str, how: impl FnOnce(&RedisServer)) -> (Duration, String) {
+/// Starts a 30 s run of `transport` against a test server, lets it measure
+/// for a second, breaks the server with `how`, and checks what eventbench
+/// leaves behind. Returns the time from the break to eventbench's exit, the
+/// reason, and the run directory's events.
+fn redis_dies(what: &str, transport: &str, how: impl FnOnce(&RedisServer)) -> (Duration, String, Vec<EventRow>) {
+    let what = format!("{what} ({transport})");
     let server = RedisServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut child = spawn_run(&server.url(), &out, "2");
-    server.wait_for_channels(Duration::from_secs(10));
+    let mut child = spawn_run(&server.url(), &out, transport, "2", &[]);
+    common::wait_for_run(server.port, transport, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(1200)); // 200 ms warmup, then a second measured
     let broken = Instant::now();
     how(&server);
@@ -66,23 +59,41 @@ fn redis_dies(what: &str, how: impl FnOnce(&RedisServer)) -> (Duration, String) 
     assert!(s.sent >= 1500 && s.delivered >= 3000, "{what}: {s:?}");
     assert_eq!(s.delivered + s.lost, s.expected, "{what}: accounting holds in an aborted run");
     assert!(s.duration_s > 0.8 && s.duration_s < 5.0, "{what}: measured until the failure, not 30 s: {s:?}");
-    (took, s.reason)
+    (took, s.reason, common::events_of(&out))
+}
+
+/// A killed Redis: noticed at once, whatever the transport, and each consumer's loss of it is an event.
+fn killed(transport: &str) {
+    let (took, reason, events) = redis_dies("SIGKILL", transport, |s| s.signal(libc::SIGKILL));
+    assert!(took < Duration::from_secs(2), "{transport}: noticed after {took:?}");
+    assert!(reason.contains("closed") || reason.contains("reset") || reason.contains("pipe"), "{reason}");
+    let kills: Vec<u32> = events.iter().filter(|e| e.kind == "server-kill").map(|e| e.consumer).collect();
+    assert!(!kills.is_empty(), "{transport}: events.csv has a server-kill row: {events:?}");
 }
 
 #[test]
 fn a_killed_redis_aborts_the_run_at_once() {
-    let (took, reason) = redis_dies("SIGKILL", |s| s.signal(libc::SIGKILL));
-    assert!(took < Duration::from_secs(2), "noticed after {took:?}");
-    assert!(reason.contains("closed") || reason.contains("reset") || reason.contains("pipe"), "{reason}");
+    killed("pubsub");
+}
+
+#[test]
+fn a_killed_redis_aborts_a_sharded_run_at_once() {
+    killed("sharded");
+}
+
+#[test]
+fn a_killed_redis_aborts_a_streams_run_at_once_with_server_kill_events() {
+    killed("streams");
 }
 
 #[test]
 fn producers_alone_notice_a_killed_redis() {
-    // No consumer to notice first: the producers' own detection is what ends the run.
+    // No consumer to notice first: the only one is slow, sleeping over its
+    // first message, so the producers' own detection is what ends the run.
     let server = RedisServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut child = spawn_run(&server.url(), &out, "0");
+    let mut child = spawn_run(&server.url(), &out, "pubsub", "1", &["--slow", "100%:1m"]);
     let mut con = server.client();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !redis::cmd("INFO").arg("commandstats").query::<String>(&mut con).unwrap().contains("cmdstat_publish") {
@@ -105,20 +116,38 @@ fn producers_alone_notice_a_killed_redis() {
 
 #[test]
 fn a_redis_shut_down_mid_run_aborts_the_run() {
-    let (took, reason) = redis_dies("SHUTDOWN", |s| {
+    let (took, reason, _) = redis_dies("SHUTDOWN", "pubsub", |s| {
         let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<()>(&mut s.client());
     });
     assert!(took < Duration::from_secs(2), "noticed after {took:?}");
     assert!(reason.contains("closed"), "{reason}");
 }
 
+/// SIGSTOP keeps every socket open and unanswered: what a network cut looks
+/// like. The run must end within about 2 s whatever the transport, and say
+/// which command went unanswered.
+fn stalled(transport: &str, verbs: &[&str]) {
+    let (took, reason, _) = redis_dies("SIGSTOP", transport, |s| s.signal(libc::SIGSTOP));
+    assert!(reason.contains("stopped answering"), "{reason}");
+    assert!(verbs.iter().any(|v| reason.contains(&format!("no reply to {v} "))), "{transport}: {reason}");
+    // 1.5 s watchdog, then a short wind-down and the files.
+    assert!(took < Duration::from_millis(3000), "{transport}: noticed after {took:?}");
+}
+
 #[test]
 fn a_silent_redis_is_noticed_by_the_producers_watchdog() {
-    // SIGSTOP keeps every socket open and unanswered: what a network cut looks like.
-    let (took, reason) = redis_dies("SIGSTOP", |s| s.signal(libc::SIGSTOP));
-    assert!(reason.contains("stopped answering"), "{reason}");
-    // 1.5 s watchdog, then a 250 ms drain and the files.
-    assert!(took < Duration::from_millis(3000), "noticed after {took:?}");
+    stalled("pubsub", &["PUBLISH"]);
+}
+
+#[test]
+fn a_silent_redis_ends_a_sharded_run() {
+    stalled("sharded", &["SPUBLISH"]);
+}
+
+#[test]
+fn a_silent_redis_ends_a_streams_run_and_names_its_commands() {
+    // The run hung until Redis came back (25 s), and named PUBLISH.
+    stalled("streams", &["XADD", "XREADGROUP"]);
 }
 
 #[test]

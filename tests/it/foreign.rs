@@ -153,3 +153,138 @@ proptest! {
         }
     }
 }
+
+/// Every key of a scenario file, for the fuzzers below.
+const SCENARIO_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "transport",
+    "url",
+    "producers",
+    "consumers",
+    "channels",
+    "rate",
+    "payload",
+    "duration",
+    "warmup",
+    "drain",
+    "disconnect",
+    "threads",
+    "connect-timeout",
+    "slow",
+    "reconnect",
+    "subscribe",
+    "user",
+    "tls-ca",
+    "tls-insecure",
+    "assert",
+    "redis-config",
+    "maxlen",
+    "groups",
+    "crash",
+    "claim-idle",
+    "replay-at",
+    "cluster",
+    "private-cluster",
+    "kill-node",
+    "redis-server",
+    "bogus",
+];
+
+/// A value a scenario file might hold for any key: numbers at their edges,
+/// the forms the keys read (`10s`, `50%@1s+1s`, `25%:1ms`, `p99_us<1`), and noise.
+fn toml_value() -> impl Strategy<Value = toml::Value> {
+    let text = prop_oneof![
+        "\\PC{0,30}",
+        "[0-9]{1,25}(ns|us|ms|s|m|h|d|w|y|years)?",
+        "-?[0-9.]{1,6}%[@:][0-9]{1,20}[a-z]{0,2}(\\+[0-9]{1,20}[a-z]{0,2})?",
+        "[a-z_]{1,12}(<|<=|==|>|!=)[-0-9.e()*/+a-z_]{0,12}",
+        "rediss?://[a-z:*@0-9.\\[\\]]{0,20}",
+    ];
+    let leaf = prop_oneof![
+        text.prop_map(toml::Value::String),
+        any::<i64>().prop_map(toml::Value::Integer),
+        prop::sample::select(vec![0.0, -1.0, 1e19, 1e300, f64::INFINITY, f64::NAN, 0.5, 1e-300])
+            .prop_map(toml::Value::Float),
+        any::<f64>().prop_map(toml::Value::Float),
+        any::<bool>().prop_map(toml::Value::Boolean),
+    ];
+    leaf.prop_recursive(2, 8, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(toml::Value::Array),
+            proptest::collection::btree_map("[a-z-]{1,12}", inner, 0..3)
+                .prop_map(|m| toml::Value::Table(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Everything a scenario that parsed can be asked: it validates (or not), is
+/// written back, and reads back as itself; nothing panics.
+fn exercise(s: eventbench::Scenario) -> Result<(), TestCaseError> {
+    let valid = s.validate().is_ok();
+    let _ = eventbench::drivers::check(&s, false);
+    let written = s.to_toml();
+    if let Ok(back) = eventbench::Scenario::from_toml(&written) {
+        if valid && s.redis_config.keys().all(|k| !eventbench::scenario::is_secret_config_key(k)) {
+            prop_assert_eq!(back, s);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    // Fuzzing that runs in `cargo test`: a few hundred cases, a second or two.
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn the_scenario_parser_never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+        if let Ok(s) = eventbench::Scenario::from_toml(&text) {
+            exercise(s)?;
+        }
+    }
+
+    #[test]
+    fn the_scenario_parser_never_panics_on_toml_like_text(
+        lines in proptest::collection::vec(
+            (prop::sample::select(SCENARIO_KEYS.to_vec()), "[ =\"\\[\\]{},.0-9a-z%@:+<-]{0,30}"),
+            0..6,
+        )
+    ) {
+        let text: String = lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+        if let Ok(s) = eventbench::Scenario::from_toml(&text) {
+            exercise(s)?;
+        }
+    }
+
+    #[test]
+    fn any_value_for_any_key_is_read_or_refused_never_a_panic(
+        entries in proptest::collection::vec((prop::sample::select(SCENARIO_KEYS.to_vec()), toml_value()), 1..5)
+    ) {
+        let table: toml::Table = entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let Ok(text) = toml::to_string(&table) else { return Ok(()) };
+        if let Ok(s) = eventbench::Scenario::from_toml(&text) {
+            exercise(s)?;
+        }
+    }
+
+    #[test]
+    fn the_assert_grammar_never_panics_and_checks_what_it_accepts(
+        tokens in proptest::collection::vec(
+            prop::sample::select(vec![
+                "p99_us", "lost", "delivery_rate", "target_rate", "sent", "status", "x", "_", "<", "<=", ">", ">=",
+                "==", "!=", "=", "!", "+", "-", "*", "/", "(", ")", "0", "1", ".", "1e5", "0.99", "99999999999999999999",
+                " ", "\t", "é", "%", "#",
+            ]),
+            0..30,
+        )
+    ) {
+        let text = tokens.concat();
+        if let Ok(a) = text.parse::<eventbench::assertion::Assertion>() {
+            let v = a.check(&eventbench::rows::SummaryRow::default());
+            prop_assert!(v.line.starts_with(&a.to_string()));
+            // What it accepts reads back the same (scenario.toml writes it so).
+            let again = a.to_string().parse::<eventbench::assertion::Assertion>();
+            prop_assert!(again.is_ok());
+        }
+    }
+}

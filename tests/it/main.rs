@@ -23,6 +23,7 @@ mod cluster;
 mod drivers;
 mod failures;
 mod foreign;
+mod hostile;
 mod loss;
 mod overload;
 mod pubsub;

@@ -2,7 +2,7 @@
 //! `status = interrupted`, stop the private redis-server, exit 130. A second
 //! Ctrl-C exits at once, still leaving only whole files.
 
-use crate::common::{assert_whole_run_dir, bin, wait_exit, wait_for_channels};
+use crate::common::{assert_whole_run_dir, bin, wait_exit, wait_for_run};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
@@ -40,8 +40,16 @@ fn is_gone(pid: i32) -> bool {
 
 /// Starts a 30 s run on a private server; returns once it is measuring.
 fn start_measuring(out: &std::path::Path, own_group: bool) -> (Child, i32) {
+    start_run(out, own_group, "pubsub", &[])
+}
+
+/// Starts a 30 s run of `transport` (with `extra` flags) on a private server;
+/// returns once it is measuring, with the server's pid.
+fn start_run(out: &std::path::Path, own_group: bool, transport: &str, extra: &[&str]) -> (Child, i32) {
     let mut cmd = bin();
     cmd.args(["run", "--rate", "2000", "--consumers", "2", "--duration", "30s", "--warmup", "200ms", "--quiet"])
+        .args(["--transport", transport])
+        .args(extra)
         .arg("--out")
         .arg(out)
         .stdout(Stdio::piped())
@@ -62,7 +70,7 @@ fn start_measuring(out: &std::path::Path, own_group: bool) -> (Child, i32) {
         assert!(Instant::now() < deadline, "no private redis-server appeared");
         std::thread::sleep(Duration::from_millis(10));
     };
-    wait_for_channels(port, Duration::from_secs(10));
+    wait_for_run(port, transport, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(1000));
     (child, server)
 }
@@ -82,9 +90,13 @@ fn assert_gone_soon(pid: i32) {
 }
 
 fn interrupt(what: &str, signal: i32, to_group: bool) {
+    interrupt_run(what, signal, to_group, "pubsub");
+}
+
+fn interrupt_run(what: &str, signal: i32, to_group: bool, transport: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let (mut child, server) = start_measuring(&out, to_group);
+    let (mut child, server) = start_run(&out, to_group, transport, &[]);
     let target = if to_group { -(child.id() as i32) } else { child.id() as i32 };
     let sent = Instant::now();
     // SAFETY: kill(2) on our own child (or its process group).
@@ -114,6 +126,126 @@ fn ctrl_c_writes_interrupted_results_and_exits_130() {
 #[test]
 fn sigterm_writes_interrupted_results_and_exits_130() {
     interrupt("SIGTERM", libc::SIGTERM, false);
+}
+
+#[test]
+fn sighup_writes_interrupted_results_and_exits_130() {
+    // A closed terminal: handled like Ctrl-C (it used to kill eventbench with no results).
+    interrupt("SIGHUP", libc::SIGHUP, false);
+}
+
+#[test]
+fn ctrl_c_stops_a_streams_run() {
+    interrupt_run("SIGINT, streams", libc::SIGINT, false, "streams");
+}
+
+#[test]
+fn sigterm_stops_a_sharded_run() {
+    interrupt_run("SIGTERM, sharded", libc::SIGTERM, false, "sharded");
+}
+
+/// Sends `signal` to a run that `prepare` put in a state where stopping is
+/// hard (a stalled Redis, slow consumers); the first signal must still end it
+/// within about a second (1.5 s here, for a debug build on a busy machine),
+/// with whole files marked interrupted and no private server left behind.
+fn first_signal_stops(what: &str, transport: &str, extra: &[&str], before: impl FnOnce(i32)) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (mut child, server) = start_run(&out, false, transport, extra);
+    before(server);
+    let sent = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    let took = sent.elapsed();
+    let err = stderr_of(&mut child);
+    eprintln!("{what}: exited {took:?} after the signal: {}", err.trim());
+    assert_eq!(status.code(), Some(130), "{what}: {err}");
+    assert_gone_soon(server);
+    let s = assert_whole_run_dir(&out);
+    assert_eq!(s.status, "interrupted", "{what}: {s:?}");
+    assert_eq!(s.delivered + s.lost, s.expected, "{what}: {s:?}");
+    assert!(took < Duration::from_millis(1500), "{what}: took {took:?} to stop");
+}
+
+/// Stops the private server (SIGSTOP): sockets stay open, nothing answers.
+fn stall(server: i32) {
+    // SAFETY: kill(2) on the private server our child started.
+    assert_eq!(unsafe { libc::kill(server, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+#[test]
+fn the_first_ctrl_c_stops_a_run_whose_redis_stalled() {
+    first_signal_stops("stalled Redis, pubsub", "pubsub", &[], stall);
+}
+
+#[test]
+fn the_first_ctrl_c_stops_a_sharded_run_whose_redis_stalled() {
+    first_signal_stops("stalled Redis, sharded", "sharded", &[], stall);
+}
+
+#[test]
+fn the_first_ctrl_c_stops_a_streams_run_whose_redis_stalled() {
+    // The run ignored it: Streams consumers waited 30 s for a reply.
+    first_signal_stops("stalled Redis, streams", "streams", &[], stall);
+}
+
+#[test]
+fn the_first_ctrl_c_stops_slow_consumers_at_once() {
+    // A minute per message: the consumers are asleep over a message when the signal comes.
+    first_signal_stops("--slow 100%:1m, pubsub", "pubsub", &["--slow", "100%:1m"], |_| {});
+    first_signal_stops("--slow 100%:1m, streams", "streams", &["--slow", "100%:1m"], |_| {});
+}
+
+#[test]
+fn ctrl_c_during_a_slow_drain_stops_within_a_second() {
+    // 1 s measured, then up to 8 s of drain that slow consumers cannot finish (4.6 s to stop, before).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = bin()
+        .args(["run", "--rate", "2000", "--duration", "1s", "--warmup", "200ms", "--drain", "8s", "--quiet"])
+        .args(["--slow", "100%:5ms", "--out"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while private_server_of(child.id()).is_none() {
+        assert!(Instant::now() < deadline, "no private redis-server appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(2500)); // into the drain
+    let sent = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(130), "{}", stderr_of(&mut child));
+    assert!(took < Duration::from_millis(1500), "took {took:?} to stop");
+    assert_eq!(assert_whole_run_dir(&out).status, "interrupted");
+}
+
+#[test]
+fn a_slow_consumer_never_holds_a_run_past_its_drain() {
+    // Ten seconds per message, one measured second, a 1 s drain: done in about 2.5 s, not 12.
+    for transport in ["pubsub", "streams"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let started = Instant::now();
+        let o = bin()
+            .args(["run", "--transport", transport, "--rate", "500", "--duration", "1s", "--warmup", "200ms"])
+            .args(["--drain", "1s", "--slow", "100%:10s", "--quiet", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(o.status.code(), Some(0), "{transport}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(took < Duration::from_secs(6), "{transport}: took {took:?}");
+        let s = assert_whole_run_dir(&out);
+        assert!(s.lost > 0 && s.delivered + s.lost == s.expected, "{transport}: {s:?}");
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use crate::drivers::ctx::ThreadFinish;
 use crate::drivers::{Consumed, ConsumerConn, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::stats::{ConsumerStats, Window};
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -62,6 +63,14 @@ pub(super) async fn run(
     Consumed::Own(Box::new(task.out))
 }
 
+/// Whether the connection has already been closed by the server: one read,
+/// without waiting (what it reads, if anything, stays in the buffer).
+fn closed_already(conn: &mut PubSubConsumer) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let fill = std::pin::pin!(conn.fill());
+    matches!(fill.poll(&mut cx), std::task::Poll::Ready(Err(ConnError::Closed | ConnError::Io(_))))
+}
+
 /// When Redis closed a connection (ns since the epoch), and the producers' positions just before.
 type Cutoff = (u64, Vec<u64>);
 
@@ -107,6 +116,12 @@ impl Subscriber {
             tokio::select! {
                 biased;
                 _ = &mut finished => {
+                    // A close that is already in when the run finishes is still a server kill,
+                    // even on a thread that was too busy to see it before.
+                    if conn.as_mut().is_some_and(closed_already) {
+                        drop(conn.take());
+                        self.server_closed();
+                    }
                     self.finish(conn.is_some());
                     return Ok(());
                 }
@@ -170,6 +185,10 @@ impl Subscriber {
         let mut fresh = 0;
         let mut now = clock.now_ns();
         let track = self.shared.recovery.get().is_some();
+        // A slow consumer's wait per message ends with the run: what it has not
+        // taken by then stays in the buffer (lost there), however long DELAY is.
+        let finished = ThreadFinish::wait();
+        tokio::pin!(finished);
         loop {
             let fresh_one = {
                 let Ok(Some(d)) = conn.next() else { break };
@@ -183,7 +202,11 @@ impl Subscriber {
             };
             fresh += fresh_one as u64;
             if let Some(delay) = self.slow {
-                self.timer.sleep_until_ns(now + delay.as_nanos() as u64).await;
+                tokio::select! {
+                    biased;
+                    _ = &mut finished => break,
+                    _ = self.timer.sleep_until_ns(now.saturating_add(delay.as_nanos() as u64)) => {}
+                }
                 now = clock.now_ns();
             }
         }
@@ -200,8 +223,15 @@ impl Subscriber {
     async fn leave(&mut self, mut conn: PubSubConsumer) -> Result<(), ConnError> {
         self.stop_watching();
         conn.start_leaving().await?;
+        // The end of the run ends the leave too (a slow consumer may still hold a backlog).
+        let finished = ThreadFinish::wait();
+        tokio::pin!(finished);
         while !conn.has_left() {
-            conn.fill().await?;
+            tokio::select! {
+                biased;
+                _ = &mut finished => break,
+                r = conn.fill() => r?,
+            }
             self.take_messages(&mut conn).await;
         }
         drop(conn);

@@ -140,11 +140,18 @@ impl Streams {
     }
 }
 
+/// A reply this late means Redis stopped answering (a stopped server, a cut
+/// network), as for the producers: a blocking read waits [`READ_BLOCK`] at
+/// most, and Redis answers anything else in microseconds.
+pub const RESPONSE_TIMEOUT: Duration =
+    Duration::from_millis(crate::drivers::producer::STALL_AFTER.as_millis() as u64 + READ_BLOCK.as_millis() as u64);
+
+/// The longest BLOCK of any XREADGROUP a run sends.
+pub const READ_BLOCK: Duration = Duration::from_millis(100);
+
 async fn connect(client: &redis::Client, timeout: Duration) -> Result<MultiplexedConnection, ConnError> {
-    // Blocking reads must not trip the client's own response timeout.
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(Duration::from_secs(30)));
+    let config =
+        AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(RESPONSE_TIMEOUT));
     Ok(client.get_multiplexed_async_connection_with_config(&config).await?)
 }
 

@@ -7,6 +7,7 @@ use super::conn::{Entry, GroupStart, Streams, StreamsConsumer};
 use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::ConnError;
+use crate::drivers::ctx::ThreadFinish;
 use crate::drivers::{Consumed, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::scenario::Scenario;
 use crate::stats::Window;
@@ -15,7 +16,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long an XREADGROUP waits for new entries before checking the clock again.
-const BLOCK: Duration = Duration::from_millis(100);
+const BLOCK: Duration = super::conn::READ_BLOCK;
+
+/// Whether Redis closed the connection (or refuses new ones): the server went
+/// away, rather than answering with an error.
+fn closed_by_server(e: &ConnError) -> bool {
+    match e {
+        ConnError::Closed | ConnError::Io(_) | ConnError::Connect { .. } => true,
+        ConnError::Redis(r) => !r.is_timeout() && (r.is_connection_dropped() || r.is_connection_refusal()),
+        _ => false,
+    }
+}
+
+/// A reply that did not come within the response timeout: Redis stopped
+/// answering (a stopped server or a cut network), said as the producers say it.
+fn stalled(e: ConnError) -> ConnError {
+    match e {
+        ConnError::Redis(r) if r.is_timeout() => {
+            ConnError::Stalled { what: "XREADGROUP", secs: super::conn::RESPONSE_TIMEOUT.as_secs_f64() }
+        }
+        e => e,
+    }
+}
 
 /// Accounting units: one per group (`--groups G`), else one per consumer.
 pub(super) fn unit_count(s: &Scenario) -> u32 {
@@ -128,9 +150,11 @@ impl Member {
         loop {
             let next_down = planned.peek().map(|p| p.down_ns);
             let Some(c) = conn.as_mut() else { return Ok(()) };
+            // The finish is polled last: a reply (or the connection's end) that is
+            // already in when the run finishes is still taken, so a Redis that died
+            // just before is recorded as such even on a thread that was busy.
             tokio::select! {
                 biased;
-                _ = finish.wait_for(|f| *f) => return Ok(()),
                 _ = clock.sleep_until_ns(next_down.unwrap_or(u64::MAX / 4)), if next_down.is_some() => {
                     let Planned { up_ns, .. } = planned.next().expect("peeked");
                     let mut later = self.shared.finish.clone();
@@ -157,13 +181,31 @@ impl Member {
                     }
                 }
                 r = Self::step(c, &mut self.batch, &mut self.to_ack, &mut self.pending_first, &mut self.next_claim_ns, &self.shared) => {
-                    let (redelivered, acked) = r?;
+                    let (redelivered, acked) = match r {
+                        Ok(done) => done,
+                        Err(e) if closed_by_server(&e) => {
+                            // Redis closed the connection (killed, shut down, CLIENT KILL): an event,
+                            // as for Pub/Sub; what the stream holds waits for the member's return.
+                            drop(conn.take());
+                            self.batch.clear();
+                            self.to_ack.clear();
+                            self.close(EventKind::ServerKill);
+                            if !self.shared.scenario.reconnect {
+                                let _ = self.shared.finish.clone().wait_for(|f| *f).await;
+                                return Ok(());
+                            }
+                            conn = self.reconnect().await?;
+                            continue;
+                        }
+                        Err(e) => return Err(stalled(e)),
+                    };
                     self.shared.units[self.unit].lock().expect("unit lock").acked += acked;
                     self.record(redelivered);
                     self.process().await;
                     // Acknowledged together with the next read, on the same connection.
                     std::mem::swap(&mut self.batch, &mut self.to_ack);
                 }
+                _ = finish.wait_for(|f| *f) => return Ok(()),
             }
         }
     }
@@ -224,12 +266,18 @@ impl Member {
         self.shared.seen(self.batch.iter().map(|e| e.key as u32), now);
     }
 
-    /// A slow member spends its delay on each entry before it reads the next.
+    /// A slow member spends its delay on each entry before it reads the next;
+    /// the end of the run ends the wait.
     async fn process(&mut self) {
         let Some((delay, timer)) = &mut self.slow else { return };
+        let finished = ThreadFinish::wait();
+        tokio::pin!(finished);
         for _ in 0..self.batch.len() {
             let now = self.shared.clock.now_ns();
-            timer.sleep_until_ns(now + delay.as_nanos() as u64).await;
+            tokio::select! {
+                _ = &mut finished => return,
+                _ = timer.sleep_until_ns(now.saturating_add(delay.as_nanos() as u64)) => {}
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use crate::stats::Window;
 use std::time::Duration;
 
 /// How long an XREADGROUP waits for new entries before checking the clock again.
-const BLOCK: Duration = Duration::from_millis(100);
+const BLOCK: Duration = super::conn::READ_BLOCK;
 
 /// The replay group's progress.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -97,8 +97,13 @@ async fn sample_backlog(
     mut finish: tokio::sync::watch::Receiver<bool>,
     window: Window,
 ) -> Vec<u64> {
-    let mut samples = vec![0; window.seconds()];
-    let Ok(cons) = t.connections().await else { return samples };
+    // One sample per measured second, as the seconds pass.
+    let mut samples = Vec::new();
+    let cons = tokio::select! {
+        _ = finish.wait_for(|f| *f) => return samples,
+        c = t.connections() => c,
+    };
+    let Ok(cons) = cons else { return samples };
     let mut cons: Vec<_> = cons.into_iter().map(Some).collect();
     let mut second = 0usize;
     loop {
@@ -108,16 +113,24 @@ async fn sample_backlog(
             _ = clock.sleep_until_ns(at) => {}
         }
         // A node that went away is asked again once it answers (its streams come back with it).
-        t.reconnect_missing(&mut cons).await;
-        let Some(n) = conn::backlog(&mut cons, &t).await else {
+        // A Redis that stopped answering must not hold the end of the run: the finish ends the wait.
+        let sampled = async {
+            t.reconnect_missing(&mut cons).await;
+            conn::backlog(&mut cons, &t).await
+        };
+        let sampled = tokio::select! {
+            _ = finish.wait_for(|f| *f) => return samples,
+            n = sampled => n,
+        };
+        let Some(n) = sampled else {
             second += 1;
             continue;
         };
-        match samples.get_mut(second) {
-            Some(slot) => *slot = n,
-            // During the drain: keep the largest in the last slot's shadow for the maximum.
-            None => samples.push(n),
+        // Seconds whose sample failed stay 0; during the drain, samples go on past the window (for the maximum).
+        if samples.len() < second {
+            samples.resize(second, 0);
         }
+        samples.push(n);
         second += 1;
     }
 }

@@ -228,6 +228,8 @@ pub async fn work(control: &str, run: Option<&str>, password: Option<String>, li
     if let Some(p) = password {
         scenario.password = Some(Password(p));
     }
+    // The coordinator applies --redis-config (its secrets come masked): a worker never does.
+    scenario.redis_config.clear();
     scenario.validate()?;
     let endpoint = setup::endpoint(&address, &Scenario::default(), control)?;
     let (offset_ns, uncertainty_ns) = measure_offset(&endpoint, OFFSET_ROUNDS).await.map_err(|e| {
