@@ -99,7 +99,7 @@ impl SideTasks {
             None => None,
         };
         let retained = match self.retained {
-            Some(h) => h.await.ok().flatten(),
+            Some(h) => within(h, deadline).await.flatten(),
             None => None,
         };
         SideResults { backlog, replay, retained }

@@ -177,7 +177,7 @@ fn workers_on_a_cluster_kill_a_node_and_count_every_master() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = common::assert_whole_run_dir(&dir);
     assert_eq!((s.nodes, s.workers), (3, 2), "{s:?}");
-    assert_eq!(s.delivered + s.lost, s.expected, "{s:?}");
+    assert_eq!(s.delivered + s.lost + s.undelivered, s.expected, "{s:?}");
     let events = std::fs::read_to_string(dir.join("events.csv")).unwrap();
     assert!(events.contains("node-down") && events.contains("node-up"), "{events}");
     assert!(s.recover_ms.is_some_and(|ms| ms > 0.0 && ms < 5000.0), "{s:?}");

@@ -30,16 +30,16 @@ fn control_keys(redis: &RedisServer) -> Vec<String> {
     redis::cmd("KEYS").arg("eventbench:ctl:*").query(&mut redis.client()).unwrap()
 }
 
-/// delivered + lost == expected over the summary, the consumers and the workers.
+/// delivered + lost + undelivered == expected over the summary, the consumers and the workers.
 fn assert_accounted(dir: &Path) -> (SummaryRow, Vec<ConsumerRow>) {
     let s = assert_whole_run_dir(dir);
     let consumers: Vec<ConsumerRow> = rows(&dir.join("consumers.csv"));
-    assert_eq!(s.delivered + s.lost, s.expected, "{s:?}");
+    assert_eq!(s.delivered + s.lost + s.undelivered, s.expected, "{s:?}");
     assert_eq!(consumers.iter().map(|c| c.expected).sum::<u64>(), s.expected);
     assert_eq!(consumers.iter().map(|c| c.delivered).sum::<u64>(), s.delivered);
     assert_eq!(consumers.iter().map(|c| c.lost).sum::<u64>(), s.lost);
     for c in &consumers {
-        assert_eq!(c.delivered + c.lost, c.expected, "consumer {}", c.consumer);
+        assert_eq!(c.delivered + c.lost + c.undelivered, c.expected, "consumer {}", c.consumer);
     }
     let ids: Vec<u32> = consumers.iter().map(|c| c.consumer).collect();
     assert_eq!(ids, (0..s.consumers).collect::<Vec<_>>(), "every consumer once, by its global id");
