@@ -321,19 +321,24 @@ fn check_assertions(report: &RunReport) -> u8 {
 async fn compare(args: CompareArgs) -> Result<u8> {
     let base = args.run.scenario()?;
     let mode = mode_of(&args.run.split);
+    // Without a file or --name, each run is named after its transport, as a plain run would be.
+    let named_by_transport = args.run.scenario.is_none() && !args.run.flags.gave("name");
     let scenarios = args
         .transports
         .iter()
         .map(|&t| {
-            let s = crate::Scenario { transport: t, ..base.clone() };
+            let name = if named_by_transport { t.to_string() } else { base.name.clone() };
+            let s = crate::Scenario { transport: t, name, ..base.clone() };
             pipeline::check(&s, &mode).map(|_| s)
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let what = match named_by_transport {
+        true => args.transports.iter().map(ToString::to_string).collect::<Vec<_>>().join("-"),
+        false => base.name.clone(),
+    };
     let root = match &args.run.out {
         Some(dir) => dir.clone(),
-        None => {
-            files::default_dir(Path::new("results"), &format!("compare-{}-{}", base.name, crate::pipeline::utc_stamp()))
-        }
+        None => files::default_dir(Path::new("results"), &format!("compare-{what}-{}", crate::pipeline::utc_stamp())),
     };
     let mut out = OutDir::prepare(Some(&root), Path::new("results"))?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));

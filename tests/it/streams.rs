@@ -119,6 +119,8 @@ fn compare_writes_both_runs_and_a_side_by_side_table() {
     let rows: Vec<eventbench::rows::SummaryRow> =
         csv::Reader::from_path(out.join("compare.csv")).unwrap().deserialize().map(Result::unwrap).collect();
     assert_eq!(rows.iter().map(|r| r.transport.as_str()).collect::<Vec<_>>(), ["pubsub", "streams"]);
+    // Without a scenario file or --name, each run is named after its own transport.
+    assert!(rows[0].run_id.starts_with("pubsub-") && rows[1].run_id.starts_with("streams-"), "{rows:?}");
     assert!(out.join("pubsub/summary.csv").is_file() && out.join("streams/events.csv").is_file());
     // The same runs in pictures: each run's page, and the comparison page linking both.
     for f in ["pubsub/report.html", "streams/report.html", "compare-latency.svg", "compare-timeline.svg"] {
