@@ -187,8 +187,13 @@ fn say_out(text: &str) {
 /// plots and page; a second Ctrl-C waits until they are whole. A result that
 /// could not be written whole (a full disk) is an error: what was written is
 /// kept, and the error names it.
-fn write_run(report: &RunReport, dir: &Path, workers: &[WorkerRow]) -> Result<()> {
+fn write_run(report: &RunReport, dir: &Path, workers: &[WorkerRow], out: Option<&mut OutDir>) -> Result<()> {
     let _writing = WRITING.lock();
+    // The directory is kept from here, under the lock: a second Ctrl-C either
+    // comes first and removes it still empty, or waits for whole files.
+    if let Some(out) = out {
+        out.keep();
+    }
     let written = (|| {
         files::write_run(report, dir)?;
         if !workers.is_empty() {
@@ -287,8 +292,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     };
     drop(target);
     let dir = out.run_dir(&report.run_id);
-    out.keep();
-    write_run(&report, &dir, &workers)?;
+    write_run(&report, &dir, &workers, Some(&mut out))?;
     if let Some(warning) = clock_warning(&report.summary) {
         eline!("{warning}");
     }
@@ -359,8 +363,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             Err(e) => return Err(e),
         };
         let dir = root.join(&transport);
-        out.keep();
-        write_run(&report, &dir, &workers)?;
+        write_run(&report, &dir, &workers, Some(&mut out))?;
         code = code.max(exit_code(&report, &dir));
         rows.push(report.summary);
         dirs.push(dir);

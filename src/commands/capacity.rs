@@ -92,7 +92,7 @@ impl Steps for Stepper<'_> {
             Err(e) => return Ok(self.halted(Halt::Aborted { step: plan.step, reason: format!("{e:#}") }, started)),
         };
         let rel = format!("{}step-{:02}-{}", self.prefix, plan.step, plan.rate as u64);
-        write_run(&report, &self.root.join(&rel), &workers)?;
+        write_run(&report, &self.root.join(&rel), &workers, None)?;
         let summary = report.summary;
         let judged = self.slo.judge(&summary);
         let verdict = match summary.status {
