@@ -25,11 +25,22 @@ pub enum Command {
     Report(ReportArgs),
     /// Run one share of a run that `eventbench run --workers N` coordinates (on this or another host).
     Worker(WorkerArgs),
-    /// List the shipped scenario files, one line each.
+    /// List the shipped scenarios (built into eventbench; `eventbench run NAME` runs one), one line each.
     Scenarios {
-        /// Directory to list (default: ./scenarios, else the one shipped with eventbench).
+        /// List the scenario files of this directory instead.
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script, e.g. `eventbench completions bash > /etc/bash_completion.d/eventbench`.
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `eventbench man | man -l -`; with a subcommand, that one's page.
+    Man {
+        /// The subcommand whose page to print (run, compare, ...).
+        command: Option<String>,
     },
 }
 

@@ -15,6 +15,7 @@ use crate::scenario::ScenarioError;
 use crate::target::Target;
 use crate::RunReport;
 use anyhow::{Context, Result};
+use clap::CommandFactory;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,12 +45,45 @@ pub async fn execute(command: Command) -> Result<u8> {
         Command::Report(args) => report(args),
         Command::Worker(args) => worker(args).await,
         Command::Scenarios { dir } => {
-            let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-            let dir = dir.unwrap_or_else(|| if Path::new("scenarios").is_dir() { "scenarios".into() } else { shipped });
-            otext!("{}", list_scenarios(&dir)?);
+            let listed = match dir {
+                Some(dir) => list_scenarios(&dir)?,
+                None => list_shipped()?,
+            };
+            otext!("{listed}");
+            Ok(0)
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut crate::cli::Cli::command(), "eventbench", &mut script);
+            otext!("{}", String::from_utf8_lossy(&script));
+            Ok(0)
+        }
+        Command::Man { command } => {
+            otext!("{}", man_page(command.as_deref())?);
             Ok(0)
         }
     }
+}
+
+/// The man page of eventbench, or of one of its subcommands (`eventbench-run(1)`),
+/// generated from the same clap definitions as `--help`.
+pub fn man_page(subcommand: Option<&str>) -> Result<String> {
+    let cli = crate::cli::Cli::command();
+    let page = match subcommand {
+        None => cli,
+        Some(name) => {
+            let names: Vec<String> = cli.get_subcommands().map(|c| c.get_name().to_string()).collect();
+            let found = cli.get_subcommands().find(|c| c.get_name() == name).cloned();
+            let found = found.ok_or_else(|| ScenarioError::Invalid {
+                key: "man",
+                message: format!("no subcommand {} (one of: {})", crate::text::shorten(name), names.join(", ")),
+            })?;
+            found.name(format!("eventbench-{name}"))
+        }
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page).render(&mut roff).context("rendering the man page")?;
+    Ok(String::from_utf8_lossy(&roff).into_owned())
 }
 
 /// Where a run's results will go, made ready before anything runs: an
@@ -509,19 +543,36 @@ pub fn harness_warning(s: &SummaryRow, cpus: usize) -> Option<String> {
     ))
 }
 
-/// One line per scenario file: name, workload, and the first line of its description.
+/// One line per scenario file of `dir`: name, workload, and the first line of
+/// its description. A directory that cannot be listed is bad input.
 pub fn list_scenarios(dir: &Path) -> Result<String> {
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot list scenarios in {}", dir.display()))?
+    let entries = std::fs::read_dir(dir).map_err(|e| ScenarioError::Invalid {
+        key: "dir",
+        message: format!("cannot list scenarios in {}: {e}", dir.display()),
+    })?;
+    let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
+    let scenarios = paths.iter().map(|p| crate::scenario::Scenario::from_file(p)).collect::<Result<Vec<_>, _>>()?;
+    Ok(scenario_lines(&scenarios))
+}
+
+/// The scenarios built into the binary, one line each; `eventbench run NAME` runs one.
+pub fn list_shipped() -> Result<String> {
+    let scenarios = crate::scenario::shipped::SHIPPED
+        .iter()
+        .map(|(name, _)| crate::scenario::Scenario::load(Path::new(name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(scenario_lines(&scenarios))
+}
+
+fn scenario_lines(scenarios: &[crate::Scenario]) -> String {
     let mut out = String::new();
-    for path in paths {
-        let s = crate::scenario::Scenario::from_file(&path)?;
+    for s in scenarios {
         let what = s.description.as_deref().unwrap_or("").lines().next().unwrap_or("");
-        let rate = if s.rate > 0.0 { format!("{}/s", s.rate) } else { "max".into() };
+        let rate = if s.rate > 0.0 { crate::report::fmt::rate(s.rate) } else { "max".into() };
         out.push_str(&format!(
             "{:<18} {:>3}p {:>4}c {:>3}ch {:>9} {:>6}  {}\n",
             s.name,
@@ -533,5 +584,5 @@ pub fn list_scenarios(dir: &Path) -> Result<String> {
             what
         ));
     }
-    Ok(out)
+    out
 }

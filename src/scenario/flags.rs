@@ -85,7 +85,7 @@ impl ScenarioFlags {
     /// Without a file, the run is named after its transport unless `--name` says otherwise.
     pub fn scenario(&self, file: Option<&Path>) -> Result<Scenario, ScenarioError> {
         let s = match file {
-            Some(path) => self.over(&Scenario::from_file(path)?),
+            Some(path) => self.over(&Scenario::load(path)?),
             None if self.gave("name") => self.over(&Scenario::default()),
             None => {
                 let s = self.over(&Scenario::default());

@@ -10,6 +10,7 @@
 
 mod flags;
 mod forms;
+pub mod shipped;
 
 pub use crate::chaos::forms::{Crash, Disconnect, KillNode, Percent, Slow};
 pub(crate) use crate::clock::{fmt_duration, parse_duration};
@@ -42,6 +43,8 @@ pub enum ScenarioError {
     Read { path: PathBuf, cause: std::io::Error },
     #[error("scenario file {path}, line {line}, column {column}: {message}")]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("no scenario file {path}, and no shipped scenario of that name (shipped: {shipped}; `eventbench scenarios` lists them)")]
+    Missing { path: PathBuf, shipped: String },
 }
 
 /// The fastest total rate a run may ask for, messages per second: more than
@@ -249,19 +252,41 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 impl Scenario {
+    /// The scenario a command line names: a file, or else a shipped scenario
+    /// by name (`baseline`), which works from any directory.
+    pub fn load(arg: &Path) -> Result<Scenario, ScenarioError> {
+        if arg.exists() {
+            return Scenario::from_file(arg);
+        }
+        match arg.to_str().and_then(shipped::find) {
+            Some(text) => {
+                let stem = arg.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                Scenario::from_text(arg, text, &stem)
+            }
+            None if arg.components().count() == 1 => {
+                Err(ScenarioError::Missing { path: arg.into(), shipped: shipped::names() })
+            }
+            None => Scenario::from_file(arg),
+        }
+    }
+
     /// Reads a scenario file; its name defaults to the file's stem.
     pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: path.into(), cause })?;
-        let mut s = Scenario::from_toml(&text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |r| line_col(&text, r.start));
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Scenario::from_text(path, &text, &stem)
+    }
+
+    /// Parses a scenario's TOML read from `path`; its name defaults to `stem`.
+    fn from_text(path: &Path, text: &str, stem: &str) -> Result<Scenario, ScenarioError> {
+        let mut s = Scenario::from_toml(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |r| line_col(text, r.start));
             let message = e.message().trim().replace('\n', " ");
             ScenarioError::Parse { path: path.into(), line, column, message }
         })?;
         let has_name = text.lines().any(|l| l.trim_start().starts_with("name"));
-        if !has_name {
-            if let Some(stem) = path.file_stem() {
-                s.name = stem.to_string_lossy().into_owned();
-            }
+        if !has_name && !stem.is_empty() {
+            s.name = stem.to_string();
         }
         Ok(s)
     }
