@@ -24,6 +24,10 @@ fn main() -> ExitCode {
             if let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) {
                 what = what.replace(value.as_str(), &eventbench::text::shorten(value));
             }
+            // An enum's accepted values: clap puts them on a line of their own, kept here.
+            if let Some(ContextValue::Strings(values)) = e.get(ContextKind::ValidValue) {
+                what = format!("{what} [possible values: {}]", values.join(", "));
+            }
             what = eventbench::text::cut(&what, 1000);
             match text.lines().find_map(|l| l.strip_prefix("Usage: ")) {
                 Some(usage) => eprintln!("{what} (usage: {usage}; see --help)"),

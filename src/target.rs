@@ -21,6 +21,11 @@ pub enum TargetError {
     ServerStart(String),
     #[error("cannot reach Redis at {url}: {message}")]
     Unreachable { url: String, message: String },
+    #[error(
+        "Redis at {url} wants a password ({message}): set REDIS_PASSWORD (which `ps` cannot show), pass \
+         --password, or put it in the URL, redis://[USER:]PASSWORD@HOST:PORT"
+    )]
+    NeedsPassword { url: String, message: String },
     #[error("Redis at {url} refused the credentials: {message}")]
     Auth { url: String, message: String },
     #[error("TLS for {url}: {cause}")]

@@ -132,6 +132,10 @@ pub async fn check_reachable(endpoint: &Endpoint, url: &str) -> Result<(), Targe
     let result = tokio::time::timeout(endpoint.connect_timeout, ping).await.unwrap_or(Err(timeout));
     result.map_err(|e| match e {
         ConnError::Refused { what: "AUTH", message } => TargetError::Auth { url: url.clone(), message },
+        // It did reach Redis: what is missing is a password.
+        ConnError::Refused { message, .. } if message.starts_with("NOAUTH") => {
+            TargetError::NeedsPassword { url: url.clone(), message: message.trim_end_matches('.').to_string() }
+        }
         // A TLS port drops a plaintext client at its first bytes.
         ConnError::Closed | ConnError::Io(_) if endpoint.tls.is_none() => TargetError::Unreachable {
             url: url.clone(),
