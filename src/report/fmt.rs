@@ -1,12 +1,15 @@
 //! How numbers are written for people: in the terminal table, the HTML
 //! pages and on plot labels.
 
-/// Messages per second: `5000.0/s`, `17.5k/s`, `1.25M/s`.
+/// Messages per second, one form at every size: `0.5/s`, `500/s`, `5.0k/s`,
+/// `17.5k/s`, `1.25M/s`.
 pub fn rate(v: f64) -> String {
-    if v >= 1e6 {
+    if v >= 999_500.0 {
         format!("{:.2}M/s", v / 1e6)
-    } else if v >= 1e4 {
+    } else if v >= 999.95 {
         format!("{:.1}k/s", v / 1e3)
+    } else if v >= 10.0 {
+        format!("{v:.0}/s")
     } else {
         format!("{v:.1}/s")
     }
@@ -86,5 +89,11 @@ mod tests {
         assert_eq!(latency(227.8), "227.8 µs");
         assert_eq!(latency(1540.0), "1.54 ms");
         assert_eq!(rate(17_498.0), "17.5k/s");
+        assert_eq!(rate(5000.0), "5.0k/s");
+        assert_eq!(rate(999.96), "1.0k/s");
+        assert_eq!(rate(500.0), "500/s");
+        assert_eq!(rate(0.5), "0.5/s");
+        assert_eq!(rate(1_250_000.0), "1.25M/s");
+        assert_eq!(pct(0, 160_000), "0%");
     }
 }
