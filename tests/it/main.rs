@@ -26,6 +26,7 @@ mod foreign;
 mod hostile;
 mod loss;
 mod overload;
+mod polish;
 mod pubsub;
 mod readme;
 mod report;

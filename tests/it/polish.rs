@@ -1,0 +1,85 @@
+//! What a first-time user meets: scenarios by name, error hints that say
+//! what to do, completions and a man page, the README naming every flag.
+
+use crate::common::{self, eventbench, stderr, stdout, RedisServer};
+
+#[test]
+fn an_invalid_choice_lists_the_possible_values() {
+    for (args, values) in [
+        (&["run", "--transport", "kafka"][..], "pubsub, streams, sharded"),
+        (&["run", "--format", "xml"][..], "table, json"),
+        (&["run", "--subscribe", "all"][..], "channel, pattern"),
+        (&["compare", "--transports", "pubsub,kafka"][..], "pubsub, streams, sharded"),
+    ] {
+        let err = common::assert_bad_input(args, "possible values");
+        assert!(err.contains(values), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_shipped_scenario_runs_by_name_from_any_directory() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = common::bin()
+        .current_dir(elsewhere.path())
+        .args(["run", "baseline", "--duration", "1s", "--warmup", "0s", "--rate", "200", "--quiet", "--out", "r"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let scenario = std::fs::read_to_string(elsewhere.path().join("r/scenario.toml")).unwrap();
+    assert!(scenario.contains("name = \"baseline\""), "{scenario}");
+    // Listed from there too, and a name that is neither a file nor shipped says which are.
+    let listed = common::bin().current_dir(elsewhere.path()).arg("scenarios").output().unwrap();
+    assert!(stdout(&listed).lines().any(|l| l.starts_with("cluster-node-kill")), "{}", stdout(&listed));
+    let err = common::assert_bad_input(&["run", "basline"], "basline");
+    assert!(err.contains("baseline, cluster-node-kill"), "{err}");
+}
+
+#[test]
+fn scenarios_of_a_missing_directory_is_bad_input() {
+    common::assert_bad_input(&["scenarios", "--dir", "/nonexistent"], "/nonexistent");
+}
+
+#[test]
+fn a_redis_that_wants_a_password_says_how_to_give_it() {
+    let redis = RedisServer::start(&["--requirepass", "s3cret-pw"]);
+    let err = common::assert_bad_input(&["run", "--url", &redis.url(), "--duration", "1s"], "NOAUTH");
+    for hint in ["REDIS_PASSWORD", "--password", "redis://[USER:]PASSWORD@HOST:PORT"] {
+        assert!(err.contains(hint), "{hint} missing: {err}");
+    }
+    // And the hint works: the same password through the environment runs.
+    let out = common::bin()
+        .env("REDIS_PASSWORD", "s3cret-pw")
+        .args(["run", "--url", &redis.url(), "--duration", "1s", "--warmup", "0s", "--rate", "100", "--quiet"])
+        .args(["--out", tempfile::tempdir().unwrap().path().join("r").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn completions_cover_every_subcommand_and_flag() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = eventbench(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        for word in ["capacity", "scenarios", "--transports", "--kill-node", "--disconnect", "--slo"] {
+            assert!(script.contains(word.trim_start_matches('-')), "{shell}: {word} missing");
+        }
+    }
+    // The bash script is a script bash reads without a syntax error.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), stdout(&eventbench(&["completions", "bash"]))).unwrap();
+    let check = std::process::Command::new("bash").arg("-n").arg(file.path()).output().unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    common::assert_bad_input(&["completions", "tcsh"], "possible values");
+}
+
+#[test]
+fn the_man_pages_are_roff_from_the_same_definitions() {
+    let page = stdout(&eventbench(&["man"]));
+    assert!(page.starts_with(".ie") || page.contains(".TH eventbench"), "{page}");
+    assert!(page.contains("compare") && page.contains("completions"), "{page}");
+    let run = stdout(&eventbench(&["man", "run"]));
+    assert!(run.contains(".TH eventbench-run") && run.contains("disconnect") && run.contains("1000"), "{run}");
+    common::assert_bad_input(&["man", "frobnicate"], "capacity");
+}
