@@ -16,12 +16,24 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Command {
     /// Run one scenario and write its results.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
     /// Run one scenario once per transport against the same Redis, side by side.
+    #[command(after_help = COMPARE_EXAMPLES)]
+    // Each run's transport comes from --transports: --transport has no say here (and is refused).
+    #[command(mut_arg("transport", |a| a.hide(true)))]
+    #[command(mut_arg("out", |a| a.help(
+        "Directory for the comparison, one subdirectory per transport (default: results/compare-<name>-<UTC time>); never overwritten",
+    )))]
     Compare(CompareArgs),
     /// Find the highest rate Redis sustains within an SLO, step by step, and what breaks above it.
+    #[command(after_help = CAPACITY_EXAMPLES)]
+    #[command(mut_arg("out", |a| a.help(
+        "Directory for the search, one subdirectory per step (default: results/capacity-<name>-<UTC time>); never overwritten",
+    )))]
     Capacity(CapacityArgs),
     /// Rebuild the plots and report.html of run directories from their files; given several, also compare them.
+    #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
     /// Run one share of a run that `eventbench run --workers N` coordinates (on this or another host).
     Worker(WorkerArgs),
@@ -43,6 +55,29 @@ pub enum Command {
         command: Option<String>,
     },
 }
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  eventbench run                                  1,000 msg/s on Pub/Sub for 10 s, private redis-server
+  eventbench run baseline                         a shipped scenario by name (eventbench scenarios lists them)
+  eventbench run --rate 20k --consumers 4 --disconnect 50%@5s+2s
+  eventbench run scenarios/fanout.toml --transport streams --url redis://10.0.0.5:6379
+  eventbench run --workers 4 --assert 'p99_us<2000' --assert 'lost==0'";
+
+const COMPARE_EXAMPLES: &str = "\
+Examples:
+  eventbench compare disconnect-loss              Pub/Sub, then Streams, against one private redis-server
+  eventbench compare --transports pubsub,sharded,streams --private-cluster 3";
+
+const CAPACITY_EXAMPLES: &str = "\
+Examples:
+  eventbench capacity --slo 'p99_us<1000'         the highest Pub/Sub rate with p99 under 1 ms
+  eventbench capacity fanout --transports pubsub,streams --budget 5m";
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  eventbench report results/baseline-20250101T120000Z
+  eventbench report results/a results/b --out results/a-vs-b";
 
 /// How the summary is printed on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,7 +183,7 @@ pub struct ReportArgs {
     /// Run directories (each as `eventbench run` wrote it).
     #[arg(required = true, value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
-    /// Where the comparison of several runs goes (default: results/compare-<UTC time>).
+    /// Where the comparison of several runs goes (default: results/compare-<UTC time>); never overwritten.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
@@ -228,6 +263,31 @@ mod tests {
         assert_eq!((args.split.workers, args.split.spawn), (Some(2), Some(1)));
         assert!(args.flags.gave("transport") && !args.flags.gave("rate"));
         assert_eq!(args.scenario().unwrap().name, "streams");
+    }
+
+    #[test]
+    fn every_example_in_help_parses() {
+        let examples = [RUN_EXAMPLES, COMPARE_EXAMPLES, CAPACITY_EXAMPLES, REPORT_EXAMPLES];
+        let lines: Vec<&str> = examples.iter().flat_map(|e| e.lines().skip(1)).collect();
+        assert!(lines.len() >= 10, "{lines:?}");
+        for line in lines {
+            // The command, then (after two spaces or more) what it does.
+            let command = line.trim().split("  ").next().unwrap();
+            let words: Vec<String> = command.split_whitespace().map(|w| w.trim_matches('\'').to_string()).collect();
+            assert_eq!(words[0], "eventbench", "{line}");
+            let cli = Cli::try_parse_from(&words).unwrap_or_else(|e| panic!("{line}: {e}"));
+            if let Command::Run(args) = cli.command {
+                args.scenario().unwrap_or_else(|e| panic!("{line}: {e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn compare_help_shows_transports_only_and_its_own_out() {
+        let mut cmd = Cli::command();
+        let help = cmd.find_subcommand_mut("compare").unwrap().render_long_help().to_string();
+        assert!(help.contains("--transports") && !help.contains("--transport <"), "{help}");
+        assert!(help.contains("results/compare-<name>-<UTC time>") && help.contains("Examples:"), "{help}");
     }
 
     #[test]

@@ -335,9 +335,18 @@ async fn run(args: RunArgs) -> Result<u8> {
             otext!("{}", table::render(&report.summary));
             oline!("{:>12}  {}", "results", dir.display());
         }
-        Format::Json => oline!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
+        Format::Json => oline!("{}", json_with_dir(&report.summary, &dir)?),
     }
     Ok(exit_code(&report, &dir))
+}
+
+/// A summary row as one JSON object, with `results_dir`: where its files are.
+fn json_with_dir(row: &SummaryRow, dir: &Path) -> Result<String> {
+    let mut value = serde_json::to_value(row).context("summary as JSON")?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("results_dir".into(), dir.display().to_string().into());
+    }
+    Ok(value.to_string())
 }
 
 /// Checks `--assert` gates on a completed run: one line per failure, exit code 3.
@@ -358,6 +367,13 @@ fn check_assertions(report: &RunReport) -> u8 {
 /// written as soon as it ends, then `compare.csv` and a side-by-side table.
 async fn compare(args: CompareArgs) -> Result<u8> {
     let base = args.run.scenario()?;
+    if args.run.flags.gave("transport") {
+        return Err(ScenarioError::Invalid {
+            key: "transport",
+            message: "compare runs the scenario once for each of --transports; give those instead".into(),
+        }
+        .into());
+    }
     let mode = mode_of(&args.run.split);
     // Without a file or --name, each run is named after its transport, as a plain run would be.
     let named_by_transport = args.run.scenario.is_none() && !args.run.flags.gave("name");
@@ -423,7 +439,10 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             otext!("{}", table::render_comparison(&rows));
             oline!("{:>16}  {}", "results", root.display());
         }
-        Format::Json => oline!("{}", serde_json::to_string(&rows).context("summaries as JSON")?),
+        Format::Json => {
+            let each = rows.iter().zip(&dirs).map(|(row, dir)| json_with_dir(row, dir)).collect::<Result<Vec<_>>>()?;
+            oline!("[{}]", each.join(","))
+        }
     }
     Ok(code)
 }
@@ -434,6 +453,11 @@ async fn compare(args: CompareArgs) -> Result<u8> {
 fn report(args: ReportArgs) -> Result<u8> {
     if args.out.is_some() && args.dirs.len() < 2 {
         eline!("error: --out is where the comparison of two or more runs goes (usage: eventbench report DIR DIR... [--out DIR])");
+        return Ok(EXIT_USAGE);
+    }
+    // As `run --out`: an existing page is never overwritten, and nothing is rebuilt before that is known.
+    if let Some(out) = args.out.as_deref().filter(|d| d.exists() || d.is_symlink()) {
+        eline!("error: out: {} already exists; results are never overwritten", out.display());
         return Ok(EXIT_USAGE);
     }
     let mut runs = Vec::new();

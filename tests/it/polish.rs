@@ -83,3 +83,27 @@ fn the_man_pages_are_roff_from_the_same_definitions() {
     assert!(run.contains(".TH eventbench-run") && run.contains("disconnect") && run.contains("1000"), "{run}");
     common::assert_bad_input(&["man", "frobnicate"], "capacity");
 }
+
+#[test]
+fn compare_refuses_transport_and_report_refuses_an_existing_out() {
+    common::assert_bad_input(&["compare", "--transport", "streams"], "--transports");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let out = common::bin()
+        .args(["run", "--duration", "1s", "--warmup", "0s", "--rate", "100", "--quiet", "--format", "json", "--out"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // --format json says where the results went.
+    let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(json["results_dir"].as_str(), run.to_str(), "{json}");
+    assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
+
+    let cmp = tmp.path().join("cmp");
+    std::fs::create_dir(&cmp).unwrap();
+    std::fs::write(cmp.join("compare.html"), "mine").unwrap();
+    let run = run.to_str().unwrap();
+    common::assert_bad_input(&["report", run, run, "--out", cmp.to_str().unwrap()], "already exists");
+    assert_eq!(std::fs::read_to_string(cmp.join("compare.html")).unwrap(), "mine");
+}
