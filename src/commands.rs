@@ -195,6 +195,7 @@ fn on_interrupt(current: Arc<std::sync::Mutex<Arc<Live>>>) -> Result<()> {
             live.request_stop();
         }
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
+        crate::progress::clear_line();
         crate::target::restore_unrestored(std::time::Duration::from_millis(500)).await;
         let _whole_files = WRITING.lock();
         crate::target::remove_private_dirs();
@@ -263,8 +264,9 @@ async fn run_one(
     *current.lock().expect("live lock") = live.clone();
     // Worker processes count their own messages: the coordinator has no live counters to show.
     let show_progress = !quiet && std::io::stderr().is_terminal() && matches!(mode, Mode::Local);
-    let progress =
-        show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
+    let label = scenario.transport.to_string();
+    let progress = show_progress
+        .then(|| Progress::start(live.clone(), label, scenario.warmup + scenario.duration, scenario.consumers));
     let finished = pipeline::execute(scenario, live, target, mode, |line| eline!("{line}")).await;
     drop(progress);
     finished

@@ -15,11 +15,13 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Starts drawing for a run of `total` (warmup + measure) with `consumers` consumers.
-    pub fn start(live: Arc<Live>, total: Duration, consumers: u32) -> Progress {
+    /// Starts drawing for a run of `total` (warmup + measure) with `consumers`
+    /// consumers; each line starts with `label` (the transport, which tells the
+    /// runs of a `compare` apart).
+    pub fn start(live: Arc<Live>, label: String, total: Duration, consumers: u32) -> Progress {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
-        let thread = std::thread::spawn(move || draw(live, total, consumers, flag));
+        let thread = std::thread::spawn(move || draw(live, label, total, consumers, flag));
         Progress { done, thread: Some(thread) }
     }
 }
@@ -33,39 +35,120 @@ impl Drop for Progress {
     }
 }
 
-fn per_s(delta: u64, dt: f64) -> String {
-    let v = delta as f64 / dt.max(1e-3);
-    if v >= 1e6 {
-        format!("{:.2}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("{:.1}k", v / 1e3)
-    } else {
-        format!("{v:.0}")
+/// Erases a live view's line, for an exit that skips its Drop (a second Ctrl-C).
+pub fn clear_line() {
+    use std::io::{IsTerminal, Write};
+    if std::io::stderr().is_terminal() {
+        let _ = std::io::stderr().write_all(b"\r\x1b[2K");
     }
 }
 
-fn draw(live: Arc<Live>, total: Duration, consumers: u32, done: Arc<AtomicBool>) {
-    let bar = ProgressBar::with_draw_target(Some(total.as_millis() as u64), ProgressDrawTarget::stderr_with_hz(5));
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {percent:>3}%  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+/// Where a run is: the live view names it, so a drain is not taken for a hang.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connecting, subscribing, before the run's clock starts.
+    Starting,
+    Warmup,
+    Measuring,
+    /// The producers are done; stragglers are awaited.
+    Draining,
+    /// A stop was requested (Ctrl-C): winding down.
+    Stopping,
+}
+
+impl Phase {
+    /// The phase at `now_ns` of a run whose measured phase is `measured` (ns since its epoch).
+    pub fn at(now_ns: Option<u64>, measured: Option<(u64, u64)>, stopping: bool) -> Phase {
+        match (now_ns, measured) {
+            _ if stopping => Phase::Stopping,
+            (Some(now), Some((start, _))) if now < start => Phase::Warmup,
+            (Some(now), Some((_, end))) if now < end => Phase::Measuring,
+            (Some(_), Some(_)) => Phase::Draining,
+            _ => Phase::Starting,
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Warmup => "warmup",
+            Phase::Measuring => "measuring",
+            Phase::Draining => "draining",
+            Phase::Stopping => "stopping",
+        }
+    }
+}
+
+/// What one frame says after the spinner: label, phase with its time, rates,
+/// loss so far and the consumers subscribed (`up`), within 80 columns.
+/// `rates` are (sent, delivered) per second; `up` is (subscribed, consumers).
+pub fn line(
+    label: &str,
+    phase: Phase,
+    times: (Duration, Duration),
+    rates: (f64, f64),
+    lost: u64,
+    up: (u64, u32),
+) -> String {
+    let (elapsed, total) = times;
+    let time = match phase {
+        Phase::Warmup | Phase::Measuring => format!(" {}/{}s", elapsed.as_secs(), total.as_secs()),
+        _ => String::new(),
+    };
+    format!(
+        "{label} {}{time}  sent {}  delivered {}  lost {lost}  up {}/{}",
+        phase.word(),
+        crate::report::fmt::rate(rates.0),
+        crate::report::fmt::rate(rates.1),
+        up.0,
+        up.1
+    )
+}
+
+fn draw(live: Arc<Live>, label: String, total: Duration, consumers: u32, done: Arc<AtomicBool>) {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+    // `wide_msg` is cut to the terminal's width: a frame never wraps onto a second line.
+    bar.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("valid template"));
     let started = Instant::now();
     let (mut last_sent, mut last_delivered, mut last_at) = (0, 0, Instant::now());
     while !done.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(250));
         let (sent, delivered) = (live.sent.load(Relaxed), live.delivered.load(Relaxed));
-        let dt = last_at.elapsed().as_secs_f64();
-        bar.set_position((started.elapsed().as_millis() as u64).min(total.as_millis() as u64));
-        bar.set_message(format!(
-            "sent {}/s · delivered {}/s · lost {} · consumers {}/{consumers}",
-            per_s(sent - last_sent, dt),
-            per_s(delivered - last_delivered, dt),
-            live.lost_so_far.load(Relaxed),
-            live.connected.load(Relaxed),
-        ));
+        let dt = last_at.elapsed().as_secs_f64().max(1e-3);
+        let phase = Phase::at(live.now_ns(), live.measured_phase(), live.stop_requested());
+        let rates = ((sent - last_sent) as f64 / dt, (delivered - last_delivered) as f64 / dt);
+        let up = (live.connected.load(Relaxed), consumers);
+        let elapsed = started.elapsed().min(total);
+        bar.set_message(line(&label, phase, (elapsed, total), rates, live.lost_so_far.load(Relaxed), up));
+        bar.tick();
         (last_sent, last_delivered, last_at) = (sent, delivered, Instant::now());
     }
     bar.finish_and_clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phase_follows_the_run_clock() {
+        let measured = Some((1_000, 3_000));
+        assert_eq!(Phase::at(None, None, false), Phase::Starting);
+        assert_eq!(Phase::at(Some(500), measured, false), Phase::Warmup);
+        assert_eq!(Phase::at(Some(1_000), measured, false), Phase::Measuring);
+        assert_eq!(Phase::at(Some(3_000), measured, false), Phase::Draining);
+        assert_eq!(Phase::at(Some(2_000), measured, true), Phase::Stopping);
+    }
+
+    #[test]
+    fn a_frame_names_transport_and_phase_and_fits_80_columns() {
+        let s = Duration::from_secs;
+        let frame = line("streams", Phase::Measuring, (s(5), s(11)), (20_000.0, 80_000.0), 12_345, (2, 4));
+        assert!(frame.starts_with("streams measuring 5/11s  sent 20.0k/s"), "{frame}");
+        assert!(frame.ends_with("lost 12345  up 2/4"), "{frame}");
+        // The spinner and its space take 2 columns.
+        assert!(frame.chars().count() + 2 <= 80, "{} columns: {frame}", frame.chars().count() + 2);
+        let drain = line("pubsub", Phase::Draining, (s(11), s(11)), (0.0, 0.0), 0, (4, 4));
+        assert!(drain.starts_with("pubsub draining  sent 0.0/s"), "{drain}");
+    }
 }
