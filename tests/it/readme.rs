@@ -46,3 +46,47 @@ fn readme_opens_with_the_two_commands() {
     let top: String = readme.lines().take(8).collect::<Vec<_>>().join("\n");
     assert!(top.contains("./scripts/demo.sh") && top.contains("./scripts/test.sh"), "{top}");
 }
+
+/// Every long flag of `cmd` and of its subcommands, with the subcommand's name.
+fn long_flags(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+    for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+        if let Some(long) = arg.get_long().filter(|l| !["help", "version"].contains(l)) {
+            out.push((path.to_string(), format!("--{long}")));
+        }
+    }
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        long_flags(sub, &format!("{path} {}", sub.get_name()), out);
+    }
+}
+
+#[test]
+fn every_subcommand_flag_and_shipped_scenario_is_in_the_readme() {
+    use clap::CommandFactory;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let cli = eventbench::cli::Cli::command();
+    for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+        let shown = format!("eventbench {}", sub.get_name());
+        assert!(readme.contains(&shown), "README never shows `{shown}`");
+    }
+    let mut flags = Vec::new();
+    long_flags(&cli, "eventbench", &mut flags);
+    assert!(flags.len() > 50, "{flags:?}");
+    for (command, flag) in flags {
+        // Written as code: `--flag` in a table or in text, or in a shell example.
+        let documented = readme.contains(&format!("`{flag}")) || readme.contains(&format!(" {flag} "));
+        assert!(documented, "README does not document {flag} of `{command}`");
+    }
+    // The shipped-scenario table has a row for each, and the keys paragraph names every key.
+    let table = readme.split("Shipped scenarios").nth(1).expect("a shipped-scenario table");
+    for (name, _) in eventbench::scenario::shipped::SHIPPED {
+        assert!(table.contains(&format!("| `{name}` |")), "the shipped-scenario table has no row for {name}");
+    }
+    let keys = readme.split("\nKeys: ").nth(1).expect("a Keys: paragraph").split("\n\n").next().unwrap();
+    // Each flag of the scenario is a key of its file (the password is never read from one).
+    let scenario = <eventbench::Scenario as clap::Args>::augment_args(clap::Command::new("scenario"));
+    let all: Vec<String> = scenario.get_arguments().filter_map(|a| a.get_long()).map(String::from).collect();
+    assert!(all.len() > 30, "{all:?}");
+    for key in all.iter().filter(|k| k.as_str() != "password") {
+        assert!(keys.contains(&format!("`{key}`")), "the scenario keys in the README omit `{key}`");
+    }
+}
