@@ -507,8 +507,9 @@ async fn worker(args: WorkerArgs) -> Result<u8> {
 pub fn not_sustained(s: &SummaryRow) -> String {
     let per_s = if s.duration_s > 0.0 { s.expected as f64 / s.duration_s } else { 0.0 };
     format!(
-        "eventbench: the system did not keep up (sustained = false): {} deliveries were still on their way at the \
+        "eventbench: {}: the system did not keep up (sustained = false): {} deliveries were still on their way at the \
          end of the measured phase ({:.2} s of the offered {}), {} still undelivered after a {:.2} s drain",
+        s.run_id,
         s.in_flight_end,
         if per_s > 0.0 { s.in_flight_end as f64 / per_s } else { 0.0 },
         crate::report::fmt::rate(per_s),
@@ -562,9 +563,10 @@ pub fn harness_warning(s: &SummaryRow, cpus: usize) -> Option<String> {
         ));
     }
     Some(format!(
-        "eventbench: warning: the harness may have been the limit of this run: {}. Latency and rates may describe \
+        "eventbench: warning: the harness may have been the limit of this run ({}): {}. Latency and rates may describe \
          eventbench and this machine more than Redis (harness_limited = true). Lower --rate, spread the load \
          (--producers, --threads), or give eventbench CPU to spare.",
+        s.run_id,
         seen.join("; ")
     ))
 }
