@@ -39,14 +39,27 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// A CSV value: whole numbers grouped, others with at most 3 decimals.
+/// A CSV value for people: grouped, with fewer decimals the larger it is
+/// (3 below 100, 1 below 100,000, none above), trailing zeros dropped:
+/// `160,000`, `2.5`, `38.331`, `1,954,546`.
 pub fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        let sign = if v < 0.0 { "-" } else { "" };
-        format!("{sign}{}", thousands(v.abs() as u64))
+    if !v.is_finite() || v.abs() >= 1e15 {
+        return v.to_string();
+    }
+    let decimals = match v.abs() {
+        a if a < 100.0 => 3,
+        a if a < 100_000.0 => 1,
+        _ => 0,
+    };
+    let text = format!("{:.decimals$}", v.abs());
+    let (whole, fraction) = text.split_once('.').unwrap_or((&text, ""));
+    let fraction = fraction.trim_end_matches('0');
+    let sign = if v < 0.0 && text.chars().any(|c| c != '0' && c != '.') { "-" } else { "" };
+    let whole = thousands(whole.parse().unwrap_or(0));
+    if fraction.is_empty() {
+        format!("{sign}{whole}")
     } else {
-        let text = format!("{v:.3}");
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{sign}{whole}.{fraction}")
     }
 }
 
@@ -81,6 +94,11 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(number(2.5), "2.5");
         assert_eq!(number(160000.0), "160,000");
+        assert_eq!(number(38.33058848714777), "38.331");
+        assert_eq!(number(1_954_545.663), "1,954,546");
+        assert_eq!(number(17_498.26), "17,498.3");
+        assert_eq!(number(-2.0), "-2");
+        assert_eq!(number(-0.0001), "0");
         assert_eq!(pct(20_004, 160_000), "12.503%");
         assert_eq!(pct(1, 1_000_000), "<0.001%");
         assert_eq!(pct(0, 0), "0%");

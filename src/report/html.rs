@@ -35,6 +35,7 @@ th, td { padding: 3px 10px; border-bottom: 1px solid var(--line); text-align: le
 th { background: #f3f4f6; font-weight: 600; }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.loss td { background: #fdecea; }
+.scroll { max-width: 100%; overflow-x: auto; }
 .cols { columns: 2 340px; column-gap: 28px; } .cols table { width: 100%; }
 code, pre { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; font-size: 13px; }
 pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; overflow-x: auto; }
@@ -255,7 +256,8 @@ fn foot(rebuild: &str) -> String {
 
 /// A table of strings; cells that parse as numbers are right-aligned and grouped.
 pub(crate) fn table(out: &mut String, header: &[String], rows: &[Vec<String>], highlight: impl Fn(usize) -> bool) {
-    out.push_str("<table>\n<thead><tr>");
+    // A table wider than the page scrolls inside its box; the page never does.
+    out.push_str("<div class=\"scroll\"><table>\n<thead><tr>");
     let numeric: Vec<bool> = (0..header.len())
         .map(|c| !rows.is_empty() && rows.iter().all(|r| r.get(c).is_some_and(|v| v.parse::<f64>().is_ok())))
         .collect();
@@ -271,6 +273,10 @@ pub(crate) fn table(out: &mut String, header: &[String], rows: &[Vec<String>], h
                 Ok(v) if numeric.get(c) == Some(&true) => {
                     let _ = write!(out, "<td class=\"n\">{}</td>", number(v));
                 }
+                // A number in a column of mixed values (the summary's) reads like the others.
+                Ok(v) if is_plain_number(cell) => {
+                    let _ = write!(out, "<td>{}</td>", number(v));
+                }
                 _ => {
                     let _ = write!(out, "<td>{}</td>", escape(cell));
                 }
@@ -278,7 +284,14 @@ pub(crate) fn table(out: &mut String, header: &[String], rows: &[Vec<String>], h
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n");
+    out.push_str("</tbody>\n</table></div>\n");
+}
+
+/// Digits with at most a sign and a decimal point: not `inf`, `NaN` or `1e5`,
+/// which are left as written.
+fn is_plain_number(cell: &str) -> bool {
+    let digits = cell.strip_prefix('-').unwrap_or(cell);
+    !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit() || c == '.') && digits.matches('.').count() <= 1
 }
 
 /// Rows of a serializable struct as strings, through the CSV writer so the
@@ -338,7 +351,8 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
         let _ = writeln!(out, "<p>{f}</p>");
     }
     out.push_str("</div>\n<div class=\"cards\">\n");
-    card(&mut out, "sent", &thousands(s.sent), &format!("{} · target {}", rate(s.send_rate), rate(s.target_rate)), "");
+    let target = if s.target_rate > 0.0 { rate(s.target_rate) } else { "unlimited".into() };
+    card(&mut out, "sent", &thousands(s.sent), &format!("{} · target {target}", rate(s.send_rate)), "");
     card(&mut out, "delivered", &thousands(s.delivered), &format!("of {} expected", thousands(s.expected)), "");
     let lost_class = if s.lost > 0 { "bad" } else { "good" };
     card(&mut out, "lost", &thousands(s.lost), &format!("{} of expected", pct(s.lost, s.expected)), lost_class);
@@ -351,8 +365,8 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     let _ = writeln!(
         out,
         "<h2 id=\"timeline\">Second by second</h2>\n<figure>{}<figcaption>Each message counts in the second it was due to be \
-         sent, so a loss lines up with the outage that caused it. Shaded, if any: seconds in which a consumer was \
-         not subscribed. <a href=\"timeline.svg\">timeline.svg</a></figcaption></figure>",
+         sent, so a loss lines up with the outage that caused it. Shaded, if any: when a consumer was not \
+         subscribed (from events.csv); a dark strip at the top: a cluster node was down. <a href=\"timeline.svg\">timeline.svg</a></figcaption></figure>",
         inline_svg(timeline_svg),
     );
     let _ = writeln!(
@@ -503,7 +517,7 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         ("raw p99", |s| latency(s.raw_p99_us)),
         ("harness limited", |s| if s.harness_limited { "yes".into() } else { "no".into() }),
     ];
-    out.push_str("<table>\n<thead><tr><th></th>");
+    out.push_str("<div class=\"scroll\"><table>\n<thead><tr><th></th>");
     for l in labels {
         let _ = write!(out, "<th class=\"n\">{}</th>", escape(l));
     }
@@ -521,12 +535,12 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
     for (r, link) in runs.iter().zip(links) {
         let _ = write!(out, "<td class=\"n\"><a href=\"{}\">{}</a></td>", escape(link), escape(&r.summary.run_id));
     }
-    out.push_str("</tr>\n</tbody>\n</table>\n");
+    out.push_str("</tr>\n</tbody>\n</table></div>\n");
 
     let _ = writeln!(
         out,
-        "<h2 id=\"timeline\">Second by second</h2>\n<figure>{}<figcaption>Solid: delivered per second; dashed: expected. Shaded: \
-         seconds in which some of that run's consumers were away. <a href=\"compare-timeline.svg\">compare-timeline.svg</a>\
+        "<h2 id=\"timeline\">Second by second</h2>\n<figure>{}<figcaption>Solid: delivered per second; dashed: expected. A strip \
+         at the top, in a run's colour: when some of that run's consumers were away (from its events.csv). <a href=\"compare-timeline.svg\">compare-timeline.svg</a>\
          </figcaption></figure>",
         inline_svg(timeline_svg)
     );

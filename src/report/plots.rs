@@ -36,6 +36,14 @@ const MAROON: RGBColor = RGBColor(128, 20, 30);
 const RUN_COLOURS: [RGBColor; 6] = [BLUE, ORANGE, GREEN, PURPLE, BROWN, TEAL];
 /// Shading of the seconds when consumers were away.
 const OUTAGE: RGBColor = RGBColor(230, 85, 13);
+/// The strip of the time a cluster node was down.
+const NODE_DOWN: RGBColor = RGBColor(60, 60, 70);
+/// How opaque a shaded span is, in the plot and in its legend swatch alike.
+const BAND_ALPHA: f64 = 0.15;
+const STRIP_ALPHA: f64 = 0.85;
+/// Where a legend's first entry sits, and the distance between entries (px).
+const LEGEND_TOP: i32 = 22;
+const LEGEND_LINE: i32 = 19;
 
 pub(crate) fn run_colour(i: usize) -> RGBColor {
     RUN_COLOURS[i % RUN_COLOURS.len()]
@@ -176,7 +184,12 @@ fn linear_axis(hi: f64) -> Ticked {
 
 /// The y axis of a latency plot: log10(µs) with labels at each decade, and
 /// at 2 and 5 too when the axis spans at most `dense_up_to` decades.
+///
+/// The top is raised to a round 1, 2 or 5 × 10^k and labelled, so that the
+/// axis says where it ends.
 pub(crate) fn latency_axis(lo: f64, hi: f64, dense_up_to: f64) -> Ticked {
+    let decade = hi.floor();
+    let hi = [1.0f64, 2.0, 5.0, 10.0].iter().map(|m| decade + m.log10()).find(|&v| v >= hi - 1e-9).unwrap_or(hi);
     let mut bold = Vec::new();
     let mut light = Vec::new();
     for d in lo as i32..=hi as i32 {
@@ -192,6 +205,10 @@ pub(crate) fn latency_axis(lo: f64, hi: f64, dense_up_to: f64) -> Ticked {
                 light.push(v);
             }
         }
+    }
+    if !bold.iter().any(|b| (b - hi).abs() < 1e-9) {
+        light.retain(|l| (l - hi).abs() >= 1e-9);
+        bold.push(hi);
     }
     Ticked { range: lo..hi, bold, light }
 }
@@ -351,15 +368,30 @@ struct Panel {
     when_empty: Option<&'static str>,
 }
 
-/// Seconds to shade, `[from, to)`, in the colour of their run.
+/// A span of the measured phase, `[from, to)` in seconds, marked in `colour`:
+/// shaded over the whole height, or (with `strip`) as the `strip`-th solid
+/// strip from the top, so that spans of several runs or kinds never blend
+/// into a colour no legend entry shows.
 struct Band {
     from: f64,
     to: f64,
     colour: RGBColor,
+    strip: Option<usize>,
 }
 
-/// Consecutive seconds where fewer consumers than configured were connected.
-fn outage_bands(run: &RunData, colour: RGBColor) -> Vec<Band> {
+/// When some consumers were away: the exact times of `events.csv` (from a
+/// consumer's disconnect, cut-off or crash to its return), else, for a run
+/// directory without events, the seconds in which fewer consumers than
+/// configured were connected.
+fn outage_bands(run: &RunData, colour: RGBColor, strip: Option<usize>) -> Vec<Band> {
+    let end = run.timeseries.len() as f64;
+    if let Some(spans) = run
+        .events
+        .as_ref()
+        .and_then(|e| spans(e, end, &["disconnect", "server-kill", "slot-moved", "crash"], "resubscribed"))
+    {
+        return spans.into_iter().map(|(from, to)| Band { from, to, colour, strip }).collect();
+    }
     let mut bands: Vec<Band> = Vec::new();
     for (s, row) in run.timeseries.iter().enumerate() {
         if row.connected_consumers >= run.summary.consumers {
@@ -367,10 +399,54 @@ fn outage_bands(run: &RunData, colour: RGBColor) -> Vec<Band> {
         }
         match bands.last_mut() {
             Some(b) if b.to == s as f64 => b.to += 1.0,
-            _ => bands.push(Band { from: s as f64, to: s as f64 + 1.0, colour }),
+            _ => bands.push(Band { from: s as f64, to: s as f64 + 1.0, colour, strip }),
         }
     }
     bands
+}
+
+/// When a cluster node was down (`--kill-node`): from `node-down` to `node-up` in `events.csv`.
+fn node_down_bands(run: &RunData, colour: RGBColor, strip: usize) -> Vec<Band> {
+    let end = run.timeseries.len() as f64;
+    let spans = run.events.as_ref().and_then(|e| spans(e, end, &["node-down"], "node-up")).unwrap_or_default();
+    spans.into_iter().map(|(from, to)| Band { from, to, colour, strip: Some(strip) }).collect()
+}
+
+/// The union of the spans in `events` that start with one of `opens` for a
+/// consumer (or node) and end at its next `close` (or at `end`), within
+/// `[0, end]`; `None` if the table lacks the columns.
+fn spans(events: &super::rundir::Table, end: f64, opens: &[&str], close: &str) -> Option<Vec<(f64, f64)>> {
+    let col = |name: &str| events.header.iter().position(|h| h == name);
+    let (at, who, kind) = (col("at_s")?, col("consumer")?, col("kind")?);
+    let mut rows: Vec<(f64, &str, &str)> = events
+        .rows
+        .iter()
+        .filter_map(|r| Some((r.get(at)?.parse::<f64>().ok()?, r.get(who)?.as_str(), r.get(kind)?.as_str())))
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut open: std::collections::BTreeMap<&str, f64> = Default::default();
+    let mut spans = Vec::new();
+    for (t, who, kind) in rows {
+        if opens.contains(&kind) {
+            open.entry(who).or_insert(t);
+        } else if kind == close {
+            if let Some(from) = open.remove(who) {
+                spans.push((from, t));
+            }
+        }
+    }
+    spans.extend(open.into_values().map(|from| (from, end)));
+    let mut spans: Vec<(f64, f64)> =
+        spans.into_iter().map(|(a, b)| (a.clamp(0.0, end), b.clamp(0.0, end))).filter(|(a, b)| b > a).collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut merged: Vec<(f64, f64)> = Vec::new();
+    for (a, b) in spans {
+        match merged.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    Some(merged)
 }
 
 /// Length of each second of the run (the last may be partial), from the log.
@@ -463,16 +539,21 @@ pub fn timeline(run: &RunData) -> Result<String> {
         });
     }
     panels.push(backlog_panel(waiting));
-    let mut bands = outage_bands(run, OUTAGE);
-    let mut labels: Vec<(String, RGBColor)> = Vec::new();
+    let mut bands = outage_bands(run, OUTAGE, None);
+    let mut labels: Vec<(String, Mark)> = Vec::new();
     if !bands.is_empty() {
-        labels.push(("consumers disconnected".into(), OUTAGE));
+        labels.push(("consumers disconnected".into(), Mark::Shade(OUTAGE)));
+    }
+    let node_down = node_down_bands(run, NODE_DOWN, 0);
+    if !node_down.is_empty() {
+        labels.push(("cluster node down".into(), Mark::Strip(NODE_DOWN)));
+        bands.extend(node_down);
     }
     // An interrupted run's series ends where it stopped: say so where it does.
     if run.summary.status != "ok" {
         let at = run.summary.duration_s;
-        bands.push(Band { from: (at - 0.05).max(0.0), to: at + 0.05, colour: RED });
-        labels.push((format!("{} at {:.2} s", run.summary.status, at), RED));
+        bands.push(Band { from: (at - 0.05).max(0.0), to: at + 0.05, colour: RED, strip: None });
+        labels.push((format!("{} at {:.2} s", run.summary.status, at), Mark::Shade(RED)));
     }
     timeline_svg(
         &format!("Timeline: {} (by second each message was due)", run.name()),
@@ -591,12 +672,13 @@ pub fn compare_timeline(runs: &[RunData], labels: &[String]) -> Result<String> {
                 .collect()
         })));
     }
+    // Each run's outages in a strip of its own: shading would blend where they overlap.
     let mut bands = Vec::new();
     let mut band_labels = Vec::new();
     for (i, (run, label)) in runs.iter().zip(labels).enumerate() {
-        let b = outage_bands(run, run_colour(i));
+        let b = outage_bands(run, run_colour(i), Some(band_labels.len()));
         if !b.is_empty() {
-            band_labels.push((format!("{label}: consumers disconnected"), run_colour(i)));
+            band_labels.push((format!("{label}: consumers disconnected"), Mark::Strip(run_colour(i))));
         }
         bands.extend(b);
     }
@@ -610,9 +692,13 @@ fn timeline_svg(
     seconds: usize,
     panels: &[Panel],
     bands: &[Band],
-    band_labels: Vec<(String, RGBColor)>,
+    band_labels: Vec<(String, Mark)>,
 ) -> Result<String> {
-    let height = 50 + PANEL_HEIGHT * panels.len() as u32;
+    // A panel is as tall as its legend needs: entries never run into the next panel.
+    let entries = |p: usize| panels[p].series.len() + if p == 0 { band_labels.len() } else { 0 };
+    let most = (0..panels.len()).map(entries).max().unwrap_or(0) as u32;
+    let panel_height = PANEL_HEIGHT.max(LEGEND_TOP as u32 + LEGEND_LINE as u32 * most + 10);
+    let height = 50 + panel_height * panels.len() as u32;
     let longest = panels
         .iter()
         .flat_map(|p| p.series.iter().map(|s| s.label.chars().count()))
@@ -635,7 +721,7 @@ fn timeline_svg(
             let (area, side) = area.split_horizontally(WIDTH - legend_width);
             let mut entries: Vec<(String, Mark)> = Vec::new();
             if p == 0 {
-                entries.extend(band_labels.iter().map(|(l, c)| (l.clone(), Mark::Shade(*c))));
+                entries.extend(band_labels.iter().cloned());
             }
             entries.extend(panel.series.iter().map(|s| (s.label.clone(), Mark::of(s))));
             draw_legend(&side, &entries)?;
@@ -679,6 +765,8 @@ enum Mark {
     Bar(RGBColor),
     /// A shaded span of seconds.
     Shade(RGBColor),
+    /// A span drawn as a strip at the top of the panels.
+    Strip(RGBColor),
 }
 
 impl Mark {
@@ -694,7 +782,7 @@ impl Mark {
 /// A legend in its own area: one line per entry, mark then label.
 fn draw_legend(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, entries: &[(String, Mark)]) -> Result<()> {
     for (i, (label, mark)) in entries.iter().enumerate() {
-        let y = 22 + i as i32 * 19;
+        let y = LEGEND_TOP + i as i32 * LEGEND_LINE;
         let (x0, x1) = (8, 32);
         match *mark {
             Mark::Line(c) => area.draw(&PathElement::new(vec![(x0, y), (x1, y)], c.stroke_width(2))),
@@ -704,7 +792,8 @@ fn draw_legend(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, entries: 
                     .and_then(|_| area.draw(&PathElement::new(vec![(x0 + 15, y), (x1, y)], style)))
             }
             Mark::Bar(c) => area.draw(&Rectangle::new([(x0 + 4, y - 6), (x1 - 4, y + 6)], c.filled())),
-            Mark::Shade(c) => area.draw(&Rectangle::new([(x0, y - 7), (x1, y + 7)], c.mix(0.2).filled())),
+            Mark::Shade(c) => area.draw(&Rectangle::new([(x0, y - 7), (x1, y + 7)], c.mix(BAND_ALPHA).filled())),
+            Mark::Strip(c) => area.draw(&Rectangle::new([(x0, y - 3), (x1, y + 3)], c.mix(STRIP_ALPHA).filled())),
         }
         .map_err(plot_error)?;
         let style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
@@ -740,8 +829,15 @@ fn draw_panel<'a, 'b: 'a>(
     }
     mesh.draw().map_err(plot_error)?;
 
+    let strip = (y1 - y0) * 0.03;
     chart
-        .draw_series(bands.iter().map(|b| Rectangle::new([(b.from, y0), (b.to, y1)], b.colour.mix(0.13).filled())))
+        .draw_series(bands.iter().map(|b| match b.strip {
+            None => Rectangle::new([(b.from, y0), (b.to, y1)], b.colour.mix(BAND_ALPHA).filled()),
+            Some(k) => {
+                let top = y1 - k as f64 * strip;
+                Rectangle::new([(b.from, top - strip), (b.to, top)], b.colour.mix(STRIP_ALPHA).filled())
+            }
+        }))
         .map_err(plot_error)?;
 
     // Per bar slot: its colour and the stacked total of each second so far.
@@ -845,6 +941,47 @@ mod tests {
         assert_eq!(p.last().unwrap().0, 4.0);
         assert_eq!(p.last().unwrap().1, us(h.max()));
         assert!(p.windows(2).all(|w| w[0].1 <= w[1].1), "a spectrum never falls");
+    }
+
+    fn events(rows: &[(&str, &str, &str)]) -> crate::report::rundir::Table {
+        crate::report::rundir::Table {
+            header: ["at_s", "consumer", "kind", "downtime_ms", "lost_during"].map(String::from).to_vec(),
+            rows: rows.iter().map(|(at, who, kind)| vec![at.to_string(), who.to_string(), kind.to_string()]).collect(),
+        }
+    }
+
+    #[test]
+    fn outages_are_shaded_at_their_exact_times() {
+        // disconnect-loss: two consumers away from 3.0 s to 5.0 s; shaded 3.0 to 5.0, not 3 to 6.
+        let t = events(&[
+            ("3.001278397", "1", "disconnect"),
+            ("3.001873887", "0", "disconnect"),
+            ("5.001498675", "1", "resubscribed"),
+            ("5.001501115", "0", "resubscribed"),
+        ]);
+        let open = ["disconnect", "server-kill", "slot-moved", "crash"];
+        assert_eq!(spans(&t, 8.0, &open, "resubscribed"), Some(vec![(3.001278397, 5.001501115)]));
+        // cluster-node-kill: the node's span apart from the consumers'; one never back lasts to the end.
+        let t = events(&[
+            ("2.002551689", "1", "node-down"),
+            ("2.004234695", "1", "server-kill"),
+            ("3.060336051", "1", "node-up"),
+            ("3.281824259", "1", "resubscribed"),
+            ("7.5", "2", "crash"),
+        ]);
+        assert_eq!(spans(&t, 6.0, &["node-down"], "node-up"), Some(vec![(2.002551689, 3.060336051)]));
+        assert_eq!(spans(&t, 8.0, &open, "resubscribed"), Some(vec![(2.004234695, 3.281824259), (7.5, 8.0)]));
+        assert_eq!(spans(&crate::report::rundir::Table::default(), 8.0, &open, "resubscribed"), None);
+    }
+
+    #[test]
+    fn a_latency_axis_ends_at_a_labelled_round_value() {
+        let axis = latency_axis(2.0, 6.47, 1.6); // 100 µs to 2.95 s
+        assert!((axis.range.end - 5e6f64.log10()).abs() < 1e-9, "{:?}", axis.range);
+        assert_eq!(fmt_log_latency(axis.bold.last().unwrap()), "5 s");
+        let axis = latency_axis(1.0, 3.0, 1.6);
+        assert_eq!(axis.range.end, 3.0);
+        assert_eq!(fmt_log_latency(axis.bold.last().unwrap()), "1 ms");
     }
 
     #[test]
