@@ -107,3 +107,37 @@ fn compare_refuses_transport_and_report_refuses_an_existing_out() {
     common::assert_bad_input(&["report", run, run, "--out", cmp.to_str().unwrap()], "already exists");
     assert_eq!(std::fs::read_to_string(cmp.join("compare.html")).unwrap(), "mine");
 }
+
+/// `eventbench report` on a copy of a committed reference run: the page and plot as a newcomer sees them.
+fn rebuilt_reference(name: &str, tmp: &std::path::Path) -> (String, String) {
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results/reference").join(name);
+    let dir = tmp.join(name);
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let out = eventbench(&["report", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let timeline = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();
+    (page, timeline)
+}
+
+#[test]
+fn the_reference_pages_draw_the_node_kill_and_keep_numbers_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (page, timeline) = rebuilt_reference("cluster-node-kill", tmp.path());
+    assert!(timeline.contains("cluster node down"), "the node kill is drawn and named");
+    // Tables scroll inside the page instead of widening it.
+    assert_eq!(page.matches("<table>").count(), page.matches("<div class=\"scroll\"><table>").count(), "{page}");
+    // Every number in a table cell has at most 3 decimals (harness_cpu_pct was 38.33058848714777).
+    for cell in page.split("<td").skip(1).map(|c| c.split_once('>').unwrap().1.split("</td>").next().unwrap()) {
+        if let Some((_, decimals)) = cell.split_once('.') {
+            let digits = decimals.chars().take_while(char::is_ascii_digit).count();
+            assert!(digits <= 3 || cell.contains(' ') || cell.contains('T'), "a cell reads {cell}");
+        }
+    }
+    let (page, _) = rebuilt_reference("baseline", tmp.path());
+    assert!(page.contains("target 10.0k/s"), "one form of rate");
+}
