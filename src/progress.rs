@@ -95,8 +95,11 @@ pub fn line(
         Phase::Warmup | Phase::Measuring => format!(" {}/{}s", elapsed.as_secs(), total.as_secs()),
         _ => String::new(),
     };
+    // A consumer's loss is counted when it is back and sees the gap: while
+    // some are away, what is shown is a floor.
+    let at_least = if up.0 < u64::from(up.1) { "≥" } else { "" };
     format!(
-        "{label} {}{time}  sent {}  delivered {}  lost {lost}  up {}/{}",
+        "{label} {}{time}  sent {}  delivered {}  lost {at_least}{lost}  up {}/{}",
         phase.word(),
         crate::report::fmt::rate(rates.0),
         crate::report::fmt::rate(rates.1),
@@ -145,10 +148,11 @@ mod tests {
         let s = Duration::from_secs;
         let frame = line("streams", Phase::Measuring, (s(5), s(11)), (20_000.0, 80_000.0), 12_345, (2, 4));
         assert!(frame.starts_with("streams measuring 5/11s  sent 20.0k/s"), "{frame}");
-        assert!(frame.ends_with("lost 12345  up 2/4"), "{frame}");
+        assert!(frame.ends_with("lost ≥12345  up 2/4"), "{frame}");
         // The spinner and its space take 2 columns.
         assert!(frame.chars().count() + 2 <= 80, "{} columns: {frame}", frame.chars().count() + 2);
         let drain = line("pubsub", Phase::Draining, (s(11), s(11)), (0.0, 0.0), 0, (4, 4));
+        assert!(drain.ends_with("lost 0  up 4/4"), "{drain}");
         assert!(drain.starts_with("pubsub draining  sent 0.0/s"), "{drain}");
     }
 }
