@@ -342,13 +342,13 @@ async fn run(args: RunArgs) -> Result<u8> {
     Ok(exit_code(&report, &dir))
 }
 
-/// A summary row as one JSON object, with `results_dir`: where its files are.
+/// A summary row as one JSON object, its columns in `summary.csv`'s order,
+/// then `results_dir`: where its files are.
 fn json_with_dir(row: &SummaryRow, dir: &Path) -> Result<String> {
-    let mut value = serde_json::to_value(row).context("summary as JSON")?;
-    if let serde_json::Value::Object(map) = &mut value {
-        map.insert("results_dir".into(), dir.display().to_string().into());
-    }
-    Ok(value.to_string())
+    let object = serde_json::to_string(row).context("summary as JSON")?;
+    let dir = serde_json::to_string(&dir.display().to_string()).context("results directory as JSON")?;
+    let fields = object.strip_suffix('}').context("a summary row is a JSON object")?;
+    Ok(format!("{fields},\"results_dir\":{dir}}}"))
 }
 
 /// Checks `--assert` gates on a completed run: one line per failure, exit code 3.

@@ -96,6 +96,7 @@ fn compare_refuses_transport_and_report_refuses_an_existing_out() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // --format json says where the results went.
+    assert!(stdout(&out).starts_with("{\"run_id\":"), "summary.csv's column order: {}", stdout(&out));
     let json: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(json["results_dir"].as_str(), run.to_str(), "{json}");
     assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
