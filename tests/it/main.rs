@@ -32,4 +32,5 @@ mod report;
 mod security;
 mod signals;
 mod streams;
+mod telemetry;
 mod workers;
