@@ -93,18 +93,18 @@ pub async fn watch(
     mut done: watch::Receiver<bool>,
     latest: Arc<Latest>,
 ) -> Vec<ServerRow> {
-    let start_ns = loop {
+    let phase = loop {
         if *done.borrow() {
             return Vec::new();
         }
         match live.measured_phase() {
-            Some((start, _)) => break start,
+            Some(phase) => break phase,
             None => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     };
     let nodes = probes.into_iter().map(|probe| {
         let (live, done, latest) = (live.clone(), done.clone(), latest.clone());
-        tokio::spawn(watch_node(probe, pubsub, live, start_ns, done, latest))
+        tokio::spawn(watch_node(probe, pubsub, live, phase, done, latest))
     });
     let nodes: Vec<_> = nodes.collect();
     let mut rows = Vec::new();
@@ -117,12 +117,15 @@ pub async fn watch(
 }
 
 /// One node's rows: a snapshot at the start of the phase, then one at the
-/// end of each second, each row the change over its second.
+/// end of each second, each row the change over its second. Every second of
+/// the measured phase gets its row, even when the shares end right at the
+/// phase's end (a drain with nothing left); the drain's seconds get theirs
+/// until the shares end. A stop ends it at once.
 async fn watch_node(
     probe: Probe,
     pubsub: bool,
     live: Arc<Live>,
-    start_ns: u64,
+    (start_ns, end_ns): (u64, u64),
     mut done: watch::Receiver<bool>,
     latest: Arc<Latest>,
 ) -> Vec<ServerRow> {
@@ -140,13 +143,24 @@ async fn watch_node(
     };
     for second in 0u32.. {
         let due = start_ns + (second as u64 + 1) * 1_000_000_000;
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_nanos(due.saturating_sub(now()))) => {}
-            _ = done.wait_for(|d| *d) => break,
-        }
-        let snapshot = tokio::select! {
-            s = take(&probe, &mut con, pubsub, &live) => s,
-            _ = done.wait_for(|d| *d) => break,
+        let until_due = tokio::time::sleep(Duration::from_nanos(due.saturating_sub(now())));
+        // A second of the measured phase waits for the run's stop only; the drain's for the shares' end too.
+        let measured = due <= end_ns;
+        let snapshot = if measured {
+            tokio::select! {
+                _ = until_due => {}
+                _ = live.stopped() => break,
+            }
+            take(&probe, &mut con, pubsub, &live).await
+        } else {
+            tokio::select! {
+                _ = until_due => {}
+                _ = done.wait_for(|d| *d) => break,
+            }
+            tokio::select! {
+                s = take(&probe, &mut con, pubsub, &live) => s,
+                _ = done.wait_for(|d| *d) => break,
+            }
         };
         let row = sample::row(second, probe.node, before.as_ref(), snapshot.as_ref());
         latest.put(&row);

@@ -33,4 +33,5 @@ mod security;
 mod signals;
 mod streams;
 mod telemetry;
+mod valkey;
 mod workers;
