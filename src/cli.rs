@@ -137,9 +137,15 @@ pub struct WorkerArgs {
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Transports to run the scenario on, in order.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "pubsub,streams")]
+    /// Transports to run the scenario on, in order [default: pubsub,streams; with --servers or --urls, the scenario's]
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub transports: Vec<TransportKind>,
+    /// Server binaries to run the scenario on, in order, each as a private server (e.g. redis-server,/opt/valkey/valkey-server)
+    #[arg(long, value_delimiter = ',', value_name = "PATH,PATH", conflicts_with = "urls")]
+    pub servers: Vec<PathBuf>,
+    /// Servers you run to run the scenario on, in order (redis://host:port,redis://host:port)
+    #[arg(long, value_delimiter = ',', value_name = "URL,URL")]
+    pub urls: Vec<String>,
     #[command(flatten)]
     pub run: RunArgs,
 }

@@ -11,7 +11,7 @@ use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
 use crate::results::summarize::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::rows::{SummaryRow, WorkerRow};
-use crate::scenario::ScenarioError;
+use crate::scenario::{ScenarioError, TransportKind};
 use crate::target::Target;
 use crate::RunReport;
 use anyhow::{Context, Result};
@@ -365,8 +365,9 @@ fn check_assertions(report: &RunReport) -> u8 {
     }
 }
 
-/// The same scenario once per transport, against one Redis; each run is
-/// written as soon as it ends, then `compare.csv` and a side-by-side table.
+/// The same scenario once per transport, against one Redis, or once per
+/// server (`--servers`, `--urls`); each run is written as soon as it ends,
+/// then `compare.csv` and a side-by-side table.
 async fn compare(args: CompareArgs) -> Result<u8> {
     let base = args.run.scenario()?;
     if args.run.flags.gave("transport") {
@@ -377,19 +378,12 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         .into());
     }
     let mode = mode_of(&args.run.split);
-    // Without a file or --name, each run is named after its transport, as a plain run would be.
-    let named_by_transport = args.run.scenario.is_none() && !args.run.flags.gave("name");
-    let scenarios = args
-        .transports
-        .iter()
-        .map(|&t| {
-            let name = if named_by_transport { t.to_string() } else { base.name.clone() };
-            let s = crate::Scenario { transport: t, name, ..base.clone() };
-            pipeline::check(&s, &mode).map(|_| s)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let what = match named_by_transport {
-        true => args.transports.iter().map(ToString::to_string).collect::<Vec<_>>().join("-"),
+    let plan = compare_plan(&args, &base)?;
+    for (_, s) in &plan {
+        pipeline::check(s, &mode)?;
+    }
+    let what = match args.run.scenario.is_none() && !args.run.flags.gave("name") {
+        true => plan.iter().map(|(label, _)| label.as_str()).collect::<Vec<_>>().join("-"),
         false => base.name.clone(),
     };
     let root = match &args.run.out {
@@ -399,13 +393,25 @@ async fn compare(args: CompareArgs) -> Result<u8> {
     let mut out = OutDir::prepare(Some(&root), Path::new("results"))?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
-    let target = crate::pipeline::target_for(&base)?;
+    // Transports share one Redis; each server is a target of its own.
+    let per_server = !args.servers.is_empty() || !args.urls.is_empty();
+    let shared = match per_server {
+        false => Some(crate::pipeline::target_for(&base)?),
+        true => None,
+    };
     let mut rows: Vec<SummaryRow> = Vec::new();
     let mut dirs = Vec::new();
     let mut code = 0;
-    for s in scenarios {
-        let transport = s.transport.to_string();
-        let Finished { report, workers } = match run_one(s, &target, &mode, args.run.quiet, &current).await {
+    for (label, s) in plan {
+        let own;
+        let target = match &shared {
+            Some(t) => t,
+            None => {
+                own = crate::pipeline::target_for(&s)?;
+                &own
+            }
+        };
+        let Finished { report, workers } = match run_one(s, target, &mode, args.run.quiet, &current).await {
             Ok(finished) => finished,
             Err(e) if interrupted_before_start(&e) => {
                 eline!("eventbench: {e}");
@@ -414,7 +420,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             }
             Err(e) => return Err(e),
         };
-        let dir = root.join(&transport);
+        let dir = root.join(&label);
         write_run(&report, &dir, &workers, Some(&mut out))?;
         code = code.max(exit_code(&report, &dir));
         rows.push(report.summary);
@@ -423,7 +429,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             break;
         }
     }
-    drop(target);
+    drop(shared);
     if dirs.is_empty() {
         return Ok(code);
     }
@@ -447,6 +453,87 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// The runs of a comparison, in order, each with the name of its directory:
+/// one per transport, or one per server (on the scenario's transport, or
+/// the one `--transports` gives). Comparing servers and transports at once is
+/// refused: one difference at a time.
+fn compare_plan(args: &CompareArgs, base: &crate::Scenario) -> Result<Vec<(String, crate::Scenario)>, ScenarioError> {
+    let invalid = |key, message: String| ScenarioError::Invalid { key, message };
+    // Without a file or --name, each run is named after what sets it apart, as a plain run would be.
+    let named_by_difference = args.run.scenario.is_none() && !args.run.flags.gave("name");
+    let named = |label: &str| if named_by_difference { label.to_string() } else { base.name.clone() };
+    if args.servers.is_empty() && args.urls.is_empty() {
+        let transports = match args.transports.is_empty() {
+            true => vec![TransportKind::Pubsub, TransportKind::Streams],
+            false => args.transports.clone(),
+        };
+        return Ok(transports
+            .into_iter()
+            .map(|t| (t.to_string(), crate::Scenario { transport: t, name: named(&t.to_string()), ..base.clone() }))
+            .collect());
+    }
+    let key = if args.servers.is_empty() { "urls" } else { "servers" };
+    if args.transports.len() > 1 {
+        return Err(invalid(
+            key,
+            format!("compares servers on one transport; give --transports one value, not {}", args.transports.len()),
+        ));
+    }
+    let transport = args.transports.first().copied().unwrap_or(base.transport);
+    let mut plan = Vec::new();
+    for path in &args.servers {
+        if base.url.is_some() {
+            return Err(invalid(
+                "servers",
+                "starts a private server from each binary: leave out --url (or use --urls)".into(),
+            ));
+        }
+        if !server_binary_exists(path) {
+            return Err(invalid("servers", format!("cannot find the server binary {}", path.display())));
+        }
+        let stem = path.file_name().map_or_else(|| "server".into(), |n| n.to_string_lossy().into_owned());
+        let s = crate::Scenario { transport, redis_server: Some(path.clone()), ..base.clone() };
+        plan.push((stem, s));
+    }
+    for url in &args.urls {
+        if base.redis_server.is_some() || base.private_cluster > 0 {
+            return Err(invalid(
+                "urls",
+                "runs on servers you run: leave out --redis-server and --private-cluster".into(),
+            ));
+        }
+        let parsed = crate::connect::parse_url(url).map_err(|m| invalid("urls", crate::text::cut(&m, 200)))?;
+        let label = format!("{}-{}", parsed.host.replace([':', '[', ']'], ""), parsed.port);
+        plan.push((label, crate::Scenario { transport, url: Some(url.clone()), ..base.clone() }));
+    }
+    // Two binaries of the same name (or two URLs of one host) get directories of their own.
+    let mut seen: Vec<String> = Vec::new();
+    for (label, s) in &mut plan {
+        let taken = |l: &String| seen.contains(l);
+        let mut unique = label.clone();
+        let mut n = 2;
+        while taken(&unique) {
+            unique = format!("{label}-{n}");
+            n += 1;
+        }
+        seen.push(unique.clone());
+        *label = unique;
+        s.name = named(label);
+    }
+    Ok(plan)
+}
+
+/// Whether `path` names an executable file, directly or (a bare name) on PATH.
+fn server_binary_exists(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if path.components().count() > 1 {
+        return runnable(path);
+    }
+    let dirs = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&dirs).any(|d| runnable(&d.join(path)))
 }
 
 /// Rebuilds each run's plots and page; with several runs, also writes the

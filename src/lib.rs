@@ -25,6 +25,7 @@ pub mod stats;
 pub mod swarm;
 pub mod sys;
 pub mod target;
+pub mod telemetry;
 pub mod text;
 pub mod topology;
 pub mod wire;

@@ -83,6 +83,69 @@ pub struct SummaryRow {
     pub clock_uncertainty_us: f64,
     #[serde(default)]
     pub latency_below_uncertainty: u64,
+    // Absent from runs written before server telemetry (`server.csv`).
+    #[serde(default)]
+    pub server: String,
+    #[serde(default)]
+    pub server_version: String,
+    /// Empty when no second was sampled (telemetry off, or refused).
+    #[serde(default)]
+    pub server_cpu_pct: Option<f64>,
+    #[serde(default)]
+    pub server_cpu_max_pct: Option<f64>,
+    #[serde(default)]
+    pub server_memory_peak_bytes: Option<u64>,
+    #[serde(default)]
+    pub limit: Limit,
+}
+
+/// Which side limited a run (the rule is in the README, under `summary.csv`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    /// The server's main thread was busy to the limit.
+    Server,
+    /// eventbench fell behind or had no CPU to spare.
+    Harness,
+    /// Neither: the run measured what it offered.
+    #[default]
+    #[serde(rename = "none")]
+    Neither,
+}
+
+impl Limit {
+    /// As written in `summary.csv`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Server => "server",
+            Limit::Harness => "harness",
+            Limit::Neither => "none",
+        }
+    }
+}
+
+/// `server.csv`: one row per second per node of the target, sampled by
+/// eventbench's own connection (`INFO`, `CLIENT LIST TYPE pubsub`, `XLEN`,
+/// `XINFO GROUPS`). A cell is empty when its sample is missing (the node was
+/// down or did not answer in time, or refused the command).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerRow {
+    /// The second of the measured phase the sample closes (seconds past the phase: the drain).
+    pub second: u32,
+    /// Index of the node among the target's masters (0 for a single server).
+    pub node: u32,
+    pub server_cpu_pct: Option<f64>,
+    pub server_main_thread_cpu_pct: Option<f64>,
+    pub used_memory_bytes: Option<u64>,
+    pub connected_clients: Option<u64>,
+    pub commands_per_s: Option<f64>,
+    pub pubsub_channels: Option<u64>,
+    pub pubsub_shard_channels: Option<u64>,
+    pub subscriber_omem_bytes: Option<u64>,
+    pub subscriber_omem_max_bytes: Option<u64>,
+    pub stream_length: Option<u64>,
+    pub group_lag: Option<u64>,
+    pub group_pending: Option<u64>,
 }
 
 fn one() -> u32 {

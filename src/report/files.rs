@@ -69,6 +69,7 @@ pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
     write_csv(&dir.join("timeseries.csv"), &report.timeseries)?;
     write_csv(&dir.join("consumers.csv"), &report.consumers)?;
     write_csv(&dir.join("events.csv"), &report.events)?;
+    write_csv(&dir.join("server.csv"), &report.server)?;
     let window = &report.window;
     let measured = Duration::from_nanos(window.end_ns - window.start_ns);
     let start = report.epoch.map(|t| t + Duration::from_nanos(window.start_ns));

@@ -233,7 +233,33 @@ pub fn findings(run: &RunData) -> Vec<String> {
             latency(s.send_lag_p99_us)
         ));
     }
+    out.push(limit_finding(s));
     out
+}
+
+/// Which server ran and which side limited the run (the `limit` column).
+fn limit_finding(s: &crate::rows::SummaryRow) -> String {
+    use crate::results::summarize::SERVER_CPU_LIMIT_PCT;
+    use crate::rows::Limit;
+    let server = match (s.server.as_str(), s.server_version.as_str()) {
+        ("", _) => "The server did not say what it is".to_string(),
+        (name, version) => format!("The server was {} {}", escape(name), escape(version)),
+    };
+    let cpu = match (s.server_cpu_pct, s.server_cpu_max_pct) {
+        (Some(mean), Some(max)) => {
+            format!("; it used {}% of a core on average (busiest second {}%)", number(mean), number(max))
+        }
+        _ => "; its CPU was not sampled (server.csv is empty)".to_string(),
+    };
+    let verdict = match s.limit {
+        Limit::Server => format!(
+            "<strong>The server was the limit</strong>: its main thread was busy over {SERVER_CPU_LIMIT_PCT:.0}%              of a core on average. More load will not go faster on this server."
+        ),
+        Limit::Harness => "<strong>The harness was the limit</strong>: eventbench fell behind its schedule or              had no CPU to spare, so the figures describe eventbench and this machine as much as the server."
+            .to_string(),
+        Limit::Neither => "Neither the server nor the harness was at its limit.".to_string(),
+    };
+    format!("{server}{cpu}. {verdict}")
 }
 
 pub(crate) fn head(title: &str) -> String {
@@ -516,6 +542,10 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         ("max", |s| latency(s.max_us)),
         ("raw p99", |s| latency(s.raw_p99_us)),
         ("harness limited", |s| if s.harness_limited { "yes".into() } else { "no".into() }),
+        ("server", |s| format!("{} {}", s.server, s.server_version).trim().to_string()),
+        ("server CPU", |s| s.server_cpu_pct.map_or("–".into(), |p| format!("{}%", number(p)))),
+        ("server memory peak", |s| s.server_memory_peak_bytes.map_or("–".into(), |b| thousands(b) + " B")),
+        ("limit", |s| s.limit.as_str().into()),
     ];
     out.push_str("<div class=\"scroll\"><table>\n<thead><tr><th></th>");
     for l in labels {

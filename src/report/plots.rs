@@ -539,6 +539,7 @@ pub fn timeline(run: &RunData) -> Result<String> {
         });
     }
     panels.push(backlog_panel(waiting));
+    panels.extend(server_panel(run));
     let mut bands = outage_bands(run, OUTAGE, None);
     let mut labels: Vec<(String, Mark)> = Vec::new();
     if !bands.is_empty() {
@@ -598,6 +599,43 @@ fn loss_by_cause(run: &RunData) -> Vec<Series> {
         look: Look::Bars { slot: 0, of: 1 },
         values: t.iter().map(|r| Some(r.lost as f64)).collect(),
     }]
+}
+
+/// The server's CPU, % of one core, second by second and node by node (from
+/// `server.csv`): beside the latency, whether the server was working to its
+/// limit. `None` for a run without server telemetry.
+fn server_panel(run: &RunData) -> Option<Panel> {
+    if run.server.is_empty() {
+        return None;
+    }
+    let seconds = run.timeseries.len();
+    let mut nodes: Vec<u32> = run.server.iter().map(|r| r.node).collect();
+    nodes.dedup();
+    nodes.sort_unstable();
+    nodes.dedup();
+    let of_node = |node: u32, f: fn(&crate::rows::ServerRow) -> Option<f64>| {
+        let mut values = vec![None; seconds];
+        for r in run.server.iter().filter(|r| r.node == node && (r.second as usize) < seconds) {
+            values[r.second as usize] = f(r);
+        }
+        values
+    };
+    let mut series = Vec::new();
+    for (i, &node) in nodes.iter().enumerate() {
+        let name = if nodes.len() > 1 { format!(" (node {node})") } else { String::new() };
+        let colour = if nodes.len() > 1 { run_colour(i) } else { BLUE };
+        series.push(Series {
+            label: format!("server CPU{name}"),
+            colour,
+            look: Look::Line,
+            values: of_node(node, |r| r.server_cpu_pct),
+        });
+        let main = of_node(node, |r| r.server_main_thread_cpu_pct);
+        if nodes.len() == 1 && main.iter().any(Option::is_some) {
+            series.push(Series { label: "main thread".into(), colour: GREY, look: Look::Dashed, values: main });
+        }
+    }
+    Some(Panel { y_desc: "server CPU, % of a core".into(), latency: false, series, when_empty: Some("server idle") })
 }
 
 fn backlog_panel(series: Vec<Series>) -> Panel {

@@ -46,7 +46,8 @@ pub fn comparison_page(runs: &[RunData], out: &Path, table: &str) -> Result<()> 
 }
 
 /// Short names that tell the runs apart: the transport when only that
-/// differs, the run name when names differ, else the full run id.
+/// differs, the server and its version when those do (`compare --servers`),
+/// the run name when names differ, else the full run id.
 pub fn labels(runs: &[RunData]) -> Vec<String> {
     let distinct = |f: &dyn Fn(&RunData) -> String| {
         let mut v: Vec<String> = runs.iter().map(f).collect();
@@ -57,8 +58,11 @@ pub fn labels(runs: &[RunData]) -> Vec<String> {
     let transport = |r: &RunData| r.summary.transport.clone();
     let name = |r: &RunData| r.name().to_string();
     let both = |r: &RunData| format!("{} · {}", r.summary.transport, r.name());
+    let server = |r: &RunData| format!("{} {}", r.summary.server, r.summary.server_version).trim().to_string();
     if distinct(&transport) {
         runs.iter().map(transport).collect()
+    } else if distinct(&server) && runs.iter().all(|r| !r.summary.server.is_empty()) {
+        runs.iter().map(server).collect()
     } else if distinct(&name) {
         runs.iter().map(name).collect()
     } else if distinct(&both) {

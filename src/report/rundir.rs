@@ -4,7 +4,7 @@
 //! same way.
 
 use super::hlog::{self, HdrLog};
-use crate::rows::{ConsumerRow, LatencyRow, SummaryRow, TimeseriesRow};
+use crate::rows::{ConsumerRow, LatencyRow, ServerRow, SummaryRow, TimeseriesRow};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -39,6 +39,8 @@ pub struct RunData {
     pub events: Option<Table>,
     /// `workers.csv`, when the run had worker processes.
     pub workers: Option<Table>,
+    /// `server.csv`; empty for a run written before server telemetry, or with it off.
+    pub server: Vec<ServerRow>,
     /// `scenario.toml` as written.
     pub scenario_toml: String,
     /// Its `description`, if any.
@@ -65,6 +67,8 @@ impl RunData {
             path.exists().then(|| read_table(&path)).transpose()
         };
         let (events, workers) = (optional("events.csv")?, optional("workers.csv")?);
+        let server_path = dir.join("server.csv");
+        let server = if server_path.exists() { read_csv(&server_path)? } else { Vec::new() };
 
         let scenario_path = dir.join("scenario.toml");
         let scenario_toml = read_text(&scenario_path)?;
@@ -90,6 +94,7 @@ impl RunData {
             consumers,
             events,
             workers,
+            server,
             scenario_toml,
             description,
             hlog,

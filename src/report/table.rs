@@ -97,6 +97,7 @@ pub fn render(s: &SummaryRow) -> String {
             s.latency_below_uncertainty
         );
     }
+    let _ = writeln!(out, "{:>12}  {}", "server", server_line(s));
     if !s.reason.is_empty() {
         let _ = writeln!(out, "{:>12}  {}", "reason", s.reason);
     }
@@ -133,6 +134,19 @@ pub fn streams_line(s: &SummaryRow) -> String {
     line
 }
 
+/// Which server ran, its CPU, and which side limited the run.
+fn server_line(s: &SummaryRow) -> String {
+    let name = match s.server.as_str() {
+        "" => "unknown".to_string(),
+        name => format!("{name} {}", s.server_version),
+    };
+    let cpu = match (s.server_cpu_pct, s.server_cpu_max_pct) {
+        (Some(mean), Some(max)) => format!(" · CPU {mean:.0}% of a core (max {max:.0}%)"),
+        _ => String::new(),
+    };
+    format!("{name}{cpu} · limit {}", s.limit.as_str())
+}
+
 /// How one line of the comparison shows a run.
 type Cell<'a> = Box<dyn Fn(&SummaryRow) -> String + 'a>;
 
@@ -160,6 +174,10 @@ pub fn render_comparison(rows: &[SummaryRow]) -> String {
         ("redirections", Box::new(|s| s.redirections.to_string())),
         ("recover", Box::new(|s| s.recover_ms.map_or_else(|| "–".into(), |ms| latency(ms * 1e3)))),
         ("harness limited", Box::new(|s| if s.harness_limited { "yes".into() } else { "no".into() })),
+        ("server", Box::new(|s| if s.server.is_empty() { "–".into() } else { s.server.clone() })),
+        ("version", Box::new(|s| if s.server_version.is_empty() { "–".into() } else { s.server_version.clone() })),
+        ("server CPU", Box::new(|s| s.server_cpu_pct.map_or_else(|| "–".into(), |p| format!("{p:.0}%")))),
+        ("limit", Box::new(|s| s.limit.as_str().into())),
     ];
     let mut out = String::new();
     for (label, value) in &lines {

@@ -4,7 +4,7 @@
 
 pub mod summarize;
 
-use crate::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
+use crate::rows::{ConsumerRow, EventRow, LatencyRow, ServerRow, SummaryRow, TimeseriesRow};
 use crate::scenario::Scenario;
 use crate::stats::{SecondStats, Window};
 use hdrhistogram::Histogram;
@@ -33,4 +33,6 @@ pub struct RunReport {
     pub per_second: Vec<SecondStats>,
     /// Wall-clock time of the run's epoch (timestamps are ns since then), when known.
     pub epoch: Option<SystemTime>,
+    /// `server.csv`: the server's state, second by second and node by node.
+    pub server: Vec<ServerRow>,
 }

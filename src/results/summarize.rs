@@ -14,11 +14,12 @@ use crate::chaos::NodeOutage;
 use crate::drivers::ConsumerOutput;
 use crate::live::{Outcome, Status};
 use crate::results::RunReport;
-use crate::rows::{ConsumerRow, EventRow, LatencyRow, SummaryRow, TimeseriesRow};
+use crate::rows::{ConsumerRow, EventRow, LatencyRow, Limit, ServerRow, SummaryRow, TimeseriesRow};
 use crate::scenario::{Scenario, TransportKind};
 use crate::stats::ledger::SeqLedger;
 use crate::stats::ProducerStats;
 use crate::swarm::SwarmOutput;
+use crate::telemetry::Telemetry;
 use std::time::SystemTime;
 
 /// Percentiles of `latency.csv`.
@@ -48,6 +49,58 @@ impl HarnessCpu {
             process_pct: self.process_pct.max(other.process_pct),
             busiest_thread_pct: self.busiest_thread_pct.max(other.busiest_thread_pct),
         }
+    }
+}
+
+/// The server's main thread above this share of one core (%), on average
+/// over the measured phase on its busiest node: the server was the limit.
+pub const SERVER_CPU_LIMIT_PCT: f64 = 90.0;
+
+/// What the server telemetry says of the measured phase (its first `seconds` seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ServerLoad {
+    /// Mean CPU of the busiest node, % of one core.
+    pub cpu_pct: Option<f64>,
+    /// The busiest second of any node.
+    pub cpu_max_pct: Option<f64>,
+    /// Mean CPU of the busiest node's main thread (where the server reports it, else its process).
+    pub main_thread_pct: Option<f64>,
+    /// The most memory any node used in any sample.
+    pub memory_peak_bytes: Option<u64>,
+}
+
+impl ServerLoad {
+    /// From `server.csv` rows; means over the measured phase's seconds, per node.
+    pub fn of(rows: &[ServerRow], seconds: usize) -> ServerLoad {
+        let measured = || rows.iter().filter(|r| (r.second as usize) < seconds);
+        let busiest_mean = |f: fn(&ServerRow) -> Option<f64>| {
+            let mut per_node: std::collections::BTreeMap<u32, (f64, u32)> = Default::default();
+            for r in measured() {
+                if let Some(v) = f(r) {
+                    let e = per_node.entry(r.node).or_default();
+                    *e = (e.0 + v, e.1 + 1);
+                }
+            }
+            per_node.values().map(|&(sum, n)| sum / n as f64).reduce(f64::max)
+        };
+        ServerLoad {
+            cpu_pct: busiest_mean(|r| r.server_cpu_pct),
+            cpu_max_pct: measured().filter_map(|r| r.server_cpu_pct).reduce(f64::max),
+            main_thread_pct: busiest_mean(|r| r.server_main_thread_cpu_pct.or(r.server_cpu_pct)),
+            memory_peak_bytes: rows.iter().filter_map(|r| r.used_memory_bytes).max(),
+        }
+    }
+}
+
+/// Which side limited a run: the server when its main thread was busy
+/// above [`SERVER_CPU_LIMIT_PCT`] of a core (a server saturated holds the
+/// harness back too, so it comes first), else the harness when it was
+/// [`harness_limited`], else neither.
+pub fn limit(server: ServerLoad, harness_limited: bool) -> Limit {
+    match server.main_thread_pct {
+        Some(pct) if pct > SERVER_CPU_LIMIT_PCT => Limit::Server,
+        _ if harness_limited => Limit::Harness,
+        _ => Limit::Neither,
     }
 }
 
@@ -82,6 +135,8 @@ pub struct RunFacts {
     pub node_outage: Option<NodeOutage>,
     /// Wall-clock time of the run's epoch, when known.
     pub epoch: Option<SystemTime>,
+    /// What the server said about itself while the run went on.
+    pub telemetry: Telemetry,
 }
 
 /// Messages that did not arrive, by cause; `undelivered` ones are not lost.
@@ -254,7 +309,8 @@ pub fn sustained(in_flight: &[u64], per_second: f64, undelivered: u64) -> bool {
 /// Builds the report of a run; an accounting mismatch turns the status into
 /// `Aborted`, because a result that does not add up must not pass as one.
 pub fn summarize(facts: RunFacts) -> RunReport {
-    let RunFacts { run_id, scenario, out, nodes, workers, cpu, clock_uncertainty_ns, node_outage, epoch } = facts;
+    let RunFacts { run_id, scenario, out, nodes, workers, cpu, clock_uncertainty_ns, node_outage, epoch, telemetry } =
+        facts;
     let scenario = &scenario;
     let window = out.window;
     let channels = scenario.channels as usize;
@@ -478,6 +534,8 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     let per_second_expected = if duration_s > 0.0 { expected as f64 / duration_s } else { 0.0 };
     let sustained = outcome.status != Status::Aborted && sustained(&in_flight, per_second_expected, totals.undelivered);
     let send_lag_p99_us = pct_us(&send_lag, 99.0);
+    let server = ServerLoad::of(&telemetry.rows, window.seconds());
+    let harness_limited = harness_limited(send_lag_p99_us, cpu);
     let recover_ms =
         node_outage.and_then(|o| o.up_ns).zip(out.recovered_ns).map(|(up, seen)| seen.saturating_sub(up) as f64 / 1e6);
     let summary = SummaryRow {
@@ -533,7 +591,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         send_lag_p99_us,
         harness_cpu_pct: cpu.process_pct,
         harness_thread_max_pct: cpu.busiest_thread_pct,
-        harness_limited: harness_limited(send_lag_p99_us, cpu),
+        harness_limited,
         threads: out.thread_count as u32,
         workers,
         clock_uncertainty_us: clock_uncertainty_ns as f64 / 1e3,
@@ -541,6 +599,12 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             0 => 0,
             ns => out.threads.latency.count_between(0, ns),
         },
+        server: telemetry.identity.server,
+        server_version: telemetry.identity.version,
+        server_cpu_pct: server.cpu_pct,
+        server_cpu_max_pct: server.cpu_max_pct,
+        server_memory_peak_bytes: server.memory_peak_bytes,
+        limit: limit(server, harness_limited),
     };
     let mut per_second = out.threads.seconds;
     if per_second.len() < seconds {
@@ -559,6 +623,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         raw_histogram: out.threads.raw,
         per_second,
         epoch,
+        server: telemetry.rows,
     }
 }
 
@@ -577,6 +642,42 @@ mod tests {
         assert!(!sustained(&[672], 1000.0, 0), "one second, two-thirds of it still on its way");
         assert!(sustained(&[40], 1000.0, 0), "one second, a trickle");
         assert!(sustained(&[], 0.0, 0), "nothing expected");
+    }
+
+    #[test]
+    fn the_server_is_the_limit_when_its_main_thread_is_busy_on_average() {
+        let row = |second, node, cpu: f64, main: Option<f64>| ServerRow {
+            second,
+            node,
+            server_cpu_pct: Some(cpu),
+            server_main_thread_cpu_pct: main,
+            used_memory_bytes: Some(1000 + second as u64),
+            ..ServerRow::default()
+        };
+        // Node 1 is the busy one; second 2 is the drain, outside the measured phase.
+        let rows = [
+            row(0, 0, 20.0, Some(15.0)),
+            row(0, 1, 96.0, Some(94.0)),
+            row(1, 0, 30.0, Some(25.0)),
+            row(1, 1, 98.0, Some(92.0)),
+            row(2, 1, 5.0, Some(5.0)),
+        ];
+        let load = ServerLoad::of(&rows, 2);
+        assert_eq!(load.cpu_pct, Some(97.0), "the busiest node's mean");
+        assert_eq!(load.cpu_max_pct, Some(98.0));
+        assert_eq!(load.main_thread_pct, Some(93.0));
+        assert_eq!(load.memory_peak_bytes, Some(1002), "the drain's samples count for the peak");
+        assert_eq!(limit(load, false), Limit::Server);
+        assert_eq!(limit(load, true), Limit::Server, "a saturated server holds the harness back too");
+        let calm = ServerLoad::of(&rows[..1], 2);
+        assert_eq!((limit(calm, true), limit(calm, false)), (Limit::Harness, Limit::Neither));
+        // Without main-thread figures (an older server), the process's stand in for them.
+        let old = ServerLoad::of(&[row(0, 0, 95.0, None)], 1);
+        assert_eq!(limit(old, false), Limit::Server);
+        // One busy second is not a busy run.
+        let burst = ServerLoad::of(&[row(0, 0, 99.0, Some(99.0)), row(1, 0, 10.0, Some(10.0))], 2);
+        assert_eq!(limit(burst, false), Limit::Neither);
+        assert_eq!(ServerLoad::of(&[], 5), ServerLoad::default(), "no samples: empty cells, no verdict");
     }
 
     #[test]

@@ -205,6 +205,9 @@ pub struct Scenario {
     #[arg(long, value_name = "NODE@AT+FOR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kill_node: Option<KillNode>,
+    /// Sample the server once a second on its own connection (INFO, CLIENT LIST, XLEN, XINFO) into server.csv
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off, default_value = "on", action = ArgAction::Set)]
+    pub server_telemetry: bool,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -120,6 +120,13 @@ async fn a_killed_node_loses_pubsub_messages_and_no_streams_entries() {
         assert!((400.0..1500.0).contains(&up.downtime_ms.unwrap()), "{transport}: {up:?}");
         let recover = r.summary.recover_ms.expect("node 1's channels delivered again");
         assert!(recover > 0.0 && recover < 5000.0, "{transport}: {recover}");
+        // The server telemetry watched every node, and the killed one's second is an empty cell, not a failure.
+        let cpu =
+            |node, second| r.server.iter().find(|x| x.node == node && x.second == second).map(|x| x.server_cpu_pct);
+        assert!(cpu(0, 0).flatten().is_some() && cpu(2, 0).flatten().is_some(), "{transport}: {:?}", r.server);
+        assert_eq!(cpu(1, 0), Some(None), "{transport}: node 1 was killed in second 0: {:?}", r.server);
+        assert!(r.server.iter().filter(|x| x.node == 1).any(|x| x.used_memory_bytes.is_some()), "it came back");
+        assert_eq!(r.summary.server, "redis", "{transport}");
         reports.push(r);
     }
     let (pubsub, sharded, streams) = (&reports[0].summary, &reports[1].summary, &reports[2].summary);
@@ -181,6 +188,12 @@ fn workers_on_a_cluster_kill_a_node_and_count_every_master() {
     let events = std::fs::read_to_string(dir.join("events.csv")).unwrap();
     assert!(events.contains("node-down") && events.contains("node-up"), "{events}");
     assert!(s.recover_ms.is_some_and(|ms| ms > 0.0 && ms < 5000.0), "{s:?}");
+    // The coordinator sampled every master; nothing of it came from the workers.
+    let server = std::fs::read_to_string(dir.join("server.csv")).unwrap();
+    for node in 0..3 {
+        assert!(server.lines().any(|l| l.starts_with(&format!("0,{node},"))), "node {node}: {server}");
+    }
+    assert!(s.server == "redis" && s.server_cpu_pct.is_some(), "{s:?}");
 }
 
 #[test]

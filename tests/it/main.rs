@@ -33,4 +33,6 @@ mod report;
 mod security;
 mod signals;
 mod streams;
+mod telemetry;
+mod valkey;
 mod workers;

@@ -89,6 +89,7 @@ fn rediss_with_the_servers_ca_or_insecure() {
         let dir = tmp.path().join(name);
         let out = short_run(&url, &dir, &[&["--transport", "streams"][..], &tls[..]].concat());
         let s = assert_clean(&out, &dir);
+        assert_eq!(s.server, "redis", "the telemetry is within the user's rights: {s:?}");
         assert_eq!(s.transport, "streams");
     }
 
@@ -138,7 +139,9 @@ impl MkDir for PathBuf {
 
 const PASSWORD: &str = "Zq7-s3cr3t-pw";
 
-/// A server with an ACL user `bench` limited to what the Pub/Sub transport needs.
+/// A server with an ACL user `bench` limited to what the Pub/Sub transport
+/// needs, and `bench-streams` to what Streams needs, as the README lists them
+/// (the server telemetry's `INFO` and `CLIENT LIST` included).
 fn acl_server() -> RedisServer {
     let password = format!(">{PASSWORD}");
     RedisServer::start(&[
@@ -155,6 +158,19 @@ fn acl_server() -> RedisServer {
         "+psubscribe",
         "+unsubscribe",
         "+punsubscribe",
+        "+info",
+        "+client|list",
+        "--user",
+        "bench-quiet",
+        "on",
+        &password,
+        "resetchannels",
+        "&eventbench:*",
+        "-@all",
+        "+ping",
+        "+publish",
+        "+subscribe",
+        "+unsubscribe",
         "--user",
         "bench-streams",
         "on",
@@ -171,6 +187,7 @@ fn acl_server() -> RedisServer {
         "+xlen",
         "+xrange",
         "+del",
+        "+info",
     ])
 }
 
@@ -237,6 +254,12 @@ fn an_acl_user_with_only_the_pubsub_commands_can_run_and_its_password_never_show
     let out = short_run(&url, &streams, &["--transport", "streams", "--groups", "1"]);
     assert_no_password(&out, &streams);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Without the telemetry's commands, --server-telemetry off asks for none of them.
+    let quiet = tmp.path().join("quiet");
+    let url = format!("redis://bench-quiet:{PASSWORD}@{host}");
+    let out = short_run(&url, &quiet, &["--server-telemetry", "off"]);
+    assert_eq!(assert_clean(&out, &quiet).server, "", "not asked");
 
     // The users were never refused anything: the transports need no other command, channel or key.
     let log: Vec<redis::Value> = redis::cmd("ACL").arg("LOG").query(&mut server.client()).unwrap();
