@@ -521,7 +521,7 @@ pub fn list_scenarios(dir: &Path) -> Result<String> {
     for path in paths {
         let s = crate::scenario::Scenario::from_file(&path)?;
         let what = s.description.as_deref().unwrap_or("").lines().next().unwrap_or("");
-        let rate = if s.rate > 0.0 { format!("{}/s", s.rate) } else { "max".into() };
+        let rate = if s.rate.is_unlimited() { "max".into() } else if s.rate.length().is_some() { format!("profile {}", s.rate) } else { format!("{}/s", s.rate) };
         out.push_str(&format!(
             "{:<18} {:>3}p {:>4}c {:>3}ch {:>9} {:>6}  {}\n",
             s.name,
