@@ -205,6 +205,7 @@ impl RunArgs {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use crate::scenario::Rate;
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -226,7 +227,7 @@ mod tests {
         .unwrap();
         let Command::Run(args) = cli.command else { panic!("run") };
         let s = args.scenario().unwrap();
-        assert_eq!((s.rate, s.payload, s.disconnect.len()), (20_000.0, 128, 1));
+        assert_eq!((s.rate, s.payload, s.disconnect.len()), (Rate::Constant(20_000.0), 128, 1));
     }
 
     #[test]
@@ -259,7 +260,7 @@ mod tests {
             (Some("somewhere".into()), Format::Json, true)
         );
         let s = args.run.scenario().unwrap();
-        assert_eq!((s.name.as_str(), s.rate, s.consumers, s.disconnect.len()), ("base", 5000.0, 3, 1));
+        assert_eq!((s.name.as_str(), s.rate, s.consumers, s.disconnect.len()), ("base", Rate::Constant(5000.0), 3, 1));
         assert_eq!(s.redis_config.len(), 2);
 
         let cli =

@@ -687,7 +687,11 @@ fn scenario_lines(scenarios: &[crate::Scenario]) -> String {
     let mut out = String::new();
     for s in scenarios {
         let what = s.description.as_deref().unwrap_or("").lines().next().unwrap_or("");
-        let rate = if s.rate > 0.0 { crate::report::fmt::rate(s.rate) } else { "max".into() };
+        let rate = match &s.rate {
+            r if r.is_unlimited() => "max".to_string(),
+            crate::scenario::Rate::Constant(r) => crate::report::fmt::rate(*r),
+            crate::scenario::Rate::Profile(_) => "profile".to_string(),
+        };
         out.push_str(&format!(
             "{:<18} {:>3}p {:>4}c {:>3}ch {:>9} {:>6}  {}\n",
             s.name,

@@ -4,10 +4,17 @@
 //! so a slow write never stretches the schedule and rounding never accumulates
 //! (the approach of wrk2 and oha). Everything that is due is sent in one
 //! batch; the latency of each message is measured from its deadline.
+//!
+//! A rate profile generalizes `i / rate`: message `i` is due when the
+//! integral of the rate since the start reaches `i`, piece by piece (a hold,
+//! or a linear ramp: the root of a quadratic). Every stage sends its integral
+//! to within one message per producer, and the schedule never drifts across
+//! stages, whatever they are.
 
 #[cfg(test)]
 use crate::clock::Clock;
 use crate::clock::Timer;
+use crate::scenario::Rate;
 
 /// Most steps the float-rounding correction of [`Pacer::due_at`] takes.
 const EDGE_STEPS: u32 = 8;
@@ -27,57 +34,161 @@ pub struct Batch {
 /// Produces the intended send times of one producer's messages.
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    start_ns: u64,
-    /// Nanoseconds between two messages; `None` means as fast as possible.
-    period_ns: Option<f64>,
+    /// The schedule, piece by piece; empty means as fast as possible.
+    segments: Vec<Segment>,
     /// Messages whose deadline is at or after this are not sent.
     end_ns: u64,
     next: u64,
+}
+
+/// A piece of the schedule over which the rate holds or changes linearly.
+/// Message `i` is due when the integral of the rate from the start of the
+/// schedule reaches `i`: within a segment, when `per_ns·t + accel·t²/2`
+/// reaches `i - first`.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    start_ns: u64,
+    /// Messages scheduled before the segment (fractional: an integral).
+    first: f64,
+    /// Messages within it; infinite for a rate that holds to the end.
+    count: f64,
+    /// Its length, ns (infinite for a rate that holds to the end).
+    len_ns: f64,
+    /// The rate at its start, messages per ns.
+    per_ns: f64,
+    /// How fast the rate changes, messages per ns².
+    accel: f64,
+    /// `1 / per_ns` for a hold: exact arithmetic for the common case of one rate.
+    period_ns: f64,
+}
+
+impl Segment {
+    fn new(start_ns: u64, first: f64, len_ns: f64, from_per_s: f64, to_per_s: f64) -> Segment {
+        let per_ns = from_per_s / 1e9;
+        let accel = if len_ns.is_finite() { (to_per_s - from_per_s) / 1e9 / len_ns } else { 0.0 };
+        let count = if len_ns.is_finite() { (per_ns + accel * len_ns / 2.0) * len_ns } else { f64::INFINITY };
+        Segment { start_ns, first, count, len_ns, per_ns, accel, period_ns: 1.0 / per_ns }
+    }
+
+    /// Nanoseconds after its start at which `n` messages of the segment are due.
+    #[inline]
+    fn time_of(&self, n: f64) -> f64 {
+        if self.accel == 0.0 {
+            n * self.period_ns
+        } else if n == 0.0 {
+            0.0
+        } else {
+            // The root of accel·t²/2 + per_ns·t = n, in the form that stays
+            // exact for a ramp from 0 and never cancels for a ramp down.
+            let disc = (self.per_ns * self.per_ns + 2.0 * self.accel * n).max(0.0);
+            2.0 * n / (self.per_ns + disc.sqrt())
+        }
+    }
+
+    /// Messages of the segment due `dt` ns after its start.
+    fn messages_by(&self, dt: f64) -> f64 {
+        let dt = dt.min(self.len_ns);
+        (self.per_ns * dt + self.accel * dt * dt / 2.0).min(self.count)
+    }
 }
 
 impl Pacer {
     /// A schedule of `rate` messages per second from `start_ns` until `end_ns`
     /// (`rate == 0.0` means unlimited).
     pub fn new(start_ns: u64, end_ns: u64, rate: f64) -> Pacer {
-        let period_ns = (rate > 0.0).then(|| 1e9 / rate);
-        Pacer { start_ns, period_ns, end_ns, next: 0 }
+        let segments =
+            if rate > 0.0 { vec![Segment::new(start_ns, 0.0, f64::INFINITY, rate, rate)] } else { Vec::new() };
+        Pacer { segments, end_ns, next: 0 }
+    }
+
+    /// One producer's share of `rate` among `producers`: the warmup from
+    /// `warmup_start_ns` holds the rate the measured phase starts with, and
+    /// the measured phase from `measure_start_ns` follows the profile, stage
+    /// by stage, until `end_ns`.
+    pub fn for_producer(rate: &Rate, producers: u32, warmup_start_ns: u64, measure_start_ns: u64, end_ns: u64) -> Pacer {
+        let share = 1.0 / f64::from(producers.max(1));
+        let stages = match rate {
+            Rate::Constant(r) => return Pacer::new(warmup_start_ns, end_ns, r * share),
+            Rate::Profile(stages) => stages,
+        };
+        let mut segments = Vec::with_capacity(stages.len() + 1);
+        let mut first = 0.0;
+        let mut at = warmup_start_ns;
+        let mut push = |at: u64, len_ns: u64, from: f64, to: f64| {
+            let seg = Segment::new(at, first, len_ns as f64, from * share, to * share);
+            first += seg.count;
+            segments.push(seg);
+        };
+        if measure_start_ns > warmup_start_ns {
+            push(at, measure_start_ns - warmup_start_ns, rate.first(), rate.first());
+        }
+        at = measure_start_ns;
+        for s in stages {
+            let len_ns = s.length.as_nanos() as u64;
+            push(at, len_ns, s.from, s.to);
+            at = at.saturating_add(len_ns);
+        }
+        Pacer { segments, end_ns, next: 0 }
     }
 
     /// The intended send time of message `i`, or `None` if the rate is unlimited
-    /// (then it is the moment its batch is released).
+    /// (then it is the moment its batch is released). `u64::MAX` past the
+    /// end of a profile: never due.
     #[inline]
     pub fn deadline_ns(&self, i: u64) -> Option<u64> {
+        let x = i as f64;
+        let seg = match self.segments.as_slice() {
+            [] => return None,
+            [one] => one,
+            all => &all[all.partition_point(|s| s.first <= x).saturating_sub(1)],
+        };
+        let n = x - seg.first;
+        if n >= seg.count {
+            return Some(u64::MAX);
+        }
         // Saturating: a deadline past the end of time is never due.
-        self.period_ns.map(|p| self.start_ns.saturating_add((i as f64 * p).round() as u64))
+        Some(seg.start_ns.saturating_add(seg.time_of(n).round() as u64))
+    }
+
+    /// Messages of the schedule due by `ns` (fractional: the rate's integral).
+    fn messages_by(&self, ns: u64) -> f64 {
+        let i = self.segments.partition_point(|s| s.start_ns <= ns);
+        match i.checked_sub(1).map(|i| &self.segments[i]) {
+            None => 0.0,
+            Some(seg) => seg.first + seg.messages_by((ns - seg.start_ns) as f64),
+        }
     }
 
     /// How many messages after those already taken are due at `now_ns`, at most `max`.
     pub fn due_at(&self, now_ns: u64, max: u64) -> u64 {
         let limit = now_ns.min(self.end_ns.saturating_sub(1));
-        match self.period_ns {
-            None if now_ns < self.end_ns => max,
-            None => 0,
-            Some(_) if limit < self.start_ns => 0,
-            Some(p) => {
-                // Index of the last message due, corrected for float rounding at the
-                // edge: a step or two at a rate validation accepts. Bounded, so that a
-                // period below what f64 tells apart from the next index never spins.
-                let mut last = ((limit - self.start_ns) as f64 / p).floor() as u64;
-                for _ in 0..EDGE_STEPS {
-                    if self.deadline_ns(last.saturating_add(1)).is_none_or(|d| d > limit) {
-                        break;
-                    }
-                    last = last.saturating_add(1);
-                }
-                for _ in 0..EDGE_STEPS {
-                    if !(last > 0 && self.deadline_ns(last).is_some_and(|d| d > limit)) {
-                        break;
-                    }
-                    last -= 1;
-                }
-                last.saturating_add(1).saturating_sub(self.next).min(max)
-            }
+        if self.segments.is_empty() {
+            return if now_ns < self.end_ns { max } else { 0 };
         }
+        if limit < self.segments[0].start_ns {
+            return 0;
+        }
+        // Index of the last message due, corrected for float rounding at the
+        // edge: a step or two at a rate validation accepts. Bounded, so that a
+        // period below what f64 tells apart from the next index never spins.
+        let mut last = self.messages_by(limit).floor() as u64;
+        for _ in 0..EDGE_STEPS {
+            if self.deadline_ns(last.saturating_add(1)).is_none_or(|d| d > limit) {
+                break;
+            }
+            last = last.saturating_add(1);
+        }
+        for _ in 0..EDGE_STEPS {
+            if !(last > 0 && self.deadline_ns(last).is_some_and(|d| d > limit)) {
+                break;
+            }
+            last -= 1;
+        }
+        if self.deadline_ns(last).is_some_and(|d| d > limit) {
+            // Not even the first message is due (a profile that starts silent).
+            return 0;
+        }
+        last.saturating_add(1).saturating_sub(self.next).min(max)
     }
 
     /// Whether every message of the schedule has been taken.
@@ -187,5 +298,109 @@ mod tests {
         assert_eq!((b.first, b.count), (0, 256));
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert_eq!(p.next_batch(&mut timer, 256).await, None);
+    }
+
+    /// Every message of a schedule run on the paused clock, with slow writes:
+    /// (intended send time, release time) per message.
+    async fn drain(mut p: Pacer) -> Vec<(u64, u64)> {
+        let mut timer = Timer::coarse(Clock::start());
+        let mut sent = Vec::new();
+        while let Some(b) = p.next_batch(&mut timer, 64).await {
+            assert_eq!(b.first, sent.len() as u64);
+            for i in b.first..b.first + b.count {
+                let d = p.deadline_ns(i).unwrap();
+                assert!(d <= b.now_ns, "message {i} released before its deadline");
+                sent.push((d, b.now_ns));
+            }
+            tokio::time::sleep(Duration::from_micros(700)).await;
+        }
+        sent
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_stage_sends_its_integral() {
+        let rate: Rate = "0..1000/2s,1000/3s,1000..0/2s,0/1s,500/2s,250..750/1500ms".parse().unwrap();
+        for producers in [1, 3] {
+            let (warmup, start) = (500_000_000, 1_000_000_000);
+            let end = start + rate.length().unwrap().as_nanos() as u64;
+            let sent = drain(Pacer::for_producer(&rate, producers, warmup, start, end)).await;
+            let share = 1.0 / f64::from(producers);
+            // The warmup holds the first rate: a ramp from 0 sends nothing before it.
+            assert_eq!(sent.iter().filter(|(d, _)| *d < start).count(), 0);
+            let mut at = start;
+            for stage in rate.stages() {
+                let until = at + stage.length.as_nanos() as u64;
+                let n = sent.iter().filter(|(d, _)| (at..until).contains(d)).count() as f64;
+                let want = stage.messages() * share;
+                assert!((n - want).abs() <= 1.0, "{producers} producers, stage {stage}: {n} messages, integral {want}");
+                at = until;
+            }
+            let total = rate.messages_between(0.0, 100.0) * share;
+            assert!((sent.len() as f64 - total).abs() <= 1.0, "{} of {total}", sent.len());
+            assert!(sent.iter().all(|(d, _)| *d < end), "nothing after the last stage");
+            assert!(sent.windows(2).all(|w| w[0].0 <= w[1].0), "deadlines never go back");
+        }
+    }
+
+    #[test]
+    fn stages_do_not_drift() {
+        // 9 holds of 333 ms at 3/s and 10/s alternately: each boundary is exact,
+        // whatever fraction of a message the stages before it left over.
+        let rate: Rate = ["3/333ms"; 9].join(",").replacen("3/", "10/", 1).parse().unwrap();
+        let p = Pacer::for_producer(&rate, 1, 0, 0, 3_000_000_000);
+        let mut first = 0.0f64;
+        let mut at = 0u64;
+        for stage in rate.stages() {
+            let period = 1e9 / stage.from;
+            let i = first.ceil();
+            let want = at + ((i - first) * period).round() as u64;
+            assert_eq!(p.deadline_ns(i as u64), Some(want), "the first message of the stage at {at}");
+            first += stage.messages();
+            at += stage.length.as_nanos() as u64;
+        }
+        // One long hold as stages, or as one rate: the same deadlines.
+        let split: Rate = ["7/1s"; 10].join(",").parse().unwrap();
+        let p = Pacer::for_producer(&split, 1, 0, 0, 10_000_000_000);
+        let one = Pacer::new(0, 10_000_000_000, 7.0);
+        for i in 0..70 {
+            assert!(p.deadline_ns(i).unwrap().abs_diff(one.deadline_ns(i).unwrap()) <= 1, "message {i}");
+        }
+    }
+
+    #[test]
+    fn ramps_from_and_to_zero() {
+        // 0 → 200/s over 1 s: message i is due when 100·t² reaches i.
+        let up: Rate = "0..200/1s".parse().unwrap();
+        let p = Pacer::for_producer(&up, 1, 0, 0, 1_000_000_000);
+        for i in [0u64, 1, 4, 25, 99] {
+            let want = (i as f64 / 100.0).sqrt() * 1e9;
+            assert!((p.deadline_ns(i).unwrap() as f64 - want).abs() <= 1.0, "message {i}");
+        }
+        assert_eq!(p.deadline_ns(100), Some(u64::MAX), "100 messages in all, the 101st never due");
+        assert_eq!(p.due_at(999_999_999, u64::MAX), 100);
+        // 200/s → 0 over 1 s: the mirror image, front-loaded, the last one just before the end.
+        let down: Rate = "200..0/1s".parse().unwrap();
+        let p = Pacer::for_producer(&down, 1, 0, 0, 1_000_000_000);
+        for i in [0u64, 1, 50, 75, 99] {
+            let want = 1e9 - ((100.0 - i as f64) / 100.0).sqrt() * 1e9;
+            assert!((p.deadline_ns(i).unwrap() as f64 - want).abs() <= 2.0, "message {i}");
+        }
+        assert_eq!(p.due_at(999_999_999, u64::MAX), 100);
+        // A silence first: nothing is due until it ends.
+        let quiet: Rate = "0/1s,10/1s".parse().unwrap();
+        let p = Pacer::for_producer(&quiet, 1, 0, 0, 2_000_000_000);
+        assert_eq!(p.due_at(999_999_999, u64::MAX), 0);
+        assert_eq!(p.deadline_ns(0), Some(1_000_000_000));
+        assert_eq!(p.due_at(1_000_000_000, u64::MAX), 1);
+    }
+
+    #[test]
+    fn the_warmup_holds_the_first_rate() {
+        let rate: Rate = "100..200/1s".parse().unwrap();
+        let p = Pacer::for_producer(&rate, 2, 0, 1_000_000_000, 2_000_000_000);
+        // 50/s per producer in the warmup: message 10 at 200 ms.
+        assert_eq!(p.deadline_ns(10), Some(200_000_000));
+        assert_eq!(p.deadline_ns(50), Some(1_000_000_000), "the measured phase starts with message 50");
+        assert_eq!(p.due_at(1_999_999_999, u64::MAX), 50 + 75);
     }
 }

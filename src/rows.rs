@@ -168,6 +168,9 @@ pub struct LatencyRow {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimeseriesRow {
     pub second: u32,
+    /// The schedule's rate over this second (0: as fast as possible).
+    #[serde(default)]
+    pub target_rate: f64,
     pub sent: u64,
     pub delivered: u64,
     pub lost: u64,

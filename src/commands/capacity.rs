@@ -14,7 +14,7 @@ use crate::live::{Live, Status};
 use crate::pipeline::{self, Finished, Mode};
 use crate::report::files;
 use crate::report::plots::fmt_latency;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{Rate, Scenario, ScenarioError};
 use crate::target::Target;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -85,7 +85,7 @@ impl Steps for Stepper<'_> {
         if self.current.lock().expect("live lock").stop_requested() {
             return Ok(self.halted(Halt::Interrupted, started));
         }
-        let scenario = Scenario { rate: plan.rate, ..self.scenario.clone() };
+        let scenario = Scenario { rate: Rate::Constant(plan.rate), ..self.scenario.clone() };
         let Finished { report, workers } = match run_one(scenario, self.target, self.mode, true, self.current).await {
             Ok(finished) => finished,
             Err(e) if interrupted_before_start(&e) => return Ok(self.halted(Halt::Interrupted, started)),
@@ -136,7 +136,16 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
             ));
         }
     }
-    if base.rate <= 0.0 {
+    let base_rate = match base.rate {
+        Rate::Constant(r) => r,
+        Rate::Profile(_) => {
+            return Err(invalid(
+                "rate",
+                "a capacity search holds one rate per step; give the first step's rate (e.g. --rate 10k), not a profile",
+            ))
+        }
+    };
+    if base_rate <= 0.0 {
         return Err(invalid(
             "rate",
             "0 (as fast as possible) has no rate to search; in a capacity search --rate is the first step's (default 1000)",
@@ -149,7 +158,7 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
     if precision <= 0.0 || precision >= 1.0 {
         return Err(invalid("precision", format!("{} must be above 0% and below 100%", args.precision)));
     }
-    let start = search::round_rate(base.rate);
+    let start = search::round_rate(base_rate);
     let min_rate = args.min_rate.unwrap_or((start / 100.0).max(1.0));
     if !(1.0..=start).contains(&min_rate) {
         return Err(invalid(
@@ -188,7 +197,7 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
             let s = Scenario {
                 transport: t,
                 name: if named_by_transport { t.to_string() } else { base.name.clone() },
-                rate: start,
+                rate: Rate::Constant(start),
                 duration: args.step,
                 warmup: args.step_warmup,
                 ..base.clone()

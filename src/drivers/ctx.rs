@@ -174,7 +174,7 @@ impl Ctx {
         // boundary a little late, so that a message lost while unsubscribed is never taken for another loss.
         let (s, now) = (&self.scenario, self.clock.now_ns() + POSITION_SLACK_NS);
         for p in (0..s.producers).filter(|p| !self.local_producers.contains(p)) {
-            let at = scheduled_positions(s, p, warmup_start, window.end_ns, now);
+            let at = scheduled_positions(s, p, warmup_start, &window, now);
             positions[(p * s.channels) as usize..][..s.channels as usize].copy_from_slice(&at);
         }
         positions
@@ -298,12 +298,13 @@ impl ThreadFinish {
 /// per channel, as far as their schedule says: the messages due by then
 /// (the producer sends each when it is due, so this is right to within its
 /// send lag). Unknown for an unlimited rate: 0.
-pub fn scheduled_positions(s: &Scenario, producer: u32, warmup_start_ns: u64, end_ns: u64, now_ns: u64) -> Vec<u64> {
+pub fn scheduled_positions(s: &Scenario, producer: u32, warmup_start_ns: u64, window: &Window, now_ns: u64) -> Vec<u64> {
     let channels = s.channels as u64;
-    if s.rate <= 0.0 {
+    if s.rate.is_unlimited() {
         return vec![0; channels as usize];
     }
-    let due = crate::pacer::Pacer::new(warmup_start_ns, end_ns, s.rate_per_producer()).due_at(now_ns, u64::MAX);
+    let pacer = crate::pacer::Pacer::for_producer(&s.rate, s.producers, warmup_start_ns, window.start_ns, window.end_ns);
+    let due = pacer.due_at(now_ns, u64::MAX);
     // Message i goes to channel (i + producer) % channels.
     (0..channels)
         .map(|c| {
@@ -320,19 +321,21 @@ pub fn scheduled_positions(s: &Scenario, producer: u32, warmup_start_ns: u64, en
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::Rate;
 
     #[test]
     fn positions_follow_the_schedule_channel_by_channel() {
         // 2 producers at 1,000/s in all: each sends every 2 ms, round-robin over 3 channels.
-        let s = Scenario { producers: 2, channels: 3, rate: 1000.0, ..Scenario::default() };
-        let at = |producer, now_ns| scheduled_positions(&s, producer, 1_000_000, 1_000_000_000, now_ns);
+        let s = Scenario { producers: 2, channels: 3, rate: Rate::Constant(1000.0), ..Scenario::default() };
+        let window = Window { start_ns: 1_000_000, end_ns: 1_000_000_000 };
+        let at = |producer, now_ns| scheduled_positions(&s, producer, 1_000_000, &window, now_ns);
         assert_eq!(at(0, 0), [0, 0, 0], "before the start");
         assert_eq!(at(0, 1_000_000), [1, 0, 0], "message 0 is due at the start, on channel 0");
         assert_eq!(at(1, 1_000_000), [0, 1, 0], "producer 1 starts on channel 1");
         assert_eq!(at(0, 1_000_000 + 8_000_000), [2, 2, 1], "5 messages due");
         assert_eq!(at(1, 1_000_000 + 8_000_000), [1, 2, 2]);
         assert_eq!(at(0, u64::MAX / 2), [167, 167, 166], "500 messages in the whole schedule, no more");
-        let unlimited = Scenario { rate: 0.0, ..s };
-        assert_eq!(scheduled_positions(&unlimited, 0, 0, 1_000, 500), [0, 0, 0]);
+        let unlimited = Scenario { rate: Rate::Constant(0.0), ..s };
+        assert_eq!(scheduled_positions(&unlimited, 0, 0, &Window { start_ns: 0, end_ns: 1_000 }, 500), [0, 0, 0]);
     }
 }

@@ -51,6 +51,12 @@ impl HdrLog {
         &self.merged
     }
 
+    /// A log of nothing.
+    #[cfg(test)]
+    pub fn empty() -> HdrLog {
+        HdrLog { start: None, intervals: Vec::new(), merged: crate::stats::latency_histogram() }
+    }
+
     /// Number of latencies in the log.
     pub fn count(&self) -> u64 {
         self.merged.len()

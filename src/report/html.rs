@@ -104,6 +104,9 @@ pub fn findings(run: &RunData) -> Vec<String> {
         thousands(s.delivered),
         thousands(s.expected),
     ));
+    if let Some(rate) = run.rate() {
+        out.extend(super::stages::story(run, &rate));
+    }
     let away: Vec<usize> = (run.timeseries.iter().enumerate())
         .filter(|(_, t)| t.connected_consumers < s.consumers)
         .map(|(i, _)| i)

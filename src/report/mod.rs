@@ -10,4 +10,5 @@ pub mod html;
 pub mod plots;
 pub mod render;
 pub mod rundir;
+pub mod stages;
 pub mod table;

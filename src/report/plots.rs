@@ -462,6 +462,17 @@ fn latency_series(run: &RunData, f: impl Fn(&crate::rows::TimeseriesRow) -> Opti
     run.timeseries.iter().map(|r| f(r).filter(|&v| r.delivered > 0 && v > 0.0)).collect()
 }
 
+/// The schedule's rate per second, when the run had one (not `--rate 0`,
+/// and not a run written before `target_rate` was a column).
+fn target_series(run: &RunData) -> Option<Series> {
+    run.timeseries.iter().any(|r| r.target_rate > 0.0).then(|| Series {
+        label: "target/s".into(),
+        colour: BROWN,
+        look: Look::Dashed,
+        values: run.timeseries.iter().map(|r| Some(r.target_rate)).collect(),
+    })
+}
+
 /// `timeline.svg`: one run second by second.
 pub fn timeline(run: &RunData) -> Result<String> {
     let mut panels = vec![
@@ -487,7 +498,10 @@ pub fn timeline(run: &RunData) -> Result<String> {
                     look: Look::Line,
                     values: per_second(run, |r| r.sent as f64),
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(target_series(run))
+            .collect(),
             when_empty: None,
         },
         Panel {

@@ -101,6 +101,31 @@ impl RunData {
         })
     }
 
+    /// The run's target rate as its `scenario.toml` gives it: one rate, or a
+    /// profile (`None` for a file that does not say).
+    pub fn rate(&self) -> Option<crate::scenario::Rate> {
+        let table: toml::Table = toml::from_str(&self.scenario_toml).ok()?;
+        table.get("rate")?.clone().try_into().ok()
+    }
+
+    /// A run of these seconds and nothing else, for the readers' unit tests.
+    #[cfg(test)]
+    pub fn for_tests(timeseries: Vec<TimeseriesRow>) -> RunData {
+        RunData {
+            dir: PathBuf::new(),
+            summary: SummaryRow::default(),
+            latency: Vec::new(),
+            timeseries,
+            consumers: Vec::new(),
+            events: None,
+            workers: None,
+            scenario_toml: String::new(),
+            description: None,
+            hlog: HdrLog::empty(),
+            server: Vec::new(),
+        }
+    }
+
     /// Whether the transport keeps a backlog worth plotting (Streams).
     pub fn keeps_backlog(&self) -> bool {
         self.summary.transport == "streams" || self.timeseries.iter().any(|t| t.backlog > 0)

@@ -139,6 +139,15 @@ pub struct RunFacts {
     pub telemetry: Telemetry,
 }
 
+/// The schedule's mean rate over measured second `s` (the last one may be partial).
+fn target_rate_in(rate: &crate::scenario::Rate, s: usize, duration_s: f64) -> f64 {
+    let (from, to) = (s as f64, (s as f64 + 1.0).min(duration_s));
+    if to <= from {
+        return 0.0;
+    }
+    rate.messages_between(from, to) / (to - from)
+}
+
 /// Messages that did not arrive, by cause; `undelivered` ones are not lost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Loss {
@@ -504,6 +513,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             let pct = |p: f64| (!sec_latency.is_empty()).then(|| pct_us(&sec_latency, p));
             TimeseriesRow {
                 second: s as u32,
+                target_rate: target_rate_in(&scenario.rate, s, duration_s),
                 sent: sent_per_second[s].iter().sum(),
                 delivered: sec.delivered,
                 lost: loss.total(),
@@ -549,7 +559,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         consumers: scenario.consumers,
         channels: scenario.channels,
         payload_bytes: scenario.payload as u64,
-        target_rate: scenario.rate,
+        target_rate: scenario.rate.mean(scenario.duration),
         duration_s,
         sent,
         expected,

@@ -92,6 +92,8 @@ impl ScenarioFlags {
                 Scenario { name: s.transport.to_string(), ..s }
             }
         };
+        // A profile on the command line replaces a file's duration; beside a --duration, it is refused.
+        let s = s.with_profile_length(self.gave("duration"))?;
         s.validate()?;
         Ok(s)
     }
@@ -121,6 +123,7 @@ impl ScenarioFlags {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use crate::scenario::Rate;
 
     /// The scenario flags of `args`, the environment left out.
     fn flags(args: &[&str]) -> ScenarioFlags {
@@ -176,7 +179,7 @@ maxmemory = "100mb"
         ])
         .over(&file);
         // Numbers, durations, lists, options: the flag's value.
-        assert_eq!((s.rate, s.duration), (20_000.0, Duration::from_secs(5)));
+        assert_eq!((s.rate, s.duration), (Rate::Constant(20_000.0), Duration::from_secs(5)));
         assert_eq!(s.disconnect.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10%@1s+1s", "20%@2s+1s"]);
         assert_eq!((s.maxlen, s.slow.map(|x| x.to_string())), (Some(7), Some("25%:1ms".into())));
         assert!(s.tls_insecure && !s.reconnect);
@@ -218,7 +221,7 @@ maxmemory = "100mb"
         assert_eq!(name(&["--transport", "streams"], Some(&unnamed)), "stem");
         assert_eq!(name(&["--name", "mine"], Some(&named)), "mine");
         let s = flags(&["--rate", "20"]).scenario(Some(&unnamed)).unwrap();
-        assert_eq!(s.rate, 20.0);
+        assert_eq!(s.rate, Rate::Constant(20.0));
         // Flags over a file are validated together.
         let e = flags(&["--duration", "1s", "--disconnect", "50%@1s+1s"]).scenario(Some(&unnamed)).unwrap_err();
         assert!(e.to_string().starts_with("disconnect"), "{e}");
@@ -231,7 +234,7 @@ maxmemory = "100mb"
         let d = Scenario::default();
         assert_eq!(
             (d.name.as_str(), d.rate, d.duration, d.reconnect),
-            ("pubsub", 1000.0, Duration::from_secs(10), true)
+            ("pubsub", Rate::Constant(1000.0), Duration::from_secs(10), true)
         );
         assert!(d.url.is_none() && d.password.is_none() && d.redis_config.is_empty() && d.disconnect.is_empty());
 

@@ -10,11 +10,13 @@
 
 mod flags;
 mod forms;
+mod rate;
 pub mod shipped;
 
 pub use crate::chaos::forms::{Crash, Disconnect, KillNode, Percent, Slow};
 pub(crate) use crate::clock::{fmt_duration, parse_duration};
 pub use flags::ScenarioFlags;
+pub use rate::{Rate, Stage};
 pub use forms::{
     is_secret_config_key, parse_on_off, parse_rate, parse_redis_config, refused_config_key, shown_config_value,
     SubscribeMode, TransportKind,
@@ -111,13 +113,14 @@ pub struct Scenario {
     /// Channels the producers publish to, round-robin
     #[arg(long, value_name = "N", default_value = "1", allow_negative_numbers = true)]
     pub channels: u32,
-    /// Total target rate in messages per second over all producers (20000, 20k, 1.5M); 0 = as fast as possible
-    #[arg(long, value_parser = parse_rate, default_value = "1000", allow_negative_numbers = true)]
-    pub rate: f64,
+    /// Total target rate in messages per second over all producers (20000, 20k, 1.5M; 0 = as fast as
+    /// possible), or a profile of stages: FROM..TO/FOR ramps, RATE/FOR holds (1k..20k/30s,20k/1m)
+    #[arg(long, value_parser = rate::parse_rate_or_profile, default_value = "1000", allow_negative_numbers = true)]
+    pub rate: Rate,
     /// Payload size in bytes, header included (at least 36)
     #[arg(long, value_name = "BYTES", default_value = "64", allow_negative_numbers = true)]
     pub payload: usize,
-    /// Length of the measured phase (e.g. 10s, 1m)
+    /// Length of the measured phase (e.g. 10s, 1m); a rate profile sets it (the sum of its stages)
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     #[serde(with = "duration_str")]
     pub duration: Duration,
@@ -294,9 +297,30 @@ impl Scenario {
         Ok(s)
     }
 
-    /// Parses scenario TOML.
+    /// Parses scenario TOML. A rate profile sets the measured phase: a
+    /// `duration` beside it must say the same (as `to_toml` writes it).
     pub fn from_toml(text: &str) -> Result<Scenario, toml::de::Error> {
-        toml::from_str(text)
+        let s: Scenario = toml::from_str(text)?;
+        let table: toml::Table = toml::from_str(text)?;
+        Ok(s.with_profile_length(table.contains_key("duration")).map_err(<toml::de::Error as serde::de::Error>::custom)?)
+    }
+
+    /// With a rate profile, the measured phase is the sum of its stages; a
+    /// `duration` given beside it (in the same file, or on the same command
+    /// line) that says otherwise is refused rather than silently replaced.
+    pub(crate) fn with_profile_length(self, duration_given: bool) -> Result<Scenario, ScenarioError> {
+        let Some(length) = self.rate.length() else { return Ok(self) };
+        if duration_given && self.duration != length {
+            return Err(invalid(
+                "duration",
+                format!(
+                    "{} beside a rate profile of {}: the profile's stages set the measured phase; leave duration out",
+                    fmt_duration(&self.duration),
+                    fmt_duration(&length)
+                ),
+            ));
+        }
+        Ok(Scenario { duration: length, ..self })
     }
 
     /// The effective scenario as TOML, credentials masked, ready to be run again.
@@ -317,17 +341,18 @@ impl Scenario {
             return Err(invalid("name", "must be non-empty and contain no path separators"));
         }
         self.validate_sizes()?;
-        if !self.rate.is_finite() || self.rate < 0.0 {
-            return Err(invalid("rate", "must be ≥ 0 messages per second (0 = as fast as possible)"));
-        }
-        if self.rate > MAX_RATE {
-            return Err(invalid(
-                "rate",
-                format!(
-                    "{} messages per second is more than one run can send (at most {} = 100M; 0 = as fast as possible)",
-                    self.rate, MAX_RATE
-                ),
-            ));
+        self.rate.check(MAX_RATE, MAX_DURATION).map_err(|m| invalid("rate", m))?;
+        if let Some(length) = self.rate.length() {
+            if length != self.duration {
+                return Err(invalid(
+                    "duration",
+                    format!(
+                        "{} beside a rate profile of {}: the profile's stages set the measured phase; leave --duration out",
+                        fmt_duration(&self.duration),
+                        fmt_duration(&length)
+                    ),
+                ));
+            }
         }
         if self.payload < HEADER_LEN {
             return Err(invalid(
@@ -578,11 +603,6 @@ impl Scenario {
         let faults = crate::chaos::Fault::all(&self.disconnect, &self.crash, self.slow, self.kill_node);
         crate::chaos::Plan { faults, consumers: self.consumers }
     }
-
-    /// Messages per second for each producer.
-    pub fn rate_per_producer(&self) -> f64 {
-        self.rate / self.producers as f64
-    }
 }
 
 #[cfg(test)]
@@ -591,7 +611,7 @@ mod tests {
 
     #[test]
     fn toml_round_trip_and_errors() {
-        let s = Scenario { disconnect: vec!["25%@1s+1s".parse().unwrap()], rate: 5000.0, ..Scenario::default() };
+        let s = Scenario { disconnect: vec!["25%@1s+1s".parse().unwrap()], rate: Rate::Constant(5000.0), ..Scenario::default() };
         let back = Scenario::from_toml(&s.to_toml()).unwrap();
         assert_eq!(back, s);
 

@@ -15,6 +15,8 @@ use crate::drivers::{Answered, Consumed, ConsumerOutput, Ctx, Driver, Finished, 
 use crate::live::{Live, Outcome};
 use crate::pacer::Pacer;
 use crate::scenario::{Scenario, TransportKind};
+#[cfg(test)]
+use crate::scenario::Rate;
 use crate::stats::{ProducerStats, ThreadStats, Window};
 use crate::wire::Header;
 use serde::{Deserialize, Serialize};
@@ -99,7 +101,7 @@ fn auto_threads(s: &Scenario, cpus: usize) -> usize {
         (TransportKind::Streams, g) if g > 0 => g,
         _ => s.consumers,
     };
-    let light = s.rate > 0.0 && s.rate * (1.0 + f64::from(fanout)) <= LIGHT_LOAD && fanout <= LIGHT_FANOUT;
+    let light = !s.rate.is_unlimited() && s.rate.peak() * (1.0 + f64::from(fanout)) <= LIGHT_LOAD && fanout <= LIGHT_FANOUT;
     if light {
         1
     } else {
@@ -387,9 +389,9 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     let s = &shared.scenario;
     let channels = s.channels as u64;
     let mut stats = ProducerStats::new(id, s.channels, &window);
-    let mut pacer = Pacer::new(warmup_start, window.end_ns, s.rate_per_producer());
+    let mut pacer = Pacer::for_producer(&s.rate, s.producers, warmup_start, window.start_ns, window.end_ns);
     // From the total rate: all producers together spin at most a tenth of one CPU.
-    let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate));
+    let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate.peak()));
     let mut next_seq = vec![0u64; s.channels as usize];
     let max_batch = (MAX_BATCH_BYTES / s.payload.max(1) as u64).clamp(1, MAX_BATCH);
     let mut measured: Option<(u64, u64)> = None;
@@ -517,7 +519,7 @@ mod tests {
 
     #[test]
     fn light_paced_runs_take_one_thread() {
-        let s = |rate: f64, consumers: u32| Scenario { rate, consumers, ..Scenario::default() };
+        let s = |rate: f64, consumers: u32| Scenario { rate: Rate::Constant(rate), consumers, ..Scenario::default() };
         assert_eq!(auto_threads(&s(1_000.0, 1), 8), 1);
         assert_eq!(auto_threads(&s(5_000.0, 4), 8), 1, "25,000 operations/s");
         assert_eq!(auto_threads(&s(0.0, 1), 8), 8, "as fast as possible");

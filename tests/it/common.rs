@@ -11,7 +11,7 @@ use std::time::Duration;
 pub fn quick(name: &str, rate: f64, secs: f64) -> Scenario {
     Scenario {
         name: name.into(),
-        rate,
+        rate: eventbench::scenario::Rate::Constant(rate),
         duration: Duration::from_secs_f64(secs),
         warmup: Duration::from_millis(300),
         drain: Duration::from_secs(1),
