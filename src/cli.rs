@@ -204,8 +204,8 @@ impl RunArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
     use crate::scenario::Rate;
+    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -105,7 +105,13 @@ impl Pacer {
     /// `warmup_start_ns` holds the rate the measured phase starts with, and
     /// the measured phase from `measure_start_ns` follows the profile, stage
     /// by stage, until `end_ns`.
-    pub fn for_producer(rate: &Rate, producers: u32, warmup_start_ns: u64, measure_start_ns: u64, end_ns: u64) -> Pacer {
+    pub fn for_producer(
+        rate: &Rate,
+        producers: u32,
+        warmup_start_ns: u64,
+        measure_start_ns: u64,
+        end_ns: u64,
+    ) -> Pacer {
         let share = 1.0 / f64::from(producers.max(1));
         let stages = match rate {
             Rate::Constant(r) => return Pacer::new(warmup_start_ns, end_ns, r * share),

@@ -153,6 +153,6 @@ mod tests {
         assert!(frame.chars().count() + 2 <= 80, "{} columns: {frame}", frame.chars().count() + 2);
         let drain = line("pubsub", Phase::Draining, (s(11), s(11)), (0.0, 0.0), 0, (4, 4));
         assert!(drain.ends_with("lost 0  up 4/4"), "{drain}");
-        assert!(drain.starts_with("pubsub draining  sent 0.0/s"), "{drain}");
+        assert!(drain.starts_with("pubsub draining  sent 0/s"), "{drain}");
     }
 }

@@ -138,12 +138,10 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
     }
     let base_rate = match base.rate {
         Rate::Constant(r) => r,
-        Rate::Profile(_) => {
-            return Err(invalid(
-                "rate",
-                "a capacity search holds one rate per step; give the first step's rate (e.g. --rate 10k), not a profile",
-            ))
-        }
+        Rate::Profile(_) => return Err(invalid(
+            "rate",
+            "a capacity search holds one rate per step; give the first step's rate (e.g. --rate 10k), not a profile",
+        )),
     };
     if base_rate <= 0.0 {
         return Err(invalid(

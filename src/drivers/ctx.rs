@@ -298,12 +298,19 @@ impl ThreadFinish {
 /// per channel, as far as their schedule says: the messages due by then
 /// (the producer sends each when it is due, so this is right to within its
 /// send lag). Unknown for an unlimited rate: 0.
-pub fn scheduled_positions(s: &Scenario, producer: u32, warmup_start_ns: u64, window: &Window, now_ns: u64) -> Vec<u64> {
+pub fn scheduled_positions(
+    s: &Scenario,
+    producer: u32,
+    warmup_start_ns: u64,
+    window: &Window,
+    now_ns: u64,
+) -> Vec<u64> {
     let channels = s.channels as u64;
     if s.rate.is_unlimited() {
         return vec![0; channels as usize];
     }
-    let pacer = crate::pacer::Pacer::for_producer(&s.rate, s.producers, warmup_start_ns, window.start_ns, window.end_ns);
+    let pacer =
+        crate::pacer::Pacer::for_producer(&s.rate, s.producers, warmup_start_ns, window.start_ns, window.end_ns);
     let due = pacer.due_at(now_ns, u64::MAX);
     // Message i goes to channel (i + producer) % channels.
     (0..channels)

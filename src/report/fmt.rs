@@ -1,14 +1,14 @@
 //! How numbers are written for people: in the terminal table, the HTML
 //! pages and on plot labels.
 
-/// Messages per second, one form at every size: `0.5/s`, `500/s`, `5.0k/s`,
+/// Messages per second, one form at every size: `0/s`, `0.5/s`, `500/s`, `5.0k/s`,
 /// `17.5k/s`, `1.25M/s`.
 pub fn rate(v: f64) -> String {
     if v >= 999_500.0 {
         format!("{:.2}M/s", v / 1e6)
     } else if v >= 999.95 {
         format!("{:.1}k/s", v / 1e3)
-    } else if v >= 10.0 {
+    } else if v >= 10.0 || v == 0.0 {
         format!("{v:.0}/s")
     } else {
         format!("{v:.1}/s")

@@ -60,9 +60,8 @@ pub fn outcomes(run: &RunData, rate: &Rate) -> Vec<StageOutcome> {
         let in_flight = |r: &TimeseriesRow| r.in_flight.max(r.backlog);
         let before = i.checked_sub(1).map(|j| &stages[j]);
         let after = stages.get(i + 1);
-        let spike = stage.is_hold()
-            && before.is_some_and(|b| b.to < stage.from)
-            && after.is_some_and(|a| a.from < stage.to);
+        let spike =
+            stage.is_hold() && before.is_some_and(|b| b.to < stage.from) && after.is_some_and(|a| a.from < stage.to);
         out.push(StageOutcome {
             stage: *stage,
             scheduled: stage.messages(),
@@ -83,11 +82,11 @@ pub fn outcomes(run: &RunData, rate: &Rate) -> Vec<StageOutcome> {
         if !out[i].spike {
             continue;
         }
-        let Some(level) = out[i - 1].p99_median_us else { continue };
+        // The level before: the last stage before it that delivered (a silence has none).
+        let Some(level) = out[..i].iter().rev().find_map(|o| o.p99_median_us) else { continue };
         let end = out[i].seconds.end;
-        let back = ts[end..]
-            .iter()
-            .position(|r| r.delivered > 0 && r.p99_us.is_some_and(|p| p <= level * RECOVERED_FACTOR));
+        let back =
+            ts[end..].iter().position(|r| r.delivered > 0 && r.p99_us.is_some_and(|p| p <= level * RECOVERED_FACTOR));
         out[i].recovered_after_s = Some(back);
     }
     out
@@ -144,7 +143,8 @@ pub fn story(run: &RunData, rate: &Rate) -> Vec<String> {
             text.push_str(&format!("; p99 {} (worst second {})", latency(mid), latency(max)));
         }
         text.push('.');
-        if let (Some(back), Some(level)) = (o.recovered_after_s.as_ref(), all[i - 1].p99_median_us) {
+        let level_before = all[..i].iter().rev().find_map(|o| o.p99_median_us);
+        if let (Some(back), Some(level)) = (o.recovered_after_s.as_ref(), level_before) {
             match back {
                 Some(s) => text.push_str(&format!(
                     " After this spike, p99 was back within {RECOVERED_FACTOR}× of its level before ({}) {}.",

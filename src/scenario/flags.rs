@@ -122,8 +122,8 @@ impl ScenarioFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use crate::scenario::Rate;
+    use std::time::Duration;
 
     /// The scenario flags of `args`, the environment left out.
     fn flags(args: &[&str]) -> ScenarioFlags {

@@ -16,11 +16,11 @@ pub mod shipped;
 pub use crate::chaos::forms::{Crash, Disconnect, KillNode, Percent, Slow};
 pub(crate) use crate::clock::{fmt_duration, parse_duration};
 pub use flags::ScenarioFlags;
-pub use rate::{Rate, Stage};
 pub use forms::{
     is_secret_config_key, parse_on_off, parse_rate, parse_redis_config, refused_config_key, shown_config_value,
     SubscribeMode, TransportKind,
 };
+pub use rate::{Rate, Stage};
 
 use crate::wire::HEADER_LEN;
 use clap::{ArgAction, Args, FromArgMatches};
@@ -302,7 +302,7 @@ impl Scenario {
     pub fn from_toml(text: &str) -> Result<Scenario, toml::de::Error> {
         let s: Scenario = toml::from_str(text)?;
         let table: toml::Table = toml::from_str(text)?;
-        Ok(s.with_profile_length(table.contains_key("duration")).map_err(<toml::de::Error as serde::de::Error>::custom)?)
+        s.with_profile_length(table.contains_key("duration")).map_err(<toml::de::Error as serde::de::Error>::custom)
     }
 
     /// With a rate profile, the measured phase is the sum of its stages; a
@@ -611,7 +611,11 @@ mod tests {
 
     #[test]
     fn toml_round_trip_and_errors() {
-        let s = Scenario { disconnect: vec!["25%@1s+1s".parse().unwrap()], rate: Rate::Constant(5000.0), ..Scenario::default() };
+        let s = Scenario {
+            disconnect: vec!["25%@1s+1s".parse().unwrap()],
+            rate: Rate::Constant(5000.0),
+            ..Scenario::default()
+        };
         let back = Scenario::from_toml(&s.to_toml()).unwrap();
         assert_eq!(back, s);
 

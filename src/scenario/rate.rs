@@ -238,10 +238,7 @@ pub fn parse_rate_or_profile(text: &str) -> Result<Rate, String> {
     if !t.contains(['/', ',']) {
         return parse_rate(t).map(Rate::Constant).map_err(|e| format!("{e}, or stages like 1k..20k/30s,20k/1m"));
     }
-    t.split(',')
-        .map(|stage| parse_stage(stage.trim()))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Rate::Profile)
+    t.split(',').map(|stage| parse_stage(stage.trim())).collect::<Result<Vec<_>, _>>().map(Rate::Profile)
 }
 
 impl FromStr for Rate {
@@ -300,7 +297,9 @@ impl StageForm {
         let length = |l: &str| parse_duration(l);
         match self {
             StageForm::Text(t) => parse_stage(t.trim()),
-            StageForm::Ramp { from, to, length: l } => Ok(Stage { from: from.get()?, to: to.get()?, length: length(&l)? }),
+            StageForm::Ramp { from, to, length: l } => {
+                Ok(Stage { from: from.get()?, to: to.get()?, length: length(&l)? })
+            }
             StageForm::Hold { rate, length: l } => {
                 let r = rate.get()?;
                 Ok(Stage { from: r, to: r, length: length(&l)? })
@@ -424,7 +423,10 @@ mod tests {
             rate: &'a Rate,
         }
         assert_eq!(read(&toml::to_string(&W { rate: &want }).unwrap()).unwrap(), want);
-        assert_eq!(read(&toml::to_string(&W { rate: &Rate::Constant(1000.0) }).unwrap()).unwrap(), Rate::Constant(1000.0));
+        assert_eq!(
+            read(&toml::to_string(&W { rate: &Rate::Constant(1000.0) }).unwrap()).unwrap(),
+            Rate::Constant(1000.0)
+        );
     }
 
     #[test]

@@ -14,9 +14,9 @@ use crate::drivers::streams::side::Replay;
 use crate::drivers::{Answered, Consumed, ConsumerOutput, Ctx, Driver, Finished, Note, Notes, ProducerConn, StatsCell};
 use crate::live::{Live, Outcome};
 use crate::pacer::Pacer;
-use crate::scenario::{Scenario, TransportKind};
 #[cfg(test)]
 use crate::scenario::Rate;
+use crate::scenario::{Scenario, TransportKind};
 use crate::stats::{ProducerStats, ThreadStats, Window};
 use crate::wire::Header;
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,8 @@ fn auto_threads(s: &Scenario, cpus: usize) -> usize {
         (TransportKind::Streams, g) if g > 0 => g,
         _ => s.consumers,
     };
-    let light = !s.rate.is_unlimited() && s.rate.peak() * (1.0 + f64::from(fanout)) <= LIGHT_LOAD && fanout <= LIGHT_FANOUT;
+    let light =
+        !s.rate.is_unlimited() && s.rate.peak() * (1.0 + f64::from(fanout)) <= LIGHT_LOAD && fanout <= LIGHT_FANOUT;
     if light {
         1
     } else {

@@ -27,6 +27,7 @@ mod hostile;
 mod loss;
 mod overload;
 mod polish;
+mod profiles;
 mod pubsub;
 mod readme;
 mod report;
