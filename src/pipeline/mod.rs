@@ -82,6 +82,16 @@ pub fn check(scenario: &Scenario, mode: &Mode) -> Result<(), crate::scenario::Sc
     crate::drivers::check(scenario, matches!(mode, Mode::Workers(_)))?;
     if let Mode::Workers(opts) = mode {
         opts.check()?;
+        if let crate::scenario::Checkpoint::Every(d) = scenario.checkpoint {
+            return Err(crate::scenario::ScenarioError::Invalid {
+                key: "checkpoint",
+                message: format!(
+                    "{}: checkpoints are written by runs in one process only, not yet with --workers \
+                     (leave it out, or --checkpoint off)",
+                    crate::scenario::fmt_duration(&d)
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -102,6 +112,10 @@ pub fn connections(scenario: &Scenario) -> u64 {
     scenario.producers as u64 * 2 + scenario.consumers as u64 + 64
 }
 
+/// How far behind the moment it is taken a checkpoint cuts the measured
+/// phase: the messages of the seconds before have had this long to arrive.
+pub const CHECKPOINT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Runs a scenario on `target` in `mode`. `say` gets the one line a user
 /// needs when workers on other hosts are to join.
 pub async fn execute(
@@ -110,6 +124,20 @@ pub async fn execute(
     target: &Target,
     mode: &Mode,
     say: impl Fn(&str),
+) -> Result<Finished> {
+    execute_with(scenario, live, target, mode, say, None).await
+}
+
+/// [`execute`], handing each checkpoint (`--checkpoint`, in one process) to
+/// `on_checkpoint` as it is taken: a whole result, status `incomplete`, of
+/// the seconds measured so far.
+pub async fn execute_with(
+    scenario: Scenario,
+    live: Arc<Live>,
+    target: &Target,
+    mode: &Mode,
+    say: impl Fn(&str),
+    on_checkpoint: Option<&mut dyn FnMut(RunReport)>,
 ) -> Result<Finished> {
     check(&scenario, mode)?;
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
@@ -131,9 +159,14 @@ pub async fn execute(
         let _ = restore_config(config, target, scenario.connect_timeout).await;
         return Err(e.into());
     }
+    let every = scenario.checkpoint_every().filter(|_| on_checkpoint.is_some() && matches!(mode, Mode::Local));
+    let (checkpoint_tx, checkpoint_rx) = tokio::sync::mpsc::unbounded_channel();
+    let checkpoint_to = every.map(|every| (every, checkpoint_tx));
+    let checkpoints =
+        report_checkpoints(&scenario, &run_id, setup.nodes.len() as u32, &live, checkpoint_rx, on_checkpoint);
     let shares = async {
         let shares = match mode {
-            Mode::Local => Ok(local::run(&scenario, setup.driver.clone(), live.clone()).await),
+            Mode::Local => Ok(local::run(&scenario, setup.driver.clone(), live.clone(), checkpoint_to).await),
             Mode::Workers(opts) => {
                 workers::coordinate(&scenario, opts, &setup, &live, target, &run_id, &nonce, &say).await
             }
@@ -150,7 +183,7 @@ pub async fn execute(
             None => Ok(None),
         }
     };
-    let (shares, node_outage) = tokio::join!(shares, fault);
+    let (shares, node_outage, ()) = tokio::join!(shares, fault, checkpoints);
     // A stopped or stalled Redis must not hold the end of the run: cleanup is
     // best effort, within what is left of the wind-down after a stop.
     let cleanup_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
@@ -181,8 +214,42 @@ pub async fn execute(
         clock_uncertainty_ns: shares.clock_uncertainty_ns,
         node_outage,
         epoch: shares.epoch,
+        cut_ns: None,
     });
     Ok(Finished { report, workers: shares.workers })
+}
+
+/// Builds a result of each checkpoint as it comes (off the async threads: a
+/// long run's seconds take a while) and hands it to `sink`.
+async fn report_checkpoints(
+    scenario: &Scenario,
+    run_id: &str,
+    nodes: u32,
+    live: &Live,
+    mut checkpoints: tokio::sync::mpsc::UnboundedReceiver<crate::swarm::Checkpoint>,
+    mut sink: Option<&mut dyn FnMut(RunReport)>,
+) {
+    while let Some(crate::swarm::Checkpoint { out, taken_ns }) = checkpoints.recv().await {
+        let Some(sink) = sink.as_mut() else { continue };
+        let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
+        let facts = RunFacts {
+            run_id: run_id.to_string(),
+            scenario: scenario.clone(),
+            out,
+            nodes,
+            workers: 1,
+            // The CPU meter reads the whole measured phase at its end.
+            cpu: HarnessCpu::default(),
+            clock_uncertainty_ns: 0,
+            node_outage: None,
+            epoch,
+            cut_ns: Some(taken_ns.saturating_sub(CHECKPOINT_MARGIN.as_nanos() as u64)),
+        };
+        match tokio::task::spawn_blocking(move || crate::results::summarize::summarize(facts)).await {
+            Ok(report) => sink(report),
+            Err(_) => continue,
+        }
+    }
 }
 
 /// Puts a user's Redis back as it was (within `limit`); a private server is

@@ -97,8 +97,9 @@ pub struct SecondStats {
 enum SecondLatency {
     Empty,
     Open(Histogram<u64>),
-    /// HdrHistogram V2, deflated: a few KB.
-    Sealed(Vec<u8>),
+    /// HdrHistogram V2, deflated: a few KB. Shared, so that a checkpoint's
+    /// copy of a long run's seconds costs no second copy of their bytes.
+    Sealed(std::sync::Arc<[u8]>),
 }
 
 impl SecondLatency {
@@ -108,7 +109,7 @@ impl SecondLatency {
             SecondLatency::Open(h) => h.clone(),
             SecondLatency::Sealed(bytes) => {
                 let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
-                    .deserialize(&mut bytes.as_slice())
+                    .deserialize(&mut &bytes[..])
                     .expect("decoding what this process encoded");
                 // Decoded histograms do not grow by themselves; a late message may need it.
                 h.auto(true);
@@ -126,7 +127,7 @@ impl SecondLatency {
                 &mut bytes,
             )
             .expect("encoding into memory");
-            *self = SecondLatency::Sealed(bytes);
+            *self = SecondLatency::Sealed(bytes.into());
         }
     }
 }

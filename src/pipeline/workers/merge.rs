@@ -153,6 +153,7 @@ mod tests {
             clock_uncertainty_ns: 0,
             node_outage: None,
             epoch: None,
+            cut_ns: None,
         })
     }
 

@@ -293,6 +293,8 @@ async fn run_share(
         measured: measured_tx,
         all_measured: all_rx,
         side_tasks: index == 0,
+        // Checkpoints are refused with --workers (see `pipeline::check`).
+        checkpoints: None,
     };
     let steps = tokio::spawn(follow(ctl.clone(), index, plan.workers, ready_rx, start_tx, measured_rx, all_tx));
     let stop = tokio::spawn(forward_stop(ctl.clone(), live.clone()));
