@@ -140,7 +140,7 @@ pub struct Scenario {
     #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true)]
     pub threads: usize,
     /// Write the results so far every D while the run goes on (status incomplete; the final result replaces them), e.g. 1m; off; auto = every minute for a measured phase of 10m or more
-    #[arg(long, value_name = "D|off", default_value = "auto")]
+    #[arg(long, value_name = "D|off", default_value = "auto", allow_hyphen_values = true)]
     pub checkpoint: Checkpoint,
     /// Give up connecting after this long
     #[arg(long, value_parser = parse_duration, default_value = "5s")]

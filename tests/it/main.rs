@@ -31,5 +31,6 @@ mod readme;
 mod report;
 mod security;
 mod signals;
+mod soak;
 mod streams;
 mod workers;
