@@ -488,7 +488,7 @@ fn merge_copies(shared: &Ctx, window: Window, thread_count: usize, copies: Vec<T
     SwarmOutput {
         window,
         threads: merged.unwrap_or_else(|| ThreadStats::new(&window)),
-        backlog: Vec::new(),
+        backlog: shared.backlog_so_far.lock().map(|b| b.clone()).unwrap_or_default(),
         replay: None,
         consumers,
         producers,
