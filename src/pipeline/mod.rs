@@ -82,16 +82,6 @@ pub fn check(scenario: &Scenario, mode: &Mode) -> Result<(), crate::scenario::Sc
     crate::drivers::check(scenario, matches!(mode, Mode::Workers(_)))?;
     if let Mode::Workers(opts) = mode {
         opts.check()?;
-        if let crate::scenario::Checkpoint::Every(d) = scenario.checkpoint {
-            return Err(crate::scenario::ScenarioError::Invalid {
-                key: "checkpoint",
-                message: format!(
-                    "{}: checkpoints are written by runs in one process only, not yet with --workers \
-                     (leave it out, or --checkpoint off)",
-                    crate::scenario::fmt_duration(&d)
-                ),
-            });
-        }
     }
     Ok(())
 }
@@ -128,7 +118,7 @@ pub async fn execute(
     execute_with(scenario, live, target, mode, say, None).await
 }
 
-/// [`execute`], handing each checkpoint (`--checkpoint`, in one process) to
+/// [`execute`], handing each checkpoint (`--checkpoint`) to
 /// `on_checkpoint` as it is taken: a whole result, status `incomplete`, of
 /// the seconds measured so far.
 pub async fn execute_with(
@@ -159,16 +149,21 @@ pub async fn execute_with(
         let _ = restore_config(config, target, scenario.connect_timeout).await;
         return Err(e.into());
     }
-    let every = scenario.checkpoint_every().filter(|_| on_checkpoint.is_some() && matches!(mode, Mode::Local));
+    let every = scenario.checkpoint_every().filter(|_| on_checkpoint.is_some());
     let (checkpoint_tx, checkpoint_rx) = tokio::sync::mpsc::unbounded_channel();
     let checkpoint_to = every.map(|every| (every, checkpoint_tx));
-    let checkpoints =
-        report_checkpoints(&scenario, &run_id, setup.nodes.len() as u32, &live, checkpoint_rx, on_checkpoint);
+    let processes = match mode {
+        Mode::Local => 1,
+        Mode::Workers(opts) => opts.workers,
+    };
+    let counts = (setup.nodes.len() as u32, processes);
+    let checkpoints = report_checkpoints(&scenario, &run_id, counts, &live, checkpoint_rx, on_checkpoint);
     let shares = async {
         let shares = match mode {
             Mode::Local => Ok(local::run(&scenario, setup.driver.clone(), live.clone(), checkpoint_to).await),
             Mode::Workers(opts) => {
-                workers::coordinate(&scenario, opts, &setup, &live, target, &run_id, &nonce, &say).await
+                let run = (run_id.as_str(), nonce.as_str());
+                workers::coordinate(&scenario, opts, &setup, &live, target, run, &say, checkpoint_to).await
             }
         };
         if shares.is_err() {
@@ -224,12 +219,12 @@ pub async fn execute_with(
 async fn report_checkpoints(
     scenario: &Scenario,
     run_id: &str,
-    nodes: u32,
+    (nodes, workers): (u32, u32),
     live: &Live,
     mut checkpoints: tokio::sync::mpsc::UnboundedReceiver<crate::swarm::Checkpoint>,
     mut sink: Option<&mut dyn FnMut(RunReport)>,
 ) {
-    while let Some(crate::swarm::Checkpoint { out, taken_ns }) = checkpoints.recv().await {
+    while let Some(crate::swarm::Checkpoint { out, taken_ns, .. }) = checkpoints.recv().await {
         let Some(sink) = sink.as_mut() else { continue };
         let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
         let facts = RunFacts {
@@ -237,7 +232,7 @@ async fn report_checkpoints(
             scenario: scenario.clone(),
             out,
             nodes,
-            workers: 1,
+            workers,
             // The CPU meter reads the whole measured phase at its end.
             cpu: HarnessCpu::default(),
             clock_uncertainty_ns: 0,

@@ -402,6 +402,8 @@ pub struct Checkpoint {
     /// When it was asked for, ns since the epoch: every message due before
     /// then had been written by the time its producer's copy was taken.
     pub taken_ns: u64,
+    /// Which checkpoint of the run (1, 2, ...), the same in every share.
+    pub request: u64,
 }
 
 /// A worker thread's copy for checkpoint request `.0`.
@@ -462,7 +464,7 @@ async fn take_checkpoints(
             continue;
         }
         let out = merge_copies(&shared, window, threads, got);
-        if to.send(Checkpoint { out, taken_ns }).is_err() {
+        if to.send(Checkpoint { out, taken_ns, request }).is_err() {
             return;
         }
     }

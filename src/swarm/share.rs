@@ -30,6 +30,6 @@ pub struct Share {
     /// the replay group): one share of a run does, for all.
     pub side_tasks: bool,
     /// With `--checkpoint`: how often, and where the copies of what this
-    /// share measured so far go (a run in one process only).
+    /// share measured so far go (the pipeline, or a worker's control keys).
     pub checkpoints: Option<(Duration, mpsc::UnboundedSender<Checkpoint>)>,
 }
