@@ -223,22 +223,91 @@ fn say_out(text: &str) {
 /// could not be written whole (a full disk) is an error: what was written is
 /// kept, and the error names it.
 fn write_run(report: &RunReport, dir: &Path, workers: &[WorkerRow], out: Option<&mut OutDir>) -> Result<()> {
+    write_run_over(report, dir, workers, out, false)
+}
+
+/// [`write_run`]; with `over_checkpoint`, the run's directory may hold its
+/// last checkpoint, which the result replaces whole.
+fn write_run_over(
+    report: &RunReport,
+    dir: &Path,
+    workers: &[WorkerRow],
+    out: Option<&mut OutDir>,
+    over_checkpoint: bool,
+) -> Result<()> {
     let _writing = WRITING.lock();
     // The directory is kept from here, under the lock: a second Ctrl-C either
     // comes first and removes it still empty, or waits for whole files.
     if let Some(out) = out {
         out.keep();
     }
-    let written = (|| {
-        files::write_run(report, dir)?;
-        if !workers.is_empty() {
-            files::write_csv(&dir.join("workers.csv"), workers)?;
-        }
-        // The plots and the page come from the files just written, exactly as
-        // `eventbench report` rebuilds them.
-        render::run_report(dir).map(|_| ())
-    })();
+    let written = match over_checkpoint {
+        false => write_files(report, dir, workers),
+        true => write_replacing(report, dir, workers),
+    };
     written.map_err(|e| incomplete(dir, e))
+}
+
+/// Writes every file of a run into `dir`.
+fn write_files(report: &RunReport, dir: &Path, workers: &[WorkerRow]) -> Result<()> {
+    files::write_run(report, dir)?;
+    if !workers.is_empty() {
+        files::write_csv(&dir.join("workers.csv"), workers)?;
+    }
+    // The plots and the page come from the files just written, exactly as
+    // `eventbench report` rebuilds them.
+    render::run_report(dir).map(|_| ())
+}
+
+/// Writes every file of a run beside `dir`, then puts them in its place at
+/// once: whatever happens meanwhile, `dir` holds one whole result.
+fn write_replacing(report: &RunReport, dir: &Path, workers: &[WorkerRow]) -> Result<()> {
+    let staged = files::staging_dir(dir);
+    // What a killed run left half-written.
+    let _ = std::fs::remove_dir_all(&staged);
+    let written = write_files(report, &staged, workers).and_then(|()| files::replace_dir(&staged, dir));
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    written
+}
+
+/// Writes a run's checkpoints (`--checkpoint`) into its directory as they
+/// come, each a whole result replacing the one before; off the async
+/// threads, so that the run's own coordination never waits for a disk.
+struct Checkpoints {
+    /// The run's directory, chosen by the first checkpoint (from its run id).
+    dir: Option<PathBuf>,
+    choose: Box<dyn Fn(&str) -> PathBuf>,
+    /// The write under way: a checkpoint that comes meanwhile is skipped.
+    writing: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpoints {
+    fn new(choose: impl Fn(&str) -> PathBuf + 'static) -> Checkpoints {
+        Checkpoints { dir: None, choose: Box::new(choose), writing: None }
+    }
+
+    fn take(&mut self, report: RunReport) {
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let dir = self.dir.get_or_insert_with(|| (self.choose)(&report.run_id)).clone();
+        self.writing = Some(std::thread::spawn(move || {
+            let _writing = WRITING.lock();
+            if let Err(e) = write_replacing(&report, &dir, &[]) {
+                eline!("eventbench: checkpoint not written: {e:#}");
+            }
+        }));
+    }
+
+    /// Waits for the write under way; the directory, if a checkpoint chose one.
+    fn finish(self) -> Option<PathBuf> {
+        if let Some(w) = self.writing {
+            let _ = w.join();
+        }
+        self.dir
+    }
 }
 
 /// A result directory that could not be written whole: why, and what it holds.
@@ -259,6 +328,7 @@ async fn run_one(
     mode: &Mode,
     quiet: bool,
     current: &std::sync::Mutex<Arc<Live>>,
+    checkpoints: Option<&mut Checkpoints>,
 ) -> Result<Finished> {
     let live = Arc::new(Live::default());
     *current.lock().expect("live lock") = live.clone();
@@ -267,7 +337,10 @@ async fn run_one(
     let label = scenario.transport.to_string();
     let progress = show_progress
         .then(|| Progress::start(live.clone(), label, scenario.warmup + scenario.duration, scenario.consumers));
-    let finished = pipeline::execute(scenario, live, target, mode, |line| eline!("{line}")).await;
+    let mut take = checkpoints.map(|c| move |report| c.take(report));
+    let on_checkpoint = take.as_mut().map(|f| f as &mut dyn FnMut(RunReport));
+    let watch = pipeline::Watch { on_checkpoint, ..Default::default() };
+    let finished = pipeline::execute_with(scenario, live, target, mode, |line| eline!("{line}"), watch).await;
     drop(progress);
     finished
 }
@@ -303,7 +376,8 @@ fn exit_code(report: &RunReport, dir: &Path) -> u8 {
             eline!("eventbench: interrupted; partial results in {}", dir.display());
             EXIT_INTERRUPTED
         }
-        Status::Aborted => {
+        // A finished run is never a checkpoint; taken as a failure if it were.
+        Status::Aborted | Status::Incomplete => {
             eline!("eventbench: run aborted: {}; partial results in {}", report.summary.reason, dir.display());
             EXIT_ABORTED
         }
@@ -318,7 +392,12 @@ async fn run(args: RunArgs) -> Result<u8> {
     pipeline::check(&scenario, &mode)?;
     let mut out = OutDir::prepare(args.out.as_deref(), Path::new("results"))?;
     let target = pipeline::target_for(&scenario)?;
-    let Finished { report, workers } = match run_one(scenario, &target, &mode, args.quiet, &current).await {
+    let (given, root) = (args.out.clone(), PathBuf::from("results"));
+    let mut checkpoints =
+        Checkpoints::new(move |run_id| given.clone().unwrap_or_else(|| files::default_dir(&root, run_id)));
+    let ran = run_one(scenario, &target, &mode, args.quiet, &current, Some(&mut checkpoints)).await;
+    let checkpointed = checkpoints.finish();
+    let Finished { report, workers } = match ran {
         Ok(finished) => finished,
         Err(e) if interrupted_before_start(&e) => {
             eline!("eventbench: {e}");
@@ -327,8 +406,8 @@ async fn run(args: RunArgs) -> Result<u8> {
         Err(e) => return Err(e),
     };
     drop(target);
-    let dir = out.run_dir(&report.run_id);
-    write_run(&report, &dir, &workers, Some(&mut out))?;
+    let dir = checkpointed.clone().unwrap_or_else(|| out.run_dir(&report.run_id));
+    write_run_over(&report, &dir, &workers, Some(&mut out), checkpointed.is_some())?;
     if let Some(warning) = clock_warning(&report.summary) {
         eline!("{warning}");
     }
@@ -411,7 +490,12 @@ async fn compare(args: CompareArgs) -> Result<u8> {
                 &own
             }
         };
-        let Finished { report, workers } = match run_one(s, target, &mode, args.run.quiet, &current).await {
+        let dir = root.join(&label);
+        let run_dir = dir.clone();
+        let mut checkpoints = Checkpoints::new(move |_| run_dir.clone());
+        let ran = run_one(s, target, &mode, args.run.quiet, &current, Some(&mut checkpoints)).await;
+        let checkpointed = checkpoints.finish().is_some();
+        let Finished { report, workers } = match ran {
             Ok(finished) => finished,
             Err(e) if interrupted_before_start(&e) => {
                 eline!("eventbench: {e}");
@@ -420,8 +504,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             }
             Err(e) => return Err(e),
         };
-        let dir = root.join(&label);
-        write_run(&report, &dir, &workers, Some(&mut out))?;
+        write_run_over(&report, &dir, &workers, Some(&mut out), checkpointed)?;
         code = code.max(exit_code(&report, &dir));
         rows.push(report.summary);
         dirs.push(dir);

@@ -108,15 +108,20 @@ pub enum Status {
     Interrupted,
     /// Stopped early because something failed.
     Aborted,
+    /// A checkpoint of a run still going on (`--checkpoint`): the seconds
+    /// measured so far; the run's final result replaces it. Found after a
+    /// run, it means eventbench was killed (or its host lost) before the end.
+    Incomplete,
 }
 
 impl Status {
-    /// `ok`, `interrupted` or `aborted`, as `summary.csv` writes it.
+    /// `ok`, `interrupted`, `aborted` or `incomplete`, as `summary.csv` writes it.
     pub fn as_str(&self) -> &'static str {
         match self {
             Status::Ok => "ok",
             Status::Interrupted => "interrupted",
             Status::Aborted => "aborted",
+            Status::Incomplete => "incomplete",
         }
     }
 }

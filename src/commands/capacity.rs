@@ -86,11 +86,12 @@ impl Steps for Stepper<'_> {
             return Ok(self.halted(Halt::Interrupted, started));
         }
         let scenario = Scenario { rate: Rate::Constant(plan.rate), ..self.scenario.clone() };
-        let Finished { report, workers } = match run_one(scenario, self.target, self.mode, true, self.current).await {
-            Ok(finished) => finished,
-            Err(e) if interrupted_before_start(&e) => return Ok(self.halted(Halt::Interrupted, started)),
-            Err(e) => return Ok(self.halted(Halt::Aborted { step: plan.step, reason: format!("{e:#}") }, started)),
-        };
+        let Finished { report, workers } =
+            match run_one(scenario, self.target, self.mode, true, self.current, None).await {
+                Ok(finished) => finished,
+                Err(e) if interrupted_before_start(&e) => return Ok(self.halted(Halt::Interrupted, started)),
+                Err(e) => return Ok(self.halted(Halt::Aborted { step: plan.step, reason: format!("{e:#}") }, started)),
+            };
         let rel = format!("{}step-{:02}-{}", self.prefix, plan.step, plan.rate as u64);
         write_run(&report, &self.root.join(&rel), &workers, None)?;
         let summary = report.summary;
@@ -101,7 +102,8 @@ impl Steps for Stepper<'_> {
                 self.halt = Some(Halt::Interrupted);
                 Verdict::Halt
             }
-            Status::Aborted => {
+            // A finished run is never a checkpoint; taken as a failure if it were.
+            Status::Aborted | Status::Incomplete => {
                 self.halt = Some(Halt::Aborted { step: plan.step, reason: summary.reason.clone() });
                 Verdict::Halt
             }
@@ -135,6 +137,15 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
                 "capacity measures each step for --step (default 3s), after --step-warmup (default 1s)",
             ));
         }
+    }
+    if let crate::scenario::Checkpoint::Every(d) = base.checkpoint {
+        return Err(invalid(
+            "checkpoint",
+            format!(
+                "{}: a capacity search's steps are short runs, each written as it ends; --checkpoint is for run and compare",
+                crate::scenario::fmt_duration(&d)
+            ),
+        ));
     }
     let base_rate = match base.rate {
         Rate::Constant(r) => r,

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::connect::ConnError;
 use crate::live::Live;
 use crate::scenario::Scenario;
-use crate::stats::{ConsumerStats, ThreadStats, Window};
+use crate::stats::{ConsumerStats, ProducerStats, ThreadStats, Window};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -94,6 +94,9 @@ pub struct Ctx {
     pub recovery: std::sync::OnceLock<(usize, u64)>,
     /// The first delivery of that node's channels from then on (0: none yet).
     pub recovered_ns: AtomicU64,
+    /// Streams: the backlog sampled so far, one per measured second, for
+    /// checkpoints (the sampler's own copy is the final result's).
+    pub backlog_so_far: Arc<Mutex<Vec<u64>>>,
     abort: Mutex<Option<String>>,
     abort_notify: Notify,
 }
@@ -131,6 +134,7 @@ impl Ctx {
             side_tasks,
             recovery: std::sync::OnceLock::new(),
             recovered_ns: AtomicU64::new(0),
+            backlog_so_far: Arc::default(),
             abort: Mutex::new(None),
             abort_notify: Notify::new(),
         }
@@ -290,6 +294,63 @@ impl ThreadFinish {
                 }
                 Poll::Pending
             })
+        })
+    }
+}
+
+/// What the tasks of one worker thread account into, registered where the
+/// thread's checkpoint task can copy it: every task of the thread runs on
+/// that thread, so a copy taken between their polls is whole (no delivery
+/// half-recorded). Tasks reach their own entry through its `Rc` once per
+/// batch, as they reach the thread's [`ThreadStats`]; nothing is locked.
+#[derive(Default)]
+pub struct ThreadBoard {
+    consumers: RefCell<Vec<Rc<RefCell<ConsumerOutput>>>>,
+    outages: RefCell<Vec<Rc<RefCell<Vec<Outage>>>>>,
+    producers: RefCell<Vec<Rc<RefCell<ProducerStats>>>>,
+}
+
+thread_local! {
+    static THREAD_BOARD: ThreadBoard = ThreadBoard::default();
+}
+
+/// A copy of what one worker thread's tasks hold.
+#[derive(Debug, Default)]
+pub struct BoardCopy {
+    pub consumers: Vec<ConsumerOutput>,
+    /// Streams members' outages (their deliveries are in [`Ctx::units`]).
+    pub outages: Vec<Outage>,
+    pub producers: Vec<ProducerStats>,
+}
+
+impl ThreadBoard {
+    /// Puts a consumer's own accounting on this thread's board.
+    pub fn consumer(out: ConsumerOutput) -> Rc<RefCell<ConsumerOutput>> {
+        let out = Rc::new(RefCell::new(out));
+        THREAD_BOARD.with(|b| b.consumers.borrow_mut().push(out.clone()));
+        out
+    }
+
+    /// Puts a Streams member's outages on this thread's board.
+    pub fn outages() -> Rc<RefCell<Vec<Outage>>> {
+        let outages = Rc::new(RefCell::new(Vec::new()));
+        THREAD_BOARD.with(|b| b.outages.borrow_mut().push(outages.clone()));
+        outages
+    }
+
+    /// Puts a producer's counts on this thread's board.
+    pub fn producer(p: ProducerStats) -> Rc<RefCell<ProducerStats>> {
+        let p = Rc::new(RefCell::new(p));
+        THREAD_BOARD.with(|b| b.producers.borrow_mut().push(p.clone()));
+        p
+    }
+
+    /// Copies everything on this thread's board (called between the tasks' polls).
+    pub fn copy() -> BoardCopy {
+        THREAD_BOARD.with(|b| BoardCopy {
+            consumers: b.consumers.borrow().iter().map(|c| c.borrow().clone()).collect(),
+            outages: b.outages.borrow().iter().flat_map(|o| o.borrow().clone()).collect(),
+            producers: b.producers.borrow().iter().map(|p| p.borrow().clone()).collect(),
         })
     }
 }

@@ -8,16 +8,22 @@ use crate::clock::Clock;
 use crate::drivers::Driver;
 use crate::live::Live;
 use crate::scenario::Scenario;
-use crate::swarm::{self, Share};
+use crate::swarm::{self, Checkpoint, Share};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Slack between "everyone is connected" and the first scheduled message.
 const START_SLACK_NS: u64 = 20_000_000;
 
 /// Runs the whole swarm as one share.
-pub async fn run(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<Live>) -> Shares {
+/// With `checkpoints`, copies of what it measured so far go there as it runs.
+pub async fn run(
+    scenario: &Scenario,
+    driver: Arc<dyn Driver>,
+    live: Arc<Live>,
+    checkpoints: Option<(Duration, mpsc::UnboundedSender<Checkpoint>)>,
+) -> Shares {
     let clock = Clock::start();
     let (ready_tx, ready_rx) = oneshot::channel();
     let (start_tx, start_rx) = oneshot::channel();
@@ -32,6 +38,7 @@ pub async fn run(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<Live>) 
         measured: measured_tx,
         all_measured: all_rx,
         side_tasks: true,
+        checkpoints,
     };
     // The coordinator's side, in-process: start as soon as everyone is
     // connected; the producers' count is everyone's.

@@ -103,6 +103,10 @@ pub fn connections(scenario: &Scenario) -> u64 {
     scenario.producers as u64 * 2 + scenario.consumers as u64 + 64
 }
 
+/// How far behind the moment it is taken a checkpoint cuts the measured
+/// phase: the messages of the seconds before have had this long to arrive.
+pub const CHECKPOINT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Runs a scenario on `target` in `mode`. `say` gets the one line a user
 /// needs when workers on other hosts are to join.
 pub async fn execute(
@@ -112,19 +116,29 @@ pub async fn execute(
     mode: &Mode,
     say: impl Fn(&str),
 ) -> Result<Finished> {
-    execute_watched(scenario, live, target, mode, say, Arc::new(Latest::default())).await
+    execute_with(scenario, live, target, mode, say, Watch::default()).await
 }
 
-/// [`execute`], with the server's latest sampled second of every node kept
-/// in `latest` while the run goes on, for a reader that polls it.
-pub async fn execute_watched(
+/// What a caller watches while a run goes on.
+#[derive(Default)]
+pub struct Watch<'a> {
+    /// The server's latest sampled second of every node, for a reader that polls it.
+    pub latest: Arc<Latest>,
+    /// Gets each checkpoint (`--checkpoint`) as it is taken: a whole result,
+    /// status `incomplete`, of the seconds measured so far.
+    pub on_checkpoint: Option<&'a mut dyn FnMut(RunReport)>,
+}
+
+/// [`execute`], watched: see [`Watch`].
+pub async fn execute_with(
     scenario: Scenario,
     live: Arc<Live>,
     target: &Target,
     mode: &Mode,
     say: impl Fn(&str),
-    latest: Arc<Latest>,
+    watch: Watch<'_>,
 ) -> Result<Finished> {
+    let Watch { latest, on_checkpoint } = watch;
     check(&scenario, mode)?;
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
     let nonce = run_nonce();
@@ -169,11 +183,21 @@ pub async fn execute_watched(
         let pubsub = scenario.transport != crate::scenario::TransportKind::Streams;
         telemetry::watch(probes.collect(), pubsub, live.clone(), done, latest).await
     };
+    let every = scenario.checkpoint_every().filter(|_| on_checkpoint.is_some());
+    let (checkpoint_tx, checkpoint_rx) = tokio::sync::mpsc::unbounded_channel();
+    let checkpoint_to = every.map(|every| (every, checkpoint_tx));
+    let processes = match mode {
+        Mode::Local => 1,
+        Mode::Workers(opts) => opts.workers,
+    };
+    let counts = (setup.nodes.len() as u32, processes);
+    let checkpoints = report_checkpoints(&scenario, &run_id, counts, &identity, &live, checkpoint_rx, on_checkpoint);
     let shares = async {
         let shares = match mode {
-            Mode::Local => Ok(local::run(&scenario, setup.driver.clone(), live.clone()).await),
+            Mode::Local => Ok(local::run(&scenario, setup.driver.clone(), live.clone(), checkpoint_to).await),
             Mode::Workers(opts) => {
-                workers::coordinate(&scenario, opts, &setup, &live, target, &run_id, &nonce, &say).await
+                let run = (run_id.as_str(), nonce.as_str());
+                workers::coordinate(&scenario, opts, &setup, &live, target, run, &say, checkpoint_to).await
             }
         };
         if shares.is_err() {
@@ -189,7 +213,7 @@ pub async fn execute_watched(
             None => Ok(None),
         }
     };
-    let (shares, node_outage, server_rows) = tokio::join!(shares, fault, sampling);
+    let (shares, node_outage, server_rows, ()) = tokio::join!(shares, fault, sampling, checkpoints);
     // A stopped or stalled Redis must not hold the end of the run: cleanup is
     // best effort, within what is left of the wind-down after a stop.
     let cleanup_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
@@ -221,8 +245,45 @@ pub async fn execute_watched(
         node_outage,
         epoch: shares.epoch,
         telemetry: Telemetry { identity, rows: server_rows },
+        cut_ns: None,
     });
     Ok(Finished { report, workers: shares.workers })
+}
+
+/// Builds a result of each checkpoint as it comes (off the async threads: a
+/// long run's seconds take a while) and hands it to `sink`.
+async fn report_checkpoints(
+    scenario: &Scenario,
+    run_id: &str,
+    (nodes, workers): (u32, u32),
+    identity: &telemetry::Identity,
+    live: &Live,
+    mut checkpoints: tokio::sync::mpsc::UnboundedReceiver<crate::swarm::Checkpoint>,
+    mut sink: Option<&mut dyn FnMut(RunReport)>,
+) {
+    while let Some(crate::swarm::Checkpoint { out, taken_ns, .. }) = checkpoints.recv().await {
+        let Some(sink) = sink.as_mut() else { continue };
+        let epoch = live.now_ns().and_then(|ns| SystemTime::now().checked_sub(Duration::from_nanos(ns)));
+        let facts = RunFacts {
+            run_id: run_id.to_string(),
+            scenario: scenario.clone(),
+            out,
+            nodes,
+            workers,
+            // The CPU meter reads the whole measured phase at its end.
+            cpu: HarnessCpu::default(),
+            clock_uncertainty_ns: 0,
+            node_outage: None,
+            epoch,
+            // Which server runs; its per-second rows come with the final result.
+            telemetry: Telemetry { identity: identity.clone(), rows: Vec::new() },
+            cut_ns: Some(taken_ns.saturating_sub(CHECKPOINT_MARGIN.as_nanos() as u64)),
+        };
+        match tokio::task::spawn_blocking(move || crate::results::summarize::summarize(facts)).await {
+            Ok(report) => sink(report),
+            Err(_) => continue,
+        }
+    }
 }
 
 /// Puts a user's Redis back as it was (within `limit`); a private server is

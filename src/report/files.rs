@@ -1,7 +1,9 @@
 //! Writes a run directory's data: the CSV files, `scenario.toml`,
 //! `latency.hlog` (the plots and `report.html` are built from these by
 //! [`super::render`]). Every file is written under a temporary name and
-//! renamed into place, so a crash never leaves a truncated file behind.
+//! renamed into place, so a crash never leaves a truncated file behind; a
+//! run's checkpoints go one step further and replace the whole directory at
+//! once ([`replace_dir`]), so its files always belong to one result.
 
 use super::hlog;
 use crate::results::RunReport;
@@ -77,4 +79,94 @@ pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
         .context("encoding latency.hlog")?;
     write_atomic(&dir.join("latency.hlog"), &log)?;
     Ok(())
+}
+
+/// Where a new version of the run directory `dir` is written before it takes
+/// `dir`'s place ([`replace_dir`]): a hidden sibling, on the same file system.
+pub fn staging_dir(dir: &Path) -> PathBuf {
+    let name = dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!(".{name}.eventbench-staging"))
+}
+
+/// Puts the directory `staged` in the place of `dir` in one step, and
+/// removes what `dir` held. A reader (or a SIGKILL) at any moment finds
+/// `dir` holding either the old set of files or the new one, never a mix:
+/// per-file renames would let a kill between two of them leave, say, a new
+/// `timeseries.csv` beside an old `summary.csv` whose totals differ.
+/// On Linux the two directories are exchanged (`renameat2` with
+/// `RENAME_EXCHANGE`); a file system without it gets two renames, with a
+/// moment in between when `dir` is missing (its old files are then in the
+/// hidden `.NAME.eventbench-old` beside it).
+pub fn replace_dir(staged: &Path, dir: &Path) -> Result<()> {
+    let failed =
+        |e: std::io::Error| anyhow::anyhow!("cannot put {} in place of {}: {e}", staged.display(), dir.display());
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none());
+    if !dir.exists() || empty {
+        // rename(2) replaces an empty directory.
+        return std::fs::rename(staged, dir).map_err(failed);
+    }
+    match exchange(staged, dir) {
+        Ok(()) => {}
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) => {
+            let old = dir.with_file_name(format!(
+                ".{}.eventbench-old",
+                dir.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned())
+            ));
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(dir, &old).map_err(failed)?;
+            std::fs::rename(staged, dir).map_err(failed)?;
+            let _ = std::fs::remove_dir_all(&old);
+            return Ok(());
+        }
+        Err(e) => return Err(failed(e)),
+    }
+    // `staged` now holds the old files.
+    std::fs::remove_dir_all(staged).with_context(|| format!("cannot remove {}", staged.display()))
+}
+
+/// Exchanges two paths atomically (Linux `renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are NUL-terminated paths that live across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staged_directory_replaces_a_full_one_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("run");
+        let staged = staging_dir(&dir);
+        std::fs::create_dir(&staged).unwrap();
+        write_atomic(&staged.join("summary.csv"), b"first").unwrap();
+        replace_dir(&staged, &dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("summary.csv")).unwrap(), b"first");
+        std::fs::create_dir(&staged).unwrap();
+        write_atomic(&staged.join("summary.csv"), b"second").unwrap();
+        write_atomic(&staged.join("timeseries.csv"), b"new").unwrap();
+        replace_dir(&staged, &dir).unwrap();
+        assert_eq!(std::fs::read(dir.join("summary.csv")).unwrap(), b"second");
+        assert_eq!(std::fs::read(dir.join("timeseries.csv")).unwrap(), b"new");
+        let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["run"], "neither the staged nor the old directory is left");
+    }
 }

@@ -137,6 +137,10 @@ pub struct RunFacts {
     pub epoch: Option<SystemTime>,
     /// What the server said about itself while the run went on.
     pub telemetry: Telemetry,
+    /// A checkpoint of a run still going on (`--checkpoint`): only the
+    /// measured seconds that ended by this instant (ns since the epoch) are
+    /// reported; see [`Cut`].
+    pub cut_ns: Option<u64>,
 }
 
 /// The schedule's mean rate over measured second `s` (the last one may be partial).
@@ -146,6 +150,20 @@ fn target_rate_in(rate: &crate::scenario::Rate, s: usize, duration_s: f64) -> f6
         return 0.0;
     }
     rate.messages_between(from, to) / (to - from)
+}
+
+/// How a checkpoint reads what the run measured so far: the seconds before
+/// the cut, all of whose messages had been written, and what the consumers'
+/// ledgers held when they were copied. Whatever had not arrived is
+/// `undelivered` (it may still come), unless a cause of loss is known (an
+/// outage, a trim, a refusal); a gap with no known cause, which a late
+/// arrival may still fill, is `undelivered` too. Counts of deliveries come
+/// from the ledgers (the histograms of the threads were copied at other
+/// instants), so every second and every consumer adds up exactly.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    /// Measured seconds reported.
+    seconds: usize,
 }
 
 /// Messages that did not arrive, by cause; `undelivered` ones are not lost.
@@ -318,10 +336,24 @@ pub fn sustained(in_flight: &[u64], per_second: f64, undelivered: u64) -> bool {
 /// Builds the report of a run; an accounting mismatch turns the status into
 /// `Aborted`, because a result that does not add up must not pass as one.
 pub fn summarize(facts: RunFacts) -> RunReport {
-    let RunFacts { run_id, scenario, out, nodes, workers, cpu, clock_uncertainty_ns, node_outage, epoch, telemetry } =
-        facts;
+    let RunFacts {
+        run_id,
+        scenario,
+        out,
+        nodes,
+        workers,
+        cpu,
+        clock_uncertainty_ns,
+        node_outage,
+        epoch,
+        telemetry,
+        cut_ns,
+    } = facts;
     let scenario = &scenario;
     let window = out.window;
+    let cut = cut_ns.map(|ns| Cut {
+        seconds: ((ns.saturating_sub(window.start_ns) / 1_000_000_000) as usize).min(window.seconds()),
+    });
     let channels = scenario.channels as usize;
     let mode = match scenario.transport {
         TransportKind::Streams => Mode::Streams { retained: out.retained.as_deref(), trims: scenario.maxlen.is_some() },
@@ -331,9 +363,10 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     // completed run reports every second of its window, a stopped one those it reached.
     let reached = out.producers.iter().map(|p| p.sent_per_second.len() / channels.max(1));
     let reached = reached.chain([out.threads.seconds.len()]).max().unwrap_or(0);
-    let seconds = match out.outcome.status {
-        Status::Ok => window.seconds(),
-        _ => window.seconds().min(reached),
+    let seconds = match (cut, out.outcome.status) {
+        (Some(cut), _) => cut.seconds,
+        (None, Status::Ok) => window.seconds(),
+        (None, _) => window.seconds().min(reached),
     };
     let sent_in = |p: &crate::stats::ProducerStats, s: usize, c: usize| {
         p.sent_per_second.get(s * channels + c).copied().unwrap_or(0)
@@ -357,7 +390,12 @@ pub fn summarize(facts: RunFacts) -> RunReport {
                 from = to;
             }
         }
-        sent += p.sent_measured();
+        sent += match cut {
+            Some(_) => {
+                (0..seconds).flat_map(|s| (0..channels).map(move |c| (s, c))).map(|(s, c)| sent_in(p, s, c)).sum()
+            }
+            None => p.sent_measured(),
+        };
         reached += p.reached;
         send_lag.add(&p.send_lag).expect("auto-resizing histograms accept any value");
     }
@@ -367,12 +405,15 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     let mut events = Vec::new();
     let mut subscribers = vec![0u64; channels];
     let mut loss_per_second = vec![Loss::default(); seconds];
+    // At a checkpoint, deliveries per second as the ledgers count them (see [`Cut`]).
+    let mut delivered_per_second = vec![0u64; seconds];
     let mut totals = Loss::default();
     let (mut expected, mut delivered, mut duplicates, mut out_of_order, mut foreign) = (0, 0, 0, 0, 0);
     let (mut redelivered, mut acked) = (0, 0);
     for c in &out.consumers {
         let st = &c.stats;
         let mut c_expected = 0;
+        let (mut cut_expected, mut cut_delivered) = (0, 0);
         let mut c_loss = Loss::default();
         let mut per_outage = vec![0u64; c.outages.len() + 1];
         for &ch in &c.channels {
@@ -387,18 +428,34 @@ pub fn summarize(facts: RunFacts) -> RunReport {
                 let mut from = lo;
                 for (s, second_loss) in loss_per_second.iter_mut().enumerate() {
                     let to = from + sent_in(p, s, ch as usize);
-                    let loss = causes.attribute(ledger, from, to, &mut per_outage);
+                    let mut loss = causes.attribute(ledger, from, to, &mut per_outage);
+                    if cut.is_some() {
+                        // No cause known yet: it may still arrive.
+                        loss.undelivered += std::mem::take(&mut loss.other);
+                        let expected = (to - from) - causes.refused_in(from, to);
+                        let delivered = expected - loss.total() - loss.undelivered;
+                        cut_expected += expected;
+                        cut_delivered += delivered;
+                        delivered_per_second[s] += delivered;
+                    }
                     second_loss.add(loss);
                     c_loss.add(loss);
                     from = to;
                 }
             }
         }
-        if st.delivered + c_loss.total() + c_loss.undelivered != c_expected && mismatch.is_none() {
+        let c_delivered = match cut {
+            Some(_) => {
+                c_expected = cut_expected;
+                cut_delivered
+            }
+            None => st.delivered,
+        };
+        if c_delivered + c_loss.total() + c_loss.undelivered != c_expected && mismatch.is_none() {
             mismatch = Some(format!(
                 "accounting invariant violated for consumer {}: delivered {} + lost {} + undelivered {} != expected {}",
                 st.id,
-                st.delivered,
+                c_delivered,
                 c_loss.total(),
                 c_loss.undelivered,
                 c_expected
@@ -414,7 +471,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             }
         }
         expected += c_expected;
-        delivered += st.delivered;
+        delivered += c_delivered;
         totals.add(c_loss);
         duplicates += st.duplicates;
         out_of_order += st.out_of_order;
@@ -425,7 +482,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             consumer: st.id,
             channels: c.channels.len() as u32,
             expected: c_expected,
-            delivered: st.delivered,
+            delivered: c_delivered,
             lost: c_loss.total(),
             undelivered: c_loss.undelivered,
             lost_unsubscribed: c_loss.unsubscribed,
@@ -460,9 +517,10 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     // An interrupted run measured only until its last send.
     let full_ns = window.end_ns - window.start_ns;
     let last_sent_ns = out.producers.iter().map(|p| p.last_sent_ns).max().unwrap_or(0);
-    let measured_ns = match out.outcome.status {
-        Status::Ok => full_ns,
-        _ => last_sent_ns.saturating_sub(window.start_ns).min(full_ns),
+    let measured_ns = match (cut, out.outcome.status) {
+        (Some(cut), _) => (cut.seconds as u64 * 1_000_000_000).min(full_ns),
+        (None, Status::Ok) => full_ns,
+        (None, _) => last_sent_ns.saturating_sub(window.start_ns).min(full_ns),
     };
     let duration_s = measured_ns as f64 / 1e9;
     // The seconds the run reached: an interrupted run's series ends where it stopped.
@@ -474,7 +532,11 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     let delivery_rate = if duration_s > 0.0 { delivered_in_phase as f64 / duration_s } else { 0.0 };
     // The achieved send rate runs until the last message actually went out, so
     // a harness that falls behind its schedule shows a lower rate.
-    let send_span_s = (last_sent_ns.saturating_sub(window.start_ns) as f64 / 1e9).max(duration_s);
+    let send_span_s = match cut {
+        // What was sent after the cut is not counted.
+        Some(_) => duration_s,
+        None => (last_sent_ns.saturating_sub(window.start_ns) as f64 / 1e9).max(duration_s),
+    };
     let send_rate = if send_span_s > 0.0 { sent as f64 / send_span_s } else { 0.0 };
 
     // Per-second rows: sent, delivered and lost count in the second the
@@ -495,10 +557,11 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             let expected_s: u64 =
                 (0..channels).map(|c| (sent_per_second[s][c] - refused_per_second[s][c]) * subscribers[c]).sum();
             let loss = loss_per_second[s];
-            if sec.delivered + loss.total() + loss.undelivered != expected_s && mismatch.is_none() {
+            let sec_delivered = if cut.is_some() { delivered_per_second[s] } else { sec.delivered };
+            if sec_delivered + loss.total() + loss.undelivered != expected_s && mismatch.is_none() {
                 mismatch = Some(format!(
                     "accounting invariant violated in second {s}: delivered {} + lost {} + undelivered {} != expected {expected_s}",
-                    sec.delivered,
+                    sec_delivered,
                     loss.total(),
                     loss.undelivered
                 ));
@@ -515,7 +578,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
                 second: s as u32,
                 target_rate: target_rate_in(&scenario.rate, s, duration_s),
                 sent: sent_per_second[s].iter().sum(),
-                delivered: sec.delivered,
+                delivered: sec_delivered,
                 lost: loss.total(),
                 undelivered: loss.undelivered,
                 lost_unsubscribed: loss.unsubscribed,
@@ -537,9 +600,17 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         .map(|&p| LatencyRow { percentile: p, latency_us: pct_us(lat, p), raw_latency_us: pct_us(raw, p) })
         .collect();
 
-    let outcome = match mismatch {
-        Some(m) => Outcome::aborted(m),
-        None => out.outcome.clone(),
+    let outcome = match (mismatch, cut) {
+        (Some(m), _) => Outcome::aborted(m),
+        (None, Some(cut)) => Outcome {
+            status: Status::Incomplete,
+            reason: format!(
+                "checkpoint at {} of {}",
+                crate::scenario::fmt_duration(&std::time::Duration::from_secs(cut.seconds as u64)),
+                crate::scenario::fmt_duration(&scenario.duration)
+            ),
+        },
+        (None, None) => out.outcome.clone(),
     };
     let per_second_expected = if duration_s > 0.0 { expected as f64 / duration_s } else { 0.0 };
     let sustained = outcome.status != Status::Aborted && sustained(&in_flight, per_second_expected, totals.undelivered);
@@ -620,6 +691,9 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     if per_second.len() < seconds {
         per_second.resize_with(seconds, Default::default);
     }
+    if cut.is_some() {
+        per_second.truncate(seconds);
+    }
     RunReport {
         run_id,
         scenario: scenario.clone(),
@@ -640,6 +714,106 @@ pub fn summarize(facts: RunFacts) -> RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One producer sending 10 messages a second on one channel for 3 s, one
+    /// consumer that received `received` (sequences) and had `outages`.
+    fn one_stream(
+        received: &[u64],
+        outages: Vec<crate::chaos::Outage>,
+        status: Status,
+        cut_ns: Option<u64>,
+    ) -> RunReport {
+        use crate::stats::{ConsumerStats, ThreadStats, Window};
+        let window = Window { start_ns: 1_000_000_000, end_ns: 4_000_000_000 };
+        let mut producer = ProducerStats::new(0, 1, &window);
+        producer.measured_first = vec![Some(0)];
+        producer.measured_count = vec![30];
+        producer.sent_per_second = vec![10, 10, 10];
+        producer.sent_total = 30;
+        producer.last_sent_ns = 3_900_000_000;
+        let mut threads = ThreadStats::new(&window);
+        let mut stats = ConsumerStats::new(0, 1, 1);
+        for &seq in received {
+            let mut payload = [0u8; 64];
+            let intended_ns = window.start_ns + seq * 100_000_000;
+            let h = crate::wire::Header { producer: 0, channel: 0, seq, intended_ns, sent_ns: intended_ns };
+            h.encode(&mut payload);
+            assert!(stats.record(&payload, intended_ns + 1_000, &window, &mut threads));
+        }
+        let consumer = ConsumerOutput { stats, channels: vec![0], outages, end: None };
+        let out = SwarmOutput {
+            window,
+            threads,
+            backlog: Vec::new(),
+            replay: None,
+            consumers: vec![consumer],
+            producers: vec![producer],
+            outcome: Outcome { status, reason: String::new() },
+            thread_count: 1,
+            recovered_ns: None,
+            drain_ns: 0,
+            retained: None,
+        };
+        let scenario = Scenario { duration: std::time::Duration::from_secs(3), ..Scenario::default() };
+        summarize(RunFacts {
+            run_id: "r".into(),
+            scenario,
+            out,
+            nodes: 1,
+            workers: 1,
+            cpu: HarnessCpu::default(),
+            clock_uncertainty_ns: 0,
+            node_outage: None,
+            epoch: None,
+            telemetry: Default::default(),
+            cut_ns,
+        })
+    }
+
+    fn per_second(r: &RunReport) -> Vec<(u64, u64, u64, u64)> {
+        r.timeseries.iter().map(|t| (t.sent, t.delivered, t.lost, t.undelivered)).collect()
+    }
+
+    #[test]
+    fn a_checkpoint_reports_the_seconds_before_its_cut_and_counts_what_may_still_come_undelivered() {
+        // Sequences 0..15 but 3: a gap in second 0, and second 1 half received.
+        let received: Vec<u64> = (0..15).filter(|&s| s != 3).collect();
+        let cut = one_stream(&received, Vec::new(), Status::Ok, Some(3_500_000_000));
+        let s = &cut.summary;
+        assert_eq!((s.status, s.reason.as_str()), (Status::Incomplete, "checkpoint at 2s of 3s"));
+        assert_eq!((s.sent, s.expected, s.delivered, s.lost, s.undelivered), (20, 20, 14, 0, 6));
+        assert_eq!(s.duration_s, 2.0);
+        assert_eq!(per_second(&cut), [(10, 9, 0, 1), (10, 5, 0, 5)], "the gap may still be filled: not lost yet");
+        assert_eq!(cut.consumers[0].delivered + cut.consumers[0].undelivered, cut.consumers[0].expected);
+        assert_eq!(cut.per_second.len(), 2, "latency.hlog covers the reported seconds");
+        // The same measurements as a finished run: the gap and the tail are lost.
+        let done = one_stream(&received, Vec::new(), Status::Ok, None);
+        assert_eq!((done.summary.expected, done.summary.delivered, done.summary.lost), (30, 14, 16));
+        // A cut before the first second ends reports nothing, consistently.
+        let early = one_stream(&received, Vec::new(), Status::Ok, Some(1_500_000_000));
+        assert_eq!((early.summary.expected, early.summary.sent, early.timeseries.len()), (0, 0, 0));
+        assert_eq!(early.summary.status, Status::Incomplete);
+    }
+
+    #[test]
+    fn a_checkpoint_counts_a_loss_whose_cause_is_known() {
+        // Redis closed the consumer after sequence 12 while producers were at 14; not back yet.
+        let outage = crate::chaos::Outage {
+            consumer: 0,
+            kind: EventKind::ServerKill,
+            closed_ns: 2_400_000_000,
+            resubscribed_ns: None,
+            received: vec![12],
+            closed: vec![14],
+            resubscribed: None,
+        };
+        let received: Vec<u64> = (0..12).collect();
+        let cut = one_stream(&received, vec![outage], Status::Ok, Some(3_000_000_000));
+        let s = &cut.summary;
+        assert_eq!((s.expected, s.delivered, s.lost_in_buffer, s.lost_unsubscribed, s.undelivered), (20, 12, 2, 6, 0));
+        assert_eq!(per_second(&cut), [(10, 10, 0, 0), (10, 2, 8, 0)]);
+        assert_eq!(cut.events.iter().map(|e| e.lost_during).sum::<u64>(), 8);
+    }
 
     #[test]
     fn a_run_keeps_up_while_what_is_in_flight_stays_small_and_flat() {

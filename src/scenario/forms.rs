@@ -117,6 +117,44 @@ pub fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
+/// `--checkpoint`: how often a run writes its results so far while it goes
+/// on. `auto` (the default) is every minute for a measured phase of 10
+/// minutes or more, else none; `off` (or `0`) is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Checkpoint {
+    #[default]
+    Auto,
+    Off,
+    Every(Duration),
+}
+
+impl std::str::FromStr for Checkpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(Checkpoint::Auto),
+            "off" | "0" => Ok(Checkpoint::Off),
+            other => match parse_duration(other) {
+                Ok(d) if d.is_zero() => Ok(Checkpoint::Off),
+                Ok(d) => Ok(Checkpoint::Every(d)),
+                Err(_) => Err(format!("{}: expected a duration like 1m or 30s, off, or auto", crate::text::quote(s))),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Checkpoint::Auto => f.write_str("auto"),
+            Checkpoint::Off => f.write_str("off"),
+            Checkpoint::Every(d) => f.write_str(&fmt_duration(d)),
+        }
+    }
+}
+
+serde_as_string!(Checkpoint);
+
 pub(super) mod duration_str {
     use super::*;
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

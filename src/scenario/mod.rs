@@ -18,7 +18,7 @@ pub(crate) use crate::clock::{fmt_duration, parse_duration};
 pub use flags::ScenarioFlags;
 pub use forms::{
     is_secret_config_key, parse_on_off, parse_rate, parse_redis_config, refused_config_key, shown_config_value,
-    SubscribeMode, TransportKind,
+    Checkpoint, SubscribeMode, TransportKind,
 };
 pub use rate::{Rate, Stage};
 
@@ -56,6 +56,12 @@ pub const MAX_RATE: f64 = 100_000_000.0;
 /// The longest measured phase (and warmup, drain, timeout): 30 days. Memory
 /// grows with the seconds a run has measured, not with what it declares.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The shortest period between checkpoints (they cut the run at whole seconds).
+pub const MIN_CHECKPOINT: Duration = Duration::from_secs(1);
+/// `--checkpoint auto`: runs measuring this long or longer write checkpoints...
+pub const AUTO_CHECKPOINT_FROM: Duration = Duration::from_secs(600);
+/// ... this often.
+pub const AUTO_CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 /// The longest time a slow consumer may spend on one message.
 pub const MAX_SLOW_DELAY: Duration = Duration::from_secs(60);
 /// Producer connections a run may open.
@@ -139,6 +145,9 @@ pub struct Scenario {
     /// Worker threads; 0 = one for a light paced run (at most 50,000 sends and deliveries a second, at most 64 deliveries per message), else one per CPU
     #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true)]
     pub threads: usize,
+    /// Write the results so far every D while the run goes on (status incomplete; the final result replaces them), e.g. 1m; off; auto = every minute for a measured phase of 10m or more
+    #[arg(long, value_name = "D|off", default_value = "auto", allow_hyphen_values = true)]
+    pub checkpoint: Checkpoint,
     /// Give up connecting after this long
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     #[serde(with = "duration_str")]
@@ -335,6 +344,15 @@ impl Scenario {
         toml::to_string(&shown).expect("a scenario always serializes")
     }
 
+    /// How often this run writes a checkpoint, if at all (`auto` resolved).
+    pub fn checkpoint_every(&self) -> Option<Duration> {
+        match self.checkpoint {
+            Checkpoint::Off => None,
+            Checkpoint::Every(d) => Some(d),
+            Checkpoint::Auto => (self.duration >= AUTO_CHECKPOINT_FROM).then_some(AUTO_CHECKPOINT_EVERY),
+        }
+    }
+
     /// Checks every value; the first problem is returned with the key it concerns.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         if self.name.is_empty() || self.name.contains(['/', '\\']) {
@@ -380,6 +398,15 @@ impl Scenario {
         }
         if self.duration.is_zero() {
             return Err(invalid("duration", "must be longer than 0s"));
+        }
+        if let Checkpoint::Every(d) = self.checkpoint {
+            // Checkpoints cut the run at whole seconds.
+            if d < MIN_CHECKPOINT || d > MAX_DURATION {
+                return Err(invalid(
+                    "checkpoint",
+                    format!("{} must be between 1s and 30 days (720h), or off", fmt_duration(&d)),
+                ));
+            }
         }
         if self.connect_timeout.is_zero() {
             return Err(invalid("connect-timeout", "must be longer than 0s"));

@@ -10,6 +10,7 @@
 
 pub mod ledger;
 pub mod serial;
+mod spill;
 
 use crate::wire::Header;
 use hdrhistogram::Histogram;
@@ -92,32 +93,53 @@ pub struct SecondStats {
 
 /// A second's histogram takes about 120 KB at full resolution: kept open, a
 /// long run's memory would grow by that every second. Seconds long past are
-/// kept compressed instead, and a late message opens its second again.
+/// compressed instead, and kept in the process's spill file (see [`spill`]),
+/// so that a soak's memory stays flat; a late message opens its second again.
 #[derive(Debug, Clone)]
 enum SecondLatency {
     Empty,
-    Open(Histogram<u64>),
-    /// HdrHistogram V2, deflated: a few KB.
-    Sealed(Vec<u8>),
+    /// Boxed: a long run keeps one of these slots per second, most of them sealed.
+    Open(Box<Histogram<u64>>),
+    /// HdrHistogram V2, deflated (about a KB), in the spill file.
+    Spilled(spill::Spilled),
+    /// The same bytes in memory, where no spill file could be had. Shared,
+    /// so that a checkpoint's copy costs no second copy of them.
+    Sealed(std::sync::Arc<[u8]>),
+    /// Several threads' (or workers') recordings of the second, merged
+    /// without opening them: their sum is the second's histogram.
+    Parts(Vec<SecondLatency>),
 }
 
 impl SecondLatency {
     fn histogram(&self) -> Histogram<u64> {
         match self {
             SecondLatency::Empty => latency_histogram(),
-            SecondLatency::Open(h) => h.clone(),
-            SecondLatency::Sealed(bytes) => {
-                let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
-                    .deserialize(&mut bytes.as_slice())
-                    .expect("decoding what this process encoded");
-                // Decoded histograms do not grow by themselves; a late message may need it.
-                h.auto(true);
+            SecondLatency::Open(h) => (**h).clone(),
+            SecondLatency::Sealed(bytes) => decode_sealed(bytes),
+            SecondLatency::Spilled(at) => decode_sealed(&at.read()),
+            SecondLatency::Parts(parts) => {
+                let mut h = latency_histogram();
+                for part in parts {
+                    h.add(part.histogram()).expect("auto-resizing histograms accept any value");
+                }
                 h
             }
         }
     }
 
+    /// What this second's latencies are made of, as a list of parts.
+    fn into_parts(self) -> Vec<SecondLatency> {
+        match self {
+            SecondLatency::Empty => Vec::new(),
+            SecondLatency::Parts(parts) => parts,
+            one => vec![one],
+        }
+    }
+
     fn seal(&mut self) {
+        if let SecondLatency::Parts(_) = self {
+            *self = SecondLatency::Open(Box::new(self.histogram()));
+        }
         if let SecondLatency::Open(h) = self {
             let mut bytes = Vec::new();
             hdrhistogram::serialization::Serializer::serialize(
@@ -126,9 +148,22 @@ impl SecondLatency {
                 &mut bytes,
             )
             .expect("encoding into memory");
-            *self = SecondLatency::Sealed(bytes);
+            *self = match spill::Spilled::write(&bytes) {
+                Some(at) => SecondLatency::Spilled(at),
+                None => SecondLatency::Sealed(bytes.into()),
+            };
         }
     }
+}
+
+/// A sealed second's bytes as a histogram again.
+fn decode_sealed(bytes: &[u8]) -> Histogram<u64> {
+    let mut h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut &bytes[..])
+        .expect("decoding what this process encoded");
+    // Decoded histograms do not grow by themselves; a late message may need it.
+    h.auto(true);
+    h
 }
 
 /// Workers send their seconds as plain histograms (HdrHistogram V2, like the
@@ -146,7 +181,7 @@ mod second_latency {
         if h.is_empty() {
             return Ok(SecondLatency::Empty);
         }
-        let mut latency = SecondLatency::Open(h);
+        let mut latency = SecondLatency::Open(Box::new(h));
         latency.seal();
         Ok(latency)
     }
@@ -167,7 +202,7 @@ impl SecondStats {
         }
         let mut h = self.histogram();
         record(&mut h, ns);
-        self.latency = SecondLatency::Open(h);
+        self.latency = SecondLatency::Open(Box::new(h));
     }
 
     /// The second's latencies (a copy, decompressed if need be).
@@ -180,21 +215,27 @@ impl SecondStats {
         self.latency.seal();
     }
 
-    /// Adds another thread's recordings of the same second; the result stays
-    /// sealed if either was, so that merging a long run's threads does not
-    /// open every second at once.
+    /// Adds another thread's recordings of the same second; sealed ones are
+    /// kept as parts of the sum, so that merging a long run's threads opens
+    /// no second (and writes nothing).
     pub fn merge(&mut self, other: &SecondStats) {
         self.delivered += other.delivered;
-        if matches!(other.latency, SecondLatency::Empty) {
-            return;
-        }
-        let sealed = [&self.latency, &other.latency].iter().any(|l| matches!(l, SecondLatency::Sealed(_)));
-        let mut h = self.histogram();
-        h.add(other.histogram()).expect("auto-resizing histograms accept any value");
-        self.latency = SecondLatency::Open(h);
-        if sealed {
-            self.seal();
-        }
+        let mine = std::mem::replace(&mut self.latency, SecondLatency::Empty);
+        self.latency = match (mine, &other.latency) {
+            (mine, SecondLatency::Empty) => mine,
+            (SecondLatency::Empty, theirs) => theirs.clone(),
+            (SecondLatency::Open(mut h), SecondLatency::Open(o)) => {
+                h.add(&**o).expect("auto-resizing histograms accept any value");
+                SecondLatency::Open(h)
+            }
+            // Sealed seconds are not opened to be merged: a long run's
+            // seconds stay where they are (a checkpoint merges them every minute).
+            (mine, theirs) => {
+                let mut parts = mine.into_parts();
+                parts.extend(theirs.clone().into_parts());
+                SecondLatency::Parts(parts)
+            }
+        };
     }
 }
 
@@ -476,7 +517,12 @@ mod tests {
         }
         let mut sealed = open.clone();
         sealed.seal();
-        assert!(matches!(&sealed.latency, SecondLatency::Sealed(b) if b.len() < 2_000), "compressed");
+        let kept = match &sealed.latency {
+            SecondLatency::Spilled(at) => at.read().len(),
+            SecondLatency::Sealed(b) => b.len(),
+            other => panic!("not sealed: {other:?}"),
+        };
+        assert!(kept < 2_000, "compressed: {kept} bytes");
         assert_eq!(sealed.histogram(), open.histogram());
         // A late message, beyond anything the sealed histogram covered.
         sealed.record(40_000_000_000);
@@ -488,5 +534,17 @@ mod tests {
         merged.seal();
         merged.merge(&SecondStats::new());
         assert_eq!((merged.delivered, merged.histogram()), (5, open.histogram()));
+        // Two threads' sealed seconds merge as parts of a sum: nothing opened, nothing written.
+        merged.seal();
+        let mut other = SecondStats::new();
+        other.record(7_000);
+        other.seal();
+        merged.merge(&other);
+        assert!(matches!(&merged.latency, SecondLatency::Parts(p) if p.len() == 2), "{:?}", merged.latency);
+        let mut sum = open.histogram();
+        sum.record(7_000).unwrap();
+        assert_eq!((merged.delivered, merged.histogram()), (6, sum.clone()));
+        merged.seal();
+        assert_eq!(merged.histogram(), sum, "parts sealed as one");
     }
 }

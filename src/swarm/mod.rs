@@ -9,7 +9,7 @@
 use crate::chaos::Outage;
 use crate::clock::{self, Timer};
 use crate::connect::ConnError;
-use crate::drivers::ctx::ThreadFinish;
+use crate::drivers::ctx::{BoardCopy, ThreadBoard, ThreadFinish};
 use crate::drivers::streams::side::Replay;
 use crate::drivers::{Answered, Consumed, ConsumerOutput, Ctx, Driver, Finished, Note, Notes, ProducerConn, StatsCell};
 use crate::live::{Live, Outcome};
@@ -150,7 +150,16 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
         a.consumers.iter_mut().for_each(|id| *id += consumer_ids.start);
     }
 
-    let Share { clock, ready: ready_tx, start: start_at, measured: measured_tx, all_measured, side_tasks, .. } = share;
+    let Share {
+        clock,
+        ready: ready_tx,
+        start: start_at,
+        measured: measured_tx,
+        all_measured,
+        side_tasks,
+        checkpoints,
+        ..
+    } = share;
     live.set_clock(clock);
     let (start_tx, start_rx) = watch::channel(None);
     let (finish_tx, finish_rx) = watch::channel(false);
@@ -171,18 +180,22 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
         side_tasks,
     ));
 
+    let (request_tx, request_rx) = watch::channel(0u64);
+    let (copy_tx, copy_rx) = mpsc::unbounded_channel();
     let handles: Vec<_> = assignments
         .into_iter()
         .enumerate()
         .map(|(t, a)| {
             let shared = shared.clone();
             let notes = note_tx.clone();
+            let link = (request_rx.clone(), copy_tx.clone());
             std::thread::Builder::new()
                 .name(format!("eventbench-{t}"))
-                .spawn(move || worker_thread(shared, a, notes))
+                .spawn(move || worker_thread(shared, a, notes, link))
                 .expect("spawning a worker thread")
         })
         .collect();
+    drop(copy_tx);
     drop(note_tx);
 
     // Everyone connected (or someone failed)?
@@ -216,6 +229,10 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     live.measure_end_ns.store(window.end_ns, Relaxed);
     let _ = start_tx.send(Some((warmup_start, window)));
     let side = shared.driver.side_tasks(&shared, window);
+    let checkpointing = checkpoints.map(|(every, to)| {
+        let taking = take_checkpoints(shared.clone(), every, window, thread_count, (request_tx, copy_rx), to);
+        tokio::spawn(taking)
+    });
 
     // Wait for the producers, then drain until every expected message is in.
     let mut measured_per_channel = vec![0u64; scenario.channels as usize];
@@ -258,6 +275,10 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     }
     let drain_ns = clock.now_ns().saturating_sub(window.end_ns);
     let _ = finish_tx.send(true);
+    if let Some(taking) = checkpointing {
+        // The last copy is handed over (or given up) before the final result is built.
+        let _ = taking.await;
+    }
     let side = side.finish(live.time_left(SIDE_TASKS_END).max(crate::live::AFTER_WIND_DOWN)).await;
 
     let outputs = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
@@ -310,7 +331,7 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     }
 }
 
-fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes) -> ThreadOutput {
+fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes, link: CheckpointLink) -> ThreadOutput {
     clock::tighten_timer_slack();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a tokio runtime");
     let local = tokio::task::LocalSet::new();
@@ -322,6 +343,7 @@ fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes) -> ThreadOutput 
             ThreadFinish::set();
         });
         tokio::task::spawn_local(seal_past_seconds(shared.clone(), stats.clone()));
+        tokio::task::spawn_local(answer_checkpoints(link, stats.clone()));
         let producers: Vec<_> = a
             .producers
             .iter()
@@ -375,6 +397,114 @@ async fn seal_past_seconds(shared: Arc<Ctx>, stats: StatsCell) {
     }
 }
 
+/// A copy of what a share measured so far, taken while the run goes on.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Merged over the share's threads like its final output.
+    pub out: SwarmOutput,
+    /// When it was asked for, ns since the epoch: every message due before
+    /// then had been written by the time its producer's copy was taken.
+    pub taken_ns: u64,
+    /// Which checkpoint of the run (1, 2, ...), the same in every share.
+    pub request: u64,
+}
+
+/// A worker thread's copy for checkpoint request `.0`.
+type ThreadCopy = (u64, Option<ThreadStats>, BoardCopy);
+/// A worker thread's side of the checkpoints: the requests, and where its copies go.
+type CheckpointLink = (watch::Receiver<u64>, mpsc::UnboundedSender<ThreadCopy>);
+
+/// Longest wait for every thread's copy; a thread that is still busy after
+/// this skips the checkpoint (the next one comes soon enough).
+const COPY_WAIT: Duration = Duration::from_secs(5);
+
+/// On each request, copies what this thread's tasks hold. It runs between
+/// their polls, so the copy is whole; a message per thread per checkpoint.
+async fn answer_checkpoints(link: CheckpointLink, stats: StatsCell) {
+    let (mut requests, copies) = link;
+    while requests.changed().await.is_ok() {
+        let request = *requests.borrow_and_update();
+        let thread = stats.borrow().clone();
+        if copies.send((request, thread, ThreadBoard::copy())).is_err() {
+            return;
+        }
+    }
+}
+
+/// Every `every` of the measured phase and the drain, until the run
+/// finishes: asks each thread for a copy, merges them like the final
+/// output, and hands the result over.
+async fn take_checkpoints(
+    shared: Arc<Ctx>,
+    every: Duration,
+    window: Window,
+    threads: usize,
+    link: (watch::Sender<u64>, mpsc::UnboundedReceiver<ThreadCopy>),
+    to: mpsc::UnboundedSender<Checkpoint>,
+) {
+    let (requests, mut copies) = link;
+    let mut finish = shared.finish.clone();
+    for request in 1u64.. {
+        let at = window.start_ns.saturating_add(every.as_nanos() as u64 * request);
+        tokio::select! {
+            _ = finish.wait_for(|f| *f) => return,
+            _ = shared.clock.sleep_until_ns(at) => {}
+        }
+        let taken_ns = shared.clock.now_ns();
+        if requests.send(request).is_err() {
+            return;
+        }
+        let mut got = Vec::with_capacity(threads);
+        let deadline = tokio::time::Instant::now() + COPY_WAIT;
+        while got.len() < threads {
+            match tokio::time::timeout_at(deadline, copies.recv()).await {
+                Ok(Some(copy)) if copy.0 == request => got.push(copy),
+                Ok(Some(_stale)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if got.len() < threads {
+            continue;
+        }
+        let out = merge_copies(&shared, window, threads, got);
+        if to.send(Checkpoint { out, taken_ns, request }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The threads' copies as one output, the way the final one is merged.
+fn merge_copies(shared: &Ctx, window: Window, thread_count: usize, copies: Vec<ThreadCopy>) -> SwarmOutput {
+    let mut merged: Option<ThreadStats> = None;
+    let (mut consumers, mut producers, mut outages) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, stats, board) in copies {
+        match (&mut merged, stats) {
+            (Some(m), Some(s)) => m.merge(&s),
+            (None, s) => merged = s,
+            (Some(_), None) => {}
+        }
+        consumers.extend(board.consumers);
+        producers.extend(board.producers);
+        outages.extend(board.outages);
+    }
+    consumers.extend(shared.driver.unit_outputs(shared, outages));
+    consumers.sort_by_key(|c| c.stats.id);
+    producers.sort_by_key(|p| p.id);
+    SwarmOutput {
+        window,
+        threads: merged.unwrap_or_else(|| ThreadStats::new(&window)),
+        backlog: shared.backlog_so_far.lock().map(|b| b.clone()).unwrap_or_default(),
+        replay: None,
+        consumers,
+        producers,
+        outcome: Outcome::ok(),
+        thread_count,
+        recovered_ns: Some(shared.recovered_ns.load(Relaxed)).filter(|&ns| ns > 0),
+        drain_ns: 0,
+        retained: None,
+    }
+}
+
 async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerStats> {
     let who = format!("producer {id}");
     let mut conn = match shared.driver.producer().await {
@@ -389,7 +519,8 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     let (warmup_start, window) = shared.wait_start().await?;
     let s = &shared.scenario;
     let channels = s.channels as u64;
-    let mut stats = ProducerStats::new(id, s.channels, &window);
+    // On the thread's board, where a checkpoint copies it between batches.
+    let stats = ThreadBoard::producer(ProducerStats::new(id, s.channels, &window));
     let mut pacer = Pacer::for_producer(&s.rate, s.producers, warmup_start, window.start_ns, window.end_ns);
     // From the total rate: all producers together spin at most a tenth of one CPU.
     let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate.peak()));
@@ -415,7 +546,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
                 let h = Header { producer: id, channel, seq: *seq, intended_ns, sent_ns: b.now_ns };
                 *seq += 1;
                 conn.queue(channel, &h);
-                stats.record(&h, &window);
+                stats.borrow_mut().record(&h, &window);
                 if window.second_of(intended_ns).is_some() {
                     let (first, _) = measured.get_or_insert((i, i));
                     measured = Some((*first, i + 1));
@@ -439,12 +570,13 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     // After a stop (Ctrl-C), within what is left of the wind-down.
     let wait = shared.live.time_left(wait);
     let finished = conn.finish(wait).await;
+    let mut stats = stats.borrow_mut();
     settle(&mut stats, &finished, channels, measured.unwrap_or((0, 0)), next_seq.iter().sum());
     if let Some(e) = result.err().or(finished.error) {
         shared.fail(who, e);
     }
     let _ = notes.send(Note::ProducerDone { measured: stats.measured_count.clone() });
-    Some(stats)
+    Some(stats.clone())
 }
 
 /// Takes in what the connection knew at the end: the replies that

@@ -2,9 +2,11 @@
 //! common time base, and the hand-offs that keep the shares in step. A run in
 //! one process is one share that holds everything; `--workers N` makes N.
 
+use super::Checkpoint;
 use crate::clock::Clock;
 use std::ops::Range;
-use tokio::sync::oneshot;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// This process's share of a run, and its links to the other processes.
 #[derive(Debug)]
@@ -27,4 +29,7 @@ pub struct Share {
     /// Whether this share runs the driver's side tasks (the backlog sampler,
     /// the replay group): one share of a run does, for all.
     pub side_tasks: bool,
+    /// With `--checkpoint`: how often, and where the copies of what this
+    /// share measured so far go (the pipeline, or a worker's control keys).
+    pub checkpoints: Option<(Duration, mpsc::UnboundedSender<Checkpoint>)>,
 }

@@ -33,6 +33,7 @@ mod readme;
 mod report;
 mod security;
 mod signals;
+mod soak;
 mod streams;
 mod telemetry;
 mod valkey;

@@ -51,7 +51,10 @@ fn each_second_sends_what_its_stage_schedules() {
     let page = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(page.contains("profile of 5 stages over 6 s"), "{page}");
     assert!(page.contains("Stage 4 (seconds 4–5, hold at 6.0k/s)"), "{page}");
-    assert!(page.contains("After this spike, p99"), "the level before a spike after a silence is the last stage that delivered: {page}");
+    assert!(
+        page.contains("After this spike, p99"),
+        "the level before a spike after a silence is the last stage that delivered: {page}"
+    );
     let svg = std::fs::read_to_string(out.join("timeline.svg")).unwrap();
     assert!(svg.contains("target/s"), "the timeline draws the target");
     // The written scenario runs again as it was.

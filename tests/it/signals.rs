@@ -9,7 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// The private redis-server eventbench started: its pid and port.
-fn private_server_of(pid: u32) -> Option<(i32, u16)> {
+pub(crate) fn private_server_of(pid: u32) -> Option<(i32, u16)> {
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let children = std::fs::read_to_string(task.ok()?.path().join("children")).unwrap_or_default();
         for child in children.split_whitespace() {

@@ -8,7 +8,7 @@ use super::PubSub;
 use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::{ConnError, Tuning};
-use crate::drivers::ctx::ThreadFinish;
+use crate::drivers::ctx::{ThreadBoard, ThreadFinish};
 use crate::drivers::{Consumed, ConsumerConn, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::stats::{ConsumerStats, Window};
 use std::cell::RefCell;
@@ -45,12 +45,13 @@ pub(super) async fn run(
         tuning,
         // Only slow consumers sleep per message; a timerfd each would double the open files of a big swarm.
         timer: if slow.is_some() { Timer::precise(shared.clock) } else { Timer::coarse(shared.clock) },
-        out: ConsumerOutput {
+        // On the thread's board, where a checkpoint copies it between polls.
+        out: ThreadBoard::consumer(ConsumerOutput {
             stats: ConsumerStats::new(id, s.producers, s.channels),
             channels: (0..s.channels).collect(),
             outages: Vec::new(),
             end: None,
-        },
+        }),
         thread_stats,
         shared: shared.clone(),
         kill_seen: Rc::default(),
@@ -60,7 +61,8 @@ pub(super) async fn run(
     if let Err(e) = task.run(conn, planned).await {
         shared.fail(format!("consumer {id}"), e);
     }
-    Consumed::Own(Box::new(task.out))
+    let out = task.out.borrow().clone();
+    Consumed::Own(Box::new(out))
 }
 
 /// Whether the connection has already been closed by the server: one read,
@@ -82,7 +84,7 @@ struct Subscriber {
     slow: Option<Duration>,
     tuning: Tuning,
     timer: Timer,
-    out: ConsumerOutput,
+    out: Rc<RefCell<ConsumerOutput>>,
     thread_stats: StatsCell,
     shared: Arc<Ctx>,
     /// When Redis closed a slow consumer's connection, and the producers'
@@ -132,7 +134,8 @@ impl Subscriber {
                         if conn.take().is_some() {
                             self.stop_watching();
                             let closed = self.shared.positions();
-                            self.close(EventKind::Crash, clock.now_ns(), self.out.stats.positions(), closed);
+                            let received = self.out.borrow().stats.positions();
+                            self.close(EventKind::Crash, clock.now_ns(), received, closed);
                         }
                         self.sleep_until(u64::MAX / 4).await;
                         self.finish(false);
@@ -181,7 +184,7 @@ impl Subscriber {
     async fn take_messages(&mut self, conn: &mut PubSubConsumer) {
         let live = &self.shared.live;
         let clock = self.shared.clock;
-        let missing_before = self.out.stats.missing_now;
+        let missing_before = self.out.borrow_mut().stats.missing_now;
         let mut fresh = 0;
         let mut now = clock.now_ns();
         let track = self.shared.recovery.get().is_some();
@@ -198,7 +201,7 @@ impl Subscriber {
                 }
                 let mut ts = self.thread_stats.borrow_mut();
                 let ts = ts.as_mut().expect("thread stats exist once started");
-                self.out.stats.record(d.payload, now, &self.window, ts)
+                self.out.borrow_mut().stats.record(d.payload, now, &self.window, ts)
             };
             fresh += fresh_one as u64;
             if let Some(delay) = self.slow {
@@ -211,7 +214,7 @@ impl Subscriber {
             }
         }
         live.delivered.fetch_add(fresh, Relaxed);
-        let missing_now = self.out.stats.missing_now;
+        let missing_now = self.out.borrow_mut().stats.missing_now;
         if missing_now != missing_before {
             live.lost_so_far.fetch_add(missing_now.wrapping_sub(missing_before), Relaxed);
         }
@@ -235,7 +238,7 @@ impl Subscriber {
             self.take_messages(&mut conn).await;
         }
         drop(conn);
-        let received = self.out.stats.positions();
+        let received = self.out.borrow_mut().stats.positions();
         self.close(EventKind::Disconnect, self.shared.clock.now_ns(), received.clone(), received);
         Ok(())
     }
@@ -245,7 +248,7 @@ impl Subscriber {
         self.stop_watching();
         let seen = self.kill_seen.borrow_mut().take();
         let (at, closed) = seen.unwrap_or_else(|| (self.shared.clock.now_ns(), self.shared.positions()));
-        let received = self.out.stats.positions();
+        let received = self.out.borrow_mut().stats.positions();
         self.close(EventKind::ServerKill, at, received, closed);
     }
 
@@ -260,14 +263,14 @@ impl Subscriber {
                 let channels = self.shared.scenario.channels as usize;
                 let mut on = vec![false; channels];
                 lost.into_iter().filter(|&c| c < channels).for_each(|c| on[c] = true);
-                let (received, closed) = (self.out.stats.positions(), self.shared.positions());
+                let (received, closed) = (self.out.borrow_mut().stats.positions(), self.shared.positions());
                 let received: Vec<u64> =
                     (0..closed.len()).map(|i| if on[i % channels] { received[i] } else { closed[i] }).collect();
                 // A moved slot's messages published before the move all came before the
                 // server's sunsubscribe, on the same connection: what is missing was
                 // published after it, while the consumer was not subscribed anywhere.
                 let closed = if moved { received.clone() } else { closed };
-                let consumer = self.out.stats.id;
+                let consumer = self.out.borrow_mut().stats.id;
                 let kind = if moved { EventKind::SlotMoved } else { EventKind::ServerKill };
                 let outage = Outage {
                     consumer,
@@ -278,8 +281,8 @@ impl Subscriber {
                     closed,
                     resubscribed: None,
                 };
-                self.out.outages.push(outage);
-                self.partials.push(Partial { shard, outage: self.out.outages.len() - 1, on });
+                self.out.borrow_mut().outages.push(outage);
+                self.partials.push(Partial { shard, outage: self.out.borrow_mut().outages.len() - 1, on });
             }
             ShardChange::Back { shard } => self.end_partial(shard, now),
         }
@@ -291,7 +294,8 @@ impl Subscriber {
         let Partial { outage, on, .. } = self.partials.swap_remove(at);
         let channels = on.len();
         let positions = self.shared.positions();
-        let outage = &mut self.out.outages[outage];
+        let mut out = self.out.borrow_mut();
+        let outage = &mut out.outages[outage];
         let back =
             (0..positions.len()).map(|i| if on[i % channels] { positions[i] } else { outage.closed[i] }).collect();
         outage.resubscribed = Some(back);
@@ -304,10 +308,10 @@ impl Subscriber {
         }
         self.shared.live.connected.fetch_sub(1, Relaxed);
         if kind == EventKind::Disconnect {
-            self.out.stats.disconnects += 1;
+            self.out.borrow_mut().stats.disconnects += 1;
         }
-        let consumer = self.out.stats.id;
-        self.out.outages.push(Outage {
+        let consumer = self.out.borrow_mut().stats.id;
+        self.out.borrow_mut().outages.push(Outage {
             consumer,
             kind,
             closed_ns,
@@ -347,7 +351,8 @@ impl Subscriber {
         if connected && killed {
             self.server_closed();
         } else if connected {
-            self.out.end = Some(self.out.stats.positions());
+            let mut out = self.out.borrow_mut();
+            out.end = Some(out.stats.positions());
         }
     }
 
@@ -359,11 +364,12 @@ impl Subscriber {
     /// Connects and subscribes again, with backoff; `None` if the run finished first.
     async fn resubscribe(&mut self) -> Result<Option<PubSubConsumer>, ConnError> {
         let (pubsub, tuning, want_id) = (self.pubsub.clone(), self.tuning, self.slow.is_some());
-        let id = self.out.stats.id;
+        let id = self.out.borrow_mut().stats.id;
         let conn = self.shared.reconnect(|| pubsub.consumer(id, tuning, want_id)).await?;
         if let Some(conn) = &conn {
             self.watch(conn);
-            let outage = self.out.outages.last_mut().expect("resubscribing after an outage");
+            let mut out = self.out.borrow_mut();
+            let outage = out.outages.last_mut().expect("resubscribing after an outage");
             outage.resubscribed_ns = Some(self.shared.clock.now_ns());
             outage.resubscribed = Some(self.shared.positions());
             self.shared.live.connected.fetch_add(1, Relaxed);

@@ -7,6 +7,7 @@ use super::conn::{Entry, GroupStart, Streams, StreamsConsumer};
 use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::ConnError;
+use crate::drivers::ctx::ThreadBoard;
 use crate::drivers::ctx::ThreadFinish;
 use crate::drivers::{Consumed, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::scenario::Scenario;
@@ -108,7 +109,7 @@ pub(super) async fn run(
         slow: slow.map(|d| (d, Timer::precise(shared.clock))),
         shared: shared.clone(),
         thread_stats,
-        outages: Vec::new(),
+        outages: ThreadBoard::outages(),
         batch: Vec::new(),
         to_ack: Vec::new(),
         pending_first: false,
@@ -118,7 +119,7 @@ pub(super) async fn run(
     if let Err(e) = member.run(conn, planned).await {
         shared.fail(format!("consumer {id}"), e);
     }
-    Consumed::Shared(member.outages)
+    Consumed::Shared(member.outages.take())
 }
 
 struct Member {
@@ -132,7 +133,8 @@ struct Member {
     slow: Option<(Duration, Timer)>,
     shared: Arc<Ctx>,
     thread_stats: StatsCell,
-    outages: Vec<Outage>,
+    /// On the thread's board, where a checkpoint copies them between polls.
+    outages: std::rc::Rc<std::cell::RefCell<Vec<Outage>>>,
     batch: Vec<Entry>,
     /// Processed, to be acknowledged with the next read.
     to_ack: Vec<Entry>,
@@ -289,7 +291,7 @@ impl Member {
         let closed_ns = self.shared.clock.now_ns();
         // The group keeps what the member misses (no `received`): the producers'
         // positions only say which entries were written while it was away.
-        self.outages.push(Outage {
+        self.outages.borrow_mut().push(Outage {
             consumer: self.id,
             kind,
             closed_ns,
@@ -305,7 +307,7 @@ impl Member {
         let (streams, group, name) = (&self.streams, &self.group, &self.name);
         let conn = self.shared.reconnect(|| streams.consumer(group, name, GroupStart::New)).await?;
         if conn.is_some() {
-            if let Some(o) = self.outages.last_mut() {
+            if let Some(o) = self.outages.borrow_mut().last_mut() {
                 o.resubscribed_ns = Some(self.shared.clock.now_ns());
                 o.resubscribed = Some(self.shared.positions());
             }

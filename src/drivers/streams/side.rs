@@ -30,7 +30,8 @@ pub(super) fn start(t: &Streams, shared: &Ctx, window: Window) -> SideTasks {
     if !shared.side_tasks {
         return SideTasks::default();
     }
-    let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window));
+    let so_far = shared.backlog_so_far.clone();
+    let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window, so_far));
     let replay = shared.scenario.replay_at.map(|at| {
         let start = window.start_ns + at.as_nanos() as u64;
         tokio::spawn(replay(t.clone(), shared.clock, shared.finish.clone(), start))
@@ -96,6 +97,7 @@ async fn sample_backlog(
     clock: crate::clock::Clock,
     mut finish: tokio::sync::watch::Receiver<bool>,
     window: Window,
+    so_far: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
 ) -> Vec<u64> {
     // One sample per measured second, as the seconds pass.
     let mut samples = Vec::new();
@@ -132,6 +134,10 @@ async fn sample_backlog(
         }
         samples.push(n);
         second += 1;
+        // Once a second, for checkpoints.
+        if let Ok(mut so_far) = so_far.lock() {
+            so_far.clone_from(&samples);
+        }
     }
 }
 

@@ -68,6 +68,16 @@ pub struct WorkerResult {
     pub outcome: Result<SwarmOutput, String>,
 }
 
+/// A worker's latest checkpoint (`--checkpoint`): what its share measured so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerCheckpoint {
+    /// Which checkpoint of the run (1, 2, ...): the coordinator merges the workers' same one.
+    pub request: u64,
+    /// When the worker asked its threads for it, ns since the run's epoch.
+    pub taken_ns: u64,
+    pub out: SwarmOutput,
+}
+
 /// One run's control keys on one connection.
 #[derive(Clone)]
 pub struct Control {
@@ -244,6 +254,33 @@ impl Control {
         text.map(|t| parse("result", &t)).transpose()
     }
 
+    /// Replaces worker `index`'s checkpoint with a newer one; its number goes
+    /// in a small key of its own after it, for the coordinator to poll.
+    pub async fn put_checkpoint(&mut self, index: u32, checkpoint: &WorkerCheckpoint) -> R<()> {
+        self.set(&format!("checkpoint:{index}"), json(checkpoint)).await?;
+        self.set(&format!("checkpoint-request:{index}"), checkpoint.request.to_string()).await
+    }
+
+    /// The number of each worker's latest checkpoint (0: none yet).
+    pub async fn checkpoint_requests(&mut self, workers: u32) -> R<Vec<u64>> {
+        let mut all = Vec::new();
+        for index in 0..workers {
+            let text = self.get(&format!("checkpoint-request:{index}")).await?;
+            all.push(text.and_then(|t| t.parse().ok()).unwrap_or(0));
+        }
+        Ok(all)
+    }
+
+    /// Every worker's latest checkpoint (`None` where a worker has none yet).
+    pub async fn checkpoints(&mut self, workers: u32) -> R<Vec<Option<WorkerCheckpoint>>> {
+        let mut all = Vec::new();
+        for index in 0..workers {
+            let text = self.get(&format!("checkpoint:{index}")).await?;
+            all.push(text.map(|t| parse("checkpoint", &t)).transpose()?);
+        }
+        Ok(all)
+    }
+
     pub async fn request_stop(&mut self) -> R<()> {
         self.set("stop", "1".into()).await
     }
@@ -259,9 +296,13 @@ impl Control {
     }
 
     /// Deletes every key of the run.
-    pub async fn delete(&mut self) -> R<()> {
+    pub async fn delete(&mut self, workers: u32) -> R<()> {
         let names = ["plan", "workers", "ready", "start", "measured", "results", "stop"];
-        let keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
+        let mut keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
+        for i in 0..workers {
+            keys.push(self.key(&format!("checkpoint:{i}")));
+            keys.push(self.key(&format!("checkpoint-request:{i}")));
+        }
         redis::cmd("DEL").arg(keys).query_async(&mut self.con).await
     }
 }

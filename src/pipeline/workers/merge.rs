@@ -154,6 +154,7 @@ mod tests {
             node_outage: None,
             epoch: None,
             telemetry: Default::default(),
+            cut_ns: None,
         })
     }
 

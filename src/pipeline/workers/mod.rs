@@ -25,17 +25,17 @@ use crate::connect::{redact_url, ConnError, Endpoint, RedisUrl};
 use crate::live::Live;
 use crate::results::summarize::HarnessCpu;
 use crate::rows::WorkerRow;
-use crate::scenario::{Password, ScenarioError};
-use crate::swarm::{Share, SwarmOutput};
+use crate::scenario::{Checkpoint as CheckpointEvery, Password, ScenarioError};
+use crate::swarm::{Checkpoint, Share, SwarmOutput};
 use crate::target::{Target, TargetError};
 use crate::Scenario;
 use anyhow::{Context, Result};
-use control::{Control, Plan, Registration, WorkerResult};
+use control::{Control, Plan, Registration, WorkerCheckpoint, WorkerResult};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// Round trips of `TIME` each worker takes to measure its clock's offset.
 const OFFSET_ROUNDS: u32 = 20;
@@ -281,6 +281,15 @@ async fn run_share(
     let (start_tx, start_rx) = oneshot::channel();
     let (measured_tx, measured_rx) = oneshot::channel();
     let (all_tx, all_rx) = oneshot::channel();
+    // With --checkpoint, this share's copies go to the control keys, for the coordinator to merge.
+    let (checkpoint_tx, mut checkpoint_rx) = mpsc::unbounded_channel::<Checkpoint>();
+    let checkpoint_to = scenario.checkpoint_every().map(|every| (every, checkpoint_tx));
+    let mut forward_ctl = ctl.clone();
+    let forward = tokio::spawn(async move {
+        while let Some(Checkpoint { out, taken_ns, request }) = checkpoint_rx.recv().await {
+            let _ = forward_ctl.put_checkpoint(index, &WorkerCheckpoint { request, taken_ns, out }).await;
+        }
+    });
     let share = Share {
         producers,
         consumers,
@@ -293,11 +302,13 @@ async fn run_share(
         measured: measured_tx,
         all_measured: all_rx,
         side_tasks: index == 0,
+        checkpoints: checkpoint_to,
     };
     let steps = tokio::spawn(follow(ctl.clone(), index, plan.workers, ready_rx, start_tx, measured_rx, all_tx));
     let stop = tokio::spawn(forward_stop(ctl.clone(), live.clone()));
     let meter = tokio::spawn(meter::cpu_over_measured_phase(live.clone()));
     let out = crate::swarm::run_share(scenario, driver, live, share).await;
+    forward.abort();
     let cpu = meter::reading(meter).await;
     steps.abort();
     stop.abort();
@@ -375,9 +386,9 @@ pub async fn coordinate(
     setup: &Setup,
     live: &Live,
     target: &Target,
-    run_id: &str,
-    nonce: &str,
+    (run_id, nonce): (&str, &str),
     say: impl Fn(&str),
+    checkpoints: Option<(Duration, mpsc::UnboundedSender<Checkpoint>)>,
 ) -> Result<Shares> {
     let url = setup::effective_url(scenario, target.url())?;
     let password = url.password.clone();
@@ -419,7 +430,12 @@ pub async fn coordinate(
     let plan = Plan {
         version: control::version(),
         workers: opts.workers,
-        scenario: scenario.to_toml(),
+        // Workers write checkpoints only when this process collects them.
+        scenario: Scenario {
+            checkpoint: checkpoints.as_ref().map_or(CheckpointEvery::Off, |(every, _)| CheckpointEvery::Every(*every)),
+            ..scenario.clone()
+        }
+        .to_toml(),
         url: redact_url(target.url()),
         nonce: nonce.to_string(),
         epoch_unix_ns,
@@ -447,15 +463,53 @@ pub async fn coordinate(
         live.measure_start_ns.store(measure_start, std::sync::atomic::Ordering::Relaxed);
         live.measure_end_ns.store(measure_end, std::sync::atomic::Ordering::Relaxed);
         let run_wait = START_LEAD + scenario.warmup + scenario.duration + scenario.drain * 3 + Duration::from_secs(30);
-        steps.wait(Step::Publish, opts.workers, run_wait).await?;
+        let collecting = collect_checkpoints(steps.ctl.clone(), opts.workers, checkpoints);
+        tokio::select! {
+            waited = steps.wait(Step::Publish, opts.workers, run_wait) => waited?,
+            never = collecting => match never {},
+        }
         let registrations = steps.ctl.registrations().await.map_err(WorkerError::from)?;
         Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), registrations))
     }
     .await;
-    let _ = ctl.delete().await;
+    let _ = ctl.delete(opts.workers).await;
     let (results, registrations) = result?;
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_nanos(epoch_unix_ns);
     Ok(assemble(scenario, results, &registrations, epoch))
+}
+
+/// How often the coordinator looks for the workers' next checkpoint.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
+
+/// While the run goes on (until the results are in): whenever every worker
+/// has published the same new checkpoint to the control keys, merges their
+/// copies like their results and hands the merge over. A checkpoint that a
+/// worker has already replaced by the time it is read is skipped (the next
+/// one comes). Never ends by itself.
+async fn collect_checkpoints(
+    mut ctl: Control,
+    workers: u32,
+    checkpoints: Option<(Duration, mpsc::UnboundedSender<Checkpoint>)>,
+) -> std::convert::Infallible {
+    let Some((_, to)) = checkpoints else { return std::future::pending().await };
+    let mut last = 0u64;
+    loop {
+        tokio::time::sleep(CHECKPOINT_POLL).await;
+        let requests = ctl.checkpoint_requests(workers).await.unwrap_or_default();
+        let Some(&request) = requests.first() else { continue };
+        if request <= last || requests.iter().any(|&r| r != request) {
+            continue;
+        }
+        let copies: Vec<WorkerCheckpoint> =
+            ctl.checkpoints(workers).await.unwrap_or_default().into_iter().flatten().collect();
+        if copies.len() != workers as usize || copies.iter().any(|c| c.request != request) {
+            continue;
+        }
+        last = request;
+        let taken_ns = copies.iter().map(|c| c.taken_ns).min().unwrap_or(0);
+        let Ok(out) = merge::merge(copies.into_iter().map(|c| c.out).collect()) else { continue };
+        let _ = to.send(Checkpoint { out, taken_ns, request });
+    }
 }
 
 /// The local worker processes; killed when dropped, and by the kernel if this process dies.
