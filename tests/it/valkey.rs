@@ -124,7 +124,7 @@ fn compare_urls_runs_on_servers_a_user_runs_one_row_each() {
         "compare",
         "--urls",
         &urls,
-        "--transport",
+        "--transports",
         "streams",
         "--duration",
         "1s",
