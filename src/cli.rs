@@ -40,6 +40,8 @@ pub enum Format {
     Table,
     /// The summary row as one JSON object.
     Json,
+    /// One JSON object per second while the run goes on, then the summary object.
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
@@ -49,7 +51,7 @@ pub struct RunArgs {
     /// Directory for the results (default: results/<name>-<UTC time>); never overwritten.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Summary on stdout as a table or as one JSON object.
+    /// Summary on stdout as a table, as one JSON object, or as JSON lines (one a second, then the summary).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// No live progress on stderr.
@@ -57,6 +59,8 @@ pub struct RunArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub split: SplitArgs,
+    #[command(flatten)]
+    pub export: ExportArgs,
     /// Every field of the scenario as a flag (see [`Scenario`]).
     #[command(flatten)]
     pub flags: ScenarioFlags,
@@ -74,6 +78,17 @@ pub struct SplitArgs {
     /// Redis the processes meet on, redis://host:port (default: the target).
     #[arg(long, value_name = "URL", requires = "workers")]
     pub control: Option<String>,
+}
+
+/// Live export while a run goes on.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Serve Prometheus metrics on http://ADDR/metrics from the start of the run to its end (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR", env = "EVENTBENCH_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// After the end, keep serving the final values this long, so that a scraper catches them.
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::parse_duration, default_value = "0s", requires = "metrics_listen")]
+    pub metrics_linger: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! What each subcommand does, between parsing and exit codes.
 
 mod capacity;
+mod watch;
 
 use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs, WorkerArgs};
 use crate::live::{Live, Status};
@@ -224,6 +225,7 @@ async fn run_one(
     mode: &Mode,
     quiet: bool,
     current: &std::sync::Mutex<Arc<Live>>,
+    watch: &watch::Watch,
 ) -> Result<Finished> {
     let live = Arc::new(Live::default());
     *current.lock().expect("live lock") = live.clone();
@@ -231,8 +233,13 @@ async fn run_one(
     let show_progress = !quiet && std::io::stderr().is_terminal() && matches!(mode, Mode::Local);
     let progress =
         show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
+    let lines = watch.run(&live, &scenario.transport.to_string());
     let finished = pipeline::execute(scenario, live, target, mode, |line| eline!("{line}")).await;
+    drop(lines);
     drop(progress);
+    if let Ok(f) = &finished {
+        watch.finished(&f.report.summary)?;
+    }
     finished
 }
 
@@ -281,8 +288,9 @@ async fn run(args: RunArgs) -> Result<u8> {
     let mode = mode_of(&args.split);
     pipeline::check(&scenario, &mode)?;
     let mut out = OutDir::prepare(args.out.as_deref(), Path::new("results"))?;
+    let watch = watch::Watch::start(&args.export, args.format)?;
     let target = pipeline::target_for(&scenario)?;
-    let Finished { report, workers } = match run_one(scenario, &target, &mode, args.quiet, &current).await {
+    let Finished { report, workers } = match run_one(scenario, &target, &mode, args.quiet, &current, &watch).await {
         Ok(finished) => finished,
         Err(e) if interrupted_before_start(&e) => {
             eline!("eventbench: {e}");
@@ -302,8 +310,12 @@ async fn run(args: RunArgs) -> Result<u8> {
             oline!("{:>12}  {}", "results", dir.display());
         }
         Format::Json => oline!("{}", serde_json::to_string(&report.summary).context("summary as JSON")?),
+        // The summary object followed the run's lines already.
+        Format::Jsonl => {}
     }
-    Ok(exit_code(&report, &dir))
+    let code = exit_code(&report, &dir);
+    watch.linger(current.lock().expect("live lock").clone()).await;
+    Ok(code)
 }
 
 /// Checks `--assert` gates on a completed run: one line per failure, exit code 3.
@@ -347,13 +359,14 @@ async fn compare(args: CompareArgs) -> Result<u8> {
     let mut out = OutDir::prepare(Some(&root), Path::new("results"))?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
+    let watch = watch::Watch::start(&args.run.export, args.run.format)?;
     let target = crate::pipeline::target_for(&base)?;
     let mut rows: Vec<SummaryRow> = Vec::new();
     let mut dirs = Vec::new();
     let mut code = 0;
     for s in scenarios {
         let transport = s.transport.to_string();
-        let Finished { report, workers } = match run_one(s, &target, &mode, args.run.quiet, &current).await {
+        let Finished { report, workers } = match run_one(s, &target, &mode, args.run.quiet, &current, &watch).await {
             Ok(finished) => finished,
             Err(e) if interrupted_before_start(&e) => {
                 eline!("eventbench: {e}");
@@ -390,7 +403,10 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             oline!("{:>16}  {}", "results", root.display());
         }
         Format::Json => oline!("{}", serde_json::to_string(&rows).context("summaries as JSON")?),
+        // Each run's summary object followed its lines.
+        Format::Jsonl => {}
     }
+    watch.linger(current.lock().expect("live lock").clone()).await;
     Ok(code)
 }
 

@@ -113,6 +113,7 @@ pub async fn execute(
 ) -> Result<Finished> {
     check(&scenario, mode)?;
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
+    live.meters.set_run_id(&run_id);
     let nonce = run_nonce();
     let setup = setup::prepare(&scenario, target.url(), &nonce).await?;
     let kill = match (&scenario.kill_node, &setup.topology) {

@@ -393,6 +393,11 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     let mut next_seq = vec![0u64; s.channels as usize];
     let max_batch = (MAX_BATCH_BYTES / s.payload.max(1) as u64).clamp(1, MAX_BATCH);
     let mut measured: Option<(u64, u64)> = None;
+    // Deliveries each measured message should make, for live export's undelivered count.
+    let fanout = match shared.driver.shared_units(s) {
+        0 => s.consumers,
+        units => units,
+    } as u64;
     let result: Result<(), ConnError> = async {
         // Made once: a new one per batch would lock the stop Notify each time.
         let stopped = shared.live.stopped();
@@ -405,6 +410,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
                 b = pacer.next_batch(&mut timer, max_batch) => b,
             };
             let Some(b) = batch else { break };
+            let mut measured_in_batch = 0;
             for i in b.first..b.first + b.count {
                 let intended_ns = pacer.deadline_ns(i).unwrap_or(b.now_ns);
                 let channel = ((i + id as u64) % channels) as u32;
@@ -414,6 +420,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
                 conn.queue(channel, &h);
                 stats.record(&h, &window);
                 if window.second_of(intended_ns).is_some() {
+                    measured_in_batch += 1;
                     let (first, _) = measured.get_or_insert((i, i));
                     measured = Some((*first, i + 1));
                 }
@@ -423,6 +430,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
             }
             conn.flush().await?;
             shared.live.sent.fetch_add(b.count, Relaxed);
+            count_sent(&shared.live, b.count, measured_in_batch, fanout);
             let progress = &shared.progress[(id * s.channels) as usize..][..s.channels as usize];
             for (p, &next) in progress.iter().zip(&next_seq) {
                 p.store(next, Relaxed);
@@ -442,6 +450,20 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     }
     let _ = notes.send(Note::ProducerDone { measured: stats.measured_count.clone() });
     Some(stats)
+}
+
+/// Adds a producer's write batch to live export's counters: messages
+/// scheduled before the measured phase are the warmup's (a producer sends
+/// nothing after it).
+fn count_sent(live: &Live, count: u64, measured: u64, fanout: u64) {
+    let m = &live.meters;
+    if count > measured {
+        m.sent[0].fetch_add(count - measured, Relaxed);
+    }
+    if measured > 0 {
+        m.sent[1].fetch_add(measured, Relaxed);
+        m.expected.fetch_add(measured * fanout, Relaxed);
+    }
 }
 
 /// Takes in what the connection knew at the end: the replies that

@@ -8,7 +8,7 @@ use super::PubSub;
 use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::{ConnError, Tuning};
-use crate::drivers::ctx::ThreadFinish;
+use crate::drivers::ctx::{count_batch, ThreadFinish};
 use crate::drivers::{Consumed, ConsumerConn, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::stats::{ConsumerStats, Window};
 use std::cell::RefCell;
@@ -182,6 +182,7 @@ impl Subscriber {
         let live = &self.shared.live;
         let clock = self.shared.clock;
         let missing_before = self.out.stats.missing_now;
+        let (dups_before, late_before) = (self.out.stats.duplicates, self.out.stats.out_of_order);
         let mut fresh = 0;
         let mut now = clock.now_ns();
         let track = self.shared.recovery.get().is_some();
@@ -211,6 +212,8 @@ impl Subscriber {
             }
         }
         live.delivered.fetch_add(fresh, Relaxed);
+        let st = &self.out.stats;
+        count_batch(live, &self.window, now, fresh, st.duplicates - dups_before, st.out_of_order - late_before);
         let missing_now = self.out.stats.missing_now;
         if missing_now != missing_before {
             live.lost_so_far.fetch_add(missing_now.wrapping_sub(missing_before), Relaxed);

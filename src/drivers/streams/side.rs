@@ -30,7 +30,8 @@ pub(super) fn start(t: &Streams, shared: &Ctx, window: Window) -> SideTasks {
     if !shared.side_tasks {
         return SideTasks::default();
     }
-    let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window));
+    let backlog =
+        tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window, shared.live.clone()));
     let replay = shared.scenario.replay_at.map(|at| {
         let start = window.start_ns + at.as_nanos() as u64;
         tokio::spawn(replay(t.clone(), shared.clock, shared.finish.clone(), start))
@@ -96,6 +97,7 @@ async fn sample_backlog(
     clock: crate::clock::Clock,
     mut finish: tokio::sync::watch::Receiver<bool>,
     window: Window,
+    live: std::sync::Arc<crate::live::Live>,
 ) -> Vec<u64> {
     // One sample per measured second, as the seconds pass.
     let mut samples = Vec::new();
@@ -131,6 +133,8 @@ async fn sample_backlog(
             samples.resize(second, 0);
         }
         samples.push(n);
+        // Live export shows the latest sample.
+        live.meters.backlog.store(n, std::sync::atomic::Ordering::Relaxed);
         second += 1;
     }
 }
