@@ -229,8 +229,8 @@ async fn run_one(
 ) -> Result<Finished> {
     let live = Arc::new(Live::default());
     *current.lock().expect("live lock") = live.clone();
-    // Worker processes count their own messages: the coordinator has no live counters to show.
-    let show_progress = !quiet && std::io::stderr().is_terminal() && matches!(mode, Mode::Local);
+    // In a --workers run, the coordinator's counters are the workers' sums, a second old at most.
+    let show_progress = !quiet && std::io::stderr().is_terminal();
     let progress =
         show_progress.then(|| Progress::start(live.clone(), scenario.warmup + scenario.duration, scenario.consumers));
     let lines = watch.run(&live, &scenario.transport.to_string());

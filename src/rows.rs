@@ -193,8 +193,9 @@ pub struct LiveRow {
     pub transport: String,
     /// warmup, measure or drain.
     pub phase: String,
-    /// Whole seconds since the run's clock started (connecting included).
-    pub second: u32,
+    /// Seconds since the measured phase started, as timeseries.csv counts
+    /// them (negative during the warmup; empty while connecting).
+    pub second: Option<i64>,
     pub sent: u64,
     pub delivered: u64,
     pub duplicates: u64,

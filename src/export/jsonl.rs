@@ -20,7 +20,10 @@ impl Lines {
         live.meters.sample_cpu();
         let now = live.snapshot();
         let last = std::mem::replace(&mut self.last, now);
-        let second = live.now_ns().map_or(0, |ns| (ns / 1_000_000_000) as u32);
+        let second = live
+            .now_ns()
+            .zip(live.measured_phase())
+            .map(|(now, (start, _))| (now as i64 - start as i64).div_euclid(1_000_000_000));
         let latency = now.latency.since(&last.latency);
         let us = |q: f64| latency.quantile_ns(q).map(|ns| (ns / 1e3).round());
         let sum = |a: [u64; 3]| a.iter().sum::<u64>();
