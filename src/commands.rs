@@ -314,7 +314,9 @@ async fn run(args: RunArgs) -> Result<u8> {
         Format::Jsonl => {}
     }
     let code = exit_code(&report, &dir);
-    watch.linger(current.lock().expect("live lock").clone()).await;
+    // Not under the lock: a Ctrl-C during the linger takes it to stop the run.
+    let last = current.lock().expect("live lock").clone();
+    watch.linger(last).await;
     Ok(code)
 }
 
@@ -406,7 +408,9 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         // Each run's summary object followed its lines.
         Format::Jsonl => {}
     }
-    watch.linger(current.lock().expect("live lock").clone()).await;
+    // Not under the lock: a Ctrl-C during the linger takes it to stop the run.
+    let last = current.lock().expect("live lock").clone();
+    watch.linger(last).await;
     Ok(code)
 }
 

@@ -277,7 +277,9 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
         }
     }
     let code = exit_code(&searches, &slo, halt.as_ref(), &root);
-    watch.linger(current.lock().expect("live lock").clone()).await;
+    // Not under the lock: a Ctrl-C during the linger takes it to stop the run.
+    let last = current.lock().expect("live lock").clone();
+    watch.linger(last).await;
     Ok(code)
 }
 
