@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check CI runs: formatting, lints, benchmarks compile, tests against a real redis-server
-# (and, for the reports, HdrHistogram's Python reader and headless Chromium). Each step says
+# (and, for the reports, HdrHistogram's Python reader and headless Chromium; for live export,
+# Debian's prometheus and promtool). Each step says
 # how long it took, so that a slow suite shows where its time goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_redis
 ensure_rust_components
 ensure_report_tools
+ensure_prometheus
 step() {
     local started=$SECONDS
     echo "==> $*"

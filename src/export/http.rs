@@ -135,10 +135,8 @@ pub fn wants_openmetrics(accept: &str) -> bool {
         let media = params.next().unwrap_or("").to_ascii_lowercase();
         let q = params.find_map(|p| p.strip_prefix("q=")).and_then(|q| q.parse().ok()).unwrap_or(1.0);
         let om = media == "application/openmetrics-text";
-        if om || media == "text/plain" {
-            if best.is_none_or(|(b, _)| q > b) {
-                best = Some((q, om));
-            }
+        if (om || media == "text/plain") && best.is_none_or(|(b, _)| q > b) {
+            best = Some((q, om));
         }
     }
     best.is_some_and(|(_, om)| om)

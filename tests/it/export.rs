@@ -181,6 +181,10 @@ fn prometheus_scrapes_a_live_run_and_its_last_scrape_matches_the_files() {
         files.delivered as f64,
         "every measured latency is in the histogram"
     );
+    // The README's loss rates: so far (missing) and final (by cause), each lost / expected.
+    let loss = files.lost as f64 / files.expected as f64;
+    assert_eq!(q("eventbench_missing / clamp_min(eventbench_deliveries_expected_total, 1)"), loss);
+    assert_eq!(q("sum(eventbench_lost_total / ignoring(cause) group_left eventbench_deliveries_expected_total)"), loss);
     // A latency quantile over the whole run, from the buckets: within the 1-2-5 bucket of the files' exact p99.
     let p99_s = q("histogram_quantile(0.99, eventbench_latency_seconds_bucket)");
     let exact_s = files.p99_us / 1e6;

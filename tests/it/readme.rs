@@ -1,7 +1,9 @@
 //! The README documents every CSV column; this keeps the two from drifting.
 
 use eventbench::capacity::CapacityRow;
-use eventbench::rows::{columns, ConsumerRow, EventRow, LatencyRow, RunsRow, SummaryRow, TimeseriesRow, WorkerRow};
+use eventbench::rows::{
+    columns, ConsumerRow, EventRow, LatencyRow, LiveRow, RunsRow, SummaryRow, TimeseriesRow, WorkerRow,
+};
 
 /// The backticked names in the first column of the table under `### \`file\``,
 /// or, for a section without a table that says it has "the columns of
@@ -38,6 +40,7 @@ fn every_csv_column_is_documented_in_order() {
     assert_eq!(documented(&readme, "runs.csv"), columns(&RunsRow::default()));
     assert_eq!(documented(&readme, "workers.csv"), columns(&WorkerRow::default()));
     assert_eq!(documented(&readme, "capacity.csv"), columns(&CapacityRow::default()));
+    assert_eq!(documented(&readme, "--format jsonl"), columns(&LiveRow::default()));
 }
 
 #[test]
