@@ -235,6 +235,34 @@ mod tests {
     }
 
     #[test]
+    fn run_compare_and_capacity_take_the_live_export_flags() {
+        for command in ["run", "compare", "capacity"] {
+            let cli = Cli::try_parse_from([
+                "eventbench",
+                command,
+                "--format",
+                "jsonl",
+                "--metrics-listen",
+                "127.0.0.1:9464",
+                "--metrics-linger",
+                "15s",
+            ])
+            .unwrap();
+            let run = match cli.command {
+                Command::Run(a) => a,
+                Command::Compare(a) => a.run,
+                Command::Capacity(a) => a.run,
+                _ => panic!("{command}"),
+            };
+            assert_eq!(run.format, Format::Jsonl);
+            assert_eq!(run.export.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+            assert_eq!(run.export.metrics_linger, std::time::Duration::from_secs(15));
+        }
+        // Lingering with nothing to serve is refused.
+        assert!(Cli::try_parse_from(["eventbench", "run", "--metrics-linger", "5s"]).is_err());
+    }
+
+    #[test]
     fn run_help_shows_every_flag_with_its_default() {
         let mut cmd = Cli::command();
         let help = cmd.find_subcommand_mut("run").unwrap().render_long_help().to_string();

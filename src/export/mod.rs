@@ -252,3 +252,96 @@ pub fn families(labels: &Labels, s: &Snapshot, state: usize, summary: Option<&Su
         // Server telemetry (issue #17) joins this list here, as families of its own.
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(families: &[Family], name: &str, label: Option<(&str, &str)>) -> f64 {
+        let f = families.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name}"));
+        let s = f
+            .samples
+            .iter()
+            .find(|s| label.is_none_or(|(k, v)| s.labels.iter().any(|(lk, lv)| *lk == k && lv == v)))
+            .unwrap_or_else(|| panic!("{name} {label:?}"));
+        match s.value {
+            Value::Number(v) => v,
+            Value::Histogram { count, .. } => count as f64,
+        }
+    }
+
+    fn live() -> Snapshot {
+        let mut s = Snapshot {
+            sent: [100, 900, 0],
+            delivered: [0, 850, 20],
+            expected: 900,
+            missing: 10,
+            connected: 1,
+            ..Snapshot::default()
+        };
+        s.latency.counts[3] = 870;
+        s
+    }
+
+    #[test]
+    fn every_series_exists_from_the_first_reading_and_live_values_show() {
+        let labels = Labels { run_id: "r".into(), transport: "pubsub".into() };
+        let f = families(&labels, &Snapshot::default(), 0, None);
+        assert!(f.iter().all(|f| !f.samples.is_empty()));
+        assert_eq!(value(&f, "eventbench_lost", Some(("cause", "trimmed"))), 0.0);
+        assert_eq!(value(&f, "eventbench_phase", Some(("phase", "warmup"))), 1.0);
+        assert!(f
+            .iter()
+            .flat_map(|f| &f.samples)
+            .all(|s| s.labels[..2] == [("run_id", "r".into()), ("transport", "pubsub".into())]));
+        let f = families(&labels, &live(), 1, None);
+        assert_eq!(value(&f, "eventbench_messages_sent", Some(("phase", "measure"))), 900.0);
+        assert_eq!(value(&f, "eventbench_undelivered", None), 900.0 - 870.0 - 10.0);
+        assert_eq!(value(&f, "eventbench_latency_seconds", None), 870.0);
+        assert_eq!(value(&f, "eventbench_phase", Some(("phase", "measure"))), 1.0);
+    }
+
+    #[test]
+    fn once_the_run_ended_the_totals_are_the_summarys() {
+        let labels = Labels { run_id: "r".into(), transport: "pubsub".into() };
+        let summary = SummaryRow {
+            sent: 900,
+            expected: 900,
+            delivered: 880,
+            lost: 12,
+            lost_in_buffer: 2,
+            lost_unsubscribed: 10,
+            undelivered: 8,
+            ..SummaryRow::default()
+        };
+        let f = families(&labels, &live(), 3, Some(&summary));
+        assert_eq!(value(&f, "eventbench_phase", Some(("phase", "done"))), 1.0);
+        let delivered: f64 =
+            PHASES.iter().map(|p| value(&f, "eventbench_messages_delivered", Some(("phase", p)))).sum();
+        assert_eq!(delivered, 880.0);
+        assert_eq!(value(&f, "eventbench_messages_delivered", Some(("phase", "drain"))), 20.0, "as counted");
+        assert_eq!(value(&f, "eventbench_lost", Some(("cause", "unsubscribed"))), 10.0);
+        assert_eq!(value(&f, "eventbench_lost", Some(("cause", "in_buffer"))), 2.0);
+        assert_eq!((value(&f, "eventbench_missing", None), value(&f, "eventbench_undelivered", None)), (12.0, 8.0));
+    }
+
+    #[test]
+    fn both_formats_name_counters_as_their_specs_do() {
+        let labels = Labels { run_id: "r".into(), transport: "streams".into() };
+        let f = families(&labels, &live(), 1, None);
+        let text = text::encode(&f).unwrap();
+        assert!(text.contains("# TYPE eventbench_messages_sent_total counter\n"), "{text}");
+        assert!(
+            text.contains("eventbench_latency_seconds_bucket{run_id=\"r\",transport=\"streams\",le=\"+Inf\"} 870\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
+        let om = openmetrics::encode(f).unwrap();
+        assert!(om.contains("# TYPE eventbench_messages_sent counter\n"), "{om}");
+        assert!(
+            om.contains("eventbench_messages_sent_total{run_id=\"r\",transport=\"streams\",phase=\"measure\"} 900\n"),
+            "{om}"
+        );
+        assert!(om.contains("# UNIT eventbench_latency_seconds seconds\n") && om.ends_with("# EOF\n"), "{om}");
+    }
+}

@@ -43,7 +43,12 @@ impl Collector for Families {
                 let labels: Vec<(&str, &str)> = s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 let mut series = metric.encode_family(&labels)?;
                 match (&s.value, f.kind) {
+                    // Whole counts read as integers, as in the text format.
+                    (&Value::Number(v), Kind::Counter) if whole(v) => {
+                        series.encode_counter::<NoLabelSet, _, f64>(&(v as u64), None)?
+                    }
                     (Value::Number(v), Kind::Counter) => series.encode_counter::<NoLabelSet, _, f64>(v, None)?,
+                    (&Value::Number(v), _) if whole(v) => series.encode_gauge(&(v as i64))?,
                     (Value::Number(v), _) => series.encode_gauge(v)?,
                     (Value::Histogram { buckets, sum, count }, _) => {
                         // This encoder writes the overflow bucket as `+Inf` when its bound is f64::MAX.
@@ -56,4 +61,9 @@ impl Collector for Families {
         }
         Ok(())
     }
+}
+
+/// A value that is a whole number a u64 (and an i64) holds exactly.
+fn whole(v: f64) -> bool {
+    v.fract() == 0.0 && (0.0..9.0e15).contains(&v)
 }
