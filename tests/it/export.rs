@@ -254,7 +254,8 @@ fn jsonl_prints_a_line_a_second_while_the_run_goes_then_the_summary() {
     assert!(last.sent_measured_total <= summary.sent && last.delivered_total <= summary.delivered, "{last:?}");
     assert!(last.sent_measured_total >= summary.sent / 2, "{last:?} against {}", summary.sent);
     let seconds: Vec<i64> = rows.iter().filter_map(|r| r.second).collect();
-    assert!(seconds.windows(2).all(|w| w[0] <= w[1]) && seconds.contains(&1), "{seconds:?}");
+    // In order, and counted as timeseries.csv counts (a busy machine may skip one).
+    assert!(seconds.windows(2).all(|w| w[0] <= w[1]) && seconds.iter().any(|&s| (0..3).contains(&s)), "{seconds:?}");
 }
 
 #[test]
