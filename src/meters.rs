@@ -169,6 +169,9 @@ pub struct Meters {
     threads: Mutex<Vec<Arc<LatencyBuckets>>>,
     /// The run's id, once the pipeline has named it (a label of every exported series).
     run_id: std::sync::OnceLock<String>,
+    /// Set once these counters are a `--workers` coordinator's sum of its
+    /// workers': the CPU shown is then theirs, not this process's.
+    summed: std::sync::atomic::AtomicBool,
 }
 
 /// One reading of a process's live counters: what a `--workers` worker
@@ -258,6 +261,9 @@ impl Meters {
     /// the CPUs it may use since the previous call becomes [`Meters::cpu_ratio`].
     /// Whoever watches the run calls it about once a second.
     pub fn sample_cpu(&self) {
+        if self.summed.load(Relaxed) {
+            return;
+        }
         let (now, cpu) = (Instant::now(), crate::sys::process_cpu_ns());
         let mut last = self.cpu_last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((at, before)) = *last {
@@ -293,6 +299,7 @@ impl Meters {
     /// Makes these counters read `s` (a `--workers` coordinator, whose own
     /// swarm is empty, with the sum of its workers' readings).
     pub fn set(&self, s: &Snapshot) {
+        self.summed.store(true, Relaxed);
         store3(&self.sent, s.sent);
         store3(&self.delivered, s.delivered);
         store3(&self.duplicates, s.duplicates);
@@ -359,9 +366,12 @@ mod tests {
         assert_eq!((a.sent_total(), a.latency.count(), a.missing, a.connected), (5, 1, 1, 2));
         a.add(&a.clone());
         let coordinator = Meters::default();
+        a.cpu_ratio = 0.25;
         coordinator.set(&a);
+        coordinator.sample_cpu();
+        coordinator.sample_cpu();
         let read = coordinator.snapshot(a.missing, a.connected);
-        assert_eq!(read, a);
+        assert_eq!(read, a, "the workers' CPU, not the coordinator's own");
         assert_eq!(phase_at(5, 10, 20), 0);
         assert_eq!(phase_at(10, 10, 20), 1);
         assert_eq!(phase_at(20, 10, 20), 2);

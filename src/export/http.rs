@@ -54,7 +54,11 @@ impl Endpoint {
         let listener = TcpListener::from_std(self.listener)?;
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    // Out of file descriptors, say: try again shortly rather than spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
                 let board = board.clone();
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(READ_TIMEOUT * 2, answer(stream, &board)).await;
