@@ -4,10 +4,10 @@
 //! process publishes to its coordinator once a second).
 //!
 //! The counters are updated once per write or read batch, like
-//! [`crate::live::Live`]'s. The latency histogram is the one thing touched per
-//! message: each worker thread owns a [`LatencyBuckets`] of its own, which only
-//! that thread writes (a load and a store, no locked instruction, no lock, no
-//! allocation) and readers sum over threads when they look.
+//! [`crate::live::Live`]'s. The latency histogram costs the per-message path
+//! nothing: each worker thread owns a [`LatencyBuckets`] into which it copies,
+//! four times a second, the HDR histogram it records into anyway (the one the
+//! results come from); readers sum over threads when they look.
 
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -65,18 +65,6 @@ pub struct LatencyBuckets {
 }
 
 impl LatencyBuckets {
-    /// Records one latency. Called only by the thread that owns these
-    /// buckets, so a plain load and store is an exact increment (no locked
-    /// read-modify-write on the per-message path); readers may see a count a
-    /// message behind, never a torn one.
-    #[inline]
-    pub fn record(&self, ns: u64) {
-        let i = BUCKET_BOUNDS_NS.partition_point(|&b| b < ns);
-        let c = &self.counts[i];
-        c.store(c.load(Relaxed) + 1, Relaxed);
-        self.sum_ns.store(self.sum_ns.load(Relaxed).wrapping_add(ns), Relaxed);
-    }
-
     /// Adds what these buckets hold to `into`.
     fn add_to(&self, into: &mut LatencySnapshot) {
         for (sum, c) in into.counts.iter_mut().zip(&self.counts) {
@@ -85,9 +73,11 @@ impl LatencyBuckets {
         into.sum_ns = into.sum_ns.wrapping_add(self.sum_ns.load(Relaxed));
     }
 
-    /// Replaces what these buckets hold (the coordinator of a `--workers`
-    /// run, with the workers' sum: it is then the only writer).
-    fn set(&self, to: &LatencySnapshot) {
+    /// Replaces what these buckets hold: by the thread that owns them, with
+    /// its histogram so far, or by a `--workers` coordinator, with its
+    /// workers' sum. One writer each; a reader may see a bucket a
+    /// publication behind its neighbours, never a torn count.
+    pub fn set(&self, to: &LatencySnapshot) {
         for (c, v) in self.counts.iter().zip(&to.counts) {
             c.store(*v, Relaxed);
         }
@@ -104,6 +94,20 @@ pub struct LatencySnapshot {
 }
 
 impl LatencySnapshot {
+    /// The buckets of an HDR histogram of ns latencies. A recorded value
+    /// counts by its HDR bucket's lowest equivalent value (3 significant
+    /// digits: a latency within 0.1% above a bound may count below it);
+    /// the sum is the HDR mean times the count, as exact as that.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> LatencySnapshot {
+        let mut s = LatencySnapshot::default();
+        for v in h.iter_recorded() {
+            let ns = h.lowest_equivalent(v.value_iterated_to());
+            s.counts[BUCKET_BOUNDS_NS.partition_point(|&b| b < ns)] += v.count_at_value();
+        }
+        s.sum_ns = (h.mean() * h.len() as f64).round() as u64;
+        s
+    }
+
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
@@ -319,37 +323,40 @@ impl Meters {
 mod tests {
     use super::*;
 
+    fn hdr(values: &[u64]) -> hdrhistogram::Histogram<u64> {
+        let mut h = crate::stats::latency_histogram();
+        values.iter().for_each(|&ns| crate::stats::record(&mut h, ns));
+        h
+    }
+
     #[test]
     fn buckets_take_each_latency_at_or_below_their_bound() {
-        let b = LatencyBuckets::default();
-        for ns in [1, 10_000, 10_001, 3_000_000, 10_000_000_000, 10_000_000_001] {
-            b.record(ns);
-        }
-        let mut s = LatencySnapshot::default();
-        b.add_to(&mut s);
+        let s = LatencySnapshot::of(&hdr(&[1, 10_000, 10_020, 3_000_000, 10_000_000_000, 10_100_000_000]));
         assert_eq!(s.counts[0], 2, "1 ns and exactly 10 µs");
         assert_eq!(s.counts[1], 1, "just above 10 µs");
         assert_eq!(s.counts[8], 1, "3 ms is in (2 ms, 5 ms]");
         assert_eq!(s.counts[18], 1, "10 s");
         assert_eq!(s.counts[19], 1, "above 10 s: the overflow");
         assert_eq!(s.count(), 6);
-        assert_eq!(s.sum_ns, 1 + 10_000 + 10_001 + 3_000_000 + 10_000_000_000 + 10_000_000_001);
+        let sum = 1 + 10_000 + 10_020 + 3_000_000 + 10_000_000_000 + 10_100_000_000u64;
+        assert!((s.sum_ns as f64 - sum as f64).abs() < sum as f64 * 0.001, "{} vs {sum}", s.sum_ns);
+        let b = LatencyBuckets::default();
+        b.set(&s);
+        let mut read = LatencySnapshot::default();
+        b.add_to(&mut read);
+        assert_eq!(read, s);
     }
 
     #[test]
     fn quantiles_interpolate_within_the_bucket_like_histogram_quantile() {
-        let b = LatencyBuckets::default();
-        (0..100).for_each(|_| b.record(150_000)); // (100 µs, 200 µs]
-        let mut s = LatencySnapshot::default();
-        b.add_to(&mut s);
+        let mut h = hdr(&[150_000; 100]); // (100 µs, 200 µs]
+        let s = LatencySnapshot::of(&h);
         assert_eq!(s.quantile_ns(0.5), Some(150_000.0));
         assert_eq!(s.quantile_ns(1.0), Some(200_000.0));
         assert_eq!(LatencySnapshot::default().quantile_ns(0.99), None);
         let later = {
-            b.record(20_000_000_000);
-            let mut s = LatencySnapshot::default();
-            b.add_to(&mut s);
-            s
+            crate::stats::record(&mut h, 20_000_000_000);
+            LatencySnapshot::of(&h)
         };
         let d = later.since(&s);
         assert_eq!((d.count(), d.quantile_ns(0.99)), (1, Some(10_000_000_000.0)), "the overflow reads the top bound");
@@ -360,7 +367,7 @@ mod tests {
         let m = Meters::default();
         let t = Arc::new(LatencyBuckets::default());
         m.register(t.clone());
-        t.record(1_000);
+        t.set(&LatencySnapshot::of(&hdr(&[1_000])));
         m.sent[1].fetch_add(5, Relaxed);
         let mut a = m.snapshot(1, 2);
         assert_eq!((a.sent_total(), a.latency.count(), a.missing, a.connected), (5, 1, 1, 2));

@@ -208,12 +208,7 @@ impl Ctx {
         self.live.connected.fetch_add(1, Relaxed);
         let _ = notes.send(Note::Ready);
         let (_, window) = self.wait_start().await?;
-        stats.borrow_mut().get_or_insert_with(|| {
-            let t = ThreadStats::new(&window);
-            // Once per thread: live export reads this thread's latency buckets from now on.
-            self.live.meters.register(t.live_latency.clone());
-            t
-        });
+        stats.borrow_mut().get_or_insert_with(|| ThreadStats::new(&window));
         Some((conn, window))
     }
 
@@ -299,10 +294,6 @@ impl ThreadFinish {
     }
 }
 
-/// Where the producers of another process are in their sequences at `now_ns`,
-/// per channel, as far as their schedule says: the messages due by then
-/// (the producer sends each when it is due, so this is right to within its
-/// send lag). Unknown for an unlimited rate: 0.
 /// Adds a consumer's read batch to live export's counters, by the phase the
 /// run was in when it was read. Like summary.csv, only measured messages count.
 pub fn count_batch(live: &Live, window: &Window, now_ns: u64, fresh: u64, duplicates: u64, out_of_order: u64) {
@@ -315,6 +306,10 @@ pub fn count_batch(live: &Live, window: &Window, now_ns: u64, fresh: u64, duplic
     }
 }
 
+/// Where the producers of another process are in their sequences at `now_ns`,
+/// per channel, as far as their schedule says: the messages due by then
+/// (the producer sends each when it is due, so this is right to within its
+/// send lag). Unknown for an unlimited rate: 0.
 pub fn scheduled_positions(s: &Scenario, producer: u32, warmup_start_ns: u64, end_ns: u64, now_ns: u64) -> Vec<u64> {
     let channels = s.channels as u64;
     if s.rate <= 0.0 {

@@ -213,10 +213,6 @@ pub struct ThreadStats {
     /// counted from the start of the measured phase (the drain's seconds follow).
     #[serde(default)]
     pub arrived: Vec<u64>,
-    /// The same latencies in the fixed buckets live export reads while the
-    /// run goes on (this thread's own; not part of the results).
-    #[serde(skip)]
-    pub live_latency: std::sync::Arc<crate::meters::LatencyBuckets>,
 }
 
 impl Default for SecondStats {
@@ -229,13 +225,7 @@ impl ThreadStats {
     /// Per-second series grow as the seconds pass: memory follows what was
     /// measured, never the duration a scenario declares.
     pub fn new(_window: &Window) -> ThreadStats {
-        ThreadStats {
-            latency: latency_histogram(),
-            raw: latency_histogram(),
-            seconds: Vec::new(),
-            arrived: Vec::new(),
-            live_latency: Default::default(),
-        }
+        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds: Vec::new(), arrived: Vec::new() }
     }
 
     /// Second `s` of the measured phase, opened (with those before it) if need be.
@@ -351,7 +341,6 @@ impl ConsumerStats {
         let latency = now_ns.saturating_sub(h.intended_ns);
         record(&mut self.latency, latency);
         record(&mut thread.latency, latency);
-        thread.live_latency.record(latency);
         record(&mut thread.raw, now_ns.saturating_sub(h.sent_ns));
         thread.second_mut(second).record(latency);
         // Grows once a second at most: no allocation per message.

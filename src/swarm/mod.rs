@@ -13,6 +13,7 @@ use crate::drivers::ctx::ThreadFinish;
 use crate::drivers::streams::side::Replay;
 use crate::drivers::{Answered, Consumed, ConsumerOutput, Ctx, Driver, Finished, Note, Notes, ProducerConn, StatsCell};
 use crate::live::{Live, Outcome};
+use crate::meters::{LatencyBuckets, LatencySnapshot};
 use crate::pacer::Pacer;
 use crate::scenario::{Scenario, TransportKind};
 use crate::stats::{ProducerStats, ThreadStats, Window};
@@ -319,6 +320,9 @@ fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes) -> ThreadOutput 
             ThreadFinish::set();
         });
         tokio::task::spawn_local(seal_past_seconds(shared.clone(), stats.clone()));
+        let live_latency = Arc::new(LatencyBuckets::default());
+        shared.live.meters.register(live_latency.clone());
+        tokio::task::spawn_local(publish_latency(stats.clone(), live_latency.clone()));
         let producers: Vec<_> = a
             .producers
             .iter()
@@ -345,6 +349,10 @@ fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes) -> ThreadOutput 
                 out.producers.push(p);
             }
         }
+        // The thread's last latencies, so that export's final histogram holds every one.
+        if let Some(t) = stats.borrow().as_ref() {
+            live_latency.set(&LatencySnapshot::of(&t.latency));
+        }
         out.stats = stats.borrow_mut().take();
         out
     })
@@ -368,6 +376,26 @@ async fn seal_past_seconds(shared: Arc<Ctx>, stats: StatsCell) {
         let past_s = shared.clock.now_ns().saturating_sub(window.start_ns) / 1_000_000_000;
         if let Some(t) = stats.borrow_mut().as_mut() {
             t.seal(past_s.saturating_sub(SEAL_AFTER_S) as usize);
+        }
+    }
+}
+
+/// How often a thread's latencies go to live export's buckets.
+const PUBLISH_LATENCY_EVERY: Duration = Duration::from_millis(250);
+
+/// Publishes the thread's latency histogram (the one the results come from)
+/// to live export's buckets every [`PUBLISH_LATENCY_EVERY`]: the per-message
+/// path records into the HDR histogram only, and export costs it nothing.
+async fn publish_latency(stats: StatsCell, buckets: Arc<LatencyBuckets>) {
+    let finished = ThreadFinish::wait();
+    tokio::pin!(finished);
+    loop {
+        tokio::select! {
+            _ = &mut finished => return,
+            _ = tokio::time::sleep(PUBLISH_LATENCY_EVERY) => {}
+        }
+        if let Some(t) = stats.borrow().as_ref() {
+            buckets.set(&LatencySnapshot::of(&t.latency));
         }
     }
 }

@@ -304,7 +304,7 @@ async fn run_share(
     stop.abort();
     publishing.abort();
     // The last reading, so that the coordinator's live view ends whole.
-    let _ = ctl.put_live(index, &live.snapshot()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), ctl.put_live(index, &live.snapshot())).await;
     Ok((out, cpu))
 }
 
@@ -362,7 +362,7 @@ async fn publish_live(mut ctl: Control, index: u32, live: Arc<Live>) {
     loop {
         tokio::time::sleep(LIVE_EVERY).await;
         live.meters.sample_cpu();
-        let _ = ctl.put_live(index, &live.snapshot()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), ctl.put_live(index, &live.snapshot())).await;
     }
 }
 
