@@ -74,6 +74,8 @@ impl Prometheus {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // One thread: the suite's timing-sensitive tests share the machine's CPUs.
+            .env("GOMAXPROCS", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -127,7 +129,7 @@ fn prometheus_scrapes_a_live_run_and_its_last_scrape_matches_the_files() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut run = bin()
-        .args(["run", "--rate", "2000", "--warmup", "1s", "--duration", "3s", "--drain", "1s", "--quiet"])
+        .args(["run", "--rate", "1000", "--warmup", "1s", "--duration", "3s", "--drain", "1s", "--quiet"])
         .args(["--format", "json", "--metrics-linger", "30s", "--out"])
         .arg(&out)
         .env("EVENTBENCH_METRICS_LISTEN", format!("127.0.0.1:{metrics}"))
@@ -167,7 +169,7 @@ fn prometheus_scrapes_a_live_run_and_its_last_scrape_matches_the_files() {
     prometheus.wait_for("eventbench_phase{phase=\"done\"} == 1", Duration::from_secs(30));
     let files: SummaryRow =
         csv::Reader::from_path(out.join("summary.csv")).unwrap().deserialize().next().unwrap().unwrap();
-    assert!(files.sent > 5000 && files.delivered > 0, "{files:?}");
+    assert!(files.sent > 2500 && files.delivered > 0, "{files:?}");
     let q = |promql: &str| prometheus.query(promql).unwrap_or_else(|| panic!("{promql}: no value"));
     assert_eq!(q("max_over_time(eventbench_phase{phase=\"measure\"}[1m])"), 1.0, "scraped while measuring");
     assert_eq!(q("eventbench_messages_sent_total{phase=\"measure\"}"), files.sent as f64);
@@ -238,7 +240,7 @@ fn jsonl_run(args: &[&str]) -> (Vec<LiveRow>, SummaryRow, Vec<Duration>) {
 #[test]
 fn jsonl_prints_a_line_a_second_while_the_run_goes_then_the_summary() {
     let (rows, summary, arrived) =
-        jsonl_run(&["--rate", "1000", "--warmup", "1s", "--duration", "3s", "--drain", "500ms"]);
+        jsonl_run(&["--rate", "500", "--warmup", "1s", "--duration", "3s", "--drain", "500ms"]);
     assert!(rows.len() >= 4, "a line a second over 4 s: {rows:?}");
     // Live: the lines came over the run's seconds, not all at its end.
     let spread = *arrived.last().unwrap() - arrived[0];
@@ -270,7 +272,7 @@ fn a_workers_run_exports_the_workers_sum() {
         "--consumers",
         "2",
         "--rate",
-        "1000",
+        "500",
         "--warmup",
         "1s",
         "--duration",
