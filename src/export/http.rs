@@ -82,7 +82,7 @@ impl Drop for Serving {
 async fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    let (path, accept) = loop {
+    let (path, accept, head_only) = loop {
         let n = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut chunk)).await??;
         if n == 0 {
             return Ok(());
@@ -93,7 +93,7 @@ async fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
         match req.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => {
                 if req.method != Some("GET") && req.method != Some("HEAD") {
-                    return respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET /metrics\n").await;
+                    return respond(&mut stream, "405 Method Not Allowed", "text/plain", "GET /metrics\n", false).await;
                 }
                 let accept = req
                     .headers
@@ -102,14 +102,14 @@ async fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
                     .map(|h| String::from_utf8_lossy(h.value).into_owned())
                     .collect::<Vec<_>>()
                     .join(",");
-                break (req.path.unwrap_or("/").to_string(), accept);
+                break (req.path.unwrap_or("/").to_string(), accept, req.method == Some("HEAD"));
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
-            _ => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n").await,
+            _ => return respond(&mut stream, "400 Bad Request", "text/plain", "bad request\n", false).await,
         }
     };
     if path.split('?').next() != Some("/metrics") {
-        return respond(&mut stream, "404 Not Found", "text/plain", "eventbench serves /metrics\n").await;
+        return respond(&mut stream, "404 Not Found", "text/plain", "eventbench serves /metrics\n", head_only).await;
     }
     let families = board.families();
     let (content_type, body) = if wants_openmetrics(&accept) {
@@ -117,16 +117,25 @@ async fn answer(mut stream: TcpStream, board: &Board) -> std::io::Result<()> {
     } else {
         (super::text::CONTENT_TYPE, super::text::encode(&families).map_err(std::io::Error::other)?)
     };
-    respond(&mut stream, "200 OK", content_type, &body).await
+    respond(&mut stream, "200 OK", content_type, &body, head_only).await
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
+/// Writes the response and closes; `head_only` (a HEAD request) leaves out the body.
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &str,
+    head_only: bool,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    if !head_only {
+        stream.write_all(body.as_bytes()).await?;
+    }
     stream.shutdown().await
 }
 
