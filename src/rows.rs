@@ -249,3 +249,34 @@ pub fn columns<T: Serialize>(sample: &T) -> Vec<String> {
     let text = String::from_utf8(bytes).expect("csv is utf-8");
     text.lines().next().unwrap_or_default().split(',').map(str::to_owned).collect()
 }
+
+/// `--format jsonl`: one object per second while the run goes on (before
+/// the summary object). Live counts: the files' exact figures come with
+/// the summary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveRow {
+    pub run_id: String,
+    pub transport: String,
+    /// warmup, measure or drain.
+    pub phase: String,
+    /// Seconds since the measured phase started, as timeseries.csv counts
+    /// them (negative during the warmup; empty while connecting).
+    pub second: Option<i64>,
+    pub sent: u64,
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub missing: u64,
+    pub undelivered: u64,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub connected_consumers: u64,
+    pub backlog: u64,
+    pub harness_cpu_pct: f64,
+    pub sent_total: u64,
+    pub sent_measured_total: u64,
+    pub delivered_total: u64,
+    pub expected_total: u64,
+    pub duplicates_total: u64,
+    pub out_of_order_total: u64,
+}

@@ -43,6 +43,7 @@ struct Stepper<'a> {
     /// `""`, or `"<transport>/"` when several transports are searched.
     prefix: String,
     quiet: bool,
+    watch: &'a super::watch::Watch,
     steps: Vec<Step>,
     halt: Option<Halt>,
 }
@@ -87,7 +88,7 @@ impl Steps for Stepper<'_> {
         }
         let scenario = Scenario { rate: Rate::Constant(plan.rate), ..self.scenario.clone() };
         let Finished { report, workers } =
-            match run_one(scenario, self.target, self.mode, true, self.current, None).await {
+            match run_one(scenario, self.target, self.mode, true, self.current, self.watch, None).await {
                 Ok(finished) => finished,
                 Err(e) if interrupted_before_start(&e) => return Ok(self.halted(Halt::Interrupted, started)),
                 Err(e) => return Ok(self.halted(Halt::Aborted { step: plan.step, reason: format!("{e:#}") }, started)),
@@ -242,6 +243,7 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
     let mut out = super::OutDir::prepare(Some(&root), Path::new("results"))?;
     let current = Arc::new(Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
+    let watch = super::watch::Watch::start(&args.run.export, args.run.format)?;
     let target = pipeline::target_for(&scenarios[0])?;
     out.keep();
     let started = Instant::now();
@@ -261,6 +263,7 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
             root: &root,
             prefix: if scenarios.len() > 1 { format!("{transport}/") } else { String::new() },
             quiet: args.run.quiet,
+            watch: &watch,
             steps: Vec::new(),
             halt: None,
         };
@@ -283,13 +286,18 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
             }
             println!("{:>12}  {}", "results", root.join("capacity.html").display());
         }
-        Format::Json => {
+        // With jsonl, each step's lines and summary object came first.
+        Format::Json | Format::Jsonl => {
             let json: Vec<_> = searches.iter().map(|s| s.json(&slo)).collect();
             let text = if several { serde_json::to_string(&json) } else { serde_json::to_string(&json[0]) };
             println!("{}", text.context("the search as JSON")?);
         }
     }
-    Ok(exit_code(&searches, &slo, halt.as_ref(), &root))
+    let code = exit_code(&searches, &slo, halt.as_ref(), &root);
+    // Not under the lock: a Ctrl-C during the linger takes it to stop the run.
+    let last = current.lock().expect("live lock").clone();
+    watch.linger(last).await;
+    Ok(code)
 }
 
 /// `capacity.csv`, `capacity.svg` and `capacity.html`; a second Ctrl-C waits until they are whole.

@@ -355,6 +355,18 @@ impl ThreadBoard {
     }
 }
 
+/// Adds a consumer's read batch to live export's counters, by the phase the
+/// run was in when it was read. Like summary.csv, only measured messages count.
+pub fn count_batch(live: &Live, window: &Window, now_ns: u64, fresh: u64, duplicates: u64, out_of_order: u64) {
+    let phase = crate::meters::phase_at(now_ns, window.start_ns, window.end_ns);
+    let m = &live.meters;
+    for (counter, n) in [(&m.delivered, fresh), (&m.duplicates, duplicates), (&m.out_of_order, out_of_order)] {
+        if n > 0 {
+            counter[phase].fetch_add(n, Relaxed);
+        }
+    }
+}
+
 /// Where the producers of another process are in their sequences at `now_ns`,
 /// per channel, as far as their schedule says: the messages due by then
 /// (the producer sends each when it is due, so this is right to within its

@@ -141,6 +141,7 @@ pub async fn execute_with(
     let Watch { latest, on_checkpoint } = watch;
     check(&scenario, mode)?;
     let run_id = format!("{}-{}", scenario.name, utc_stamp());
+    live.meters.set_run_id(&run_id);
     let nonce = run_nonce();
     let setup = setup::prepare(&scenario, target.url(), &nonce).await?;
     let kill = match (&scenario.kill_node, &setup.topology) {

@@ -13,6 +13,7 @@ use crate::drivers::ctx::{BoardCopy, ThreadBoard, ThreadFinish};
 use crate::drivers::streams::side::Replay;
 use crate::drivers::{Answered, Consumed, ConsumerOutput, Ctx, Driver, Finished, Note, Notes, ProducerConn, StatsCell};
 use crate::live::{Live, Outcome};
+use crate::meters::{LatencyBuckets, LatencySnapshot};
 use crate::pacer::Pacer;
 #[cfg(test)]
 use crate::scenario::Rate;
@@ -344,6 +345,9 @@ fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes, link: Checkpoint
         });
         tokio::task::spawn_local(seal_past_seconds(shared.clone(), stats.clone()));
         tokio::task::spawn_local(answer_checkpoints(link, stats.clone()));
+        let live_latency = Arc::new(LatencyBuckets::default());
+        shared.live.meters.register(live_latency.clone());
+        tokio::task::spawn_local(publish_latency(stats.clone(), live_latency.clone()));
         let producers: Vec<_> = a
             .producers
             .iter()
@@ -369,6 +373,10 @@ fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes, link: Checkpoint
             if let Ok(Some(p)) = p.await {
                 out.producers.push(p);
             }
+        }
+        // The thread's last latencies, so that export's final histogram holds every one.
+        if let Some(t) = stats.borrow().as_ref() {
+            live_latency.set(&LatencySnapshot::of(&t.latency));
         }
         out.stats = stats.borrow_mut().take();
         out
@@ -473,6 +481,26 @@ async fn take_checkpoints(
     }
 }
 
+/// How often a thread's latencies go to live export's buckets.
+const PUBLISH_LATENCY_EVERY: Duration = Duration::from_millis(250);
+
+/// Publishes the thread's latency histogram (the one the results come from)
+/// to live export's buckets every [`PUBLISH_LATENCY_EVERY`]: the per-message
+/// path records into the HDR histogram only, and export costs it nothing.
+async fn publish_latency(stats: StatsCell, buckets: Arc<LatencyBuckets>) {
+    let finished = ThreadFinish::wait();
+    tokio::pin!(finished);
+    loop {
+        tokio::select! {
+            _ = &mut finished => return,
+            _ = tokio::time::sleep(PUBLISH_LATENCY_EVERY) => {}
+        }
+        if let Some(t) = stats.borrow().as_ref() {
+            buckets.set(&LatencySnapshot::of(&t.latency));
+        }
+    }
+}
+
 /// The threads' copies as one output, the way the final one is merged.
 fn merge_copies(shared: &Ctx, window: Window, thread_count: usize, copies: Vec<ThreadCopy>) -> SwarmOutput {
     let mut merged: Option<ThreadStats> = None;
@@ -527,6 +555,11 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     let mut next_seq = vec![0u64; s.channels as usize];
     let max_batch = (MAX_BATCH_BYTES / s.payload.max(1) as u64).clamp(1, MAX_BATCH);
     let mut measured: Option<(u64, u64)> = None;
+    // Deliveries each measured message should make, for live export's undelivered count.
+    let fanout = match shared.driver.shared_units(s) {
+        0 => s.consumers,
+        units => units,
+    } as u64;
     let result: Result<(), ConnError> = async {
         // Made once: a new one per batch would lock the stop Notify each time.
         let stopped = shared.live.stopped();
@@ -539,6 +572,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
                 b = pacer.next_batch(&mut timer, max_batch) => b,
             };
             let Some(b) = batch else { break };
+            let mut measured_in_batch = 0;
             for i in b.first..b.first + b.count {
                 let intended_ns = pacer.deadline_ns(i).unwrap_or(b.now_ns);
                 let channel = ((i + id as u64) % channels) as u32;
@@ -548,6 +582,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
                 conn.queue(channel, &h);
                 stats.borrow_mut().record(&h, &window);
                 if window.second_of(intended_ns).is_some() {
+                    measured_in_batch += 1;
                     let (first, _) = measured.get_or_insert((i, i));
                     measured = Some((*first, i + 1));
                 }
@@ -557,6 +592,7 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
             }
             conn.flush().await?;
             shared.live.sent.fetch_add(b.count, Relaxed);
+            count_sent(&shared.live, b.count, measured_in_batch, fanout);
             let progress = &shared.progress[(id * s.channels) as usize..][..s.channels as usize];
             for (p, &next) in progress.iter().zip(&next_seq) {
                 p.store(next, Relaxed);
@@ -577,6 +613,20 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     }
     let _ = notes.send(Note::ProducerDone { measured: stats.measured_count.clone() });
     Some(stats.clone())
+}
+
+/// Adds a producer's write batch to live export's counters: messages
+/// scheduled before the measured phase are the warmup's (a producer sends
+/// nothing after it).
+fn count_sent(live: &Live, count: u64, measured: u64, fanout: u64) {
+    let m = &live.meters;
+    if count > measured {
+        m.sent[0].fetch_add(count - measured, Relaxed);
+    }
+    if measured > 0 {
+        m.sent[1].fetch_add(measured, Relaxed);
+        m.expected.fetch_add(measured * fanout, Relaxed);
+    }
 }
 
 /// Takes in what the connection knew at the end: the replies that

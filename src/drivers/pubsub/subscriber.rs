@@ -8,7 +8,7 @@ use super::PubSub;
 use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::{ConnError, Tuning};
-use crate::drivers::ctx::{ThreadBoard, ThreadFinish};
+use crate::drivers::ctx::{count_batch, ThreadBoard, ThreadFinish};
 use crate::drivers::{Consumed, ConsumerConn, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::stats::{ConsumerStats, Window};
 use std::cell::RefCell;
@@ -185,6 +185,10 @@ impl Subscriber {
         let live = &self.shared.live;
         let clock = self.shared.clock;
         let missing_before = self.out.borrow_mut().stats.missing_now;
+        let (dups_before, late_before) = {
+            let o = self.out.borrow();
+            (o.stats.duplicates, o.stats.out_of_order)
+        };
         let mut fresh = 0;
         let mut now = clock.now_ns();
         let track = self.shared.recovery.get().is_some();
@@ -214,6 +218,11 @@ impl Subscriber {
             }
         }
         live.delivered.fetch_add(fresh, Relaxed);
+        let (dups, late) = {
+            let o = self.out.borrow();
+            (o.stats.duplicates - dups_before, o.stats.out_of_order - late_before)
+        };
+        count_batch(live, &self.window, now, fresh, dups, late);
         let missing_now = self.out.borrow_mut().stats.missing_now;
         if missing_now != missing_before {
             live.lost_so_far.fetch_add(missing_now.wrapping_sub(missing_before), Relaxed);

@@ -7,8 +7,7 @@ use super::conn::{Entry, GroupStart, Streams, StreamsConsumer};
 use crate::chaos::{EventKind, Outage, Planned};
 use crate::clock::Timer;
 use crate::connect::ConnError;
-use crate::drivers::ctx::ThreadBoard;
-use crate::drivers::ctx::ThreadFinish;
+use crate::drivers::ctx::{count_batch, ThreadBoard, ThreadFinish};
 use crate::drivers::{Consumed, ConsumerOutput, Ctx, Notes, StatsCell};
 use crate::scenario::Scenario;
 use crate::stats::Window;
@@ -259,11 +258,17 @@ impl Member {
         let mut ts = self.thread_stats.borrow_mut();
         let ts = ts.as_mut().expect("thread stats exist once started");
         let mut fresh = 0;
+        let (missing, dups, late) = (unit.missing_now, unit.duplicates, unit.out_of_order);
         for e in &self.batch {
             fresh += unit.record(&e.payload, now, &self.window, ts) as u64;
         }
         unit.redelivered += redelivered as u64;
-        self.shared.live.delivered.fetch_add(fresh, Relaxed);
+        let live = &self.shared.live;
+        live.delivered.fetch_add(fresh, Relaxed);
+        count_batch(live, &self.window, now, fresh, unit.duplicates - dups, unit.out_of_order - late);
+        if unit.missing_now != missing {
+            live.lost_so_far.fetch_add(unit.missing_now.wrapping_sub(missing), Relaxed);
+        }
         drop(unit);
         self.shared.seen(self.batch.iter().map(|e| e.key as u32), now);
     }

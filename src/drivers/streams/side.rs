@@ -31,7 +31,8 @@ pub(super) fn start(t: &Streams, shared: &Ctx, window: Window) -> SideTasks {
         return SideTasks::default();
     }
     let so_far = shared.backlog_so_far.clone();
-    let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window, so_far));
+    let live = shared.live.clone();
+    let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window, so_far, live));
     let replay = shared.scenario.replay_at.map(|at| {
         let start = window.start_ns + at.as_nanos() as u64;
         tokio::spawn(replay(t.clone(), shared.clock, shared.finish.clone(), start))
@@ -98,6 +99,7 @@ async fn sample_backlog(
     mut finish: tokio::sync::watch::Receiver<bool>,
     window: Window,
     so_far: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    live: std::sync::Arc<crate::live::Live>,
 ) -> Vec<u64> {
     // One sample per measured second, as the seconds pass.
     let mut samples = Vec::new();
@@ -133,6 +135,8 @@ async fn sample_backlog(
             samples.resize(second, 0);
         }
         samples.push(n);
+        // Live export shows the latest sample.
+        live.meters.backlog.store(n, std::sync::atomic::Ordering::Relaxed);
         second += 1;
         // Once a second, for checkpoints.
         if let Ok(mut so_far) = so_far.lock() {

@@ -10,18 +10,20 @@
 //! | `start` | string | coordinator | the common warmup start, ns since the epoch |
 //! | `measured` | hash | workers | index → its producers' measured messages per channel |
 //! | `results` | list | workers | one [`WorkerResult`] each |
+//! | `live` | hash | workers | index → its live counters ([`Snapshot`]), once a second while it runs |
 //! | `stop` | string | coordinator | present: stop producing (Ctrl-C) |
 //!
 //! Every key expires (a run that dies leaves nothing for long) and the
 //! coordinator deletes them all when it is done.
 
+use crate::meters::Snapshot;
 use crate::swarm::SwarmOutput;
 use redis::aio::MultiplexedConnection;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::time::Duration;
 
 /// Bumped when the key space or the shape of its values changes.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// eventbench's version and the message header's: workers must match the coordinator in both.
 pub fn version() -> String {
@@ -244,6 +246,29 @@ impl Control {
         Ok(Some(sum))
     }
 
+    /// A worker's live counters, replacing its previous ones.
+    pub async fn put_live(&mut self, index: u32, snapshot: &Snapshot) -> R<()> {
+        let key = self.key("live");
+        redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(index)
+            .arg(json(snapshot))
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(self.ttl_s)
+            .ignore()
+            .query_async(&mut self.con)
+            .await
+    }
+
+    /// Every worker's latest live counters (those that have published).
+    pub async fn live(&mut self) -> R<Vec<Snapshot>> {
+        let all: Vec<String> = redis::cmd("HVALS").arg(self.key("live")).query_async(&mut self.con).await?;
+        all.iter().map(|t| parse("live", t)).collect()
+    }
+
     pub async fn publish(&mut self, result: &WorkerResult) -> R<()> {
         self.push("results", json(result)).await.map(drop)
     }
@@ -297,7 +322,7 @@ impl Control {
 
     /// Deletes every key of the run.
     pub async fn delete(&mut self, workers: u32) -> R<()> {
-        let names = ["plan", "workers", "ready", "start", "measured", "results", "stop"];
+        let names = ["plan", "workers", "ready", "start", "measured", "results", "stop", "live"];
         let mut keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
         for i in 0..workers {
             keys.push(self.key(&format!("checkpoint:{i}")));

@@ -307,11 +307,15 @@ async fn run_share(
     let steps = tokio::spawn(follow(ctl.clone(), index, plan.workers, ready_rx, start_tx, measured_rx, all_tx));
     let stop = tokio::spawn(forward_stop(ctl.clone(), live.clone()));
     let meter = tokio::spawn(meter::cpu_over_measured_phase(live.clone()));
-    let out = crate::swarm::run_share(scenario, driver, live, share).await;
+    let publishing = tokio::spawn(publish_live(ctl.clone(), index, live.clone()));
+    let out = crate::swarm::run_share(scenario, driver, live.clone(), share).await;
     forward.abort();
     let cpu = meter::reading(meter).await;
     steps.abort();
     stop.abort();
+    publishing.abort();
+    // The last reading, so that the coordinator's live view ends whole.
+    let _ = tokio::time::timeout(Duration::from_secs(1), ctl.put_live(index, &live.snapshot())).await;
     Ok((out, cpu))
 }
 
@@ -361,6 +365,41 @@ async fn follow(
             Err(_) => return,
         }
     }
+}
+
+/// Once a second, this worker's live counters go to the control Redis, for
+/// the coordinator's live view and export (a worker's own are all there is).
+async fn publish_live(mut ctl: Control, index: u32, live: Arc<Live>) {
+    loop {
+        tokio::time::sleep(LIVE_EVERY).await;
+        live.meters.sample_cpu();
+        let _ = tokio::time::timeout(Duration::from_secs(1), ctl.put_live(index, &live.snapshot())).await;
+    }
+}
+
+/// How often workers publish their live counters and the coordinator reads them.
+const LIVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Shows the workers' live counters, summed, as the coordinator's own (its
+/// swarm is empty): the live view, `--metrics-listen` and `--format jsonl`
+/// read them from there. Runs until the caller stops polling it.
+async fn follow_live(mut ctl: Control, live: &Live) {
+    loop {
+        tokio::time::sleep(LIVE_EVERY).await;
+        show_live(&mut ctl, live).await;
+    }
+}
+
+async fn show_live(ctl: &mut Control, live: &Live) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Ok(all) = ctl.live().await else { return };
+    let mut sum = crate::meters::Snapshot::default();
+    all.iter().for_each(|s| sum.add(s));
+    live.sent.store(sum.sent_total(), Relaxed);
+    live.delivered.store(sum.delivered_total(), Relaxed);
+    live.connected.store(sum.connected, Relaxed);
+    live.lost_so_far.store(sum.missing, Relaxed);
+    live.meters.set(&sum);
 }
 
 /// Stops this worker's swarm when the coordinator asks (its Ctrl-C or SIGTERM).
@@ -467,7 +506,10 @@ pub async fn coordinate(
         tokio::select! {
             waited = steps.wait(Step::Publish, opts.workers, run_wait) => waited?,
             never = collecting => match never {},
+            () = follow_live(ctl.clone(), live) => {}
         }
+        // The workers' last readings: each published one before its result.
+        let _ = tokio::time::timeout(Duration::from_secs(1), show_live(&mut steps.ctl, live)).await;
         let registrations = steps.ctl.registrations().await.map_err(WorkerError::from)?;
         Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), registrations))
     }
