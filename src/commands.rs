@@ -339,10 +339,11 @@ async fn run_one(
     let label = scenario.transport.to_string();
     let progress = show_progress
         .then(|| Progress::start(live.clone(), label, scenario.warmup + scenario.duration, scenario.consumers));
-    let lines = watch.run(&live, &scenario.transport.to_string());
+    let latest = Arc::new(crate::telemetry::Latest::default());
+    let lines = watch.run(&live, &scenario.transport.to_string(), latest.clone());
     let mut take = checkpoints.map(|c| move |report| c.take(report));
     let on_checkpoint = take.as_mut().map(|f| f as &mut dyn FnMut(RunReport));
-    let watched = pipeline::Watch { on_checkpoint, ..Default::default() };
+    let watched = pipeline::Watch { latest, on_checkpoint };
     let finished = pipeline::execute_with(scenario, live, target, mode, |line| eline!("{line}"), watched).await;
     drop(lines);
     drop(progress);

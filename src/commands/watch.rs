@@ -49,8 +49,8 @@ impl Watch {
     }
 
     /// A run starts: export shows it, and with `--format jsonl` a line a second goes to stdout.
-    pub(super) fn run(&self, live: &Arc<Live>, transport: &str) -> Lines {
-        self.board.watch(live.clone(), transport.to_string());
+    pub(super) fn run(&self, live: &Arc<Live>, transport: &str, server: Arc<crate::telemetry::Latest>) -> Lines {
+        self.board.watch(live.clone(), transport.to_string(), server);
         if !self.jsonl && self.serving.is_none() {
             return Lines(None);
         }

@@ -15,7 +15,8 @@ pub mod text;
 
 use crate::live::Live;
 use crate::meters::{Snapshot, BUCKETS, BUCKET_BOUNDS_NS, PHASES};
-use crate::rows::SummaryRow;
+use crate::rows::{ServerRow, SummaryRow};
+use crate::telemetry::Latest;
 use std::sync::{Arc, Mutex};
 
 /// What a metric is, as both formats name it.
@@ -67,6 +68,8 @@ struct Watched {
     live: Arc<Live>,
     transport: String,
     summary: Option<SummaryRow>,
+    /// The server's latest sampled second, per node (server telemetry).
+    server: Arc<Latest>,
 }
 
 /// Loss causes as summary.csv names them (`lost_<cause>`).
@@ -78,8 +81,8 @@ pub const STATES: [&str; 4] = ["warmup", "measure", "drain", "done"];
 
 impl Board {
     /// From now on, export shows this run (`compare` and `capacity` show each run in turn).
-    pub fn watch(&self, live: Arc<Live>, transport: String) {
-        *self.lock() = Some(Watched { live, transport, summary: None });
+    pub fn watch(&self, live: Arc<Live>, transport: String, server: Arc<Latest>) {
+        *self.lock() = Some(Watched { live, transport, summary: None, server });
     }
 
     /// The run ended: its totals are summary.csv's from now on.
@@ -101,7 +104,10 @@ impl Board {
             Some(_) => 3,
             None => phase_of(&w.live),
         };
-        families(&Labels { run_id, transport: w.transport }, &w.live.snapshot(), state, w.summary.as_ref())
+        let labels = Labels { run_id, transport: w.transport };
+        let mut all = families(&labels, &w.live.snapshot(), state, w.summary.as_ref());
+        all.extend(server_families(&labels, &w.server.rows()));
+        all
     }
 }
 
@@ -126,6 +132,71 @@ impl Labels {
         l.extend(more.iter().map(|&(k, v)| (k, v.to_string())));
         l
     }
+}
+
+/// The server's figures (server telemetry), one series per node, from its
+/// latest sampled second. A node not sampled yet, or a figure it did not
+/// give (the node was down, telemetry is off, the transport has no streams),
+/// reads NaN, so that every series exists from the first scrape.
+pub fn server_families(labels: &Labels, rows: &[ServerRow]) -> Vec<Family> {
+    let none = [ServerRow::default()];
+    let rows = if rows.is_empty() { &none[..] } else { rows };
+    type Figure = fn(&ServerRow) -> Option<f64>;
+    let figures: [(&'static str, &'static str, Figure); 10] = [
+        ("eventbench_server_cpu_ratio", "The server's CPU (user + system) over its last second, of one core", |r| {
+            r.server_cpu_pct.map(|p| p / 100.0)
+        }),
+        (
+            "eventbench_server_main_thread_cpu_ratio",
+            "The server's main thread's CPU over its last second, of one core",
+            |r| r.server_main_thread_cpu_pct.map(|p| p / 100.0),
+        ),
+        ("eventbench_server_memory_bytes", "The server's used_memory, bytes", |r| {
+            r.used_memory_bytes.map(|v| v as f64)
+        }),
+        ("eventbench_server_connected_clients", "Clients connected to the server", |r| {
+            r.connected_clients.map(|v| v as f64)
+        }),
+        ("eventbench_server_commands_per_second", "Commands the server processed in its last second", |r| {
+            r.commands_per_s
+        }),
+        ("eventbench_server_pubsub_channels", "Pub/Sub channels with subscribers (classic and sharded)", |r| {
+            match (r.pubsub_channels, r.pubsub_shard_channels) {
+                (None, None) => None,
+                (a, b) => Some((a.unwrap_or(0) + b.unwrap_or(0)) as f64),
+            }
+        }),
+        (
+            "eventbench_server_subscriber_output_buffer_bytes",
+            "Output-buffer memory of the subscribers, summed, bytes",
+            |r| r.subscriber_omem_bytes.map(|v| v as f64),
+        ),
+        ("eventbench_server_stream_length", "Streams: entries in the run's streams on the node", |r| {
+            r.stream_length.map(|v| v as f64)
+        }),
+        ("eventbench_server_group_lag", "Streams: entries the groups have not read yet", |r| {
+            r.group_lag.map(|v| v as f64)
+        }),
+        ("eventbench_server_group_pending", "Streams: entries read but not acknowledged", |r| {
+            r.group_pending.map(|v| v as f64)
+        }),
+    ];
+    figures
+        .iter()
+        .map(|&(name, help, figure)| Family {
+            name,
+            help,
+            kind: Kind::Gauge,
+            unit: None,
+            samples: rows
+                .iter()
+                .map(|r| Sample {
+                    labels: labels.with(&[("node", &r.node.to_string())]),
+                    value: Value::Number(figure(r).unwrap_or(f64::NAN)),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The metric list, declared once for both formats. Live values come from
@@ -343,5 +414,26 @@ mod tests {
             "{om}"
         );
         assert!(om.contains("# UNIT eventbench_latency_seconds seconds\n") && om.ends_with("# EOF\n"), "{om}");
+    }
+
+    #[test]
+    fn server_series_exist_before_the_first_sample_and_follow_each_node() {
+        let labels = Labels { run_id: "r".into(), transport: "streams".into() };
+        let before = server_families(&labels, &[]);
+        assert!(before.iter().all(|f| f.samples.len() == 1), "node 0, not sampled yet");
+        let nan = |f: &Family| matches!(f.samples[0].value, Value::Number(v) if v.is_nan());
+        assert!(before.iter().all(nan));
+        let rows = [
+            ServerRow { node: 0, server_cpu_pct: Some(42.0), group_lag: Some(7), ..ServerRow::default() },
+            ServerRow { node: 1, server_cpu_pct: None, ..ServerRow::default() },
+        ];
+        let after = server_families(&labels, &rows);
+        let cpu = after.iter().find(|f| f.name == "eventbench_server_cpu_ratio").unwrap();
+        assert_eq!(cpu.samples.len(), 2);
+        assert!(matches!(cpu.samples[0].value, Value::Number(v) if v == 0.42));
+        assert!(cpu.samples[1].labels.contains(&("node", "1".to_string())));
+        assert!(matches!(cpu.samples[1].value, Value::Number(v) if v.is_nan()), "a node that was down");
+        let lag = after.iter().find(|f| f.name == "eventbench_server_group_lag").unwrap();
+        assert!(matches!(lag.samples[0].value, Value::Number(v) if v == 7.0));
     }
 }

@@ -197,6 +197,11 @@ fn prometheus_scrapes_a_live_run_and_its_last_scrape_matches_the_files() {
     // The same question over time, as a dashboard asks it.
     let p99_window = q("histogram_quantile(0.99, sum by (le) (increase(eventbench_latency_seconds_bucket[1m])))");
     assert!(p99_window > 0.0 && p99_window <= 10.0, "{p99_window}");
+    // The server's own figures (server telemetry), under the same labels: its clients include the run's.
+    let clients = q("max_over_time(eventbench_server_connected_clients{node=\"0\"}[1m])");
+    assert!(clients >= 2.0, "producer and consumer connected: {clients}");
+    let memory = q("max_over_time(eventbench_server_memory_bytes[1m])");
+    assert!(memory > 100_000.0, "{memory}");
 
     // A Ctrl-C ends the linger at once; the run's exit code stands.
     let asked = Instant::now();
