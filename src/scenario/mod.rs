@@ -319,17 +319,25 @@ impl Scenario {
     /// line) that says otherwise is refused rather than silently replaced.
     pub(crate) fn with_profile_length(self, duration_given: bool) -> Result<Scenario, ScenarioError> {
         let Some(length) = self.rate.length() else { return Ok(self) };
-        if duration_given && self.duration != length {
-            return Err(invalid(
+        if duration_given {
+            self.check_profile_length()?;
+        }
+        Ok(Scenario { duration: length, ..self })
+    }
+
+    /// With a rate profile, the duration must be the sum of its stages.
+    fn check_profile_length(&self) -> Result<(), ScenarioError> {
+        match self.rate.length() {
+            Some(length) if length != self.duration => Err(invalid(
                 "duration",
                 format!(
                     "{} beside a rate profile of {}: the profile's stages set the measured phase; leave duration out",
                     fmt_duration(&self.duration),
                     fmt_duration(&length)
                 ),
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(Scenario { duration: length, ..self })
     }
 
     /// The effective scenario as TOML, credentials masked, ready to be run again.
@@ -360,18 +368,7 @@ impl Scenario {
         }
         self.validate_sizes()?;
         self.rate.check(MAX_RATE, MAX_DURATION).map_err(|m| invalid("rate", m))?;
-        if let Some(length) = self.rate.length() {
-            if length != self.duration {
-                return Err(invalid(
-                    "duration",
-                    format!(
-                        "{} beside a rate profile of {}: the profile's stages set the measured phase; leave --duration out",
-                        fmt_duration(&self.duration),
-                        fmt_duration(&length)
-                    ),
-                ));
-            }
-        }
+        self.check_profile_length()?;
         if self.payload < HEADER_LEN {
             return Err(invalid(
                 "payload",

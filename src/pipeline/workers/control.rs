@@ -216,12 +216,17 @@ impl Control {
     }
 
     pub async fn put_measured(&mut self, index: u32, measured: &[u64]) -> R<()> {
-        let key = self.key("measured");
+        self.put_field("measured", index, json(&measured)).await
+    }
+
+    /// Sets worker `index`'s field of the hash `name`, which expires with the run's other keys.
+    async fn put_field(&mut self, name: &str, index: u32, value: String) -> R<()> {
+        let key = self.key(name);
         redis::pipe()
             .cmd("HSET")
             .arg(&key)
             .arg(index)
-            .arg(json(&measured))
+            .arg(value)
             .ignore()
             .cmd("EXPIRE")
             .arg(&key)
@@ -248,19 +253,7 @@ impl Control {
 
     /// A worker's live counters, replacing its previous ones.
     pub async fn put_live(&mut self, index: u32, snapshot: &Snapshot) -> R<()> {
-        let key = self.key("live");
-        redis::pipe()
-            .cmd("HSET")
-            .arg(&key)
-            .arg(index)
-            .arg(json(snapshot))
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(self.ttl_s)
-            .ignore()
-            .query_async(&mut self.con)
-            .await
+        self.put_field("live", index, json(snapshot)).await
     }
 
     /// Every worker's latest live counters (those that have published).
