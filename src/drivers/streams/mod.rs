@@ -5,6 +5,7 @@
 //! keeps in a stream is never lost for being unread.
 
 pub mod conn;
+pub mod reply;
 mod member;
 pub mod side;
 
