@@ -5,8 +5,8 @@
 //! keeps in a stream is never lost for being unread.
 
 pub mod conn;
-pub mod reply;
 mod member;
+pub mod reply;
 pub mod side;
 
 pub use conn::Streams;

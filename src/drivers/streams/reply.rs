@@ -49,11 +49,7 @@ type Step<T> = Result<T, Stop>;
 /// the index given for the stream's name in `keys`; a stream that is not
 /// there is skipped) and returns the bytes it took, or `None` (and `out` as
 /// it was) if the reply is not complete yet.
-pub fn read_entries(
-    buf: &[u8],
-    keys: &[(usize, String)],
-    out: &mut Vec<Entry>,
-) -> Result<Option<usize>, ReplyError> {
+pub fn read_entries(buf: &[u8], keys: &[(usize, String)], out: &mut Vec<Entry>) -> Result<Option<usize>, ReplyError> {
     let before = out.len();
     let mut at = 0;
     match reply(buf, &mut at, keys, out) {
@@ -308,8 +304,14 @@ mod tests {
 
     #[test]
     fn garbage_is_malformed_not_a_panic() {
-        for bytes in [&b"+OK\r\n"[..], b":3\r\n", b"*1\r\n:1\r\n", b"*1\r\n*2\r\n$4\r\neb:0\r\n+x\r\n", b"*x\r\n", b"$3\r\nabcd\r\n"]
-        {
+        for bytes in [
+            &b"+OK\r\n"[..],
+            b":3\r\n",
+            b"*1\r\n:1\r\n",
+            b"*1\r\n*2\r\n$4\r\neb:0\r\n+x\r\n",
+            b"*x\r\n",
+            b"$3\r\nabcd\r\n",
+        ] {
             let mut out = Vec::new();
             assert!(
                 matches!(read_entries(bytes, &keys(), &mut out), Err(ReplyError::Malformed(_))),
