@@ -72,8 +72,11 @@ perf_setup() {
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get install -y -qq time >/dev/null
     fi
-    cargo build --release --quiet
-    EVENTBENCH="$PWD/target/release/eventbench"
+    # EVENTBENCH=path measures that binary instead (a build of another commit).
+    if [ -z "${EVENTBENCH:-}" ]; then
+        cargo build --release --quiet
+        EVENTBENCH="$PWD/target/release/eventbench"
+    fi
     REPS=${REPS:-3}
     WORK=$(mktemp -d)
     start_redis

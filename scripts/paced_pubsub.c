@@ -6,7 +6,8 @@
  * With a fifth argument `ping` it sends PING at the same pace instead and
  * times each round trip on one connection: the one-hop path of
  * redis-benchmark's PING, but with the idle gaps of a paced client.
- * Usage: paced_pubsub PORT RATE COUNT PAYLOAD_BYTES [ping]; prints the p50 in µs. */
+ * Usage: paced_pubsub PORT RATE COUNT PAYLOAD_BYTES [ping]; prints the p50 in µs
+ * (and the p99 after it, for Pub/Sub, when PACED_P99 is set: efficiency.sh). */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -99,6 +100,9 @@ int main(int argc, char **argv) {
     }
     pthread_join(reader, NULL);
     qsort(latency, count, sizeof *latency, by_value);
-    printf("%.1f\n", latency[count / 2] / 1e3);
+    if (getenv("PACED_P99"))
+        printf("%.1f %.1f\n", latency[count / 2] / 1e3, latency[(long long)count * 99 / 100] / 1e3);
+    else
+        printf("%.1f\n", latency[count / 2] / 1e3);
     return 0;
 }

@@ -31,6 +31,14 @@ pub struct Batch {
     pub now_ns: u64,
 }
 
+/// What a pacer does next (see `Pacer::poll_batch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Release(Batch),
+    Sleep { until_ns: u64, spin: bool },
+    Ended,
+}
+
 /// Produces the intended send times of one producer's messages.
 #[derive(Debug, Clone)]
 pub struct Pacer {
@@ -39,6 +47,10 @@ pub struct Pacer {
     /// Messages whose deadline is at or after this are not sent.
     end_ns: u64,
     next: u64,
+    /// Least time between two releases (see [`Pacer::coalescing`]); 0: none.
+    coalesce_ns: u64,
+    /// When the last batch was released, ns since the epoch.
+    released_ns: Option<u64>,
 }
 
 /// A piece of the schedule over which the rate holds or changes linearly.
@@ -98,7 +110,20 @@ impl Pacer {
     pub fn new(start_ns: u64, end_ns: u64, rate: f64) -> Pacer {
         let segments =
             if rate > 0.0 { vec![Segment::new(start_ns, 0.0, f64::INFINITY, rate, rate)] } else { Vec::new() };
-        Pacer { segments, end_ns, next: 0 }
+        Pacer { segments, end_ns, next: 0, coalesce_ns: 0, released_ns: None }
+    }
+
+    /// Releases a batch at most once every `window_ns`: what falls due in
+    /// between waits for the next release and goes out with it, in one write.
+    /// A wake-up costs tens of microseconds of CPU (timer, scheduler, the
+    /// write, and the reply and delivery it sets off), so a producer that woke
+    /// for every message of a short period spent a core on waking up. Every
+    /// message keeps its deadline: what the wait adds (less than the window
+    /// and the timer's own lateness) counts in its latency, honestly. A
+    /// period longer than the window is paced message by message, as before.
+    pub fn coalescing(mut self, window_ns: u64) -> Pacer {
+        self.coalesce_ns = window_ns;
+        self
     }
 
     /// One producer's share of `rate` among `producers`: the warmup from
@@ -134,7 +159,7 @@ impl Pacer {
             push(at, len_ns, s.from, s.to);
             at = at.saturating_add(len_ns);
         }
-        Pacer { segments, end_ns, next: 0 }
+        Pacer { segments, end_ns, next: 0, coalesce_ns: 0, released_ns: None }
     }
 
     /// The intended send time of message `i`, or `None` if the rate is unlimited
@@ -209,18 +234,38 @@ impl Pacer {
     /// `None` once the schedule has ended.
     pub async fn next_batch(&mut self, timer: &mut Timer, max: u64) -> Option<Batch> {
         loop {
-            let now_ns = timer.clock().now_ns();
-            if self.finished(now_ns) {
-                return None;
+            match self.poll_batch(timer.clock().now_ns(), max) {
+                Step::Release(batch) => return Some(batch),
+                Step::Ended => return None,
+                Step::Sleep { until_ns, spin: true } => timer.sleep_until_ns(until_ns).await,
+                // The end of a window: no message is due at that instant, so
+                // spinning to meet it precisely would buy nothing.
+                Step::Sleep { until_ns, spin: false } => timer.sleep_until_ns_unspun(until_ns).await,
             }
-            let count = self.due_at(now_ns, max);
-            if count > 0 {
-                let batch = Batch { first: self.next, count, now_ns };
-                self.next += count;
-                return Some(batch);
-            }
-            let wake = self.deadline_ns(self.next).expect("limited rate has deadlines");
-            timer.sleep_until_ns(wake).await;
+        }
+    }
+
+    /// What to do at `now_ns`: release a batch (up to `max` messages), or
+    /// sleep until when (spinning the last stretch if a message's own deadline
+    /// is that moment), or nothing, the schedule has ended.
+    fn poll_batch(&mut self, now_ns: u64, max: u64) -> Step {
+        if self.finished(now_ns) {
+            return Step::Ended;
+        }
+        let count = self.due_at(now_ns, max);
+        // Not before the window since the last release is over, unless a batch is full.
+        let window_end = self.released_ns.map_or(0, |r| r.saturating_add(self.coalesce_ns));
+        if count > 0 && (now_ns >= window_end || count == max) {
+            let batch = Batch { first: self.next, count, now_ns };
+            self.next += count;
+            self.released_ns = Some(now_ns);
+            return Step::Release(batch);
+        }
+        let due = self.deadline_ns(self.next).expect("limited rate has deadlines");
+        if window_end > due {
+            Step::Sleep { until_ns: window_end, spin: false }
+        } else {
+            Step::Sleep { until_ns: due, spin: true }
         }
     }
 
@@ -398,6 +443,68 @@ mod tests {
         assert_eq!(p.due_at(999_999_999, u64::MAX), 0);
         assert_eq!(p.deadline_ns(0), Some(1_000_000_000));
         assert_eq!(p.due_at(1_000_000_000, u64::MAX), 1);
+    }
+
+    /// Runs a schedule on a virtual clock: each sleep ends `late_ns` after
+    /// its target. Every release as (time, first, count), and the sleeps that spun.
+    fn simulate(mut p: Pacer, max: u64, late_ns: u64) -> (Vec<Batch>, u64) {
+        let (mut now, mut batches, mut spun) = (0, Vec::new(), 0);
+        loop {
+            match p.poll_batch(now, max) {
+                Step::Release(b) => batches.push(b),
+                Step::Sleep { until_ns, spin } => {
+                    assert!(until_ns > now, "a sleep into the past at {now}");
+                    spun += spin as u64;
+                    now = until_ns + if spin { 0 } else { late_ns };
+                }
+                Step::Ended => return (batches, spun),
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_period_is_released_once_a_window_never_early_never_dropped() {
+        // 100,000/s for 1 s in windows of 50 µs: batches of about 5, each message
+        // released after its deadline and within the window (plus the timer's lateness).
+        for late in [0, 20_000] {
+            let p = Pacer::new(0, 1_000_000_000, 100_000.0).coalescing(50_000);
+            let (batches, spun) = simulate(p.clone(), 1024, late);
+            assert_eq!(spun, 0, "{late}: every sleep ends a window, none spins");
+            let mut next = 0;
+            for b in &batches {
+                assert_eq!(b.first, next, "consecutive");
+                next += b.count;
+                for i in b.first..b.first + b.count {
+                    let d = p.deadline_ns(i).unwrap();
+                    assert!(
+                        d <= b.now_ns && b.now_ns < d + 50_000 + late,
+                        "{late}: message {i} due {d} released {}",
+                        b.now_ns
+                    );
+                }
+            }
+            assert_eq!(next, 100_000, "{late}: the rate is exact");
+            assert!(batches.windows(2).all(|w| w[1].now_ns - w[0].now_ns >= 50_000), "{late}: one release a window");
+            let wakes = batches.len() as f64;
+            let most = 1e9 / (50_000 + late) as f64;
+            assert!(wakes <= most + 2.0 && wakes >= most * 0.9, "{late}: {wakes} releases, about {most}");
+        }
+    }
+
+    #[test]
+    fn a_long_period_is_paced_message_by_message_and_a_full_batch_waits_for_nothing() {
+        let p = Pacer::new(0, 1_000_000_000, 1_000.0).coalescing(50_000);
+        let (batches, spun) = simulate(p.clone(), 1024, 30_000);
+        assert_eq!(batches.len(), 1000);
+        assert_eq!(spun, 999, "each deadline but the first is slept to, with a spin");
+        for b in &batches {
+            assert_eq!((b.count, Some(b.now_ns)), (1, p.deadline_ns(b.first)), "on the deadline, alone");
+        }
+        // 10,000,000/s: 500 messages a window, past the batch limit of 64: no waiting.
+        let p = Pacer::new(0, 1_000_000, 1e7).coalescing(50_000);
+        let (batches, _) = simulate(p, 64, 0);
+        assert_eq!(batches.iter().map(|b| b.count).sum::<u64>(), 10_000);
+        assert!(batches.iter().filter(|b| b.count == 64).count() >= 150, "full batches go at once");
     }
 
     #[test]

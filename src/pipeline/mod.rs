@@ -98,9 +98,12 @@ pub fn target_for(scenario: &Scenario) -> Result<Target> {
     Ok(Target::for_scenario(scenario, connections(scenario))?)
 }
 
-/// About how many connections (open files) a run in one process needs: producers twice, consumers, some to spare.
+/// About how many connections (open files) a run in one process needs:
+/// producers twice, consumers (Streams consumers twice: their reads on a
+/// connection of their own beside the redis crate's), some to spare.
 pub fn connections(scenario: &Scenario) -> u64 {
-    scenario.producers as u64 * 2 + scenario.consumers as u64 + 64
+    let per_consumer = if scenario.transport == crate::scenario::TransportKind::Streams { 2 } else { 1 };
+    scenario.producers as u64 * 2 + scenario.consumers as u64 * per_consumer + 64
 }
 
 /// How far behind the moment it is taken a checkpoint cuts the measured

@@ -21,6 +21,7 @@ mod capacity;
 mod cli;
 mod cluster;
 mod drivers;
+mod efficiency;
 mod export;
 mod failures;
 mod foreign;

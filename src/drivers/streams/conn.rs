@@ -1,10 +1,11 @@
 //! Redis Streams: producers XADD through the same pipelined writer as PUBLISH;
 //! consumers read with XREADGROUP (COUNT, BLOCK), acknowledge with XACK in
 //! batches, and take over idle entries of crashed group members with
-//! XAUTOCLAIM. Consumers use the redis crate: replies are nested arrays, and
-//! Streams are not on the Pub/Sub fast path this harness is measured by.
+//! XAUTOCLAIM. On one server a consumer reads and acknowledges on a raw
+//! connection, its replies read in place (`reply`); group creation and
+//! claims, and everything on a cluster, go through the redis crate.
 
-use crate::connect::{resp, ConnError, Endpoint};
+use crate::connect::{resp, Conn, ConnError, Endpoint};
 use crate::drivers::producer::Producer;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
@@ -129,6 +130,14 @@ impl Streams {
                 lane.ctl = Some(connect(&lane.client, self.endpoint.connect_timeout).await?);
             }
         }
+        let lean = match single {
+            true => {
+                let conn = self.endpoint.connect().await?;
+                let lean = Lean { conn: Some(conn), out: Vec::new(), acks_queued: 0, acked: 0, owed: Owed::default() };
+                Some(std::sync::Mutex::new(lean))
+            }
+            false => None,
+        };
         Ok(StreamsConsumer {
             lanes: std::sync::Mutex::new(lanes),
             group: group.into(),
@@ -136,6 +145,7 @@ impl Streams {
             count: self.batch,
             connect_timeout: self.endpoint.connect_timeout,
             single,
+            lean,
         })
     }
 }
@@ -225,6 +235,70 @@ pub struct StreamsConsumer {
     /// every node's streams are a lane of their own, even when only one node has
     /// any: a lane follows its streams when their slot moves.
     single: bool,
+    /// Not a cluster: the reads and acknowledgements, on a raw connection of
+    /// their own, parsed in place (`reply`); the crate's connection keeps the
+    /// rest (groups, claims).
+    lean: Option<std::sync::Mutex<Lean>>,
+}
+
+/// A single server's XREADGROUP and XACK, pipelined on a raw connection: the
+/// acknowledgements of a batch go out in the same write as the next read.
+struct Lean {
+    /// `None` once it failed (the member then connects again, whole).
+    conn: Option<Conn>,
+    /// XACK commands waiting for the next read, and then that read.
+    out: Vec<u8>,
+    /// How many XACK commands `out` holds.
+    acks_queued: usize,
+    /// Entries Redis acknowledged in replies read so far, not yet taken.
+    acked: u64,
+    /// Replies still due to an exchange that was cancelled (a fault's
+    /// schedule, the end of the run): read and put aside by the next one.
+    owed: Owed,
+}
+
+/// Replies a raw connection still has to read, in this order.
+#[derive(Debug, Default, Clone, Copy)]
+struct Owed {
+    /// XACK replies, counted when they come.
+    acks: usize,
+    /// XREADGROUP replies: those owed from a cancelled exchange are dropped
+    /// (their entries wait in the member's pending list, as when the crate's
+    /// connection drops the reply to a cancelled request); the last one is the
+    /// current read's.
+    reads: usize,
+}
+
+/// The raw connection while an exchange runs: if the exchange is cancelled,
+/// it goes back with the replies it still owes.
+struct Exchange<'a> {
+    lean: &'a std::sync::Mutex<Lean>,
+    conn: Option<Conn>,
+    owed: Owed,
+    /// Whether the whole command was written (else the connection is unusable).
+    sent: bool,
+}
+
+impl Drop for Exchange<'_> {
+    fn drop(&mut self) {
+        if let (Some(conn), true) = (self.conn.take(), self.sent) {
+            let mut l = self.lean.lock().unwrap_or_else(|p| p.into_inner());
+            (l.conn, l.owed) = (Some(conn), self.owed);
+        }
+    }
+}
+
+/// Appends one bulk-string argument, without allocating.
+fn push_arg(out: &mut Vec<u8>, arg: &[u8]) {
+    use std::io::Write;
+    let _ = write!(out, "${}\r\n", arg.len());
+    out.extend_from_slice(arg);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_array(out: &mut Vec<u8>, len: usize) {
+    use std::io::Write;
+    let _ = write!(out, "*{len}\r\n");
 }
 
 /// XREADGROUP on one node as `member` (group, consumer): own pending entries
@@ -309,6 +383,9 @@ impl StreamsConsumer {
     /// XREADGROUP: this consumer's own pending entries (`own_pending`, ID 0),
     /// or new ones (`>`, waiting up to `block`). Appends to `out`.
     pub async fn read(&self, own_pending: bool, block: Duration, out: &mut Vec<Entry>) -> Result<(), ConnError> {
+        if let Some(lean) = &self.lean {
+            return self.lean_read(lean, own_pending, block, out).await;
+        }
         let single = {
             let lanes = self.lanes();
             match lanes.as_slice() {
@@ -419,6 +496,131 @@ impl StreamsConsumer {
         }
     }
 
+    /// [`StreamsConsumer::read`] on the raw connection: the queued XACKs and
+    /// the XREADGROUP in one write, their replies read in place.
+    async fn lean_read(
+        &self,
+        lean: &std::sync::Mutex<Lean>,
+        own_pending: bool,
+        block: Duration,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), ConnError> {
+        let lock = || lean.lock().unwrap_or_else(|p| p.into_inner());
+        let keys = self.lanes()[0].keys.clone();
+        let (conn, mut cmd, queued, owed) = {
+            let mut l = lock();
+            (l.conn.take(), std::mem::take(&mut l.out), std::mem::take(&mut l.acks_queued), l.owed)
+        };
+        let conn = conn.ok_or(ConnError::Closed)?;
+        let ms = block.as_millis().max(1).to_string();
+        let count = self.count.to_string();
+        let blocking = if own_pending { 0 } else { 2 };
+        push_array(&mut cmd, 6 + blocking + 1 + 2 * keys.len());
+        for arg in
+            [&b"XREADGROUP"[..], b"GROUP", self.group.as_bytes(), self.name.as_bytes(), b"COUNT", count.as_bytes()]
+        {
+            push_arg(&mut cmd, arg);
+        }
+        if !own_pending {
+            push_arg(&mut cmd, b"BLOCK");
+            push_arg(&mut cmd, ms.as_bytes());
+        }
+        push_arg(&mut cmd, b"STREAMS");
+        for (_, key) in keys.iter() {
+            push_arg(&mut cmd, key.as_bytes());
+        }
+        for _ in keys.iter() {
+            push_arg(&mut cmd, if own_pending { b"0" } else { b">" });
+        }
+        // Owed replies come first: a cancelled exchange's acks, its read, then
+        // this one's. Acks owed from before are all answered before its read.
+        let mut x = Exchange {
+            lean,
+            conn: Some(conn),
+            owed: Owed { acks: owed.acks + queued, reads: owed.reads + 1 },
+            sent: false,
+        };
+        let mut acks_first = owed.acks;
+        let exchange = async {
+            let conn = x.conn.as_mut().expect("taken above");
+            conn.send(&cmd).await?;
+            x.sent = true;
+            let mut acked = 0u64;
+            let mut scratch = Vec::new();
+            loop {
+                // The acks due before the next read reply.
+                let due = if x.owed.reads > 1 { acks_first } else { x.owed.acks };
+                let mut read_acks = 0;
+                while read_acks < due {
+                    if let Some((n, used)) = resp::integer(conn.pending()) {
+                        acked += n.max(0) as u64;
+                        read_acks += 1;
+                        conn.consume(used);
+                        continue;
+                    }
+                    let used = match resp::parse(conn.pending())? {
+                        None => break,
+                        Some((resp::Frame::Atom(resp::Atom::Error(e)), _)) => {
+                            return Err(ConnError::Refused { what: "XACK", message: String::from_utf8_lossy(e).into() })
+                        }
+                        Some((_, used)) => used,
+                    };
+                    read_acks += 1;
+                    conn.consume(used);
+                }
+                x.owed.acks -= read_acks;
+                if x.owed.reads > 1 {
+                    acks_first -= read_acks;
+                }
+                if read_acks == due {
+                    let last = x.owed.reads == 1;
+                    let into = if last { &mut *out } else { &mut scratch };
+                    match super::reply::read_entries(conn.pending(), &keys, into) {
+                        Ok(Some(used)) => {
+                            conn.consume(used);
+                            x.owed.reads -= 1;
+                            scratch.clear();
+                            if last {
+                                return Ok(acked);
+                            }
+                            // The cancelled exchange's acks were all before it; this one's come next.
+                            acks_first = 0;
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(super::reply::ReplyError::Refused(message)) => {
+                            return Err(ConnError::Refused { what: "XREADGROUP", message })
+                        }
+                        Err(super::reply::ReplyError::Malformed(e)) => return Err(e.into()),
+                    }
+                }
+                conn.fill().await?;
+            }
+        };
+        // The redis crate's connections give up after RESPONSE_TIMEOUT; so does this one.
+        let result = match tokio::time::timeout(RESPONSE_TIMEOUT, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnError::Stalled { what: "XREADGROUP", secs: RESPONSE_TIMEOUT.as_secs_f64() }),
+        };
+        cmd.clear();
+        let conn = x.conn.take();
+        let mut l = lock();
+        if l.out.is_empty() {
+            // The buffer back, unless acknowledgements were queued meanwhile.
+            l.out = cmd;
+        }
+        let acked = result?;
+        l.acked += acked;
+        (l.conn, l.owed) = (conn, Owed::default());
+        Ok(())
+    }
+
+    /// What Redis acknowledged on the raw connection and was not yet counted
+    /// (the replies to the last batch's XACKs come with the next read).
+    pub fn take_acked(&self) -> u64 {
+        self.lean.as_ref().map_or(0, |l| std::mem::take(&mut l.lock().unwrap_or_else(|p| p.into_inner()).acked))
+    }
+
     fn lane_failed(&self, i: usize, e: &ConnError) {
         self.lanes()[i].failed(e);
     }
@@ -489,6 +691,27 @@ impl StreamsConsumer {
     /// returns how many Redis acknowledged. On a cluster, what a node that is
     /// down could not acknowledge stays pending, and comes back with the node.
     pub async fn ack(&self, entries: &[Entry]) -> Result<u64, ConnError> {
+        if let Some(lean) = &self.lean {
+            // Queued for the next read's write; what earlier ones acknowledged is counted now.
+            let mut l = lean.lock().unwrap_or_else(|p| p.into_inner());
+            let keys = self.lanes()[0].keys.clone();
+            let l = &mut *l;
+            for (key, name) in keys.iter() {
+                let ids = entries.iter().filter(|e| e.key == *key).count();
+                if ids == 0 {
+                    continue;
+                }
+                push_array(&mut l.out, 3 + ids);
+                push_arg(&mut l.out, b"XACK");
+                push_arg(&mut l.out, name.as_bytes());
+                push_arg(&mut l.out, self.group.as_bytes());
+                for e in entries.iter().filter(|e| e.key == *key) {
+                    push_arg(&mut l.out, &e.id);
+                }
+                l.acks_queued += 1;
+            }
+            return Ok(std::mem::take(&mut l.acked));
+        }
         if entries.is_empty() {
             return Ok(0);
         }

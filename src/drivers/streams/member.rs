@@ -206,7 +206,12 @@ impl Member {
                     // Acknowledged together with the next read, on the same connection.
                     std::mem::swap(&mut self.batch, &mut self.to_ack);
                 }
-                _ = finish.wait_for(|f| *f) => return Ok(()),
+                _ = finish.wait_for(|f| *f) => {
+                    // The replies to the last acknowledgements came with the last read.
+                    let acked = conn.as_ref().map_or(0, |c| c.take_acked());
+                    self.shared.units[self.unit].lock().expect("unit lock").acked += acked;
+                    return Ok(());
+                }
             }
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod conn;
 mod member;
+pub mod reply;
 pub mod side;
 
 pub use conn::Streams;
