@@ -577,18 +577,22 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
             };
             let Some(b) = batch else { break };
             let mut measured_in_batch = 0;
-            for i in b.first..b.first + b.count {
-                let intended_ns = pacer.deadline_ns(i).unwrap_or(b.now_ns);
-                let channel = ((i + id as u64) % channels) as u32;
-                let seq = &mut next_seq[channel as usize];
-                let h = Header { producer: id, channel, seq: *seq, intended_ns, sent_ns: b.now_ns };
-                *seq += 1;
-                conn.queue(channel, &h);
-                stats.borrow_mut().record(&h, &window);
-                if window.second_of(intended_ns).is_some() {
-                    measured_in_batch += 1;
-                    let (first, _) = measured.get_or_insert((i, i));
-                    measured = Some((*first, i + 1));
+            // One borrow per batch: nothing in the loop awaits, so a checkpoint's copy (taken between polls) never meets it.
+            {
+                let mut st = stats.borrow_mut();
+                for i in b.first..b.first + b.count {
+                    let intended_ns = pacer.deadline_ns(i).unwrap_or(b.now_ns);
+                    let channel = ((i + id as u64) % channels) as u32;
+                    let seq = &mut next_seq[channel as usize];
+                    let h = Header { producer: id, channel, seq: *seq, intended_ns, sent_ns: b.now_ns };
+                    *seq += 1;
+                    conn.queue(channel, &h);
+                    st.record(&h, &window);
+                    if window.second_of(intended_ns).is_some() {
+                        measured_in_batch += 1;
+                        let (first, _) = measured.get_or_insert((i, i));
+                        measured = Some((*first, i + 1));
+                    }
                 }
             }
             if let Some((first, end)) = measured {
