@@ -10,17 +10,30 @@ use crate::results::RunReport;
 use crate::stats::SecondStats;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Writes `bytes` to `path` via a temporary file in the same directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes).map_err(Into::into))
+}
+
+/// Writes `path` via a temporary file in the same directory, from what
+/// `fill` writes into it (buffered): a file as long as a soak's is streamed
+/// to disk, never held in memory whole.
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".eventbench-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        fill(&mut w)
+            .and_then(|()| w.flush().map_err(Into::into))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     // Temporary files are private (0600); results are meant to be shared and opened in a browser.
     use std::os::unix::fs::PermissionsExt;
     tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).ok();
@@ -32,15 +45,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Serializes `rows` as CSV (header from the struct's field names) into `path`.
 /// A file with no rows still gets its header, so readers see its columns.
 pub fn write_csv<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    for row in rows {
-        w.serialize(row)?;
-    }
-    let mut bytes = w.into_inner().context("csv buffer")?;
-    if rows.is_empty() {
-        bytes = format!("{}\n", crate::rows::columns(&T::default()).join(",")).into_bytes();
-    }
-    write_atomic(path, &bytes)
+    write_atomic_with(path, |out| {
+        if rows.is_empty() {
+            writeln!(out, "{}", crate::rows::columns(&T::default()).join(","))?;
+            return Ok(());
+        }
+        let mut w = csv::Writer::from_writer(out);
+        for row in rows {
+            w.serialize(row)?;
+        }
+        w.flush()?;
+        Ok(())
+    })
 }
 
 /// The default run directory: `results/<name>-<UTC timestamp>`, with a
@@ -75,9 +91,10 @@ pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
     let window = &report.window;
     let measured = Duration::from_nanos(window.end_ns - window.start_ns);
     let start = report.epoch.map(|t| t + Duration::from_nanos(window.start_ns));
-    let log = hlog::encode(report.per_second.iter().map(SecondStats::histogram), measured, start, &report.run_id)
-        .context("encoding latency.hlog")?;
-    write_atomic(&dir.join("latency.hlog"), &log)?;
+    write_atomic_with(&dir.join("latency.hlog"), |w| {
+        let seconds = report.per_second.iter().map(SecondStats::histogram);
+        hlog::encode(seconds, measured, start, &report.run_id, w).context("encoding latency.hlog")
+    })?;
     Ok(())
 }
 

@@ -63,15 +63,17 @@ impl HdrLog {
     }
 }
 
-/// Encodes one histogram per second; the last interval is cut at
-/// `measured`. `start` is the wall-clock start of the measured phase.
+/// Encodes one histogram per second into `out`; the last interval is cut
+/// at `measured`. `start` is the wall-clock start of the measured phase.
+/// Each second is written as it comes: a soak's log (about 2.5 KB a second
+/// at 20,000 msg/s, 4.5 MB for 30 minutes) never sits in memory whole.
 pub fn encode(
     per_second: impl IntoIterator<Item = Histogram<u64>>,
     measured: Duration,
     start: Option<SystemTime>,
     run_id: &str,
-) -> Result<Vec<u8>, HlogError> {
-    let mut out = Vec::new();
+    mut out: impl std::io::Write,
+) -> Result<(), HlogError> {
     let mut header = IntervalLogWriterBuilder::new();
     header
         .add_comment(&format!("eventbench {} run {run_id}", env!("CARGO_PKG_VERSION")))
@@ -91,7 +93,7 @@ pub fn encode(
         log.write_histogram(&h, from, length, None).map_err(|e| encode_error(s, e))?;
     }
     drop(log);
-    Ok(out)
+    out.flush().map_err(|e| encode_error(0, e))
 }
 
 fn encode_error(index: usize, e: impl std::fmt::Display) -> HlogError {
@@ -100,44 +102,79 @@ fn encode_error(index: usize, e: impl std::fmt::Display) -> HlogError {
 
 /// Decodes an interval log (any V2 log, compressed or not; tags are ignored).
 pub fn decode(bytes: &[u8]) -> Result<HdrLog, HlogError> {
-    use base64::Engine;
-    let mut start = None;
-    let mut base = None;
-    let mut intervals = Vec::new();
-    let mut merged = crate::stats::latency_histogram();
-    let mut deserializer = Deserializer::new();
-    for entry in IntervalLogIterator::new(bytes) {
-        match entry.map_err(|e| match e {
-            hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } => {
-                HlogError::Parse { offset }
-            }
-        })? {
-            LogEntry::StartTime(t) => start = Some(t),
-            LogEntry::BaseTime(t) => base = Some(t),
+    decode_from(bytes)
+}
+
+/// Decodes an interval log read line by line from `input`: one line in
+/// memory at a time, however long the run (see [`encode`]).
+pub fn decode_from(mut input: impl std::io::BufRead) -> Result<HdrLog, HlogError> {
+    let mut log = Decoding {
+        start: None,
+        base: None,
+        intervals: Vec::new(),
+        merged: crate::stats::latency_histogram(),
+        deserializer: Deserializer::new(),
+    };
+    let mut line = Vec::new();
+    let mut at = 0;
+    loop {
+        line.clear();
+        let read = input.read_until(b'\n', &mut line).map_err(|_| HlogError::Parse { offset: at })?;
+        if read == 0 {
+            break;
+        }
+        // Each line of the format stands alone: a comment, a header or an interval.
+        for entry in IntervalLogIterator::new(&line) {
+            log.entry(entry.map_err(|e| match e {
+                hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } => {
+                    HlogError::Parse { offset: at + offset }
+                }
+            })?)?;
+        }
+        at += read;
+    }
+    let start = log.start.or(log.base).map(|t| SystemTime::UNIX_EPOCH + t);
+    Ok(HdrLog { start, intervals: log.intervals, merged: log.merged })
+}
+
+/// What [`decode_from`] has read so far.
+struct Decoding {
+    start: Option<Duration>,
+    base: Option<Duration>,
+    intervals: Vec<Interval>,
+    merged: Histogram<u64>,
+    deserializer: Deserializer,
+}
+
+impl Decoding {
+    fn entry(&mut self, entry: LogEntry) -> Result<(), HlogError> {
+        use base64::Engine;
+        match entry {
+            LogEntry::StartTime(t) => self.start = Some(t),
+            LogEntry::BaseTime(t) => self.base = Some(t),
             LogEntry::Interval(i) => {
-                let index = intervals.len();
+                let index = self.intervals.len();
                 let bad = |message: String| HlogError::Histogram { index, message };
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(i.encoded_histogram())
                     .map_err(|e| bad(format!("bad base64: {e}")))?;
                 let histogram: Histogram<u64> =
-                    deserializer.deserialize(&mut raw.as_slice()).map_err(|e| bad(format!("{e:?}")))?;
+                    self.deserializer.deserialize(&mut raw.as_slice()).map_err(|e| bad(format!("{e:?}")))?;
                 // Without BaseTime, timestamps are absolute: count from StartTime.
-                let offset = match (base, start) {
+                let offset = match (self.base, self.start) {
                     (Some(_), _) | (None, None) => Duration::ZERO,
                     (None, Some(s)) => s,
                 };
-                intervals.push(Interval {
+                self.intervals.push(Interval {
                     start_s: i.start_timestamp().saturating_sub(offset).as_secs_f64(),
                     length_s: i.duration().as_secs_f64(),
                     count: histogram.len(),
                 });
-                merged.add(&histogram).map_err(|e| bad(format!("{e:?}")))?;
+                self.merged.add(&histogram).map_err(|e| bad(format!("{e:?}")))?;
             }
         }
+        Ok(())
     }
-    let start = start.or(base).map(|t| SystemTime::UNIX_EPOCH + t);
-    Ok(HdrLog { start, intervals, merged })
 }
 
 #[cfg(test)]
@@ -156,7 +193,8 @@ mod tests {
     fn round_trips_counts_timestamps_and_start() {
         let seconds = vec![second(&[100_000, 250_000]), second(&[]), second(&[5_000_000_000])];
         let start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_178_695_250);
-        let bytes = encode(seconds.clone(), Duration::from_millis(2500), Some(start), "t-1").unwrap();
+        let mut bytes = Vec::new();
+        encode(seconds.clone(), Duration::from_millis(2500), Some(start), "t-1", &mut bytes).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.contains("#[StartTime: 1764178695.250"), "{text}");
         assert!(text.contains("\n2.000,0.500,5003."), "last interval is cut, max in ms: {text}");

@@ -10,6 +10,8 @@ use std::fmt::Write;
 
 /// Consumers shown in the page's table; `consumers.csv` has them all.
 const CONSUMER_ROWS: usize = 100;
+/// Most rows of the per-second table: past that, only the seconds that had a loss or consumers away.
+const MOST_ROWS: usize = 600;
 
 const STYLE: &str = r#"
 :root { --ink: #1d2330; --muted: #5b6474; --line: #dde1e8; --bad: #c62828; --good: #2e7d32; --accent: #1f77b4; }
@@ -456,9 +458,22 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
         "<h2 id=\"per-second\">Per second</h2>\n<details><summary>Show the table of timeseries.csv</summary>\n",
     );
     let header = columns(&crate::rows::TimeseriesRow::default());
-    table(&mut out, &header, &cells(&run.timeseries), |i| {
-        run.timeseries[i].lost > 0 || run.timeseries[i].connected_consumers < s.consumers
-    });
+    let marked = |t: &crate::rows::TimeseriesRow| t.lost > 0 || t.connected_consumers < s.consumers;
+    if run.timeseries.len() <= MOST_ROWS {
+        table(&mut out, &header, &cells(&run.timeseries), |i| marked(&run.timeseries[i]));
+    } else {
+        // A soak's seconds would make a page of megabytes (and take as much to build).
+        let picked: Vec<_> = run.timeseries.iter().filter(|t| marked(t)).take(MOST_ROWS).collect();
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">{} seconds are more than a page shows: here {}the {} with loss or consumers \
+             away; <code>timeseries.csv</code> has every second.</p>",
+            thousands(run.timeseries.len() as u64),
+            if picked.len() == MOST_ROWS { "the first " } else { "" },
+            thousands(picked.len() as u64),
+        );
+        table(&mut out, &header, &cells(&picked), |_| true);
+    }
     out.push_str("</details>\n");
 
     let _ = writeln!(
@@ -598,6 +613,20 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_soaks_page_shows_the_seconds_that_matter_not_every_second() {
+        let page = |n| {
+            let mut run = RunData::for_tests(crate::report::plots::tests::seconds(n));
+            run.summary.consumers = 1;
+            run_page(&run, "<svg></svg>", "<svg></svg>")
+        };
+        let (ten_minutes, ten_hours) = (page(600), page(36_000));
+        assert!(ten_minutes.matches("<tr").count() > 600 && !ten_minutes.contains("more than a page shows"));
+        assert!(ten_hours.contains("36,000 seconds are more than a page shows: here the 1 with loss"), "{ten_hours}");
+        assert_eq!(ten_hours.matches("<tr class=\"loss\">").count(), 1, "second 1,234 alone");
+        assert!(ten_hours.len() < ten_minutes.len(), "{} bytes against {}", ten_hours.len(), ten_minutes.len());
+    }
 
     #[test]
     fn text_helpers() {

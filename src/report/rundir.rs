@@ -77,8 +77,9 @@ impl RunData {
         let description = table.get("description").and_then(|d| d.as_str()).map(str::to_owned);
 
         let hlog_path = dir.join("latency.hlog");
-        let bytes = std::fs::read(&hlog_path).map_err(|e| missing(&hlog_path, e))?;
-        let hlog = hlog::decode(&bytes).map_err(|e| malformed(&hlog_path, e))?;
+        // Read line by line: a soak's log is megabytes.
+        let file = std::fs::File::open(&hlog_path).map_err(|e| missing(&hlog_path, e))?;
+        let hlog = hlog::decode_from(std::io::BufReader::new(file)).map_err(|e| malformed(&hlog_path, e))?;
         // The log and the summary must describe the same run.
         if hlog.count() != summary.delivered {
             return Err(malformed(
