@@ -253,8 +253,15 @@ impl Pacer {
             return Step::Ended;
         }
         let count = self.due_at(now_ns, max);
-        // Not before the window since the last release is over, unless a batch is full.
-        let window_end = self.released_ns.map_or(0, |r| r.saturating_add(self.coalesce_ns));
+        // Not before the window since the last release is over, unless a batch
+        // is full, where messages come closer together than the window. Where
+        // they do not, a window would only hold the next message back by the
+        // last one's lateness: 50,000/s in 20 µs windows had a p50 10 µs
+        // higher than message by message, for the same CPU.
+        let window_end = match self.released_ns {
+            Some(r) if self.period_ns(self.next) < self.coalesce_ns => r.saturating_add(self.coalesce_ns),
+            _ => 0,
+        };
         if count > 0 && (now_ns >= window_end || count == max) {
             let batch = Batch { first: self.next, count, now_ns };
             self.next += count;
@@ -266,6 +273,14 @@ impl Pacer {
             Step::Sleep { until_ns: window_end, spin: false }
         } else {
             Step::Sleep { until_ns: due, spin: true }
+        }
+    }
+
+    /// How long after message `i - 1` message `i` is due (`u64::MAX` for the first, or past the end).
+    fn period_ns(&self, i: u64) -> u64 {
+        match (i.checked_sub(1).and_then(|p| self.deadline_ns(p)), self.deadline_ns(i)) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => u64::MAX,
         }
     }
 
@@ -489,6 +504,31 @@ mod tests {
             let most = 1e9 / (50_000 + late) as f64;
             assert!(wakes <= most + 2.0 && wakes >= most * 0.9, "{late}: {wakes} releases, about {most}");
         }
+    }
+
+    #[test]
+    fn a_period_as_long_as_the_window_is_paced_message_by_message() {
+        // 50,000/s in 20 µs windows, every wake-up 10 µs late (a spin of 2 µs
+        // does not make up for it): each message is released alone, as late
+        // as its own wake-up and no later, never held back by the last one's lateness.
+        let mut p = Pacer::new(0, 10_000_000, 50_000.0).coalescing(20_000);
+        let (mut now, mut released) = (0, 0);
+        loop {
+            match p.poll_batch(now, 1024) {
+                Step::Release(b) => {
+                    let due = p.deadline_ns(b.first).unwrap();
+                    assert_eq!(b.count, 1, "message {} alone", b.first);
+                    assert!(b.now_ns <= due + 10_000, "message {} due {due} released {}", b.first, b.now_ns);
+                    released += 1;
+                }
+                Step::Sleep { until_ns, spin } => {
+                    assert!(spin, "at {now}: a sleep to a deadline, not to the end of a window");
+                    now = until_ns + 10_000;
+                }
+                Step::Ended => break,
+            }
+        }
+        assert_eq!(released, 500);
     }
 
     #[test]

@@ -78,6 +78,24 @@ impl Rate {
         }
     }
 
+    /// The lowest rate at which the run sends at any moment: a silence
+    /// (`0/FOR`) sends nothing and does not count, a ramp from 0 does; 0 for
+    /// an unlimited rate.
+    pub fn lowest(&self) -> f64 {
+        match self {
+            Rate::Constant(r) => *r,
+            Rate::Profile(stages) => {
+                let sending = stages.iter().filter(|s| s.from > 0.0 || s.to > 0.0);
+                let lowest = sending.map(|s| s.from.min(s.to)).fold(f64::INFINITY, f64::min);
+                if lowest.is_finite() {
+                    lowest
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
     /// The rate at the start of the measured phase, which the warmup holds.
     pub fn first(&self) -> f64 {
         match self {
@@ -367,6 +385,7 @@ mod tests {
         assert_eq!(p.to_string().parse::<Rate>().unwrap(), p);
         assert_eq!(p.length(), Some(secs(100)));
         assert_eq!(p.peak(), 60_000.0);
+        assert_eq!(p.lowest(), 1000.0, "the silence sends nothing");
         assert_eq!(p.first(), 1000.0);
         assert_eq!("20k/10s".parse::<Rate>().unwrap().length(), Some(secs(10)), "one stage is a profile");
     }
