@@ -19,17 +19,22 @@
 #
 #   REPS (default 3)  DURATION (default 10s, eventbench's measured phase; the
 #   C client sends the same number of messages)  RATES (default
-#   "10000 100000 800000")  TRANSPORTS (default "pubsub streams")  C_RATES
+#   "10000 50000 100000 800000")  TRANSPORTS (default "pubsub streams")  C_RATES
 #   (the rates the C client runs at, default "10000 100000")  INSTRUCTIONS=1
 #   (instead: instructions per message under callgrind, see below)
 #   EVENTBENCH (a binary to measure instead of building this tree's release
 #   build: e.g. a build of an earlier commit, for a before/after table)
+#
+# First, the machine's own floor (scripts/wakeup.c): the CPU a thread takes
+# to do nothing but wake up on a timer every 10, 20, 50 and 100 µs. No paced
+# client here can take less per wake-up, so it says how many wake-ups a
+# second a CPU budget affords, and so how many messages each must carry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 perf_setup
 DURATION=${DURATION:-10s}
-RATES=${RATES:-10000 100000 800000}
+RATES=${RATES:-10000 50000 100000 800000}
 TRANSPORTS=${TRANSPORTS:-pubsub streams}
 # The C client sleeps and writes once per message: past 100,000/s it falls
 # behind its schedule on a 2-CPU VM and is no reference (nor done in time).
@@ -159,6 +164,12 @@ if [ "${INSTRUCTIONS:-0}" = 1 ]; then
 fi
 
 machine_load
+if command -v cc >/dev/null && cc -O2 -o "$WORK/wakeup" scripts/wakeup.c; then
+    "$WORK/wakeup" 10000 20000 50000 100000 | awk '
+        $1 == "syscall_ns" { printf "machine floor: a system call %d ns; a bare timer wake-up (scripts/wakeup.c):\n", $2; next }
+        { printf "  every %3d us: %6.0f wake-ups/s, %.3f cores, %.1f us of CPU each; 0.3 core affords %.0f such wake-ups/s\n",
+            $1 / 1000, $2, $3, $4, 0.3e6 / $4 }'
+fi
 echo "eventbench: $EVENTBENCH; $DURATION per run, REPS=$REPS"
 printf '%-8s %8s %-10s %6s %6s %6s %7s %6s %6s %8s %8s %6s %s\n' \
     transport rate client cpu user sys ns/msg sc/msg cs/msg p50_us p99_us redis limited
