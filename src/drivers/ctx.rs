@@ -259,7 +259,11 @@ impl Ctx {
 #[derive(Default)]
 pub struct ThreadFinish {
     set: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    /// A slot per waiting future; a dropped one frees its slot for the next,
+    /// so that a consumer that makes a new future per batch (a slow one)
+    /// keeps the list as long as the futures alive at once, not its batches.
+    waiters: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
 }
 
 thread_local! {
@@ -270,31 +274,62 @@ impl ThreadFinish {
     pub fn set() {
         THREAD_FINISH.with(|f| {
             f.set.set(true);
-            f.waiters.take().into_iter().for_each(Waker::wake);
+            f.free.take();
+            f.waiters.take().into_iter().flatten().for_each(Waker::wake);
         });
     }
 
     /// Resolves once the run is finished. Registers its task's waker once
     /// (again only if the task's waker changes).
-    pub fn wait() -> impl Future<Output = ()> {
-        let mut slot: Option<usize> = None;
-        std::future::poll_fn(move |cx| {
-            THREAD_FINISH.with(|f| {
-                if f.set.get() {
-                    return Poll::Ready(());
+    pub fn wait() -> FinishWait {
+        FinishWait { slot: None }
+    }
+}
+
+/// The future of [`ThreadFinish::wait`].
+pub struct FinishWait {
+    slot: Option<usize>,
+}
+
+impl Future for FinishWait {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        THREAD_FINISH.with(|f| {
+            if f.set.get() {
+                return Poll::Ready(());
+            }
+            let mut waiters = f.waiters.borrow_mut();
+            match self.slot {
+                Some(i) if waiters[i].as_ref().is_some_and(|w| w.will_wake(cx.waker())) => {}
+                Some(i) => waiters[i] = Some(cx.waker().clone()),
+                None => {
+                    let i = f.free.borrow_mut().pop().unwrap_or_else(|| {
+                        waiters.push(None);
+                        waiters.len() - 1
+                    });
+                    waiters[i] = Some(cx.waker().clone());
+                    self.slot = Some(i);
                 }
-                let mut waiters = f.waiters.borrow_mut();
-                match slot {
-                    Some(i) if waiters[i].will_wake(cx.waker()) => {}
-                    Some(i) => waiters[i] = cx.waker().clone(),
-                    None => {
-                        slot = Some(waiters.len());
-                        waiters.push(cx.waker().clone());
-                    }
-                }
-                Poll::Pending
-            })
+            }
+            Poll::Pending
         })
+    }
+}
+
+impl Drop for FinishWait {
+    fn drop(&mut self) {
+        let Some(i) = self.slot else { return };
+        // After the end (or while the thread's locals are torn down) there is nothing to free.
+        let _ = THREAD_FINISH.try_with(|f| {
+            if f.set.get() {
+                return;
+            }
+            if let Some(w) = f.waiters.borrow_mut().get_mut(i) {
+                *w = None;
+                f.free.borrow_mut().push(i);
+            }
+        });
     }
 }
 
@@ -402,6 +437,27 @@ pub fn scheduled_positions(
 mod tests {
     use super::*;
     use crate::scenario::Rate;
+
+    #[test]
+    fn finish_waiters_take_as_many_slots_as_are_alive_and_all_wake() {
+        std::thread::spawn(|| {
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let mut kept = Box::pin(ThreadFinish::wait());
+            assert!(kept.as_mut().poll(&mut cx).is_pending());
+            // A slow consumer's new wait per batch, each polled once and dropped.
+            for _ in 0..10_000 {
+                let mut w = Box::pin(ThreadFinish::wait());
+                assert!(w.as_mut().poll(&mut cx).is_pending());
+            }
+            THREAD_FINISH.with(|f| assert_eq!(f.waiters.borrow().len(), 2, "one kept, one reused 10,000 times"));
+            ThreadFinish::set();
+            assert!(kept.as_mut().poll(&mut cx).is_ready());
+            assert!(Box::pin(ThreadFinish::wait()).as_mut().poll(&mut cx).is_ready(), "set is for good");
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn positions_follow_the_schedule_channel_by_channel() {
