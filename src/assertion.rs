@@ -6,6 +6,7 @@
 //! checked) before the run, so a typo fails at once instead of after a long run.
 
 use crate::rows::SummaryRow;
+use serde::Serialize;
 use std::fmt;
 use std::str::FromStr;
 
@@ -112,9 +113,78 @@ impl FromStr for Assertion {
     }
 }
 
+/// One assertion's verdict on a run: a row of `assertions.csv`, and an
+/// object of the `assertions` array in `--format json`. Kept beside the run
+/// so that a CI log, a dashboard and the page all say which gate held.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AssertionRow {
+    /// The assertion as given (spaces removed), e.g. `p99_us<2000`.
+    pub assertion: String,
+    /// `pass`, `fail`, or `not checked` (the run did not complete, so no gate applies).
+    pub verdict: String,
+    /// The measured value of each side that is not a plain number: `p99_us = 2345.6`.
+    pub measured: String,
+}
+
+impl AssertionRow {
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+
+    /// `✓ p99_us<2000 (p99_us = 409.6)`, `✗ ...`, or `– ... not checked`.
+    pub fn line(&self) -> String {
+        let mark = match self.verdict.as_str() {
+            "pass" => "✓",
+            "fail" => "✗",
+            _ => "–",
+        };
+        match self.verdict.as_str() {
+            "pass" | "fail" => format!("{mark} {} ({})", self.assertion, self.measured),
+            other => format!("{mark} {} ({other})", self.assertion),
+        }
+    }
+}
+
+/// The verdict of each assertion on a run; a run that did not complete
+/// (interrupted, aborted, a checkpoint) is checked against none of them.
+pub fn verdicts(asserts: &[Assertion], row: &SummaryRow) -> Vec<AssertionRow> {
+    let checked = row.status == crate::live::Status::Ok;
+    asserts
+        .iter()
+        .map(|a| {
+            let (passed, measured) = a.evaluate(row);
+            let verdict = match (checked, passed) {
+                (false, _) => "not checked",
+                (true, true) => "pass",
+                (true, false) => "fail",
+            };
+            AssertionRow { assertion: a.text.clone(), verdict: verdict.into(), measured }
+        })
+        .collect()
+}
+
+/// The assertions a run's `scenario.toml` declares (`assert`, a list or one
+/// string), for the pages rebuilt from a run's files. eventbench wrote them
+/// after parsing them, so one that no longer parses is left out.
+pub fn from_scenario_toml(scenario: &str) -> Vec<Assertion> {
+    let Ok(table) = toml::from_str::<toml::Table>(scenario) else { return Vec::new() };
+    let texts: Vec<String> = match table.get("assert") {
+        Some(toml::Value::String(one)) => vec![one.clone()],
+        Some(toml::Value::Array(list)) => list.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        _ => Vec::new(),
+    };
+    texts.iter().filter_map(|t| t.parse().ok()).collect()
+}
+
 impl Assertion {
     /// Evaluates the assertion on a run's summary.
     pub fn check(&self, row: &SummaryRow) -> Verdict {
+        let (passed, measured) = self.evaluate(row);
+        Verdict { passed, line: format!("{} ({measured})", self.text) }
+    }
+
+    /// Whether it holds on `row`, and the measured value of each side that is not a plain number.
+    fn evaluate(&self, row: &SummaryRow) -> (bool, String) {
         let columns = numeric_columns(row);
         let (l, r) = (self.left.expr.eval(&columns), self.right.expr.eval(&columns));
         let passed = match self.op {
@@ -131,7 +201,7 @@ impl Assertion {
             .filter(|(side, _)| !matches!(side.expr, Expr::Number(_)))
             .map(|(side, v)| format!("{} = {v}", side.text))
             .collect();
-        Verdict { passed, line: format!("{} ({})", self.text, shown.join(", ")) }
+        (passed, shown.join(", "))
     }
 }
 
@@ -262,6 +332,29 @@ mod tests {
 
     fn row() -> SummaryRow {
         SummaryRow { p99_us: 2500.0, lost: 0, delivery_rate: 990.0, target_rate: 1000.0, ..SummaryRow::default() }
+    }
+
+    #[test]
+    fn every_assertion_leaves_a_verdict_and_an_unfinished_run_none() {
+        let asserts: Vec<Assertion> = ["p99_us<2000", "lost==0"].iter().map(|t| t.parse().unwrap()).collect();
+        let rows = verdicts(&asserts, &row());
+        assert_eq!(rows[0].verdict, "fail");
+        assert_eq!(rows[0].line(), "✗ p99_us<2000 (p99_us = 2500)");
+        assert_eq!(rows[1].line(), "✓ lost==0 (lost = 0)");
+        assert!(rows[1].passed() && !rows[0].passed());
+        let aborted = SummaryRow { status: crate::live::Status::Aborted, ..row() };
+        let rows = verdicts(&asserts, &aborted);
+        assert!(rows.iter().all(|r| r.verdict == "not checked"), "{rows:?}");
+        assert_eq!(rows[1].line(), "– lost==0 (not checked)");
+    }
+
+    #[test]
+    fn a_run_directory_gives_its_assertions_back() {
+        let toml = "name = \"x\"\nassert = [\"lost==0\", \"p99_us<1000\"]\n";
+        let got: Vec<String> = from_scenario_toml(toml).iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["lost==0", "p99_us<1000"]);
+        assert_eq!(from_scenario_toml("assert = \"sent>1\"").len(), 1);
+        assert!(from_scenario_toml("name = \"x\"").is_empty());
     }
 
     #[test]

@@ -4,9 +4,9 @@ use crate::scenario::{Scenario, ScenarioError, ScenarioFlags, TransportKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// Load-test Redis Pub/Sub at a set rate; measure true latency and exactly which messages were lost.
+/// Load-test Redis Pub/Sub, sharded Pub/Sub and Streams at a set rate; measure true latency and exactly which messages were lost, and why.
 #[derive(Debug, Parser)]
-#[command(name = "eventbench", version, about, propagate_version = true)]
+#[command(name = "eventbench", version, about, propagate_version = true, after_help = exit_status_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,7 +18,7 @@ pub enum Command {
     /// Run one scenario and write its results.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
-    /// Run one scenario once per transport against the same Redis, side by side.
+    /// Run one scenario once per transport (--transports) or once per server (--servers, --urls), side by side.
     #[command(after_help = COMPARE_EXAMPLES)]
     // Each run's transport comes from --transports: --transport has no say here (and is refused).
     #[command(mut_arg("transport", |a| a.hide(true)))]
@@ -61,13 +61,14 @@ Examples:
   eventbench run                                  1,000 msg/s on Pub/Sub for 10 s, private redis-server
   eventbench run baseline                         a shipped scenario by name (eventbench scenarios lists them)
   eventbench run --rate 20k --consumers 4 --disconnect 50%@5s+2s
-  eventbench run scenarios/fanout.toml --transport streams --url redis://10.0.0.5:6379
+  eventbench run fanout --transport streams --url redis://10.0.0.5:6379
   eventbench run --workers 4 --assert 'p99_us<2000' --assert 'lost==0'";
 
 const COMPARE_EXAMPLES: &str = "\
 Examples:
   eventbench compare disconnect-loss              Pub/Sub, then Streams, against one private redis-server
-  eventbench compare --transports pubsub,sharded,streams --private-cluster 3";
+  eventbench compare --transports pubsub,sharded,streams --private-cluster 3
+  eventbench compare disconnect-loss --servers redis-server,/opt/valkey/bin/valkey-server";
 
 const CAPACITY_EXAMPLES: &str = "\
 Examples:
@@ -78,6 +79,51 @@ const REPORT_EXAMPLES: &str = "\
 Examples:
   eventbench report results/baseline-20250101T120000Z
   eventbench report results/a results/b --out results/a-vs-b";
+
+/// The scenario argument: any name or path (read, and refused if neither,
+/// once the command runs), offering the shipped scenarios' names to shell
+/// completion (`eventbench completions`).
+#[derive(Debug, Clone, Copy)]
+pub struct ScenarioArg;
+
+impl clap::builder::TypedValueParser for ScenarioArg {
+    type Value = PathBuf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PathBuf, clap::Error> {
+        clap::builder::TypedValueParser::parse_ref(&clap::builder::PathBufValueParser::new(), cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let names = crate::scenario::shipped::SHIPPED.iter().map(|(name, _)| clap::builder::PossibleValue::new(*name));
+        Some(Box::new(names))
+    }
+}
+
+/// What each exit code means: the end of `--help` and the man page's EXIT
+/// STATUS section (the manual's exit-code page says more).
+pub const EXIT_STATUS: &[(u8, &str)] = &[
+    (0, "the run completed and every --assert held; capacity: a rate met the SLO"),
+    (1, "a fault mid-run (Redis died, a worker failed): the results measured until then are written, status aborted"),
+    (2, "bad input or an unusable target (a flag, value, scenario, URL, password): one line on stderr, nothing runs"),
+    (3, "an --assert failed (the results are written first); capacity: no rate met the SLO"),
+    (4, "capacity: inconclusive (the harness or the machine, not the system, may be what failed)"),
+    (130, "interrupted (Ctrl-C, SIGTERM, SIGHUP): the results so far are written, status interrupted"),
+];
+
+/// [`EXIT_STATUS`] as the end of `--help` shows it.
+pub fn exit_status_help() -> String {
+    let mut text = String::from("Exit status:\n");
+    for (code, meaning) in EXIT_STATUS {
+        text.push_str(&format!("  {code:<5}{meaning}\n"));
+    }
+    text.push_str("\nThe manual: docs/src/SUMMARY.md in the repository (scripts/docs.sh builds it as a book).");
+    text
+}
 
 /// How the summary is printed on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,7 +138,8 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Scenario file (TOML, same keys as the flags); flags override its values.
+    /// A shipped scenario's name (baseline, fanout, disconnect-loss, ...: `eventbench scenarios` lists them; they work from any directory) or a scenario file of your own (TOML, same keys as the flags); flags override its values.
+    #[arg(value_name = "SCENARIO", value_parser = ScenarioArg, hide_possible_values = true)]
     pub scenario: Option<PathBuf>,
     /// Directory for the results (default: results/<name>-<UTC time>); never overwritten.
     #[arg(long, value_name = "DIR")]

@@ -3,6 +3,7 @@
 mod capacity;
 mod watch;
 
+use crate::assertion::AssertionRow;
 use crate::cli::{Command, CompareArgs, Format, ReportArgs, RunArgs, WorkerArgs};
 use crate::live::{Live, Status};
 use crate::pipeline::workers::{Coordination, WorkerError};
@@ -84,7 +85,12 @@ pub fn man_page(subcommand: Option<&str>) -> Result<String> {
     };
     let mut roff = Vec::new();
     clap_mangen::Man::new(page).render(&mut roff).context("rendering the man page")?;
-    Ok(String::from_utf8_lossy(&roff).into_owned())
+    let mut page = String::from_utf8_lossy(&roff).into_owned();
+    page.push_str(".SH \"EXIT STATUS\"\n");
+    for (code, meaning) in crate::cli::EXIT_STATUS {
+        page.push_str(&format!(".TP\n\\fB{code}\\fR\n{}\n", meaning.replace('-', "\\-")));
+    }
+    Ok(page)
 }
 
 /// Where a run's results will go, made ready before anything runs: an
@@ -423,9 +429,10 @@ async fn run(args: RunArgs) -> Result<u8> {
     match args.format {
         Format::Table => {
             otext!("{}", table::render(&report.summary));
+            otext!("{}", table::assertions(&verdicts(&report)));
             oline!("{:>12}  {}", "results", dir.display());
         }
-        Format::Json => oline!("{}", json_with_dir(&report.summary, &dir)?),
+        Format::Json => oline!("{}", json_with_dir(&report.summary, &verdicts(&report), &dir)?),
         // The summary object followed the run's lines already.
         Format::Jsonl => {}
     }
@@ -437,12 +444,18 @@ async fn run(args: RunArgs) -> Result<u8> {
 }
 
 /// A summary row as one JSON object, its columns in `summary.csv`'s order,
-/// then `results_dir`: where its files are.
-fn json_with_dir(row: &SummaryRow, dir: &Path) -> Result<String> {
+/// then `assertions` (each `--assert`'s verdict) and `results_dir`: where its files are.
+fn json_with_dir(row: &SummaryRow, asserts: &[AssertionRow], dir: &Path) -> Result<String> {
     let object = serde_json::to_string(row).context("summary as JSON")?;
+    let asserts = serde_json::to_string(asserts).context("assertions as JSON")?;
     let dir = serde_json::to_string(&dir.display().to_string()).context("results directory as JSON")?;
     let fields = object.strip_suffix('}').context("a summary row is a JSON object")?;
-    Ok(format!("{fields},\"results_dir\":{dir}}}"))
+    Ok(format!("{fields},\"assertions\":{asserts},\"results_dir\":{dir}}}"))
+}
+
+/// Each `--assert`'s verdict on a written run.
+fn verdicts(report: &RunReport) -> Vec<AssertionRow> {
+    crate::assertion::verdicts(&report.scenario.assert, &report.summary)
 }
 
 /// Checks `--assert` gates on a completed run: one line per failure, exit code 3.
@@ -495,6 +508,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         true => None,
     };
     let mut rows: Vec<SummaryRow> = Vec::new();
+    let mut checks: Vec<Vec<AssertionRow>> = Vec::new();
     let mut dirs = Vec::new();
     let mut code = 0;
     for (label, s) in plan {
@@ -522,6 +536,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         };
         write_run_over(&report, &dir, &workers, Some(&mut out), checkpointed)?;
         code = code.max(exit_code(&report, &dir));
+        checks.push(verdicts(&report));
         rows.push(report.summary);
         dirs.push(dir);
         if code == EXIT_INTERRUPTED {
@@ -547,7 +562,9 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             oline!("{:>16}  {}", "results", root.display());
         }
         Format::Json => {
-            let each = rows.iter().zip(&dirs).map(|(row, dir)| json_with_dir(row, dir)).collect::<Result<Vec<_>>>()?;
+            let each = (rows.iter().zip(&checks).zip(&dirs))
+                .map(|((row, asserts), dir)| json_with_dir(row, asserts, dir))
+                .collect::<Result<Vec<_>>>()?;
             oline!("[{}]", each.join(","))
         }
         // Each run's summary object followed its lines.
@@ -696,17 +713,7 @@ async fn worker(args: WorkerArgs) -> Result<u8> {
 /// A run that did not keep up says so in one line, with the backlog's figures.
 /// It is a finding, not an error: `--assert sustained==1` gates on it.
 pub fn not_sustained(s: &SummaryRow) -> String {
-    let per_s = if s.duration_s > 0.0 { s.expected as f64 / s.duration_s } else { 0.0 };
-    format!(
-        "eventbench: {}: the system did not keep up (sustained = false): {} deliveries were still on their way at the \
-         end of the measured phase ({:.2} s of the offered {}), {} still undelivered after a {:.2} s drain",
-        s.run_id,
-        s.in_flight_end,
-        if per_s > 0.0 { s.in_flight_end as f64 / per_s } else { 0.0 },
-        crate::report::fmt::rate(per_s),
-        s.undelivered,
-        s.drain_s
-    )
+    format!("eventbench: {}: {}", s.run_id, table::not_kept_up(s))
 }
 
 /// When latencies measured across workers' clocks fall below what those clocks can tell apart.

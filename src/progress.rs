@@ -79,6 +79,28 @@ impl Phase {
     }
 }
 
+/// How far into its phase a run is, and how long that phase is: the warmup
+/// and the measured phase each count their own time (the measured phase's
+/// length never includes the warmup). `total` is warmup + measured phase;
+/// `now_ns` and `measured` are on the run's clock, as [`Live`] gives them.
+pub fn phase_times(
+    phase: Phase,
+    now_ns: Option<u64>,
+    measured: Option<(u64, u64)>,
+    total: Duration,
+) -> (Duration, Duration) {
+    let (Some(now), Some((start, end))) = (now_ns, measured) else { return (Duration::ZERO, Duration::ZERO) };
+    let length = Duration::from_nanos(end.saturating_sub(start));
+    match phase {
+        Phase::Warmup => {
+            let warmup = total.saturating_sub(length);
+            (warmup.saturating_sub(Duration::from_nanos(start.saturating_sub(now))), warmup)
+        }
+        Phase::Measuring => (Duration::from_nanos(now.clamp(start, end) - start), length),
+        _ => (Duration::ZERO, Duration::ZERO),
+    }
+}
+
 /// What one frame says after the spinner: label, phase with its time, rates,
 /// loss so far and the consumers subscribed (`up`), within 80 columns.
 /// `rates` are (sent, delivered) per second; `up` is (subscribed, consumers).
@@ -112,17 +134,17 @@ fn draw(live: Arc<Live>, label: String, total: Duration, consumers: u32, done: A
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
     // `wide_msg` is cut to the terminal's width: a frame never wraps onto a second line.
     bar.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("valid template"));
-    let started = Instant::now();
     let (mut last_sent, mut last_delivered, mut last_at) = (0, 0, Instant::now());
     while !done.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(250));
         let (sent, delivered) = (live.sent.load(Relaxed), live.delivered.load(Relaxed));
         let dt = last_at.elapsed().as_secs_f64().max(1e-3);
-        let phase = Phase::at(live.now_ns(), live.measured_phase(), live.stop_requested());
+        let (now, measured) = (live.now_ns(), live.measured_phase());
+        let phase = Phase::at(now, measured, live.stop_requested());
         let rates = ((sent - last_sent) as f64 / dt, (delivered - last_delivered) as f64 / dt);
         let up = (live.connected.load(Relaxed), consumers);
-        let elapsed = started.elapsed().min(total);
-        bar.set_message(line(&label, phase, (elapsed, total), rates, live.lost_so_far.load(Relaxed), up));
+        let times = phase_times(phase, now, measured, total);
+        bar.set_message(line(&label, phase, times, rates, live.lost_so_far.load(Relaxed), up));
         bar.tick();
         (last_sent, last_delivered, last_at) = (sent, delivered, Instant::now());
     }
@@ -141,6 +163,30 @@ mod tests {
         assert_eq!(Phase::at(Some(1_000), measured, false), Phase::Measuring);
         assert_eq!(Phase::at(Some(3_000), measured, false), Phase::Draining);
         assert_eq!(Phase::at(Some(2_000), measured, true), Phase::Stopping);
+    }
+
+    #[test]
+    fn each_phase_counts_its_own_time() {
+        let s = Duration::from_secs;
+        let ns = |secs: u64| secs * 1_000_000_000;
+        // 1 s of warmup from the epoch, then 10 s measured: total 11 s.
+        let measured = Some((ns(1), ns(11)));
+        assert_eq!(phase_times(Phase::Warmup, Some(0), measured, s(11)), (s(0), s(1)));
+        assert_eq!(phase_times(Phase::Measuring, Some(ns(1)), measured, s(11)), (s(0), s(10)));
+        assert_eq!(phase_times(Phase::Measuring, Some(ns(11)), measured, s(11)), (s(10), s(10)));
+        let frame = line(
+            "pubsub",
+            Phase::Measuring,
+            phase_times(Phase::Measuring, Some(ns(10)), measured, s(11)),
+            (0.0, 0.0),
+            0,
+            (1, 1),
+        );
+        assert!(frame.starts_with("pubsub measuring 9/10s"), "{frame}");
+        // A long warmup before a short measured phase: 120 s, then 1 s.
+        let measured = Some((ns(120), ns(121)));
+        assert_eq!(phase_times(Phase::Warmup, Some(ns(30)), measured, s(121)), (s(30), s(120)));
+        assert_eq!(phase_times(Phase::Draining, Some(ns(125)), measured, s(121)), (s(0), s(0)));
     }
 
     #[test]

@@ -338,6 +338,11 @@ fn lock(s: &std::sync::Mutex<PrivateServer>) -> std::sync::MutexGuard<'_, Privat
     s.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The `process_id` an `INFO server` reply gives.
+fn process_id(info: &str) -> Option<u32> {
+    info.lines().find_map(|l| l.strip_prefix("process_id:")).and_then(|v| v.trim().parse().ok())
+}
+
 /// Spawns `redis-server` on `port` with its files in `dir`; `extra` after the defaults, so it can override them.
 fn spawn_server(binary: &Path, port: u16, dir: &Path, extra: &[String]) -> Result<Child, TargetError> {
     let mut cmd = Command::new(binary);
@@ -431,7 +436,12 @@ impl PrivateServer {
                 return Err(format!("redis-server exited ({status}): {}", err.trim()));
             }
             if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200)) {
-                if redis::cmd("PING").query::<String>(&mut con).is_ok() {
+                // Ours, not a server another process started on the same free
+                // port meanwhile (ours then fails to bind and exits): a run
+                // against that one ends when its owner stops it ("connection
+                // closed by the server"), as seen on a machine busy with tests.
+                let info = redis::cmd("INFO").arg("server").query::<String>(&mut con).unwrap_or_default();
+                if process_id(&info) == Some(self.child.id()) {
                     return Ok(());
                 }
             }
@@ -484,5 +494,17 @@ fn die_with_parent(cmd: &mut Command) {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_server_is_known_by_its_process_id() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nprocess_id:4242\r\ntcp_port:6379\r\n";
+        assert_eq!(process_id(info), Some(4242));
+        assert_eq!(process_id("# Server\r\nredis_version:7.0.15\r\n"), None);
     }
 }

@@ -17,7 +17,11 @@ pub async fn cpu_over_measured_phase(live: Arc<Live>) -> HarnessCpu {
         }
     };
     let now = || live.now_ns().unwrap_or(0);
-    tokio::time::sleep(Duration::from_nanos(start_ns.saturating_sub(now()))).await;
+    // A run stopped (or aborted) before its measured phase began measured no CPU over it.
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_nanos(start_ns.saturating_sub(now()))) => {}
+        _ = live.stopped() => return HarnessCpu::default(),
+    }
     let before = crate::sys::CpuSample::now(now());
     while now() < end_ns && !live.stop_requested() {
         let left = Duration::from_nanos(end_ns.saturating_sub(now()));

@@ -76,6 +76,44 @@ pub fn pct(part: u64, whole: u64) -> String {
     }
 }
 
+/// A share of a CPU (or of anything) in percent, to one decimal: `49.8%`, `0.4%`, `100%`.
+pub fn percent(p: f64) -> String {
+    let text = format!("{p:.1}");
+    format!("{}%", text.strip_suffix(".0").unwrap_or(&text))
+}
+
+/// Bytes as people read them, in powers of 1,000 with three digits:
+/// `512 B`, `10.2 MB`, `1.50 GB`.
+pub fn bytes(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 999.5 && unit + 1 < units.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    match (unit, v) {
+        (0, _) => format!("{n} B"),
+        (_, v) if v >= 99.95 => format!("{v:.0} {}", units[unit]),
+        (_, v) if v >= 9.995 => format!("{v:.1} {}", units[unit]),
+        (_, v) => format!("{v:.2} {}", units[unit]),
+    }
+}
+
+/// A duration for a sentence, to the precision a person reads: whole
+/// seconds from a minute up (`2m5s`), milliseconds below (`30s`, `1s500ms`,
+/// `250ms`), so that 29.99999986 s reads `30s`, not `29s999ms999us860ns`.
+pub fn duration(d: std::time::Duration) -> String {
+    let rounded = if d >= std::time::Duration::from_secs(60) {
+        std::time::Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
+    } else if d >= std::time::Duration::from_millis(1) {
+        std::time::Duration::from_millis((d.as_secs_f64() * 1000.0).round() as u64)
+    } else {
+        std::time::Duration::from_micros((d.as_secs_f64() * 1e6).round() as u64)
+    };
+    humantime::format_duration(rounded).to_string().replace(' ', "")
+}
+
 /// `1 consumer`, `4 consumers`.
 pub fn plural(n: impl Into<u64>, what: &str) -> String {
     match n.into() {
@@ -113,5 +151,23 @@ mod tests {
         assert_eq!(rate(0.5), "0.5/s");
         assert_eq!(rate(1_250_000.0), "1.25M/s");
         assert_eq!(pct(0, 160_000), "0%");
+    }
+
+    #[test]
+    fn cpu_bytes_and_durations_read_as_people_say_them() {
+        assert_eq!(percent(49.835), "49.8%");
+        assert_eq!(percent(100.0), "100%");
+        assert_eq!(percent(0.04), "0%");
+        assert_eq!(bytes(10_248_808), "10.2 MB");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1_500_000_000), "1.50 GB");
+        assert_eq!(bytes(999_999), "1.00 MB");
+        assert_eq!(bytes(123_456), "123 kB");
+        let d = std::time::Duration::from_nanos(29_999_999_860);
+        assert_eq!(duration(d), "30s");
+        assert_eq!(duration(std::time::Duration::from_millis(1500)), "1s500ms");
+        assert_eq!(duration(std::time::Duration::from_millis(125_400)), "2m5s");
+        assert_eq!(duration(std::time::Duration::from_micros(250)), "250us");
+        assert_eq!(plural(1u32, "stage"), "1 stage");
     }
 }

@@ -3,8 +3,9 @@
 //! network; a Content-Security-Policy forbids loading anything), built from
 //! the run directory's files only.
 
-use super::fmt::{latency, number, pct, plural, rate, thousands};
+use super::fmt::{bytes, latency, number, pct, percent, plural, rate, thousands};
 use super::rundir::{RunData, Table};
+use crate::assertion::AssertionRow;
 use crate::rows::{columns, SummaryRow};
 use std::fmt::Write;
 
@@ -184,6 +185,23 @@ pub fn findings(run: &RunData) -> Vec<String> {
             thousands(s.in_flight_end),
             number(s.drain_s)
         )
+    } else if s.undelivered == 0 && s.status == "ok" {
+        format!(
+            "<strong class=\"bad\">The system did not keep up during the measured phase, and caught up in the \
+             drain</strong>: when the measured phase ended {} deliveries were still on their way ({} expected per \
+             second), and the drain delivered every one of them within {} s. It was working through a backlog \
+             (after an outage, a slow consumer or a spike), not losing messages: {}. To measure the recovery too, \
+             lengthen the measured phase past it; to gate on losing nothing, assert <code>lost==0</code> and \
+             <code>undelivered==0</code>.",
+            thousands(s.in_flight_end),
+            rate(if s.duration_s > 0.0 { s.expected as f64 / s.duration_s } else { 0.0 }),
+            number(s.drain_s),
+            if s.lost == 0 {
+                "nothing was lost".to_string()
+            } else {
+                format!("what was lost ({}) was lost to the causes above", thousands(s.lost))
+            }
+        )
     } else {
         format!(
             "<strong class=\"bad\">The system did not keep up</strong>: at the end of the measured phase {} \
@@ -252,7 +270,7 @@ fn limit_finding(s: &crate::rows::SummaryRow) -> String {
     };
     let cpu = match (s.server_cpu_pct, s.server_cpu_max_pct) {
         (Some(mean), Some(max)) => {
-            format!("; it used {}% of a core on average (busiest second {}%)", number(mean), number(max))
+            format!("; it used {} of a core on average (busiest second {})", percent(mean), percent(max))
         }
         _ => "; its CPU was not sampled (server.csv is empty)".to_string(),
     };
@@ -392,6 +410,7 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     card(&mut out, "p99.9 latency", &latency(s.p999_us), "", "");
     card(&mut out, "max latency", &latency(s.max_us), &format!("raw {}", latency(s.raw_max_us)), "");
     out.push_str("</div>\n");
+    assertions_section(&mut out, &verdicts(run));
 
     let _ = writeln!(
         out,
@@ -492,6 +511,9 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     if run.workers.is_some() {
         files.push("workers.csv");
     }
+    if !verdicts(run).is_empty() {
+        files.push("assertions.csv");
+    }
     files.extend(["latency.hlog", "scenario.toml", "timeline.svg", "latency.svg"]);
     for f in files {
         let _ = writeln!(out, "<li><a href=\"{f}\">{f}</a></li>");
@@ -499,6 +521,96 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     out.push_str("</ul>\n");
     out.push_str(&foot(&format!("eventbench report {}", run.dir.display())));
     out
+}
+
+/// The comparison's headline (escaped HTML): a line per run with what it
+/// lost, whether it kept up and its latency, then which run lost least and
+/// which had the lowest p99.
+pub fn headline(runs: &[RunData], labels: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = runs
+        .iter()
+        .zip(labels)
+        .map(|(r, label)| {
+            let s = &r.summary;
+            let lost = match s.lost {
+                0 => "nothing lost".to_string(),
+                n => format!(
+                    "<strong class=\"bad\">lost {} of {} deliveries ({})</strong>",
+                    thousands(n),
+                    thousands(s.expected),
+                    pct(n, s.expected)
+                ),
+            };
+            let undelivered = match s.undelivered {
+                0 => String::new(),
+                n => format!(", {} still undelivered", thousands(n)),
+            };
+            let status = if s.status == "ok" { String::new() } else { format!(" (run {})", escape(s.status.as_str())) };
+            format!(
+                "<strong>{}</strong>{status}: {lost}{undelivered}; kept up: {}; p50 {}, p99 {}; limit: {}.",
+                escape(label),
+                super::table::kept_up_word(s),
+                latency(s.p50_us),
+                latency(s.p99_us),
+                s.limit.as_str()
+            )
+        })
+        .collect();
+    if runs.len() > 1 {
+        let by = |key: fn(&SummaryRow) -> f64| {
+            let best = runs.iter().map(|r| key(&r.summary)).fold(f64::INFINITY, f64::min);
+            let who: Vec<&str> =
+                runs.iter().zip(labels).filter(|(r, _)| key(&r.summary) == best).map(|(_, l)| l.as_str()).collect();
+            (who.len() < runs.len()).then(|| escape(&who.join(" and ")))
+        };
+        let mut verdict = Vec::new();
+        if let Some(who) = by(|s| s.lost as f64 / s.expected.max(1) as f64) {
+            verdict.push(format!("least lost: {who}"));
+        }
+        if let Some(who) = by(|s| s.p99_us) {
+            verdict.push(format!("lowest p99: {who}"));
+        }
+        if !verdict.is_empty() {
+            let mut text = verdict.join("; ");
+            if let Some(first) = text.get(..1) {
+                text = first.to_uppercase() + &text[1..];
+            }
+            out.push(format!("{text}."));
+        }
+    }
+    out
+}
+
+/// Each `--assert` of the run (from its `scenario.toml`) checked against its `summary.csv`.
+pub fn verdicts(run: &RunData) -> Vec<AssertionRow> {
+    crate::assertion::verdicts(&crate::assertion::from_scenario_toml(&run.scenario_toml), &run.summary)
+}
+
+/// The verdict of each assertion, failures highlighted; nothing without assertions.
+fn assertions_section(out: &mut String, rows: &[AssertionRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    let failed = rows.iter().filter(|r| r.verdict == "fail").count();
+    let verdict = match failed {
+        0 if rows.iter().all(AssertionRow::passed) => "every assertion held".to_string(),
+        0 => "the run did not complete, so no assertion was checked".to_string(),
+        n => format!("{} of {} failed (exit code 3)", n, rows.len()),
+    };
+    let _ = writeln!(
+        out,
+        "<h2 id=\"assertions\">Assertions</h2>\n<p>{}: {verdict}.</p>",
+        plural(rows.len() as u64, "assertion")
+    );
+    let header: Vec<String> = ["", "assertion", "verdict", "measured"].iter().map(|h| h.to_string()).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mark = r.line().chars().next().map(String::from).unwrap_or_default();
+            vec![mark, r.assertion.clone(), r.verdict.clone(), r.measured.clone()]
+        })
+        .collect();
+    table(out, &header, &cells, |i| rows[i].verdict == "fail");
 }
 
 fn events_section(out: &mut String, events: &Table) {
@@ -525,6 +637,33 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         table = escape(table)
     );
 
+    out.push_str("<div class=\"story\" id=\"headline\">\n");
+    for line in headline(runs, labels) {
+        let _ = writeln!(out, "<p>{line}</p>");
+    }
+    out.push_str("</div>\n");
+    let _ = writeln!(
+        out,
+        "<h2 id=\"timeline\">Second by second</h2>\n<figure>{}<figcaption>Solid: delivered per second; dashed: expected. A strip \
+         at the top, in a run's colour: when some of that run's consumers were away (from its events.csv). <a href=\"compare-timeline.svg\">compare-timeline.svg</a>\
+         </figcaption></figure>",
+        inline_svg(timeline_svg)
+    );
+    let _ = writeln!(
+        out,
+        "<h2 id=\"latency\">Latency by percentile</h2>\n<figure>{}<figcaption>From the intended send time; each step to the right adds \
+         a 9. <a href=\"compare-latency.svg\">compare-latency.svg</a></figcaption></figure>",
+        inline_svg(latency_svg)
+    );
+    for (run, label) in runs.iter().zip(labels) {
+        let _ = writeln!(out, "<h2>{}</h2>\n<div class=\"story\">", escape(label));
+        for f in findings(run) {
+            let _ = writeln!(out, "<p>{f}</p>");
+        }
+        out.push_str("</div>\n");
+    }
+    out.push_str("<h2 id=\"figures\">Every figure</h2>\n");
+
     type Metric = (&'static str, fn(&SummaryRow) -> String);
     let metrics: &[Metric] = &[
         ("status", |s| s.status.to_string()),
@@ -545,7 +684,7 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         ("· never answered", |s| thousands(s.lost_unanswered)),
         ("· other cause", |s| thousands(s.lost_other)),
         ("undelivered", |s| format!("{} ({})", thousands(s.undelivered), pct(s.undelivered, s.expected))),
-        ("kept up", |s| if s.sustained { "yes".into() } else { "no".into() }),
+        ("kept up", |s| super::table::kept_up_word(s).into()),
         ("in flight at the end", |s| thousands(s.in_flight_end)),
         ("drain", |s| format!("{} s", number(s.drain_s))),
         ("duplicates", |s| thousands(s.duplicates)),
@@ -561,8 +700,8 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         ("raw p99", |s| latency(s.raw_p99_us)),
         ("harness limited", |s| if s.harness_limited { "yes".into() } else { "no".into() }),
         ("server", |s| format!("{} {}", s.server, s.server_version).trim().to_string()),
-        ("server CPU", |s| s.server_cpu_pct.map_or("–".into(), |p| format!("{}%", number(p)))),
-        ("server memory peak", |s| s.server_memory_peak_bytes.map_or("–".into(), |b| thousands(b) + " B")),
+        ("server CPU", |s| s.server_cpu_pct.map_or("–".into(), |p| format!("{} of a core", percent(p)))),
+        ("server memory peak", |s| s.server_memory_peak_bytes.map_or("–".into(), bytes)),
         ("limit", |s| s.limit.as_str().into()),
     ];
     out.push_str("<div class=\"scroll\"><table>\n<thead><tr><th></th>");
@@ -584,27 +723,6 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         let _ = write!(out, "<td class=\"n\"><a href=\"{}\">{}</a></td>", escape(link), escape(&r.summary.run_id));
     }
     out.push_str("</tr>\n</tbody>\n</table></div>\n");
-
-    let _ = writeln!(
-        out,
-        "<h2 id=\"timeline\">Second by second</h2>\n<figure>{}<figcaption>Solid: delivered per second; dashed: expected. A strip \
-         at the top, in a run's colour: when some of that run's consumers were away (from its events.csv). <a href=\"compare-timeline.svg\">compare-timeline.svg</a>\
-         </figcaption></figure>",
-        inline_svg(timeline_svg)
-    );
-    let _ = writeln!(
-        out,
-        "<h2 id=\"latency\">Latency by percentile</h2>\n<figure>{}<figcaption>From the intended send time; each step to the right adds \
-         a 9. <a href=\"compare-latency.svg\">compare-latency.svg</a></figcaption></figure>",
-        inline_svg(latency_svg)
-    );
-    for (run, label) in runs.iter().zip(labels) {
-        let _ = writeln!(out, "<h2>{}</h2>\n<div class=\"story\">", escape(label));
-        for f in findings(run) {
-            let _ = writeln!(out, "<p>{f}</p>");
-        }
-        out.push_str("</div>\n");
-    }
     let dirs: Vec<String> = runs.iter().map(|r| r.dir.display().to_string()).collect();
     out.push_str(&foot(&format!("eventbench report {}", dirs.join(" "))));
     out
@@ -626,6 +744,26 @@ mod tests {
         assert!(ten_hours.contains("36,000 seconds are more than a page shows: here the 1 with loss"), "{ten_hours}");
         assert_eq!(ten_hours.matches("<tr class=\"loss\">").count(), 1, "second 1,234 alone");
         assert!(ten_hours.len() < ten_minutes.len(), "{} bytes against {}", ten_hours.len(), ten_minutes.len());
+    }
+
+    #[test]
+    fn a_comparison_opens_with_its_headline() {
+        let run = |transport: &str, lost: u64, p99_us: f64| {
+            let mut r = RunData::for_tests(crate::report::plots::tests::seconds(3));
+            r.summary.transport = transport.into();
+            (r.summary.expected, r.summary.lost, r.summary.p99_us, r.summary.sustained) = (160_000, lost, p99_us, true);
+            r
+        };
+        let runs = [run("pubsub", 20_014, 162.4), run("streams", 0, 1_850_000.0)];
+        let labels = ["pubsub".to_string(), "streams".to_string()];
+        let lines = headline(&runs, &labels);
+        assert!(lines[0].contains("lost 20,014 of 160,000 deliveries (12.509%)"), "{lines:?}");
+        assert!(lines[1].contains("<strong>streams</strong>: nothing lost; kept up: yes"), "{lines:?}");
+        assert_eq!(lines[2], "Least lost: streams; lowest p99: pubsub.");
+        let page =
+            compare_page(&runs, &labels, &["a".into(), "b".into()], "compare.csv", ("<svg></svg>", "<svg></svg>"));
+        let (headline_at, table_at) = (page.find("id=\"headline\"").unwrap(), page.find("<table").unwrap());
+        assert!(headline_at < table_at && page.find("id=\"timeline\"").unwrap() < table_at, "headline and plots first");
     }
 
     #[test]

@@ -20,12 +20,19 @@ use std::ops::Range;
 
 pub(crate) const WIDTH: u32 = 1000;
 const SPECTRUM_HEIGHT: u32 = 520;
-const PANEL_HEIGHT: u32 = 220;
+const PANEL_HEIGHT: u32 = 240;
 /// Most columns a timeline draws (about one per pixel of its plots): a
 /// longer run's seconds are taken together, so that a soak's plot (and the
 /// memory to build it) does not grow with its length.
 const MOST_COLUMNS: usize = 600;
 pub(crate) const FONT: &str = "sans-serif";
+/// Text sizes as plotters takes them (it writes `font-size` as 1/1.24 of
+/// them into the SVG). A page shows a plot 1,000 px wide at about 750 px in
+/// an 800 px window (at full size from 1,100 px up), so 22 (17.7 px in the
+/// SVG) stays above 13 px on screen, and the smallest, 20, above 12.
+const TEXT_PX: u32 = 22;
+const SMALL_PX: u32 = 20;
+const TITLE_PX: u32 = 26;
 
 pub(crate) const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
@@ -46,8 +53,8 @@ const NODE_DOWN: RGBColor = RGBColor(60, 60, 70);
 const BAND_ALPHA: f64 = 0.15;
 const STRIP_ALPHA: f64 = 0.85;
 /// Where a legend's first entry sits, and the distance between entries (px).
-const LEGEND_TOP: i32 = 22;
-const LEGEND_LINE: i32 = 19;
+const LEGEND_TOP: i32 = 26;
+const LEGEND_LINE: i32 = 28;
 
 pub(crate) fn run_colour(i: usize) -> RGBColor {
     RUN_COLOURS[i % RUN_COLOURS.len()]
@@ -233,11 +240,11 @@ fn spectrum_svg(title: &str, curves: &[Curve]) -> Result<String> {
         let x_axis =
             Ticked { range: 0.0..max_x, bold: (0..=max_x as usize).map(|x| x as f64).collect(), light: vec![] };
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 20))
+            .caption(title, (FONT, TITLE_PX))
             .margin(12)
             .margin_right(36)
-            .x_label_area_size(48)
-            .y_label_area_size(80)
+            .x_label_area_size(64)
+            .y_label_area_size(120)
             .build_cartesian_2d(x_axis, latency_axis(lo, hi, 3.0))
             .map_err(plot_error)?;
         chart
@@ -246,8 +253,8 @@ fn spectrum_svg(title: &str, curves: &[Curve]) -> Result<String> {
             .y_desc("latency (log scale)")
             .x_label_formatter(&fmt_percentile)
             .y_label_formatter(&fmt_log_latency)
-            .label_style((FONT, 14))
-            .axis_desc_style((FONT, 15))
+            .label_style((FONT, TEXT_PX))
+            .axis_desc_style((FONT, TEXT_PX))
             .light_line_style(RGBColor(235, 235, 235))
             .bold_line_style(RGBColor(205, 205, 205))
             .draw()
@@ -257,7 +264,7 @@ fn spectrum_svg(title: &str, curves: &[Curve]) -> Result<String> {
             draw_curve(&mut chart, &Curve { label: c.label.clone(), points, ..*c })?;
         }
         // A spectrum only rises, so the lower right is where no curve goes.
-        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        legend_sized(&mut chart, SeriesLabelPosition::LowerRight, TEXT_PX)?;
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
@@ -286,12 +293,17 @@ pub(crate) fn draw_curve<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, c: &Curve) -> Re
 }
 
 pub(crate) fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
+    legend_sized(chart, position, 14)
+}
+
+/// [`legend`] with labels of `px` pixels.
+fn legend_sized<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition, px: u32) -> Result<()> {
     chart
         .configure_series_labels()
         .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(190, 190, 190))
-        .label_font((FONT, 14))
+        .label_font((FONT, px))
         .draw()
         .map_err(plot_error)
 }
@@ -512,8 +524,24 @@ fn target_series(run: &RunData) -> Option<Series> {
 /// `timeline.svg`: one run second by second.
 pub fn timeline(run: &RunData) -> Result<String> {
     let mut panels = vec![
+        // Messages and deliveries apart: with fan-out a message makes several
+        // deliveries, and one axis for both would read as a loss or a surplus.
         Panel {
             y_desc: "messages per second".into(),
+            latency: false,
+            series: vec![Series {
+                label: "sent/s".into(),
+                colour: GREEN,
+                look: Look::Line,
+                values: per_second(run, |r| r.sent as f64),
+            }]
+            .into_iter()
+            .chain(target_series(run))
+            .collect(),
+            when_empty: None,
+        },
+        Panel {
+            y_desc: "deliveries per second".into(),
             latency: false,
             series: vec![
                 Series {
@@ -528,16 +556,7 @@ pub fn timeline(run: &RunData) -> Result<String> {
                     look: Look::Line,
                     values: per_second(run, |r| r.delivered as f64),
                 },
-                Series {
-                    label: "sent/s".into(),
-                    colour: GREEN,
-                    look: Look::Line,
-                    values: per_second(run, |r| r.sent as f64),
-                },
-            ]
-            .into_iter()
-            .chain(target_series(run))
-            .collect(),
+            ],
             when_empty: None,
         },
         Panel {
@@ -793,7 +812,8 @@ fn timeline_svg(
         .chain(band_labels.iter().map(|(l, _)| l.chars().count()))
         .max()
         .unwrap_or(0);
-    let legend_width = (longest as u32 * 7 + 56).clamp(150, 360);
+    // About 0.55 em per character of the legend's text (its SVG size: TEXT_PX / 1.24).
+    let legend_width = (longest as u32 * TEXT_PX * 11 / 25 + 56).clamp(170, 420);
     let per = seconds.div_ceil(MOST_COLUMNS).max(1);
     let binned: Vec<Panel>;
     let (panels, title) = if per > 1 {
@@ -811,7 +831,7 @@ fn timeline_svg(
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let body = root.titled(&title, (FONT, 20)).map_err(plot_error)?;
+        let body = root.titled(&title, (FONT, TITLE_PX)).map_err(plot_error)?;
         let areas = body.split_evenly((panels.len(), 1));
         for (p, (panel, area)) in panels.iter().zip(&areas).enumerate() {
             let last = p + 1 == panels.len();
@@ -825,8 +845,8 @@ fn timeline_svg(
             draw_legend(&side, &entries)?;
             let x_axis = || Ticked { range: 0.0..max_x, bold: ticks.clone(), light: vec![] };
             let mut builder = ChartBuilder::on(&area);
-            builder.margin_left(12).margin_right(12).margin_top(8).y_label_area_size(80);
-            builder.x_label_area_size(if last { 48 } else { 26 });
+            builder.margin_left(12).margin_right(12).margin_top(8).y_label_area_size(116);
+            builder.x_label_area_size(if last { 60 } else { 32 });
             if panel.latency {
                 let curves: Vec<Curve> = panel
                     .series
@@ -894,7 +914,7 @@ fn draw_legend(area: &DrawingArea<SVGBackend, plotters::coord::Shift>, entries: 
             Mark::Strip(c) => area.draw(&Rectangle::new([(x0, y - 3), (x1, y + 3)], c.mix(STRIP_ALPHA).filled())),
         }
         .map_err(plot_error)?;
-        let style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        let style = TextStyle::from((FONT, TEXT_PX).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
         area.draw(&Text::new(label.clone(), (x1 + 8, y), style)).map_err(plot_error)?;
     }
     Ok(())
@@ -920,8 +940,8 @@ fn draw_panel<'a, 'b: 'a>(
     mesh.y_desc(panel.y_desc.as_str())
         .y_label_formatter(y_format)
         .x_label_formatter(&|x: &f64| format!("{x:.0}"))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 14))
+        .label_style((FONT, TEXT_PX))
+        .axis_desc_style((FONT, TEXT_PX))
         .light_line_style(RGBColor(240, 240, 240))
         .bold_line_style(RGBColor(215, 215, 215))
         .y_labels(5);
@@ -983,7 +1003,8 @@ fn draw_panel<'a, 'b: 'a>(
         if totals.len() > 40 {
             continue;
         }
-        let style = TextStyle::from((FONT, 12).into_font()).color(colour).pos(Pos::new(HPos::Center, VPos::Bottom));
+        let style =
+            TextStyle::from((FONT, SMALL_PX).into_font()).color(colour).pos(Pos::new(HPos::Center, VPos::Bottom));
         let counts = totals.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(sec, &v)| {
             let x = (sec * per) as f64 + 0.1 * per as f64 + (slot as f64 + 0.5) * width;
             Text::new(super::fmt::thousands(v as u64), (x, to_y(v)), style.clone())
@@ -995,7 +1016,7 @@ fn draw_panel<'a, 'b: 'a>(
         let x = chart.x_range();
         let at = ((x.start + x.end) / 2.0, y0 + (y1 - y0) / 2.0);
         chart
-            .draw_series(std::iter::once(Text::new(text, at, (FONT, 16).into_font().color(&GREY))))
+            .draw_series(std::iter::once(Text::new(text, at, (FONT, TEXT_PX).into_font().color(&GREY))))
             .map_err(plot_error)?;
     }
     Ok(())
@@ -1145,6 +1166,22 @@ pub(crate) mod tests {
         }
         .binned(2);
         assert_eq!(latency.series[0].values, [Some(900.0), Some(50.0)], "the worst second");
+    }
+
+    #[test]
+    fn messages_and_deliveries_have_panels_of_their_own_and_text_reads_at_800_px() {
+        let mut run = RunData::for_tests(seconds(5));
+        run.summary.consumers = 4;
+        let svg = timeline(&run).unwrap();
+        assert!(svg.contains("messages per second") && svg.contains("deliveries per second"), "two panels");
+        let sizes: Vec<f64> = svg
+            .split("font-size=\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next()?.trim_end_matches("px").parse().ok())
+            .collect();
+        assert!(!sizes.is_empty(), "the plot's text has sizes");
+        // Shown at 750 of its 1,000 px in an 800 px window: 16 px stays 12 on screen.
+        assert!(sizes.iter().all(|&px| px >= 16.0), "{sizes:?}");
     }
 
     #[test]

@@ -8,8 +8,9 @@ use super::{html, plots};
 use anyhow::{Context, Result};
 use std::path::{Component, Path, PathBuf};
 
-/// Writes `timeline.svg`, `latency.svg` and `report.html` into the run
-/// directory `dir` from its files; returns what it read.
+/// Writes `timeline.svg`, `latency.svg`, `report.html` and, for a run with
+/// assertions, `assertions.csv` into the run directory `dir` from its files;
+/// returns what it read.
 pub fn run_report(dir: &Path) -> Result<RunData> {
     let run = RunData::load(dir)?;
     let timeline = plots::timeline(&run).with_context(|| format!("plotting {}", dir.join("timeline.svg").display()))?;
@@ -17,6 +18,11 @@ pub fn run_report(dir: &Path) -> Result<RunData> {
     write_atomic(&dir.join("timeline.svg"), timeline.as_bytes())?;
     write_atomic(&dir.join("latency.svg"), latency.as_bytes())?;
     write_atomic(&dir.join("report.html"), html::run_page(&run, &timeline, &latency).as_bytes())?;
+    // Each assertion's verdict, from scenario.toml and summary.csv like the page's.
+    let verdicts = html::verdicts(&run);
+    if !verdicts.is_empty() {
+        write_csv(&dir.join("assertions.csv"), &verdicts)?;
+    }
     Ok(run)
 }
 

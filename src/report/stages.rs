@@ -2,7 +2,7 @@
 //! what was scheduled and sent, whether the backlog grew, how latency
 //! behaved, and after a spike, when latency was back to its level before.
 
-use super::fmt::{latency, number, pct, rate, thousands};
+use super::fmt::{latency, number, pct, plural, rate, thousands};
 use super::rundir::RunData;
 use crate::rows::TimeseriesRow;
 use crate::scenario::{Rate, Stage};
@@ -110,8 +110,8 @@ pub fn story(run: &RunData, rate: &Rate) -> Vec<String> {
         return Vec::new();
     }
     let mut out = vec![format!(
-        "The rate followed a profile of {} stages over {} s: {}.",
-        all.len(),
+        "The rate followed a profile of {} over {} s: {}.",
+        plural(all.len() as u64, "stage"),
         number(rate.length().unwrap_or_default().as_secs_f64()),
         super::html::escape(&rate.to_string())
     )];

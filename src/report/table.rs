@@ -1,6 +1,7 @@
 //! The short, aligned summary printed on stdout after a run.
 
-use super::fmt::{latency, pct, plural, rate};
+use super::fmt::{latency, pct, percent, plural, rate, thousands};
+use crate::assertion::AssertionRow;
 use crate::rows::SummaryRow;
 use std::fmt::Write;
 
@@ -8,13 +9,55 @@ use std::fmt::Write;
 /// behind it (the offered rate is on the `rate` line).
 pub fn kept_up(s: &SummaryRow) -> String {
     let per_s = if s.duration_s > 0.0 { s.expected as f64 / s.duration_s } else { 0.0 };
-    let verdict = if s.sustained { "yes" } else { "no" };
     format!(
-        "{verdict} · {} in flight at the end ({:.2} s worth) · drain {:.2} s",
-        s.in_flight_end,
+        "{} · {} in flight at the end ({:.2} s worth) · drain {:.2} s",
+        kept_up_word(s),
+        thousands(s.in_flight_end),
         if per_s > 0.0 { s.in_flight_end as f64 / per_s } else { 0.0 },
         s.drain_s
     )
+}
+
+/// `yes`, `no`, or, for a run behind when its measured phase ended whose
+/// drain brought everything in, `no, caught up in the drain`.
+pub fn kept_up_word(s: &SummaryRow) -> &'static str {
+    match (s.sustained, s.undelivered, s.status == crate::live::Status::Ok) {
+        (true, _, _) => "yes",
+        (false, 0, true) => "no, caught up in drain",
+        _ => "no",
+    }
+}
+
+/// Why a run did not keep up (`sustained = false`), what happened to the
+/// messages, and what to try: a backlog the drain cleared (a fault's, a
+/// spike's) is not a system falling behind, and the two need different advice.
+pub fn not_kept_up(s: &SummaryRow) -> String {
+    let per_s = if s.duration_s > 0.0 { s.expected as f64 / s.duration_s } else { 0.0 };
+    let worth = if per_s > 0.0 { s.in_flight_end as f64 / per_s } else { 0.0 };
+    let head = format!(
+        "the system did not keep up (sustained = false): {} deliveries ({worth:.2} s of the offered {}) were still on \
+         their way when the measured phase ended",
+        thousands(s.in_flight_end),
+        rate(per_s)
+    );
+    if s.undelivered == 0 {
+        format!(
+            "{head}, and the drain delivered every one of them within {:.2} s ({} lost): it was still catching up \
+             on a backlog (after an outage, a slow consumer or a spike) when the measured phase ended, not losing \
+             messages. To measure the recovery too, lengthen --duration past it (or start the fault earlier); to \
+             gate on losing nothing, --assert lost==0 --assert undelivered==0",
+            s.drain_s,
+            thousands(s.lost)
+        )
+    } else {
+        format!(
+            "{head}, and {} were still undelivered after a {:.2} s drain (Redis still holds them: not lost): it \
+             falls behind at this rate. Lower --rate, add consumers (Streams: --groups shares a stream's work), \
+             or lengthen --drain to see whether it catches up",
+            thousands(s.undelivered),
+            s.drain_s
+        )
+    }
 }
 
 /// Renders the summary as label/value lines, each within 80 columns for a
@@ -37,22 +80,31 @@ pub fn render(s: &SummaryRow) -> String {
         ("rate", format!("target {target} · sent {} · delivered {}", rate(s.send_rate), rate(s.delivery_rate))),
         (
             "messages",
-            format!("sent {} · expected {} · reached {} · delivered {}", s.sent, s.expected, s.reached, s.delivered),
+            format!(
+                "sent {} · expected {} · delivered {}",
+                thousands(s.sent),
+                thousands(s.expected),
+                thousands(s.delivered)
+            ),
         ),
         (
             "lost",
             format!(
                 "{} ({}) · undelivered {} · duplicates {} · out of order {}",
-                s.lost,
+                thousands(s.lost),
                 pct(s.lost, s.expected),
-                s.undelivered,
-                s.duplicates,
-                s.out_of_order
+                thousands(s.undelivered),
+                thousands(s.duplicates),
+                thousands(s.out_of_order)
             ),
         ),
     ];
     if s.lost > 0 {
         rows.push(("lost to", loss_causes(s)));
+    }
+    // Redis's own count, where it tells something the others do not.
+    if s.reached != s.delivered {
+        rows.push(("reached", reached_line(s)));
     }
     if s.transport == "streams" {
         rows.push(("streams", streams_line(s)));
@@ -84,7 +136,10 @@ pub fn render(s: &SummaryRow) -> String {
         let _ = writeln!(
             out,
             "{:>12}  {} masters · redirections {} · write errors {}{recover}",
-            "cluster", s.nodes, s.redirections, s.write_errors
+            "cluster",
+            s.nodes,
+            thousands(s.redirections),
+            thousands(s.write_errors)
         );
     }
     if s.workers > 1 {
@@ -104,6 +159,17 @@ pub fn render(s: &SummaryRow) -> String {
     out
 }
 
+/// The verdict of each `--assert`, one line each under the summary's labels
+/// (`✓`/`✗` and the measured values); nothing for a run without assertions.
+pub fn assertions(rows: &[AssertionRow]) -> String {
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let label = if i == 0 { "assertions" } else { "" };
+        let _ = writeln!(out, "{label:>12}  {}", row.line());
+    }
+    out
+}
+
 /// Where the lost messages went, one figure per cause (`lost_*` in summary.csv),
 /// so that they add up to `lost` on screen. A cause that is 0 and does not
 /// apply to the transport is left out; `other`, which should be 0, always shows.
@@ -119,15 +185,35 @@ pub fn loss_causes(s: &SummaryRow) -> String {
     causes
         .iter()
         .filter(|(_, n, usual)| *usual || *n > 0)
-        .map(|(what, n, _)| format!("{what} {n}"))
+        .map(|(what, n, _)| format!("{what} {}", thousands(*n)))
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// What Redis said it reached: Pub/Sub's subscribers counted by PUBLISH
+/// (`expected − reached` had nobody subscribed), Streams' XADDs acknowledged.
+fn reached_line(s: &SummaryRow) -> String {
+    match s.transport.as_str() {
+        "streams" => format!("{} XADDs acknowledged", thousands(s.reached)),
+        // On a cluster PUBLISH counts one node's subscribers only.
+        _ if s.nodes > 1 => format!("{} (subscribers on the nodes published to)", thousands(s.reached)),
+        _ => format!(
+            "{} by PUBLISH's count · {} had nobody subscribed",
+            thousands(s.reached),
+            thousands(s.expected.saturating_sub(s.reached))
+        ),
+    }
 }
 
 /// What a Streams run kept for its consumers: the backlog at its peak,
 /// redeliveries, acknowledgements and a replay's catch-up.
 pub fn streams_line(s: &SummaryRow) -> String {
-    let mut line = format!("backlog max {} · redelivered {} · acked {}", s.backlog_max, s.redelivered, s.acked);
+    let mut line = format!(
+        "backlog max {} · redelivered {} · acked {}",
+        thousands(s.backlog_max),
+        thousands(s.redelivered),
+        thousands(s.acked)
+    );
     if let Some(catchup) = s.replay_catchup_s {
         line.push_str(&format!(" · replay caught up in {catchup:.2} s"));
     }
@@ -141,7 +227,7 @@ fn server_line(s: &SummaryRow) -> String {
         name => format!("{name} {}", s.server_version),
     };
     let cpu = match (s.server_cpu_pct, s.server_cpu_max_pct) {
-        (Some(mean), Some(max)) => format!(" · CPU {mean:.0}% of a core (max {max:.0}%)"),
+        (Some(mean), Some(max)) => format!(" · CPU {} of a core (max {})", percent(mean), percent(max)),
         _ => String::new(),
     };
     format!("{name}{cpu} · limit {}", s.limit.as_str())
@@ -150,40 +236,86 @@ fn server_line(s: &SummaryRow) -> String {
 /// How one line of the comparison shows a run.
 type Cell<'a> = Box<dyn Fn(&SummaryRow) -> String + 'a>;
 
-/// Renders several runs side by side, one column per run (transport).
+/// What tells the runs of a comparison apart, for the table's head: the
+/// transport (`compare --transports`), else the server and its version
+/// (`--servers`, `--urls`), else the run's id.
+pub fn comparison_heading(rows: &[SummaryRow]) -> (&'static str, Vec<String>) {
+    let distinct = |v: &[String]| {
+        let mut d = v.to_vec();
+        d.sort();
+        d.dedup();
+        d.len() == v.len()
+    };
+    let transports: Vec<String> = rows.iter().map(|s| s.transport.clone()).collect();
+    let servers: Vec<String> =
+        rows.iter().map(|s| format!("{} {}", s.server, s.server_version).trim().to_string()).collect();
+    if distinct(&transports) {
+        ("transport", transports)
+    } else if distinct(&servers) && servers.iter().all(|s| !s.is_empty()) {
+        ("server", servers)
+    } else {
+        ("run", rows.iter().map(|s| s.run_id.clone()).collect())
+    }
+}
+
+/// Renders several runs side by side, one column per run, headed by what
+/// tells them apart; rows that cannot differ between these runs (a
+/// cluster's on single servers) are left out.
 pub fn render_comparison(rows: &[SummaryRow]) -> String {
-    let lines: Vec<(&str, Cell<'_>)> = vec![
+    let (heading, names) = comparison_heading(rows);
+    let cluster = rows.iter().any(|s| s.nodes > 1);
+    let streams = rows.iter().any(|s| s.transport == "streams");
+    let count = |f: fn(&SummaryRow) -> u64| -> Cell<'_> { Box::new(move |s| thousands(f(s))) };
+    let mut lines: Vec<(&str, Cell<'_>)> = vec![
         ("transport", Box::new(|s| s.transport.clone())),
         ("status", Box::new(|s| s.status.to_string())),
-        ("sent", Box::new(|s| s.sent.to_string())),
-        ("expected", Box::new(|s| s.expected.to_string())),
-        ("delivered", Box::new(|s| s.delivered.to_string())),
-        ("lost", Box::new(|s| s.lost.to_string())),
+        ("sent", count(|s| s.sent)),
+        ("expected", count(|s| s.expected)),
+        ("delivered", count(|s| s.delivered)),
+        ("lost", count(|s| s.lost)),
         ("loss", Box::new(|s| pct(s.lost, s.expected))),
-        ("undelivered", Box::new(|s| s.undelivered.to_string())),
-        ("kept up", Box::new(|s| if s.sustained { "yes".into() } else { "no".into() })),
-        ("duplicates", Box::new(|s| s.duplicates.to_string())),
-        ("redelivered", Box::new(|s| s.redelivered.to_string())),
+        ("undelivered", count(|s| s.undelivered)),
+        ("kept up", Box::new(|s| kept_up_word(s).into())),
+        ("duplicates", count(|s| s.duplicates)),
+        ("out of order", count(|s| s.out_of_order)),
         ("p50", Box::new(|s| latency(s.p50_us))),
         ("p99", Box::new(|s| latency(s.p99_us))),
         ("p99.9", Box::new(|s| latency(s.p999_us))),
         ("max", Box::new(|s| latency(s.max_us))),
         ("delivery rate", Box::new(|s| rate(s.delivery_rate))),
-        ("backlog max", Box::new(|s| s.backlog_max.to_string())),
-        ("nodes", Box::new(|s| s.nodes.to_string())),
-        ("redirections", Box::new(|s| s.redirections.to_string())),
-        ("recover", Box::new(|s| s.recover_ms.map_or_else(|| "–".into(), |ms| latency(ms * 1e3)))),
+    ];
+    if streams {
+        lines.push(("redelivered", count(|s| s.redelivered)));
+        lines.push(("backlog max", count(|s| s.backlog_max)));
+    }
+    if cluster {
+        lines.push(("nodes", Box::new(|s| s.nodes.to_string())));
+        lines.push(("redirections", count(|s| s.redirections)));
+        lines.push(("recover", Box::new(|s| s.recover_ms.map_or_else(|| "–".into(), |ms| latency(ms * 1e3)))));
+    }
+    lines.extend::<[(&str, Cell<'_>); 5]>([
         ("harness limited", Box::new(|s| if s.harness_limited { "yes".into() } else { "no".into() })),
         ("server", Box::new(|s| if s.server.is_empty() { "–".into() } else { s.server.clone() })),
         ("version", Box::new(|s| if s.server_version.is_empty() { "–".into() } else { s.server_version.clone() })),
-        ("server CPU", Box::new(|s| s.server_cpu_pct.map_or_else(|| "–".into(), |p| format!("{p:.0}%")))),
+        ("server CPU", Box::new(|s| s.server_cpu_pct.map_or_else(|| "–".into(), |p| percent(p)))),
         ("limit", Box::new(|s| s.limit.as_str().into())),
-    ];
-    let mut out = String::new();
-    for (label, value) in &lines {
+    ]);
+    // The heading names what differs; the rows it replaces would repeat it.
+    let repeated: &[&str] = match heading {
+        "transport" => &["transport"],
+        "server" => &["server", "version"],
+        _ => &[],
+    };
+    let width = names.iter().map(|n| n.chars().count()).chain(std::iter::once(14)).max().unwrap_or(14);
+    let mut out = format!("{heading:>16}");
+    for name in &names {
+        let _ = write!(out, "  {name:>width$}");
+    }
+    out.push('\n');
+    for (label, value) in lines.iter().filter(|(label, _)| !repeated.contains(label)) {
         let _ = write!(out, "{label:>16}");
         for row in rows {
-            let _ = write!(out, "  {:>14}", value(row));
+            let _ = write!(out, "  {:>width$}", value(row));
         }
         out.push('\n');
     }
@@ -232,8 +364,10 @@ mod tests {
     fn the_summary_names_the_causes_of_loss_and_fits_80_columns() {
         let s = slow_consumer();
         let text = render(&s);
-        assert!(text.contains("lost to  unsubscribed 147987 · in buffer 20550 · other 0"), "{text}");
-        assert!(text.contains("168537 (21.067%)"), "{text}");
+        assert!(text.contains("lost to  unsubscribed 147,987 · in buffer 20,550 · other 0"), "{text}");
+        assert!(text.contains("168,537 (21.067%)"), "{text}");
+        assert!(text.contains("sent 200,000 · expected 800,000 · delivered 631,463"), "{text}");
+        assert!(text.contains("reached  651,935 by PUBLISH's count · 148,065 had nobody subscribed"), "{text}");
         assert!(text.contains("1 producer → 1 channel → 4 consumers"), "{text}");
         assert!(text.contains("target 20.0k/s"), "{text}");
         assert!(!text.contains("streams"), "{text}");
@@ -242,6 +376,43 @@ mod tests {
         }
         let clean = render(&SummaryRow { lost: 0, lost_unsubscribed: 0, lost_in_buffer: 0, ..s });
         assert!(!clean.contains("lost to") && clean.contains("lost  0 (0%)"), "{clean}");
+    }
+
+    #[test]
+    fn a_comparison_is_headed_by_what_differs_and_drops_rows_that_cannot() {
+        let server = |name: &str, version: &str| SummaryRow {
+            server: name.into(),
+            server_version: version.into(),
+            nodes: 1,
+            ..slow_consumer()
+        };
+        let text = render_comparison(&[server("redis", "7.0.15"), server("valkey", "9.1.2")]);
+        let head = text.lines().next().unwrap();
+        assert!(head.trim_start().starts_with("server") && head.contains("redis 7.0.15"), "{text}");
+        assert!(head.contains("valkey 9.1.2"), "{text}");
+        assert!(text.contains("     transport          pubsub          pubsub"), "the transport is a row: {text}");
+        for gone in ["nodes", "redirections", "recover", "version", "backlog max"] {
+            assert!(!text.lines().any(|l| l.trim_start().starts_with(gone)), "{gone} on single servers: {text}");
+        }
+        assert!(text.contains("631,463"), "counts grouped as on the page: {text}");
+        let transports = render_comparison(&[
+            SummaryRow { transport: "pubsub".into(), ..slow_consumer() },
+            SummaryRow { transport: "streams".into(), nodes: 3, ..slow_consumer() },
+        ]);
+        let head = transports.lines().next().unwrap();
+        assert!(head.trim_start().starts_with("transport") && head.ends_with("streams"), "{transports}");
+        assert!(transports.contains("redirections") && transports.contains("backlog max"), "{transports}");
+    }
+
+    #[test]
+    fn behind_at_the_end_but_caught_up_in_the_drain_says_so_and_advises() {
+        let s = SummaryRow { sustained: false, lost: 0, undelivered: 0, in_flight_end: 20_022, ..slow_consumer() };
+        assert!(kept_up(&s).starts_with("no, caught up in drain · 20,022 in flight"), "{}", kept_up(&s));
+        let why = not_kept_up(&s);
+        assert!(why.contains("delivered every one of them") && why.contains("lengthen --duration"), "{why}");
+        let behind = SummaryRow { undelivered: 5, ..s };
+        assert!(kept_up(&behind).starts_with("no ·"), "{}", kept_up(&behind));
+        assert!(not_kept_up(&behind).contains("Lower --rate"), "{}", not_kept_up(&behind));
     }
 
     #[test]
@@ -258,14 +429,14 @@ mod tests {
             ..slow_consumer()
         };
         let text = render(&s);
-        assert!(text.contains("streams  backlog max 20022 · redelivered 2 · acked 160000"), "{text}");
+        assert!(text.contains("streams  backlog max 20,022 · redelivered 2 · acked 160,000"), "{text}");
         assert!(text.contains("lost to  unsubscribed 0 · trimmed 3 · other 0"), "{text}");
         let sum: u64 = text
             .lines()
             .find(|l| l.contains("lost to"))
             .unwrap()
             .split(" · ")
-            .map(|part| part.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .map(|part| part.rsplit(' ').next().unwrap().replace(',', "").parse::<u64>().unwrap())
             .sum();
         assert_eq!(sum, s.lost);
     }
