@@ -70,6 +70,9 @@ pub struct SummaryRow {
     pub raw_p99_us: f64,
     pub raw_max_us: f64,
     pub send_lag_p99_us: f64,
+    /// Absent from runs written before pacing windows were chosen per run (20 µs then).
+    #[serde(default)]
+    pub pacing_window_us: f64,
     pub harness_cpu_pct: f64,
     /// Absent from runs written before it was measured.
     #[serde(default)]

@@ -423,6 +423,10 @@ pub struct ProducerStats {
     pub unanswered_from: Vec<u64>,
     /// Actual send time of the last measured message (0 if none).
     pub last_sent_ns: u64,
+    /// The pacing window its messages were released once per, ns (0: each
+    /// message on its own deadline; see `scenario::pacing`).
+    #[serde(default)]
+    pub pacing_window_ns: u64,
 }
 
 impl ProducerStats {
@@ -441,6 +445,7 @@ impl ProducerStats {
             refused: vec![Vec::new(); channels as usize],
             unanswered_from: vec![u64::MAX; channels as usize],
             last_sent_ns: 0,
+            pacing_window_ns: 0,
         }
     }
 
