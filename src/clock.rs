@@ -94,7 +94,6 @@ pub struct Timer {
     spin_ns: u64,
 }
 
-
 /// Longest busy-wait before a deadline.
 const SPIN_MAX_NS: u64 = 100_000;
 
@@ -165,13 +164,10 @@ impl Timer {
 
     async fn sleep(&mut self, ns: u64) {
         let Some(fd) = &self.fd else { return self.clock.sleep_until_ns(ns).await };
-        if arm(fd.get_ref(), self.clock.epoch_mono_ns + ns, 0).is_err() {
+        if arm(fd.get_ref(), self.clock.epoch_mono_ns + ns).is_err() {
             return self.clock.sleep_until_ns(ns).await;
         }
-        // One-shot, re-armed per sleep: a periodic timerfd would not save the
-        // system call, since Linux re-arms an interval timer only when its
-        // count is read (`timerfd_read`), one read per expiry instead of one
-        // `timerfd_settime`. The expiration count is never read: arming again resets it, and
+        // The expiration count is never read: arming again resets it, and
         // tokio's epoll is edge-triggered, so each expiry is an event of its
         // own. That saves two reads a wake-up (the count, then the read that
         // finds nothing and clears tokio's readiness). An event of an earlier
@@ -198,10 +194,10 @@ impl Timer {
 /// same instant: the epoch is converted between the two once, at the start.
 const CLOCK_SKEW_NS: u64 = 5_000;
 
-/// Arms a timerfd for an absolute CLOCK_MONOTONIC time, and every
-/// `interval_ns` after it (0: once).
-fn arm(fd: &OwnedFd, mono_ns: u64, interval_ns: u64) -> io::Result<()> {
-    let spec = libc::itimerspec { it_interval: timespec(interval_ns), it_value: timespec(mono_ns) };
+/// Arms a timerfd for an absolute CLOCK_MONOTONIC time.
+fn arm(fd: &OwnedFd, mono_ns: u64) -> io::Result<()> {
+    let at = libc::timespec { tv_sec: (mono_ns / 1_000_000_000) as _, tv_nsec: (mono_ns % 1_000_000_000) as _ };
+    let spec = libc::itimerspec { it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 }, it_value: at };
     // SAFETY: timerfd_settime reads the struct we pass; the old value is not asked for.
     let r = unsafe { libc::timerfd_settime(fd.as_raw_fd(), libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut()) };
     if r == 0 {
@@ -209,10 +205,6 @@ fn arm(fd: &OwnedFd, mono_ns: u64, interval_ns: u64) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-fn timespec(ns: u64) -> libc::timespec {
-    libc::timespec { tv_sec: (ns / 1_000_000_000) as _, tv_nsec: (ns % 1_000_000_000) as _ }
 }
 
 /// What a wake-up is taken to cost where it cannot be measured: a bare
@@ -241,8 +233,13 @@ fn measure_wakeup_cost() -> Option<u64> {
         let raw = libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC);
         (raw >= 0).then(|| OwnedFd::from_raw_fd(raw))?
     };
-    let first = monotonic_ns() + PROBE_PERIOD_NS;
-    arm(&fd, first, PROBE_PERIOD_NS).ok()?;
+    // Every 50 µs from 50 µs on (relative): a periodic timerfd re-arms as each blocking read takes its count.
+    let every = libc::timespec { tv_sec: 0, tv_nsec: PROBE_PERIOD_NS as _ };
+    let spec = libc::itimerspec { it_interval: every, it_value: every };
+    // SAFETY: timerfd_settime reads the struct we pass; the old value is not asked for.
+    if unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } != 0 {
+        return None;
+    }
     let before = thread_cpu_ns()?;
     let mut woken = 0;
     while woken < PROBE_WAKEUPS {

@@ -25,12 +25,9 @@ pub fn pacing(s: &SummaryRow) -> String {
         return "a wake-up per message (no window)".into();
     }
     let mean_wait = s.pacing_window_us / 2.0;
-    let share = if s.p50_us > 0.0 { format!(", {:.0}% of the p50", 100.0 * mean_wait / s.p50_us) } else { String::new() };
-    format!(
-        "released once a {} window: adds {} on average{share}",
-        latency(s.pacing_window_us),
-        latency(mean_wait)
-    )
+    let share =
+        if s.p50_us > 0.0 { format!(", {:.0}% of the p50", 100.0 * mean_wait / s.p50_us) } else { String::new() };
+    format!("released once a {} window: adds {} on average{share}", latency(s.pacing_window_us), latency(mean_wait))
 }
 
 /// Renders the summary as label/value lines, each within 80 columns for a

@@ -9,6 +9,11 @@
 //! message keeps its own deadline, so what the window adds to a message's
 //! wait counts in its latency: the window is a trade of latency for CPU, and
 //! `auto` takes it only as far as the run's latency budget allows.
+//!
+//! A periodic timer does not make a window's wake-up cheaper: Linux re-arms
+//! an interval timerfd only when its count is read, so it trades the one-shot
+//! `timerfd_settime` for a `read`, one system call a wake-up either way (an
+//! unread periodic timerfd fires once and never again).
 
 use crate::clock::{fmt_duration, parse_duration};
 use std::fmt;
