@@ -740,6 +740,13 @@ pub fn harness_warning(s: &SummaryRow, cpus: usize) -> Option<String> {
             HARNESS_LAG_LIMIT_US / 1e3
         ));
     }
+    if s.unsent > 0 {
+        seen.push(format!(
+            "the producers fell behind their schedule: {} measured messages were still due when the phase ended, and \
+             were not sent (unsent)",
+            s.unsent
+        ));
+    }
     if s.harness_cpu_pct > HARNESS_CPU_LIMIT_PCT {
         seen.push(format!(
             "eventbench used {:.0}% of the CPU it may use ({cpus} CPUs; over {HARNESS_CPU_LIMIT_PCT:.0}%)",

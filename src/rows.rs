@@ -24,6 +24,9 @@ pub struct SummaryRow {
     pub target_rate: f64,
     pub duration_s: f64,
     pub sent: u64,
+    /// Absent from runs written before producers were cut off at the end of the phase.
+    #[serde(default)]
+    pub unsent: u64,
     pub expected: u64,
     pub reached: u64,
     pub delivered: u64,

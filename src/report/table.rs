@@ -50,7 +50,16 @@ pub fn render(s: &SummaryRow) -> String {
         ("rate", format!("target {target} · sent {} · delivered {}", rate(s.send_rate), rate(s.delivery_rate))),
         (
             "messages",
-            format!("sent {} · expected {} · reached {} · delivered {}", s.sent, s.expected, s.reached, s.delivered),
+            match s.unsent {
+                0 => format!(
+                    "sent {} · expected {} · reached {} · delivered {}",
+                    s.sent, s.expected, s.reached, s.delivered
+                ),
+                n => format!(
+                    "sent {} ({n} due but not sent: behind schedule) · expected {} · reached {} · delivered {}",
+                    s.sent, s.expected, s.reached, s.delivered
+                ),
+            },
         ),
         (
             "lost",

@@ -620,7 +620,8 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     let send_lag_p99_us = pct_us(&send_lag, 99.0);
     let server = ServerLoad::of(&telemetry.rows, window.seconds());
     let pacing_window_us = out.producers.iter().map(|p| p.pacing_window_ns).max().unwrap_or(0) as f64 / 1e3;
-    let harness_limited = harness_limited(send_lag_p99_us, pacing_window_us, cpu);
+    let unsent: u64 = out.producers.iter().map(|p| p.unsent).sum();
+    let harness_limited = harness_limited(send_lag_p99_us, pacing_window_us, cpu) || unsent > 0;
     let recover_ms =
         node_outage.and_then(|o| o.up_ns).zip(out.recovered_ns).map(|(up, seen)| seen.saturating_sub(up) as f64 / 1e6);
     let summary = SummaryRow {
@@ -637,6 +638,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         target_rate: scenario.rate.mean(scenario.duration),
         duration_s,
         sent,
+        unsent,
         expected,
         reached,
         delivered,

@@ -427,6 +427,10 @@ pub struct ProducerStats {
     /// message on its own deadline; see `scenario::pacing`).
     #[serde(default)]
     pub pacing_window_ns: u64,
+    /// Measured messages still due when the producer was cut off, far behind
+    /// its schedule at the end of the phase (see `Pacer::cut_off_after`).
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 impl ProducerStats {
@@ -446,6 +450,7 @@ impl ProducerStats {
             unanswered_from: vec![u64::MAX; channels as usize],
             last_sent_ns: 0,
             pacing_window_ns: 0,
+            unsent: 0,
         }
     }
 

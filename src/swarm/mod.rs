@@ -35,6 +35,11 @@ const MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// After a failure, how long consumers may still read what is already on
 /// their sockets, so that nothing measured before it is dropped.
 const ABORT_DRAIN: Duration = Duration::from_millis(250);
+/// How long after the end of the measured phase a producer still sends what
+/// fell due in it: a producer later than that fell behind its schedule (a
+/// rate beyond what it can write), and what it had not sent is counted as
+/// unsent instead of being sent long after the phase it belongs to.
+const OVERRUN: Duration = Duration::from_millis(250);
 /// Longest wait for the driver's side tasks after the finish signal (one may
 /// be waiting on a Redis that stopped answering).
 const SIDE_TASKS_END: Duration = Duration::from_secs(1);
@@ -569,7 +574,8 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
     own.pacing_window_ns = crate::scenario::pacing::applied_window_ns(pacing_window, fastest_period_ns);
     let stats = ThreadBoard::producer(own);
     let mut pacer = Pacer::for_producer(&s.rate, s.producers, warmup_start, window.start_ns, window.end_ns)
-        .coalescing(pacing_window);
+        .coalescing(pacing_window)
+        .cut_off_after(OVERRUN.as_nanos() as u64 + pacing_window);
     // From the total rate: all producers together spin at most a tenth of one CPU.
     let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate.peak()));
     let mut next_seq = vec![0u64; s.channels as usize];
@@ -625,6 +631,11 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
         Ok(())
     }
     .await;
+    // A schedule that ran its course (not a stop or a failure) and still had
+    // messages due was cut off: the producer fell behind.
+    if result.is_ok() && !shared.live.stop_requested() && shared.aborted().is_none() {
+        stats.borrow_mut().unsent = pacer.unsent(window.start_ns);
+    }
     // After a failure, Redis is likely gone: do not wait long for its replies.
     let wait = if result.is_err() || shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
     // After a stop (Ctrl-C), within what is left of the wind-down.
