@@ -175,8 +175,21 @@ pub fn from_scenario_toml(scenario: &str) -> Vec<Assertion> {
     };
     texts.iter().filter_map(|t| t.parse().ok()).collect()
 }
+/// The end-to-end latency columns: a ceiling on one of them is a latency
+/// budget that pacing may take a share of (`scenario::pacing`).
+const LATENCY_COLUMNS: [&str; 8] =
+    ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "raw_p50_us", "raw_p99_us", "raw_max_us"];
 
 impl Assertion {
+    /// The ceiling this gate puts on an end-to-end latency percentile, µs
+    /// (`p99_us<2000`: 2000), if it is one.
+    pub fn latency_ceiling_us(&self) -> Option<f64> {
+        match (&self.left.expr, self.op, &self.right.expr) {
+            (Expr::Column(c), Op::Lt | Op::Le, Expr::Number(v)) if LATENCY_COLUMNS.contains(&c.as_str()) => Some(*v),
+            _ => None,
+        }
+    }
+
     /// Evaluates the assertion on a run's summary.
     pub fn check(&self, row: &SummaryRow) -> Verdict {
         let (passed, measured) = self.evaluate(row);
@@ -355,6 +368,16 @@ mod tests {
         assert_eq!(got, ["lost==0", "p99_us<1000"]);
         assert_eq!(from_scenario_toml("assert = \"sent>1\"").len(), 1);
         assert!(from_scenario_toml("name = \"x\"").is_empty());
+    }
+
+    #[test]
+    fn a_latency_ceiling_is_a_latency_column_bounded_from_above_by_a_number() {
+        let ceiling = |s: &str| s.parse::<Assertion>().unwrap().latency_ceiling_us();
+        assert_eq!(ceiling("p99_us<2000"), Some(2000.0));
+        assert_eq!(ceiling("p999_us <= 5000"), Some(5000.0));
+        assert_eq!(ceiling("p99_us>10"), None);
+        assert_eq!(ceiling("send_lag_p99_us<1000"), None, "not an end-to-end latency");
+        assert_eq!(ceiling("p99_us<2*p50_us"), None, "not a number");
     }
 
     #[test]

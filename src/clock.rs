@@ -102,15 +102,6 @@ pub struct Timer {
     spin_ns: u64,
 }
 
-/// Least time between two releases of a producer's messages (see
-/// `Pacer::coalescing`); a rate whose period is longer is paced message by
-/// message. Measured on the 2-CPU VM, Pub/Sub 1 → 1 at 100,000/s, quiet,
-/// medians of 3 (`scripts/efficiency.sh`): no window, 1.10 CPU, p50 52 µs,
-/// p99 3.4 ms; 20 µs, 0.90 CPU, p50 93 µs, p99 0.41 ms; 50 µs, 0.53 CPU but
-/// p50 173 µs. The wait a window adds is the harness's, counted in every
-/// latency: 20 µs keeps the median where it was and cuts the tail.
-pub const COALESCE_NS: u64 = 20_000;
-
 /// Longest busy-wait before a deadline.
 const SPIN_MAX_NS: u64 = 100_000;
 
@@ -238,6 +229,61 @@ fn expired(fd: &OwnedFd) -> bool {
     n == 8 && count > 0
 }
 
+/// What a wake-up is taken to cost where it cannot be measured: a bare
+/// timerfd wake-up measured 25 to 29 µs of CPU on a 2-CPU VM (`scripts/wakeup.c`).
+const FALLBACK_WAKEUP_NS: u64 = 25_000;
+/// Wake-ups measured, and the period they come at.
+const PROBE_WAKEUPS: u64 = 200;
+const PROBE_PERIOD_NS: u64 = 50_000;
+
+/// CPU (user and system) that one timer wake-up costs a thread of this
+/// process, ns: measured once, by a thread that sleeps on a periodic timerfd
+/// for 200 wake-ups (10 ms), then kept. The pacing window's `auto` spends a
+/// share of a CPU on wake-ups (`scenario::pacing`); this says how many that
+/// share buys on this machine.
+pub fn wakeup_cost_ns() -> u64 {
+    static COST: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *COST.get_or_init(|| {
+        let measured = std::thread::spawn(measure_wakeup_cost).join().ok().flatten();
+        measured.unwrap_or(FALLBACK_WAKEUP_NS).clamp(1_000, 200_000)
+    })
+}
+
+fn measure_wakeup_cost() -> Option<u64> {
+    // SAFETY: timerfd_create returns a new descriptor (owned from here on) or -1.
+    let fd = unsafe {
+        let raw = libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_CLOEXEC);
+        (raw >= 0).then(|| OwnedFd::from_raw_fd(raw))?
+    };
+    // Every 50 µs from 50 µs on (relative): a periodic timerfd re-arms as each blocking read takes its count.
+    let every = libc::timespec { tv_sec: 0, tv_nsec: PROBE_PERIOD_NS as _ };
+    let spec = libc::itimerspec { it_interval: every, it_value: every };
+    // SAFETY: timerfd_settime reads the struct we pass; the old value is not asked for.
+    if unsafe { libc::timerfd_settime(fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) } != 0 {
+        return None;
+    }
+    let before = thread_cpu_ns()?;
+    let mut woken = 0;
+    while woken < PROBE_WAKEUPS {
+        let mut expirations = 0u64;
+        // SAFETY: reads 8 bytes into a u64 we own; a blocking timerfd read waits for an expiry.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut expirations as *mut u64).cast(), 8) };
+        if n != 8 {
+            return None;
+        }
+        woken += 1;
+    }
+    Some((thread_cpu_ns()? - before) / woken)
+}
+
+/// CPU time of the calling thread, ns.
+fn thread_cpu_ns() -> Option<u64> {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    (r == 0).then(|| t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64)
+}
+
 /// Lets this thread's timers fire within a microsecond instead of Linux's
 /// default 50 µs slack.
 pub fn tighten_timer_slack() {
@@ -288,6 +334,13 @@ mod tests {
         // tokio's timer would be ~500 µs late on average; a timerfd, tens of µs.
         let r = meets(&mut timer, 300_000, 200_000).await;
         assert!(r.is_ok(), "median lateness of each round (ns): {r:?}");
+    }
+
+    #[test]
+    fn a_wakeup_is_measured_in_cpu_time() {
+        let cost = measure_wakeup_cost().expect("a timerfd and the thread's CPU clock on Linux");
+        // Not a speed check: a wake-up costs something, and far less than its 50 µs period of a sleeping thread.
+        assert!(cost > 0 && cost < PROBE_PERIOD_NS * 4, "{cost} ns");
     }
 
     #[tokio::test]

@@ -51,6 +51,9 @@ pub struct Pacer {
     coalesce_ns: u64,
     /// When the last batch was released, ns since the epoch.
     released_ns: Option<u64>,
+    /// From when nothing more is sent, however far behind the schedule
+    /// (see [`Pacer::cut_off_after`]); `u64::MAX`: never.
+    cut_off_ns: u64,
 }
 
 /// A piece of the schedule over which the rate holds or changes linearly.
@@ -110,7 +113,7 @@ impl Pacer {
     pub fn new(start_ns: u64, end_ns: u64, rate: f64) -> Pacer {
         let segments =
             if rate > 0.0 { vec![Segment::new(start_ns, 0.0, f64::INFINITY, rate, rate)] } else { Vec::new() };
-        Pacer { segments, end_ns, next: 0, coalesce_ns: 0, released_ns: None }
+        Pacer { segments, end_ns, next: 0, coalesce_ns: 0, released_ns: None, cut_off_ns: u64::MAX }
     }
 
     /// Releases a batch at most once every `window_ns`: what falls due in
@@ -123,6 +126,16 @@ impl Pacer {
     /// period longer than the window is paced message by message, as before.
     pub fn coalescing(mut self, window_ns: u64) -> Pacer {
         self.coalesce_ns = window_ns;
+        self
+    }
+
+    /// Stops sending `grace_ns` after the end of the schedule, however much
+    /// of it is still due: a producer that fell behind (a rate beyond what it
+    /// can write) would otherwise send its backlog long after the measured
+    /// phase, and the run would outlive its length by as much. What it did
+    /// not send by then is [`Pacer::unsent`].
+    pub fn cut_off_after(mut self, grace_ns: u64) -> Pacer {
+        self.cut_off_ns = self.end_ns.saturating_add(grace_ns);
         self
     }
 
@@ -159,7 +172,7 @@ impl Pacer {
             push(at, len_ns, s.from, s.to);
             at = at.saturating_add(len_ns);
         }
-        Pacer { segments, end_ns, next: 0, coalesce_ns: 0, released_ns: None }
+        Pacer { segments, end_ns, next: 0, coalesce_ns: 0, released_ns: None, cut_off_ns: u64::MAX }
     }
 
     /// The intended send time of message `i`, or `None` if the rate is unlimited
@@ -192,11 +205,17 @@ impl Pacer {
 
     /// How many messages after those already taken are due at `now_ns`, at most `max`.
     pub fn due_at(&self, now_ns: u64, max: u64) -> u64 {
-        let limit = now_ns.min(self.end_ns.saturating_sub(1));
         if self.segments.is_empty() {
             return if now_ns < self.end_ns { max } else { 0 };
         }
-        if limit < self.segments[0].start_ns {
+        let limit = now_ns.min(self.end_ns.saturating_sub(1));
+        self.due_by(limit).saturating_sub(self.next).min(max)
+    }
+
+    /// How many of the schedule's messages are due at or before `limit` (a
+    /// limited rate: the indices `0..n`).
+    fn due_by(&self, limit: u64) -> u64 {
+        if self.segments.is_empty() || limit < self.segments[0].start_ns {
             return 0;
         }
         // Index of the last message due, corrected for float rounding at the
@@ -219,7 +238,19 @@ impl Pacer {
             // Not even the first message is due (a profile that starts silent).
             return 0;
         }
-        last.saturating_add(1).saturating_sub(self.next).min(max)
+        last.saturating_add(1)
+    }
+
+    /// The messages due from `from_ns` to the end of the schedule that were
+    /// not taken: what a producer cut off (see [`Pacer::cut_off_after`]) did
+    /// not send of the measured phase that starts at `from_ns`.
+    pub fn unsent(&self, from_ns: u64) -> u64 {
+        let due = self.due_by(self.end_ns.saturating_sub(1));
+        let before = match from_ns.checked_sub(1) {
+            Some(t) => self.due_by(t),
+            None => 0,
+        };
+        due.saturating_sub(self.next.max(before))
     }
 
     /// Whether every message of the schedule has been taken.
@@ -249,7 +280,7 @@ impl Pacer {
     /// sleep until when (spinning the last stretch if a message's own deadline
     /// is that moment), or nothing, the schedule has ended.
     fn poll_batch(&mut self, now_ns: u64, max: u64) -> Step {
-        if self.finished(now_ns) {
+        if self.finished(now_ns) || now_ns >= self.cut_off_ns {
             return Step::Ended;
         }
         let count = self.due_at(now_ns, max);
@@ -259,7 +290,7 @@ impl Pacer {
         // last one's lateness: 50,000/s in 20 µs windows had a p50 10 µs
         // higher than message by message, for the same CPU.
         let window_end = match self.released_ns {
-            Some(r) if self.period_ns(self.next) < self.coalesce_ns => r.saturating_add(self.coalesce_ns),
+            Some(r) if self.period_ns(self.next) < self.coalesce_ns => self.tick_after(r),
             _ => 0,
         };
         if count > 0 && (now_ns >= window_end || count == max) {
@@ -274,6 +305,16 @@ impl Pacer {
         } else {
             Step::Sleep { until_ns: due, spin: true }
         }
+    }
+
+    /// The first end of a window after `ns`. Windows end on a grid of ticks
+    /// from the schedule's start, one window apart: a release that came late
+    /// does not push the later ones back, so a producer wakes once a window
+    /// whatever its lateness, and no wait grows by the lateness before it.
+    fn tick_after(&self, ns: u64) -> u64 {
+        let origin = self.segments.first().map_or(0, |s| s.start_ns).min(ns);
+        let w = self.coalesce_ns.max(1);
+        origin.saturating_add(((ns - origin) / w + 1).saturating_mul(w))
     }
 
     /// How long after message `i - 1` message `i` is due (`u64::MAX` for the first, or past the end).
@@ -500,8 +541,10 @@ mod tests {
             }
             assert_eq!(next, 100_000, "{late}: the rate is exact");
             assert!(batches.windows(2).all(|w| w[1].now_ns - w[0].now_ns >= 50_000), "{late}: one release a window");
+            assert!(batches.iter().skip(1).all(|b| b.now_ns % 50_000 == late), "{late}: windows end on the grid");
+            // Lateness does not stretch the windows: one release per window of the second.
             let wakes = batches.len() as f64;
-            let most = 1e9 / (50_000 + late) as f64;
+            let most = 1e9 / 50_000.0;
             assert!(wakes <= most + 2.0 && wakes >= most * 0.9, "{late}: {wakes} releases, about {most}");
         }
     }
@@ -545,6 +588,32 @@ mod tests {
         let (batches, _) = simulate(p, 64, 0);
         assert_eq!(batches.iter().map(|b| b.count).sum::<u64>(), 10_000);
         assert!(batches.iter().filter(|b| b.count == 64).count() >= 150, "full batches go at once");
+    }
+
+    #[test]
+    fn a_producer_far_behind_stops_at_the_cut_off_and_counts_what_it_did_not_send() {
+        // 1,000/s over [1 s, 2 s) after a 1 s warmup; the producer can write 10 a wake-up and wakes every 100 ms.
+        let p = Pacer::new(0, 2_000_000_000, 1_000.0).cut_off_after(250_000_000);
+        let mut q = p.clone();
+        let (mut now, mut taken) = (0, 0);
+        loop {
+            match q.poll_batch(now, 10) {
+                Step::Release(b) => taken += b.count,
+                Step::Sleep { .. } => {}
+                Step::Ended => break,
+            }
+            now += 100_000_000;
+        }
+        assert!(now >= 2_250_000_000 && now < 2_400_000_000, "ended at the cut-off, {now}");
+        assert_eq!(q.taken(), taken);
+        // 2,000 were due; none of the measured 1,000 past the taken ones were sent.
+        assert_eq!(q.unsent(1_000_000_000), 1000 - taken.saturating_sub(1000));
+        assert_eq!(q.unsent(0), 2000 - taken);
+        // One that kept up sent everything.
+        let (batches, _) = simulate(p.clone(), 1024, 0);
+        let mut done = p;
+        done.next = batches.iter().map(|b| b.count).sum();
+        assert_eq!((done.next, done.unsent(1_000_000_000)), (2000, 0));
     }
 
     #[test]

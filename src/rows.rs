@@ -24,6 +24,9 @@ pub struct SummaryRow {
     pub target_rate: f64,
     pub duration_s: f64,
     pub sent: u64,
+    /// Absent from runs written before producers were cut off at the end of the phase.
+    #[serde(default)]
+    pub unsent: u64,
     pub expected: u64,
     pub reached: u64,
     pub delivered: u64,
@@ -70,6 +73,9 @@ pub struct SummaryRow {
     pub raw_p99_us: f64,
     pub raw_max_us: f64,
     pub send_lag_p99_us: f64,
+    /// Absent from runs written before pacing windows were chosen per run (20 µs then).
+    #[serde(default)]
+    pub pacing_window_us: f64,
     pub harness_cpu_pct: f64,
     /// Absent from runs written before it was measured.
     #[serde(default)]

@@ -248,6 +248,9 @@ pub fn findings(run: &RunData) -> Vec<String> {
         }
         out.push(text);
     }
+    if s.pacing_window_us > 0.0 {
+        out.push(format!("Pacing: {}.", super::table::pacing(s)));
+    }
     // The harness says when it, or the machine under it, was the bottleneck.
     if s.send_lag_p99_us >= 1000.0 {
         out.push(format!(

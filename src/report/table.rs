@@ -60,6 +60,19 @@ pub fn not_kept_up(s: &SummaryRow) -> String {
     }
 }
 
+/// The pacing window and its share of the median: a message waits for the
+/// end of its window, half a window on average (what falls due is spread
+/// evenly over it), and that wait is in every latency figure.
+pub fn pacing(s: &SummaryRow) -> String {
+    if s.pacing_window_us <= 0.0 {
+        return "a wake-up per message (no window)".into();
+    }
+    let mean_wait = s.pacing_window_us / 2.0;
+    let share =
+        if s.p50_us > 0.0 { format!(", {:.0}% of the p50", 100.0 * mean_wait / s.p50_us) } else { String::new() };
+    format!("released once a {} window: adds {} on average{share}", latency(s.pacing_window_us), latency(mean_wait))
+}
+
 /// Renders the summary as label/value lines, each within 80 columns for a
 /// run of ordinary size.
 pub fn render(s: &SummaryRow) -> String {
@@ -80,12 +93,21 @@ pub fn render(s: &SummaryRow) -> String {
         ("rate", format!("target {target} · sent {} · delivered {}", rate(s.send_rate), rate(s.delivery_rate))),
         (
             "messages",
-            format!(
-                "sent {} · expected {} · delivered {}",
-                thousands(s.sent),
-                thousands(s.expected),
-                thousands(s.delivered)
-            ),
+            match s.unsent {
+                0 => format!(
+                    "sent {} · expected {} · delivered {}",
+                    thousands(s.sent),
+                    thousands(s.expected),
+                    thousands(s.delivered)
+                ),
+                n => format!(
+                    "sent {} ({} due but not sent: behind schedule) · expected {} · delivered {}",
+                    thousands(s.sent),
+                    thousands(n),
+                    thousands(s.expected),
+                    thousands(s.delivered)
+                ),
+            },
         ),
         (
             "lost",
@@ -122,6 +144,7 @@ pub fn render(s: &SummaryRow) -> String {
             ),
         ),
         ("max latency", format!("{} (raw {})", latency(s.max_us), latency(s.raw_max_us))),
+        ("pacing", pacing(s)),
         (
             "raw latency",
             format!("p50 {} · p99 {} (from actual send time)", latency(s.raw_p50_us), latency(s.raw_p99_us)),

@@ -10,6 +10,7 @@
 
 mod flags;
 mod forms;
+pub mod pacing;
 mod rate;
 pub mod shipped;
 
@@ -20,6 +21,7 @@ pub use forms::{
     is_secret_config_key, parse_on_off, parse_rate, parse_redis_config, refused_config_key, shown_config_value,
     Checkpoint, SubscribeMode, TransportKind,
 };
+pub use pacing::PacingWindow;
 pub use rate::{Rate, Stage};
 
 use crate::wire::HEADER_LEN;
@@ -142,6 +144,11 @@ pub struct Scenario {
     #[arg(long, value_name = "PCT@AT+FOR")]
     #[serde(deserialize_with = "one_or_many")]
     pub disconnect: Vec<Disconnect>,
+    /// How long a producer may hold what falls due before writing it in one write: auto (bounds the
+    /// wake-ups a second, within 5% of the tightest latency gate of --assert/--slo; 20us without one), or a
+    /// duration (0 = a wake-up per message). The wait counts in each message's latency
+    #[arg(long, value_name = "auto|DURATION", default_value = "auto")]
+    pub pacing_window: PacingWindow,
     /// Worker threads; 0 = one for a light paced run (at most 50,000 sends and deliveries a second, at most 64 deliveries per message), else one per CPU
     #[arg(long, value_name = "N", default_value = "0", allow_negative_numbers = true)]
     pub threads: usize,
@@ -359,6 +366,18 @@ impl Scenario {
             Checkpoint::Every(d) => Some(d),
             Checkpoint::Auto => (self.duration >= AUTO_CHECKPOINT_FROM).then_some(AUTO_CHECKPOINT_EVERY),
         }
+    }
+
+    /// The pacing window, ns, of a producer of a process that paces
+    /// `local_producers`: `auto` resolved against the tightest latency gate
+    /// of `--assert` (a capacity search's steps carry its `--slo` there).
+    pub fn pacing_window_ns(&self, local_producers: u32) -> u64 {
+        let gate = self.assert.iter().filter_map(|a| a.latency_ceiling_us()).reduce(f64::min);
+        self.pacing_window.window_ns(pacing::WindowInputs {
+            latency_gate_us: gate,
+            local_producers,
+            wakeup_cost_ns: crate::clock::wakeup_cost_ns(),
+        })
     }
 
     /// Checks every value; the first problem is returned with the key it concerns.

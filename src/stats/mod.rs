@@ -423,6 +423,14 @@ pub struct ProducerStats {
     pub unanswered_from: Vec<u64>,
     /// Actual send time of the last measured message (0 if none).
     pub last_sent_ns: u64,
+    /// The pacing window its messages were released once per, ns (0: each
+    /// message on its own deadline; see `scenario::pacing`).
+    #[serde(default)]
+    pub pacing_window_ns: u64,
+    /// Measured messages still due when the producer was cut off, far behind
+    /// its schedule at the end of the phase (see `Pacer::cut_off_after`).
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 impl ProducerStats {
@@ -441,6 +449,8 @@ impl ProducerStats {
             refused: vec![Vec::new(); channels as usize],
             unanswered_from: vec![u64::MAX; channels as usize],
             last_sent_ns: 0,
+            pacing_window_ns: 0,
+            unsent: 0,
         }
     }
 

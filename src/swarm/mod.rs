@@ -35,6 +35,11 @@ const MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// After a failure, how long consumers may still read what is already on
 /// their sockets, so that nothing measured before it is dropped.
 const ABORT_DRAIN: Duration = Duration::from_millis(250);
+/// How long after the end of the measured phase a producer still sends what
+/// fell due in it: a producer later than that fell behind its schedule (a
+/// rate beyond what it can write), and what it had not sent is counted as
+/// unsent instead of being sent long after the phase it belongs to.
+const OVERRUN: Duration = Duration::from_millis(250);
 /// Longest wait for the driver's side tasks after the finish signal (one may
 /// be waiting on a Redis that stopped answering).
 const SIDE_TASKS_END: Duration = Duration::from_secs(1);
@@ -91,7 +96,7 @@ struct Assignment {
 const LIGHT_LOAD: f64 = 50_000.0;
 
 /// The same where every producer releases its messages once a window
-/// (its period is shorter than `clock::COALESCE_NS`): a fifth of what one
+/// (its period is shorter than the pacing window): a fifth of what one
 /// thread reaches in a rate-0 run. One thread then wakes about once a
 /// window (its timer; the replies and the deliveries Redis writes together
 /// come while it is awake, or with the next timer) where two threads each
@@ -113,7 +118,8 @@ fn auto_threads(s: &Scenario, cpus: usize) -> usize {
         _ => s.consumers,
     };
     let operations = s.rate.peak() * (1.0 + f64::from(fanout));
-    let coalesced = s.rate.lowest() / f64::from(s.producers.max(1)) > 1e9 / clock::COALESCE_NS as f64;
+    let window_ns = s.pacing_window_ns(s.producers);
+    let coalesced = s.rate.lowest() / f64::from(s.producers.max(1)) > 1e9 / window_ns.max(1) as f64;
     let limit = if coalesced { LIGHT_LOAD_COALESCED } else { LIGHT_LOAD };
     let light = !s.rate.is_unlimited() && operations <= limit && fanout <= LIGHT_FANOUT;
     if light {
@@ -555,14 +561,21 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
             return None;
         }
     };
+    // Resolved before the start: `auto` measures this machine's wake-up cost once.
+    let local_producers = shared.local_producers.len() as u32;
+    let pacing_window = shared.scenario.pacing_window_ns(local_producers);
     let _ = notes.send(Note::Ready);
     let (warmup_start, window) = shared.wait_start().await?;
     let s = &shared.scenario;
     let channels = s.channels as u64;
     // On the thread's board, where a checkpoint copies it between batches.
-    let stats = ThreadBoard::producer(ProducerStats::new(id, s.channels, &window));
+    let mut own = ProducerStats::new(id, s.channels, &window);
+    let fastest_period_ns = 1e9 * f64::from(s.producers) / s.rate.peak();
+    own.pacing_window_ns = crate::scenario::pacing::applied_window_ns(pacing_window, fastest_period_ns);
+    let stats = ThreadBoard::producer(own);
     let mut pacer = Pacer::for_producer(&s.rate, s.producers, warmup_start, window.start_ns, window.end_ns)
-        .coalescing(clock::COALESCE_NS);
+        .coalescing(pacing_window)
+        .cut_off_after(OVERRUN.as_nanos() as u64 + pacing_window);
     // From the total rate: all producers together spin at most a tenth of one CPU.
     let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate.peak()));
     let mut next_seq = vec![0u64; s.channels as usize];
@@ -618,6 +631,11 @@ async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerSta
         Ok(())
     }
     .await;
+    // A schedule that ran its course (not a stop or a failure) and still had
+    // messages due was cut off: the producer fell behind.
+    if result.is_ok() && !shared.live.stop_requested() && shared.aborted().is_none() {
+        stats.borrow_mut().unsent = pacer.unsent(window.start_ns);
+    }
     // After a failure, Redis is likely gone: do not wait long for its replies.
     let wait = if result.is_err() || shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
     // After a stop (Ctrl-C), within what is left of the wind-down.

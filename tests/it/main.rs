@@ -29,6 +29,7 @@ mod foreign;
 mod hostile;
 mod loss;
 mod overload;
+mod pacing;
 mod polish;
 mod profiles;
 mod pubsub;
