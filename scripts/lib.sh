@@ -23,6 +23,18 @@ ensure_rust_components() {
     fi
 }
 
+# cargo-nextest, which runs the suite (scripts/test.sh): each test in a process
+# of its own, under a timeout that names it (.config/nextest.toml). The
+# machine image has it; elsewhere it is built from crates.io once.
+ensure_nextest() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        return
+    fi
+    echo "==> installing cargo-nextest (cargo install, from source)" >&2
+    cargo install --locked cargo-nextest
+    cargo nextest --version >/dev/null || { echo "cargo nextest is still missing after cargo install" >&2; exit 1; }
+}
+
 # The independent readers the report tests use: HdrHistogram's Python package
 # (decodes latency.hlog) and Debian's headless Chromium (renders report.html).
 ensure_report_tools() {

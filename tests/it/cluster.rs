@@ -223,12 +223,18 @@ fn con(port: u16) -> redis::Connection {
     client.get_connection_with_timeout(Duration::from_secs(2)).unwrap()
 }
 
-/// Waits until the run is 800 ms into its measured phase.
+/// Waits until the run is 800 ms into its measured phase, on the run's own
+/// clock (the phase is known before its warmup has passed).
 async fn into_the_run(live: &Live) {
-    while live.measure_start_ns.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+    loop {
+        let now = live.now_ns();
+        if let (Some((start, _)), Some(now)) = (live.measured_phase(), now) {
+            if now >= start + 800_000_000 {
+                return;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
 }
 
 /// `CLUSTER SETSLOT slot NODE id` on every node, the new owner first, as a resharding ends.

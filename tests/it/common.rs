@@ -224,6 +224,46 @@ pub fn wait_for_run(port: u16, transport: &str, timeout: Duration) {
     }
 }
 
+/// The command a run of `transport` writes each message with.
+pub fn write_command(transport: &str) -> &'static str {
+    match transport {
+        "sharded" => "spublish",
+        "streams" => "xadd",
+        _ => "publish",
+    }
+}
+
+/// How many times the Redis at `port` (default user) has run `command`
+/// (lower case, as `INFO commandstats` names it); 0 if it cannot say.
+pub fn calls_of(port: u16, command: &str) -> u64 {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let info: Option<String> = client
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .and_then(|mut con| redis::cmd("INFO").arg("commandstats").query(&mut con))
+        .ok();
+    let line = format!("cmdstat_{command}:calls=");
+    let calls = info.as_deref().and_then(|i| i.split(&line).nth(1));
+    calls.and_then(|c| c.split(',').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// Waits until a run's producers have written `messages` messages of
+/// `transport` to the Redis at `port`: what was sent, not what a clock says
+/// should have been (a busy machine starts a run late). A paced run never
+/// sends ahead of its schedule, so `n` messages at rate R are at least n / R
+/// seconds of it. Fails after `timeout`.
+pub fn wait_for_sent(port: u16, transport: &str, messages: u64, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    let command = write_command(transport);
+    loop {
+        let calls = calls_of(port, command);
+        if calls >= messages {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{calls} of {messages} {command} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The rows of a run directory's `events.csv`.
 pub fn events_of(dir: &std::path::Path) -> Vec<eventbench::rows::EventRow> {
     let mut r = csv::Reader::from_path(dir.join("events.csv")).unwrap();

