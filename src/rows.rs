@@ -1,4 +1,4 @@
-//! One flat struct per CSV file. Field names are the column names; the README
+//! One flat struct per CSV file. Field names are the column names; the manual
 //! documents each (a test checks that the two agree). Units are in the names:
 //! `_us` microseconds, `_s` seconds, `_bytes` bytes, `rate` messages per second.
 
@@ -105,7 +105,7 @@ pub struct SummaryRow {
     pub limit: Limit,
 }
 
-/// Which side limited a run (the rule is in the README, under `summary.csv`).
+/// Which side limited a run (the rule is in the manual, docs/src/columns.md, under `summary.csv`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Limit {

@@ -1007,7 +1007,10 @@ fn draw_panel<'a, 'b: 'a>(
             TextStyle::from((FONT, SMALL_PX).into_font()).color(colour).pos(Pos::new(HPos::Center, VPos::Bottom));
         let counts = totals.iter().enumerate().filter(|(_, &v)| v > 0.0).map(|(sec, &v)| {
             let x = (sec * per) as f64 + 0.1 * per as f64 + (slot as f64 + 0.5) * width;
-            Text::new(super::fmt::thousands(v as u64), (x, to_y(v)), style.clone())
+            // Side-by-side bars (a comparison): every other run's totals a line
+            // higher, so that neighbouring labels never run into each other.
+            let lift = -(slot as i32 % 2) * (SMALL_PX as i32);
+            EmptyElement::at((x, to_y(v))) + Text::new(super::fmt::thousands(v as u64), (0, lift), style.clone())
         });
         chart.draw_series(counts).map_err(plot_error)?;
     }

@@ -320,7 +320,7 @@ pub fn render_comparison(rows: &[SummaryRow]) -> String {
         ("harness limited", Box::new(|s| if s.harness_limited { "yes".into() } else { "no".into() })),
         ("server", Box::new(|s| if s.server.is_empty() { "–".into() } else { s.server.clone() })),
         ("version", Box::new(|s| if s.server_version.is_empty() { "–".into() } else { s.server_version.clone() })),
-        ("server CPU", Box::new(|s| s.server_cpu_pct.map_or_else(|| "–".into(), |p| percent(p)))),
+        ("server CPU", Box::new(|s| s.server_cpu_pct.map_or_else(|| "–".into(), percent))),
         ("limit", Box::new(|s| s.limit.as_str().into())),
     ]);
     // The heading names what differs; the rows it replaces would repeat it.

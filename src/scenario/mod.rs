@@ -49,6 +49,8 @@ pub enum ScenarioError {
     Parse { path: PathBuf, line: usize, column: usize, message: String },
     #[error("no scenario file {path}, and no shipped scenario of that name (shipped: {shipped}; `eventbench scenarios` lists them)")]
     Missing { path: PathBuf, shipped: String },
+    #[error("no scenario file {path}; {name} is a shipped scenario, built into eventbench: give its name (`eventbench run {name}`), which works from any directory")]
+    ShippedByName { path: PathBuf, name: String },
 }
 
 /// The fastest total rate a run may ask for, messages per second: more than
@@ -288,7 +290,16 @@ impl Scenario {
             None if arg.components().count() == 1 => {
                 Err(ScenarioError::Missing { path: arg.into(), shipped: shipped::names() })
             }
-            None => Scenario::from_file(arg),
+            // `scenarios/fanout.toml` outside the repository: the shipped one is there by name.
+            None => {
+                let stem = arg.file_stem().and_then(|s| s.to_str()).filter(|s| shipped::find(s).is_some());
+                match stem {
+                    Some(name) if arg.extension().is_some_and(|e| e == "toml") => {
+                        Err(ScenarioError::ShippedByName { path: arg.into(), name: name.to_string() })
+                    }
+                    _ => Scenario::from_file(arg),
+                }
+            }
         }
     }
 

@@ -214,6 +214,18 @@ fn prometheus_scrapes_a_live_run_and_its_last_scrape_matches_the_files() {
     assert!(status.success(), "{status}: {stdout}");
     let summary: SummaryRow = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!((summary.run_id, summary.sent, summary.delivered), (files.run_id, files.sent, files.delivered));
+
+    // Once eventbench has gone its series go stale: the manual's queries
+    // about a finished run look back with last_over_time, and still answer.
+    let after = |promql: &str| prometheus.wait_for(promql, Duration::from_secs(10));
+    assert_eq!(after("sum(last_over_time(eventbench_lost_total[1h]))"), files.lost as f64);
+    assert_eq!(after("last_over_time(eventbench_messages_sent_total{phase=\"measure\"}[1h])"), files.sent as f64);
+    assert_eq!(after("sum(last_over_time(eventbench_messages_delivered_total[1h]))"), files.delivered as f64);
+    let final_loss = "sum(last_over_time(eventbench_lost_total[1h]) / ignoring(cause) group_left \
+                      last_over_time(eventbench_deliveries_expected_total[1h]))";
+    assert_eq!(after(final_loss), loss);
+    let p99_after = after("histogram_quantile(0.99, last_over_time(eventbench_latency_seconds_bucket[1h]))");
+    assert!(p99_after >= exact_s / 2.5 && p99_after <= exact_s * 2.5, "{p99_after} s after the run");
 }
 
 /// The lines of a `--format jsonl` run as they came: per-second rows, then the summary.

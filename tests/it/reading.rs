@@ -69,3 +69,17 @@ fn completions_offer_the_shipped_scenarios_and_the_man_page_says_what_exits_mean
     let help = stdout(&eventbench(&["--help"]));
     assert!(help.contains("Exit status:") && help.contains("130"), "{help}");
 }
+
+#[test]
+fn a_shipped_scenarios_path_outside_the_repository_says_to_give_its_name() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = crate::common::bin()
+        .current_dir(elsewhere.path())
+        .args(["run", "scenarios/fanout.toml", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad input: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("fanout is a shipped scenario") && err.contains("eventbench run fanout"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
