@@ -604,7 +604,7 @@ mod tests {
             }
             now += 100_000_000;
         }
-        assert!(now >= 2_250_000_000 && now < 2_400_000_000, "ended at the cut-off, {now}");
+        assert!((2_250_000_000..2_400_000_000).contains(&now), "ended at the cut-off, {now}");
         assert_eq!(q.taken(), taken);
         // 2,000 were due; none of the measured 1,000 past the taken ones were sent.
         assert_eq!(q.unsent(1_000_000_000), 1000 - taken.saturating_sub(1000));
