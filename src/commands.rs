@@ -361,6 +361,7 @@ fn mode_of(split: &crate::cli::SplitArgs) -> Mode {
             workers,
             spawn: split.spawn.unwrap_or(workers),
             control: split.control.clone(),
+            join_timeout: split.join_timeout,
         }),
     }
 }
@@ -689,7 +690,8 @@ async fn worker(args: WorkerArgs) -> Result<u8> {
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let live = current.lock().expect("live lock").clone();
-    crate::pipeline::workers::work(&args.control, args.run.as_deref(), args.password, live).await?;
+    let passwords = (args.password, args.control_password);
+    crate::pipeline::workers::work(&args.control, args.run.as_deref(), passwords, live).await?;
     Ok(0)
 }
 
@@ -790,7 +792,8 @@ pub fn list_shipped() -> Result<String> {
 fn scenario_lines(scenarios: &[crate::Scenario]) -> String {
     let mut out = String::new();
     for s in scenarios {
-        let what = s.description.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        // A file's text, shown on a terminal: its control characters escaped, never obeyed.
+        let what = crate::text::printable(s.description.as_deref().unwrap_or("").lines().next().unwrap_or(""));
         let rate = match &s.rate {
             r if r.is_unlimited() => "max".to_string(),
             crate::scenario::Rate::Constant(r) => crate::report::fmt::rate(*r),
@@ -798,7 +801,7 @@ fn scenario_lines(scenarios: &[crate::Scenario]) -> String {
         };
         out.push_str(&format!(
             "{:<18} {:>3}p {:>4}c {:>3}ch {:>9} {:>6}  {}\n",
-            s.name,
+            crate::text::printable(&s.name),
             s.producers,
             s.consumers,
             s.channels,

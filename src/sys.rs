@@ -131,6 +131,22 @@ impl CpuSample {
     }
 }
 
+/// 32 random bits from the kernel (`getrandom(2)`); should it fail, the
+/// time and the process id mixed, which still differ between processes.
+pub fn random_u32() -> u32 {
+    let mut buf = [0u8; 4];
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
+    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if got == buf.len() as isize {
+        return u32::from_ne_bytes(buf);
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let mut x = nanos as u64 ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    (x ^ (x >> 33)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

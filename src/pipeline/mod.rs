@@ -143,7 +143,7 @@ pub async fn execute_with(
 ) -> Result<Finished> {
     let Watch { latest, on_checkpoint } = watch;
     check(&scenario, mode)?;
-    let run_id = format!("{}-{}", scenario.name, utc_stamp());
+    let run_id = run_id(&scenario.name);
     live.meters.set_run_id(&run_id);
     let nonce = run_nonce();
     let setup = setup::prepare(&scenario, target.url(), &nonce).await?;
@@ -298,6 +298,13 @@ async fn restore_config(config: ConfigChange, target: &Target, limit: Duration) 
         return Ok(());
     }
     config.restore(limit).await
+}
+
+/// `NAME-20261126T174000Z-3f9a1c`: the name, when, and a random suffix, so
+/// that two runs started in the same second (two coordinators on one
+/// control Redis) never share an id.
+pub fn run_id(name: &str) -> String {
+    format!("{name}-{}-{:06x}", utc_stamp(), crate::sys::random_u32() & 0xff_ffff)
 }
 
 /// `20261126T174000Z`: sortable and safe in a directory name.

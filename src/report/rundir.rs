@@ -132,12 +132,14 @@ impl RunData {
         self.summary.transport == "streams" || self.timeseries.iter().any(|t| t.backlog > 0)
     }
 
-    /// The run's name: its id without the timestamp `eventbench run` appends.
+    /// The run's name: its id without the timestamp (and random suffix) `eventbench run` appends.
     pub fn name(&self) -> &str {
         let id = &self.summary.run_id;
+        let suffixed = id.rsplit_once('-').filter(|(_, s)| s.len() == 6 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let id = suffixed.map_or(id.as_str(), |(before, _)| before);
         match id.rsplit_once('-') {
             Some((name, stamp)) if stamp.len() == 16 && stamp.ends_with('Z') && stamp.contains('T') => name,
-            _ => id,
+            _ => &self.summary.run_id,
         }
     }
 }

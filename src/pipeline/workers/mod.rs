@@ -90,14 +90,32 @@ pub struct Coordination {
     /// The Redis the processes meet on (default: the target; on a cluster,
     /// the master that owns the run's control keys).
     pub control: Option<String>,
+    /// Longest wait for every worker to join (`--join-timeout`); `None`: [`Coordination::join_wait`]'s default.
+    pub join_timeout: Option<Duration>,
 }
 
+/// Worker processes a run may have.
+pub const MAX_WORKERS: u32 = 256;
+
 impl Coordination {
+    /// How long the coordinator waits for every worker to join: `--join-timeout`, else
+    /// 30 s when it starts them all itself, 10 minutes when others are to start some.
+    pub fn join_wait(&self) -> Duration {
+        let default = if self.spawn < self.workers { Duration::from_secs(600) } else { Duration::from_secs(30) };
+        self.join_timeout.unwrap_or(default)
+    }
+
     /// Refuses a split that cannot be made.
     pub fn check(&self) -> Result<(), ScenarioError> {
         let invalid = |message: &str| ScenarioError::Invalid { key: "workers", message: message.into() };
         if self.workers == 0 {
             return Err(invalid("--workers must be at least 1"));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(ScenarioError::Invalid {
+                key: "workers",
+                message: format!("at most {MAX_WORKERS} worker processes (asked for {})", self.workers),
+            });
         }
         if self.spawn > self.workers {
             return Err(invalid("--spawn cannot start more workers than --workers"));
@@ -194,8 +212,13 @@ async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
 /// `eventbench worker`: joins run `run` (or the only one waiting for workers)
 /// on the control Redis at `control`, runs its share and publishes what it
 /// measured. A failure after joining is published too, so the coordinator can name it.
-pub async fn work(control: &str, run: Option<&str>, password: Option<String>, live: Arc<Live>) -> Result<()> {
-    let address = control_url(control, password.as_deref())?;
+pub async fn work(
+    control: &str,
+    run: Option<&str>,
+    (password, control_password): (Option<String>, Option<String>),
+    live: Arc<Live>,
+) -> Result<()> {
+    let address = control_url(control, control_password.as_deref().or(password.as_deref()))?;
     let client = setup::redis_client(&address, &Scenario::default(), control)?;
     let run = match run {
         Some(run) => run.to_string(),
@@ -482,15 +505,18 @@ pub async fn coordinate(
     ctl.put_plan(&plan).await.map_err(WorkerError::from)?;
     let shown_control = redact_url(&control);
     let result = async {
-        let mut children = Children::spawn(opts.spawn, &shown_control, run_id, password.as_deref())?;
+        let passwords = (password.as_deref(), address.password.as_deref());
+        let mut children = Children::spawn(opts.spawn, &shown_control, run_id, passwords)?;
+        let join_wait = opts.join_wait();
         if opts.spawn < opts.workers {
             say(&format!(
-                "eventbench: waiting for {} more worker(s): eventbench worker --control {shown_control} --run {run_id}",
+                "eventbench: waiting up to {} (--join-timeout) for {} more worker(s): eventbench worker --control \
+                 {shown_control} --run {run_id}",
+                crate::clock::fmt_duration(&join_wait),
                 opts.workers - opts.spawn
             ));
         }
         let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live };
-        let join_wait = if opts.spawn < opts.workers { Duration::from_secs(600) } else { Duration::from_secs(30) };
         steps.wait(Step::Join, opts.workers, join_wait).await?;
         steps.wait(Step::Connect, opts.workers, scenario.connect_timeout * 2 + Duration::from_secs(30)).await?;
         let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
@@ -558,7 +584,9 @@ async fn collect_checkpoints(
 struct Children(Vec<(u32, tokio::process::Child)>);
 
 impl Children {
-    fn spawn(n: u32, control: &str, run: &str, password: Option<&str>) -> Result<Children> {
+    /// `passwords`: the target's and the control Redis's, handed over in the
+    /// environment (never in the arguments, which `ps` shows).
+    fn spawn(n: u32, control: &str, run: &str, passwords: (Option<&str>, Option<&str>)) -> Result<Children> {
         let exe = std::env::current_exe().context("finding eventbench's own binary to start workers")?;
         let mut children = Vec::new();
         for _ in 0..n {
@@ -568,8 +596,11 @@ impl Children {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true);
-            if let Some(p) = password {
+            if let Some(p) = passwords.0 {
                 cmd.env("REDIS_PASSWORD", p);
+            }
+            if let Some(p) = passwords.1 {
+                cmd.env("EVENTBENCH_CONTROL_PASSWORD", p);
             }
             // SAFETY: prctl is async-signal-safe; it only sets the child's parent-death signal.
             unsafe {
