@@ -180,22 +180,28 @@ impl Drop for OutDir {
     }
 }
 
-/// First Ctrl-C, SIGTERM or SIGHUP: the current run stops, drains and
-/// reports. A second one exits at once (after putting back what
-/// `--redis-config` changed on a user's Redis, and after any file being
-/// written is complete).
+/// First Ctrl-C, SIGTERM, SIGHUP or SIGQUIT: the current run stops, drains
+/// and reports (also while its target starts: the run's `Live` is in
+/// `current` from the moment the command starts, and a run that starts
+/// later inherits the stop). A second one exits at once (after putting back
+/// what `--redis-config` changed on a user's Redis, and after any file
+/// being written is complete). SIGUSR1, which would kill the process by
+/// default, is ignored.
 fn on_interrupt(current: Arc<std::sync::Mutex<Arc<Live>>>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     // Every stream exists before the first signal, so a quick second one is never missed.
     let mut int = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut quit = signal(SignalKind::quit()).context("installing the SIGQUIT handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
+    tokio::spawn(async move { while usr1.recv().await.is_some() {} });
     tokio::spawn(async move {
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {}, _ = quit.recv() => {} }
         if let Ok(live) = current.lock() {
             live.request_stop();
         }
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {}, _ = quit.recv() => {} }
         crate::progress::clear_line();
         crate::target::restore_unrestored(std::time::Duration::from_millis(500)).await;
         let _whole_files = WRITING.lock();
@@ -333,7 +339,14 @@ async fn run_one(
     checkpoints: Option<&mut Checkpoints>,
 ) -> Result<Finished> {
     let live = Arc::new(Live::default());
-    *current.lock().expect("live lock") = live.clone();
+    {
+        // A stop requested before this run (while its target started) stops it too.
+        let mut current = current.lock().expect("live lock");
+        if current.stop_requested() {
+            live.request_stop();
+        }
+        *current = live.clone();
+    }
     // In a --workers run, the coordinator's counters are the workers' sums, a second old at most.
     let show_progress = !quiet && std::io::stderr().is_terminal();
     let label = scenario.transport.to_string();
@@ -368,7 +381,20 @@ fn mode_of(split: &crate::cli::SplitArgs) -> Mode {
 
 /// A run that a Ctrl-C stopped before it started has nothing to write.
 fn interrupted_before_start(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref(), Some(WorkerError::Interrupted))
+    e.chain().any(|c| {
+        matches!(c.downcast_ref(), Some(WorkerError::Interrupted))
+            || matches!(c.downcast_ref(), Some(crate::target::TargetError::Interrupted))
+    })
+}
+
+/// Starts the scenario's Redis (a private server or cluster) off the async
+/// threads, so that a signal meanwhile is heard, and gives it up then.
+async fn start_target(scenario: &crate::Scenario, current: &std::sync::Mutex<Arc<Live>>) -> Result<Target> {
+    let live = current.lock().expect("live lock").clone();
+    let scenario = scenario.clone();
+    tokio::task::spawn_blocking(move || pipeline::target_until(&scenario, &|| live.stop_requested()))
+        .await
+        .context("starting the Redis under test")?
 }
 
 /// The exit code of a written run; says why on stderr when it is not 0.
@@ -401,7 +427,14 @@ async fn run(args: RunArgs) -> Result<u8> {
     pipeline::check(&scenario, &mode)?;
     let mut out = OutDir::prepare(args.out.as_deref(), Path::new("results"))?;
     let watch = watch::Watch::start(&args.export, args.format)?;
-    let target = pipeline::target_for(&scenario)?;
+    let target = match start_target(&scenario, &current).await {
+        Ok(target) => target,
+        Err(e) if interrupted_before_start(&e) => {
+            eline!("eventbench: {e}");
+            return Ok(EXIT_INTERRUPTED);
+        }
+        Err(e) => return Err(e),
+    };
     let (given, root) = (args.out.clone(), PathBuf::from("results"));
     let mut checkpoints =
         Checkpoints::new(move |run_id| given.clone().unwrap_or_else(|| files::default_dir(&root, run_id)));
@@ -492,7 +525,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
     // Transports share one Redis; each server is a target of its own.
     let per_server = !args.servers.is_empty() || !args.urls.is_empty();
     let shared = match per_server {
-        false => Some(crate::pipeline::target_for(&base)?),
+        false => Some(start_target(&base, &current).await?),
         true => None,
     };
     let mut rows: Vec<SummaryRow> = Vec::new();
@@ -503,7 +536,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         let target = match &shared {
             Some(t) => t,
             None => {
-                own = crate::pipeline::target_for(&s)?;
+                own = start_target(&s, &current).await?;
                 &own
             }
         };

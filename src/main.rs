@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     eventbench::sys::fix_mmap_threshold();
+    eventbench::sys::ignore_file_size_signal();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -66,6 +67,14 @@ fn main() -> ExitCode {
 
 /// Bad input and an unusable target are the user's to fix (2); anything else is a failure (1).
 fn exit_code(e: &anyhow::Error) -> u8 {
+    // A signal before the run started: interrupted, as a run stopped later is.
+    let interrupted = e.chain().any(|c| {
+        matches!(c.downcast_ref(), Some(WorkerError::Interrupted))
+            || matches!(c.downcast_ref(), Some(TargetError::Interrupted))
+    });
+    if interrupted {
+        return commands::EXIT_INTERRUPTED;
+    }
     let usage = e.chain().any(|c| {
         c.is::<ScenarioError>()
             || c.downcast_ref::<WorkerError>().is_some_and(WorkerError::is_usage)

@@ -131,6 +131,16 @@ impl CpuSample {
     }
 }
 
+/// Ignores SIGXFSZ: past a file-size limit (`ulimit -f`) a write then
+/// fails with EFBIG, an error like a full disk's, instead of killing the
+/// process with temporary files and a staging directory left behind.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 /// 32 random bits from the kernel (`getrandom(2)`); should it fail, the
 /// time and the process id mixed, which still differ between processes.
 pub fn random_u32() -> u32 {
