@@ -39,6 +39,11 @@ static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs a parsed command; returns the exit code.
 pub async fn execute(command: Command) -> Result<u8> {
+    let code = execute_command(command).await?;
+    Ok(stdout_failure(code))
+}
+
+async fn execute_command(command: Command) -> Result<u8> {
     match command {
         Command::Run(args) => run(args).await,
         Command::Compare(args) => compare(args).await,
@@ -219,10 +224,34 @@ fn say_err(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// Text on stdout, likewise.
+/// Text on stdout, likewise; but text that did not reach it (a full disk,
+/// `/dev/full`) is remembered, and the command fails with it
+/// ([`stdout_failure`]): a script waiting for a JSON summary must not take
+/// an exit code of 0 for it. A reader that left (a closed pipe) wants nothing more.
 fn say_out(text: &str) {
     use std::io::Write;
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let mut lost = STDOUT_LOST.lock().unwrap_or_else(|p| p.into_inner());
+            lost.get_or_insert(e.to_string());
+        }
+    }
+}
+
+/// Why stdout did not take what was written to it, if it did not.
+static STDOUT_LOST: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The command's exit code, unless what it printed never reached stdout: then
+/// that is said on stderr and the command failed.
+fn stdout_failure(code: u8) -> u8 {
+    match STDOUT_LOST.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(e) => {
+            say_err(&format!("error: cannot write to stdout: {e}"));
+            code.max(EXIT_ABORTED)
+        }
+        None => code,
+    }
 }
 
 /// Writes a run's files (and `workers.csv` when it had workers), then its
@@ -459,7 +488,7 @@ async fn run(args: RunArgs) -> Result<u8> {
             otext!("{}", table::render(&report.summary));
             oline!("{:>12}  {}", "results", dir.display());
         }
-        Format::Json => oline!("{}", json_with_dir(&report.summary, &dir)?),
+        Format::Json => oline!("{}", json_with_dir(&report.summary, &dir, watch.listening)?),
         // The summary object followed the run's lines already.
         Format::Jsonl => {}
     }
@@ -472,11 +501,13 @@ async fn run(args: RunArgs) -> Result<u8> {
 
 /// A summary row as one JSON object, its columns in `summary.csv`'s order,
 /// then `results_dir`: where its files are.
-fn json_with_dir(row: &SummaryRow, dir: &Path) -> Result<String> {
+fn json_with_dir(row: &SummaryRow, dir: &Path, listening: Option<std::net::SocketAddr>) -> Result<String> {
     let object = serde_json::to_string(row).context("summary as JSON")?;
     let dir = serde_json::to_string(&dir.display().to_string()).context("results directory as JSON")?;
     let fields = object.strip_suffix('}').context("a summary row is a JSON object")?;
-    Ok(format!("{fields},\"results_dir\":{dir}}}"))
+    // With --metrics-listen, where /metrics was served (the port, when it was :0).
+    let listen = listening.map(|a| format!(",\"metrics_listen\":\"{a}\"")).unwrap_or_default();
+    Ok(format!("{fields},\"results_dir\":{dir}{listen}}}"))
 }
 
 /// Checks `--assert` gates on a completed run: one line per failure, exit code 3.
@@ -581,7 +612,8 @@ async fn compare(args: CompareArgs) -> Result<u8> {
             oline!("{:>16}  {}", "results", root.display());
         }
         Format::Json => {
-            let each = rows.iter().zip(&dirs).map(|(row, dir)| json_with_dir(row, dir)).collect::<Result<Vec<_>>>()?;
+            let each = rows.iter().zip(&dirs).map(|(row, dir)| json_with_dir(row, dir, watch.listening));
+            let each = each.collect::<Result<Vec<_>>>()?;
             oline!("[{}]", each.join(","))
         }
         // Each run's summary object followed its lines.
@@ -602,6 +634,7 @@ fn compare_plan(args: &CompareArgs, base: &crate::Scenario) -> Result<Vec<(Strin
     // Without a file or --name, each run is named after what sets it apart, as a plain run would be.
     let named_by_difference = args.run.scenario.is_none() && !args.run.flags.gave("name");
     let named = |label: &str| if named_by_difference { label.to_string() } else { base.name.clone() };
+    distinct_transports(&args.transports)?;
     if args.servers.is_empty() && args.urls.is_empty() {
         let transports = match args.transports.is_empty() {
             true => vec![TransportKind::Pubsub, TransportKind::Streams],
@@ -657,10 +690,27 @@ fn compare_plan(args: &CompareArgs, base: &crate::Scenario) -> Result<Vec<(Strin
             n += 1;
         }
         seen.push(unique.clone());
+        // A second run of the same server (an A/A comparison) is named apart, with or without --name.
+        s.name = match unique == *label {
+            true => named(label),
+            false => format!("{}{}", named(label), &unique[label.len()..]),
+        };
         *label = unique;
-        s.name = named(label);
     }
     Ok(plan)
+}
+
+/// `--transports` names each transport once: each run's directory and row are named after it.
+fn distinct_transports(transports: &[TransportKind]) -> Result<(), ScenarioError> {
+    for (i, t) in transports.iter().enumerate() {
+        if transports[..i].contains(t) {
+            return Err(ScenarioError::Invalid {
+                key: "transports",
+                message: format!("{t} is given twice; each transport runs once (to repeat a run, run it again)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` names an executable file, directly or (a bare name) on PATH.

@@ -131,6 +131,50 @@ impl CpuSample {
     }
 }
 
+/// Opens `path` for reading only if it is a regular file of at most
+/// `max_bytes` (following symlinks): a FIFO would block the reader for
+/// ever, a device (`/dev/zero`) never ends, and a huge file would be read
+/// into memory. The open itself never blocks (`O_NONBLOCK`, which regular
+/// files ignore). The file comes back limited to `max_bytes`, should it grow.
+pub fn open_regular(path: &std::path::Path, max_bytes: u64) -> std::io::Result<std::io::Take<std::fs::File>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return Err(Error::new(ErrorKind::InvalidInput, format!("{what}, not a regular file")));
+    }
+    if meta.len() > max_bytes {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} bytes, more than the {max_bytes} bytes read at most", meta.len()),
+        ));
+    }
+    Ok(file.take(max_bytes))
+}
+
+/// [`open_regular`], read whole as text.
+pub fn read_regular(path: &std::path::Path, max_bytes: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    open_regular(path, max_bytes)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Ignores SIGXFSZ: past a file-size limit (`ulimit -f`) a write then
 /// fails with EFBIG, an error like a full disk's, instead of killing the
 /// process with temporary files and a staging directory left behind.

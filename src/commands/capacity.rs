@@ -181,6 +181,7 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
             return Err(invalid("max-rate", format!("{} is below --min-rate {}", msg_rate(max), msg_rate(min_rate))));
         }
     }
+    super::distinct_transports(&args.transports)?;
     let transports = if args.transports.is_empty() { vec![base.transport] } else { args.transports.clone() };
     let step_max = crate::capacity::step_max(args.step_warmup, args.step, base.drain);
     // Each transport's search gets its share of the budget: at least one step each.

@@ -78,6 +78,8 @@ pub const MAX_SEQUENCES: u64 = 1_000_000;
 /// Consumers × producers × channels: every ledger of a run (32 bytes each at least).
 pub const MAX_LEDGERS: u64 = 50_000_000;
 
+/// The most a scenario file may hold: a file, not a data set (nor a device or a FIFO).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// The longest run name, in bytes: it names a directory, with a time stamp after it.
 pub const MAX_NAME: usize = 100;
 /// First characters of a CSV cell that a spreadsheet takes for a formula.
@@ -305,7 +307,8 @@ impl Scenario {
 
     /// Reads a scenario file; its name defaults to the file's stem.
     pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: path.into(), cause })?;
+        let text = crate::sys::read_regular(path, MAX_FILE_BYTES)
+            .map_err(|cause| ScenarioError::Read { path: path.into(), cause })?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         Scenario::from_text(path, &text, &stem)
     }
