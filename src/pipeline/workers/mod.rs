@@ -269,6 +269,15 @@ pub async fn work(
     if index >= plan.workers {
         return Err(WorkerError::Full { run: run.into(), workers: plan.workers }.into());
     }
+    // Alive until the result is out: a worker that stops (SIGSTOP, a frozen host) is seen to.
+    let mut beating = ctl.clone();
+    let heart = tokio::spawn(async move {
+        loop {
+            let _ = beating.beat(index).await;
+            tokio::time::sleep(BEAT_EVERY).await;
+        }
+    });
+    let _heart = AbortOnDrop(heart);
     let (outcome, cpu) = match run_share(&mut ctl, &plan, &scenario, index, offset_ns, live).await {
         Ok((out, cpu)) => (Ok(out), cpu),
         Err(e) => (Err(format!("{e:#}")), HarnessCpu::default()),
@@ -279,6 +288,20 @@ pub async fn work(
     match failed {
         Some(message) => Err(WorkerError::Failed { who: format!("{index} (pid {})", me.pid), message }.into()),
         None => Ok(()),
+    }
+}
+
+/// How often a worker's heartbeat comes.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
+/// A worker whose heartbeat stops this long is given up (it stopped, or its host did).
+const BEAT_LOST: Duration = Duration::from_secs(5);
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -516,7 +539,7 @@ pub async fn coordinate(
                 opts.workers - opts.spawn
             ));
         }
-        let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live };
+        let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live, beats: Vec::new() };
         steps.wait(Step::Join, opts.workers, join_wait).await?;
         steps.wait(Step::Connect, opts.workers, scenario.connect_timeout * 2 + Duration::from_secs(30)).await?;
         let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
@@ -540,7 +563,8 @@ pub async fn coordinate(
         Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), registrations))
     }
     .await;
-    let _ = ctl.delete(opts.workers).await;
+    // Best effort, and bounded: a control Redis that stopped answering must not hold the end.
+    let _ = tokio::time::timeout(Duration::from_secs(1), ctl.delete(opts.workers)).await;
     let (results, registrations) = result?;
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_nanos(epoch_unix_ns);
     Ok(assemble(scenario, results, &registrations, epoch))
@@ -662,6 +686,8 @@ struct Steps<'a> {
     children: &'a mut Children,
     results: Vec<WorkerResult>,
     live: &'a Live,
+    /// Each worker's last heartbeat count and when it last rose.
+    beats: Vec<(u64, Instant)>,
 }
 
 impl Steps<'_> {
@@ -705,6 +731,11 @@ impl Steps<'_> {
                 };
                 return Err(WorkerError::Failed { who, message });
             }
+            if let Some(index) = self.silent(step, n).await? {
+                let who = self.name(index).await;
+                let secs = BEAT_LOST.as_secs();
+                return Err(WorkerError::Failed { who, message: format!("stopped answering (no heartbeat for {secs} s)") });
+            }
             if self.live.stop_requested() && !stop_sent {
                 self.ctl.request_stop().await?;
                 stop_sent = true;
@@ -719,6 +750,30 @@ impl Steps<'_> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A worker that joined, has not published its result, and whose
+    /// heartbeat has not risen for [`BEAT_LOST`]: it stopped, or its host did.
+    async fn silent(&mut self, step: Step, n: u32) -> Result<Option<u32>, WorkerError> {
+        if step == Step::Join {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        if self.beats.is_empty() {
+            self.beats = vec![(0, now); n as usize];
+        }
+        let beats = self.ctl.beats(n).await?;
+        for (i, beat) in beats.into_iter().enumerate() {
+            let (last, since) = &mut self.beats[i];
+            if beat != *last {
+                (*last, *since) = (beat, now);
+            }
+            let published = self.results.iter().any(|r| r.index == i as u32);
+            if !published && now.duration_since(*since) > BEAT_LOST {
+                return Ok(Some(i as u32));
+            }
+        }
+        Ok(None)
     }
 
     /// `1 (pid 4242 on host)`, as far as the worker's registration tells.

@@ -38,6 +38,13 @@ fn refused_at_start(what: &str, server: &RedisServer, user: Option<(&str, &str)>
     let s = assert_whole_run_dir(&out);
     assert_eq!(s.status, "aborted", "{what}: {s:?}");
     assert!(!s.reason.is_empty() && s.drain_s < 3.0, "{what}: {s:?}");
+    // Nothing delivered: no latency to show (item 25), a dash and empty cells rather than 0.0.
+    assert_eq!(s.delivered, 0, "{what}: {s:?}");
+    let table = stdout(&o);
+    assert!(table.contains("p50 — · p90 — · p99 — · p99.9 —"), "{what}: {table}");
+    let consumers: Vec<eventbench::rows::ConsumerRow> =
+        csv::Reader::from_path(out.join("consumers.csv")).unwrap().deserialize().map(Result::unwrap).collect();
+    assert!(consumers.iter().all(|c| c.p99_us.is_none()), "{what}: {consumers:?}");
 }
 
 #[test]
@@ -320,4 +327,70 @@ fn an_a_a_comparison_runs_under_distinct_names() {
     assert_eq!(ids.len(), 2);
     assert!(ids[0].starts_with("aa-") && ids[1].starts_with("aa-2-"), "{ids:?}");
     assert!(out.join("redis-server").is_dir() && out.join("redis-server-2").is_dir());
+}
+
+/// The worker processes a coordinator started.
+fn workers_of(pid: u32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in list.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("\0worker\0") {
+                found.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// Starts a 30 s run split over two workers, meeting on `control`; returns once it is measuring.
+fn split_run(target: &RedisServer, control: &RedisServer, out: &Path) -> std::process::Child {
+    let child = bin()
+        .args(["run", "--url", &target.url(), "--workers", "2", "--control", &control.url()])
+        .args(["--duration", "30s", "--warmup", "200ms", "--connect-timeout", "2s", "--quiet", "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::common::wait_for_run(target.port, "pubsub", Duration::from_secs(20));
+    child
+}
+
+#[test]
+fn a_stopped_worker_ends_the_run_within_seconds() {
+    let (target, control) = (RedisServer::start(&[]), RedisServer::start(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = split_run(&target, &control, &dir.path().join("run"));
+    let workers = workers_of(child.id());
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let stopped = Instant::now();
+    // SAFETY: kill(2) on a worker our child started.
+    assert_eq!(unsafe { libc::kill(workers[1], libc::SIGSTOP) }, 0);
+    let status = crate::common::wait_exit(&mut child, Duration::from_secs(30));
+    let took = stopped.elapsed();
+    let err = stderr(&child.wait_with_output().unwrap());
+    eprintln!("a stopped worker: the run ended {took:?} later: {}", err.trim());
+    // SAFETY: as above; a stopped process would not see the SIGKILL its parent's death sends otherwise late.
+    unsafe { libc::kill(workers[1], libc::SIGCONT) };
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("stopped answering"), "{err}");
+    assert!(took < Duration::from_secs(12), "took {took:?} (the heartbeat is lost after 5 s)");
+}
+
+#[test]
+fn a_stopped_control_redis_ends_the_run_within_its_connect_timeout() {
+    let (target, control) = (RedisServer::start(&[]), RedisServer::start(&[]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = split_run(&target, &control, &dir.path().join("run"));
+    let stopped = Instant::now();
+    control.signal(libc::SIGSTOP);
+    let status = crate::common::wait_exit(&mut child, Duration::from_secs(30));
+    let took = stopped.elapsed();
+    control.signal(libc::SIGCONT);
+    let err = stderr(&child.wait_with_output().unwrap());
+    eprintln!("a stopped control Redis: the run ended {took:?} later: {}", err.trim());
+    assert_ne!(status.code(), Some(0), "{err}");
+    assert!(took < Duration::from_secs(8), "took {took:?} (--connect-timeout 2s)");
 }
