@@ -139,7 +139,11 @@ pub const MAX_JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 fn bounded_duration(s: &str, max: std::time::Duration, positive: bool) -> Result<std::time::Duration, String> {
     let d = crate::scenario::parse_duration(s)?;
     if d > max {
-        return Err(format!("{} is longer than the longest allowed, {}", crate::text::quote(s), crate::scenario::fmt_duration(&max)));
+        return Err(format!(
+            "{} is longer than the longest allowed, {}",
+            crate::text::quote(s),
+            crate::scenario::fmt_duration(&max)
+        ));
     }
     if positive && d.is_zero() {
         return Err("must be longer than 0s".into());

@@ -371,7 +371,9 @@ fn cluster_cli(binary: Option<&Path>) -> Result<PathBuf, TargetError> {
     let cli = PathBuf::from("redis-cli");
     match on_path(&cli) {
         Some(_) => Ok(cli),
-        None => Err(TargetError::MissingCli { beside: dir.map_or_else(|| "the server".into(), |d| d.display().to_string()) }),
+        None => Err(TargetError::MissingCli {
+            beside: dir.map_or_else(|| "the server".into(), |d| d.display().to_string()),
+        }),
     }
 }
 

@@ -180,7 +180,8 @@ maxmemory = "100mb"
             "--reconnect",
             "off",
         ])
-        .over(&file).unwrap();
+        .over(&file)
+        .unwrap();
         // Numbers, durations, lists, options: the flag's value.
         assert_eq!((s.rate, s.duration), (Rate::Constant(20_000.0), Duration::from_secs(5)));
         assert_eq!(s.disconnect.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10%@1s+1s", "20%@2s+1s"]);

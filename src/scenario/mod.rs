@@ -588,7 +588,10 @@ impl Scenario {
             }
         };
         if self.threads > MAX_THREADS {
-            return Err(invalid("threads", format!("at most {MAX_THREADS} worker threads (asked for {})", self.threads)));
+            return Err(invalid(
+                "threads",
+                format!("at most {MAX_THREADS} worker threads (asked for {})", self.threads),
+            ));
         }
         if self.producers == 0 {
             return Err(invalid("producers", "must be at least 1"));

@@ -410,7 +410,9 @@ impl<'de> Deserialize<'de> for Rate {
                     stages.push(form.stage().map_err(serde::de::Error::custom)?);
                 }
                 if stages.is_empty() {
-                    return Err(serde::de::Error::custom("an empty list: a profile needs at least one stage, e.g. [\"1k..20k/30s\"]"));
+                    return Err(serde::de::Error::custom(
+                        "an empty list: a profile needs at least one stage, e.g. [\"1k..20k/30s\"]",
+                    ));
                 }
                 Ok(Rate::Profile(stages))
             }

@@ -539,7 +539,8 @@ pub async fn coordinate(
                 opts.workers - opts.spawn
             ));
         }
-        let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live, beats: Vec::new() };
+        let mut steps =
+            Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live, beats: Vec::new() };
         steps.wait(Step::Join, opts.workers, join_wait).await?;
         steps.wait(Step::Connect, opts.workers, scenario.connect_timeout * 2 + Duration::from_secs(30)).await?;
         let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
@@ -734,7 +735,10 @@ impl Steps<'_> {
             if let Some(index) = self.silent(step, n).await? {
                 let who = self.name(index).await;
                 let secs = BEAT_LOST.as_secs();
-                return Err(WorkerError::Failed { who, message: format!("stopped answering (no heartbeat for {secs} s)") });
+                return Err(WorkerError::Failed {
+                    who,
+                    message: format!("stopped answering (no heartbeat for {secs} s)"),
+                });
             }
             if self.live.stop_requested() && !stop_sent {
                 self.ctl.request_stop().await?;

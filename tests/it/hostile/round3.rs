@@ -97,9 +97,8 @@ fn a_private_cluster_without_redis_cli_is_bad_input_with_an_install_hint() {
     let dir = tempfile::tempdir().unwrap();
     let server = which("redis-server");
     std::os::unix::fs::symlink(&server, dir.path().join("redis-server")).unwrap();
-    let (o, took) = timed(
-        bin().args(["run", "--private-cluster", "3", "--quiet"]).env("PATH", dir.path()).current_dir(dir.path()),
-    );
+    let (o, took) =
+        timed(bin().args(["run", "--private-cluster", "3", "--quiet"]).env("PATH", dir.path()).current_dir(dir.path()));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -155,7 +154,8 @@ fn a_free_metrics_port_is_said_on_stderr_and_in_the_json_summary() {
 /// A short run's directory, to be spoiled by a test.
 fn a_run(dir: &Path) -> std::path::PathBuf {
     let out = dir.join("run");
-    let o = bin().args(["run", "--duration", "300ms", "--warmup", "0s", "--quiet", "--out"]).arg(&out).output().unwrap();
+    let o =
+        bin().args(["run", "--duration", "300ms", "--warmup", "0s", "--quiet", "--out"]).arg(&out).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     out
 }
