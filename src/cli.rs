@@ -171,6 +171,39 @@ pub struct SplitArgs {
     /// Redis the processes meet on, redis://host:port (default: the target).
     #[arg(long, value_name = "URL", requires = "workers")]
     pub control: Option<String>,
+    /// Longest wait for the workers to join [default: 30s when this process starts them all, else 10m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_join_timeout, requires = "workers")]
+    pub join_timeout: Option<std::time::Duration>,
+}
+
+/// The longest `--metrics-linger`: a scraper polls every few seconds, and a run must end.
+pub const MAX_LINGER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The longest `--join-timeout`.
+pub const MAX_JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A duration between `0` (excluded when `positive`) and `max`, named `what` in the refusal.
+fn bounded_duration(s: &str, max: std::time::Duration, positive: bool) -> Result<std::time::Duration, String> {
+    let d = crate::scenario::parse_duration(s)?;
+    if d > max {
+        return Err(format!(
+            "{} is longer than the longest allowed, {}",
+            crate::text::quote(s),
+            crate::scenario::fmt_duration(&max)
+        ));
+    }
+    if positive && d.is_zero() {
+        return Err("must be longer than 0s".into());
+    }
+    Ok(d)
+}
+
+fn parse_linger(s: &str) -> Result<std::time::Duration, String> {
+    bounded_duration(s, MAX_LINGER, false)
+}
+
+fn parse_join_timeout(s: &str) -> Result<std::time::Duration, String> {
+    bounded_duration(s, MAX_JOIN_TIMEOUT, true)
 }
 
 /// Live export while a run goes on.
@@ -180,7 +213,7 @@ pub struct ExportArgs {
     #[arg(long, value_name = "ADDR", env = "EVENTBENCH_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// After the end, keep serving the final values this long, so that a scraper catches them.
-    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::parse_duration, default_value = "0s", requires = "metrics_listen")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_linger, default_value = "0s", requires = "metrics_listen")]
     pub metrics_linger: std::time::Duration,
 }
 
@@ -195,6 +228,9 @@ pub struct WorkerArgs {
     /// Password of the Redis under test (and of the control Redis if its URL has none).
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
     pub password: Option<String>,
+    /// Password of the control Redis, when it differs from the target's (a coordinator hands it to the workers it starts)
+    #[arg(long, env = "EVENTBENCH_CONTROL_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub control_password: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +297,38 @@ impl RunArgs {
     pub fn scenario(&self) -> Result<Scenario, ScenarioError> {
         self.flags.scenario(self.scenario.as_deref())
     }
+}
+
+/// The usage line of a subcommand (or of eventbench), without clap's `Usage: `.
+pub fn usage_of(subcommand: Option<&str>) -> String {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    cli.build();
+    let usage = match subcommand.and_then(|name| cli.find_subcommand_mut(name)) {
+        Some(sub) => sub.render_usage(),
+        None => cli.render_usage(),
+    };
+    usage.to_string().trim().trim_start_matches("Usage: ").to_string()
+}
+
+/// A flag given a negative value (`--drain -1s`, `--groups -1`), which clap
+/// reads as a flag of its own: the one line that names the flag and the value.
+pub fn negative_value(argv: &[String]) -> Option<String> {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let sub = argv.first().and_then(|name| cli.find_subcommand(name.as_str()))?;
+    argv.windows(2).find_map(|pair| {
+        let (flag, value) = (&pair[0], &pair[1]);
+        let negative = value.strip_prefix('-').is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit() || c == '.'));
+        let long = flag.strip_prefix("--").filter(|f| !f.contains('='))?;
+        let arg = sub.get_arguments().find(|a| a.get_long() == Some(long))?;
+        (negative && arg.get_action().takes_values()).then(|| {
+            format!(
+                "error: invalid value {} for '--{long}': negative values are not accepted",
+                crate::text::quote(value)
+            )
+        })
+    })
 }
 
 #[cfg(test)]

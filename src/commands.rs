@@ -40,6 +40,11 @@ static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs a parsed command; returns the exit code.
 pub async fn execute(command: Command) -> Result<u8> {
+    let code = execute_command(command).await?;
+    Ok(stdout_failure(code))
+}
+
+async fn execute_command(command: Command) -> Result<u8> {
     match command {
         Command::Run(args) => run(args).await,
         Command::Compare(args) => compare(args).await,
@@ -186,22 +191,28 @@ impl Drop for OutDir {
     }
 }
 
-/// First Ctrl-C, SIGTERM or SIGHUP: the current run stops, drains and
-/// reports. A second one exits at once (after putting back what
-/// `--redis-config` changed on a user's Redis, and after any file being
-/// written is complete).
+/// First Ctrl-C, SIGTERM, SIGHUP or SIGQUIT: the current run stops, drains
+/// and reports (also while its target starts: the run's `Live` is in
+/// `current` from the moment the command starts, and a run that starts
+/// later inherits the stop). A second one exits at once (after putting back
+/// what `--redis-config` changed on a user's Redis, and after any file
+/// being written is complete). SIGUSR1, which would kill the process by
+/// default, is ignored.
 fn on_interrupt(current: Arc<std::sync::Mutex<Arc<Live>>>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     // Every stream exists before the first signal, so a quick second one is never missed.
     let mut int = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut quit = signal(SignalKind::quit()).context("installing the SIGQUIT handler")?;
+    let mut usr1 = signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
+    tokio::spawn(async move { while usr1.recv().await.is_some() {} });
     tokio::spawn(async move {
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {}, _ = quit.recv() => {} }
         if let Ok(live) = current.lock() {
             live.request_stop();
         }
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {} }
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {}, _ = hup.recv() => {}, _ = quit.recv() => {} }
         crate::progress::clear_line();
         crate::target::restore_unrestored(std::time::Duration::from_millis(500)).await;
         let _whole_files = WRITING.lock();
@@ -219,10 +230,34 @@ fn say_err(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// Text on stdout, likewise.
+/// Text on stdout, likewise; but text that did not reach it (a full disk,
+/// `/dev/full`) is remembered, and the command fails with it
+/// ([`stdout_failure`]): a script waiting for a JSON summary must not take
+/// an exit code of 0 for it. A reader that left (a closed pipe) wants nothing more.
 fn say_out(text: &str) {
     use std::io::Write;
-    let _ = std::io::stdout().write_all(text.as_bytes());
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let mut lost = STDOUT_LOST.lock().unwrap_or_else(|p| p.into_inner());
+            lost.get_or_insert(e.to_string());
+        }
+    }
+}
+
+/// Why stdout did not take what was written to it, if it did not.
+static STDOUT_LOST: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The command's exit code, unless what it printed never reached stdout: then
+/// that is said on stderr and the command failed.
+fn stdout_failure(code: u8) -> u8 {
+    match STDOUT_LOST.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        Some(e) => {
+            say_err(&format!("error: cannot write to stdout: {e}"));
+            code.max(EXIT_ABORTED)
+        }
+        None => code,
+    }
 }
 
 /// Writes a run's files (and `workers.csv` when it had workers), then its
@@ -339,7 +374,14 @@ async fn run_one(
     checkpoints: Option<&mut Checkpoints>,
 ) -> Result<Finished> {
     let live = Arc::new(Live::default());
-    *current.lock().expect("live lock") = live.clone();
+    {
+        // A stop requested before this run (while its target started) stops it too.
+        let mut current = current.lock().expect("live lock");
+        if current.stop_requested() {
+            live.request_stop();
+        }
+        *current = live.clone();
+    }
     // In a --workers run, the coordinator's counters are the workers' sums, a second old at most.
     let show_progress = !quiet && std::io::stderr().is_terminal();
     let label = scenario.transport.to_string();
@@ -367,13 +409,27 @@ fn mode_of(split: &crate::cli::SplitArgs) -> Mode {
             workers,
             spawn: split.spawn.unwrap_or(workers),
             control: split.control.clone(),
+            join_timeout: split.join_timeout,
         }),
     }
 }
 
 /// A run that a Ctrl-C stopped before it started has nothing to write.
 fn interrupted_before_start(e: &anyhow::Error) -> bool {
-    matches!(e.downcast_ref(), Some(WorkerError::Interrupted))
+    e.chain().any(|c| {
+        matches!(c.downcast_ref(), Some(WorkerError::Interrupted))
+            || matches!(c.downcast_ref(), Some(crate::target::TargetError::Interrupted))
+    })
+}
+
+/// Starts the scenario's Redis (a private server or cluster) off the async
+/// threads, so that a signal meanwhile is heard, and gives it up then.
+async fn start_target(scenario: &crate::Scenario, current: &std::sync::Mutex<Arc<Live>>) -> Result<Target> {
+    let live = current.lock().expect("live lock").clone();
+    let scenario = scenario.clone();
+    tokio::task::spawn_blocking(move || pipeline::target_until(&scenario, &|| live.stop_requested()))
+        .await
+        .context("starting the Redis under test")?
 }
 
 /// The exit code of a written run; says why on stderr when it is not 0.
@@ -406,7 +462,14 @@ async fn run(args: RunArgs) -> Result<u8> {
     pipeline::check(&scenario, &mode)?;
     let mut out = OutDir::prepare(args.out.as_deref(), Path::new("results"))?;
     let watch = watch::Watch::start(&args.export, args.format)?;
-    let target = pipeline::target_for(&scenario)?;
+    let target = match start_target(&scenario, &current).await {
+        Ok(target) => target,
+        Err(e) if interrupted_before_start(&e) => {
+            eline!("eventbench: {e}");
+            return Ok(EXIT_INTERRUPTED);
+        }
+        Err(e) => return Err(e),
+    };
     let (given, root) = (args.out.clone(), PathBuf::from("results"));
     let mut checkpoints =
         Checkpoints::new(move |run_id| given.clone().unwrap_or_else(|| files::default_dir(&root, run_id)));
@@ -432,7 +495,7 @@ async fn run(args: RunArgs) -> Result<u8> {
             otext!("{}", table::assertions(&verdicts(&report)));
             oline!("{:>12}  {}", "results", dir.display());
         }
-        Format::Json => oline!("{}", json_with_dir(&report.summary, &verdicts(&report), &dir)?),
+        Format::Json => oline!("{}", json_with_dir(&report.summary, &verdicts(&report), &dir, watch.listening)?),
         // The summary object followed the run's lines already.
         Format::Jsonl => {}
     }
@@ -444,13 +507,21 @@ async fn run(args: RunArgs) -> Result<u8> {
 }
 
 /// A summary row as one JSON object, its columns in `summary.csv`'s order,
-/// then `assertions` (each `--assert`'s verdict) and `results_dir`: where its files are.
-fn json_with_dir(row: &SummaryRow, asserts: &[AssertionRow], dir: &Path) -> Result<String> {
+/// then `assertions` (each `--assert`'s verdict), `results_dir` (where its
+/// files are) and, with --metrics-listen, `metrics_listen` (where /metrics was
+/// served: the port, when it was :0).
+fn json_with_dir(
+    row: &SummaryRow,
+    asserts: &[AssertionRow],
+    dir: &Path,
+    listening: Option<std::net::SocketAddr>,
+) -> Result<String> {
     let object = serde_json::to_string(row).context("summary as JSON")?;
     let asserts = serde_json::to_string(asserts).context("assertions as JSON")?;
     let dir = serde_json::to_string(&dir.display().to_string()).context("results directory as JSON")?;
     let fields = object.strip_suffix('}').context("a summary row is a JSON object")?;
-    Ok(format!("{fields},\"assertions\":{asserts},\"results_dir\":{dir}}}"))
+    let listen = listening.map(|a| format!(",\"metrics_listen\":\"{a}\"")).unwrap_or_default();
+    Ok(format!("{fields},\"assertions\":{asserts},\"results_dir\":{dir}{listen}}}"))
 }
 
 /// Each `--assert`'s verdict on a written run.
@@ -504,7 +575,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
     // Transports share one Redis; each server is a target of its own.
     let per_server = !args.servers.is_empty() || !args.urls.is_empty();
     let shared = match per_server {
-        false => Some(crate::pipeline::target_for(&base)?),
+        false => Some(start_target(&base, &current).await?),
         true => None,
     };
     let mut rows: Vec<SummaryRow> = Vec::new();
@@ -516,7 +587,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         let target = match &shared {
             Some(t) => t,
             None => {
-                own = crate::pipeline::target_for(&s)?;
+                own = start_target(&s, &current).await?;
                 &own
             }
         };
@@ -563,7 +634,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         }
         Format::Json => {
             let each = (rows.iter().zip(&checks).zip(&dirs))
-                .map(|((row, asserts), dir)| json_with_dir(row, asserts, dir))
+                .map(|((row, asserts), dir)| json_with_dir(row, asserts, dir, watch.listening))
                 .collect::<Result<Vec<_>>>()?;
             oline!("[{}]", each.join(","))
         }
@@ -585,6 +656,7 @@ fn compare_plan(args: &CompareArgs, base: &crate::Scenario) -> Result<Vec<(Strin
     // Without a file or --name, each run is named after what sets it apart, as a plain run would be.
     let named_by_difference = args.run.scenario.is_none() && !args.run.flags.gave("name");
     let named = |label: &str| if named_by_difference { label.to_string() } else { base.name.clone() };
+    distinct_transports(&args.transports)?;
     if args.servers.is_empty() && args.urls.is_empty() {
         let transports = match args.transports.is_empty() {
             true => vec![TransportKind::Pubsub, TransportKind::Streams],
@@ -640,10 +712,27 @@ fn compare_plan(args: &CompareArgs, base: &crate::Scenario) -> Result<Vec<(Strin
             n += 1;
         }
         seen.push(unique.clone());
+        // A second run of the same server (an A/A comparison) is named apart, with or without --name.
+        s.name = match unique == *label {
+            true => named(label),
+            false => format!("{}{}", named(label), &unique[label.len()..]),
+        };
         *label = unique;
-        s.name = named(label);
     }
     Ok(plan)
+}
+
+/// `--transports` names each transport once: each run's directory and row are named after it.
+fn distinct_transports(transports: &[TransportKind]) -> Result<(), ScenarioError> {
+    for (i, t) in transports.iter().enumerate() {
+        if transports[..i].contains(t) {
+            return Err(ScenarioError::Invalid {
+                key: "transports",
+                message: format!("{t} is given twice; each transport runs once (to repeat a run, run it again)"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` names an executable file, directly or (a bare name) on PATH.
@@ -706,7 +795,8 @@ async fn worker(args: WorkerArgs) -> Result<u8> {
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let live = current.lock().expect("live lock").clone();
-    crate::pipeline::workers::work(&args.control, args.run.as_deref(), args.password, live).await?;
+    let passwords = (args.password, args.control_password);
+    crate::pipeline::workers::work(&args.control, args.run.as_deref(), passwords, live).await?;
     Ok(0)
 }
 
@@ -804,7 +894,8 @@ pub fn list_shipped() -> Result<String> {
 fn scenario_lines(scenarios: &[crate::Scenario]) -> String {
     let mut out = String::new();
     for s in scenarios {
-        let what = s.description.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        // A file's text, shown on a terminal: its control characters escaped, never obeyed.
+        let what = crate::text::printable(s.description.as_deref().unwrap_or("").lines().next().unwrap_or(""));
         let rate = match &s.rate {
             r if r.is_unlimited() => "max".to_string(),
             crate::scenario::Rate::Constant(r) => crate::report::fmt::rate(*r),
@@ -812,7 +903,7 @@ fn scenario_lines(scenarios: &[crate::Scenario]) -> String {
         };
         out.push_str(&format!(
             "{:<18} {:>3}p {:>4}c {:>3}ch {:>9} {:>6}  {}\n",
-            s.name,
+            crate::text::printable(&s.name),
             s.producers,
             s.consumers,
             s.channels,

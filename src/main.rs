@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     eventbench::sys::fix_mmap_threshold();
+    eventbench::sys::ignore_file_size_signal();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -28,8 +29,20 @@ fn main() -> ExitCode {
             if let Some(ContextValue::Strings(values)) = e.get(ContextKind::ValidValue) {
                 what = format!("{what} [possible values: {}]", values.join(", "));
             }
+            let argv: Vec<String> = std::env::args().skip(1).collect();
+            // clap reads `--drain -1s` as a flag `-1`: the value was negative, and the flag is named.
+            if let Some(negative) = eventbench::cli::negative_value(&argv) {
+                what = negative;
+            }
+            // Control characters in what was typed are shown, never obeyed by the terminal.
             what = eventbench::text::cut(&what, 1000);
-            match text.lines().find_map(|l| l.strip_prefix("Usage: ")) {
+            let mut usage = text.lines().find_map(|l| l.strip_prefix("Usage: ")).map(str::to_string);
+            // With a suggestion, clap's usage line is the suggested flag's: give the command's own, and the tip.
+            if let Some(ContextValue::String(similar)) = e.get(ContextKind::SuggestedArg) {
+                what = format!("{what}; a similar one is '{similar}'");
+                usage = Some(eventbench::cli::usage_of(argv.first().map(String::as_str)));
+            }
+            match usage {
                 Some(usage) => eprintln!("{what} (usage: {usage}; see --help)"),
                 None => eprintln!("{what}"),
             }
@@ -54,6 +67,14 @@ fn main() -> ExitCode {
 
 /// Bad input and an unusable target are the user's to fix (2); anything else is a failure (1).
 fn exit_code(e: &anyhow::Error) -> u8 {
+    // A signal before the run started: interrupted, as a run stopped later is.
+    let interrupted = e.chain().any(|c| {
+        matches!(c.downcast_ref(), Some(WorkerError::Interrupted))
+            || matches!(c.downcast_ref(), Some(TargetError::Interrupted))
+    });
+    if interrupted {
+        return commands::EXIT_INTERRUPTED;
+    }
     let usage = e.chain().any(|c| {
         c.is::<ScenarioError>()
             || c.downcast_ref::<WorkerError>().is_some_and(WorkerError::is_usage)

@@ -217,7 +217,8 @@ pub struct ConsumerRow {
     pub out_of_order: u64,
     pub disconnects: u64,
     pub server_kills: u64,
-    pub p99_us: f64,
+    /// Empty for a consumer that received nothing (no latency, not 0).
+    pub p99_us: Option<f64>,
 }
 
 /// `events.csv`: one row per change in a consumer's subscription.

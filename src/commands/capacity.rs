@@ -181,6 +181,7 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
             return Err(invalid("max-rate", format!("{} is below --min-rate {}", msg_rate(max), msg_rate(min_rate))));
         }
     }
+    super::distinct_transports(&args.transports)?;
     let transports = if args.transports.is_empty() { vec![base.transport] } else { args.transports.clone() };
     let step_max = crate::capacity::step_max(args.step_warmup, args.step, base.drain);
     // Each transport's search gets its share of the budget: at least one step each.
@@ -244,7 +245,7 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
     let current = Arc::new(Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let watch = super::watch::Watch::start(&args.run.export, args.run.format)?;
-    let target = pipeline::target_for(&scenarios[0])?;
+    let target = super::start_target(&scenarios[0], &current).await?;
     out.keep();
     let started = Instant::now();
     let mut searches: Vec<Searched> = Vec::new();

@@ -17,6 +17,8 @@ use std::time::Duration;
 pub(super) struct Watch {
     board: Arc<Board>,
     serving: Option<Serving>,
+    /// The address `/metrics` is served on, as bound (a port 0 made concrete).
+    pub(super) listening: Option<std::net::SocketAddr>,
     linger: Duration,
     jsonl: bool,
 }
@@ -37,15 +39,20 @@ impl Watch {
     /// anything runs) and starts serving; nothing is shown until a run starts.
     pub(super) fn start(args: &ExportArgs, format: Format) -> Result<Watch> {
         let board = Arc::new(Board::default());
-        let serving = match &args.metrics_listen {
+        let (serving, listening) = match &args.metrics_listen {
             Some(addr) => {
                 let endpoint = Endpoint::bind(addr)
                     .map_err(|e| ScenarioError::Invalid { key: "metrics-listen", message: e.to_string() })?;
-                Some(endpoint.serve(board.clone()).context("serving /metrics")?)
+                let bound = endpoint.local_addr().context("the address /metrics is served on")?;
+                // A free port (`:0`) is only useful once known: said before anything runs.
+                if !addr.ends_with(&format!(":{}", bound.port())) {
+                    super::say_err(&format!("eventbench: serving metrics on http://{bound}/metrics"));
+                }
+                (Some(endpoint.serve(board.clone()).context("serving /metrics")?), Some(bound))
             }
-            None => None,
+            None => (None, None),
         };
-        Ok(Watch { board, serving, linger: args.metrics_linger, jsonl: format == Format::Jsonl })
+        Ok(Watch { board, serving, listening, linger: args.metrics_linger, jsonl: format == Format::Jsonl })
     }
 
     /// A run starts: export shows it, and with `--format jsonl` a line a second goes to stdout.

@@ -90,12 +90,17 @@ pub fn check(scenario: &Scenario, mode: &Mode) -> Result<(), crate::scenario::Sc
 /// The scenario's Redis. The open-file limit is raised first, so that a
 /// private redis-server inherits it too (thousands of consumers need it on both sides).
 pub fn target_for(scenario: &Scenario) -> Result<Target> {
+    target_until(scenario, &|| false)
+}
+
+/// [`target_for`], given up when `stop` says so (a signal while private servers start).
+pub fn target_until(scenario: &Scenario, stop: crate::target::Stop) -> Result<Target> {
     // A run this machine cannot open the connections of is bad input, before anything starts.
     crate::sys::raise_fd_limit(connections(scenario)).map_err(|e| crate::scenario::ScenarioError::Invalid {
         key: if scenario.consumers >= scenario.producers { "consumers" } else { "producers" },
         message: e.to_string(),
     })?;
-    Ok(Target::for_scenario(scenario, connections(scenario))?)
+    Ok(Target::for_scenario_until(scenario, connections(scenario), stop)?)
 }
 
 /// About how many connections (open files) a run in one process needs:
@@ -143,10 +148,14 @@ pub async fn execute_with(
 ) -> Result<Finished> {
     let Watch { latest, on_checkpoint } = watch;
     check(&scenario, mode)?;
-    let run_id = format!("{}-{}", scenario.name, utc_stamp());
+    let run_id = run_id(&scenario.name);
     live.meters.set_run_id(&run_id);
     let nonce = run_nonce();
-    let setup = setup::prepare(&scenario, target.url(), &nonce).await?;
+    // A stop while connecting (a Redis that accepts and never answers) ends the run before it starts.
+    let setup = tokio::select! {
+        setup = setup::prepare(&scenario, target.url(), &nonce) => setup?,
+        () = live.stopped() => return Err(workers::WorkerError::Interrupted.into()),
+    };
     let kill = match (&scenario.kill_node, &setup.topology) {
         (Some(k), Some(t)) => {
             let port = t.nodes.get(k.node as usize).map(|n| n.port).filter(|&p| target.has_private_port(p));
@@ -165,7 +174,10 @@ pub async fn execute_with(
     }
     // Which server runs is asked once, before the run; the samples come beside the shares.
     let identity = match scenario.server_telemetry {
-        true => telemetry::identify(&setup.clients[0], scenario.connect_timeout).await,
+        true => tokio::select! {
+            identity = telemetry::identify(&setup.clients[0], scenario.connect_timeout) => identity,
+            () = live.stopped() => telemetry::Identity::default(),
+        },
         false => telemetry::Identity::default(),
     };
     let (shares_done, done) = tokio::sync::watch::channel(false);
@@ -298,6 +310,13 @@ async fn restore_config(config: ConfigChange, target: &Target, limit: Duration) 
         return Ok(());
     }
     config.restore(limit).await
+}
+
+/// `NAME-20261126T174000Z-3f9a1c`: the name, when, and a random suffix, so
+/// that two runs started in the same second (two coordinators on one
+/// control Redis) never share an id.
+pub fn run_id(name: &str) -> String {
+    format!("{name}-{}-{:06x}", utc_stamp(), crate::sys::random_u32() & 0xff_ffff)
 }
 
 /// `20261126T174000Z`: sortable and safe in a directory name.

@@ -14,6 +14,8 @@ use thiserror::Error;
 pub enum LoadError {
     #[error("{dir} is not a run directory (no such directory)")]
     NotADirectory { dir: PathBuf },
+    #[error("{dir} holds no results: the run was stopped before it wrote any (killed, or its host lost; --checkpoint writes results while a run goes on)")]
+    Empty { dir: PathBuf },
     #[error("cannot read {file}: {message}")]
     Missing { file: PathBuf, message: String },
     #[error("{file} is malformed: {message}")]
@@ -54,6 +56,10 @@ impl RunData {
         if !dir.is_dir() {
             return Err(LoadError::NotADirectory { dir: dir.into() });
         }
+        // What a run killed before its first result (SIGKILL without --checkpoint) leaves.
+        if std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none()) {
+            return Err(LoadError::Empty { dir: dir.into() });
+        }
         let mut summary: Vec<SummaryRow> = read_csv(&dir.join("summary.csv"))?;
         if summary.len() != 1 {
             return Err(malformed(&dir.join("summary.csv"), format!("expected one row, found {}", summary.len())));
@@ -78,7 +84,7 @@ impl RunData {
 
         let hlog_path = dir.join("latency.hlog");
         // Read line by line: a soak's log is megabytes.
-        let file = std::fs::File::open(&hlog_path).map_err(|e| missing(&hlog_path, e))?;
+        let file = crate::sys::open_regular(&hlog_path, MAX_FILE_BYTES).map_err(|e| missing(&hlog_path, e))?;
         let hlog = hlog::decode_from(std::io::BufReader::new(file)).map_err(|e| malformed(&hlog_path, e))?;
         // The log and the summary must describe the same run.
         if hlog.count() != summary.delivered {
@@ -132,12 +138,14 @@ impl RunData {
         self.summary.transport == "streams" || self.timeseries.iter().any(|t| t.backlog > 0)
     }
 
-    /// The run's name: its id without the timestamp `eventbench run` appends.
+    /// The run's name: its id without the timestamp (and random suffix) `eventbench run` appends.
     pub fn name(&self) -> &str {
         let id = &self.summary.run_id;
+        let suffixed = id.rsplit_once('-').filter(|(_, s)| s.len() == 6 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+        let id = suffixed.map_or(id.as_str(), |(before, _)| before);
         match id.rsplit_once('-') {
             Some((name, stamp)) if stamp.len() == 16 && stamp.ends_with('Z') && stamp.contains('T') => name,
-            _ => id,
+            _ => &self.summary.run_id,
         }
     }
 }
@@ -154,12 +162,18 @@ fn malformed(file: &Path, message: impl ToString) -> LoadError {
     LoadError::Malformed { file: file.into(), message: message.to_string().replace('\n', " ") }
 }
 
+/// The most a run's file may hold: far more than a 30-day run writes, far
+/// less than a device or a FIFO passed off as one would feed.
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
+/// The most `scenario.toml` may hold.
+const MAX_TOML_BYTES: u64 = 1 << 20;
+
 fn read_text(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path).map_err(|e| missing(path, e))
+    crate::sys::read_regular(path, MAX_TOML_BYTES).map_err(|e| missing(path, e))
 }
 
-fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>, LoadError> {
-    let file = std::fs::File::open(path).map_err(|e| missing(path, e))?;
+fn reader(path: &Path) -> Result<csv::Reader<std::io::Take<std::fs::File>>, LoadError> {
+    let file = crate::sys::open_regular(path, MAX_FILE_BYTES).map_err(|e| missing(path, e))?;
     Ok(csv::Reader::from_reader(file))
 }
 

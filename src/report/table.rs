@@ -131,6 +131,8 @@ pub fn render(s: &SummaryRow) -> String {
     if s.transport == "streams" {
         rows.push(("streams", streams_line(s)));
     }
+    // No delivery, no latency: a dash, not 0.0 µs.
+    let latency = |us: f64| if s.delivered == 0 { "—".to_string() } else { latency(us) };
     rows.extend([
         ("kept up", kept_up(s)),
         (

@@ -497,7 +497,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             out_of_order: st.out_of_order,
             disconnects: st.disconnects,
             server_kills: c.outages.iter().filter(|o| o.kind == EventKind::ServerKill).count() as u64,
-            p99_us: pct_us(&st.latency, 99.0),
+            p99_us: (!st.latency.is_empty()).then(|| pct_us(&st.latency, 99.0)),
         });
     }
     // A killed node's events (`consumer` holds the node's index); the loss is the consumers'.

@@ -85,10 +85,10 @@ impl ScenarioFlags {
     /// Without a file, the run is named after its transport unless `--name` says otherwise.
     pub fn scenario(&self, file: Option<&Path>) -> Result<Scenario, ScenarioError> {
         let s = match file {
-            Some(path) => self.over(&Scenario::load(path)?),
-            None if self.gave("name") => self.over(&Scenario::default()),
+            Some(path) => self.over(&Scenario::load(path)?)?,
+            None if self.gave("name") => self.over(&Scenario::default())?,
             None => {
-                let s = self.over(&Scenario::default());
+                let s = self.over(&Scenario::default())?;
                 Scenario { name: s.transport.to_string(), ..s }
             }
         };
@@ -101,8 +101,11 @@ impl ScenarioFlags {
     /// `base` with the given flags laid over it: each replaces its key's value,
     /// except that a map (`--redis-config`) adds to the base's, and a switch
     /// (`--cluster`) can only turn on.
-    fn over(&self, base: &Scenario) -> Scenario {
-        let mut table = toml::Table::try_from(base).expect("a scenario read from TOML or the flags writes as TOML");
+    fn over(&self, base: &Scenario) -> Result<Scenario, ScenarioError> {
+        // A value read from a file that does not write back (a key's value out of its range) is
+        // the file's to fix, named by its key; it must never take the process down.
+        let mut table = toml::Table::try_from(base)
+            .map_err(|e| ScenarioError::Key { key: "scenario".into(), message: e.to_string() })?;
         for (key, value) in &self.given {
             match (value, table.get_mut(key)) {
                 (Some(toml::Value::Table(add)), Some(toml::Value::Table(map))) => map.extend(add.clone()),
@@ -114,8 +117,8 @@ impl ScenarioFlags {
                 }
             }
         }
-        let s: Scenario = table.try_into().expect("a scenario's own keys and values read back");
-        Scenario { password: self.password.clone().or_else(|| base.password.clone()), ..s }
+        let s = Scenario::from_table(table)?;
+        Ok(Scenario { password: self.password.clone().or_else(|| base.password.clone()), ..s })
     }
 }
 
@@ -177,7 +180,8 @@ maxmemory = "100mb"
             "--reconnect",
             "off",
         ])
-        .over(&file);
+        .over(&file)
+        .unwrap();
         // Numbers, durations, lists, options: the flag's value.
         assert_eq!((s.rate, s.duration), (Rate::Constant(20_000.0), Duration::from_secs(5)));
         assert_eq!(s.disconnect.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10%@1s+1s", "20%@2s+1s"]);
@@ -195,15 +199,15 @@ maxmemory = "100mb"
         assert_eq!((s.consumers, s.drain), (1, Duration::from_secs(2)));
 
         // No flags: the file as it is.
-        assert_eq!(flags(&[]).over(&file), file);
+        assert_eq!(flags(&[]).over(&file).unwrap(), file);
         // A switch given turns on what the file left off.
         let off = Scenario::from_toml("cluster = false\n").unwrap();
-        assert!(flags(&["--cluster"]).over(&off).cluster);
-        assert!(!flags(&[]).over(&off).cluster);
+        assert!(flags(&["--cluster"]).over(&off).unwrap().cluster);
+        assert!(!flags(&[]).over(&off).unwrap().cluster);
         // A list given replaces the file's; left out, the file's stays.
         let asserted = Scenario::from_toml("assert = [\"lost==0\", \"sent>0\"]\n").unwrap();
-        assert_eq!(flags(&["--assert", "p99_us<2000"]).over(&asserted).assert.len(), 1);
-        assert_eq!(flags(&[]).over(&asserted).assert.len(), 2);
+        assert_eq!(flags(&["--assert", "p99_us<2000"]).over(&asserted).unwrap().assert.len(), 1);
+        assert_eq!(flags(&[]).over(&asserted).unwrap().assert.len(), 2);
     }
 
     #[test]
@@ -266,10 +270,10 @@ maxmemory = "100mb"
             ScenarioFlags::from_arg_matches(&matches).unwrap()
         };
         let file = Scenario::from_toml("url = \"redis://file:6379\"\n").unwrap();
-        let s = parse(&[]).over(&file);
+        let s = parse(&[]).over(&file).unwrap();
         assert_eq!(s.password, Some(Password("from-env".into())));
         assert_eq!(s.url.as_deref(), Some("redis://127.0.0.1:1"), "the environment overrides the file");
-        let s = parse(&["--password", "from-flag", "--url", "redis://flag:6379"]).over(&file);
+        let s = parse(&["--password", "from-flag", "--url", "redis://flag:6379"]).over(&file).unwrap();
         assert_eq!(
             (s.password.clone(), s.url.as_deref()),
             (Some(Password("from-flag".into())), Some("redis://flag:6379"))

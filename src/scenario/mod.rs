@@ -47,6 +47,9 @@ pub enum ScenarioError {
     Read { path: PathBuf, cause: std::io::Error },
     #[error("scenario file {path}, line {line}, column {column}: {message}")]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
+    /// A value of a key that only the file or the flags' combination can tell is wrong.
+    #[error("{key}: {message}")]
+    Key { key: String, message: String },
     #[error("no scenario file {path}, and no shipped scenario of that name (shipped: {shipped}; `eventbench scenarios` lists them)")]
     Missing { path: PathBuf, shipped: String },
     #[error("no scenario file {path}; {name} is a shipped scenario, built into eventbench: give its name (`eventbench run {name}`), which works from any directory")]
@@ -78,6 +81,15 @@ pub const MAX_CHANNELS: u32 = 100_000;
 pub const MAX_SEQUENCES: u64 = 1_000_000;
 /// Consumers × producers × channels: every ledger of a run (32 bytes each at least).
 pub const MAX_LEDGERS: u64 = 50_000_000;
+
+/// The most a scenario file may hold: a file, not a data set (nor a device or a FIFO).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// The longest run name, in bytes: it names a directory, with a time stamp after it.
+pub const MAX_NAME: usize = 100;
+/// First characters of a CSV cell that a spreadsheet takes for a formula.
+pub const FORMULA_STARTS: [char; 4] = ['=', '+', '-', '@'];
+/// Worker threads a run may ask for.
+pub const MAX_THREADS: usize = 1024;
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ScenarioError {
     ScenarioError::Invalid { key, message: message.into() }
@@ -267,6 +279,14 @@ impl Default for Scenario {
     }
 }
 
+/// The first key of `table` whose value a scenario refuses on its own, if any.
+fn refused_key(table: &toml::Table) -> Option<String> {
+    table.iter().find_map(|(key, value)| {
+        let one: toml::Table = [(key.clone(), value.clone())].into_iter().collect();
+        one.try_into::<Scenario>().is_err().then(|| crate::text::shorten(key))
+    })
+}
+
 /// Line and column (1-based) of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -305,7 +325,8 @@ impl Scenario {
 
     /// Reads a scenario file; its name defaults to the file's stem.
     pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: path.into(), cause })?;
+        let text = crate::sys::read_regular(path, MAX_FILE_BYTES)
+            .map_err(|cause| ScenarioError::Read { path: path.into(), cause })?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         Scenario::from_text(path, &text, &stem)
     }
@@ -314,14 +335,43 @@ impl Scenario {
     fn from_text(path: &Path, text: &str, stem: &str) -> Result<Scenario, ScenarioError> {
         let mut s = Scenario::from_toml(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |r| line_col(text, r.start));
-            let message = e.message().trim().replace('\n', " ");
+            let mut message = e.message().trim().replace('\n', " ");
+            // serde says what type it wanted, not for which key: the key is named here.
+            if let Some(key) = toml::from_str::<toml::Table>(text).ok().and_then(|t| refused_key(&t)) {
+                if !message.starts_with(&format!("{key}:")) {
+                    message = format!("{key}: {message}");
+                }
+            }
             ScenarioError::Parse { path: path.into(), line, column, message }
         })?;
+        if let Some(url) = s.url.as_deref().and_then(|u| crate::connect::parse_url(u).ok()) {
+            if url.password.as_deref().is_some_and(|p| p != crate::connect::MASK) {
+                let line = text.lines().position(|l| l.trim_start().starts_with("url")).map_or(1, |i| i + 1);
+                return Err(ScenarioError::Parse {
+                    path: path.into(),
+                    line,
+                    column: 1,
+                    message: "url: holds a password; a scenario file never does (files are shared and kept): \
+                              write redis://USER:***@HOST:PORT and set REDIS_PASSWORD, or pass --password"
+                        .into(),
+                });
+            }
+        }
         let has_name = text.lines().any(|l| l.trim_start().starts_with("name"));
         if !has_name && !stem.is_empty() {
             s.name = stem.to_string();
         }
         Ok(s)
+    }
+
+    /// A scenario from a table of its keys; a value that does not fit is
+    /// refused with its key named.
+    pub(crate) fn from_table(table: toml::Table) -> Result<Scenario, ScenarioError> {
+        let key = refused_key(&table);
+        table.try_into().map_err(|e: toml::de::Error| ScenarioError::Key {
+            key: key.unwrap_or_else(|| "scenario".into()),
+            message: e.message().trim().replace('\n', " "),
+        })
     }
 
     /// Parses scenario TOML. A rate profile sets the measured phase: a
@@ -393,9 +443,7 @@ impl Scenario {
 
     /// Checks every value; the first problem is returned with the key it concerns.
     pub fn validate(&self) -> Result<(), ScenarioError> {
-        if self.name.is_empty() || self.name.contains(['/', '\\']) {
-            return Err(invalid("name", "must be non-empty and contain no path separators"));
-        }
+        self.validate_text()?;
         self.validate_sizes()?;
         self.rate.check(MAX_RATE, MAX_DURATION).map_err(|m| invalid("rate", m))?;
         self.check_profile_length()?;
@@ -527,6 +575,38 @@ impl Scenario {
         self.validate_target()
     }
 
+    /// The name and the description: a name becomes a directory and the
+    /// first cell of `summary.csv`, so it is short, has no path separator,
+    /// no control character (a terminal would obey it) and no first
+    /// character a spreadsheet reads as a formula; a description is shown on
+    /// a terminal, so it holds no control character but new lines and tabs.
+    fn validate_text(&self) -> Result<(), ScenarioError> {
+        let name = crate::text::quote(&self.name);
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(invalid("name", "must be non-empty and contain no path separators"));
+        }
+        if self.name.len() > MAX_NAME {
+            return Err(invalid(
+                "name",
+                format!("{name} is longer than {MAX_NAME} bytes: it names the run's directory"),
+            ));
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err(invalid("name", format!("{} holds a control character", crate::text::printable(&name))));
+        }
+        if self.name.starts_with(FORMULA_STARTS) {
+            return Err(invalid(
+                "name",
+                format!("{name} starts with one of = + - @, which a spreadsheet reads as a formula"),
+            ));
+        }
+        let description = self.description.as_deref().unwrap_or("");
+        if description.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+            return Err(invalid("description", "holds a control character (other than a new line or a tab)"));
+        }
+        Ok(())
+    }
+
     /// How many producers, consumers and channels: each has a connection or
     /// memory of its own, so each has a limit one machine can honour.
     fn validate_sizes(&self) -> Result<(), ScenarioError> {
@@ -537,6 +617,12 @@ impl Scenario {
                 Ok(())
             }
         };
+        if self.threads > MAX_THREADS {
+            return Err(invalid(
+                "threads",
+                format!("at most {MAX_THREADS} worker threads (asked for {})", self.threads),
+            ));
+        }
         if self.producers == 0 {
             return Err(invalid("producers", "must be at least 1"));
         }

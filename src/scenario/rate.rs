@@ -276,35 +276,93 @@ impl Serialize for Rate {
 }
 
 /// A stage in a file's list: the text form, or a table.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum StageForm {
     Text(String),
-    Ramp {
-        from: RateValue,
-        to: RateValue,
-        #[serde(rename = "for")]
-        length: String,
-    },
-    Hold {
-        rate: RateValue,
-        #[serde(rename = "for")]
-        length: String,
-    },
+    Ramp { from: RateValue, to: RateValue, length: String },
+    Hold { rate: RateValue, length: String },
+}
+
+/// The forms a stage may take, as a refusal names them.
+const STAGE_FORMS: &str =
+    "a stage: a string like \"1k..20k/30s\" or \"20k/1m\", or a table { from = 1000, to = 20000, for = \"30s\" } \
+     or { rate = 20000, for = \"1m\" }";
+
+impl<'de> Deserialize<'de> for StageForm {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StageForm, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = StageForm;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(STAGE_FORMS)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StageForm, E> {
+                Ok(StageForm::Text(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StageForm, A::Error> {
+                use serde::de::Error;
+                let (mut from, mut to, mut rate, mut length) = (None, None, None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "from" => from = Some(map.next_value::<RateValue>()?),
+                        "to" => to = Some(map.next_value::<RateValue>()?),
+                        "rate" => rate = Some(map.next_value::<RateValue>()?),
+                        "for" => length = Some(map.next_value::<String>()?),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key {} in {STAGE_FORMS}",
+                                crate::text::quote(other)
+                            )))
+                        }
+                    }
+                }
+                let length = length.ok_or_else(|| A::Error::custom(format!("`for` missing from {STAGE_FORMS}")))?;
+                match (from, to, rate) {
+                    (Some(from), Some(to), None) => Ok(StageForm::Ramp { from, to, length }),
+                    (None, None, Some(rate)) => Ok(StageForm::Hold { rate, length }),
+                    _ => Err(A::Error::custom(format!("give from and to, or rate: {STAGE_FORMS}"))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// A rate in a file: a number, or the text form (`"20k"`).
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum RateValue {
     Number(f64),
     Text(String),
 }
 
+impl<'de> Deserialize<'de> for RateValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RateValue, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RateValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a rate: a number of messages per second (20000) or a string like \"20k\"")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RateValue, E> {
+                Ok(RateValue::Number(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RateValue, E> {
+                Ok(RateValue::Number(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RateValue, E> {
+                Ok(RateValue::Number(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RateValue, E> {
+                Ok(RateValue::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 impl RateValue {
     fn get(self) -> Result<f64, String> {
         match self {
-            RateValue::Number(r) => Ok(r),
+            RateValue::Number(r) if r.is_finite() && r >= 0.0 => Ok(r),
+            RateValue::Number(r) => Err(format!("{r}: expected messages per second ≥ 0, e.g. 20000 or \"20k\"")),
             RateValue::Text(t) => parse_rate(&t),
         }
     }
@@ -350,6 +408,11 @@ impl<'de> Deserialize<'de> for Rate {
                 let mut stages = Vec::new();
                 while let Some(form) = seq.next_element::<StageForm>()? {
                     stages.push(form.stage().map_err(serde::de::Error::custom)?);
+                }
+                if stages.is_empty() {
+                    return Err(serde::de::Error::custom(
+                        "an empty list: a profile needs at least one stage, e.g. [\"1k..20k/30s\"]",
+                    ));
                 }
                 Ok(Rate::Profile(stages))
             }

@@ -228,7 +228,16 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     }
     // Every share starts at the same instant, once all of them are connected
     // (a share that failed to connect says nothing, and ends its run at once).
-    let warmup_start = if shared.aborted().is_none() && ready_tx.send(()).is_ok() {
+    // A share that failed drops its `ready` unanswered here, not at its end:
+    // the side that waits for it (in-process, or a worker's) moves on at once.
+    let readied = match shared.aborted() {
+        None => ready_tx.send(()).is_ok(),
+        Some(_) => {
+            drop(ready_tx);
+            false
+        }
+    };
+    let warmup_start = if readied {
         match start_at.await {
             Ok(at) => at,
             Err(_) => {
@@ -268,7 +277,11 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     }
     // The drain starts once every share's producers are done.
     let _ = measured_tx.send(measured_per_channel.clone());
-    let latest = window.end_ns + (scenario.drain * 2 + Duration::from_secs(5)).as_nanos() as u64;
+    // After a failure, nothing is planned to end: the drain is counted from now, not from the planned end.
+    let latest = match shared.aborted() {
+        Some(_) => clock.now_ns(),
+        None => window.end_ns + (scenario.drain * 2 + Duration::from_secs(5)).as_nanos() as u64,
+    };
     measured_per_channel = tokio::select! {
         all = all_measured => all.unwrap_or_else(|_| vec![u64::MAX / 4; scenario.channels as usize]),
         _ = clock.sleep_until_ns(latest) => vec![u64::MAX / 4; scenario.channels as usize],

@@ -44,6 +44,16 @@ const FILES: &[(&str, &str)] = &[
     ("slow.toml", "slow = \"100%:100y\"\n"),
     ("wrong-type.toml", "duration = 10\n"),
     ("array-rate.toml", "rate = [1, 2]\n"),
+    // Issue 28: values that crashed the reader or were refused without their key.
+    ("empty-rate.toml", "rate = []\n"),
+    ("nested-rate.toml", "rate = [[]]\n"),
+    ("stage-key.toml", "rate = [{ speed = 1, for = \"1s\" }]\n"),
+    ("stage-nan.toml", "rate = [{ from = nan, to = 1, for = \"1s\" }]\n"),
+    ("producers-string.toml", "producers = \"1\"\n"),
+    ("consumers-float.toml", "consumers = 1.5\n"),
+    ("disconnect-number.toml", "disconnect = [1]\n"),
+    ("url-password.toml", "url = \"redis://:hunter2-s3cret@127.0.0.1:1\"\n"),
+    ("url-user-password.toml", "rate = 10\nurl = \"redis://bench:X-s3cret@127.0.0.1:1\"\n"),
 ];
 
 /// The battery. Every case fails before any server starts or any file is written.
@@ -172,7 +182,85 @@ const CASES: &[Case] = &[
     case(&["compare", "--out", "/proc/eventbench-out"], "cannot hold the results"),
     case(&["run", "--redis-server", "/nonexistent/redis-server", "--duration", "1s"], "apt-get install"),
     case(&["report", "{dir}/no-such-run"], "no-such-run"),
+    // Issue 28, item 6: `rate = []` panicked; item 23: type errors name the key and the forms.
+    case(&["run", "{dir}/empty-rate.toml"], "rate: an empty list"),
+    case(&["run", "{dir}/nested-rate.toml"], "rate: invalid type: sequence, expected a stage"),
+    case(&["run", "{dir}/stage-key.toml"], "unknown key 'speed'"),
+    case(&["run", "{dir}/stage-nan.toml"], "rate: NaN"),
+    case(&["run", "{dir}/producers-string.toml"], "producers: invalid type"),
+    case(&["run", "{dir}/consumers-float.toml"], "consumers: invalid type"),
+    case(&["run", "{dir}/disconnect-number.toml"], "disconnect: invalid type"),
+    case(&["run", "{dir}/wrong-type.toml"], "duration: invalid type"),
+    // Negative values name their flag; an unknown flag gets the command's own usage line.
+    case(&["run", "--drain", "-1s"], "invalid value '-1s' for '--drain'"),
+    case(&["run", "--groups", "-1"], "invalid value '-1' for '--groups'"),
+    case(&["run", "--warmup", "-5s"], "'--warmup'"),
+    case(&["capacity", "--precision", "-5%"], "invalid value '-5%' for '--precision'"),
+    case(&["run", "--rate", "-1k..1k/1s"], "invalid value '-1k..1k/1s' for '--rate'"),
+    case(&["run", "--bogus"], "usage: eventbench run [OPTIONS] [SCENARIO]"),
+    case(&["run", "--verbose"], "usage: eventbench run [OPTIONS] [SCENARIO]"),
+    // Item 9: caps.
+    case(&["run", "--threads", "1000000"], "at most 1024 worker threads"),
+    case(&["run", "--threads", "4294967296"], "threads"),
+    case(&["run", "--workers", "4294967295", "--spawn", "0"], "at most 256 worker processes"),
+    case(&["run", "--workers", "257"], "at most 256 worker processes"),
+    case(&["run", "--metrics-listen", "127.0.0.1:0", "--metrics-linger", "100y"], "--metrics-linger"),
+    case(&["run", "--metrics-listen", "127.0.0.1:0", "--metrics-linger", "18446744073709551615s"], "--metrics-linger"),
+    // Item 4: the join wait has a limit of its own.
+    case(&["run", "--workers", "2", "--join-timeout", "0s"], "--join-timeout"),
+    case(&["run", "--workers", "2", "--join-timeout", "100y"], "--join-timeout"),
+    case(&["run", "--join-timeout", "1m"], "--workers"),
+    // Items 13 and 14: names that break a directory, a spreadsheet or a terminal.
+    case(&["run", "--name", "{long-name}"], "longer than 100 bytes"),
+    case(&["run", "--name", "=cmd|' -C calc'!A0"], "formula"),
+    case(&["run", "--name=-x"], "formula"),
+    case(&["run", "--name", "+1"], "formula"),
+    case(&["run", "--name", "@SUM(A1)"], "formula"),
+    case(&["run", "--name", "x\u{1b}]0;pwned\u{7}\u{1b}[2J"], "control character"),
+    case(&["run", "--description", "x\u{1b}[2J"], "description"),
+    case(&["run", "--rate", "\u{1b}[2J"], "\\u{1b}[2J"),
+    // Item 12: a password never comes from a file.
+    case(&["run", "{dir}/url-password.toml"], "REDIS_PASSWORD"),
+    case(&["run", "{dir}/url-user-password.toml"], "line 2"),
+    // Item 15: each transport once.
+    case(&["compare", "--transports", "pubsub,pubsub"], "pubsub is given twice"),
+    case(&["compare", "--transports", "streams,pubsub,streams"], "streams is given twice"),
+    case(&["capacity", "--transports", "pubsub,pubsub"], "pubsub is given twice"),
+    // Item 24: what is not a Redis server is bad input with an install hint.
+    case(&["run", "--redis-server", "/dev/null"], "apt-get install redis-server"),
+    case(&["run", "--redis-server", "{dir}"], "a directory"),
+    case(&["run", "--redis-server", "/bin/false"], "is not a Redis server"),
+    case(&["run", "--redis-server", "/bin/true", "--private-cluster", "3"], "is not a Redis server"),
+    case(&["compare", "--servers", "redis-server,/dev/null"], "/dev/null"),
+    // Items 7 and 20: files that are not regular, a run directory with nothing in it.
+    case(&["report", "{dir}/empty-run"], "holds no results"),
+    case(&["report", "{dir}/fifo-run"], "a FIFO, not a regular file"),
+    case(&["report", "{dir}/zero-run"], "a device, not a regular file"),
+    case(&["scenarios", "--dir", "{dir}/fifo-scenarios"], "a FIFO, not a regular file"),
+    case(&["scenarios", "--dir", "{dir}/zero-scenarios"], "a device, not a regular file"),
+    case(&["run", "{dir}/fifo-scenarios/a.toml"], "a FIFO, not a regular file"),
+    case(&["run", "{dir}/zero-scenarios/z.toml"], "a device, not a regular file"),
 ];
+
+/// What the issue 28 cases need beside the files: directories, FIFOs and
+/// symlinks to a device; their names, for what must be left behind.
+fn odd_files(dir: &Path) -> Vec<String> {
+    let fifo = |path: &Path| {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) on a path of our own scratch directory.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "{path:?}");
+    };
+    std::fs::create_dir(dir.join("empty-run")).unwrap();
+    std::fs::create_dir(dir.join("fifo-run")).unwrap();
+    fifo(&dir.join("fifo-run/summary.csv"));
+    std::fs::create_dir(dir.join("zero-run")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero-run/summary.csv")).unwrap();
+    std::fs::create_dir(dir.join("fifo-scenarios")).unwrap();
+    fifo(&dir.join("fifo-scenarios/a.toml"));
+    std::fs::create_dir(dir.join("zero-scenarios")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero-scenarios/z.toml")).unwrap();
+    ["empty-run", "fifo-run", "zero-run", "fifo-scenarios", "zero-scenarios"].map(String::from).to_vec()
+}
 
 /// Runs eventbench with `args` in `dir`; its exit code and stderr, or `None`
 /// (and the process killed) if it has not exited within `limit`: a hang is a
@@ -214,11 +302,14 @@ fn the_battery_of_hostile_input_is_refused_up_front() {
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     std::fs::write(dir.path().join("a-file"), "not a directory").unwrap();
+    let odd = odd_files(dir.path());
     let scratch = dir.path().to_str().unwrap();
-    assert!(CASES.len() >= 100, "the battery holds {} cases", CASES.len());
+    assert!(CASES.len() >= 150, "the battery holds {} cases", CASES.len());
+    let long_name = "x".repeat(300);
     let mut failed = Vec::new();
     for c in CASES {
-        let args: Vec<String> = c.args.iter().map(|a| a.replace("{dir}", scratch)).collect();
+        let args: Vec<String> =
+            c.args.iter().map(|a| a.replace("{dir}", scratch).replace("{long-name}", &long_name)).collect();
         let started = Instant::now();
         let (code, err) = within(&args, dir.path(), Duration::from_secs(10));
         let took = started.elapsed();
@@ -230,6 +321,8 @@ fn the_battery_of_hostile_input_is_refused_up_front() {
             Some(format!("does not mention {:?}", c.says))
         } else if err.contains("panicked") || err.contains("s3cret") {
             Some("panics or shows the secret".to_string())
+        } else if err.trim_end().chars().any(char::is_control) {
+            Some("writes a control character to the terminal".to_string())
         } else if took > Duration::from_secs(5) {
             Some(format!("took {took:?}"))
         } else {
@@ -246,6 +339,7 @@ fn the_battery_of_hostile_input_is_refused_up_front() {
     left.sort();
     let mut expected: Vec<String> = FILES.iter().map(|(n, _)| n.to_string()).collect();
     expected.push("a-file".into());
+    expected.extend(odd);
     expected.sort();
     assert_eq!(left, expected, "bad input leaves nothing behind");
 }
@@ -535,3 +629,7 @@ fn a_huge_payload_as_fast_as_possible_is_written_a_few_at_a_time() {
     let s = assert_whole_run_dir(&out);
     assert!(s.sent > 0 && s.delivered + s.lost + s.undelivered == s.expected, "{s:?}");
 }
+
+mod fuzz;
+mod round3;
+mod startup;

@@ -135,6 +135,40 @@ fn sighup_writes_interrupted_results_and_exits_130() {
 }
 
 #[test]
+fn sigquit_writes_interrupted_results_and_exits_130() {
+    // It killed the process with no results (issue 28, item 20).
+    interrupt("SIGQUIT", libc::SIGQUIT, false);
+}
+
+#[test]
+fn sigusr1_while_measuring_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = bin()
+        .args(["run", "--rate", "1000", "--duration", "2s", "--warmup", "200ms", "--quiet", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (_, port) = loop {
+        if let Some(found) = private_server_of(child.id()) {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no private redis-server appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for_run(port, "pubsub", Duration::from_secs(10));
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) }, 0);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", stderr_of(&mut child));
+    let s = assert_whole_run_dir(&out);
+    assert_eq!((s.status.as_str(), s.lost), ("ok", 0), "{s:?}");
+}
+
+#[test]
 fn ctrl_c_stops_a_streams_run() {
     interrupt_run("SIGINT, streams", libc::SIGINT, false, "streams");
 }

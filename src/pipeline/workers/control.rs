@@ -12,6 +12,7 @@
 //! | `results` | list | workers | one [`WorkerResult`] each |
 //! | `live` | hash | workers | index → its live counters ([`Snapshot`]), once a second while it runs |
 //! | `stop` | string | coordinator | present: stop producing (Ctrl-C) |
+//! | `beat` | hash | workers | index → a count each worker raises once a second, from joining until its result is out |
 //!
 //! Every key expires (a run that dies leaves nothing for long) and the
 //! coordinator deletes them all when it is done.
@@ -141,12 +142,16 @@ pub async fn waiting_runs(client: &redis::Client, timeout: Duration) -> R<Vec<St
     Ok(runs)
 }
 
+/// The longest a control command may wait for its answer.
+pub const CONTROL_ANSWER: Duration = Duration::from_secs(5);
+
 impl Control {
     /// Connects within `timeout`; the keys live for `ttl` after each write.
     pub async fn connect(client: &redis::Client, run: &str, timeout: Duration, ttl: Duration) -> R<Control> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout.max(Duration::from_secs(5))));
+            // A control Redis that stops answering ends the run within this.
+            .set_response_timeout(Some(timeout.min(CONTROL_ANSWER)));
         let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
         redis::cmd("PING").query_async::<()>(&mut con).await?;
         Ok(Control { con, run: run.to_string(), ttl_s: ttl.as_secs().max(60) })
@@ -262,6 +267,30 @@ impl Control {
         all.iter().map(|t| parse("live", t)).collect()
     }
 
+    /// One heartbeat of worker `index`: it is alive and answering.
+    pub async fn beat(&mut self, index: u32) -> R<()> {
+        let key = self.key("beat");
+        redis::pipe()
+            .cmd("HINCRBY")
+            .arg(&key)
+            .arg(index)
+            .arg(1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(self.ttl_s)
+            .ignore()
+            .query_async(&mut self.con)
+            .await
+    }
+
+    /// Each worker's heartbeat count, by index (0 for one that never beat).
+    pub async fn beats(&mut self, workers: u32) -> R<Vec<u64>> {
+        let all: std::collections::HashMap<u32, u64> =
+            redis::cmd("HGETALL").arg(self.key("beat")).query_async(&mut self.con).await?;
+        Ok((0..workers).map(|i| all.get(&i).copied().unwrap_or(0)).collect())
+    }
+
     pub async fn publish(&mut self, result: &WorkerResult) -> R<()> {
         self.push("results", json(result)).await.map(drop)
     }
@@ -315,7 +344,7 @@ impl Control {
 
     /// Deletes every key of the run.
     pub async fn delete(&mut self, workers: u32) -> R<()> {
-        let names = ["plan", "workers", "ready", "start", "measured", "results", "stop", "live"];
+        let names = ["plan", "workers", "ready", "start", "measured", "results", "stop", "live", "beat"];
         let mut keys: Vec<String> = names.iter().map(|n| self.key(n)).collect();
         for i in 0..workers {
             keys.push(self.key(&format!("checkpoint:{i}")));

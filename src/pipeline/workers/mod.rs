@@ -90,14 +90,32 @@ pub struct Coordination {
     /// The Redis the processes meet on (default: the target; on a cluster,
     /// the master that owns the run's control keys).
     pub control: Option<String>,
+    /// Longest wait for every worker to join (`--join-timeout`); `None`: [`Coordination::join_wait`]'s default.
+    pub join_timeout: Option<Duration>,
 }
 
+/// Worker processes a run may have.
+pub const MAX_WORKERS: u32 = 256;
+
 impl Coordination {
+    /// How long the coordinator waits for every worker to join: `--join-timeout`, else
+    /// 30 s when it starts them all itself, 10 minutes when others are to start some.
+    pub fn join_wait(&self) -> Duration {
+        let default = if self.spawn < self.workers { Duration::from_secs(600) } else { Duration::from_secs(30) };
+        self.join_timeout.unwrap_or(default)
+    }
+
     /// Refuses a split that cannot be made.
     pub fn check(&self) -> Result<(), ScenarioError> {
         let invalid = |message: &str| ScenarioError::Invalid { key: "workers", message: message.into() };
         if self.workers == 0 {
             return Err(invalid("--workers must be at least 1"));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(ScenarioError::Invalid {
+                key: "workers",
+                message: format!("at most {MAX_WORKERS} worker processes (asked for {})", self.workers),
+            });
         }
         if self.spawn > self.workers {
             return Err(invalid("--spawn cannot start more workers than --workers"));
@@ -194,8 +212,13 @@ async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
 /// `eventbench worker`: joins run `run` (or the only one waiting for workers)
 /// on the control Redis at `control`, runs its share and publishes what it
 /// measured. A failure after joining is published too, so the coordinator can name it.
-pub async fn work(control: &str, run: Option<&str>, password: Option<String>, live: Arc<Live>) -> Result<()> {
-    let address = control_url(control, password.as_deref())?;
+pub async fn work(
+    control: &str,
+    run: Option<&str>,
+    (password, control_password): (Option<String>, Option<String>),
+    live: Arc<Live>,
+) -> Result<()> {
+    let address = control_url(control, control_password.as_deref().or(password.as_deref()))?;
     let client = setup::redis_client(&address, &Scenario::default(), control)?;
     let run = match run {
         Some(run) => run.to_string(),
@@ -246,6 +269,15 @@ pub async fn work(control: &str, run: Option<&str>, password: Option<String>, li
     if index >= plan.workers {
         return Err(WorkerError::Full { run: run.into(), workers: plan.workers }.into());
     }
+    // Alive until the result is out: a worker that stops (SIGSTOP, a frozen host) is seen to.
+    let mut beating = ctl.clone();
+    let heart = tokio::spawn(async move {
+        loop {
+            let _ = beating.beat(index).await;
+            tokio::time::sleep(BEAT_EVERY).await;
+        }
+    });
+    let _heart = AbortOnDrop(heart);
     let (outcome, cpu) = match run_share(&mut ctl, &plan, &scenario, index, offset_ns, live).await {
         Ok((out, cpu)) => (Ok(out), cpu),
         Err(e) => (Err(format!("{e:#}")), HarnessCpu::default()),
@@ -256,6 +288,20 @@ pub async fn work(control: &str, run: Option<&str>, password: Option<String>, li
     match failed {
         Some(message) => Err(WorkerError::Failed { who: format!("{index} (pid {})", me.pid), message }.into()),
         None => Ok(()),
+    }
+}
+
+/// How often a worker's heartbeat comes.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
+/// A worker whose heartbeat stops this long is given up (it stopped, or its host did).
+const BEAT_LOST: Duration = Duration::from_secs(5);
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -482,15 +528,19 @@ pub async fn coordinate(
     ctl.put_plan(&plan).await.map_err(WorkerError::from)?;
     let shown_control = redact_url(&control);
     let result = async {
-        let mut children = Children::spawn(opts.spawn, &shown_control, run_id, password.as_deref())?;
+        let passwords = (password.as_deref(), address.password.as_deref());
+        let mut children = Children::spawn(opts.spawn, &shown_control, run_id, passwords)?;
+        let join_wait = opts.join_wait();
         if opts.spawn < opts.workers {
             say(&format!(
-                "eventbench: waiting for {} more worker(s): eventbench worker --control {shown_control} --run {run_id}",
+                "eventbench: waiting up to {} (--join-timeout) for {} more worker(s): eventbench worker --control \
+                 {shown_control} --run {run_id}",
+                crate::clock::fmt_duration(&join_wait),
                 opts.workers - opts.spawn
             ));
         }
-        let mut steps = Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live };
-        let join_wait = if opts.spawn < opts.workers { Duration::from_secs(600) } else { Duration::from_secs(30) };
+        let mut steps =
+            Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live, beats: Vec::new() };
         steps.wait(Step::Join, opts.workers, join_wait).await?;
         steps.wait(Step::Connect, opts.workers, scenario.connect_timeout * 2 + Duration::from_secs(30)).await?;
         let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
@@ -514,7 +564,8 @@ pub async fn coordinate(
         Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), registrations))
     }
     .await;
-    let _ = ctl.delete(opts.workers).await;
+    // Best effort, and bounded: a control Redis that stopped answering must not hold the end.
+    let _ = tokio::time::timeout(Duration::from_secs(1), ctl.delete(opts.workers)).await;
     let (results, registrations) = result?;
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_nanos(epoch_unix_ns);
     Ok(assemble(scenario, results, &registrations, epoch))
@@ -558,7 +609,9 @@ async fn collect_checkpoints(
 struct Children(Vec<(u32, tokio::process::Child)>);
 
 impl Children {
-    fn spawn(n: u32, control: &str, run: &str, password: Option<&str>) -> Result<Children> {
+    /// `passwords`: the target's and the control Redis's, handed over in the
+    /// environment (never in the arguments, which `ps` shows).
+    fn spawn(n: u32, control: &str, run: &str, passwords: (Option<&str>, Option<&str>)) -> Result<Children> {
         let exe = std::env::current_exe().context("finding eventbench's own binary to start workers")?;
         let mut children = Vec::new();
         for _ in 0..n {
@@ -568,8 +621,11 @@ impl Children {
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true);
-            if let Some(p) = password {
+            if let Some(p) = passwords.0 {
                 cmd.env("REDIS_PASSWORD", p);
+            }
+            if let Some(p) = passwords.1 {
+                cmd.env("EVENTBENCH_CONTROL_PASSWORD", p);
             }
             // SAFETY: prctl is async-signal-safe; it only sets the child's parent-death signal.
             unsafe {
@@ -631,6 +687,8 @@ struct Steps<'a> {
     children: &'a mut Children,
     results: Vec<WorkerResult>,
     live: &'a Live,
+    /// Each worker's last heartbeat count and when it last rose.
+    beats: Vec<(u64, Instant)>,
 }
 
 impl Steps<'_> {
@@ -674,6 +732,14 @@ impl Steps<'_> {
                 };
                 return Err(WorkerError::Failed { who, message });
             }
+            if let Some(index) = self.silent(step, n).await? {
+                let who = self.name(index).await;
+                let secs = BEAT_LOST.as_secs();
+                return Err(WorkerError::Failed {
+                    who,
+                    message: format!("stopped answering (no heartbeat for {secs} s)"),
+                });
+            }
             if self.live.stop_requested() && !stop_sent {
                 self.ctl.request_stop().await?;
                 stop_sent = true;
@@ -688,6 +754,30 @@ impl Steps<'_> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A worker that joined, has not published its result, and whose
+    /// heartbeat has not risen for [`BEAT_LOST`]: it stopped, or its host did.
+    async fn silent(&mut self, step: Step, n: u32) -> Result<Option<u32>, WorkerError> {
+        if step == Step::Join {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        if self.beats.is_empty() {
+            self.beats = vec![(0, now); n as usize];
+        }
+        let beats = self.ctl.beats(n).await?;
+        for (i, beat) in beats.into_iter().enumerate() {
+            let (last, since) = &mut self.beats[i];
+            if beat != *last {
+                (*last, *since) = (beat, now);
+            }
+            let published = self.results.iter().any(|r| r.index == i as u32);
+            if !published && now.duration_since(*since) > BEAT_LOST {
+                return Ok(Some(i as u32));
+            }
+        }
+        Ok(None)
     }
 
     /// `1 (pid 4242 on host)`, as far as the worker's registration tells.
