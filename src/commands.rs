@@ -12,7 +12,7 @@ use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
 use crate::results::summarize::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::rows::{SummaryRow, WorkerRow};
-use crate::scenario::{ScenarioError, TransportKind};
+use crate::scenario::ScenarioError;
 use crate::target::Target;
 use crate::RunReport;
 use anyhow::{Context, Result};
@@ -400,7 +400,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     pipeline::check(&scenario, &mode)?;
     let mut out = OutDir::prepare(args.out.as_deref(), Path::new("results"))?;
     let watch = watch::Watch::start(&args.export, args.format)?;
-    let target = pipeline::target_for(&scenario)?;
+    let target = pipeline::target_in(&scenario, &mode)?;
     let (given, root) = (args.out.clone(), PathBuf::from("results"));
     let mut checkpoints =
         Checkpoints::new(move |run_id| given.clone().unwrap_or_else(|| files::default_dir(&root, run_id)));
@@ -570,7 +570,7 @@ fn compare_plan(args: &CompareArgs, base: &crate::Scenario) -> Result<Vec<(Strin
     let named = |label: &str| if named_by_difference { label.to_string() } else { base.name.clone() };
     if args.servers.is_empty() && args.urls.is_empty() {
         let transports = match args.transports.is_empty() {
-            true => vec![TransportKind::Pubsub, TransportKind::Streams],
+            true => crate::drivers::REGISTRY.iter().filter(|r| r.traits.compared_by_default).map(|r| r.kind).collect(),
             false => args.transports.clone(),
         };
         return Ok(transports
