@@ -7,6 +7,7 @@
 //! it supports, how to build it on a target) plus its line in [`REGISTRY`].
 
 pub mod ctx;
+pub mod loopback;
 pub mod produce;
 pub mod producer;
 pub mod pubsub;
@@ -278,7 +279,8 @@ pub struct Registration {
 }
 
 /// Every transport eventbench drives.
-pub const REGISTRY: &[Registration] = &[pubsub::REGISTRATION, sharded::REGISTRATION, streams::REGISTRATION];
+pub const REGISTRY: &[Registration] =
+    &[pubsub::REGISTRATION, sharded::REGISTRATION, streams::REGISTRATION, loopback::REGISTRATION];
 
 /// The registration of `kind`.
 pub fn registration(kind: TransportKind) -> &'static Registration {
