@@ -26,6 +26,7 @@ mod export;
 mod failures;
 mod foreign;
 mod hostile;
+mod loopback;
 mod loss;
 mod overload;
 mod polish;
