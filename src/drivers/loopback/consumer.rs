@@ -152,12 +152,22 @@ impl Consumer {
     /// lost to it, as nobody was subscribed.
     async fn leave(&mut self, mut conn: Reader) {
         let _ = conn.start_leaving().await;
-        while !conn.has_left() {
+        // The end of the run ends the leave too.
+        let finished = ThreadFinish::wait();
+        tokio::pin!(finished);
+        loop {
             if self.take_messages(&mut conn).await.is_err() {
                 // Lapped while leaving: what it had not read is lost in the buffer.
                 return self.cut_off(conn, EventKind::ServerKill);
             }
-            let _ = conn.fill().await;
+            if conn.has_left() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = &mut finished => break,
+                _ = conn.fill() => {}
+            }
         }
         drop(conn);
         let received = self.out.borrow().stats.positions();
