@@ -384,7 +384,7 @@ mod tests {
         ])
         .unwrap();
         let Command::Compare(args) = cli.command else { panic!("compare") };
-        assert_eq!(args.transports, [TransportKind::Pubsub, TransportKind::Sharded]);
+        assert_eq!(args.transports.iter().map(ToString::to_string).collect::<Vec<_>>(), ["pubsub", "sharded"]);
         assert_eq!(
             (args.run.out.clone(), args.run.format, args.run.quiet),
             (Some("somewhere".into()), Format::Json, true)

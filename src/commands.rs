@@ -13,7 +13,7 @@ use crate::report::rundir::{LoadError, RunData};
 use crate::report::{files, render, table};
 use crate::results::summarize::{HARNESS_CPU_LIMIT_PCT, HARNESS_LAG_LIMIT_US};
 use crate::rows::{SummaryRow, WorkerRow};
-use crate::scenario::{ScenarioError, TransportKind};
+use crate::scenario::ScenarioError;
 use crate::target::Target;
 use crate::RunReport;
 use anyhow::{Context, Result};
@@ -424,10 +424,14 @@ fn interrupted_before_start(e: &anyhow::Error) -> bool {
 
 /// Starts the scenario's Redis (a private server or cluster) off the async
 /// threads, so that a signal meanwhile is heard, and gives it up then.
-async fn start_target(scenario: &crate::Scenario, current: &std::sync::Mutex<Arc<Live>>) -> Result<Target> {
+async fn start_target(
+    scenario: &crate::Scenario,
+    mode: &pipeline::Mode,
+    current: &std::sync::Mutex<Arc<Live>>,
+) -> Result<Target> {
     let live = current.lock().expect("live lock").clone();
-    let scenario = scenario.clone();
-    tokio::task::spawn_blocking(move || pipeline::target_until(&scenario, &|| live.stop_requested()))
+    let (scenario, mode) = (scenario.clone(), mode.clone());
+    tokio::task::spawn_blocking(move || pipeline::target_until(&scenario, &mode, &|| live.stop_requested()))
         .await
         .context("starting the Redis under test")?
 }
@@ -462,7 +466,7 @@ async fn run(args: RunArgs) -> Result<u8> {
     pipeline::check(&scenario, &mode)?;
     let mut out = OutDir::prepare(args.out.as_deref(), Path::new("results"))?;
     let watch = watch::Watch::start(&args.export, args.format)?;
-    let target = match start_target(&scenario, &current).await {
+    let target = match start_target(&scenario, &mode, &current).await {
         Ok(target) => target,
         Err(e) if interrupted_before_start(&e) => {
             eline!("eventbench: {e}");
@@ -575,7 +579,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
     // Transports share one Redis; each server is a target of its own.
     let per_server = !args.servers.is_empty() || !args.urls.is_empty();
     let shared = match per_server {
-        false => Some(start_target(&base, &current).await?),
+        false => Some(start_target(&base, &mode, &current).await?),
         true => None,
     };
     let mut rows: Vec<SummaryRow> = Vec::new();
@@ -587,7 +591,7 @@ async fn compare(args: CompareArgs) -> Result<u8> {
         let target = match &shared {
             Some(t) => t,
             None => {
-                own = start_target(&s, &current).await?;
+                own = start_target(&s, &mode, &current).await?;
                 &own
             }
         };
@@ -659,7 +663,7 @@ fn compare_plan(args: &CompareArgs, base: &crate::Scenario) -> Result<Vec<(Strin
     distinct_transports(&args.transports)?;
     if args.servers.is_empty() && args.urls.is_empty() {
         let transports = match args.transports.is_empty() {
-            true => vec![TransportKind::Pubsub, TransportKind::Streams],
+            true => crate::drivers::REGISTRY.iter().filter(|r| r.traits.compared_by_default).map(|r| r.kind).collect(),
             false => args.transports.clone(),
         };
         return Ok(transports

@@ -248,6 +248,11 @@ impl Target {
         }
     }
 
+    /// No Redis at all, for a transport that runs on none: nothing to start, reach or restore.
+    pub fn none() -> Target {
+        Target { url: String::new(), servers: Vec::new() }
+    }
+
     /// A Redis the user runs.
     pub fn external(url: &str) -> Target {
         Target { url: url.to_string(), servers: Vec::new() }

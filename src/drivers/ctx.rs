@@ -94,9 +94,9 @@ pub struct Ctx {
     pub recovery: std::sync::OnceLock<(usize, u64)>,
     /// The first delivery of that node's channels from then on (0: none yet).
     pub recovered_ns: AtomicU64,
-    /// Streams: the backlog sampled so far, one per measured second, for
-    /// checkpoints (the sampler's own copy is the final result's).
-    pub backlog_so_far: Arc<Mutex<Vec<u64>>>,
+    /// What the driver's side tasks measured so far (a backlog sampled once
+    /// a second), for checkpoints; the side tasks' own results are the final ones.
+    pub side_so_far: Arc<Mutex<super::SideResults>>,
     abort: Mutex<Option<String>>,
     abort_notify: Notify,
 }
@@ -134,7 +134,7 @@ impl Ctx {
             side_tasks,
             recovery: std::sync::OnceLock::new(),
             recovered_ns: AtomicU64::new(0),
-            backlog_so_far: Arc::default(),
+            side_so_far: Arc::default(),
             abort: Mutex::new(None),
             abort_notify: Notify::new(),
         }

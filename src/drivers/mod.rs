@@ -7,6 +7,8 @@
 //! it supports, how to build it on a target) plus its line in [`REGISTRY`].
 
 pub mod ctx;
+pub mod loopback;
+pub mod produce;
 pub mod producer;
 pub mod pubsub;
 pub mod sharded;
@@ -19,7 +21,7 @@ use crate::scenario::{Scenario, ScenarioError, SubscribeMode, TransportKind};
 use crate::stats::Window;
 use crate::target::TargetError;
 use crate::wire::Header;
-use producer::Producer;
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,8 +35,11 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     fn kind(&self) -> TransportKind;
     /// The cluster node (index into the run's masters) that owns each channel; all 0 on one server.
     fn node_of(&self) -> &[usize];
-    /// Opens one producer connection (one per node of a cluster).
-    fn producer(&self) -> LocalBoxFuture<'_, Result<Producer, ConnError>>;
+    /// Runs producer `id` from connecting until it is done: the framework's
+    /// producer loop ([`produce::run`]) over this transport's connection. The
+    /// loop is generic over the connection (no allocation or dynamic call per
+    /// message); the swarm sees only this task.
+    fn producer(self: Arc<Self>, id: u32, ctx: Arc<Ctx>, notes: Notes) -> ProducerTask;
     /// Runs consumer `id` from connecting until the run finishes: it sends
     /// [`Note::Ready`] once subscribed (or [`Note::Failed`]), then records
     /// every delivery into `stats` and its own or its unit's accounting.
@@ -49,6 +54,14 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     /// when each consumer accounts for itself.
     fn shared_units(&self, _s: &Scenario) -> u32 {
         0
+    }
+    /// Deliveries each message makes: one per unit when consumers share
+    /// units (a Streams group), else one per consumer. Sizes the swarm's threads.
+    fn fanout(&self, s: &Scenario) -> u32 {
+        match self.shared_units(s) {
+            0 => s.consumers,
+            units => units,
+        }
     }
     /// The shared units' results, each with its members' outages.
     fn unit_outputs(&self, _ctx: &Ctx, _outages: Vec<crate::chaos::Outage>) -> Vec<ConsumerOutput> {
@@ -65,23 +78,64 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// What a driver's side tasks measured.
-#[derive(Debug, Default)]
+/// A producer task: its counts, or `None` if it never connected.
+pub type ProducerTask = LocalBoxFuture<'static, Option<crate::stats::ProducerStats>>;
+
+/// What a driver's side tasks measured, in the terms the results know: each
+/// field feeds named columns (or the loss attribution), whatever transport
+/// fills it. A transport without side tasks leaves it empty, and those
+/// columns stay 0 or empty. Mergeable: shares' results add up ([`SideResults::merge`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SideResults {
-    /// Entries not yet acknowledged, summed over groups, at the end of each measured second.
+    /// Messages the transport holds for consumers that have not acknowledged
+    /// them, at the end of each measured second (`timeseries.csv` `backlog`,
+    /// `summary.csv` `backlog_max`).
+    #[serde(default)]
     pub backlog: Vec<u64>,
-    /// The replay group's progress, with `--replay-at`.
-    pub replay: Option<streams::side::Replay>,
-    /// Streams: per (producer, channel), the first sequence still in the
-    /// stream when the run finished; anything older left it (trimmed or deleted).
+    /// A reader that started from the beginning and caught up (`--replay-at`:
+    /// `replay_catchup_s`, `replay_rate`).
+    #[serde(default)]
+    pub replay: Option<Replay>,
+    /// For a transport that retains messages ([`Traits::retains`]): per
+    /// (producer, channel), the first sequence it still held when the run
+    /// finished; anything older left it (trimmed or deleted). `None`: unknown.
+    #[serde(default)]
     pub retained: Option<Vec<u64>>,
+}
+
+impl SideResults {
+    /// Takes in another share's side results: backlogs add second by second,
+    /// the one share that ran a replay or read the retention gives it.
+    pub fn merge(&mut self, o: SideResults) {
+        if self.backlog.len() < o.backlog.len() {
+            self.backlog.resize(o.backlog.len(), 0);
+        }
+        self.backlog.iter_mut().zip(&o.backlog).for_each(|(a, b)| *a += b);
+        self.replay = self.replay.or(o.replay);
+        self.retained = self.retained.take().or(o.retained);
+    }
+}
+
+/// A reader that replays a transport's retained messages from the beginning (`--replay-at`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Replay {
+    /// When the reader started, ns since the epoch.
+    pub started_ns: u64,
+    /// Messages retained when it started.
+    pub backlog: u64,
+    /// Messages it read.
+    pub read: u64,
+    /// How long it took to reach the live end (none if it never did).
+    pub catchup_ns: Option<u64>,
+    /// Messages it had read by then.
+    pub caught_up_read: u64,
 }
 
 /// A driver's side tasks, running until the finish signal.
 #[derive(Default)]
 pub struct SideTasks {
     pub backlog: Option<tokio::task::JoinHandle<Vec<u64>>>,
-    pub replay: Option<tokio::task::JoinHandle<Option<streams::side::Replay>>>,
+    pub replay: Option<tokio::task::JoinHandle<Option<Replay>>>,
     pub retained: Option<tokio::task::JoinHandle<Option<Vec<u64>>>>,
 }
 
@@ -130,6 +184,45 @@ pub struct Capabilities {
     pub replay: bool,
     /// Taking over what crashed consumers held (`--claim-idle`).
     pub claim: bool,
+    /// Splitting the swarm over worker processes (`--workers`).
+    pub workers: bool,
+}
+
+impl Capabilities {
+    /// Nothing beyond the plain run, to lay a transport's own over.
+    pub const NONE: Capabilities =
+        Capabilities { pattern: false, groups: false, maxlen: false, replay: false, claim: false, workers: false };
+}
+
+/// What the rest of the harness needs to know of a transport, declared by
+/// it rather than branched on elsewhere.
+#[derive(Debug, Clone, Copy)]
+pub struct Traits {
+    /// It keeps a message for a consumer that is away (until read, trimmed
+    /// or deleted), so what a consumer has not read is undelivered, never
+    /// lost for being unread; results attribute loss by this.
+    pub retains: bool,
+    /// Open files each producer and each consumer takes, in the process
+    /// that runs it (and on a private server: one per connection).
+    pub files_per_producer: u64,
+    pub files_per_consumer: u64,
+    /// Whether it runs on a Redis server. Without one, none is started,
+    /// reached, configured or sampled, and options about one are refused.
+    pub server: bool,
+    /// Server telemetry: sample the run's keys (XINFO GROUPS, XLEN).
+    pub probe_keys: bool,
+    /// Server telemetry: the subscribers' output buffers (CLIENT LIST TYPE pubsub).
+    pub probe_pubsub: bool,
+    /// One of the transports `compare` runs when none is named.
+    pub compared_by_default: bool,
+}
+
+impl Traits {
+    /// Open files for `producers` and `consumers` of this transport, with
+    /// some to spare (the process's own files, side and control connections).
+    pub fn open_files(&self, producers: u32, consumers: u32) -> u64 {
+        self.files_per_producer * producers as u64 + self.files_per_consumer * consumers as u64 + 64
+    }
 }
 
 /// Where a run's channels (or streams) are: found by the pipeline on the
@@ -137,6 +230,19 @@ pub struct Capabilities {
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub scenario: Scenario,
+    /// The Redis it runs on; `None` for a transport that needs none ([`Traits::server`]).
+    pub server: Option<ServerLayout>,
+    /// The node that owns each channel (all 0 without a server).
+    pub node_of: Vec<usize>,
+    /// The run's channel (or stream key) names.
+    pub names: Vec<String>,
+    /// What every name of the run starts with.
+    pub prefix: String,
+}
+
+/// The Redis a run's transport talks to.
+#[derive(Debug, Clone)]
+pub struct ServerLayout {
     /// The URL as given (shown redacted in messages).
     pub url: String,
     /// The seed's data endpoint.
@@ -145,12 +251,16 @@ pub struct Layout {
     pub client: Arc<redis::Client>,
     /// The masters: one for a single server.
     pub nodes: Vec<(Endpoint, Arc<redis::Client>)>,
-    /// The node that owns each channel.
-    pub node_of: Vec<usize>,
-    /// The run's channel (or stream key) names.
-    pub names: Vec<String>,
-    /// What every name of the run starts with.
-    pub prefix: String,
+}
+
+impl Layout {
+    /// The server of a transport that declared it needs one (setup always gives it one).
+    pub fn server(&self) -> Result<&ServerLayout, TargetError> {
+        self.server.as_ref().ok_or_else(|| TargetError::Unreachable {
+            url: String::new(),
+            message: format!("{} needs a Redis server", registration(self.scenario.transport).describe),
+        })
+    }
 }
 
 /// A driver being built on a target.
@@ -162,13 +272,15 @@ pub struct Registration {
     /// What it is, for messages: its name and commands.
     pub describe: &'static str,
     pub capabilities: Capabilities,
+    pub traits: Traits,
     /// Builds the driver for a run on the target described by the layout
     /// (checking first that the target can carry this transport).
     pub build: fn(Layout) -> Building,
 }
 
 /// Every transport eventbench drives.
-pub const REGISTRY: &[Registration] = &[pubsub::REGISTRATION, sharded::REGISTRATION, streams::REGISTRATION];
+pub const REGISTRY: &[Registration] =
+    &[pubsub::REGISTRATION, sharded::REGISTRATION, streams::REGISTRATION, loopback::REGISTRATION];
 
 /// The registration of `kind`.
 pub fn registration(kind: TransportKind) -> &'static Registration {
@@ -195,6 +307,12 @@ pub fn check(s: &Scenario, split: bool) -> Result<(), ScenarioError> {
             return Err(ScenarioError::Invalid { key, message });
         }
     }
+    if split && !caps.workers {
+        let describe = registration(s.transport).describe;
+        let message = format!("{describe} runs in one process: it cannot be split over --workers");
+        return Err(ScenarioError::Invalid { key: "workers", message });
+    }
+    check_server(s)?;
     if split && (s.groups > 0 || s.replay_at.is_some()) {
         let key = if s.groups > 0 { "groups" } else { "replay-at" };
         let message =
@@ -202,6 +320,34 @@ pub fn check(s: &Scenario, split: bool) -> Result<(), ScenarioError> {
         return Err(ScenarioError::Invalid { key, message: message.into() });
     }
     Ok(())
+}
+
+/// A transport without a server refuses every option about one.
+fn check_server(s: &Scenario) -> Result<(), ScenarioError> {
+    let reg = registration(s.transport);
+    if reg.traits.server {
+        return Ok(());
+    }
+    let defaults = Scenario::default();
+    let asks: [(&'static str, bool); 10] = [
+        ("url", s.url.is_some()),
+        ("cluster", s.cluster),
+        ("private-cluster", s.private_cluster > 0),
+        ("redis-server", s.redis_server.is_some()),
+        ("redis-config", !s.redis_config.is_empty()),
+        ("kill-node", s.kill_node.is_some()),
+        ("user", s.user.is_some()),
+        ("password", s.password.is_some()),
+        ("tls-ca", s.tls_ca.is_some()),
+        ("tls-insecure", s.tls_insecure != defaults.tls_insecure),
+    ];
+    match asks.into_iter().find(|(_, asked)| *asked) {
+        Some((key, _)) => {
+            let message = format!("{} runs on no Redis server: --{key} has nothing to act on", reg.describe);
+            Err(ScenarioError::Invalid { key, message })
+        }
+        None => Ok(()),
+    }
 }
 
 /// The transports that support the option `key`, for messages.

@@ -4,7 +4,7 @@
 //! that must know SPUBLISH.
 
 use super::pubsub::PubSub;
-use super::{Capabilities, Driver, Registration};
+use super::{Capabilities, Driver, Registration, Traits};
 use crate::connect::redact_url;
 use crate::scenario::TransportKind;
 use crate::target::TargetError;
@@ -15,11 +15,13 @@ pub const REGISTRATION: Registration = Registration {
     kind: TransportKind::Sharded,
     describe: "sharded Pub/Sub (SPUBLISH, SSUBSCRIBE; there is no SPSUBSCRIBE)",
     // No SPSUBSCRIBE.
-    capabilities: Capabilities { pattern: false, groups: false, maxlen: false, replay: false, claim: false },
+    capabilities: Capabilities { workers: true, ..Capabilities::NONE },
+    traits: Traits { compared_by_default: false, ..super::pubsub::TRAITS },
     build: |layout| {
         Box::pin(async move {
-            check_spublish(&layout.client, &layout.url).await?;
-            Ok(Arc::new(PubSub::new(layout, true)) as Arc<dyn Driver>)
+            let server = layout.server()?;
+            check_spublish(&server.client, &server.url).await?;
+            Ok(Arc::new(PubSub::new(layout, true)?) as Arc<dyn Driver>)
         })
     },
 };

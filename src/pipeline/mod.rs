@@ -87,28 +87,52 @@ pub fn check(scenario: &Scenario, mode: &Mode) -> Result<(), crate::scenario::Sc
     Ok(())
 }
 
-/// The scenario's Redis. The open-file limit is raised first, so that a
-/// private redis-server inherits it too (thousands of consumers need it on both sides).
+/// The scenario's Redis, for a run in one process.
 pub fn target_for(scenario: &Scenario) -> Result<Target> {
-    target_until(scenario, &|| false)
+    target_until(scenario, &Mode::Local, &|| false)
 }
 
-/// [`target_for`], given up when `stop` says so (a signal while private servers start).
-pub fn target_until(scenario: &Scenario, stop: crate::target::Stop) -> Result<Target> {
+/// The scenario's Redis (none for a transport that runs on no server), for
+/// a run in `mode`, given up when `stop` says so (a signal while private
+/// servers start). The open-file limit is raised first to what this process
+/// needs ([`process_files`]), so that a private redis-server inherits it too
+/// (thousands of consumers need it on both sides).
+pub fn target_until(scenario: &Scenario, mode: &Mode, stop: crate::target::Stop) -> Result<Target> {
     // A run this machine cannot open the connections of is bad input, before anything starts.
-    crate::sys::raise_fd_limit(connections(scenario)).map_err(|e| crate::scenario::ScenarioError::Invalid {
+    crate::sys::raise_fd_limit(process_files(scenario, mode)).map_err(|e| crate::scenario::ScenarioError::Invalid {
         key: if scenario.consumers >= scenario.producers { "consumers" } else { "producers" },
         message: e.to_string(),
     })?;
-    Ok(Target::for_scenario_until(scenario, connections(scenario), stop)?)
+    match crate::drivers::registration(scenario.transport).traits.server {
+        true => Ok(Target::for_scenario_until(scenario, connections(scenario), stop)?),
+        false => Ok(Target::none()),
+    }
 }
 
-/// About how many connections (open files) a run in one process needs:
-/// producers twice, consumers (Streams consumers twice: their reads on a
-/// connection of their own beside the redis crate's), some to spare.
+/// The one open-file budget: what a process running `producers` and
+/// `consumers` of the scenario needs, from its transport's declared files
+/// per producer and per consumer, with some to spare. Every check (a run in
+/// one process, the coordinator, each worker's share) asks this.
+pub fn open_files(scenario: &Scenario, producers: u32, consumers: u32) -> u64 {
+    crate::drivers::registration(scenario.transport).traits.open_files(producers, consumers)
+}
+
+/// Connections of the whole swarm (open files of a run in one process; a
+/// private server takes as many).
 pub fn connections(scenario: &Scenario) -> u64 {
-    let per_consumer = if scenario.transport == crate::scenario::TransportKind::Streams { 2 } else { 1 };
-    scenario.producers as u64 * 2 + scenario.consumers as u64 * per_consumer + 64
+    open_files(scenario, scenario.producers, scenario.consumers)
+}
+
+/// What the process that sets the run up needs: the whole swarm in one
+/// process; under `--workers` only its own side connections, unless it
+/// starts a private server (which inherits its limit and takes every
+/// connection of the swarm). Each worker checks its own share.
+pub fn process_files(scenario: &Scenario, mode: &Mode) -> u64 {
+    let private_server = scenario.url.is_none() && crate::drivers::registration(scenario.transport).traits.server;
+    match mode {
+        Mode::Workers(_) if !private_server => open_files(scenario, 0, 0),
+        _ => connections(scenario),
+    }
 }
 
 /// How far behind the moment it is taken a checkpoint cuts the measured
@@ -173,31 +197,31 @@ pub async fn execute_with(
         return Err(e.into());
     }
     // Which server runs is asked once, before the run; the samples come beside the shares.
-    let identity = match scenario.server_telemetry {
-        true => tokio::select! {
-            identity = telemetry::identify(&setup.clients[0], scenario.connect_timeout) => identity,
+    let identity = match (scenario.server_telemetry, setup.clients.first()) {
+        (true, Some(client)) => tokio::select! {
+            identity = telemetry::identify(client, scenario.connect_timeout) => identity,
             () = live.stopped() => telemetry::Identity::default(),
         },
-        false => telemetry::Identity::default(),
+        _ => telemetry::Identity::default(),
     };
     let (shares_done, done) = tokio::sync::watch::channel(false);
     let sampling = async {
         if !scenario.server_telemetry {
             return Vec::new();
         }
+        let traits = crate::drivers::registration(scenario.transport).traits;
         let probes = setup.clients.iter().enumerate().map(|(node, client)| telemetry::Probe {
             node: node as u32,
             client: client.clone(),
-            streams: match scenario.transport {
-                crate::scenario::TransportKind::Streams => {
+            streams: match traits.probe_keys {
+                true => {
                     let on_node = setup.names.iter().zip(&setup.node_of).filter(|(_, &n)| n == node);
                     on_node.map(|(name, _)| name.clone()).collect()
                 }
-                _ => Vec::new(),
+                false => Vec::new(),
             },
         });
-        let pubsub = scenario.transport != crate::scenario::TransportKind::Streams;
-        telemetry::watch(probes.collect(), pubsub, live.clone(), done, latest).await
+        telemetry::watch(probes.collect(), traits.probe_pubsub, live.clone(), done, latest).await
     };
     let every = scenario.checkpoint_every().filter(|_| on_checkpoint.is_some());
     let (checkpoint_tx, checkpoint_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -333,4 +357,25 @@ pub(crate) fn run_nonce() -> String {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     format!("{:08x}", x as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::TransportKind;
+
+    #[test]
+    fn the_open_file_budget_is_the_drivers_and_counted_per_process() {
+        let s = |transport| Scenario { transport, producers: 2, consumers: 400, ..Scenario::default() };
+        let (pubsub, streams) = (s(TransportKind::Pubsub), s(TransportKind::Streams));
+        assert_eq!(connections(&pubsub), 2 * 2 + 400 + 64);
+        assert_eq!(connections(&streams), 2 * 2 + 400 * 2 + 64, "a Streams consumer takes two connections");
+        // A worker's share of 4: one producer of two, 100 consumers.
+        assert_eq!(open_files(&streams, 1, 100), 2 + 200 + 64);
+        let workers = Mode::Workers(workers::Coordination { workers: 4, spawn: 4, control: None });
+        let on_url = Scenario { url: Some("redis://127.0.0.1:1/".into()), ..pubsub.clone() };
+        assert_eq!(process_files(&on_url, &workers), 64, "the coordinator of a user's Redis holds no swarm connection");
+        assert_eq!(process_files(&on_url, &Mode::Local), 468, "one process holds them all");
+        assert_eq!(process_files(&pubsub, &workers), 468, "a private server it starts takes every connection");
+    }
 }

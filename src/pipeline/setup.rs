@@ -4,7 +4,7 @@
 
 use crate::connect::tls::TlsOptions;
 use crate::connect::{redact_url, ConnError, Endpoint, RedisUrl};
-use crate::drivers::{self, Driver, Layout};
+use crate::drivers::{self, Driver, Layout, ServerLayout};
 use crate::scenario::Scenario;
 use crate::target::TargetError;
 use crate::topology::Topology;
@@ -29,6 +29,10 @@ pub struct Setup {
 /// its channels or streams named with `nonce` (and spread over a cluster's
 /// masters), after checking that Redis answers.
 pub async fn prepare(scenario: &Scenario, url: &str, nonce: &str) -> Result<Setup> {
+    let prefix = format!("eventbench:{nonce}:");
+    if !drivers::registration(scenario.transport).traits.server {
+        return without_server(scenario, prefix).await;
+    }
     let shown = url;
     let url = effective_url(scenario, shown)?;
     let endpoint = endpoint(&url, scenario, shown)?;
@@ -45,7 +49,6 @@ pub async fn prepare(scenario: &Scenario, url: &str, nonce: &str) -> Result<Setu
     if scenario.cluster && topology.is_none() {
         return Err(TargetError::NotCluster { url: redact_url(shown) }.into());
     }
-    let prefix = format!("eventbench:{nonce}:");
     let (names, node_of, nodes) = match &topology {
         Some(t) => {
             let (names, node_of) = t.spread(&prefix, scenario.channels);
@@ -65,10 +68,27 @@ pub async fn prepare(scenario: &Scenario, url: &str, nonce: &str) -> Result<Setu
     let node_endpoints = nodes.iter().map(|(e, _)| e.clone()).collect();
     let clients = nodes.iter().map(|(_, c)| c.clone()).collect();
     let (kept_names, kept_node_of) = (names.clone(), node_of.clone());
-    let layout =
-        Layout { scenario: scenario.clone(), url: shown.to_string(), endpoint, client, nodes, node_of, names, prefix };
+    let server = ServerLayout { url: shown.to_string(), endpoint, client, nodes };
+    let layout = Layout { scenario: scenario.clone(), server: Some(server), node_of, names, prefix };
     let driver = (drivers::registration(scenario.transport).build)(layout).await?;
     Ok(Setup { driver, nodes: node_endpoints, topology, clients, names: kept_names, node_of: kept_node_of })
+}
+
+/// A transport that runs on no server: its driver, and no node.
+async fn without_server(scenario: &Scenario, prefix: String) -> Result<Setup> {
+    let names: Vec<String> = (0..scenario.channels).map(|c| format!("{prefix}{c}")).collect();
+    let node_of = vec![0; scenario.channels as usize];
+    let (kept_names, kept_node_of) = (names.clone(), node_of.clone());
+    let layout = Layout { scenario: scenario.clone(), server: None, node_of, names, prefix };
+    let driver = (drivers::registration(scenario.transport).build)(layout).await?;
+    Ok(Setup {
+        driver,
+        nodes: Vec::new(),
+        topology: None,
+        clients: Vec::new(),
+        names: kept_names,
+        node_of: kept_node_of,
+    })
 }
 
 /// The URL's address and credentials, with `--user` and `--password` laid over them.

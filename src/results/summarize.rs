@@ -15,7 +15,7 @@ use crate::drivers::ConsumerOutput;
 use crate::live::{Outcome, Status};
 use crate::results::RunReport;
 use crate::rows::{ConsumerRow, EventRow, LatencyRow, Limit, ServerRow, SummaryRow, TimeseriesRow};
-use crate::scenario::{Scenario, TransportKind};
+use crate::scenario::Scenario;
 use crate::stats::ledger::SeqLedger;
 use crate::stats::ProducerStats;
 use crate::swarm::SwarmOutput;
@@ -247,7 +247,7 @@ impl<'a> CauseRanges<'a> {
         let (retained, trims) = match mode {
             Mode::PubSub => (None, false),
             // Without the stream's state (Redis gone), nothing is known to have left it.
-            Mode::Streams { retained, trims } => (Some(retained.map_or(0, |r| r[stream])), trims),
+            Mode::Retained { retained, trims } => (Some(retained.map_or(0, |r| r[stream])), trims),
         };
         let end = c.end.as_ref().map(|e| e[stream].max(floor));
         let unanswered_from = producer.unanswered_from.get(channel).copied().unwrap_or(u64::MAX);
@@ -311,13 +311,14 @@ impl<'a> CauseRanges<'a> {
     }
 }
 
-/// How a transport keeps what a consumer has not read.
+/// How a transport keeps what a consumer has not read (its driver declares
+/// it: `drivers::Traits::retains`).
 #[derive(Clone, Copy)]
 enum Mode<'a> {
-    /// Only the consumer's connection holds it.
+    /// Only the consumer's connection holds it (fire-and-forget, as Pub/Sub).
     PubSub,
-    /// The stream holds it until it is trimmed or deleted.
-    Streams { retained: Option<&'a [u64]>, trims: bool },
+    /// The transport holds it until it is trimmed or deleted (as a stream).
+    Retained { retained: Option<&'a [u64]>, trims: bool },
 }
 
 /// The sustained rule: at the end of the measured phase, less than one
@@ -358,9 +359,9 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         seconds: ((ns.saturating_sub(window.start_ns) / 1_000_000_000) as usize).min(window.seconds()),
     });
     let channels = scenario.channels as usize;
-    let mode = match scenario.transport {
-        TransportKind::Streams => Mode::Streams { retained: out.retained.as_deref(), trims: scenario.maxlen.is_some() },
-        _ => Mode::PubSub,
+    let mode = match crate::drivers::registration(scenario.transport).traits.retains {
+        true => Mode::Retained { retained: out.side.retained.as_deref(), trims: scenario.maxlen.is_some() },
+        false => Mode::PubSub,
     };
     // Per-second series hold the seconds that had a send or a delivery: a
     // completed run reports every second of its window, a stopped one those it reached.
@@ -592,7 +593,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
                 p99_us: pct(99.0),
                 max_us: pct(100.0),
                 connected_consumers: (scenario.consumers as u64).saturating_sub(away) as u32,
-                backlog: out.backlog.get(s).copied().unwrap_or(0),
+                backlog: out.side.backlog.get(s).copied().unwrap_or(0),
             }
         })
         .collect();
@@ -659,9 +660,10 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         acked,
         redirections: out.producers.iter().map(|p| p.redirections).sum(),
         write_errors: out.producers.iter().map(|p| p.write_errors).sum(),
-        backlog_max: out.backlog.iter().copied().max().unwrap_or(0),
-        replay_catchup_s: out.replay.and_then(|r| r.catchup_ns).map(|ns| ns as f64 / 1e9),
+        backlog_max: out.side.backlog.iter().copied().max().unwrap_or(0),
+        replay_catchup_s: out.side.replay.and_then(|r| r.catchup_ns).map(|ns| ns as f64 / 1e9),
         replay_rate: out
+            .side
             .replay
             .and_then(|r| r.catchup_ns.map(|ns| r.caught_up_read as f64 / (ns as f64 / 1e9).max(1e-9))),
         recover_ms,
@@ -751,15 +753,13 @@ mod tests {
         let out = SwarmOutput {
             window,
             threads,
-            backlog: Vec::new(),
-            replay: None,
+            side: Default::default(),
             consumers: vec![consumer],
             producers: vec![producer],
             outcome: Outcome { status, reason: String::new() },
             thread_count: 1,
             recovered_ns: None,
             drain_ns: 0,
-            retained: None,
         };
         let scenario = Scenario { duration: std::time::Duration::from_secs(3), ..Scenario::default() };
         summarize(RunFacts {

@@ -19,6 +19,8 @@ pub enum TransportKind {
     Streams,
     /// SPUBLISH / SSUBSCRIBE (Redis 7): Pub/Sub confined to the shard that owns the channel.
     Sharded,
+    /// In memory, no Redis: the harness's own ceiling and latency floor, fire-and-forget like Pub/Sub.
+    Loopback,
 }
 
 impl fmt::Display for TransportKind {
@@ -27,6 +29,7 @@ impl fmt::Display for TransportKind {
             TransportKind::Pubsub => "pubsub",
             TransportKind::Streams => "streams",
             TransportKind::Sharded => "sharded",
+            TransportKind::Loopback => "loopback",
         })
     }
 }

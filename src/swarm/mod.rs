@@ -7,39 +7,24 @@
 //! goes through channels a handful of times per run, never per message.
 
 use crate::chaos::Outage;
-use crate::clock::{self, Timer};
-use crate::connect::ConnError;
+use crate::clock;
 use crate::drivers::ctx::{BoardCopy, ThreadBoard, ThreadFinish};
-use crate::drivers::streams::side::Replay;
-use crate::drivers::{Answered, Consumed, ConsumerOutput, Ctx, Driver, Finished, Note, Notes, ProducerConn, StatsCell};
+use crate::drivers::{Consumed, ConsumerOutput, Ctx, Driver, Note, Notes, SideResults, StatsCell};
 use crate::live::{Live, Outcome};
 use crate::meters::{LatencyBuckets, LatencySnapshot};
-use crate::pacer::Pacer;
 #[cfg(test)]
 use crate::scenario::Rate;
-use crate::scenario::{Scenario, TransportKind};
+use crate::scenario::Scenario;
 use crate::stats::{ProducerStats, ThreadStats, Window};
-use crate::wire::Header;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Most messages a producer writes in one pipelined write.
-const MAX_BATCH: u64 = 1024;
-/// Most bytes of payload a producer writes in one pipelined write: large
-/// payloads go fewer at a time (one, at least), so memory stays bounded
-/// (1024 payloads of 100 MB would be 100 GB).
-const MAX_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// After a failure, how long consumers may still read what is already on
 /// their sockets, so that nothing measured before it is dropped.
-const ABORT_DRAIN: Duration = Duration::from_millis(250);
-/// How long after the end of the measured phase a producer still sends what
-/// fell due in it: a producer later than that fell behind its schedule (a
-/// rate beyond what it can write), and what it had not sent is counted as
-/// unsent instead of being sent long after the phase it belongs to.
-const OVERRUN: Duration = Duration::from_millis(250);
+const ABORT_DRAIN: Duration = crate::drivers::produce::ABORT_DRAIN;
 /// Longest wait for the driver's side tasks after the finish signal (one may
 /// be waiting on a Redis that stopped answering).
 const SIDE_TASKS_END: Duration = Duration::from_secs(1);
@@ -53,10 +38,9 @@ pub use share::Share;
 pub struct SwarmOutput {
     pub window: Window,
     pub threads: ThreadStats,
-    /// Streams: entries not yet acknowledged, summed over groups, sampled at the end of each measured second.
-    pub backlog: Vec<u64>,
-    /// Streams: the replay group's progress, with `--replay-at`.
-    pub replay: Option<Replay>,
+    /// What the driver's side tasks measured (backlog, replay, retention).
+    #[serde(default)]
+    pub side: SideResults,
     pub consumers: Vec<ConsumerOutput>,
     pub producers: Vec<ProducerStats>,
     pub outcome: Outcome,
@@ -70,10 +54,6 @@ pub struct SwarmOutput {
     /// expected was in, or the drain's limit (or an abort) came first.
     #[serde(default)]
     pub drain_ns: u64,
-    /// Streams: per (producer, channel), the first sequence still in the
-    /// stream when the run finished (see `drivers::SideResults`).
-    #[serde(default)]
-    pub retained: Option<Vec<u64>>,
 }
 
 /// What one worker thread runs.
@@ -112,11 +92,8 @@ const LIGHT_FANOUT: u32 = 64;
 /// takes a CPU from Redis, and it costs latency: a message then wakes a
 /// thread that has slept since the last one, where a single thread is still
 /// awake from its own send when the delivery comes back.
-fn auto_threads(s: &Scenario, cpus: usize) -> usize {
-    let fanout = match (s.transport, s.groups) {
-        (TransportKind::Streams, g) if g > 0 => g,
-        _ => s.consumers,
-    };
+/// `fanout`: deliveries each message makes (the driver's [`Driver::fanout`]).
+fn auto_threads(s: &Scenario, fanout: u32, cpus: usize) -> usize {
     let operations = s.rate.peak() * (1.0 + f64::from(fanout));
     let window_ns = s.pacing_window_ns(s.producers);
     let coalesced = s.rate.lowest() / f64::from(s.producers.max(1)) > 1e9 / window_ns.max(1) as f64;
@@ -161,7 +138,10 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     let (local_producers, local_consumers) = (producer_ids.len() as u32, consumer_ids.len() as u32);
     let parts = (local_producers + local_consumers) as usize;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let thread_count = if scenario.threads == 0 { auto_threads(scenario, cpus) } else { scenario.threads };
+    let thread_count = match scenario.threads {
+        0 => auto_threads(scenario, driver.fanout(scenario), cpus),
+        n => n,
+    };
     let thread_count = thread_count.clamp(1, parts.max(1));
     let mut assignments = layout(local_producers, local_consumers, thread_count);
     for a in &mut assignments {
@@ -348,19 +328,7 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     };
     let recovered_ns = Some(shared.recovered_ns.load(Relaxed)).filter(|&ns| ns > 0);
     let threads = merged.unwrap_or_else(|| ThreadStats::new(&window));
-    SwarmOutput {
-        window,
-        threads,
-        backlog: side.backlog,
-        replay: side.replay,
-        consumers,
-        producers,
-        outcome,
-        thread_count,
-        recovered_ns,
-        drain_ns,
-        retained: side.retained,
-    }
+    SwarmOutput { window, threads, side, consumers, producers, outcome, thread_count, recovered_ns, drain_ns }
 }
 
 fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes, link: CheckpointLink) -> ThreadOutput {
@@ -382,7 +350,7 @@ fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes, link: Checkpoint
         let producers: Vec<_> = a
             .producers
             .iter()
-            .map(|&id| tokio::task::spawn_local(producer(id, shared.clone(), notes.clone())))
+            .map(|&id| tokio::task::spawn_local(shared.driver.clone().producer(id, shared.clone(), notes.clone())))
             .collect();
         let mut out = ThreadOutput { stats: None, consumers: Vec::new(), producers: Vec::new(), outages: Vec::new() };
         let consumers: Vec<_> = a
@@ -552,156 +520,14 @@ fn merge_copies(shared: &Ctx, window: Window, thread_count: usize, copies: Vec<T
     SwarmOutput {
         window,
         threads: merged.unwrap_or_else(|| ThreadStats::new(&window)),
-        backlog: shared.backlog_so_far.lock().map(|b| b.clone()).unwrap_or_default(),
-        replay: None,
+        side: shared.side_so_far.lock().map(|b| b.clone()).unwrap_or_default(),
         consumers,
         producers,
         outcome: Outcome::ok(),
         thread_count,
         recovered_ns: Some(shared.recovered_ns.load(Relaxed)).filter(|&ns| ns > 0),
         drain_ns: 0,
-        retained: None,
     }
-}
-
-async fn producer(id: u32, shared: Arc<Ctx>, notes: Notes) -> Option<ProducerStats> {
-    let who = format!("producer {id}");
-    let mut conn = match shared.driver.producer().await {
-        Ok(c) => c,
-        Err(e) => {
-            shared.fail(who, e);
-            let _ = notes.send(Note::Failed);
-            return None;
-        }
-    };
-    // Resolved before the start: `auto` measures this machine's wake-up cost once.
-    let local_producers = shared.local_producers.len() as u32;
-    let pacing_window = shared.scenario.pacing_window_ns(local_producers);
-    let _ = notes.send(Note::Ready);
-    let (warmup_start, window) = shared.wait_start().await?;
-    let s = &shared.scenario;
-    let channels = s.channels as u64;
-    // On the thread's board, where a checkpoint copies it between batches.
-    let mut own = ProducerStats::new(id, s.channels, &window);
-    let fastest_period_ns = 1e9 * f64::from(s.producers) / s.rate.peak();
-    own.pacing_window_ns = crate::scenario::pacing::applied_window_ns(pacing_window, fastest_period_ns);
-    let stats = ThreadBoard::producer(own);
-    let mut pacer = Pacer::for_producer(&s.rate, s.producers, warmup_start, window.start_ns, window.end_ns)
-        .coalescing(pacing_window)
-        .cut_off_after(OVERRUN.as_nanos() as u64 + pacing_window);
-    // From the total rate: all producers together spin at most a tenth of one CPU.
-    let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate.peak()));
-    let mut next_seq = vec![0u64; s.channels as usize];
-    let max_batch = (MAX_BATCH_BYTES / s.payload.max(1) as u64).clamp(1, MAX_BATCH);
-    let mut measured: Option<(u64, u64)> = None;
-    // Deliveries each measured message should make, for live export's undelivered count.
-    let fanout = match shared.driver.shared_units(s) {
-        0 => s.consumers,
-        units => units,
-    } as u64;
-    let result: Result<(), ConnError> = async {
-        // Made once: a new one per batch would lock the stop Notify each time.
-        let stopped = shared.live.stopped();
-        tokio::pin!(stopped);
-        loop {
-            let batch = tokio::select! {
-                biased;
-                _ = &mut stopped => None,
-                e = conn.failure() => return Err(e),
-                b = pacer.next_batch(&mut timer, max_batch) => b,
-            };
-            let Some(b) = batch else { break };
-            let mut measured_in_batch = 0;
-            // One borrow per batch: nothing in the loop awaits, so a checkpoint's copy (taken between polls) never meets it.
-            {
-                let mut st = stats.borrow_mut();
-                for i in b.first..b.first + b.count {
-                    let intended_ns = pacer.deadline_ns(i).unwrap_or(b.now_ns);
-                    let channel = ((i + id as u64) % channels) as u32;
-                    let seq = &mut next_seq[channel as usize];
-                    let h = Header { producer: id, channel, seq: *seq, intended_ns, sent_ns: b.now_ns };
-                    *seq += 1;
-                    conn.queue(channel, &h);
-                    st.record(&h, &window);
-                    if window.second_of(intended_ns).is_some() {
-                        measured_in_batch += 1;
-                        let (first, _) = measured.get_or_insert((i, i));
-                        measured = Some((*first, i + 1));
-                    }
-                }
-            }
-            if let Some((first, end)) = measured {
-                conn.set_measured(first, end);
-            }
-            conn.flush().await?;
-            shared.live.sent.fetch_add(b.count, Relaxed);
-            count_sent(&shared.live, b.count, measured_in_batch, fanout);
-            let progress = &shared.progress[(id * s.channels) as usize..][..s.channels as usize];
-            for (p, &next) in progress.iter().zip(&next_seq) {
-                p.store(next, Relaxed);
-            }
-        }
-        Ok(())
-    }
-    .await;
-    // A schedule that ran its course (not a stop or a failure) and still had
-    // messages due was cut off: the producer fell behind.
-    if result.is_ok() && !shared.live.stop_requested() && shared.aborted().is_none() {
-        stats.borrow_mut().unsent = pacer.unsent(window.start_ns);
-    }
-    // After a failure, Redis is likely gone: do not wait long for its replies.
-    let wait = if result.is_err() || shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
-    // After a stop (Ctrl-C), within what is left of the wind-down.
-    let wait = shared.live.time_left(wait);
-    let finished = conn.finish(wait).await;
-    let mut stats = stats.borrow_mut();
-    settle(&mut stats, &finished, channels, measured.unwrap_or((0, 0)), next_seq.iter().sum());
-    if let Some(e) = result.err().or(finished.error) {
-        shared.fail(who, e);
-    }
-    let _ = notes.send(Note::ProducerDone { measured: stats.measured_count.clone() });
-    Some(stats.clone())
-}
-
-/// Adds a producer's write batch to live export's counters: messages
-/// scheduled before the measured phase are the warmup's (a producer sends
-/// nothing after it).
-fn count_sent(live: &Live, count: u64, measured: u64, fanout: u64) {
-    let m = &live.meters;
-    if count > measured {
-        m.sent[0].fetch_add(count - measured, Relaxed);
-    }
-    if measured > 0 {
-        m.sent[1].fetch_add(measured, Relaxed);
-        m.expected.fetch_add(measured * fanout, Relaxed);
-    }
-}
-
-/// Takes in what the connection knew at the end: the replies that
-/// arrived, the writes refused among the measured indices
-/// `[measured.0, measured.1)`, and from where on Redis never answered.
-/// Message `i` went to channel `(i + id) % channels` as that channel's
-/// message `i / channels`.
-fn settle(p: &mut ProducerStats, f: &Finished, channels: u64, measured: (u64, u64), sent: u64) {
-    p.reached = f.acks.reached;
-    p.redirections = f.acks.redirections;
-    p.write_errors = f.acks.errors - f.acks.redirections;
-    p.refused = vec![Vec::new(); channels as usize];
-    for &i in f.refused.iter().filter(|&&i| (measured.0..measured.1).contains(&i)) {
-        p.refused[((i + p.id as u64) % channels) as usize].push(i / channels);
-    }
-    p.refused.iter_mut().for_each(|r| r.sort_unstable());
-    p.unanswered_from = (0..channels)
-        .map(|c| match &f.answered {
-            Answered::Prefix(n) if *n >= sent => u64::MAX,
-            Answered::Prefix(n) => {
-                // The first index at or after n that is channel c's.
-                let i = n + (c + channels - (n + p.id as u64) % channels) % channels;
-                i / channels
-            }
-            Answered::PerChannel(first) => first.get(c as usize).copied().flatten().map_or(u64::MAX, |i| i / channels),
-        })
-        .collect();
 }
 
 #[cfg(test)]
@@ -727,43 +553,27 @@ mod tests {
         ThreadFinish::wait().await;
     }
 
-    #[test]
-    fn a_producers_refusals_and_unanswered_messages_map_to_their_channel_and_sequence() {
-        let window = Window { start_ns: 0, end_ns: 1_000_000_000 };
-        let mut p = ProducerStats::new(1, 3, &window);
-        // Producer 1 over 3 channels: message i goes to channel (i + 1) % 3 as its message i / 3.
-        let f = |answered| Finished {
-            acks: crate::drivers::Acks { replies: 5, reached: 4, errors: 2, redirections: 1 },
-            refused: vec![0, 4],
-            answered,
-            error: None,
-        };
-        settle(&mut p, &f(Answered::Prefix(5)), 3, (1, 9), 9);
-        assert_eq!((p.reached, p.redirections, p.write_errors), (4, 1, 1));
-        assert_eq!(p.refused, [vec![], vec![], vec![1]], "message 0 was not measured; 4 is channel 2's second");
-        assert_eq!(p.unanswered_from, [1, 2, 2], "messages 5, 6, 7 are channels 0, 1, 2's next");
-        settle(&mut p, &f(Answered::Prefix(9)), 3, (1, 9), 9);
-        assert_eq!(p.unanswered_from, [u64::MAX; 3], "everything was answered");
-        settle(&mut p, &f(Answered::PerChannel(vec![None, Some(6), None])), 3, (1, 9), 9);
-        assert_eq!(p.unanswered_from, [u64::MAX, 2, u64::MAX]);
+    /// Each consumer gets every message.
+    fn auto_threads_of(s: &Scenario, cpus: usize) -> usize {
+        auto_threads(s, s.consumers, cpus)
     }
 
     #[test]
     fn light_paced_runs_take_one_thread() {
         let s = |rate: f64, consumers: u32| Scenario { rate: Rate::Constant(rate), consumers, ..Scenario::default() };
-        assert_eq!(auto_threads(&s(1_000.0, 1), 8), 1);
-        assert_eq!(auto_threads(&s(5_000.0, 4), 8), 1, "25,000 operations/s");
-        assert_eq!(auto_threads(&s(0.0, 1), 8), 8, "as fast as possible");
-        assert_eq!(auto_threads(&s(50_000.0, 1), 8), 8, "100,000 wake-ups/s, one per message");
-        assert_eq!(auto_threads(&s(100_000.0, 1), 8), 1, "200,000 operations/s, released once a window");
-        assert_eq!(auto_threads(&s(150_000.0, 1), 8), 8, "300,000 operations/s");
+        assert_eq!(auto_threads_of(&s(1_000.0, 1), 8), 1);
+        assert_eq!(auto_threads_of(&s(5_000.0, 4), 8), 1, "25,000 operations/s");
+        assert_eq!(auto_threads_of(&s(0.0, 1), 8), 8, "as fast as possible");
+        assert_eq!(auto_threads_of(&s(50_000.0, 1), 8), 8, "100,000 wake-ups/s, one per message");
+        assert_eq!(auto_threads_of(&s(100_000.0, 1), 8), 1, "200,000 operations/s, released once a window");
+        assert_eq!(auto_threads_of(&s(150_000.0, 1), 8), 8, "300,000 operations/s");
         let two = Scenario { producers: 2, ..s(100_000.0, 1) };
-        assert_eq!(auto_threads(&two, 8), 8, "each producer's period is the window: a wake-up per message");
+        assert_eq!(auto_threads_of(&two, 8), 8, "each producer's period is the window: a wake-up per message");
         let ramp = Scenario { rate: "0..100k/10s".parse().unwrap(), ..s(0.0, 1) };
-        assert_eq!(auto_threads(&ramp, 8), 8, "a ramp from 0 passes the rates that take a wake-up a message");
-        assert_eq!(auto_threads(&s(20.0, 5_000), 8), 8, "bursts of 5,000 deliveries");
-        let grouped = Scenario { transport: TransportKind::Streams, groups: 1, ..s(10_000.0, 16) };
-        assert_eq!(auto_threads(&grouped, 8), 1, "16 consumers sharing one group: one delivery per message");
+        assert_eq!(auto_threads_of(&ramp, 8), 8, "a ramp from 0 passes the rates that take a wake-up a message");
+        assert_eq!(auto_threads_of(&s(20.0, 5_000), 8), 8, "bursts of 5,000 deliveries");
+        let grouped = s(10_000.0, 16);
+        assert_eq!(auto_threads(&grouped, 1, 8), 1, "16 consumers sharing one group: one delivery per message");
     }
 
     #[test]

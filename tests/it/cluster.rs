@@ -51,6 +51,7 @@ async fn a_private_cluster_carries_every_transport_with_exact_accounting() {
             TransportKind::Pubsub => "publish",
             TransportKind::Sharded => "spublish",
             TransportKind::Streams => "xadd",
+            TransportKind::Loopback => unreachable!("loopback runs on no server"),
         };
         let before = calls_per_node(&ports, verb);
         let s = Scenario { transport, ..base.clone() };
@@ -74,6 +75,7 @@ async fn a_private_cluster_carries_every_transport_with_exact_accounting() {
             // PUBLISH counts only the subscribers on the node it was sent to.
             TransportKind::Pubsub => assert!(m.reached < m.expected, "{m:?}"),
             TransportKind::Streams => assert_eq!(m.reached, m.sent, "{m:?}"),
+            TransportKind::Loopback => unreachable!("loopback runs on no server"),
         }
     }
     for port in &ports {

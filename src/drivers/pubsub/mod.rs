@@ -7,17 +7,32 @@ pub mod conn;
 mod subscriber;
 
 use super::producer::Producer;
-use super::{Capabilities, Consumed, Ctx, Driver, Layout, LocalBoxFuture, Notes, Registration, StatsCell};
+use super::{
+    Capabilities, Consumed, Ctx, Driver, Layout, LocalBoxFuture, Notes, ProducerTask, Registration, StatsCell, Traits,
+};
 use crate::connect::{resp, ConnError, Endpoint};
 use crate::scenario::{SubscribeMode, TransportKind};
+use crate::target::TargetError;
 use std::sync::Arc;
 
 /// Pub/Sub as the registry knows it.
 pub const REGISTRATION: Registration = Registration {
     kind: TransportKind::Pubsub,
     describe: "Pub/Sub (PUBLISH, SUBSCRIBE)",
-    capabilities: Capabilities { pattern: true, groups: false, maxlen: false, replay: false, claim: false },
-    build: |layout| Box::pin(async move { Ok(Arc::new(PubSub::new(layout, false)) as Arc<dyn Driver>) }),
+    capabilities: Capabilities { pattern: true, workers: true, ..Capabilities::NONE },
+    traits: TRAITS,
+    build: |layout| Box::pin(async move { Ok(Arc::new(PubSub::new(layout, false)?) as Arc<dyn Driver>) }),
+};
+
+/// Pub/Sub and sharded Pub/Sub: fire-and-forget, one connection per client.
+pub const TRAITS: Traits = Traits {
+    retains: false,
+    files_per_producer: 2,
+    files_per_consumer: 1,
+    server: true,
+    probe_keys: false,
+    probe_pubsub: true,
+    compared_by_default: true,
 };
 
 /// Channel names and payload size shared by every connection of a run.
@@ -52,17 +67,18 @@ impl PubSub {
 
 impl PubSub {
     /// The driver for the run's channels; `sharded` for SPUBLISH and SSUBSCRIBE.
-    pub fn new(layout: Layout, sharded: bool) -> PubSub {
+    pub fn new(layout: Layout, sharded: bool) -> Result<PubSub, TargetError> {
+        let server = layout.server()?.clone();
         let s = &layout.scenario;
-        PubSub {
-            endpoint: layout.endpoint,
-            nodes: layout.nodes.into_iter().map(|(e, _)| e).collect(),
+        Ok(PubSub {
+            endpoint: server.endpoint,
+            nodes: server.nodes.into_iter().map(|(e, _)| e).collect(),
             node_of: layout.node_of,
             channels: layout.names,
             pattern: (s.subscribe == SubscribeMode::Pattern).then(|| format!("{}*", layout.prefix)),
             payload_len: s.payload,
             sharded,
-        }
+        })
     }
 }
 
@@ -79,8 +95,8 @@ impl Driver for PubSub {
         &self.node_of
     }
 
-    fn producer(&self) -> LocalBoxFuture<'_, Result<Producer, ConnError>> {
-        Box::pin(PubSub::producer(self))
+    fn producer(self: Arc<Self>, id: u32, ctx: Arc<Ctx>, notes: Notes) -> ProducerTask {
+        Box::pin(async move { super::produce::run(id, ctx, notes, PubSub::producer(&self)).await })
     }
 
     fn consumer(

@@ -11,12 +11,11 @@ pub mod side;
 
 pub use conn::Streams;
 
-use super::producer::Producer;
 use super::{
-    Capabilities, Consumed, ConsumerOutput, Ctx, Driver, LocalBoxFuture, Notes, Registration, SideTasks, StatsCell,
+    Capabilities, Consumed, ConsumerOutput, Ctx, Driver, LocalBoxFuture, Notes, ProducerTask, Registration, SideTasks,
+    StatsCell, Traits,
 };
 use crate::chaos::Outage;
-use crate::connect::ConnError;
 use crate::scenario::{Scenario, TransportKind};
 use crate::stats::Window;
 use std::sync::Arc;
@@ -28,14 +27,25 @@ const BATCH: usize = 256;
 pub const REGISTRATION: Registration = Registration {
     kind: TransportKind::Streams,
     describe: "Streams (XADD, XREADGROUP)",
-    capabilities: Capabilities { pattern: false, groups: true, maxlen: true, replay: true, claim: true },
+    capabilities: Capabilities { pattern: false, groups: true, maxlen: true, replay: true, claim: true, workers: true },
+    // Its consumers read on a connection of their own beside the redis crate's.
+    traits: Traits {
+        retains: true,
+        files_per_producer: 2,
+        files_per_consumer: 2,
+        server: true,
+        probe_keys: true,
+        probe_pubsub: false,
+        compared_by_default: true,
+    },
     build: |layout| {
         Box::pin(async move {
+            let server = layout.server()?.clone();
             let s = &layout.scenario;
             Ok(Arc::new(Streams {
-                endpoint: layout.endpoint,
-                client: layout.client,
-                nodes: layout.nodes,
+                endpoint: server.endpoint,
+                client: server.client,
+                nodes: server.nodes,
                 node_of: layout.node_of,
                 keys: layout.names,
                 payload_len: s.payload,
@@ -55,8 +65,8 @@ impl Driver for Streams {
         &self.node_of
     }
 
-    fn producer(&self) -> LocalBoxFuture<'_, Result<Producer, ConnError>> {
-        Box::pin(Streams::producer(self))
+    fn producer(self: Arc<Self>, id: u32, ctx: Arc<Ctx>, notes: Notes) -> ProducerTask {
+        Box::pin(async move { super::produce::run(id, ctx, notes, Streams::producer(&self)).await })
     }
 
     fn consumer(

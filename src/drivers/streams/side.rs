@@ -3,34 +3,19 @@
 //! and, with `--replay-at`, a group that reads the streams from the beginning.
 
 use super::conn::{self, GroupStart, Streams};
-use crate::drivers::{Ctx, SideTasks};
+use crate::drivers::{Ctx, Replay, SideResults, SideTasks};
 use crate::stats::Window;
 use std::time::Duration;
 
 /// How long an XREADGROUP waits for new entries before checking the clock again.
 const BLOCK: Duration = super::conn::READ_BLOCK;
 
-/// The replay group's progress.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Replay {
-    /// When the group was created, ns since the epoch.
-    pub started_ns: u64,
-    /// Entries in the streams when it was created.
-    pub backlog: u64,
-    /// Entries it read.
-    pub read: u64,
-    /// How long it took to reach the live end of the streams (none if it never did).
-    pub catchup_ns: Option<u64>,
-    /// Entries it had read by then.
-    pub caught_up_read: u64,
-}
-
 /// Starts the backlog sampler and, with `--replay-at`, the replay group.
 pub(super) fn start(t: &Streams, shared: &Ctx, window: Window) -> SideTasks {
     if !shared.side_tasks {
         return SideTasks::default();
     }
-    let so_far = shared.backlog_so_far.clone();
+    let so_far = shared.side_so_far.clone();
     let live = shared.live.clone();
     let backlog = tokio::spawn(sample_backlog(t.clone(), shared.clock, shared.finish.clone(), window, so_far, live));
     let replay = shared.scenario.replay_at.map(|at| {
@@ -98,7 +83,7 @@ async fn sample_backlog(
     clock: crate::clock::Clock,
     mut finish: tokio::sync::watch::Receiver<bool>,
     window: Window,
-    so_far: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+    so_far: std::sync::Arc<std::sync::Mutex<SideResults>>,
     live: std::sync::Arc<crate::live::Live>,
 ) -> Vec<u64> {
     // One sample per measured second, as the seconds pass.
@@ -140,7 +125,7 @@ async fn sample_backlog(
         second += 1;
         // Once a second, for checkpoints.
         if let Ok(mut so_far) = so_far.lock() {
-            so_far.clone_from(&samples);
+            so_far.backlog.clone_from(&samples);
         }
     }
 }

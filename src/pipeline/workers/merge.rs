@@ -28,16 +28,11 @@ pub fn merge(parts: Vec<SwarmOutput>) -> Result<SwarmOutput, MergeError> {
             return Err(MergeError::Window(all.window, part.window));
         }
         all.threads.merge(&part.threads);
-        if all.backlog.len() < part.backlog.len() {
-            all.backlog.resize(part.backlog.len(), 0);
-        }
-        all.backlog.iter_mut().zip(&part.backlog).for_each(|(a, b)| *a += b);
-        all.replay = all.replay.or(part.replay);
+        all.side.merge(part.side);
         all.consumers.extend(part.consumers);
         all.producers.extend(part.producers);
         all.outcome = all.outcome.worst(part.outcome);
         all.drain_ns = all.drain_ns.max(part.drain_ns);
-        all.retained = all.retained.or(part.retained);
         all.recovered_ns = match (all.recovered_ns, part.recovered_ns) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -129,15 +124,13 @@ mod tests {
         SwarmOutput {
             window,
             threads,
-            backlog: Vec::new(),
-            replay: None,
+            side: Default::default(),
             consumers: consumers.into_iter().filter(|c| keep_consumer(c.stats.id)).collect(),
             producers: producers.into_iter().filter(|p| keep_producer(p.id)).collect(),
             outcome: Outcome::ok(),
             thread_count: 1,
             recovered_ns: None,
             drain_ns: 0,
-            retained: None,
         }
     }
 

@@ -319,8 +319,8 @@ async fn run_share(
     live: Arc<Live>,
 ) -> Result<(SwarmOutput, HarnessCpu)> {
     let (producers, consumers) = share_of(index, plan.workers, scenario.producers, scenario.consumers);
-    crate::sys::raise_fd_limit(producers.len() as u64 * 2 + consumers.len() as u64 + 64)
-        .context("raising the open-file limit")?;
+    let files = super::open_files(scenario, producers.len() as u32, consumers.len() as u32);
+    crate::sys::raise_fd_limit(files).context("raising the open-file limit")?;
     let driver = setup::prepare(scenario, &plan.url, &plan.nonce).await?.driver;
     let epoch = plan.epoch_unix_ns.saturating_add_signed(-offset_ns);
     let (ready_tx, ready_rx) = oneshot::channel();
