@@ -727,7 +727,7 @@ fn compare_plan(args: &CompareArgs, base: &crate::Scenario) -> Result<Vec<(Strin
 }
 
 /// `--transports` names each transport once: each run's directory and row are named after it.
-fn distinct_transports(transports: &[TransportKind]) -> Result<(), ScenarioError> {
+fn distinct_transports(transports: &[crate::scenario::TransportKind]) -> Result<(), ScenarioError> {
     for (i, t) in transports.iter().enumerate() {
         if transports[..i].contains(t) {
             return Err(ScenarioError::Invalid {

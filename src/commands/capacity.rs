@@ -245,7 +245,7 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
     let current = Arc::new(Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
     let watch = super::watch::Watch::start(&args.run.export, args.run.format)?;
-    let target = super::start_target(&scenarios[0], &current).await?;
+    let target = super::start_target(&scenarios[0], &mode, &current).await?;
     out.keep();
     let started = Instant::now();
     let mut searches: Vec<Searched> = Vec::new();
