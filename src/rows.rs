@@ -97,6 +97,19 @@ pub struct SummaryRow {
     pub server_memory_peak_bytes: Option<u64>,
     #[serde(default)]
     pub limit: Limit,
+    // The machine's own floor (`probe`); empty when not measured (and in runs written before it).
+    #[serde(default)]
+    pub machine_wakeup_p50_us: Option<f64>,
+    #[serde(default)]
+    pub machine_wakeup_p99_us: Option<f64>,
+    #[serde(default)]
+    pub machine_wakeup_p999_us: Option<f64>,
+    #[serde(default)]
+    pub machine_wakeup_max_us: Option<f64>,
+    #[serde(default)]
+    pub machine_other_cpu_pct: Option<f64>,
+    #[serde(default)]
+    pub steal_pct: Option<f64>,
 }
 
 /// Which side limited a run (the rule is in the README, under `summary.csv`).

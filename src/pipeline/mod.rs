@@ -217,7 +217,10 @@ pub async fn execute_with(
             None => Ok(None),
         }
     };
+    // The machine's own floor over the measured phase, beside the shares (`probe`).
+    let probe = crate::probe::Probe::start(live.clone());
     let (shares, node_outage, server_rows, ()) = tokio::join!(shares, fault, sampling, checkpoints);
+    let machine = probe.finish();
     // A stopped or stalled Redis must not hold the end of the run: cleanup is
     // best effort, within what is left of the wind-down after a stop.
     let cleanup_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
@@ -250,6 +253,7 @@ pub async fn execute_with(
         epoch: shares.epoch,
         telemetry: Telemetry { identity, rows: server_rows },
         cut_ns: None,
+        machine,
     });
     Ok(Finished { report, workers: shares.workers })
 }
@@ -282,6 +286,8 @@ async fn report_checkpoints(
             // Which server runs; its per-second rows come with the final result.
             telemetry: Telemetry { identity: identity.clone(), rows: Vec::new() },
             cut_ns: Some(taken_ns.saturating_sub(CHECKPOINT_MARGIN.as_nanos() as u64)),
+            // The probe reads the whole measured phase at its end.
+            machine: Default::default(),
         };
         match tokio::task::spawn_blocking(move || crate::results::summarize::summarize(facts)).await {
             Ok(report) => sink(report),

@@ -155,6 +155,7 @@ mod tests {
             epoch: None,
             telemetry: Default::default(),
             cut_ns: None,
+            machine: Default::default(),
         })
     }
 
