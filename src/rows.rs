@@ -254,6 +254,24 @@ pub struct WorkerRow {
     pub status: Status,
 }
 
+/// `repeat.csv` (`--repeat N`): one row per headline figure over the N runs or searches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepeatRow {
+    /// The summary column (or, for a search, the search's figure), with its transport for several.
+    pub figure: String,
+    /// Runs or searches that gave a value (a search that was inconclusive gives no maximum).
+    pub count: u32,
+    /// Each one's value in the order they ran, space-separated (`-` for none).
+    pub values: String,
+    pub median: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// (max - min) / median, %.
+    pub spread_pct: Option<f64>,
+    /// The spread is over 25%.
+    pub noisy: bool,
+}
+
 /// The column names of a row struct, in order, as the CSV header writes them.
 pub fn columns<T: Serialize>(sample: &T) -> Vec<String> {
     let mut w = csv::Writer::from_writer(Vec::new());

@@ -2,7 +2,8 @@
 
 use eventbench::capacity::CapacityRow;
 use eventbench::rows::{
-    columns, ConsumerRow, EventRow, LatencyRow, LiveRow, RunsRow, ServerRow, SummaryRow, TimeseriesRow, WorkerRow,
+    columns, ConsumerRow, EventRow, LatencyRow, LiveRow, RepeatRow, RunsRow, ServerRow, SummaryRow, TimeseriesRow,
+    WorkerRow,
 };
 
 /// The backticked names in the first column of the table under `### \`file\``,
@@ -41,6 +42,7 @@ fn every_csv_column_is_documented_in_order() {
     assert_eq!(documented(&readme, "workers.csv"), columns(&WorkerRow::default()));
     assert_eq!(documented(&readme, "server.csv"), columns(&ServerRow::default()));
     assert_eq!(documented(&readme, "capacity.csv"), columns(&CapacityRow::default()));
+    assert_eq!(documented(&readme, "repeat.csv"), columns(&RepeatRow::default()));
     assert_eq!(documented(&readme, "--format jsonl"), columns(&LiveRow::default()));
 }
 
