@@ -665,6 +665,12 @@ fn report(args: ReportArgs) -> Result<u8> {
     }
     let mut runs = Vec::new();
     for dir in &args.dirs {
+        // A capacity search's directory: its page again (each step is a run directory of its own).
+        if args.dirs.len() == 1 && dir.join("capacity.json").is_file() {
+            capacity::rerender(dir)?;
+            oline!("{:>12}  {}", "capacity", dir.join("capacity.html").display());
+            return Ok(0);
+        }
         match render::run_report(dir) {
             Ok(run) => runs.push(run),
             Err(e) => return usage_or(e),

@@ -212,6 +212,57 @@ pub struct SearchJson {
     pub steps: Vec<CapacityRow>,
 }
 
+/// `capacity.json`: what the page needs beyond `capacity.csv` and the steps'
+/// own directories (the SLO, each search's plan and end), so that
+/// `eventbench report` can rebuild `capacity.html` and `capacity.svg`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Saved {
+    pub slo: Vec<String>,
+    /// The whole command's budget.
+    pub budget: Duration,
+    pub searches: Vec<SavedSearch>,
+}
+
+/// One transport's search in `capacity.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SavedSearch {
+    pub transport: String,
+    pub plan: Plan,
+    pub found: Found,
+}
+
+impl Saved {
+    pub fn of(searches: &[Searched], slo: &Slo, budget: Duration) -> Saved {
+        Saved {
+            slo: slo.user_gates().iter().map(ToString::to_string).collect(),
+            budget,
+            searches: searches
+                .iter()
+                .map(|s| SavedSearch { transport: s.transport.clone(), plan: s.plan.clone(), found: s.found.clone() })
+                .collect(),
+        }
+    }
+
+    /// The searches again, with their rows (from `capacity.csv`) and each step's summary (`summary`).
+    pub fn searches(
+        self,
+        rows: &[CapacityRow],
+        summary: impl Fn(&CapacityRow) -> anyhow::Result<SummaryRow>,
+    ) -> anyhow::Result<(Vec<Searched>, Slo)> {
+        let gates = self.slo.iter().map(|g| g.parse::<crate::assertion::Assertion>());
+        let gates = gates.collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("capacity.json: a gate: {e}"))?;
+        let mut out = Vec::new();
+        for s in self.searches {
+            let mut steps = Vec::new();
+            for row in rows.iter().filter(|r| r.transport == s.transport) {
+                steps.push(Step { row: row.clone(), summary: summary(row)? });
+            }
+            out.push(Searched { transport: s.transport, plan: s.plan, found: s.found, steps });
+        }
+        Ok((out, Slo::new(gates)))
+    }
+}
+
 /// The plan's step bound from the step's phases: warmup, measured phase,
 /// drain, and a second for setting up and writing the run.
 pub fn step_max(warmup: Duration, step: Duration, drain: Duration) -> Duration {

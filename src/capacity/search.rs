@@ -108,7 +108,7 @@ pub trait Steps {
 }
 
 /// The search's settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Plan {
     /// The first step's rate.
     pub start: f64,
@@ -131,7 +131,7 @@ pub struct Plan {
 }
 
 /// One step that ran.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Tried {
     pub step: u32,
     pub rate: f64,
@@ -141,7 +141,7 @@ pub struct Tried {
 }
 
 /// How the search ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum End {
     /// The maximum is within the precision of the lowest failure, and both were confirmed.
@@ -162,7 +162,7 @@ pub enum End {
 }
 
 /// The result of a search.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Found {
     pub end: End,
     /// The highest rate that passed by its tries' majority and lies below every rate that failed so.

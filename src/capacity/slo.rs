@@ -235,7 +235,9 @@ pub fn floor_for(row: &SummaryRow, column: &str) -> Option<f64> {
 ///   sleeps and wakes was late by at least half the bound at that
 ///   percentile, and the step's latency less that floor is within the bound;
 /// - a disturbed machine: other processes took more than 30% of a core, or
-///   the hypervisor stole more than 5% of the CPU time, and a gate failed;
+///   the hypervisor stole more than 5% of the CPU time, and a gate failed,
+///   with nothing lost and every latency within 3× its bound (a disturbance
+///   slows what shares the CPU; it does not make a latency ten times over);
 /// - messages sent late (send lag p99 over 1 ms) with a wake-up floor of at
 ///   least half that lag, and a gate that holds from the actual send times:
 ///   a sleeping thread was as late as the messages, so the lateness is the
@@ -261,7 +263,12 @@ pub fn machine_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> 
         steal_pct: row.steal_pct,
         ..Default::default()
     };
-    if machine.disturbed() {
+    // A disturbance slows what it shares the CPU with; it does not make a
+    // latency many times its bound, nor lose messages.
+    let near = |g: &&&Assertion| {
+        bound(g).filter(Bound::is_latency_ceiling).is_none_or(|b| column(row, &b.column).is_some_and(|v| v <= 3.0 * b.value))
+    };
+    if machine.disturbed() && row.lost == 0 && failed.iter().all(|g| near(&g)) {
         return Some(format!(
             "other processes used {:.1} cores and the hypervisor stole {:.0}% of the CPU over the step",
             row.machine_other_cpu_pct.unwrap_or(0.0) / 100.0,

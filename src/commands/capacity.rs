@@ -9,7 +9,7 @@ use super::{
 };
 use crate::capacity::search::{self, Outcome, Phase, StepPlan, Steps, Verdict};
 use crate::results::summarize::HARNESS_CPU_LIMIT_PCT;
-use crate::capacity::{msg_rate, page, plot, slo, word, CapacityRow, End, Plan, Searched, Slo, Step};
+use crate::capacity::{msg_rate, page, plot, slo, word, CapacityRow, End, Plan, Saved, Searched, Slo, Step};
 use crate::cli::{CapacityArgs, Format};
 use crate::live::{Live, Status};
 use crate::pipeline::{self, Finished, Mode};
@@ -423,6 +423,8 @@ fn write_outputs(
     let _writing = WRITING.lock();
     let rows: Vec<CapacityRow> = searches.iter().flat_map(|s| s.steps.iter().map(|st| st.row.clone())).collect();
     files::write_csv(&root.join("capacity.csv"), &rows)?;
+    let saved = serde_json::to_string_pretty(&Saved::of(searches, slo, budget)).context("capacity.json")?;
+    files::write_atomic(&root.join("capacity.json"), saved.as_bytes())?;
     // The steps' data is safe either way: a plot or page that fails is a warning.
     let pictures = plot::capacity_svg(searches, &slo.latency_ceilings()).and_then(|svg| {
         files::write_atomic(&root.join("capacity.svg"), svg.as_bytes())?;
@@ -473,6 +475,26 @@ fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path)
         }
     }
     code
+}
+
+/// `eventbench report DIR` of a search's directory: `capacity.html` and
+/// `capacity.svg` again from `capacity.json`, `capacity.csv` and each step's directory.
+pub(super) fn rerender(root: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(root.join("capacity.json")).context("capacity.json")?;
+    let saved: Saved = serde_json::from_str(&text).context("capacity.json")?;
+    let mut reader = csv::Reader::from_path(root.join("capacity.csv")).context("capacity.csv")?;
+    let rows: Vec<CapacityRow> = reader.deserialize().collect::<Result<_, _>>().context("capacity.csv")?;
+    let budget = saved.budget;
+    let summary = |row: &CapacityRow| -> Result<crate::rows::SummaryRow> {
+        Ok(crate::report::rundir::RunData::load(&root.join(&row.dir))?.summary)
+    };
+    let (searches, slo) = saved.searches(&rows, summary)?;
+    let first = rows.first().context("capacity.csv has no step")?;
+    let toml = std::fs::read_to_string(root.join(&first.dir).join("scenario.toml")).context("a step's scenario.toml")?;
+    let scenario = Scenario::from_toml(&toml).context("a step's scenario.toml")?;
+    let start = searches.first().map_or(first.rate, |s| s.plan.start);
+    let scenario = Scenario { rate: Rate::Constant(start), ..scenario };
+    write_outputs(&searches, &slo, &scenario, budget, root)
 }
 
 #[cfg(test)]
