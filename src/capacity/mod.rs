@@ -144,7 +144,8 @@ impl Searched {
         let unclear: Vec<&Step> = self.steps.iter().filter(|s| s.row.verdict.unclear()).collect();
         let why = unclear.last().map_or(String::new(), |s| {
             let judged = &s.row;
-            format!(": {}", judged.failed.rsplit("; ").next().unwrap_or_default())
+            let last = judged.failed.rsplit("; ").next().unwrap_or_default();
+            format!(": {}", last.trim_start_matches("harness: ").trim_start_matches("machine: "))
         });
         let whose = match self.found.end {
             End::Harness => "eventbench may have been the limit",
