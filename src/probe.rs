@@ -46,7 +46,8 @@ pub struct Machine {
 impl Machine {
     /// Whether other processes or the hypervisor took enough CPU to disturb a run.
     pub fn disturbed(&self) -> bool {
-        self.other_cpu_pct.is_some_and(|p| p > OTHER_CPU_LIMIT_PCT) || self.steal_pct.is_some_and(|p| p > STEAL_LIMIT_PCT)
+        self.other_cpu_pct.is_some_and(|p| p > OTHER_CPU_LIMIT_PCT)
+            || self.steal_pct.is_some_and(|p| p > STEAL_LIMIT_PCT)
     }
 }
 
@@ -61,10 +62,8 @@ impl Probe {
     pub fn start(live: Arc<Live>) -> Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("eventbench-probe".into())
-            .spawn(move || measure(&live, &stopped))
-            .ok();
+        let thread =
+            std::thread::Builder::new().name("eventbench-probe".into()).spawn(move || measure(&live, &stopped)).ok();
         Probe { stop, thread }
     }
 

@@ -415,14 +415,11 @@ fn confirm_side(plan: &Plan, tried: &[Tried], rate: f64, passes: bool) -> Option
 /// unclear tries in its range were mostly the harness's, else the machine's.
 fn inconclusive(plan: &Plan, tried: &[Tried], lo: Option<f64>, hi: Option<f64>) -> End {
     let unclear = unclear_between(plan, tried, lo, hi);
-    let (h, m) = tried
-        .iter()
-        .filter(|t| unclear.contains(&t.rate))
-        .fold((0, 0), |(h, m), t| match t.verdict {
-            Verdict::Harness => (h + 1, m),
-            Verdict::Machine => (h, m + 1),
-            _ => (h, m),
-        });
+    let (h, m) = tried.iter().filter(|t| unclear.contains(&t.rate)).fold((0, 0), |(h, m), t| match t.verdict {
+        Verdict::Harness => (h + 1, m),
+        Verdict::Machine => (h, m + 1),
+        _ => (h, m),
+    });
     if h > m {
         End::Harness
     } else {
@@ -589,7 +586,10 @@ mod tests {
         // --rate 0 delivered 40,000/s: the decades stop there.
         let p = Plan { ceiling: true, ..plan() };
         let found = run_with(&p, 40_000.0, sharp(25_000.0));
-        assert_eq!((found.tried[0].phase, found.tried[0].rate, found.ceiling), (Phase::Ceiling, 40_000.0, Some(40_000.0)));
+        assert_eq!(
+            (found.tried[0].phase, found.tried[0].rate, found.ceiling),
+            (Phase::Ceiling, 40_000.0, Some(40_000.0))
+        );
         let rates: Vec<f64> = found.tried.iter().skip(1).map(|t| t.rate).collect();
         assert_eq!(&rates[..3], &[1000.0, 10_000.0, 40_000.0], "{rates:?}");
         assert_eq!(found.end, End::Found);
@@ -614,7 +614,10 @@ mod tests {
             sharp(60_000.0)(rate, 0)
         });
         let at_10k: Vec<_> = found.tried.iter().filter(|t| t.rate == 10_000.0).map(|t| (t.phase, t.verdict)).collect();
-        assert_eq!(at_10k, [(Phase::Climb, Verdict::Fail), (Phase::Retry, Verdict::Pass), (Phase::Retry, Verdict::Pass)]);
+        assert_eq!(
+            at_10k,
+            [(Phase::Climb, Verdict::Fail), (Phase::Retry, Verdict::Pass), (Phase::Retry, Verdict::Pass)]
+        );
         assert_eq!(found.end, End::Found);
         assert!((60_000.0 / 1.05..=60_000.0).contains(&found.max_rate.unwrap()), "{found:?}");
     }
@@ -637,7 +640,8 @@ mod tests {
         let (p, f, _) = count(&found.tried, max);
         assert_eq!((p, f), (3, 1), "{found:?}");
         // A rate that fails its confirmations by a majority is a failure: the search moves below it.
-        let found = run(&plan(), |rate, step| if rate > 2000.0 && step > 8 { Verdict::Fail } else { sharp(3000.0)(rate, 0) });
+        let found =
+            run(&plan(), |rate, step| if rate > 2000.0 && step > 8 { Verdict::Fail } else { sharp(3000.0)(rate, 0) });
         assert!(found.max_rate.is_some_and(|m| m <= 2000.0), "{found:?}");
     }
 
@@ -697,7 +701,8 @@ mod tests {
         let found = run(&plan, sharp(182_000.0));
         assert_eq!((found.end, found.tried.len(), found.figure()), (End::Budget, 5, None));
         assert_eq!(found.max_rate, Some(100_000.0), "the best so far, unconfirmed");
-        let mut sim = Sim { verdict: sharp(182_000.0), ceiling: 0.0, step_time: Duration::from_secs(10), log: Vec::new() };
+        let mut sim =
+            Sim { verdict: sharp(182_000.0), ceiling: 0.0, step_time: Duration::from_secs(10), log: Vec::new() };
         let found = block_on(search(&plan, &mut sim)).unwrap();
         assert_eq!((found.end, found.tried.len()), (End::Budget, 2));
         let found = run(&Plan { budget: Duration::from_secs(5), ..plan.clone() }, sharp(1e9));

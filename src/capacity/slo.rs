@@ -266,7 +266,9 @@ pub fn machine_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> 
     // A disturbance slows what it shares the CPU with; it does not make a
     // latency many times its bound, nor lose messages.
     let near = |g: &&&Assertion| {
-        bound(g).filter(Bound::is_latency_ceiling).is_none_or(|b| column(row, &b.column).is_some_and(|v| v <= 3.0 * b.value))
+        bound(g)
+            .filter(Bound::is_latency_ceiling)
+            .is_none_or(|b| column(row, &b.column).is_some_and(|v| v <= 3.0 * b.value))
     };
     if machine.disturbed() && row.lost == 0 && failed.iter().all(|g| near(&g)) {
         return Some(format!(

@@ -8,13 +8,13 @@ use super::{
     EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, WRITING,
 };
 use crate::capacity::search::{self, Outcome, Phase, StepPlan, Steps, Verdict};
-use crate::results::summarize::HARNESS_CPU_LIMIT_PCT;
 use crate::capacity::{msg_rate, page, plot, slo, word, CapacityRow, End, Plan, Saved, Searched, Slo, Step};
 use crate::cli::{CapacityArgs, Format};
 use crate::live::{Live, Status};
 use crate::pipeline::{self, Finished, Mode};
 use crate::report::files;
 use crate::report::plots::fmt_latency;
+use crate::results::summarize::HARNESS_CPU_LIMIT_PCT;
 use crate::scenario::{Rate, Scenario, ScenarioError};
 use crate::target::Target;
 use anyhow::{Context, Result};
@@ -127,7 +127,8 @@ impl Stepper<'_> {
         let mut row = CapacityRow::new(n, plan.phase, &summary, &judged, elapsed.as_secs_f64(), &rel);
         row.verdict = verdict;
         row.passed = verdict == Verdict::Pass;
-        row.attempt = 1 + self.steps.iter().filter(|s| s.row.rate == row.rate && s.row.phase != Phase::Ceiling).count() as u32;
+        row.attempt =
+            1 + self.steps.iter().filter(|s| s.row.rate == row.rate && s.row.phase != Phase::Ceiling).count() as u32;
         row.note = note;
         let delivered_rate = row.delivered_messages_rate();
         Ok((Step { row, summary }, Outcome { verdict, elapsed, delivered_rate }))
@@ -168,7 +169,9 @@ impl Stepper<'_> {
 impl Steps for Stepper<'_> {
     async fn step(&mut self, plan: StepPlan) -> Result<Outcome> {
         let threads = self.threads.unwrap_or(0);
-        let note = self.threads.map_or(String::new(), |t| format!("{t} threads (a step before was harness-limited with fewer)"));
+        let note = self
+            .threads
+            .map_or(String::new(), |t| format!("{t} threads (a step before was harness-limited with fewer)"));
         let (step, outcome) = self.run_step(plan, threads, note).await?;
         let retry = self.more_threads(&step);
         self.keep(step);
@@ -490,7 +493,8 @@ pub(super) fn rerender(root: &Path) -> Result<()> {
     };
     let (searches, slo) = saved.searches(&rows, summary)?;
     let first = rows.first().context("capacity.csv has no step")?;
-    let toml = std::fs::read_to_string(root.join(&first.dir).join("scenario.toml")).context("a step's scenario.toml")?;
+    let toml =
+        std::fs::read_to_string(root.join(&first.dir).join("scenario.toml")).context("a step's scenario.toml")?;
     let scenario = Scenario::from_toml(&toml).context("a step's scenario.toml")?;
     let start = searches.first().map_or(first.rate, |s| s.plan.start);
     let scenario = Scenario { rate: Rate::Constant(start), ..scenario };

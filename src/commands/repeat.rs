@@ -90,7 +90,15 @@ pub fn lines(rows: &[RepeatRow], n: usize) -> String {
     for r in rows {
         let spread = r.spread_pct.map_or("–".into(), |s| format!("{s:.0}%"));
         let noisy = if r.noisy { "  noisy" } else { "" };
-        let _ = writeln!(out, "{:>24}  {} [{} – {}], {spread} ({} of {n}){noisy}", r.figure, v(r.median), v(r.min), v(r.max), r.count);
+        let _ = writeln!(
+            out,
+            "{:>24}  {} [{} – {}], {spread} ({} of {n}){noisy}",
+            r.figure,
+            v(r.median),
+            v(r.min),
+            v(r.max),
+            r.count
+        );
     }
     out
 }
@@ -177,10 +185,9 @@ pub async fn run_repeat(args: RunArgs) -> Result<u8> {
     super::on_interrupt(current.clone())?;
     let mode = super::mode_of(&args.split);
     crate::pipeline::check(&scenario, &mode)?;
-    let root = args
-        .out
-        .clone()
-        .unwrap_or_else(|| files::default_dir(Path::new("results"), &format!("repeat-{}-{}", scenario.name, crate::pipeline::utc_stamp())));
+    let root = args.out.clone().unwrap_or_else(|| {
+        files::default_dir(Path::new("results"), &format!("repeat-{}-{}", scenario.name, crate::pipeline::utc_stamp()))
+    });
     let mut out = super::OutDir::prepare(Some(&root), Path::new("results"))?;
     let watch = super::watch::Watch::start(&args.export, args.format)?;
     let target = crate::pipeline::target_for(&scenario)?;

@@ -158,7 +158,11 @@ fn an_slo_no_rate_meets_exits_3_with_what_failed() {
     assert!(err.contains("no rate met the SLO") && err.contains("step  4"), "{err}");
     let rows = capacity_rows(&dir);
     let tried: Vec<(f64, bool)> = rows.iter().map(|r| (r.rate, r.passed)).collect();
-    assert_eq!(tried, [(100.0, false), (100.0, false), (50.0, false), (50.0, false)], "down to --min-rate, then it ends");
+    assert_eq!(
+        tried,
+        [(100.0, false), (100.0, false), (50.0, false), (50.0, false)],
+        "down to --min-rate, then it ends"
+    );
     assert!(rows.iter().all(|r| r.failed.contains("p99_us<1 (p99_us = ")), "{rows:?}");
 }
 
@@ -323,8 +327,20 @@ fn repeat_gives_the_spread_of_each_figure_for_run_and_capacity() {
     let tmp = tempfile::tempdir().unwrap();
     let runs = tmp.path().join("runs");
     let out = eventbench(&[
-        "run", "--repeat", "2", "--rate", "200", "--duration", "1s", "--warmup", "300ms", "--checkpoint", "off",
-        "--quiet", "--out", runs.to_str().unwrap(),
+        "run",
+        "--repeat",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--checkpoint",
+        "off",
+        "--quiet",
+        "--out",
+        runs.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).starts_with("2 times: median [min – max], spread"), "{}", stdout(&out));
