@@ -22,6 +22,8 @@ pub enum Command {
     #[command(after_help = COMPARE_EXAMPLES)]
     // Each run's transport comes from --transports: --transport has no say here (and is refused).
     #[command(mut_arg("transport", |a| a.hide(true)))]
+    // Refused: a comparison's runs are side by side, not repeated.
+    #[command(mut_arg("repeat", |a| a.hide(true)))]
     #[command(mut_arg("out", |a| a.help(
         "Directory for the comparison, one subdirectory per transport (default: results/compare-<name>-<UTC time>); never overwritten",
     )))]
@@ -73,7 +75,16 @@ Examples:
 const CAPACITY_EXAMPLES: &str = "\
 Examples:
   eventbench capacity --slo 'p99_us<1000'         the highest Pub/Sub rate with p99 under 1 ms
-  eventbench capacity fanout --transports pubsub,streams --budget 5m";
+  eventbench capacity fanout --transports pubsub,streams --budget 5m
+  eventbench capacity --slo 'p99_us<2000' --repeat 3    three searches, and how far they agree
+
+Exit codes:
+  0  a maximum was found (or every rate up to --max-rate met the SLO)
+  1  a step was aborted (its run failed)
+  2  bad input, refused before anything ran
+  3  no rate met the SLO
+  4  inconclusive: near the knee the machine or eventbench may have been what failed; the headline gives the range
+  130  interrupted";
 
 const REPORT_EXAMPLES: &str = "\
 Examples:
@@ -150,6 +161,9 @@ pub struct RunArgs {
     /// No live progress on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run it N times (each in its own directory): the median, min and max of each headline figure and their spread, in repeat.csv and repeat.html; a spread over 25% is called noisy
+    #[arg(long, value_name = "N", default_value = "1", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
     #[command(flatten)]
     pub split: SplitArgs,
     #[command(flatten)]
@@ -265,9 +279,15 @@ pub struct CapacityArgs {
     /// The search ends when the lowest failure is within this much above the best pass
     #[arg(long, value_name = "PCT", default_value = "5%")]
     pub precision: crate::scenario::Percent,
-    /// Times the best rate must pass again before it is reported
+    /// Times the best rate must pass, and the lowest failure fail, again before the maximum is reported
     #[arg(long, value_name = "N", default_value = "2")]
     pub confirm: u32,
+    /// Tries of a rate whose first step did not pass; the rate's verdict is the majority's
+    #[arg(long, value_name = "N", default_value = "3", value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub tries: u32,
+    /// Skip the first step at --rate 0 (as fast as it goes), whose delivered rate caps the climb by decades
+    #[arg(long)]
+    pub no_ceiling: bool,
     /// Longest time the whole search may take; a step starts only if it can end within it
     #[arg(long, value_parser = crate::scenario::parse_duration, default_value = "10m")]
     pub budget: std::time::Duration,

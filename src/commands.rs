@@ -1,6 +1,7 @@
 //! What each subcommand does, between parsing and exit codes.
 
 mod capacity;
+mod repeat;
 mod watch;
 
 use crate::assertion::AssertionRow;
@@ -28,10 +29,12 @@ macro_rules! eline { ($($t:tt)*) => { say_err(&format!($($t)*)) } }
 macro_rules! oline { ($($t:tt)*) => { say_out(&(format!($($t)*) + "\n")) } }
 macro_rules! otext { ($($t:tt)*) => { say_out(&format!($($t)*)) } }
 
-/// Exit codes: 0 ok, 1 the run failed, 2 bad input, 3 an assertion failed, 130 interrupted.
+/// Exit codes: 0 ok, 1 the run failed, 2 bad input, 3 an assertion failed,
+/// 4 a capacity search was inconclusive, 130 interrupted.
 pub const EXIT_ABORTED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_ASSERTION: u8 = 3;
+pub const EXIT_INCONCLUSIVE: u8 = 4;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Held while result files are written: a second Ctrl-C waits for it, so
@@ -459,6 +462,9 @@ fn exit_code(report: &RunReport, dir: &Path) -> u8 {
 }
 
 async fn run(args: RunArgs) -> Result<u8> {
+    if args.repeat > 1 {
+        return repeat::run_repeat(args).await;
+    }
     let scenario = args.scenario()?;
     let current = Arc::new(std::sync::Mutex::new(Arc::new(Live::default())));
     on_interrupt(current.clone())?;
@@ -552,6 +558,10 @@ fn check_assertions(report: &RunReport) -> u8 {
 /// then `compare.csv` and a side-by-side table.
 async fn compare(args: CompareArgs) -> Result<u8> {
     let base = args.run.scenario()?;
+    if args.run.repeat > 1 {
+        let message = "compare runs each of its runs once; repeat one with eventbench run --repeat".into();
+        return Err(ScenarioError::Invalid { key: "repeat", message }.into());
+    }
     if args.run.flags.gave("transport") {
         return Err(ScenarioError::Invalid {
             key: "transport",
@@ -765,6 +775,12 @@ fn report(args: ReportArgs) -> Result<u8> {
     }
     let mut runs = Vec::new();
     for dir in &args.dirs {
+        // A capacity search's directory: its page again (each step is a run directory of its own).
+        if args.dirs.len() == 1 && dir.join("capacity.json").is_file() {
+            capacity::rerender(dir)?;
+            oline!("{:>12}  {}", "capacity", dir.join("capacity.html").display());
+            return Ok(0);
+        }
         match render::run_report(dir) {
             Ok(run) => runs.push(run),
             Err(e) => return usage_or(e),

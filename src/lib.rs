@@ -18,6 +18,7 @@ pub mod live;
 pub mod meters;
 pub mod pacer;
 pub mod pipeline;
+pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod results;

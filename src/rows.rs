@@ -103,6 +103,19 @@ pub struct SummaryRow {
     pub server_memory_peak_bytes: Option<u64>,
     #[serde(default)]
     pub limit: Limit,
+    // The machine's own floor (`probe`); empty when not measured (and in runs written before it).
+    #[serde(default)]
+    pub machine_wakeup_p50_us: Option<f64>,
+    #[serde(default)]
+    pub machine_wakeup_p99_us: Option<f64>,
+    #[serde(default)]
+    pub machine_wakeup_p999_us: Option<f64>,
+    #[serde(default)]
+    pub machine_wakeup_max_us: Option<f64>,
+    #[serde(default)]
+    pub machine_other_cpu_pct: Option<f64>,
+    #[serde(default)]
+    pub steal_pct: Option<f64>,
 }
 
 /// Which side limited a run (the rule is in the manual, docs/src/columns.md, under `summary.csv`).
@@ -246,6 +259,24 @@ pub struct WorkerRow {
     pub delivered: u64,
     pub cpu_pct: f64,
     pub status: Status,
+}
+
+/// `repeat.csv` (`--repeat N`): one row per headline figure over the N runs or searches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepeatRow {
+    /// The summary column (or, for a search, the search's figure), with its transport for several.
+    pub figure: String,
+    /// Runs or searches that gave a value (a search that was inconclusive gives no maximum).
+    pub count: u32,
+    /// Each one's value in the order they ran, space-separated (`-` for none).
+    pub values: String,
+    pub median: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// (max - min) / median, %.
+    pub spread_pct: Option<f64>,
+    /// The spread is over 25%.
+    pub noisy: bool,
 }
 
 /// The column names of a row struct, in order, as the CSV header writes them.

@@ -76,7 +76,7 @@ impl Searched {
     /// What failed at the lowest failure, in words: `at 200,000 msg/s p99 was 2.31 ms > 1 ms`.
     pub fn failure_text(&self, slo: &Slo) -> Option<String> {
         let hi = self.found.first_failure?;
-        let step = self.at(hi).find(|s| matches!(s.row.verdict, search::Verdict::Fail | search::Verdict::Harness))?;
+        let step = self.at(hi).find(|s| s.row.verdict == search::Verdict::Fail)?;
         Some(format!("at {} {}", msg_rate(hi), slo.reasons(&step.summary).join(" and ")))
     }
 
@@ -98,11 +98,7 @@ impl Searched {
             (End::MaxRate, Some(max)) => {
                 format!("max sustainable rate: at least {}: every rate up to --max-rate met the SLO", at_max(max))
             }
-            (End::Harness, Some(max)) => then(format!(
-                "max sustainable rate: {}, but that is eventbench's limit on this machine, not Redis's",
-                at_max(max)
-            )),
-            (End::Harness, None) => then("no figure for Redis: eventbench was the limit".into()),
+            (End::Harness | End::Inconclusive, _) => self.inconclusive_text(),
             (End::Budget, Some(max)) => then(format!(
                 "the budget ({}) ran out after {}: best so far {}, {}",
                 crate::clock::fmt_duration(&self.plan.budget),
@@ -132,14 +128,50 @@ impl Searched {
         }
     }
 
+    /// The range the evidence supports: `between 8,000 and 16,000 msg/s`.
+    pub fn range_text(&self) -> String {
+        match self.found.range() {
+            (Some(lo), Some(hi)) => format!("between {} and {}", thousands(lo as u64), msg_rate(hi)),
+            (Some(lo), None) => format!("at least {}", msg_rate(lo)),
+            (None, Some(hi)) => format!("below {}", msg_rate(hi)),
+            (None, None) => "no rate could be judged".into(),
+        }
+    }
+
+    /// An inconclusive end in words: the range, and how many steps could not
+    /// be judged and why (the last such step's evidence).
+    fn inconclusive_text(&self) -> String {
+        let unclear: Vec<&Step> = self.steps.iter().filter(|s| s.row.verdict.unclear()).collect();
+        let why = unclear.last().map_or(String::new(), |s| {
+            let judged = &s.row;
+            let last = judged.failed.rsplit("; ").next().unwrap_or_default();
+            format!(": {}", last.trim_start_matches("harness: ").trim_start_matches("machine: "))
+        });
+        let whose = match self.found.end {
+            End::Harness => "eventbench may have been the limit",
+            _ => "the machine may have been what failed",
+        };
+        format!(
+            "inconclusive: {}; in {} of {} {whose}{why}",
+            self.range_text(),
+            unclear.len(),
+            plural(self.steps.len() as u64, "step"),
+        )
+    }
+
     /// The search for `--format json`.
     pub fn json(&self, slo: &Slo) -> SearchJson {
+        let (range_low, range_high) = self.found.range();
         SearchJson {
             transport: self.transport.clone(),
-            max_rate: self.found.max_rate,
+            max_rate: self.found.figure(),
             end: self.found.end,
             headline: self.headline(slo),
+            best_pass: self.found.max_rate,
             first_failure: self.found.first_failure,
+            range_low,
+            range_high,
+            ceiling_rate: self.found.ceiling,
             passes_at_max: self.found.passes() as u32,
             spent_s: self.found.spent.as_secs_f64(),
             slo: slo.gates().iter().map(ToString::to_string).collect(),
@@ -162,16 +194,74 @@ fn number_pct(fraction: f64) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchJson {
     pub transport: String,
-    /// The highest rate that met the SLO every time it ran, below every rate that failed; null if none did.
+    /// The maximum the search stands behind (found, or at `--max-rate`); null otherwise.
     pub max_rate: Option<f64>,
     /// How the search ended.
     pub end: End,
     pub headline: String,
+    /// The highest rate that passed by its tries' majority below every rate that failed so.
+    pub best_pass: Option<f64>,
     pub first_failure: Option<f64>,
+    /// The range the evidence supports (from the best pass to the lowest failure; null: unbounded).
+    pub range_low: Option<f64>,
+    pub range_high: Option<f64>,
+    /// What the `--rate 0` step delivered a second.
+    pub ceiling_rate: Option<f64>,
     pub passes_at_max: u32,
     pub spent_s: f64,
     pub slo: Vec<String>,
     pub steps: Vec<CapacityRow>,
+}
+
+/// `capacity.json`: what the page needs beyond `capacity.csv` and the steps'
+/// own directories (the SLO, each search's plan and end), so that
+/// `eventbench report` can rebuild `capacity.html` and `capacity.svg`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Saved {
+    pub slo: Vec<String>,
+    /// The whole command's budget.
+    pub budget: Duration,
+    pub searches: Vec<SavedSearch>,
+}
+
+/// One transport's search in `capacity.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SavedSearch {
+    pub transport: String,
+    pub plan: Plan,
+    pub found: Found,
+}
+
+impl Saved {
+    pub fn of(searches: &[Searched], slo: &Slo, budget: Duration) -> Saved {
+        Saved {
+            slo: slo.user_gates().iter().map(ToString::to_string).collect(),
+            budget,
+            searches: searches
+                .iter()
+                .map(|s| SavedSearch { transport: s.transport.clone(), plan: s.plan.clone(), found: s.found.clone() })
+                .collect(),
+        }
+    }
+
+    /// The searches again, with their rows (from `capacity.csv`) and each step's summary (`summary`).
+    pub fn searches(
+        self,
+        rows: &[CapacityRow],
+        summary: impl Fn(&CapacityRow) -> anyhow::Result<SummaryRow>,
+    ) -> anyhow::Result<(Vec<Searched>, Slo)> {
+        let gates = self.slo.iter().map(|g| g.parse::<crate::assertion::Assertion>());
+        let gates = gates.collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("capacity.json: a gate: {e}"))?;
+        let mut out = Vec::new();
+        for s in self.searches {
+            let mut steps = Vec::new();
+            for row in rows.iter().filter(|r| r.transport == s.transport) {
+                steps.push(Step { row: row.clone(), summary: summary(row)? });
+            }
+            out.push(Searched { transport: s.transport, plan: s.plan, found: s.found, steps });
+        }
+        Ok((out, Slo::new(gates)))
+    }
 }
 
 /// The plan's step bound from the step's phases: warmup, measured phase,
@@ -211,10 +301,12 @@ mod tests {
             max_rate: None,
             precision: 0.05,
             confirm: 2,
+            tries: 3,
+            ceiling: false,
             budget: Duration::from_secs(60),
             step_max: Duration::from_secs(5),
         };
-        let found = Found { end, max_rate, first_failure, tried, spent: Duration::from_secs(9) };
+        let found = Found { end, max_rate, first_failure, ceiling: None, tried, spent: Duration::from_secs(9) };
         Searched { transport: "pubsub".into(), plan, found, steps }
     }
 

@@ -22,10 +22,17 @@ fn end_note(end: End) -> Option<&'static str> {
              rate tried, or the scenario fails on its own (its faults, its slow consumers).",
         ),
         End::Harness => Some(
-            "A step failed where eventbench itself may be what failed (it had no CPU to spare, or messages went \
-             out so late that the lateness alone broke a latency bound): the search stopped there, so the figure \
-             is the harness's on this machine, not Redis's. Give eventbench CPU to spare (another machine, \
-             <code>--workers</code>, fewer other processes) and search again.",
+            "Near the knee, steps failed where eventbench itself may be what failed (it had no CPU to spare, even \
+             with more threads, or messages went out so late that the lateness alone broke a latency bound), and \
+             tried again they still did: the answer is the range, the harness's limit on this machine, not \
+             Redis's. Give eventbench CPU to spare (another machine, <code>--workers</code>, fewer other \
+             processes) and search again.",
+        ),
+        End::Inconclusive => Some(
+            "Near the knee, steps failed where the machine may be what failed (its own wake-up floor was above a \
+             latency bound, or other processes or the hypervisor took its CPU; see the machine columns), and tried \
+             again they still did: the answer is the range the evidence supports. Search again on a quieter \
+             machine, or with a bound above the machine's floor.",
         ),
         End::Budget => Some(
             "The budget ran out before the search was done: the best rate so far is not yet confirmed or not \
@@ -36,56 +43,41 @@ fn end_note(end: End) -> Option<&'static str> {
     }
 }
 
-/// The steps, a few columns each (`capacity.csv` has them all); failed ones highlighted.
+/// A column of the Steps table: its header and its cell for a step.
+type Column<'a> = (&'static str, Box<dyn Fn(&super::Step) -> String + 'a>);
+
+/// The steps, a few columns each (`capacity.csv` has them all); failed ones
+/// highlighted. Header and cells come from one list, so they cannot drift apart.
 fn steps_table(out: &mut String, searches: &[Searched], slo: &Slo) {
-    let several = searches.len() > 1;
-    let mut header = vec!["step"];
-    if several {
-        header.push("transport");
-    }
-    header.extend([
-        "phase",
-        "rate, msg/s",
-        "delivered/s",
-        "lost",
-        "undelivered",
-        "p50",
-        "p99",
-        "p99.9",
-        "kept up",
-        "harness limited",
-        "verdict",
-        "what failed",
-    ]);
     // Values with units stay on one line.
     let nb = |s: String| s.replace(' ', "\u{a0}");
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let opt = move |v: Option<f64>, f: fn(f64) -> String| v.map_or_else(|| "–".to_string(), |v| nb(f(v)));
+    let mut columns: Vec<Column> = vec![("step", Box::new(|st| st.row.step.to_string()))];
+    if searches.len() > 1 {
+        columns.push(("transport", Box::new(|st| st.row.transport.clone())));
+    }
+    columns.extend::<Vec<Column>>(vec![
+        ("phase", Box::new(|st| word(st.row.phase))),
+        ("try", Box::new(|st| st.row.attempt.to_string())),
+        ("rate, msg/s", Box::new(|st| number(st.row.rate))),
+        ("delivered/s", Box::new(|st| number(st.row.delivered_messages_rate().round()))),
+        ("lost", Box::new(|st| number(st.row.lost as f64))),
+        ("undelivered", Box::new(|st| number(st.row.undelivered as f64))),
+        ("p50", Box::new(move |st| nb(fmt_latency(st.row.p50_us)))),
+        ("p99", Box::new(move |st| nb(fmt_latency(st.row.p99_us)))),
+        ("p99.9", Box::new(move |st| nb(fmt_latency(st.row.p999_us)))),
+        ("kept up", Box::new(move |st| yes(st.row.sustained))),
+        ("harness limited", Box::new(move |st| yes(st.row.harness_limited))),
+        ("machine wake-up p99", Box::new(move |st| opt(st.row.machine_wakeup_p99_us, fmt_latency))),
+        ("other CPU, cores", Box::new(move |st| opt(st.row.machine_other_cpu_pct, |p| format!("{:.2}", p / 100.0)))),
+        ("verdict", Box::new(|st| word(st.row.verdict))),
+        ("note", Box::new(|st| st.row.note.clone())),
+        ("what failed", Box::new(|st| slo.reasons(&st.summary).join("; "))),
+    ]);
     let steps: Vec<&super::Step> = searches.iter().flat_map(|x| &x.steps).collect();
-    let cells: Vec<Vec<String>> = steps
-        .iter()
-        .map(|st| {
-            let r = &st.row;
-            let mut row = vec![r.step.to_string()];
-            if several {
-                row.push(r.transport.clone());
-            }
-            let why = slo.reasons(&st.summary);
-            row.extend([
-                word(r.phase),
-                number(r.rate),
-                number(r.lost as f64),
-                number(r.undelivered as f64),
-                nb(fmt_latency(r.p50_us)),
-                nb(fmt_latency(r.p99_us)),
-                yes(r.sustained),
-                yes(r.harness_limited),
-                word(r.verdict),
-                why.join("; "),
-            ]);
-            row
-        })
-        .collect();
-    let header: Vec<String> = header.into_iter().map(String::from).collect();
+    let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
+    let cells: Vec<Vec<String>> = steps.iter().map(|st| columns.iter().map(|(_, cell)| cell(st)).collect()).collect();
     table(out, &header, &cells, |i| !steps[i].row.passed);
 }
 

@@ -30,6 +30,24 @@ pub struct CapacityRow {
     pub status: Status,
     pub passed: bool,
     pub verdict: Verdict,
+    /// Which try of its rate this step was (1, 2, ...).
+    #[serde(default)]
+    pub attempt: u32,
+    #[serde(default)]
+    pub threads: u32,
+    #[serde(default)]
+    pub harness_cpu_pct: f64,
+    #[serde(default)]
+    pub harness_thread_max_pct: f64,
+    #[serde(default)]
+    pub machine_wakeup_p99_us: Option<f64>,
+    #[serde(default)]
+    pub machine_other_cpu_pct: Option<f64>,
+    #[serde(default)]
+    pub steal_pct: Option<f64>,
+    /// How the step was run differently from the search's scenario, and why (a harness-limited step retried).
+    #[serde(default)]
+    pub note: String,
     pub failed: String,
     pub elapsed_s: f64,
     pub dir: String,
@@ -41,6 +59,9 @@ impl CapacityRow {
         let mut failed: Vec<String> = judged.failed.iter().map(|(_, line)| line.clone()).collect();
         if let Some(why) = &judged.harness {
             failed.push(format!("harness: {why}"));
+        }
+        if let Some(why) = &judged.machine {
+            failed.push(format!("machine: {why}"));
         }
         CapacityRow {
             step,
@@ -64,6 +85,14 @@ impl CapacityRow {
             status: s.status,
             passed: judged.verdict == Verdict::Pass,
             verdict: judged.verdict,
+            attempt: 1,
+            threads: s.threads,
+            harness_cpu_pct: s.harness_cpu_pct,
+            harness_thread_max_pct: s.harness_thread_max_pct,
+            machine_wakeup_p99_us: s.machine_wakeup_p99_us,
+            machine_other_cpu_pct: s.machine_other_cpu_pct,
+            steal_pct: s.steal_pct,
+            note: String::new(),
             failed: failed.join("; "),
             elapsed_s,
             dir: dir.to_string(),

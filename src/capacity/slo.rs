@@ -3,8 +3,9 @@
 //! The SLO is what the user asked (`--slo`, and the scenario's `--assert`)
 //! plus what always holds: nothing lost (`lost==0`) and the system kept up
 //! (`sustained==1`). A step that fails it is the system's failure, unless
-//! eventbench may be what failed ([`Slo::harness_fault`]): then the search
-//! stops, because any figure above would be the harness's, not Redis's.
+//! eventbench ([`harness_fault`]) or the machine under both
+//! ([`machine_fault`]) may be what failed: then the step says nothing of
+//! the system, and the search tries it again rather than blame Redis.
 
 use super::search::Verdict;
 use crate::assertion::Assertion;
@@ -30,6 +31,8 @@ pub struct Judgement {
     pub failed: Vec<(Assertion, String)>,
     /// Why eventbench may be what failed, when it may.
     pub harness: Option<String>,
+    /// Why the machine may be what failed, when it may (and eventbench had CPU to spare).
+    pub machine: Option<String>,
 }
 
 /// A gate of the simple form `COLUMN OP NUMBER`.
@@ -135,21 +138,26 @@ impl Slo {
             .map(|(g, v)| (g.clone(), v.line))
             .collect();
         let gates: Vec<&Assertion> = failed.iter().map(|(g, _)| g).collect();
-        let harness = harness_fault(row, &gates);
-        let verdict = match (&harness, failed.is_empty()) {
-            (Some(_), _) => Verdict::Harness,
-            (None, true) => Verdict::Pass,
-            (None, false) => Verdict::Fail,
+        let busy = cpu_bound(row, &gates);
+        let machine = if busy.is_some() { None } else { machine_fault(row, &gates) };
+        let harness = if machine.is_some() { None } else { busy.or_else(|| harness_fault(row, &gates)) };
+        let verdict = match (&harness, &machine, failed.is_empty()) {
+            (Some(_), _, _) => Verdict::Harness,
+            (None, Some(_), _) => Verdict::Machine,
+            (None, None, true) => Verdict::Pass,
+            (None, None, false) => Verdict::Fail,
         };
-        Judgement { verdict, failed, harness }
+        Judgement { verdict, failed, harness, machine }
     }
 
-    /// Why a step failed, in words: the harness first when it may be what
-    /// failed, then each failed gate (`p99 was 2.31 ms > 1 ms`). Empty for a pass.
+    /// Why a step failed, in words: the harness or the machine first when
+    /// either may be what failed, then each failed gate (`p99 was 2.31 ms > 1 ms`). Empty for a pass.
     pub fn reasons(&self, row: &SummaryRow) -> Vec<String> {
         let judged = self.judge(row);
         let harness = judged.harness.map(|h| format!("eventbench was the limit: {h}"));
-        harness.into_iter().chain(judged.failed.iter().map(|(g, _)| describe(g, row))).collect()
+        let machine = judged.machine.map(|m| format!("the machine may be what failed: {m}"));
+        let gates = judged.failed.iter().map(|(g, _)| describe(g, row));
+        harness.into_iter().chain(machine).chain(gates).collect()
     }
 }
 
@@ -172,6 +180,28 @@ impl Slo {
 /// failure that stands from the actual send times too (the backlog grew,
 /// messages were lost) is the system's.
 pub fn harness_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> {
+    if let Some(busy) = cpu_bound(row, failed) {
+        return Some(busy);
+    }
+    if !row.harness_limited || failed.is_empty() {
+        return None;
+    }
+    if row.send_lag_p99_us > HARNESS_LAG_LIMIT_US {
+        let actual = from_actual_send_times(row);
+        if let Some(g) = failed.iter().find(|g| g.check(&actual).passed) {
+            return Some(format!(
+                "messages went out late (send lag p99 {}: eventbench or the machine fell behind its schedule, or \
+                 Redis did not take the writes that fast), and from the actual send times {g} held",
+                fmt_latency(row.send_lag_p99_us)
+            ));
+        }
+    }
+    None
+}
+
+/// The harness's part of [`harness_fault`] that no machine explains: the SLO
+/// forbids the harness being the limit, or eventbench had no CPU to spare.
+fn cpu_bound(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> {
     if !row.harness_limited || failed.is_empty() {
         return None;
     }
@@ -184,13 +214,78 @@ pub fn harness_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> 
     if row.harness_thread_max_pct > HARNESS_CPU_LIMIT_PCT {
         return Some(format!("one eventbench thread was busy {:.0}% of the step", row.harness_thread_max_pct));
     }
-    if row.send_lag_p99_us > HARNESS_LAG_LIMIT_US {
+    None
+}
+
+/// The machine's own wake-up floor at the percentile of a latency column, when measured.
+pub fn floor_for(row: &SummaryRow, column: &str) -> Option<f64> {
+    match column {
+        "p50_us" | "raw_p50_us" => row.machine_wakeup_p50_us,
+        "p90_us" | "p99_us" | "raw_p99_us" => row.machine_wakeup_p99_us,
+        "p999_us" => row.machine_wakeup_p999_us,
+        "max_us" | "raw_max_us" => row.machine_wakeup_max_us,
+        _ => None,
+    }
+}
+
+/// Why the machine, not the system, may be what failed a step; `None` when
+/// the evidence does not say so. The probe beside the step (`probe`) measured:
+///
+/// - a latency bound the machine's own floor explains: a thread that only
+///   sleeps and wakes was late by at least half the bound at that
+///   percentile, and the step's latency less that floor is within the bound;
+/// - a disturbed machine: other processes took more than 30% of a core, or
+///   the hypervisor stole more than 5% of the CPU time, and a gate failed,
+///   with nothing lost and every latency within 3× its bound (a disturbance
+///   slows what shares the CPU; it does not make a latency ten times over);
+/// - messages sent late (send lag p99 over 1 ms) with a wake-up floor of at
+///   least half that lag, and a gate that holds from the actual send times:
+///   a sleeping thread was as late as the messages, so the lateness is the
+///   machine's, not the harness's.
+pub fn machine_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> {
+    if failed.is_empty() {
+        return None;
+    }
+    let rate = super::msg_rate(row.target_rate);
+    for b in failed.iter().filter_map(|g| bound(g)).filter(Bound::is_latency_ceiling) {
+        let (Some(floor), Some(v)) = (floor_for(row, &b.column), column(row, &b.column)) else { continue };
+        if floor >= b.value / 2.0 && v - floor <= b.value {
+            return Some(format!(
+                "this machine alone adds {} {} at {rate} (a thread that only sleeps and wakes), against a bound of {}",
+                column_label(&b.column),
+                fmt_latency(floor),
+                fmt_latency(b.value)
+            ));
+        }
+    }
+    let machine = crate::probe::Machine {
+        other_cpu_pct: row.machine_other_cpu_pct,
+        steal_pct: row.steal_pct,
+        ..Default::default()
+    };
+    // A disturbance slows what it shares the CPU with; it does not make a
+    // latency many times its bound, nor lose messages.
+    let near = |g: &&&Assertion| {
+        bound(g)
+            .filter(Bound::is_latency_ceiling)
+            .is_none_or(|b| column(row, &b.column).is_some_and(|v| v <= 3.0 * b.value))
+    };
+    if machine.disturbed() && row.lost == 0 && failed.iter().all(|g| near(&g)) {
+        return Some(format!(
+            "other processes used {:.1} cores and the hypervisor stole {:.0}% of the CPU over the step",
+            row.machine_other_cpu_pct.unwrap_or(0.0) / 100.0,
+            row.steal_pct.unwrap_or(0.0)
+        ));
+    }
+    let floor = row.machine_wakeup_p99_us.unwrap_or(0.0);
+    if row.send_lag_p99_us > HARNESS_LAG_LIMIT_US && floor >= row.send_lag_p99_us / 2.0 {
         let actual = from_actual_send_times(row);
         if let Some(g) = failed.iter().find(|g| g.check(&actual).passed) {
             return Some(format!(
-                "messages went out late (send lag p99 {}: eventbench or the machine fell behind its schedule, or \
-                 Redis did not take the writes that fast), and from the actual send times {g} held",
-                fmt_latency(row.send_lag_p99_us)
+                "messages went out late (send lag p99 {}) and a thread that only sleeps and wakes was late by p99 {} \
+                 on this machine; from the actual send times {g} held",
+                fmt_latency(row.send_lag_p99_us),
+                fmt_latency(floor)
             ));
         }
     }

@@ -5,15 +5,16 @@
 
 use super::{
     interrupted_before_start, mode_of, on_interrupt, run_one, write_run, EXIT_ABORTED, EXIT_ASSERTION,
-    EXIT_INTERRUPTED, WRITING,
+    EXIT_INCONCLUSIVE, EXIT_INTERRUPTED, WRITING,
 };
-use crate::capacity::search::{self, Outcome, StepPlan, Steps, Verdict};
-use crate::capacity::{msg_rate, page, plot, slo, word, CapacityRow, End, Plan, Searched, Slo, Step};
+use crate::capacity::search::{self, Outcome, Phase, StepPlan, Steps, Verdict};
+use crate::capacity::{msg_rate, page, plot, slo, word, CapacityRow, End, Plan, Saved, Searched, Slo, Step};
 use crate::cli::{CapacityArgs, Format};
 use crate::live::{Live, Status};
 use crate::pipeline::{self, Finished, Mode};
 use crate::report::files;
 use crate::report::plots::fmt_latency;
+use crate::results::summarize::HARNESS_CPU_LIMIT_PCT;
 use crate::scenario::{Rate, Scenario, ScenarioError};
 use crate::target::Target;
 use anyhow::{Context, Result};
@@ -46,12 +47,16 @@ struct Stepper<'a> {
     watch: &'a super::watch::Watch,
     steps: Vec<Step>,
     halt: Option<Halt>,
+    /// Threads every step runs with from now on, after a step that was harness-limited with fewer.
+    threads: Option<usize>,
+    /// Called with the rows so far after every step (`capacity.csv` kept whole as the search goes).
+    on_step: &'a dyn Fn(&[CapacityRow]),
 }
 
 impl Stepper<'_> {
     fn halted(&mut self, halt: Halt, started: Instant) -> Outcome {
         self.halt = Some(halt);
-        Outcome { verdict: Verdict::Halt, elapsed: started.elapsed() }
+        Outcome { verdict: Verdict::Halt, elapsed: started.elapsed(), delivered_rate: 0.0 }
     }
 
     /// One line on stderr per step, as it ends.
@@ -65,9 +70,12 @@ impl Stepper<'_> {
         let how = match r.verdict {
             Verdict::Pass => "passed".to_string(),
             Verdict::Halt => s.status.to_string(),
-            Verdict::Fail | Verdict::Harness => format!("failed: {}", self.slo.reasons(s).join(" and ")),
+            _ if r.phase == Phase::Ceiling => format!("delivered {}", msg_rate(r.delivered_messages_rate().round())),
+            Verdict::Fail | Verdict::Harness | Verdict::Machine => {
+                format!("{}: {}", word(r.verdict), self.slo.reasons(s).join(" and "))
+            }
         };
-        eprintln!(
+        super::say_err(&format!(
             "eventbench: step {:>2} {:<8} {:<7} {:>14}  {} {:<9} {how}",
             r.step,
             r.transport,
@@ -75,25 +83,35 @@ impl Stepper<'_> {
             msg_rate(r.rate),
             slo::column_label(&quoted),
             fmt_latency(latency),
-        );
+        ));
     }
 }
 
-impl Steps for Stepper<'_> {
-    async fn step(&mut self, plan: StepPlan) -> Result<Outcome> {
+impl Stepper<'_> {
+    /// Runs one step at `plan.rate` (0: as fast as it goes) with `threads` (0: the scenario's) and writes it.
+    async fn run_step(&mut self, plan: StepPlan, threads: usize, note: String) -> Result<(Step, Outcome)> {
         let started = Instant::now();
         // A Ctrl-C between two steps stopped the last one's run, already over: stop here.
         if self.current.lock().expect("live lock").stop_requested() {
-            return Ok(self.halted(Halt::Interrupted, started));
+            return Ok(self.halted_step(Halt::Interrupted, started));
         }
-        let scenario = Scenario { rate: Rate::Constant(plan.rate), ..self.scenario.clone() };
+        let threads = if threads == 0 { self.scenario.threads } else { threads };
+        // The step carries the SLO's gates as its own: its `--pacing-window auto`
+        // takes its window from their latency budget, and its scenario.toml
+        // says what it was judged by.
+        let assert = self.slo.user_gates().to_vec();
+        let scenario = Scenario { rate: Rate::Constant(plan.rate), threads, assert, ..self.scenario.clone() };
         let Finished { report, workers } =
             match run_one(scenario, self.target, self.mode, true, self.current, self.watch, None).await {
                 Ok(finished) => finished,
-                Err(e) if interrupted_before_start(&e) => return Ok(self.halted(Halt::Interrupted, started)),
-                Err(e) => return Ok(self.halted(Halt::Aborted { step: plan.step, reason: format!("{e:#}") }, started)),
+                Err(e) if interrupted_before_start(&e) => return Ok(self.halted_step(Halt::Interrupted, started)),
+                Err(e) => {
+                    let halt = Halt::Aborted { step: plan.step, reason: format!("{e:#}") };
+                    return Ok(self.halted_step(halt, started));
+                }
             };
-        let rel = format!("{}step-{:02}-{}", self.prefix, plan.step, plan.rate as u64);
+        let n = self.steps.len() as u32 + 1;
+        let rel = format!("{}step-{:02}-{}", self.prefix, n, plan.rate as u64);
         write_run(&report, &self.root.join(&rel), &workers, None)?;
         let summary = report.summary;
         let judged = self.slo.judge(&summary);
@@ -105,18 +123,68 @@ impl Steps for Stepper<'_> {
             }
             // A finished run is never a checkpoint; taken as a failure if it were.
             Status::Aborted | Status::Incomplete => {
-                self.halt = Some(Halt::Aborted { step: plan.step, reason: summary.reason.clone() });
+                self.halt = Some(Halt::Aborted { step: n, reason: summary.reason.clone() });
                 Verdict::Halt
             }
         };
         let elapsed = started.elapsed();
-        let mut row = CapacityRow::new(plan.step, plan.phase, &summary, &judged, elapsed.as_secs_f64(), &rel);
+        let mut row = CapacityRow::new(n, plan.phase, &summary, &judged, elapsed.as_secs_f64(), &rel);
         row.verdict = verdict;
         row.passed = verdict == Verdict::Pass;
-        let step = Step { row, summary };
+        row.attempt =
+            1 + self.steps.iter().filter(|s| s.row.rate == row.rate && s.row.phase != Phase::Ceiling).count() as u32;
+        row.note = note;
+        let delivered_rate = row.delivered_messages_rate();
+        Ok((Step { row, summary }, Outcome { verdict, elapsed, delivered_rate }))
+    }
+
+    /// A step that did not run, as the search reads it (no row).
+    fn halted_step(&mut self, halt: Halt, started: Instant) -> (Step, Outcome) {
+        let outcome = self.halted(halt, started);
+        (Step { row: CapacityRow::default(), summary: Default::default() }, outcome)
+    }
+
+    /// Keeps a step that ran: its line on stderr, its row, `capacity.csv` so far.
+    fn keep(&mut self, step: Step) {
+        if step.row.step == 0 {
+            return;
+        }
         self.say(&step);
         self.steps.push(step);
-        Ok(Outcome { verdict, elapsed })
+        let rows: Vec<CapacityRow> = self.steps.iter().map(|s| s.row.clone()).collect();
+        (self.on_step)(&rows);
+    }
+
+    /// More threads for a step that eventbench's CPU limited, when it may have them:
+    /// `Some((threads, why))`, or `None` (the user chose --threads, or every CPU is in use already).
+    fn more_threads(&self, step: &Step) -> Option<(usize, String)> {
+        let s = &step.summary;
+        let cpu_bound = s.harness_cpu_pct > HARNESS_CPU_LIMIT_PCT || s.harness_thread_max_pct > HARNESS_CPU_LIMIT_PCT;
+        let cpus = crate::sys::cpus_available();
+        let used = s.threads as usize;
+        if step.row.verdict != Verdict::Harness || !cpu_bound || self.scenario.threads != 0 || used >= cpus {
+            return None;
+        }
+        let more = (used * 2).clamp(used + 1, cpus);
+        Some((more, format!("{more} threads: step {} was harness-limited with {used}", step.row.step)))
+    }
+}
+
+impl Steps for Stepper<'_> {
+    async fn step(&mut self, plan: StepPlan) -> Result<Outcome> {
+        let threads = self.threads.unwrap_or(0);
+        let note = self
+            .threads
+            .map_or(String::new(), |t| format!("{t} threads (a step before was harness-limited with fewer)"));
+        let (step, outcome) = self.run_step(plan, threads, note).await?;
+        let retry = self.more_threads(&step);
+        self.keep(step);
+        // The harness gets out of its own way before it is blamed: the same step with more threads.
+        let Some((more, why)) = retry else { return Ok(outcome) };
+        self.threads = Some(more);
+        let (again, second) = self.run_step(plan, more, why).await?;
+        self.keep(again);
+        Ok(Outcome { elapsed: outcome.elapsed + second.elapsed, ..second })
     }
 }
 
@@ -230,13 +298,16 @@ fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
         max_rate: args.max_rate.map(search::round_rate),
         precision,
         confirm: args.confirm,
+        tries: args.tries,
+        ceiling: !args.no_ceiling,
         budget: args.budget,
         step_max,
     };
     Ok(Settings { scenarios, slo, plan, root })
 }
 
-/// `eventbench capacity`: one search per transport against one Redis.
+/// `eventbench capacity`: one search per transport against one Redis (or
+/// `--repeat N` of them, each in its own directory, and how far they agree).
 pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
     let mode = mode_of(&args.run.split);
     let Settings { scenarios, slo, plan, root } = settings(&args, &mode)?;
@@ -247,26 +318,79 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
     let watch = super::watch::Watch::start(&args.run.export, args.run.format)?;
     let target = super::start_target(&scenarios[0], &mode, &current).await?;
     out.keep();
+    let repeat = args.run.repeat;
+    let mut all: Vec<(Vec<Searched>, u8)> = Vec::new();
+    for i in 0..repeat {
+        let dir = if repeat > 1 { root.join(format!("search-{}", i + 1)) } else { root.clone() };
+        let ctx = Ctx { args: &args, mode: &mode, scenarios: &scenarios, slo: &slo, plan: &plan, target: &target };
+        let (searches, code) = search_all(&ctx, &current, &watch, &dir).await?;
+        let stop = matches!(code, EXIT_INTERRUPTED | EXIT_ABORTED);
+        all.push((searches, code));
+        if stop {
+            break;
+        }
+    }
+    drop(target);
+    let code = if repeat > 1 {
+        super::repeat::capacity_repeat(&all, &root, args.run.format)?
+    } else {
+        all.last().map_or(0, |(_, code)| *code)
+    };
+    // Not under the lock: a Ctrl-C during the linger takes it to stop the run.
+    let last = current.lock().expect("live lock").clone();
+    watch.linger(last).await;
+    Ok(code)
+}
+
+/// What every search of a command shares.
+struct Ctx<'a> {
+    args: &'a CapacityArgs,
+    mode: &'a Mode,
+    scenarios: &'a [Scenario],
+    slo: &'a Slo,
+    plan: &'a Plan,
+    target: &'a Target,
+}
+
+/// One search per transport into `root`: its files, its headline, its exit code.
+async fn search_all(
+    ctx: &Ctx<'_>,
+    current: &Arc<Mutex<Arc<Live>>>,
+    watch: &super::watch::Watch,
+    root: &Path,
+) -> Result<(Vec<Searched>, u8)> {
+    let (args, scenarios, slo) = (ctx.args, ctx.scenarios, ctx.slo);
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let started = Instant::now();
     let mut searches: Vec<Searched> = Vec::new();
     let mut halt = None;
     for (i, scenario) in scenarios.iter().enumerate() {
         // What is left of the budget, shared by the searches still to run.
         let left = args.budget.saturating_sub(started.elapsed());
-        let plan = Plan { budget: left / (scenarios.len() - i) as u32, ..plan.clone() };
+        let plan = Plan { budget: left / (scenarios.len() - i) as u32, ..ctx.plan.clone() };
         let transport = scenario.transport.to_string();
+        let done: Vec<CapacityRow> = searches.iter().flat_map(|s| s.steps.iter().map(|st| st.row.clone())).collect();
+        let on_step = |rows: &[CapacityRow]| {
+            let all: Vec<CapacityRow> = done.iter().chain(rows).cloned().collect();
+            let _writing = WRITING.lock();
+            if let Err(e) = files::write_csv(&root.join("capacity.csv"), &all) {
+                super::say_err(&format!("eventbench: warning: capacity.csv: {e:#}"));
+            }
+        };
         let mut stepper = Stepper {
             scenario,
-            target: &target,
-            mode: &mode,
-            current: &current,
-            slo: &slo,
-            root: &root,
+            target: ctx.target,
+            mode: ctx.mode,
+            current,
+            slo,
+            root,
             prefix: if scenarios.len() > 1 { format!("{transport}/") } else { String::new() },
             quiet: args.run.quiet,
-            watch: &watch,
+            watch,
             steps: Vec::new(),
             halt: None,
+            threads: None,
+            on_step: &on_step,
         };
         let found = search::search(&plan, &mut stepper).await?;
         halt = stepper.halt.take();
@@ -275,30 +399,25 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
             break;
         }
     }
-    drop(target);
-    write_outputs(&searches, &slo, &scenarios[0], args.budget, &root)?;
-
+    write_outputs(&searches, slo, &scenarios[0], args.budget, root)?;
     let several = searches.len() > 1;
     match args.run.format {
         Format::Table => {
             for s in &searches {
                 let who = if several { format!("{}: ", s.transport) } else { String::new() };
-                println!("{who}{}", s.headline(&slo));
+                super::say_out(&format!("{who}{}\n", s.headline(slo)));
             }
-            println!("{:>12}  {}", "results", root.join("capacity.html").display());
+            super::say_out(&format!("{:>12}  {}\n", "results", root.join("capacity.html").display()));
         }
         // With jsonl, each step's lines and summary object came first.
         Format::Json | Format::Jsonl => {
-            let json: Vec<_> = searches.iter().map(|s| s.json(&slo)).collect();
+            let json: Vec<_> = searches.iter().map(|s| s.json(slo)).collect();
             let text = if several { serde_json::to_string(&json) } else { serde_json::to_string(&json[0]) };
-            println!("{}", text.context("the search as JSON")?);
+            super::say_out(&format!("{}\n", text.context("the search as JSON")?));
         }
     }
-    let code = exit_code(&searches, &slo, halt.as_ref(), &root);
-    // Not under the lock: a Ctrl-C during the linger takes it to stop the run.
-    let last = current.lock().expect("live lock").clone();
-    watch.linger(last).await;
-    Ok(code)
+    let code = exit_code(&searches, slo, halt.as_ref(), root);
+    Ok((searches, code))
 }
 
 /// `capacity.csv`, `capacity.svg` and `capacity.html`; a second Ctrl-C waits until they are whole.
@@ -312,6 +431,8 @@ fn write_outputs(
     let _writing = WRITING.lock();
     let rows: Vec<CapacityRow> = searches.iter().flat_map(|s| s.steps.iter().map(|st| st.row.clone())).collect();
     files::write_csv(&root.join("capacity.csv"), &rows)?;
+    let saved = serde_json::to_string_pretty(&Saved::of(searches, slo, budget)).context("capacity.json")?;
+    files::write_atomic(&root.join("capacity.json"), saved.as_bytes())?;
     // The steps' data is safe either way: a plot or page that fails is a warning.
     let pictures = plot::capacity_svg(searches, &slo.latency_ceilings()).and_then(|svg| {
         files::write_atomic(&root.join("capacity.svg"), svg.as_bytes())?;
@@ -319,21 +440,23 @@ fn write_outputs(
         files::write_atomic(&root.join("capacity.html"), html.as_bytes())
     });
     if let Err(e) = pictures {
-        eprintln!("eventbench: warning: no capacity.svg or capacity.html in {}: {e:#}", root.display());
+        super::say_err(&format!("eventbench: warning: no capacity.svg or capacity.html in {}: {e:#}", root.display()));
     }
     Ok(())
 }
 
-/// 0 with a maximum, 3 when no rate met the SLO, 1 when a step was aborted,
-/// 130 when interrupted; says why on stderr when it is not 0.
+/// 0 with a maximum, 3 when no rate met the SLO, 4 when the search could
+/// not tell (the machine or eventbench may be what failed near the knee),
+/// 1 when a step was aborted, 130 when interrupted; says why on stderr when it is not 0.
 fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path) -> u8 {
+    let say = |line: String| super::say_err(&line);
     match halt {
         Some(Halt::Interrupted) => {
-            eprintln!("eventbench: interrupted; the steps so far are in {}", root.display());
+            say(format!("eventbench: interrupted; the steps so far are in {}", root.display()));
             return EXIT_INTERRUPTED;
         }
         Some(Halt::Aborted { step, reason }) => {
-            eprintln!("eventbench: step {step} aborted: {reason}; the steps so far are in {}", root.display());
+            say(format!("eventbench: step {step} aborted: {reason}; the steps so far are in {}", root.display()));
             return EXIT_ABORTED;
         }
         None => {}
@@ -341,26 +464,46 @@ fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path)
     let mut code = 0;
     for s in searches {
         match s.found.end {
-            End::Harness => eprintln!(
-                "eventbench: warning: {}: the search stopped where eventbench itself may have been the limit; \
-                 the figure is the harness's on this machine, not Redis's",
-                s.transport
-            ),
-            End::Budget => eprintln!(
+            End::Harness | End::Inconclusive => {
+                say(format!("eventbench: {}: {}", s.transport, s.headline(slo)));
+                code = code.max(EXIT_INCONCLUSIVE);
+            }
+            End::Budget => say(format!(
                 "eventbench: warning: {}: the budget ({}) ran out before the search was done (--budget)",
                 s.transport,
                 crate::clock::fmt_duration(&s.plan.budget)
-            ),
+            )),
             _ => {}
         }
-        if s.found.max_rate.is_none() {
-            code = EXIT_ASSERTION;
+        if s.found.max_rate.is_none() && !matches!(s.found.end, End::Harness | End::Inconclusive) {
+            code = code.max(EXIT_ASSERTION);
             if let Some(why) = s.failure_text(slo) {
-                eprintln!("eventbench: {}: no rate met the SLO; {why}", s.transport);
+                say(format!("eventbench: {}: no rate met the SLO; {why}", s.transport));
             }
         }
     }
     code
+}
+
+/// `eventbench report DIR` of a search's directory: `capacity.html` and
+/// `capacity.svg` again from `capacity.json`, `capacity.csv` and each step's directory.
+pub(super) fn rerender(root: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(root.join("capacity.json")).context("capacity.json")?;
+    let saved: Saved = serde_json::from_str(&text).context("capacity.json")?;
+    let mut reader = csv::Reader::from_path(root.join("capacity.csv")).context("capacity.csv")?;
+    let rows: Vec<CapacityRow> = reader.deserialize().collect::<Result<_, _>>().context("capacity.csv")?;
+    let budget = saved.budget;
+    let summary = |row: &CapacityRow| -> Result<crate::rows::SummaryRow> {
+        Ok(crate::report::rundir::RunData::load(&root.join(&row.dir))?.summary)
+    };
+    let (searches, slo) = saved.searches(&rows, summary)?;
+    let first = rows.first().context("capacity.csv has no step")?;
+    let toml =
+        std::fs::read_to_string(root.join(&first.dir).join("scenario.toml")).context("a step's scenario.toml")?;
+    let scenario = Scenario::from_toml(&toml).context("a step's scenario.toml")?;
+    let start = searches.first().map_or(first.rate, |s| s.plan.start);
+    let scenario = Scenario { rate: Rate::Constant(start), ..scenario };
+    write_outputs(&searches, &slo, &scenario, budget, root)
 }
 
 #[cfg(test)]

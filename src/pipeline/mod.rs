@@ -253,7 +253,10 @@ pub async fn execute_with(
             None => Ok(None),
         }
     };
+    // The machine's own floor over the measured phase, beside the shares (`probe`).
+    let probe = crate::probe::Probe::start(live.clone());
     let (shares, node_outage, server_rows, ()) = tokio::join!(shares, fault, sampling, checkpoints);
+    let machine = probe.finish();
     // A stopped or stalled Redis must not hold the end of the run: cleanup is
     // best effort, within what is left of the wind-down after a stop.
     let cleanup_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
@@ -286,6 +289,7 @@ pub async fn execute_with(
         epoch: shares.epoch,
         telemetry: Telemetry { identity, rows: server_rows },
         cut_ns: None,
+        machine,
     });
     Ok(Finished { report, workers: shares.workers })
 }
@@ -318,6 +322,8 @@ async fn report_checkpoints(
             // Which server runs; its per-second rows come with the final result.
             telemetry: Telemetry { identity: identity.clone(), rows: Vec::new() },
             cut_ns: Some(taken_ns.saturating_sub(CHECKPOINT_MARGIN.as_nanos() as u64)),
+            // The probe reads the whole measured phase at its end.
+            machine: Default::default(),
         };
         match tokio::task::spawn_blocking(move || crate::results::summarize::summarize(facts)).await {
             Ok(report) => sink(report),
@@ -372,7 +378,7 @@ mod tests {
         assert_eq!(connections(&streams), 2 * 2 + 400 * 2 + 64, "a Streams consumer takes two connections");
         // A worker's share of 4: one producer of two, 100 consumers.
         assert_eq!(open_files(&streams, 1, 100), 2 + 200 + 64);
-        let workers = Mode::Workers(workers::Coordination { workers: 4, spawn: 4, control: None });
+        let workers = Mode::Workers(workers::Coordination { workers: 4, spawn: 4, control: None, join_timeout: None });
         let on_url = Scenario { url: Some("redis://127.0.0.1:1/".into()), ..pubsub.clone() };
         assert_eq!(process_files(&on_url, &workers), 64, "the coordinator of a user's Redis holds no swarm connection");
         assert_eq!(process_files(&on_url, &Mode::Local), 468, "one process holds them all");

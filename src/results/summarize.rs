@@ -144,6 +144,8 @@ pub struct RunFacts {
     /// measured seconds that ended by this instant (ns since the epoch) are
     /// reported; see [`Cut`].
     pub cut_ns: Option<u64>,
+    /// What the machine did over the measured phase (`probe`): its wake-up floor, other processes, steal.
+    pub machine: crate::probe::Machine,
 }
 
 /// The schedule's mean rate over measured second `s` (the last one may be partial).
@@ -352,6 +354,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         epoch,
         telemetry,
         cut_ns,
+        machine,
     } = facts;
     let scenario = &scenario;
     let window = out.window;
@@ -695,6 +698,12 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         server_cpu_max_pct: server.cpu_max_pct,
         server_memory_peak_bytes: server.memory_peak_bytes,
         limit: limit(server, harness_limited),
+        machine_wakeup_p50_us: machine.wakeup_p50_us,
+        machine_wakeup_p99_us: machine.wakeup_p99_us,
+        machine_wakeup_p999_us: machine.wakeup_p999_us,
+        machine_wakeup_max_us: machine.wakeup_max_us,
+        machine_other_cpu_pct: machine.other_cpu_pct,
+        steal_pct: machine.steal_pct,
     };
     let mut per_second = out.threads.seconds;
     if per_second.len() < seconds {
@@ -774,6 +783,7 @@ mod tests {
             epoch: None,
             telemetry: Default::default(),
             cut_ns,
+            machine: Default::default(),
         })
     }
 

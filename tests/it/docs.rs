@@ -6,7 +6,8 @@
 use eventbench::assertion::AssertionRow;
 use eventbench::capacity::CapacityRow;
 use eventbench::rows::{
-    columns, ConsumerRow, EventRow, LatencyRow, LiveRow, RunsRow, ServerRow, SummaryRow, TimeseriesRow, WorkerRow,
+    columns, ConsumerRow, EventRow, LatencyRow, LiveRow, RepeatRow, RunsRow, ServerRow, SummaryRow, TimeseriesRow,
+    WorkerRow,
 };
 use std::path::Path;
 
@@ -27,6 +28,7 @@ fn column_sources() -> Vec<(&'static str, Vec<String>)> {
         ("server.csv", columns(&ServerRow::default())),
         ("capacity.csv", columns(&CapacityRow::default())),
         ("assertions.csv", columns(&AssertionRow::default())),
+        ("repeat.csv", columns(&RepeatRow::default())),
         ("--format jsonl", columns(&LiveRow::default())),
     ]
 }

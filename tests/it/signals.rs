@@ -159,7 +159,7 @@ fn sigusr1_while_measuring_is_ignored() {
         assert!(Instant::now() < deadline, "no private redis-server appeared");
         std::thread::sleep(Duration::from_millis(10));
     };
-    wait_for_run(port, "pubsub", Duration::from_secs(10));
+    wait_for_sent(port, "pubsub", 200, Duration::from_secs(10));
     // SAFETY: kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) }, 0);
     let status = wait_exit(&mut child, Duration::from_secs(15));

@@ -148,6 +148,7 @@ mod tests {
             epoch: None,
             telemetry: Default::default(),
             cut_ns: None,
+            machine: Default::default(),
         })
     }
 
