@@ -76,15 +76,7 @@ const CAPACITY_EXAMPLES: &str = "\
 Examples:
   eventbench capacity --slo 'p99_us<1000'         the highest Pub/Sub rate with p99 under 1 ms
   eventbench capacity fanout --transports pubsub,streams --budget 5m
-  eventbench capacity --slo 'p99_us<2000' --repeat 3    three searches, and how far they agree
-
-Exit codes:
-  0  a maximum was found (or every rate up to --max-rate met the SLO)
-  1  a step was aborted (its run failed)
-  2  bad input, refused before anything ran
-  3  no rate met the SLO
-  4  inconclusive: near the knee the machine or eventbench may have been what failed; the headline gives the range
-  130  interrupted";
+  eventbench capacity --slo 'p99_us<2000' --repeat 3    three searches, and how far they agree";
 
 const REPORT_EXAMPLES: &str = "\
 Examples:

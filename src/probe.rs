@@ -98,7 +98,9 @@ fn measure(live: &Live, stop: &AtomicBool) -> Machine {
     set_timer_slack();
     let before = CpuTimes::now();
     let started = Instant::now();
-    let mut late = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+    // Bounded, so that saturating_record clamps at a minute: an unbounded
+    // `new` starts at a highest value of 2 ns and saturates there.
+    let mut late = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
     let mut deadline = started;
     while now() < end_ns && !quit() {
         deadline += PERIOD;

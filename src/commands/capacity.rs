@@ -399,7 +399,9 @@ async fn search_all(
             break;
         }
     }
-    write_outputs(&searches, slo, &scenarios[0], args.budget, root)?;
+    // As each step ran it: with the SLO's gates (what its scenario.toml says, and what `report` reads back).
+    let shown = Scenario { assert: slo.user_gates().to_vec(), ..scenarios[0].clone() };
+    write_outputs(&searches, slo, &shown, args.budget, root)?;
     let several = searches.len() > 1;
     match args.run.format {
         Format::Table => {

@@ -368,12 +368,17 @@ pub(crate) fn run_nonce() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::TransportKind;
 
     #[test]
     fn the_open_file_budget_is_the_drivers_and_counted_per_process() {
-        let s = |transport| Scenario { transport, producers: 2, consumers: 400, ..Scenario::default() };
-        let (pubsub, streams) = (s(TransportKind::Pubsub), s(TransportKind::Streams));
+        // By name, as a user gives it: the pipeline never names a transport.
+        let s = |name: &str| Scenario {
+            transport: clap::ValueEnum::from_str(name, false).unwrap(),
+            producers: 2,
+            consumers: 400,
+            ..Scenario::default()
+        };
+        let (pubsub, streams) = (s("pubsub"), s("streams"));
         assert_eq!(connections(&pubsub), 2 * 2 + 400 + 64);
         assert_eq!(connections(&streams), 2 * 2 + 400 * 2 + 64, "a Streams consumer takes two connections");
         // A worker's share of 4: one producer of two, 100 consumers.

@@ -69,3 +69,39 @@ fn architecture_md_names_every_module() {
         assert!(map.contains(module.as_str()), "ARCHITECTURE.md does not mention src/{module}");
     }
 }
+
+#[test]
+fn no_module_outside_drivers_and_scenario_names_a_transport() {
+    // A transport declares what it does (its `Registration`); everything else
+    // asks it, so a new transport needs no change elsewhere.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut todo = vec![src.clone()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            match p.is_dir() {
+                true => todo.push(p),
+                false if p.extension().is_some_and(|x| x == "rs") => files.push(p),
+                false => {}
+            }
+        }
+    }
+    for f in files {
+        let rel = f.strip_prefix(&src).unwrap();
+        let top = rel.iter().next().unwrap().to_string_lossy().into_owned();
+        if top == "drivers" || top == "scenario" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains("TransportKind::"),
+                "{}:{}: names a transport: {}",
+                rel.display(),
+                n + 1,
+                line.trim()
+            );
+        }
+    }
+}

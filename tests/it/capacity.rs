@@ -102,7 +102,11 @@ async fn a_tight_slo_finds_a_maximum_a_plain_run_meets_and_twice_it_does_not() {
         let s = assert_whole_run_dir(&dir.join(&r.dir));
         assert_eq!((s.target_rate, s.duration_s.round()), (r.rate, 1.0), "{r:?}");
         assert!(dir.join(&r.dir).join("report.html").is_file());
-        assert!(s.machine_wakeup_p99_us.is_some() && s.machine_other_cpu_pct.is_some(), "the probe ran: {s:?}");
+        // A thread that sleeps wakes microseconds late at the least: a figure of nanoseconds is no measurement.
+        assert!(
+            s.machine_wakeup_p99_us.is_some_and(|us| us >= 1.0) && s.machine_other_cpu_pct.is_some(),
+            "the probe ran: {s:?}"
+        );
     }
     let svg = std::fs::read_to_string(dir.join("capacity.svg")).unwrap();
     assert!(svg.contains("SLO p99 &lt; 50 ms") || svg.contains("SLO p99 < 50 ms"), "the SLO is drawn");
