@@ -94,7 +94,14 @@ fn measure(live: &Live, stop: &AtomicBool) -> Machine {
         }
     };
     let now = || live.now_ns().unwrap_or(0);
-    std::thread::sleep(Duration::from_nanos(start_ns.saturating_sub(now())));
+    // Until the measured phase starts, in short sleeps: a stop during a long
+    // warmup must not wait for it (`finish` joins this thread).
+    while now() < start_ns {
+        if quit() {
+            return Machine::default();
+        }
+        std::thread::sleep(Duration::from_nanos(start_ns.saturating_sub(now()).min(5_000_000)));
+    }
     set_timer_slack();
     let before = CpuTimes::now();
     let started = Instant::now();
