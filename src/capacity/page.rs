@@ -34,6 +34,12 @@ fn end_note(end: End) -> Option<&'static str> {
              again they still did: the answer is the range the evidence supports. Search again on a quieter \
              machine, or with a bound above the machine's floor.",
         ),
+        End::Spread => Some(
+            "A knee was found, but above it some tries met the SLO at rates where most failed: on this machine \
+             the limit is a range wider than <code>--precision</code>, not one rate, and a figure picked from it \
+             would differ from search to search. The answer is the range. Longer steps (<code>--step</code>) \
+             average more of the system's hiccups into each try and narrow it; <code>--repeat</code> shows the spread.",
+        ),
         End::Budget => Some(
             "The budget ran out before the search was done: the best rate so far is not yet confirmed or not \
              within the precision. A longer <code>--budget</code>, shorter <code>--step</code> or a \

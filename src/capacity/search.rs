@@ -155,6 +155,10 @@ pub enum End {
     Harness,
     /// Near the knee, the machine may have been what failed: the answer is a range.
     Inconclusive,
+    /// A knee was found, but tries above it met the SLO too, at rates whose
+    /// majority failed: on this system the limit is a range wider than the
+    /// precision, not a rate, and one figure from it would be a coin toss.
+    Spread,
     /// The budget left no time for another step.
     Budget,
     /// A step was interrupted or aborted.
@@ -171,6 +175,10 @@ pub struct Found {
     pub first_failure: Option<f64>,
     /// What the `--rate 0` step delivered a second.
     pub ceiling: Option<f64>,
+    /// The highest rate above the lowest failure where a try met the SLO (a
+    /// [`End::Spread`] knee's upper end).
+    #[serde(default)]
+    pub passed_above: Option<f64>,
     /// Every step, in order.
     pub tried: Vec<Tried>,
     /// The steps' time together.
@@ -199,9 +207,13 @@ impl Found {
     }
 
     /// The rates the evidence allows the maximum to be between: from the best
-    /// pass (or nothing) to the lowest failure (or no bound).
+    /// pass (or nothing) to the lowest failure (or no bound), or, for a
+    /// [`End::Spread`] knee, to the highest rate where a try still passed.
     pub fn range(&self) -> (Option<f64>, Option<f64>) {
-        (self.max_rate, self.first_failure)
+        match self.end {
+            End::Spread => (self.max_rate, self.passed_above.or(self.first_failure)),
+            _ => (self.max_rate, self.first_failure),
+        }
     }
 
     /// The rates between the best pass and the lowest failure whose tries were unclear.
@@ -452,7 +464,16 @@ pub async fn search(plan: &Plan, steps: &mut impl Steps) -> anyhow::Result<Found
     };
     let (max_rate, first_failure) = (best_pass(plan, &tried), lowest_failure(plan, &tried));
     let ceiling = ceiling_rate(&tried);
-    Ok(Found { end, max_rate, first_failure, ceiling, tried, spent })
+    let passed_above = first_failure.and_then(|hi| passed_above(&tried, hi));
+    // A knee with passes above it is not one rate: the answer is the range.
+    let end = if end == End::Found && passed_above.is_some() { End::Spread } else { end };
+    Ok(Found { end, max_rate, first_failure, ceiling, passed_above, tried, spent })
+}
+
+/// The highest rate above `hi` where any try met the SLO.
+fn passed_above(tried: &[Tried], hi: f64) -> Option<f64> {
+    let passed = tried.iter().filter(|t| t.phase != Phase::Ceiling && t.rate > hi && t.verdict == Verdict::Pass);
+    passed.map(|t| t.rate).max_by(f64::total_cmp)
 }
 
 #[cfg(test)]
@@ -579,6 +600,28 @@ mod tests {
         let hi = found.first_failure.unwrap();
         assert!(hi > 182_000.0 && hi <= max * 1.05 + 1.0, "{rates:?}");
         assert!(found.tried.len() <= 30, "{}", found.tried.len());
+    }
+
+    /// A system whose SLO holds with a probability that falls slowly over a
+    /// wide band (as Pub/Sub's p99 did on the 2-CPU VM between 190,000 and
+    /// 330,000 msg/s): where a try above the confirmed knee passed, the
+    /// answer is the range up to it, never one figure.
+    #[test]
+    fn passes_above_a_confirmed_knee_make_the_answer_a_range() {
+        // At 100,000 a first try passes; at 1,000,000 a first try passes too, then the majority fails.
+        let found = run(&plan(), |rate, step| match rate {
+            r if r <= 182_000.0 => Verdict::Pass,
+            r if r >= 1_000_000.0 && step == 4 => Verdict::Pass,
+            _ => Verdict::Fail,
+        });
+        assert_eq!(found.end, End::Spread, "{found:?}");
+        assert_eq!(found.figure(), None);
+        assert_eq!(found.passed_above, Some(1_000_000.0));
+        let (lo, hi) = found.range();
+        assert!(lo.unwrap() <= 182_000.0 && hi == Some(1_000_000.0), "{:?}", found.range());
+        // A sharp knee has no pass above it, and keeps its figure.
+        let found = run(&plan(), sharp(182_000.0));
+        assert_eq!((found.end, found.passed_above), (End::Found, None));
     }
 
     #[test]

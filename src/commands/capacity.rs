@@ -466,7 +466,7 @@ fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path)
     let mut code = 0;
     for s in searches {
         match s.found.end {
-            End::Harness | End::Inconclusive => {
+            End::Harness | End::Inconclusive | End::Spread => {
                 say(format!("eventbench: {}: {}", s.transport, s.headline(slo)));
                 code = code.max(EXIT_INCONCLUSIVE);
             }
@@ -477,7 +477,7 @@ fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path)
             )),
             _ => {}
         }
-        if s.found.max_rate.is_none() && !matches!(s.found.end, End::Harness | End::Inconclusive) {
+        if s.found.max_rate.is_none() && !matches!(s.found.end, End::Harness | End::Inconclusive | End::Spread) {
             code = code.max(EXIT_ASSERTION);
             if let Some(why) = s.failure_text(slo) {
                 say(format!("eventbench: {}: no rate met the SLO; {why}", s.transport));
