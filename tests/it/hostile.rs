@@ -611,7 +611,8 @@ fn a_huge_payload_as_fast_as_possible_is_written_a_few_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let mut cmd = bin();
-    cmd.args(["run", "--payload", "20000000", "--rate", "0", "--duration", "300ms", "--warmup", "100ms"])
+    // A second measured: time for a 20 MB write to get out on a busy machine (300 ms sent none once).
+    cmd.args(["run", "--payload", "20000000", "--rate", "0", "--duration", "1s", "--warmup", "100ms"])
         .args(["--drain", "200ms", "--quiet", "--out"])
         .arg(&out);
     // SAFETY: setrlimit is async-signal-safe and only affects the child (and its private server).
