@@ -18,7 +18,6 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
-use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 /// How much later than its own clock says a process reads another's schedule:
@@ -222,32 +221,6 @@ impl Ctx {
         tokio::select! {
             _ = finish.wait_for(|f| *f) => false,
             _ = self.clock.sleep_until_ns(ns) => true,
-        }
-    }
-
-    /// Connects a consumer again: attempts bounded by the connect timeout,
-    /// with backoff between them (10 ms doubling to 1 s); `None` once the run
-    /// finishes. A refusal (credentials, permissions) ends the retries.
-    pub async fn reconnect<T, F: std::future::Future<Output = Result<T, ConnError>>>(
-        &self,
-        mut connect: impl FnMut() -> F,
-    ) -> Result<Option<T>, ConnError> {
-        let mut backoff = Duration::from_millis(10);
-        let mut finish = self.finish.clone();
-        loop {
-            tokio::select! {
-                _ = finish.wait_for(|f| *f) => return Ok(None),
-                r = tokio::time::timeout(self.scenario.connect_timeout, connect()) => match r {
-                    Ok(Ok(conn)) => return Ok(Some(conn)),
-                    Ok(Err(e @ ConnError::Refused { .. })) => return Err(e),
-                    Ok(Err(_)) | Err(_) => {}
-                },
-            }
-            tokio::select! {
-                _ = finish.wait_for(|f| *f) => return Ok(None),
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::connect::resp::{self, Atom, Frame};
 use crate::connect::{refusal, Conn, ConnError, Endpoint, Tuning};
+use crate::drivers::consume::ShardChange;
 use crate::drivers::{ConsumerConn, Delivery};
 use std::future::Future;
 use std::ops::Range;
@@ -200,23 +201,6 @@ struct Shard {
     tuning: Tuning,
 }
 
-/// A change in a sharded consumer's subscriptions: one of its connections
-/// (`shard`) closed, or the server dropped some channels because their slot
-/// moved, and those `channels` (indices in the run) are not subscribed until
-/// that shard is `Back`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShardChange {
-    /// `moved`: the server dropped the channels (their slot moved); otherwise the connection closed.
-    Lost {
-        shard: usize,
-        channels: Vec<usize>,
-        moved: bool,
-    },
-    Back {
-        shard: usize,
-    },
-}
-
 /// Connects to a shard's node and subscribes again, with backoff (10 ms doubling
 /// to 1 s, each attempt within the connect timeout) until it works; a refusal
 /// ends it. A `MOVED` refusal is followed at once to the node it names; an
@@ -279,11 +263,6 @@ pub struct PubSubConsumer {
 }
 
 impl PubSubConsumer {
-    /// The next change in the subscriptions, if any.
-    pub fn take_change(&mut self) -> Option<ShardChange> {
-        self.changes.pop_front()
-    }
-
     /// The server dropped channel `name` of shard `i` (its slot moved): it is
     /// subscribed again on a connection of its own, on the node the old one
     /// redirects to, and is not subscribed anywhere until then.
@@ -394,6 +373,14 @@ impl ConsumerConn for PubSubConsumer {
 
     fn has_left(&self) -> bool {
         self.left >= self.conns.iter().flatten().count()
+    }
+
+    fn take_change(&mut self) -> Option<ShardChange> {
+        self.changes.pop_front()
+    }
+
+    fn closed_now(&mut self) -> bool {
+        super::subscriber::closed_already(self)
     }
 
     async fn fill(&mut self) -> Result<(), ConnError> {
