@@ -82,7 +82,8 @@ pub struct Ctx {
     /// Set when consumers should stop reading.
     pub finish: watch::Receiver<bool>,
     /// Per (producer, channel): the next sequence number to be written, updated
-    /// per batch. Consumers read it when they lose or regain their subscription.
+    /// per batch before its write (so it bounds what Redis may have taken).
+    /// Consumers read it when they lose or regain their subscription.
     pub progress: Box<[AtomicU64]>,
     /// The producers this process runs (the others' positions come from their schedule).
     pub local_producers: Range<u32>,

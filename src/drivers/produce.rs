@@ -105,13 +105,15 @@ pub async fn run<C: ProducerConn>(
             if let Some((first, end)) = measured {
                 conn.set_measured(first, end);
             }
-            conn.flush().await?;
-            shared.live.sent.fetch_add(b.count, Relaxed);
-            count_sent(&shared.live, b.count, measured_in_batch, fanout);
+            // Before the write: a consumer that reads the progress once subscribed
+            // (or cut off) gets a bound of every message Redis may have taken by then.
             let progress = &shared.progress[(id * s.channels) as usize..][..s.channels as usize];
             for (p, &next) in progress.iter().zip(&next_seq) {
                 p.store(next, Relaxed);
             }
+            conn.flush().await?;
+            shared.live.sent.fetch_add(b.count, Relaxed);
+            count_sent(&shared.live, b.count, measured_in_batch, fanout);
         }
         Ok(())
     }
@@ -123,6 +125,9 @@ pub async fn run<C: ProducerConn>(
     }
     // After a failure, Redis is likely gone: do not wait long for its replies.
     let wait = if result.is_err() || shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
+    // Within the drain (`--drain` after the measured phase): a node that went away holds no run beyond it.
+    let drain_end = window.end_ns.saturating_add(s.drain.as_nanos() as u64);
+    let wait = wait.min(Duration::from_nanos(drain_end.saturating_sub(shared.clock.now_ns())).max(ABORT_DRAIN));
     // After a stop (Ctrl-C), within what is left of the wind-down.
     let wait = shared.live.time_left(wait);
     let finished = conn.finish(wait).await;
