@@ -18,7 +18,6 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
-use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 /// How much later than its own clock says a process reads another's schedule:
@@ -83,7 +82,8 @@ pub struct Ctx {
     /// Set when consumers should stop reading.
     pub finish: watch::Receiver<bool>,
     /// Per (producer, channel): the next sequence number to be written, updated
-    /// per batch. Consumers read it when they lose or regain their subscription.
+    /// per batch before its write (so it bounds what Redis may have taken).
+    /// Consumers read it when they lose or regain their subscription.
     pub progress: Box<[AtomicU64]>,
     /// The producers this process runs (the others' positions come from their schedule).
     pub local_producers: Range<u32>,
@@ -222,32 +222,6 @@ impl Ctx {
         tokio::select! {
             _ = finish.wait_for(|f| *f) => false,
             _ = self.clock.sleep_until_ns(ns) => true,
-        }
-    }
-
-    /// Connects a consumer again: attempts bounded by the connect timeout,
-    /// with backoff between them (10 ms doubling to 1 s); `None` once the run
-    /// finishes. A refusal (credentials, permissions) ends the retries.
-    pub async fn reconnect<T, F: std::future::Future<Output = Result<T, ConnError>>>(
-        &self,
-        mut connect: impl FnMut() -> F,
-    ) -> Result<Option<T>, ConnError> {
-        let mut backoff = Duration::from_millis(10);
-        let mut finish = self.finish.clone();
-        loop {
-            tokio::select! {
-                _ = finish.wait_for(|f| *f) => return Ok(None),
-                r = tokio::time::timeout(self.scenario.connect_timeout, connect()) => match r {
-                    Ok(Ok(conn)) => return Ok(Some(conn)),
-                    Ok(Err(e @ ConnError::Refused { .. })) => return Err(e),
-                    Ok(Err(_)) | Err(_) => {}
-                },
-            }
-            tokio::select! {
-                _ = finish.wait_for(|f| *f) => return Ok(None),
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
     }
 }

@@ -6,6 +6,7 @@
 //! Adding a transport is one module here (its [`Registration`]: a kind, what
 //! it supports, how to build it on a target) plus its line in [`REGISTRY`].
 
+pub mod consume;
 pub mod ctx;
 pub mod loopback;
 pub mod produce;
@@ -40,9 +41,11 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     /// loop is generic over the connection (no allocation or dynamic call per
     /// message); the swarm sees only this task.
     fn producer(self: Arc<Self>, id: u32, ctx: Arc<Ctx>, notes: Notes) -> ProducerTask;
-    /// Runs consumer `id` from connecting until the run finishes: it sends
-    /// [`Note::Ready`] once subscribed (or [`Note::Failed`]), then records
-    /// every delivery into `stats` and its own or its unit's accounting.
+    /// Runs consumer `id` from connecting until the run finishes: the
+    /// framework's consumer loop ([`consume::run`]) over this transport's
+    /// [`consume::Subscriber`]. It sends [`Note::Ready`] once subscribed (or
+    /// [`Note::Failed`]), then records every delivery into `stats` and its
+    /// own or its unit's accounting.
     fn consumer(
         self: Arc<Self>,
         id: u32,
@@ -442,12 +445,16 @@ pub trait ProducerConn {
 
 /// One consumer's connection: fill a buffer from the socket, then take the
 /// messages from it one by one. A consumer that stops taking stops reading, so
-/// a slow consumer is slow where Redis can see it.
+/// a slow consumer is slow where Redis can see it. The framework's consumer
+/// loop ([`consume::run`]) drives it; a transport implements this and
+/// [`consume::Subscriber`] (how it connects).
 #[allow(async_fn_in_trait)]
 pub trait ConsumerConn {
     /// The next complete message already read, if any.
     fn next(&mut self) -> Result<Option<Delivery<'_>>, ConnError>;
-    /// Reads more bytes from the socket (waits until some arrive).
+    /// Reads more bytes from the socket (waits until some arrive). The
+    /// server closing the connection is `Closed` (or `Io`): the loop records
+    /// a server kill and reconnects; any other error ends the run.
     fn fill(&mut self) -> impl Future<Output = Result<(), ConnError>>;
     /// Asks the server to stop sending (a graceful leave); messages already on
     /// their way still arrive through [`ConsumerConn::next`] until
@@ -455,4 +462,26 @@ pub trait ConsumerConn {
     fn start_leaving(&mut self) -> impl Future<Output = Result<(), ConnError>>;
     /// Whether the server confirmed the leave.
     fn has_left(&self) -> bool;
+    /// After each read batch was taken, and at the end of the run: adds what
+    /// the transport counts itself to the stats the deliveries went into
+    /// (Streams: entries redelivered, entries acknowledged).
+    fn settle(&mut self, _stats: &mut crate::stats::ConsumerStats) {}
+    /// A change in the channels this connection carries (a sharded consumer's
+    /// connection to one node closed, or came back), if any.
+    fn take_change(&mut self) -> Option<consume::ShardChange> {
+        None
+    }
+    /// Whether the server has already closed the connection, found without
+    /// waiting (at the end of the run: a close already in is still a server kill).
+    fn closed_now(&mut self) -> bool {
+        false
+    }
+    /// A crash: gone at once, without a word (Streams first takes one more
+    /// batch into its pending list, never to be acknowledged).
+    fn crash(self) -> impl Future<Output = ()>
+    where
+        Self: Sized,
+    {
+        async move { drop(self) }
+    }
 }

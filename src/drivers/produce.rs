@@ -105,13 +105,15 @@ pub async fn run<C: ProducerConn>(
             if let Some((first, end)) = measured {
                 conn.set_measured(first, end);
             }
-            conn.flush().await?;
-            shared.live.sent.fetch_add(b.count, Relaxed);
-            count_sent(&shared.live, b.count, measured_in_batch, fanout);
+            // Before the write: a consumer that reads the progress once subscribed
+            // (or cut off) gets a bound of every message Redis may have taken by then.
             let progress = &shared.progress[(id * s.channels) as usize..][..s.channels as usize];
             for (p, &next) in progress.iter().zip(&next_seq) {
                 p.store(next, Relaxed);
             }
+            conn.flush().await?;
+            shared.live.sent.fetch_add(b.count, Relaxed);
+            count_sent(&shared.live, b.count, measured_in_batch, fanout);
         }
         Ok(())
     }

@@ -433,6 +433,9 @@ struct NodeWriter {
     conn: Option<Writer>,
     connecting: Option<JoinHandle<Result<Writer, ConnError>>>,
     retry_at: Option<tokio::time::Instant>,
+    /// Its last connection attempt was refused: nothing listens there (a
+    /// node killed and not restarted), so the end of the run does not wait for it.
+    gone: bool,
     /// Every message not acknowledged yet, encoded, back to back: first those
     /// written on the current connection, then those not written yet.
     bytes: Vec<u8>,
@@ -510,10 +513,13 @@ impl ClusterProducer {
     }
 
     /// Waits (at most `timeout`) until every node acknowledged everything;
-    /// what a node never answered stays unanswered.
+    /// what a node never answered stays unanswered. A node that refuses
+    /// connections (killed, not restarted) is not waited for: it would hold
+    /// the drain to the timeout for nothing (a restarted one that is not
+    /// ready yet still is).
     async fn finish(mut self, timeout: Duration) -> Finished {
         let deadline = tokio::time::Instant::now() + timeout;
-        while self.writers.iter().any(|l| !l.messages.is_empty()) && tokio::time::Instant::now() < deadline {
+        while self.writers.iter().any(|l| !l.messages.is_empty() && !l.gone) && tokio::time::Instant::now() < deadline {
             self.flush().await;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -622,7 +628,9 @@ impl NodeWriter {
                 return;
             }
             let attempt = self.connecting.take().expect("checked");
-            match futures_now(attempt) {
+            let attempt = futures_now(attempt);
+            self.gone = matches!(attempt, Some(Err(ConnError::Connect { .. })));
+            match attempt {
                 Some(Ok(conn)) => self.conn = Some(conn),
                 _ => self.retry_at = Some(tokio::time::Instant::now() + RETRY),
             }

@@ -351,6 +351,24 @@ impl ConsumerStats {
     /// first delivery of a measured message.
     #[inline]
     pub fn record(&mut self, payload: &[u8], now_ns: u64, window: &Window, thread: &mut ThreadStats) -> bool {
+        self.record_seen_by(payload, now_ns, window, thread, None)
+    }
+
+    /// [`ConsumerStats::record`] for stats that several consumers share (a
+    /// Streams group): `seen` is the receiving member's own order, one past
+    /// the highest sequence it received per ledger. A message counts as out
+    /// of order only if this member itself received a later one of its
+    /// (producer, channel) before it: members that compete for a group's
+    /// messages do not make each other's arrivals out of order.
+    #[inline]
+    pub fn record_seen_by(
+        &mut self,
+        payload: &[u8],
+        now_ns: u64,
+        window: &Window,
+        thread: &mut ThreadStats,
+        seen: Option<&mut [u64]>,
+    ) -> bool {
         let Ok(h) = Header::decode(payload) else {
             self.foreign += 1;
             return false;
@@ -365,6 +383,15 @@ impl ConsumerStats {
             return false;
         };
         let arrival = ledger.record(h.seq);
+        let late_here =
+            match seen.and_then(|s| s.get_mut(h.producer as usize * self.channels as usize + h.channel as usize)) {
+                Some(next) => {
+                    let late = h.seq < *next;
+                    *next = (*next).max(h.seq + 1);
+                    late
+                }
+                None => true,
+            };
         let Some(second) = window.second_of(h.intended_ns) else { return false };
         match arrival {
             Arrival::Duplicate => {
@@ -372,7 +399,7 @@ impl ConsumerStats {
                 return false;
             }
             Arrival::Late => {
-                self.out_of_order += 1;
+                self.out_of_order += late_here as u64;
                 self.missing_now = self.missing_now.saturating_sub(1);
             }
             Arrival::AfterGap(n) => self.missing_now += n,

@@ -266,7 +266,7 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
         all = all_measured => all.unwrap_or_else(|_| vec![u64::MAX / 4; scenario.channels as usize]),
         _ = clock.sleep_until_ns(latest) => vec![u64::MAX / 4; scenario.channels as usize],
     };
-    let expected: u64 = measured_per_channel.iter().sum::<u64>().saturating_mul(local_consumers as u64);
+    let expected: u64 = measured_per_channel.iter().sum::<u64>().saturating_mul(shared.local_units.len() as u64);
     let mut drain_end = tokio::time::Instant::now() + scenario.drain;
     loop {
         let aborted = shared.aborted().is_some();

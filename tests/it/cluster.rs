@@ -144,6 +144,11 @@ async fn a_killed_node_loses_pubsub_messages_and_no_streams_entries() {
     assert!(sharded.lost < pubsub.lost, "sharded lost {} vs pubsub {}", sharded.lost, pubsub.lost);
     assert_eq!(sharded.lost_other, 0, "{sharded:?}");
     assert_eq!((streams.lost, streams.delivered), (0, streams.expected), "{streams:?}");
+    // Every member read node 1's streams and lost them with it, as sharded
+    // consumers do (issue 28 item 22: Streams recorded no server kill).
+    let cut: Vec<u32> = reports[2].events.iter().filter(|e| e.kind == "server-kill").map(|e| e.consumer).collect();
+    assert!((0..3).all(|c| cut.contains(&c)), "{:?}", reports[2].events);
+    assert!(reports[2].consumers.iter().all(|c| c.server_kills >= 1), "{:?}", reports[2].consumers);
     assert_eq!(streams.write_errors, 0, "nothing was written to a node that refused it: {streams:?}");
     assert!(streams.max_us > 1_000_000.0, "node 1's entries waited for it: {streams:?}");
 }

@@ -631,6 +631,7 @@ fn a_huge_payload_as_fast_as_possible_is_written_a_few_at_a_time() {
     assert!(s.sent > 0 && s.delivered + s.lost + s.undelivered == s.expected, "{s:?}");
 }
 
+mod consumers;
 mod fuzz;
 mod round3;
 mod startup;

@@ -59,6 +59,22 @@ async fn groups_share_the_work_and_each_message_arrives_once_per_group() {
     assert!(m.acked >= m.delivered, "everything processed was acknowledged (warmup too): {m:?}");
 }
 
+/// Issue 29 items 4 and 5: members of one group compete for its entries, so
+/// one member's arrivals never make another's out of order (`out_of_order`
+/// is per member); and with nothing left in flight the drain ends at once,
+/// as it does without groups, instead of running its whole limit.
+#[tokio::test]
+async fn a_group_of_four_without_faults_is_in_order_and_drains_at_once() {
+    let drain = std::time::Duration::from_secs(3);
+    let s = Scenario { consumers: 4, groups: 1, channels: 2, producers: 2, drain, ..streams("group4", 4000.0, 2.0) };
+    let r = run(s).await;
+    let m = &r.summary;
+    assert_eq!(r.summary.status, Status::Ok, "{}", m.reason);
+    assert_eq!((m.delivered, m.lost), (m.expected, 0), "{m:?}");
+    assert_eq!(m.out_of_order, 0, "each member received its entries in order: {m:?}");
+    assert!(m.drain_s < drain.as_secs_f64() / 2.0, "the drain ended once everything was in: {m:?}");
+}
+
 #[tokio::test]
 async fn crashed_members_entries_are_claimed_and_nothing_is_lost() {
     let s = Scenario {

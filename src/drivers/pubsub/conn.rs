@@ -4,6 +4,7 @@
 
 use crate::connect::resp::{self, Atom, Frame};
 use crate::connect::{refusal, Conn, ConnError, Endpoint, Tuning};
+use crate::drivers::consume::{Backoff, ShardChange};
 use crate::drivers::{ConsumerConn, Delivery};
 use std::future::Future;
 use std::ops::Range;
@@ -52,9 +53,11 @@ impl super::PubSub {
             shards.push(Shard { endpoint: self.nodes[node].clone(), names, channels, verb, kind, tuning });
         }
         let rejoins = shards.iter().map(|_| None).collect();
+        let backoffs = shards.iter().map(|_| Backoff::started(0)).collect();
+        let born = std::time::Instant::now();
         let changes = std::collections::VecDeque::new();
         let (left, next, leaving) = (0, 0, false);
-        Ok(PubSubConsumer { conns, shards, rejoins, changes, leave, leaving, left, next, client_id })
+        Ok(PubSubConsumer { conns, shards, rejoins, backoffs, born, changes, leave, leaving, left, next, client_id })
     }
 
     /// Waits until the connection with `client_id` is gone from the server,
@@ -200,31 +203,20 @@ struct Shard {
     tuning: Tuning,
 }
 
-/// A change in a sharded consumer's subscriptions: one of its connections
-/// (`shard`) closed, or the server dropped some channels because their slot
-/// moved, and those `channels` (indices in the run) are not subscribed until
-/// that shard is `Back`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShardChange {
-    /// `moved`: the server dropped the channels (their slot moved); otherwise the connection closed.
-    Lost {
-        shard: usize,
-        channels: Vec<usize>,
-        moved: bool,
-    },
-    Back {
-        shard: usize,
-    },
-}
-
-/// Connects to a shard's node and subscribes again, with backoff (10 ms doubling
-/// to 1 s, each attempt within the connect timeout) until it works; a refusal
-/// ends it. A `MOVED` refusal is followed at once to the node it names; an
-/// `ASK` (a slot being migrated) is tried again later. Returns the connection
-/// and the node it is on.
-async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), ConnError> {
-    let mut backoff = Duration::from_millis(10);
+/// Connects to a shard's node and subscribes again, with the consumer loop's
+/// backoff (10 ms doubling to 1 s, each attempt within the connect timeout;
+/// kept from the shard's last connection if it did not last) until it works;
+/// a refusal ends it. A `MOVED` refusal is followed at once to the node it
+/// names; an `ASK` (a slot being migrated) is tried again later. Returns the
+/// connection, the node it is on and the backoff. `now` reads the consumer's
+/// clock, in ns.
+async fn rejoin(
+    shard: Rc<Shard>,
+    mut backoff: Backoff,
+    now: impl Fn() -> u64,
+) -> Result<(Conn, Endpoint, Backoff), ConnError> {
     let mut endpoint = shard.endpoint.clone();
+    tokio::time::sleep(backoff.before_attempt(now())).await;
     loop {
         let attempt = async {
             let mut conn = endpoint.connect_with(shard.tuning).await?;
@@ -233,7 +225,7 @@ async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), ConnError> {
             Ok::<_, ConnError>(conn)
         };
         match tokio::time::timeout(endpoint.connect_timeout, attempt).await {
-            Ok(Ok(conn)) => return Ok((conn, endpoint)),
+            Ok(Ok(conn)) => return Ok((conn, endpoint, backoff)),
             Ok(Err(ConnError::Refused { message, .. }))
                 if crate::topology::Redirect::parse(message.as_bytes()).is_some() =>
             {
@@ -249,12 +241,11 @@ async fn rejoin(shard: Rc<Shard>) -> Result<(Conn, Endpoint), ConnError> {
             Ok(Err(e @ ConnError::Refused { .. })) => return Err(e),
             _ => {}
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        tokio::time::sleep(backoff.before_attempt(now())).await;
     }
 }
 
-type Rejoin = std::pin::Pin<Box<dyn Future<Output = Result<(Conn, Endpoint), ConnError>>>>;
+type Rejoin = std::pin::Pin<Box<dyn Future<Output = Result<(Conn, Endpoint, Backoff), ConnError>>>>;
 
 /// A subscribed consumer: one connection, or one per node for sharded Pub/Sub
 /// on a cluster. With several, a connection the server closes is subscribed
@@ -264,6 +255,10 @@ pub struct PubSubConsumer {
     conns: Vec<Option<Conn>>,
     shards: Vec<Shard>,
     rejoins: Vec<Option<Rejoin>>,
+    /// Each shard's reconnect backoff, kept across its connections.
+    backoffs: Vec<Backoff>,
+    /// The time base of the backoffs.
+    born: std::time::Instant,
     changes: std::collections::VecDeque<ShardChange>,
     /// The confirmation that ends a graceful leave: `unsubscribe`, `punsubscribe` or `sunsubscribe`.
     leave: &'static [u8],
@@ -279,9 +274,11 @@ pub struct PubSubConsumer {
 }
 
 impl PubSubConsumer {
-    /// The next change in the subscriptions, if any.
-    pub fn take_change(&mut self) -> Option<ShardChange> {
-        self.changes.pop_front()
+    /// Subscribes shard `i` again, on its own, with its backoff.
+    fn rejoin(&mut self, i: usize) {
+        let born = self.born;
+        let now = move || born.elapsed().as_nanos() as u64;
+        self.rejoins[i] = Some(Box::pin(rejoin(Rc::new(self.shards[i].clone()), self.backoffs[i], now)));
     }
 
     /// The server dropped channel `name` of shard `i` (its slot moved): it is
@@ -292,9 +289,11 @@ impl PubSubConsumer {
         let Some(at) = shard.names.iter().position(|n| n == name) else { return };
         let (name, channel) = (shard.names.remove(at), shard.channels.remove(at));
         let moved = Shard { names: vec![name], channels: vec![channel], ..shard.clone() };
-        self.rejoins.push(Some(Box::pin(rejoin(Rc::new(moved.clone())))));
         self.shards.push(moved);
         self.conns.push(None);
+        self.backoffs.push(Backoff::new());
+        self.rejoins.push(None);
+        self.rejoin(self.shards.len() - 1);
         self.changes.push_back(ShardChange::Lost {
             shard: self.shards.len() - 1,
             channels: vec![channel],
@@ -310,8 +309,10 @@ impl PubSubConsumer {
             let Some(rejoin) = &mut self.rejoins[i] else { continue };
             if let Poll::Ready(r) = rejoin.as_mut().poll(cx) {
                 self.rejoins[i] = None;
-                let (conn, endpoint) = r?;
+                let (conn, endpoint, backoff) = r?;
                 (self.conns[i], self.shards[i].endpoint) = (Some(conn), endpoint);
+                self.backoffs[i] = backoff;
+                self.backoffs[i].connected(self.born.elapsed().as_nanos() as u64);
                 self.changes.push_back(ShardChange::Back { shard: i });
                 return Poll::Ready(Ok(()));
             }
@@ -324,7 +325,7 @@ impl PubSubConsumer {
                 Poll::Pending => {}
                 Poll::Ready(Err(ConnError::Closed | ConnError::Io(_))) => {
                     self.conns[i] = None;
-                    self.rejoins[i] = Some(Box::pin(rejoin(Rc::new(self.shards[i].clone()))));
+                    self.rejoin(i);
                     self.changes.push_back(ShardChange::Lost {
                         shard: i,
                         channels: self.shards[i].channels.clone(),
@@ -394,6 +395,14 @@ impl ConsumerConn for PubSubConsumer {
 
     fn has_left(&self) -> bool {
         self.left >= self.conns.iter().flatten().count()
+    }
+
+    fn take_change(&mut self) -> Option<ShardChange> {
+        self.changes.pop_front()
+    }
+
+    fn closed_now(&mut self) -> bool {
+        super::subscriber::closed_already(self)
     }
 
     async fn fill(&mut self) -> Result<(), ConnError> {

@@ -6,6 +6,7 @@
 //! claims, and everything on a cluster, go through the redis crate.
 
 use crate::connect::{resp, Conn, ConnError, Endpoint};
+use crate::drivers::consume::ShardChange;
 use crate::drivers::producer::Producer;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
@@ -120,6 +121,7 @@ impl Streams {
                 inflight: None,
                 retry_at: None,
                 pending_from: None,
+                down: false,
             });
         }
         let single = self.nodes.len() == 1;
@@ -146,6 +148,7 @@ impl Streams {
             connect_timeout: self.endpoint.connect_timeout,
             single,
             lean,
+            changes: std::sync::Mutex::default(),
         })
     }
 }
@@ -185,20 +188,33 @@ struct NodeReader {
     retry_at: Option<tokio::time::Instant>,
     /// After a reconnect: where this consumer's own pending entries continue, per key.
     pending_from: Option<Vec<String>>,
+    /// Its connection failed (not for a moved slot) and has not read since:
+    /// its streams are an outage of this consumer's.
+    down: bool,
 }
 
 impl NodeReader {
     /// A read, claim or acknowledgement failed: connect again after a while, or
     /// at once to the node a `MOVED` names (the streams' slot moved there;
     /// the stream and its groups moved with it, and if not, the read creates the group).
-    fn failed(&mut self, e: &ConnError) {
+    /// Returns whether this made the node's streams an outage (they were being read).
+    fn failed(&mut self, e: &ConnError) -> bool {
+        let was_up = self.con.is_some();
         (self.con, self.ctl, self.pending_from) = (None, None, None);
         let moved = moved_to(e).and_then(|to| client_at(&self.client, &to.host, to.port));
+        let lost = was_up && moved.is_none() && !self.down;
+        self.down |= lost;
         let retry = if moved.is_some() { Duration::ZERO } else { RETRY };
         if let Some(client) = moved {
             self.client = std::sync::Arc::new(client);
         }
         self.retry_at = Some(tokio::time::Instant::now() + retry);
+        lost
+    }
+
+    /// The change that losing this node's streams is.
+    fn lost(&self, shard: usize) -> ShardChange {
+        ShardChange::Lost { shard, channels: self.keys.iter().map(|(k, _)| *k).collect(), moved: false }
     }
 }
 
@@ -239,6 +255,9 @@ pub struct StreamsConsumer {
     /// their own, parsed in place (`reply`); the crate's connection keeps the
     /// rest (groups, claims).
     lean: Option<std::sync::Mutex<Lean>>,
+    /// On a cluster: nodes whose streams were lost (their connection failed)
+    /// or are read again, for the consumer's outages.
+    changes: std::sync::Mutex<std::collections::VecDeque<ShardChange>>,
 }
 
 /// A single server's XREADGROUP and XACK, pipelined on a raw connection: the
@@ -421,8 +440,9 @@ impl StreamsConsumer {
         // Whichever nodes answer first; the other reads stay in flight for the next call.
         let taken = std::future::poll_fn(|cx| {
             let mut lanes = self.lanes();
+            let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
             let mut any = false;
-            for lane in lanes.iter_mut() {
+            for (i, lane) in lanes.iter_mut().enumerate() {
                 let Some(handle) = &mut lane.inflight else { continue };
                 let std::task::Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) else { continue };
                 lane.inflight = None;
@@ -433,6 +453,9 @@ impl StreamsConsumer {
                 }
                 match read {
                     Ok(read) => {
+                        if std::mem::take(&mut lane.down) {
+                            changes.push_back(ShardChange::Back { shard: i });
+                        }
                         // Own pending entries come a batch at a time: the next read continues after this one's.
                         lane.pending_from = from.filter(|_| !read.is_empty()).map(|mut ids| {
                             for e in &read {
@@ -444,7 +467,11 @@ impl StreamsConsumer {
                         });
                         out.extend(read);
                     }
-                    Err(e) => lane.failed(&e),
+                    Err(e) => {
+                        if lane.failed(&e) {
+                            changes.push_back(lane.lost(i));
+                        }
+                    }
                 }
             }
             if any {
@@ -622,7 +649,16 @@ impl StreamsConsumer {
     }
 
     fn lane_failed(&self, i: usize, e: &ConnError) {
-        self.lanes()[i].failed(e);
+        let mut lanes = self.lanes();
+        if lanes[i].failed(e) {
+            let lost = lanes[i].lost(i);
+            self.changes.lock().unwrap_or_else(|p| p.into_inner()).push_back(lost);
+        }
+    }
+
+    /// The next change in the nodes this consumer reads (a cluster's node lost, or back), if any.
+    pub fn take_change(&self) -> Option<ShardChange> {
+        self.changes.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
     }
 
     /// The control connection and keys of each node that is up; a single node's errors end the run.
