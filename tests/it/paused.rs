@@ -309,3 +309,16 @@ impl Steps for RealSteps {
         Ok(Outcome { verdict, elapsed: started.elapsed(), delivered_rate })
     }
 }
+
+/// What virtual time cannot run is refused before anything starts: a
+/// transport on a server (its replies take the machine's time) and an
+/// unlimited rate (it never waits, so virtual time would never reach its end).
+#[tokio::test(start_paused = true)]
+async fn a_run_virtual_time_cannot_hold_is_refused() {
+    let unlimited = eventbench::run_with(loopback("virtual-unlimited", 0.0, 1.0), Arc::new(Live::default())).await;
+    let e = format!("{:#}", unlimited.expect_err("rate 0 never ends on a paused clock"));
+    assert!(e.contains("rate") && e.contains("paused clock"), "{e}");
+    let pubsub = eventbench::run_with(quick("virtual-pubsub", 100.0, 1.0), Arc::new(Live::default())).await;
+    let e = format!("{:#}", pubsub.expect_err("Pub/Sub needs a server"));
+    assert!(e.contains("pubsub needs a server") && e.contains("paused clock"), "{e}");
+}
