@@ -6,6 +6,14 @@
 //! resolution of one millisecond, which would add up to a millisecond of send
 //! lag to every message of a paced run; [`Timer::precise`] sleeps on a Linux
 //! timerfd with an absolute deadline instead.
+//!
+//! A run on a tokio runtime whose clock is paused (`#[tokio::test(start_paused
+//! = true)]`) runs on virtual time: [`Clock::start`] sees the pause and
+//! returns a virtual clock, on which [`Timer::precise`] is tokio's timer and
+//! nothing busy-waits (a spin on a paused clock would never end). The swarm
+//! then runs its tasks on the caller's runtime, and the probe and the CPU
+//! meter, which read the machine's real time, report nothing
+//! (ARCHITECTURE.md, "Virtual time").
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -29,6 +37,8 @@ pub struct Clock {
     epoch: Instant,
     /// CLOCK_MONOTONIC at the epoch, in ns (what `Instant` counts in on Linux).
     epoch_mono_ns: u64,
+    /// Counts tokio's paused clock, not the machine's (see [`Clock::virtual_`]).
+    virtual_: bool,
 }
 
 fn monotonic_ns() -> u64 {
@@ -46,9 +56,27 @@ pub fn realtime_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Whether the calling thread's tokio runtime has its clock paused: tokio's
+/// `Instant::now` then stands still while the machine's clock moves (time
+/// advances only while the runtime waits). Asked once per run; it costs a
+/// microsecond of spinning. Outside a runtime, false.
+pub fn runtime_paused() -> bool {
+    let before = Instant::now();
+    let machine = std::time::Instant::now();
+    while machine.elapsed() < std::time::Duration::from_micros(1) {
+        std::hint::spin_loop();
+    }
+    // Unpaused, tokio's clock is the machine's, and a microsecond has passed on it.
+    Instant::now() == before
+}
+
 impl Clock {
-    /// Starts the run's time base now.
+    /// Starts the run's time base now: on the machine's clock, or on
+    /// virtual time ([`Clock::virtual_`]) where the runtime's clock is paused.
     pub fn start() -> Clock {
+        if runtime_paused() {
+            return Clock::virtual_();
+        }
         // CLOCK_MONOTONIC read just after the epoch's `Instant`: never before
         // the epoch, so a timerfd armed from it never fires before `now_ns`
         // reaches its deadline (one that did once, by the time a preempted
@@ -57,9 +85,25 @@ impl Clock {
         let tries = (0..3).map(|_| {
             let epoch = Instant::now();
             let mono = monotonic_ns();
-            (epoch.elapsed(), Clock { epoch, epoch_mono_ns: mono })
+            (epoch.elapsed(), Clock { epoch, epoch_mono_ns: mono, virtual_: false })
         });
         tries.min_by_key(|(bracket, _)| *bracket).expect("three tries").1
+    }
+
+    /// A time base on tokio's clock alone, for a run under a paused clock:
+    /// its timers are tokio's (no timerfd, which counts the machine's time),
+    /// and nothing spins. Every wake-up then lands on tokio's millisecond
+    /// grid, which is late by less than a millisecond, exactly as the
+    /// schedule of the virtual run says.
+    pub fn virtual_() -> Clock {
+        Clock { epoch: Instant::now(), epoch_mono_ns: 0, virtual_: true }
+    }
+
+    /// Whether this clock counts virtual time ([`Clock::virtual_`]): what
+    /// reads the machine's own time (the probe, the CPU meter) has nothing
+    /// to say about such a run, and the swarm runs on the caller's runtime.
+    pub fn is_virtual(&self) -> bool {
+        self.virtual_
     }
 
     /// A time base whose epoch is the wall-clock instant `epoch_unix_ns`
@@ -73,7 +117,7 @@ impl Clock {
         let (now, mono, wall) = (Instant::now(), monotonic_ns(), realtime_ns());
         let since = Duration::from_nanos(wall.checked_sub(epoch_unix_ns)?);
         let epoch = now.checked_sub(since)?;
-        Some(Clock { epoch, epoch_mono_ns: mono.checked_sub(since.as_nanos() as u64)? })
+        Some(Clock { epoch, epoch_mono_ns: mono.checked_sub(since.as_nanos() as u64)?, virtual_: false })
     }
 
     /// Nanoseconds since the epoch.
@@ -122,8 +166,12 @@ impl Timer {
         Timer { clock, fd: None, spin_ns: 0 }
     }
 
-    /// A timer on a timerfd; falls back to tokio's timer if one cannot be made.
+    /// A timer on a timerfd; falls back to tokio's timer if one cannot be
+    /// made, and is tokio's timer on a virtual clock.
     pub fn precise(clock: Clock) -> Timer {
+        if clock.virtual_ {
+            return Timer::coarse(clock);
+        }
         // SAFETY: timerfd_create returns a new descriptor (which we then own) or -1;
         // the OwnedFd stays open for as long as the AsyncFd that holds it.
         let fd = unsafe {
@@ -141,8 +189,9 @@ impl Timer {
     /// sleeping thread takes tens of microseconds to run again after its
     /// timer fires (measured here: 35 µs at the median on a 2-CPU VM), and
     /// that would count in every message's latency as if Redis had taken it.
+    /// Not on a virtual clock: it stands still while a thread spins.
     pub fn spinning(mut self, spin_ns: u64) -> Timer {
-        self.spin_ns = spin_ns;
+        self.spin_ns = if self.clock.virtual_ { 0 } else { spin_ns };
         self
     }
 
@@ -422,6 +471,27 @@ mod tests {
             let since_mono = monotonic_ns() - clock.epoch_mono_ns;
             assert!(since_mono <= clock.now_ns(), "{since_mono} ns on the timerfd's clock");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_runtime_runs_on_a_virtual_clock_with_tokios_timer_and_no_spin() {
+        let clock = Clock::start();
+        assert!(clock.is_virtual() && runtime_paused());
+        let mut timer = Timer::precise(clock).spinning(100_000);
+        assert!(timer.fd.is_none() && timer.spin_ns == 0, "no timerfd, no spin on a clock that stands still");
+        // Each wake-up lands on tokio's millisecond grid, never early, less than a millisecond late.
+        for deadline in [1, 2_500_000, 2_500_001, 7_000_000, 1_000_000_000] {
+            timer.sleep_until_ns(deadline).await;
+            let now = clock.now_ns();
+            assert!(now >= deadline && now < deadline + 1_000_000, "woke at {now} for {deadline}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_running_runtime_or_none_runs_on_the_machines_clock() {
+        assert!(!runtime_paused() && !Clock::start().is_virtual());
+        let outside = std::thread::spawn(|| runtime_paused() || Clock::start().is_virtual()).join().unwrap();
+        assert!(!outside, "outside any runtime: the machine's clock");
     }
 
     #[test]

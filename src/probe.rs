@@ -58,9 +58,14 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Starts the probe's thread; it waits for `live`'s measured phase and measures it.
+    /// Starts the probe's thread; it waits for `live`'s measured phase and
+    /// measures it. None on virtual time (a paused runtime, `clock`): the
+    /// machine's wake-ups say nothing of a virtual run, whose columns stay empty.
     pub fn start(live: Arc<Live>) -> Probe {
         let stop = Arc::new(AtomicBool::new(false));
+        if crate::clock::runtime_paused() {
+            return Probe { stop, thread: None };
+        }
         let stopped = stop.clone();
         let thread =
             std::thread::Builder::new().name("eventbench-probe".into()).spawn(move || measure(&live, &stopped)).ok();

@@ -364,6 +364,13 @@ impl ThreadBoard {
     }
 }
 
+/// Starts this thread's [`ThreadFinish`] and [`ThreadBoard`] afresh, for a
+/// thread that runs one swarm after another (a virtual run's caller).
+pub fn clear_thread() {
+    THREAD_FINISH.with(|f| drop((f.set.take(), f.waiters.take(), f.free.take())));
+    THREAD_BOARD.with(|b| drop((b.consumers.take(), b.outages.take(), b.producers.take())));
+}
+
 /// Adds a consumer's read batch to live export's counters, by the phase the
 /// run was in when it was read. Like summary.csv, only measured messages count.
 pub fn count_batch(live: &Live, window: &Window, now_ns: u64, fresh: u64, duplicates: u64, out_of_order: u64) {

@@ -9,7 +9,12 @@ use std::time::Duration;
 
 /// Watches the run from the side, like the progress view, and samples
 /// getrusage and /proc when the measured phase starts and when it ends (or is stopped).
+/// Nothing on virtual time (a paused runtime, `clock`): CPU time over a
+/// virtual phase is no share of anything.
 pub async fn cpu_over_measured_phase(live: Arc<Live>) -> HarnessCpu {
+    if crate::clock::runtime_paused() {
+        return HarnessCpu::default();
+    }
     let (start_ns, end_ns) = loop {
         match live.measured_phase() {
             None => tokio::time::sleep(Duration::from_millis(5)).await,

@@ -84,6 +84,30 @@ pub fn check(scenario: &Scenario, mode: &Mode) -> Result<(), crate::scenario::Sc
     if let Mode::Workers(opts) = mode {
         opts.check()?;
     }
+    if crate::clock::runtime_paused() {
+        check_virtual(scenario, mode)?;
+    }
+    Ok(())
+}
+
+/// What a run on virtual time (a caller's paused tokio clock, see `clock`)
+/// can be: one whose every wait is the run's own timer. A server, another
+/// process or an unlimited rate (which never waits, so time never moves and
+/// its end never comes) cannot.
+fn check_virtual(scenario: &Scenario, mode: &Mode) -> Result<(), crate::scenario::ScenarioError> {
+    let invalid = |key, message: &str| {
+        let message = format!("{message}: a run on a paused clock (virtual time) runs on no server, in one process");
+        Err(crate::scenario::ScenarioError::Invalid { key, message })
+    };
+    if crate::drivers::registration(scenario.transport).traits.server {
+        return invalid("transport", &format!("{} needs a server", scenario.transport));
+    }
+    if matches!(mode, Mode::Workers(_)) {
+        return invalid("workers", "worker processes run on the machine's clock");
+    }
+    if scenario.rate.is_unlimited() {
+        return invalid("rate", "0 (as fast as possible) never waits, so virtual time would never reach its end");
+    }
     Ok(())
 }
 

@@ -133,12 +133,26 @@ struct ThreadOutput {
 }
 
 /// Runs this process's share of the swarm of `scenario` through `driver`.
+///
+/// On a virtual clock (`clock::Clock::virtual_`) the share runs as one
+/// worker whose tasks are the caller's runtime's (a `LocalSet`): a paused
+/// clock belongs to one runtime, and a thread of its own would run on the
+/// machine's time.
 pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<Live>, share: Share) -> SwarmOutput {
+    if share.clock.is_virtual() {
+        let tasks = tokio::task::LocalSet::new();
+        return tasks.run_until(share_run(scenario, driver, live, share)).await;
+    }
+    share_run(scenario, driver, live, share).await
+}
+
+async fn share_run(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<Live>, share: Share) -> SwarmOutput {
     let (producer_ids, consumer_ids) = (share.producers.clone(), share.consumers.clone());
     let (local_producers, local_consumers) = (producer_ids.len() as u32, consumer_ids.len() as u32);
     let parts = (local_producers + local_consumers) as usize;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let thread_count = match scenario.threads {
+        _ if share.clock.is_virtual() => 1,
         0 => auto_threads(scenario, driver.fanout(scenario), cpus),
         n => n,
     };
@@ -181,19 +195,7 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
 
     let (request_tx, request_rx) = watch::channel(0u64);
     let (copy_tx, copy_rx) = mpsc::unbounded_channel();
-    let handles: Vec<_> = assignments
-        .into_iter()
-        .enumerate()
-        .map(|(t, a)| {
-            let shared = shared.clone();
-            let notes = note_tx.clone();
-            let link = (request_rx.clone(), copy_tx.clone());
-            std::thread::Builder::new()
-                .name(format!("eventbench-{t}"))
-                .spawn(move || worker_thread(shared, a, notes, link))
-                .expect("spawning a worker thread")
-        })
-        .collect();
+    let workers = Workers::start(&shared, assignments, &note_tx, (request_rx.clone(), copy_tx.clone()));
     drop(copy_tx);
     drop(note_tx);
 
@@ -293,9 +295,7 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     }
     let side = side.finish(live.time_left(SIDE_TASKS_END).max(crate::live::AFTER_WIND_DOWN)).await;
 
-    let outputs = tokio::task::spawn_blocking(move || handles.into_iter().map(|h| h.join()).collect::<Vec<_>>())
-        .await
-        .expect("joining worker threads");
+    let outputs = workers.join().await;
     // The first thread's stats take the others in: no second copy of every per-second histogram.
     let mut merged: Option<ThreadStats> = None;
     let mut consumers = Vec::new();
@@ -331,55 +331,111 @@ pub async fn run_share(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<L
     SwarmOutput { window, threads, side, consumers, producers, outcome, thread_count, recovered_ns, drain_ns }
 }
 
+/// The share's workers: a thread each, or on a virtual clock one set of
+/// tasks on the caller's runtime (which [`run_share`] runs in a `LocalSet`).
+enum Workers {
+    Threads(Vec<std::thread::JoinHandle<ThreadOutput>>),
+    Virtual(Vec<tokio::task::JoinHandle<ThreadOutput>>),
+}
+
+impl Workers {
+    fn start(shared: &Arc<Ctx>, assignments: Vec<Assignment>, notes: &Notes, link: CheckpointLink) -> Workers {
+        let each = |a| (shared.clone(), a, notes.clone(), (link.0.clone(), link.1.clone()));
+        if shared.clock.is_virtual() {
+            let tasks = assignments.into_iter().map(|a| {
+                let (shared, a, notes, link) = each(a);
+                tokio::task::spawn_local(async move {
+                    // The caller's thread may have run a swarm before: its end and its tasks are not this one's.
+                    crate::drivers::ctx::clear_thread();
+                    worker_tasks(shared, a, notes, link).await
+                })
+            });
+            return Workers::Virtual(tasks.collect());
+        }
+        let threads = assignments.into_iter().enumerate().map(|(t, a)| {
+            let (shared, a, notes, link) = each(a);
+            std::thread::Builder::new()
+                .name(format!("eventbench-{t}"))
+                .spawn(move || worker_thread(shared, a, notes, link))
+                .expect("spawning a worker thread")
+        });
+        Workers::Threads(threads.collect())
+    }
+
+    /// Each worker's output, or `Err` for one that panicked.
+    async fn join(self) -> Vec<Result<ThreadOutput, ()>> {
+        match self {
+            Workers::Threads(handles) => {
+                let joined = tokio::task::spawn_blocking(move || {
+                    handles.into_iter().map(|h| h.join().map_err(drop)).collect::<Vec<_>>()
+                });
+                joined.await.expect("joining worker threads")
+            }
+            Workers::Virtual(tasks) => {
+                let mut out = Vec::with_capacity(tasks.len());
+                for t in tasks {
+                    out.push(t.await.map_err(drop));
+                }
+                out
+            }
+        }
+    }
+}
+
 fn worker_thread(shared: Arc<Ctx>, a: Assignment, notes: Notes, link: CheckpointLink) -> ThreadOutput {
     clock::tighten_timer_slack();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a tokio runtime");
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, async move {
-        let stats: StatsCell = StatsCell::default();
-        let mut finish = shared.finish.clone();
-        tokio::task::spawn_local(async move {
-            let _ = finish.wait_for(|f| *f).await;
-            ThreadFinish::set();
-        });
-        tokio::task::spawn_local(seal_past_seconds(shared.clone(), stats.clone()));
-        tokio::task::spawn_local(answer_checkpoints(link, stats.clone()));
-        let live_latency = Arc::new(LatencyBuckets::default());
-        shared.live.meters.register(live_latency.clone());
-        tokio::task::spawn_local(publish_latency(stats.clone(), live_latency.clone()));
-        let producers: Vec<_> = a
-            .producers
-            .iter()
-            .map(|&id| tokio::task::spawn_local(shared.driver.clone().producer(id, shared.clone(), notes.clone())))
-            .collect();
-        let mut out = ThreadOutput { stats: None, consumers: Vec::new(), producers: Vec::new(), outages: Vec::new() };
-        let consumers: Vec<_> = a
-            .consumers
-            .iter()
-            .map(|&id| {
-                let task = shared.driver.clone().consumer(id, shared.clone(), notes.clone(), stats.clone());
-                tokio::task::spawn_local(task)
-            })
-            .collect();
-        for c in consumers {
-            match c.await {
-                Ok(Consumed::Own(c)) => out.consumers.push(*c),
-                Ok(Consumed::Shared(outages)) => out.outages.extend(outages),
-                Ok(Consumed::Nothing) | Err(_) => {}
-            }
+    local.block_on(&rt, worker_tasks(shared, a, notes, link))
+}
+
+/// What a worker thread runs: its producers and consumers, and beside them
+/// the thread's finish, the sealing of past seconds, its checkpoint copies
+/// and its live latency.
+async fn worker_tasks(shared: Arc<Ctx>, a: Assignment, notes: Notes, link: CheckpointLink) -> ThreadOutput {
+    let stats: StatsCell = StatsCell::default();
+    let mut finish = shared.finish.clone();
+    tokio::task::spawn_local(async move {
+        let _ = finish.wait_for(|f| *f).await;
+        ThreadFinish::set();
+    });
+    tokio::task::spawn_local(seal_past_seconds(shared.clone(), stats.clone()));
+    tokio::task::spawn_local(answer_checkpoints(link, stats.clone()));
+    let live_latency = Arc::new(LatencyBuckets::default());
+    shared.live.meters.register(live_latency.clone());
+    tokio::task::spawn_local(publish_latency(stats.clone(), live_latency.clone()));
+    let producers: Vec<_> = a
+        .producers
+        .iter()
+        .map(|&id| tokio::task::spawn_local(shared.driver.clone().producer(id, shared.clone(), notes.clone())))
+        .collect();
+    let mut out = ThreadOutput { stats: None, consumers: Vec::new(), producers: Vec::new(), outages: Vec::new() };
+    let consumers: Vec<_> = a
+        .consumers
+        .iter()
+        .map(|&id| {
+            let task = shared.driver.clone().consumer(id, shared.clone(), notes.clone(), stats.clone());
+            tokio::task::spawn_local(task)
+        })
+        .collect();
+    for c in consumers {
+        match c.await {
+            Ok(Consumed::Own(c)) => out.consumers.push(*c),
+            Ok(Consumed::Shared(outages)) => out.outages.extend(outages),
+            Ok(Consumed::Nothing) | Err(_) => {}
         }
-        for p in producers {
-            if let Ok(Some(p)) = p.await {
-                out.producers.push(p);
-            }
+    }
+    for p in producers {
+        if let Ok(Some(p)) = p.await {
+            out.producers.push(p);
         }
-        // The thread's last latencies, so that export's final histogram holds every one.
-        if let Some(t) = stats.borrow().as_ref() {
-            live_latency.set(&LatencySnapshot::of(&t.latency));
-        }
-        out.stats = stats.borrow_mut().take();
-        out
-    })
+    }
+    // The thread's last latencies, so that export's final histogram holds every one.
+    if let Some(t) = stats.borrow().as_ref() {
+        live_latency.set(&LatencySnapshot::of(&t.latency));
+    }
+    out.stats = stats.borrow_mut().take();
+    out
 }
 
 /// Seconds of send time further back than this are sealed: few messages

@@ -27,7 +27,10 @@ async fn a_coalesced_rate_keeps_its_schedule_on_one_thread() {
         let m = &r.summary;
         assert_eq!(m.status, Status::Ok, "{transport:?}: {}", m.reason);
         assert_eq!(m.threads, 1, "{transport:?}: 200,000 sends and deliveries a second take one thread");
-        assert_eq!(m.sent, 100_000, "{transport:?}: 1 s at 100,000/s, not a message more or less");
+        // The schedule's count: sent, or counted unsent by a producer this
+        // machine left too far behind it (the count sent exactly on a clock
+        // that keeps time: `paused::a_coalesced_rate_sends_its_schedule_exactly`).
+        assert_eq!(m.sent + m.unsent, 100_000, "{transport:?}: 1 s at 100,000/s, not a message more or less");
         // Late is allowed (the drain may end first: undelivered), lost or doubled is not.
         assert_eq!((m.lost, m.duplicates), (0, 0), "{transport:?}: {m:?}");
         assert_eq!(m.delivered + m.undelivered, m.expected, "{transport:?}: {m:?}");

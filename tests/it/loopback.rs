@@ -1,6 +1,8 @@
 //! The loopback transport: runs with no Redis at all, accounts for every
 //! message exactly, and takes the faults as Pub/Sub does (a disconnect loses
 //! what is published while the consumer is away; a crash loses the rest).
+//! Here on the machine's clock and threads; the faults' arithmetic, exact on
+//! virtual time, is in `paused.rs`.
 
 use crate::common::{assert_bad_input, assert_invariants, assert_whole_run_dir, bin, quick};
 use eventbench::chaos::EventKind;
@@ -60,31 +62,16 @@ async fn a_disconnect_loses_what_is_published_while_away_and_nothing_else() {
     assert_eq!(other.delivered, other.expected);
     let event = r.events.iter().find(|e| e.kind == EventKind::Disconnect).expect("a disconnect event");
     assert_eq!(event.lost_during, away.lost, "{event:?}");
-    // What 4,000/s publish in the downtime it recorded, to within a few pacing windows.
-    let downtime_s = event.downtime_ms.expect("it came back") / 1e3;
-    let due = 4000.0 * downtime_s;
-    assert!((away.lost as f64 - due).abs() <= due * 0.02 + 20.0, "lost {} over {downtime_s} s", away.lost);
+    assert!(event.downtime_ms.is_some(), "it came back: {event:?}");
+    // How much that is (rate × downtime, exactly): `paused::a_disconnect_loses_rate_times_downtime_per_consumer_to_the_tick`.
 }
 
-/// A crash loses what the consumer had not read and everything after; the
-/// accounting still adds up exactly.
-#[tokio::test]
-async fn a_crash_loses_the_rest_of_the_run_and_the_accounting_adds_up() {
-    let s =
-        Scenario { consumers: 2, crash: vec!["50%@500ms".parse().unwrap()], ..loopback("loopback-crash", 4000.0, 1.5) };
-    let r = run(s).await;
-    let m = &r.summary;
-    assert_eq!(m.status, Status::Ok, "{}", m.reason);
-    assert_eq!(m.lost, m.lost_unsubscribed + m.lost_in_buffer, "{m:?}");
-    assert_eq!((m.lost_other, m.undelivered), (0, 0), "{m:?}");
-    let crashed = r.consumers.iter().find(|c| c.lost > 0).expect("the crashed consumer");
-    assert!(crashed.lost as f64 > crashed.expected as f64 * 0.5, "a crash at 0.5 s of 1.5 s: {crashed:?}");
-    assert!(r.events.iter().any(|e| e.kind == EventKind::Crash));
-}
+// A crash's arithmetic: `paused::a_crash_loses_the_rest_of_the_run_to_the_tick`.
 
 /// A consumer that falls a whole log behind is cut off (as Redis cuts a
 /// subscriber over its output-buffer limit): a server-kill event, and what
-/// was waiting for it is lost in the buffer.
+/// was waiting for it is lost in the buffer. As fast as the machine goes,
+/// which virtual time cannot do (`paused.rs` has it at 50,000 msg/s).
 #[tokio::test]
 async fn a_consumer_a_whole_log_behind_is_cut_off_and_loses_its_buffer() {
     let s = Scenario { consumers: 1, slow: Some("100%:1ms".parse().unwrap()), ..loopback("loopback-slow", 0.0, 2.5) };

@@ -33,6 +33,7 @@ mod loopback;
 mod loss;
 mod overload;
 mod pacing;
+mod paused;
 mod polish;
 mod profiles;
 mod pubsub;

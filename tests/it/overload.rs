@@ -67,8 +67,13 @@ async fn an_easy_run_is_sustained() {
         assert!(m.sustained, "{transport}: {m:?}");
         assert_eq!((m.lost, m.undelivered), (0, 0), "{transport}: {m:?}");
         assert!(m.drain_s < 1.0, "{transport}: everything was in well before the drain's limit: {m:?}");
-        let offered = m.expected as f64 / m.duration_s;
-        assert!((m.delivery_rate - offered).abs() < offered * 0.05, "{transport}: {m:?}");
+        // What arrived within the phase is what was sent to each consumer, but
+        // for what was still on its way at its end: at most the run's own send
+        // rate over its slowest delivery (measured), per consumer.
+        let arrived = m.delivery_rate * m.duration_s;
+        let per_message = m.expected as f64 / m.sent as f64;
+        let on_the_way = per_message * (m.send_rate * m.max_us / 1e6 + 1.0);
+        assert!(arrived <= m.expected as f64 && m.expected as f64 - arrived <= on_the_way, "{transport}: {m:?}");
         assert!(r.timeseries.iter().all(|t| t.p50_us.is_some()), "every second had deliveries");
     }
 }
