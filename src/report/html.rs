@@ -3,6 +3,8 @@
 //! network; a Content-Security-Policy forbids loading anything), built from
 //! the run directory's files only.
 
+/// In `fmt`, which `stages` (a part of this page) uses too.
+pub use super::fmt::escape;
 use super::fmt::{bytes, latency, number, pct, percent, plural, rate, thousands};
 use super::rundir::{RunData, Table};
 use crate::assertion::AssertionRow;
@@ -47,22 +49,6 @@ details summary { cursor: pointer; color: var(--accent); margin: 8px 0; }
 ul.files { columns: 3 200px; padding-left: 18px; }
 footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
 "#;
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// "3", "3–4", "3–4, 7": seconds as ranges.
 fn seconds_list(seconds: &[usize]) -> String {
