@@ -493,7 +493,9 @@ pub(super) fn rerender(root: &Path) -> Result<()> {
     let text = std::fs::read_to_string(root.join("capacity.json")).context("capacity.json")?;
     let saved: Saved = serde_json::from_str(&text).context("capacity.json")?;
     let mut reader = csv::Reader::from_path(root.join("capacity.csv")).context("capacity.csv")?;
-    let rows: Vec<CapacityRow> = reader.deserialize().collect::<Result<_, _>>().context("capacity.csv")?;
+    let headers = reader.headers().context("capacity.csv")?.clone();
+    let row = |rec: Result<csv::StringRecord, csv::Error>| files::restore(&rec?).deserialize(Some(&headers));
+    let rows: Vec<CapacityRow> = reader.records().map(row).collect::<Result<_, _>>().context("capacity.csv")?;
     let budget = saved.budget;
     let summary = |row: &CapacityRow| -> Result<crate::rows::SummaryRow> {
         Ok(crate::report::rundir::RunData::load(&root.join(&row.dir))?.summary)
