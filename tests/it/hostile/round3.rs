@@ -277,7 +277,7 @@ fn the_join_wait_is_said_and_bounded_by_join_timeout() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("waiting up to 1s (--join-timeout)"), "{err}");
-    assert!(err.contains("did not join within 1 s"), "{err}");
+    assert!(err.contains("did not join within 1s (--join-timeout)"), "{err}");
     assert!(took < Duration::from_secs(6), "{took:?}");
 }
 
@@ -393,4 +393,7 @@ fn a_stopped_control_redis_ends_the_run_within_its_connect_timeout() {
     eprintln!("a stopped control Redis: the run ended {took:?} later: {}", err.trim());
     assert_ne!(status.code(), Some(0), "{err}");
     assert!(took < Duration::from_secs(8), "took {took:?} (--connect-timeout 2s)");
+    // What it waited for and how long, said once.
+    assert!(err.contains("the control Redis did not answer within 2s"), "{err}");
+    assert_eq!(err.matches("timed out").count(), 0, "{err}");
 }
