@@ -26,6 +26,11 @@ pub fn latency(us: f64) -> String {
     }
 }
 
+/// A latency that may be missing (no message delivered): `–` then, never `0.0 µs`.
+pub fn latency_or_dash(us: Option<f64>) -> String {
+    us.map_or_else(|| "–".into(), latency)
+}
+
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
