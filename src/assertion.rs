@@ -71,14 +71,16 @@ impl fmt::Display for Assertion {
 }
 
 /// The numeric columns of `summary.csv` and their values in `row`; a
-/// true/false column counts as 1/0 (`sustained==1`, `harness_limited==0`).
+/// true/false column counts as 1/0 (`sustained==1`, `harness_limited==0`);
+/// an empty one (`p99_us` of a run that delivered nothing) is null, and
+/// fails every comparison.
 fn numeric_columns(row: &SummaryRow) -> serde_json::Map<String, serde_json::Value> {
     match serde_json::to_value(row) {
         Ok(serde_json::Value::Object(map)) => map
             .into_iter()
             .filter_map(|(k, v)| match v {
                 serde_json::Value::Bool(b) => Some((k, serde_json::Value::from(u8::from(b)))),
-                v if v.is_number() => Some((k, v)),
+                v if v.is_number() || v.is_null() => Some((k, v)),
                 _ => None,
             })
             .collect(),
@@ -124,6 +126,9 @@ pub struct AssertionRow {
     pub verdict: String,
     /// The measured value of each side that is not a plain number: `p99_us = 2345.6`.
     pub measured: String,
+    /// The value of its first side that is not a plain number (`p99_us` in
+    /// `p99_us<2000`); empty when that side has none (no deliveries).
+    pub observed: Option<f64>,
 }
 
 impl AssertionRow {
@@ -152,13 +157,13 @@ pub fn verdicts(asserts: &[Assertion], row: &SummaryRow) -> Vec<AssertionRow> {
     asserts
         .iter()
         .map(|a| {
-            let (passed, measured) = a.evaluate(row);
+            let (passed, measured, observed) = a.evaluate(row);
             let verdict = match (checked, passed) {
                 (false, _) => "not checked",
                 (true, true) => "pass",
                 (true, false) => "fail",
             };
-            AssertionRow { assertion: a.text.clone(), verdict: verdict.into(), measured }
+            AssertionRow { assertion: a.text.clone(), verdict: verdict.into(), measured, observed }
         })
         .collect()
 }
@@ -192,12 +197,13 @@ impl Assertion {
 
     /// Evaluates the assertion on a run's summary.
     pub fn check(&self, row: &SummaryRow) -> Verdict {
-        let (passed, measured) = self.evaluate(row);
+        let (passed, measured, _) = self.evaluate(row);
         Verdict { passed, line: format!("{} ({measured})", self.text) }
     }
 
-    /// Whether it holds on `row`, and the measured value of each side that is not a plain number.
-    fn evaluate(&self, row: &SummaryRow) -> (bool, String) {
+    /// Whether it holds on `row`, the measured value of each side that is
+    /// not a plain number in words, and the first such value.
+    fn evaluate(&self, row: &SummaryRow) -> (bool, String, Option<f64>) {
         let columns = numeric_columns(row);
         let (l, r) = (self.left.expr.eval(&columns), self.right.expr.eval(&columns));
         let passed = match self.op {
@@ -209,12 +215,19 @@ impl Assertion {
             Op::Ne => l != r,
         };
         // Show the measured value of each side that is not a plain number.
-        let shown: Vec<String> = [(&self.left, l), (&self.right, r)]
-            .iter()
+        let measured: Vec<(&Side, f64)> = [(&self.left, l), (&self.right, r)]
+            .into_iter()
             .filter(|(side, _)| !matches!(side.expr, Expr::Number(_)))
-            .map(|(side, v)| format!("{} = {v}", side.text))
             .collect();
-        (passed, shown.join(", "))
+        let shown: Vec<String> = measured
+            .iter()
+            .map(|(side, v)| match v.is_nan() {
+                true => format!("{} is empty", side.text),
+                false => format!("{} = {v}", side.text),
+            })
+            .collect();
+        let observed = measured.first().map(|(_, v)| *v).filter(|v| !v.is_nan());
+        (passed, shown.join(", "), observed)
     }
 }
 
@@ -344,7 +357,7 @@ mod tests {
     use super::*;
 
     fn row() -> SummaryRow {
-        SummaryRow { p99_us: 2500.0, lost: 0, delivery_rate: 990.0, target_rate: 1000.0, ..SummaryRow::default() }
+        SummaryRow { p99_us: Some(2500.0), lost: 0, delivery_rate: 990.0, target_rate: 1000.0, ..SummaryRow::default() }
     }
 
     #[test]

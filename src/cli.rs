@@ -75,6 +75,7 @@ Examples:
 const CAPACITY_EXAMPLES: &str = "\
 Examples:
   eventbench capacity --slo 'p99_us<1000'         the highest Pub/Sub rate with p99 under 1 ms
+  eventbench capacity                             no --slo: the highest rate that loses nothing and keeps up
   eventbench capacity fanout --transports pubsub,streams --budget 5m
   eventbench capacity --slo 'p99_us<2000' --repeat 3    three searches, and how far they agree";
 
@@ -256,7 +257,7 @@ pub struct CompareArgs {
 
 #[derive(Debug, Args)]
 pub struct CapacityArgs {
-    /// SLO gate over summary columns, as --assert (e.g. 'p99_us<1000'); repeatable. Always part of it: lost==0 and sustained==1
+    /// SLO gate over summary columns, as --assert (e.g. 'p99_us<1000'); repeatable. Always part of it: lost==0 and sustained==1, which are the whole SLO without --slo (the highest rate that loses nothing and keeps up)
     #[arg(long, value_name = "EXPR")]
     pub slo: Vec<crate::assertion::Assertion>,
     /// Transports to search, one after the other against the same Redis (default: the scenario's)

@@ -399,7 +399,7 @@ async fn run_one(
     drop(lines);
     drop(progress);
     if let Ok(f) = &finished {
-        watch.finished(&f.report.summary)?;
+        watch.finished(&f.report.summary, &verdicts(&f.report))?;
     }
     finished
 }
@@ -526,12 +526,21 @@ fn json_with_dir(
     dir: &Path,
     listening: Option<std::net::SocketAddr>,
 ) -> Result<String> {
-    let object = serde_json::to_string(row).context("summary as JSON")?;
-    let asserts = serde_json::to_string(asserts).context("assertions as JSON")?;
+    let object = summary_json(row, asserts)?;
     let dir = serde_json::to_string(&dir.display().to_string()).context("results directory as JSON")?;
     let fields = object.strip_suffix('}').context("a summary row is a JSON object")?;
     let listen = listening.map(|a| format!(",\"metrics_listen\":\"{a}\"")).unwrap_or_default();
-    Ok(format!("{fields},\"assertions\":{asserts},\"results_dir\":{dir}{listen}}}"))
+    Ok(format!("{fields},\"results_dir\":{dir}{listen}}}"))
+}
+
+/// A summary row as one JSON object, its columns in `summary.csv`'s order,
+/// then `assertions`: what `--format jsonl` ends with, and what
+/// `--format json` adds to.
+fn summary_json(row: &SummaryRow, asserts: &[AssertionRow]) -> Result<String> {
+    let object = serde_json::to_string(row).context("summary as JSON")?;
+    let asserts = serde_json::to_string(asserts).context("assertions as JSON")?;
+    let fields = object.strip_suffix('}').context("a summary row is a JSON object")?;
+    Ok(format!("{fields},\"assertions\":{asserts}}}"))
 }
 
 /// Each `--assert`'s verdict on a written run.
@@ -839,7 +848,7 @@ pub fn clock_warning(s: &SummaryRow) -> Option<String> {
          not trustworthy one by one{}",
         s.latency_below_uncertainty,
         s.clock_uncertainty_us,
-        if s.p50_us < s.clock_uncertainty_us { "; so is the median" } else { "" }
+        if s.p50_us.is_some_and(|p50| p50 < s.clock_uncertainty_us) { "; so is the median" } else { "" }
     ))
 }
 

@@ -64,14 +64,15 @@ pub struct SummaryRow {
     pub recover_ms: Option<f64>,
     pub send_rate: f64,
     pub delivery_rate: f64,
-    pub p50_us: f64,
-    pub p90_us: f64,
-    pub p99_us: f64,
-    pub p999_us: f64,
-    pub max_us: f64,
-    pub raw_p50_us: f64,
-    pub raw_p99_us: f64,
-    pub raw_max_us: f64,
+    // The latencies: empty when no measured message was delivered (no latency, not 0).
+    pub p50_us: Option<f64>,
+    pub p90_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub p999_us: Option<f64>,
+    pub max_us: Option<f64>,
+    pub raw_p50_us: Option<f64>,
+    pub raw_p99_us: Option<f64>,
+    pub raw_max_us: Option<f64>,
     pub send_lag_p99_us: f64,
     /// Absent from runs written before pacing windows were chosen per run (20 µs then).
     #[serde(default)]

@@ -84,7 +84,7 @@ impl Searched {
     pub fn failure_text(&self, slo: &Slo) -> Option<String> {
         let hi = self.found.first_failure?;
         let step = self.at(hi).find(|s| s.row.verdict == search::Verdict::Fail)?;
-        Some(format!("at {} {}", msg_rate(hi), slo.reasons(&step.summary).join(" and ")))
+        Some(format!("at {} {}", msg_rate(hi), slo.reason_text(&step.summary)))
     }
 
     /// The one line a user reads: the maximum, and what broke above it.
@@ -109,7 +109,7 @@ impl Searched {
             (End::Spread, _) => self.spread_text(),
             (End::Budget, Some(max)) => then(format!(
                 "the budget ({}) ran out after {}: best so far {}, {}",
-                crate::clock::fmt_duration(&self.plan.budget),
+                budget_text(self.plan.budget),
                 plural(n as u64, "step"),
                 at_max(max),
                 if f.within(self.plan.precision) {
@@ -120,7 +120,7 @@ impl Searched {
             )),
             (End::Budget, None) => then(format!(
                 "the budget ({}) ran out after {} before any rate met the SLO",
-                crate::clock::fmt_duration(&self.plan.budget),
+                budget_text(self.plan.budget),
                 plural(n as u64, "step")
             )),
             (End::Halted, Some(max)) => {
@@ -134,6 +134,44 @@ impl Searched {
                 None => "no rate met the SLO".into(),
             },
         }
+    }
+
+    /// What to try when the search gives no maximum (nothing passed, it
+    /// could not tell, or it ran out of time first); `None` when it gives one.
+    pub fn advice(&self) -> Option<String> {
+        if self.found.max_rate.is_some() && !matches!(self.found.end, End::Harness | End::Inconclusive | End::Spread) {
+            return None;
+        }
+        let floor = self.steps.iter().filter_map(|s| s.summary.machine_wakeup_p99_us).reduce(f64::max);
+        let floor = floor.map_or(String::new(), |f| {
+            format!(
+                "; this machine alone adds up to {} at p99 (machine_wakeup_p99_us in capacity.csv): no bound below that can hold here",
+                fmt_latency(f)
+            )
+        });
+        let ceiling_unclear =
+            self.steps.iter().any(|s| s.row.phase == search::Phase::Ceiling && s.row.verdict.unclear());
+        let no_ceiling = if ceiling_unclear {
+            "; --no-ceiling skips the first step (as fast as it goes), which could not be judged"
+        } else {
+            ""
+        };
+        let text = match self.found.end {
+            End::Harness => format!(
+                "try more --threads, fewer --consumers, or --workers to spread eventbench over processes{no_ceiling}"
+            ),
+            End::Inconclusive => format!(
+                "try again on a quieter machine (machine_other_cpu_pct and steal_pct in capacity.csv say how busy it was), a looser --slo, or more --tries{no_ceiling}{floor}"
+            ),
+            End::Spread => format!(
+                "try longer steps (--step 10s) to average more of the system's hiccups into each try, or --repeat to see the spread{floor}"
+            ),
+            End::Budget | End::Halted => "try a longer --budget, or a --rate nearer the answer".to_string(),
+            End::NothingPasses | End::Found | End::MaxRate => {
+                format!("try a looser --slo, a lower --min-rate, or fewer --consumers{floor}")
+            }
+        };
+        Some(text)
     }
 
     /// The range the evidence supports: `between 8,000 and 16,000 msg/s`.
@@ -180,10 +218,7 @@ impl Searched {
             let low = f.first_failure.map_or(String::new(), |hi| format!(", above {} where most failed", msg_rate(hi)));
             format!("; the SLO held in {p} of {} tries at {}{low}", p + fails, msg_rate(r))
         });
-        format!(
-            "inconclusive: {}{above}: on this machine the limit is a range, not one rate (longer steps, --step 10s, narrow it)",
-            self.range_text()
-        )
+        format!("inconclusive: {}{above}: on this machine the limit is a range, not one rate", self.range_text())
     }
 
     /// The search for `--format json`.
@@ -194,6 +229,7 @@ impl Searched {
             max_rate: self.found.figure(),
             end: self.found.end,
             headline: self.headline(slo),
+            advice: self.advice(),
             best_pass: self.found.max_rate,
             first_failure: self.found.first_failure,
             range_low,
@@ -205,6 +241,14 @@ impl Searched {
             steps: self.steps.iter().map(|s| s.row.clone()).collect(),
         }
     }
+}
+
+/// A budget for people: whole seconds from 10 s up, tenths below (a
+/// transport's share of `--budget` is what was left of it, to the nanosecond).
+pub fn budget_text(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    let rounded = if ms >= 10_000 { (ms + 500) / 1000 * 1000 } else { (ms + 50) / 100 * 100 };
+    crate::clock::fmt_duration(&Duration::from_millis(rounded))
 }
 
 /// How serde names a unit variant (`climb`, `fail`, `found`).
@@ -226,6 +270,8 @@ pub struct SearchJson {
     /// How the search ended.
     pub end: End,
     pub headline: String,
+    /// What to try when there is no maximum ([`Searched::advice`]); null with one.
+    pub advice: Option<String>,
     /// The highest rate that passed by its tries' majority below every rate that failed so.
     pub best_pass: Option<f64>,
     pub first_failure: Option<f64>,
@@ -308,8 +354,8 @@ mod tests {
             target_rate: rate,
             send_rate: rate,
             sustained: true,
-            p99_us,
-            raw_p99_us: p99_us,
+            p99_us: Some(p99_us),
+            raw_p99_us: Some(p99_us),
             ..SummaryRow::default()
         };
         let slo = Slo::new(["p99_us<1000".parse().unwrap()]);
@@ -343,6 +389,29 @@ mod tests {
             spent: Duration::from_secs(9),
         };
         Searched { transport: "pubsub".into(), plan, found, steps }
+    }
+
+    #[test]
+    fn a_budget_reads_as_a_person_would_give_it() {
+        assert_eq!(budget_text(Duration::from_nanos(29_999_999_860)), "30s");
+        assert_eq!(budget_text(Duration::from_millis(299_600)), "5m");
+        assert_eq!(budget_text(Duration::from_millis(7_449)), "7s400ms");
+    }
+
+    #[test]
+    fn with_no_maximum_the_search_says_what_to_try() {
+        let slo = Slo::new(["p99_us<1000".parse().unwrap()]);
+        let mut slow = step(1, 10.0, 5000.0, Verdict::Fail);
+        slow.0.summary.machine_wakeup_p99_us = Some(2100.0);
+        let none = searched(End::NothingPasses, None, Some(10.0), vec![slow]);
+        let advice = none.advice().unwrap();
+        assert!(advice.starts_with("try a looser --slo, a lower --min-rate, or fewer --consumers"), "{advice}");
+        assert!(advice.contains(&format!("this machine alone adds up to {} at p99", fmt_latency(2100.0))), "{advice}");
+        assert!(!none.headline(&slo).contains("figure"));
+        let found = searched(End::Found, Some(1000.0), Some(2000.0), vec![step(1, 1000.0, 100.0, Verdict::Pass)]);
+        assert_eq!(found.advice(), None);
+        let budget = searched(End::Budget, None, None, vec![step(1, 1000.0, 5000.0, Verdict::Fail)]);
+        assert_eq!(budget.advice().as_deref(), Some("try a longer --budget, or a --rate nearer the answer"));
     }
 
     #[test]

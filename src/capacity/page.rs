@@ -70,16 +70,16 @@ fn steps_table(out: &mut String, searches: &[Searched], slo: &Slo) {
         ("delivered/s", Box::new(|st| number(st.row.delivered_messages_rate().round()))),
         ("lost", Box::new(|st| number(st.row.lost as f64))),
         ("undelivered", Box::new(|st| number(st.row.undelivered as f64))),
-        ("p50", Box::new(move |st| nb(fmt_latency(st.row.p50_us)))),
-        ("p99", Box::new(move |st| nb(fmt_latency(st.row.p99_us)))),
-        ("p99.9", Box::new(move |st| nb(fmt_latency(st.row.p999_us)))),
+        ("p50", Box::new(move |st| opt(st.row.p50_us, fmt_latency))),
+        ("p99", Box::new(move |st| opt(st.row.p99_us, fmt_latency))),
+        ("p99.9", Box::new(move |st| opt(st.row.p999_us, fmt_latency))),
         ("kept up", Box::new(move |st| yes(st.row.sustained))),
         ("harness limited", Box::new(move |st| yes(st.row.harness_limited))),
         ("machine wake-up p99", Box::new(move |st| opt(st.row.machine_wakeup_p99_us, fmt_latency))),
         ("other CPU, cores", Box::new(move |st| opt(st.row.machine_other_cpu_pct, |p| format!("{:.2}", p / 100.0)))),
         ("verdict", Box::new(|st| word(st.row.verdict))),
         ("note", Box::new(|st| st.row.note.clone())),
-        ("what failed", Box::new(|st| slo.reasons(&st.summary).join("; "))),
+        ("what failed", Box::new(|st| slo.reason_text(&st.summary))),
     ]);
     let steps: Vec<&super::Step> = searches.iter().flat_map(|x| &x.steps).collect();
     let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
@@ -136,6 +136,9 @@ pub fn capacity_page(searches: &[Searched], slo: &Slo, scenario: &Scenario, budg
         let _ = writeln!(out, "<p>{who}<strong>{}</strong></p>", escape(&x.headline(slo)));
         if let Some(note) = end_note(x.found.end) {
             let _ = writeln!(out, "<p>{note}</p>");
+        }
+        if let Some(advice) = x.advice() {
+            let _ = writeln!(out, "<p>What to try: {}.</p>", escape(advice.trim_start_matches("try ")));
         }
     }
     let user: Vec<String> =

@@ -76,7 +76,12 @@ pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String>
     for (i, r) in rows.iter().enumerate() {
         let colour = run_colour(i);
         let spec: [Percentile; 3] =
-            [("p50", |r| r.p50_us, true, 2), ("p99", |r| r.p99_us, false, 2), ("p99.9", |r| r.p999_us, false, 1)];
+            // A step with no deliveries has no latency: 0 here, left out below.
+            [
+                ("p50", |r| r.p50_us.unwrap_or(0.0), true, 2),
+                ("p99", |r| r.p99_us.unwrap_or(0.0), false, 2),
+                ("p99.9", |r| r.p999_us.unwrap_or(0.0), false, 1),
+            ];
         for (label, value, dashed, width) in spec {
             let points = per_rate(r, value, f64::max).into_iter().filter(|p| p.1 > 0.0).map(|(x, y)| (x.log10(), y));
             latency.push(Curve { label: name(i, label), colour, dashed, width, points: points.collect() });
@@ -130,7 +135,7 @@ pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String>
             )?;
         }
         for (i, r) in rows.iter().enumerate() {
-            markers(&mut chart, r, run_colour(i), |row| (row.p99_us > 0.0).then(|| to_y(row.p99_us)))?;
+            markers(&mut chart, r, run_colour(i), |row| row.p99_us.filter(|&p| p > 0.0).map(to_y))?;
         }
         maxima(&mut chart, searches, (lat_lo, lat_hi), &name)?;
         marker_legend(&mut chart)?;

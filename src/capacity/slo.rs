@@ -150,14 +150,51 @@ impl Slo {
         Judgement { verdict, failed, harness, machine }
     }
 
-    /// Why a step failed, in words: the harness or the machine first when
-    /// either may be what failed, then each failed gate (`p99 was 2.31 ms > 1 ms`). Empty for a pass.
-    pub fn reasons(&self, row: &SummaryRow) -> Vec<String> {
+    /// Why a step failed, in one sentence: each failed gate (`p99 was 2.31
+    /// ms > 1 ms`), joined by `and`, then whose failure it may be after a `;`
+    /// when eventbench or the machine may be what failed. Empty for a pass.
+    pub fn reason_text(&self, row: &SummaryRow) -> String {
         let judged = self.judge(row);
-        let harness = judged.harness.map(|h| format!("eventbench was the limit: {h}"));
-        let machine = judged.machine.map(|m| format!("the machine may be what failed: {m}"));
-        let gates = judged.failed.iter().map(|(g, _)| describe(g, row));
-        harness.into_iter().chain(machine).chain(gates).collect()
+        let gates: Vec<String> = judged.failed.iter().map(|(g, _)| describe(g, row)).collect();
+        let mut text = and_list(&gates);
+        if let Some(h) = judged.harness {
+            text += &format!("; eventbench may be what failed: {h}");
+        } else if let Some(m) = judged.machine {
+            text += &format!("; the machine may be what failed: {m}");
+        }
+        text
+    }
+
+    /// A step's failure in a few words, for its line on the terminal, which
+    /// shows the `shown` column's value already: `p99 ≥ 1 ms`, `12 lost`,
+    /// `did not keep up`, then whose failure it may be.
+    pub fn short_reason(&self, row: &SummaryRow, shown: &str) -> String {
+        let judged = self.judge(row);
+        let gates: Vec<String> = judged
+            .failed
+            .iter()
+            .map(|(g, _)| match (g.to_string().as_str(), bound(g)) {
+                ("lost==0", _) => format!("{} lost", thousands(row.lost)),
+                ("sustained==1", _) => "did not keep up".into(),
+                (_, Some(b)) if b.column == shown && column(row, shown).is_some() => {
+                    let not = match b.op {
+                        "<" => "≥",
+                        "<=" => ">",
+                        ">" => "≤",
+                        ">=" => "<",
+                        "==" => "≠",
+                        _ => "=",
+                    };
+                    format!("{} {not} {}", column_label(&b.column), value_text(&b.column, b.value))
+                }
+                _ => describe(g, row),
+            })
+            .collect();
+        let mut text = and_list(&gates);
+        if let Some(why) = judged.harness.or(judged.machine) {
+            text += &format!("; {why}");
+        }
+        text
     }
 }
 
@@ -190,9 +227,9 @@ pub fn harness_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> 
         let actual = from_actual_send_times(row);
         if let Some(g) = failed.iter().find(|g| g.check(&actual).passed) {
             return Some(format!(
-                "messages went out late (send lag p99 {}: eventbench or the machine fell behind its schedule, or \
-                 Redis did not take the writes that fast), and from the actual send times {g} held",
-                fmt_latency(row.send_lag_p99_us)
+                "messages went out late (send lag p99 {}), and from their actual send times {}",
+                fmt_latency(row.send_lag_p99_us),
+                held(g, &actual)
             ));
         }
     }
@@ -282,10 +319,11 @@ pub fn machine_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> 
         let actual = from_actual_send_times(row);
         if let Some(g) = failed.iter().find(|g| g.check(&actual).passed) {
             return Some(format!(
-                "messages went out late (send lag p99 {}) and a thread that only sleeps and wakes was late by p99 {} \
-                 on this machine; from the actual send times {g} held",
+                "messages went out late (send lag p99 {}), as late as a thread that only sleeps and wakes on this \
+                 machine (p99 {}), and from their actual send times {}",
                 fmt_latency(row.send_lag_p99_us),
-                fmt_latency(floor)
+                fmt_latency(floor),
+                held(g, &actual)
             ));
         }
     }
@@ -295,12 +333,15 @@ pub fn machine_fault(row: &SummaryRow, failed: &[&Assertion]) -> Option<String> 
 /// The row with its latencies taken from the actual send times, as far as
 /// the summary knows them.
 fn from_actual_send_times(row: &SummaryRow) -> SummaryRow {
-    let lag = row.send_lag_p99_us;
+    // Less the lag, but never below the raw percentile beneath it.
+    let less_lag = |v: Option<f64>, floor: Option<f64>| {
+        v.map(|v| (v - row.send_lag_p99_us).max(floor.unwrap_or(f64::NEG_INFINITY)))
+    };
     SummaryRow {
         p50_us: row.raw_p50_us,
-        p90_us: (row.p90_us - lag).max(row.raw_p50_us),
+        p90_us: less_lag(row.p90_us, row.raw_p50_us),
         p99_us: row.raw_p99_us,
-        p999_us: (row.p999_us - lag).max(row.raw_p99_us),
+        p999_us: less_lag(row.p999_us, row.raw_p99_us),
         max_us: row.raw_max_us,
         harness_limited: false,
         ..row.clone()
@@ -321,7 +362,9 @@ pub fn describe(gate: &Assertion, row: &SummaryRow) -> String {
         _ => {}
     }
     let Some(b) = bound(gate) else { return format!("{} failed", gate.check(row).line) };
-    let Some(v) = column(row, &b.column) else { return format!("{} failed", gate.check(row).line) };
+    let Some(v) = column(row, &b.column) else {
+        return format!("{} has no value: no message was delivered", column_label(&b.column));
+    };
     let relation = match v.partial_cmp(&b.value) {
         Some(std::cmp::Ordering::Less) => "<",
         Some(std::cmp::Ordering::Greater) => ">",
@@ -333,6 +376,28 @@ pub fn describe(gate: &Assertion, row: &SummaryRow) -> String {
         value_text(&b.column, v),
         value_text(&b.column, b.value)
     )
+}
+
+/// A gate that held on `row`, in words: `p99 was 700 µs, within 1 ms`, or `p99_us<1000 held`.
+fn held(gate: &Assertion, row: &SummaryRow) -> String {
+    match bound(gate).and_then(|b| column(row, &b.column).map(|v| (b, v))) {
+        Some((b, v)) if b.is_latency_ceiling() => format!(
+            "{} was {}, within {}",
+            column_label(&b.column),
+            value_text(&b.column, v),
+            value_text(&b.column, b.value)
+        ),
+        _ => format!("{gate} held"),
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 #[cfg(test)]
@@ -348,10 +413,10 @@ mod tests {
             target_rate: 1000.0,
             send_rate: 1000.0,
             sustained: true,
-            p50_us: 100.0,
-            p99_us: 800.0,
-            raw_p50_us: 90.0,
-            raw_p99_us: 700.0,
+            p50_us: Some(100.0),
+            p99_us: Some(800.0),
+            raw_p50_us: Some(90.0),
+            raw_p99_us: Some(700.0),
             ..SummaryRow::default()
         }
     }
@@ -367,12 +432,18 @@ mod tests {
         assert_eq!(j.verdict, Verdict::Fail);
         assert_eq!(j.failed.len(), 2);
         assert_eq!(describe(&j.failed[0].0, &SummaryRow { lost: 3, ..ok_row() }), "3 deliveries were lost");
+        // Nothing delivered: no latency, and a latency gate fails on it.
+        let silent = SummaryRow { p50_us: None, p99_us: None, raw_p50_us: None, raw_p99_us: None, ..ok_row() };
+        let j = s.judge(&silent);
+        assert_eq!(j.verdict, Verdict::Fail);
+        assert_eq!(s.reason_text(&silent), "p99 has no value: no message was delivered");
+        assert_eq!(s.short_reason(&silent, "p99_us"), "p99 has no value: no message was delivered");
     }
 
     #[test]
     fn a_failure_reads_like_the_headline() {
         let s = slo(&["p99_us<1000", "delivery_rate>=0.99*target_rate"]);
-        let row = SummaryRow { p99_us: 2310.0, delivery_rate: 900.0, ..ok_row() };
+        let row = SummaryRow { p99_us: Some(2310.0), delivery_rate: 900.0, ..ok_row() };
         let j = s.judge(&row);
         let words: Vec<String> = j.failed.iter().map(|(g, _)| describe(g, &row)).collect();
         assert_eq!(words[0], "p99 was 2.31 ms > 1 ms");
@@ -392,11 +463,23 @@ mod tests {
         // Met the SLO with the lateness counted against it: a pass.
         assert_eq!(s.judge(&late).verdict, Verdict::Pass);
         // Failed on the intended send times, held on the actual ones: the harness's.
-        let j = s.judge(&SummaryRow { p99_us: 3200.0, raw_p99_us: 700.0, ..late.clone() });
+        let j = s.judge(&SummaryRow { p99_us: Some(3200.0), raw_p99_us: Some(700.0), ..late.clone() });
         assert_eq!(j.verdict, Verdict::Harness);
         assert!(j.harness.unwrap().contains("send lag p99 2.5 ms"));
+        // Said once, gate first: what failed, then whose failure it may be.
+        let row = SummaryRow { p99_us: Some(3200.0), raw_p99_us: Some(700.0), ..late.clone() };
+        assert_eq!(
+            s.reason_text(&row),
+            "p99 was 3.2 ms > 1 ms; eventbench may be what failed: messages went out late (send lag p99 2.5 ms), \
+             and from their actual send times p99 was 700 µs, within 1 ms"
+        );
+        assert_eq!(
+            s.short_reason(&row, "p99_us"),
+            "p99 ≥ 1 ms; messages went out late (send lag p99 2.5 ms), and from their actual send times p99 was \
+             700 µs, within 1 ms"
+        );
         // Failed on both: a backlog of the system's.
-        let j = s.judge(&SummaryRow { p99_us: 500_000.0, raw_p99_us: 497_000.0, ..late.clone() });
+        let j = s.judge(&SummaryRow { p99_us: Some(500_000.0), raw_p99_us: Some(497_000.0), ..late.clone() });
         assert_eq!(j.verdict, Verdict::Fail);
         // Lost messages with the harness only late: the system's.
         assert_eq!(s.judge(&SummaryRow { lost: 5, ..late.clone() }).verdict, Verdict::Fail);
@@ -404,7 +487,7 @@ mod tests {
         let busy = SummaryRow { harness_thread_max_pct: 97.0, lost: 5, ..late.clone() };
         assert_eq!(s.judge(&busy).verdict, Verdict::Harness);
         // Not harness-limited: every failure is the system's.
-        assert_eq!(s.judge(&SummaryRow { p99_us: 3200.0, ..ok_row() }).verdict, Verdict::Fail);
+        assert_eq!(s.judge(&SummaryRow { p99_us: Some(3200.0), ..ok_row() }).verdict, Verdict::Fail);
         // An SLO that forbids the harness being the limit.
         let strict = slo(&["harness_limited==0"]);
         assert_eq!(strict.judge(&late).verdict, Verdict::Harness);

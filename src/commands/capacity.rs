@@ -66,13 +66,13 @@ impl Stepper<'_> {
         }
         let (r, s) = (&step.row, &step.summary);
         let quoted = self.slo.quoted_latency();
-        let latency = slo::column(s, &quoted).unwrap_or(0.0);
+        let latency = slo::column(s, &quoted).map_or_else(|| "–".into(), fmt_latency);
         let how = match r.verdict {
             Verdict::Pass => "passed".to_string(),
             Verdict::Halt => s.status.to_string(),
             _ if r.phase == Phase::Ceiling => format!("delivered {}", msg_rate(r.delivered_messages_rate().round())),
             Verdict::Fail | Verdict::Harness | Verdict::Machine => {
-                format!("{}: {}", word(r.verdict), self.slo.reasons(s).join(" and "))
+                format!("{}: {}", word(r.verdict), self.slo.short_reason(s, &quoted))
             }
         };
         super::say_err(&format!(
@@ -82,7 +82,7 @@ impl Stepper<'_> {
             word(r.phase),
             msg_rate(r.rate),
             slo::column_label(&quoted),
-            fmt_latency(latency),
+            latency,
         ));
     }
 }
@@ -418,7 +418,7 @@ async fn search_all(
             super::say_out(&format!("{}\n", text.context("the search as JSON")?));
         }
     }
-    let code = exit_code(&searches, slo, halt.as_ref(), root);
+    let code = exit_code(&searches, halt.as_ref(), root);
     Ok((searches, code))
 }
 
@@ -450,7 +450,7 @@ fn write_outputs(
 /// 0 with a maximum, 3 when no rate met the SLO, 4 when the search could
 /// not tell (the machine or eventbench may be what failed near the knee),
 /// 1 when a step was aborted, 130 when interrupted; says why on stderr when it is not 0.
-fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path) -> u8 {
+fn exit_code(searches: &[Searched], halt: Option<&Halt>, root: &Path) -> u8 {
     let say = |line: String| super::say_err(&line);
     match halt {
         Some(Halt::Interrupted) => {
@@ -463,25 +463,27 @@ fn exit_code(searches: &[Searched], slo: &Slo, halt: Option<&Halt>, root: &Path)
         }
         None => {}
     }
+    // The headline said what happened; stderr says what it means for the exit code, and what to try.
     let mut code = 0;
     for s in searches {
+        let advice = s.advice().map_or(String::new(), |a| format!("; {a}"));
         match s.found.end {
             End::Harness | End::Inconclusive | End::Spread => {
-                say(format!("eventbench: {}: {}", s.transport, s.headline(slo)));
+                say(format!("eventbench: {}: inconclusive, no maximum{advice}", s.transport));
                 code = code.max(EXIT_INCONCLUSIVE);
             }
             End::Budget => say(format!(
-                "eventbench: warning: {}: the budget ({}) ran out before the search was done (--budget)",
+                "eventbench: warning: {}: the budget ({}) ran out before the search was done (--budget){advice}",
                 s.transport,
-                crate::clock::fmt_duration(&s.plan.budget)
+                crate::capacity::budget_text(s.plan.budget)
             )),
+            _ if s.found.max_rate.is_none() => {
+                say(format!("eventbench: {}: no rate met the SLO{advice}", s.transport));
+            }
             _ => {}
         }
         if s.found.max_rate.is_none() && !matches!(s.found.end, End::Harness | End::Inconclusive | End::Spread) {
             code = code.max(EXIT_ASSERTION);
-            if let Some(why) = s.failure_text(slo) {
-                say(format!("eventbench: {}: no rate met the SLO; {why}", s.transport));
-            }
         }
     }
     code
@@ -493,7 +495,9 @@ pub(super) fn rerender(root: &Path) -> Result<()> {
     let text = std::fs::read_to_string(root.join("capacity.json")).context("capacity.json")?;
     let saved: Saved = serde_json::from_str(&text).context("capacity.json")?;
     let mut reader = csv::Reader::from_path(root.join("capacity.csv")).context("capacity.csv")?;
-    let rows: Vec<CapacityRow> = reader.deserialize().collect::<Result<_, _>>().context("capacity.csv")?;
+    let headers = reader.headers().context("capacity.csv")?.clone();
+    let row = |rec: Result<csv::StringRecord, csv::Error>| files::restore(&rec?).deserialize(Some(&headers));
+    let rows: Vec<CapacityRow> = reader.records().map(row).collect::<Result<_, _>>().context("capacity.csv")?;
     let budget = saved.budget;
     let summary = |row: &CapacityRow| -> Result<crate::rows::SummaryRow> {
         Ok(crate::report::rundir::RunData::load(&root.join(&row.dir))?.summary)
@@ -535,6 +539,13 @@ mod tests {
         let gates: Vec<String> = s.slo.gates().iter().map(ToString::to_string).collect();
         assert_eq!(gates, ["lost==0", "sustained==1", "p99_us<1000"]);
         assert!(s.root.starts_with("results") && s.root.to_string_lossy().contains("capacity-pubsub-"));
+    }
+
+    #[test]
+    fn without_slo_the_search_keeps_only_what_always_holds() {
+        let s = settings_of(&[]).unwrap();
+        let gates: Vec<String> = s.slo.gates().iter().map(ToString::to_string).collect();
+        assert_eq!(gates, ["lost==0", "sustained==1"]);
     }
 
     #[test]

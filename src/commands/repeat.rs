@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn the_page_has_a_cell_per_header() {
-        let rows = run_rows(&[SummaryRow { p99_us: 10.0, ..Default::default() }, SummaryRow::default()]);
+        let rows = run_rows(&[SummaryRow { p99_us: Some(10.0), ..Default::default() }, SummaryRow::default()]);
         let html = page(&rows, "x", &["run-1/report.html".into(), "run-2/report.html".into()]);
         assert!(html.contains("p99_us") && html.contains("run-2/report.html"));
         assert_eq!(lines(&rows, 2).lines().count(), 1 + RUN_FIGURES.len());

@@ -3,6 +3,7 @@
 //! `--format jsonl`, which this module prints.
 
 use super::say_out;
+use crate::assertion::AssertionRow;
 use crate::cli::{ExportArgs, Format};
 use crate::export::http::{Endpoint, Serving};
 use crate::export::{jsonl, Board};
@@ -78,11 +79,12 @@ impl Watch {
     }
 
     /// The run ended: from now on export shows the files' totals; with
-    /// `--format jsonl`, the summary object follows the run's lines.
-    pub(super) fn finished(&self, summary: &SummaryRow) -> Result<()> {
+    /// `--format jsonl`, the summary object (with each assertion's verdict)
+    /// follows the run's lines.
+    pub(super) fn finished(&self, summary: &SummaryRow, asserts: &[AssertionRow]) -> Result<()> {
         self.board.finish(summary);
         if self.jsonl {
-            say_out(&(serde_json::to_string(summary).context("summary as JSON")? + "\n"));
+            say_out(&(super::summary_json(summary, asserts)? + "\n"));
         }
         Ok(())
     }

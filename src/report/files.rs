@@ -44,19 +44,61 @@ pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Resul
 
 /// Serializes `rows` as CSV (header from the struct's field names) into `path`.
 /// A file with no rows still gets its header, so readers see its columns.
+/// Every cell goes through [`inert`], here and nowhere else: whatever a
+/// row holds (a server's version string, a description, an error message),
+/// no file of a run makes a spreadsheet run a formula.
 pub fn write_csv<T: Serialize + Default>(path: &Path, rows: &[T]) -> Result<()> {
     write_atomic_with(path, |out| {
-        if rows.is_empty() {
-            writeln!(out, "{}", crate::rows::columns(&T::default()).join(","))?;
-            return Ok(());
-        }
         let mut w = csv::Writer::from_writer(out);
+        w.write_record(crate::rows::columns(&T::default()))?;
+        // Each row as the csv crate writes it, read back as cells.
+        let (mut buf, mut cells) = (Vec::new(), csv::StringRecord::new());
         for row in rows {
-            w.serialize(row)?;
+            let mut one = csv::WriterBuilder::new().has_headers(false).buffer_capacity(512).from_writer(buf);
+            one.serialize(row)?;
+            buf = one.into_inner().map_err(|e| e.into_error())?;
+            let mut read =
+                csv::ReaderBuilder::new().has_headers(false).buffer_capacity(512).from_reader(buf.as_slice());
+            read.read_record(&mut cells)?;
+            w.write_record(&cells.iter().map(inert).collect::<csv::StringRecord>())?;
+            buf.clear();
         }
         w.flush()?;
         Ok(())
     })
+}
+
+/// First characters that make a spreadsheet read a cell as a formula
+/// (OWASP's list for CSV injection).
+pub const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell as written: one that a spreadsheet would take for a formula gets a
+/// leading `'` (shown as text, run as nothing); a number, negative ones
+/// included, stays as it is. A cell that is such a cell behind `'`s gets one
+/// more, so [`restored`] gives every cell back exactly.
+pub fn inert(cell: &str) -> std::borrow::Cow<'_, str> {
+    match formula(cell) || (cell.starts_with('\'') && formula(cell.trim_start_matches('\''))) {
+        true => format!("'{cell}").into(),
+        false => cell.into(),
+    }
+}
+
+/// A cell as [`inert`] wrote it, back as the row held it.
+pub fn restored(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if formula(rest.trim_start_matches('\'')) => rest,
+        _ => cell,
+    }
+}
+
+/// A CSV record read back from a file of eventbench's, each cell [`restored`].
+pub fn restore(record: &csv::StringRecord) -> csv::StringRecord {
+    record.iter().map(restored).collect()
+}
+
+fn formula(cell: &str) -> bool {
+    let number = cell.parse::<f64>().is_ok() && cell.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    cell.starts_with(FORMULA_STARTS) && !number
 }
 
 /// The default run directory: `results/<name>-<UTC timestamp>`, with a
@@ -167,6 +209,52 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+    struct Row {
+        name: String,
+        value: f64,
+        offset: Option<i64>,
+    }
+
+    #[test]
+    fn no_cell_is_a_formula_and_every_cell_reads_back() {
+        let names = [
+            "=cmd|' -C calc'!A0",
+            "+1+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "'=quoted",
+            "''@twice",
+            "'plain'",
+            "-5",
+            "plain",
+            "",
+        ];
+        let rows: Vec<Row> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Row { name: n.to_string(), value: -1.5, offset: Some(-(i as i64)) })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.csv");
+        write_csv(&path, &rows).unwrap();
+        let mut r = csv::Reader::from_path(&path).unwrap();
+        let records: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+        for rec in &records {
+            let name = &rec[0];
+            assert!(!name.starts_with(FORMULA_STARTS) || name == "-5", "{name:?} would run");
+            assert_eq!((&rec[1], rec[2].starts_with('-') || &rec[2] == "0"), ("-1.5", true), "numbers stay numbers");
+        }
+        assert_eq!(&records[0][0], "'=cmd|' -C calc'!A0");
+        assert_eq!(&records[6][0], "''=quoted");
+        assert_eq!(&records[8][0], "'plain'");
+        let headers = r.headers().unwrap().clone();
+        let back: Vec<Row> = records.iter().map(|rec| restore(rec).deserialize(Some(&headers)).unwrap()).collect();
+        assert_eq!(back, rows);
+    }
 
     #[test]
     fn a_staged_directory_replaces_a_full_one_whole() {

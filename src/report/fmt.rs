@@ -1,5 +1,5 @@
 //! How numbers are written for people: in the terminal table, the HTML
-//! pages and on plot labels.
+//! pages and on plot labels; and text made safe for a page (`escape`).
 
 /// Messages per second, one form at every size: `0/s`, `0.5/s`, `500/s`, `5.0k/s`,
 /// `17.5k/s`, `1.25M/s`.
@@ -24,6 +24,11 @@ pub fn latency(us: f64) -> String {
     } else {
         format!("{us:.1} µs")
     }
+}
+
+/// A latency that may be missing (no message delivered): `–` then, never `0.0 µs`.
+pub fn latency_or_dash(us: Option<f64>) -> String {
+    us.map_or_else(|| "–".into(), latency)
 }
 
 /// `1234567` → `1,234,567`.
@@ -120,6 +125,22 @@ pub fn plural(n: impl Into<u64>, what: &str) -> String {
         1 => format!("1 {what}"),
         n => format!("{} {what}s", thousands(n)),
     }
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! network; a Content-Security-Policy forbids loading anything), built from
 //! the run directory's files only.
 
-use super::fmt::{bytes, latency, number, pct, percent, plural, rate, thousands};
+/// In `fmt`, which `stages` (a part of this page) uses too.
+pub use super::fmt::escape;
+use super::fmt::{bytes, latency, latency_or_dash, number, pct, percent, plural, rate, thousands};
 use super::rundir::{RunData, Table};
 use crate::assertion::AssertionRow;
 use crate::rows::{columns, SummaryRow};
@@ -47,22 +49,6 @@ details summary { cursor: pointer; color: var(--accent); margin: 8px 0; }
 ul.files { columns: 3 200px; padding-left: 18px; }
 footer { margin-top: 40px; color: var(--muted); font-size: 13px; }
 "#;
-
-/// Escapes text for HTML content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// "3", "3–4", "3–4, 7": seconds as ranges.
 fn seconds_list(seconds: &[usize]) -> String {
@@ -237,11 +223,11 @@ pub fn findings(run: &RunData) -> Vec<String> {
         let mut text = format!(
             "Latency from the intended send time: p50 {}, p99 {}, p99.9 {}, max {} \
              (from the actual send time, what a closed-loop tool would report: p99 {}).",
-            latency(s.p50_us),
-            latency(s.p99_us),
-            latency(s.p999_us),
-            latency(s.max_us),
-            latency(s.raw_p99_us)
+            latency_or_dash(s.p50_us),
+            latency_or_dash(s.p99_us),
+            latency_or_dash(s.p999_us),
+            latency_or_dash(s.max_us),
+            latency_or_dash(s.raw_p99_us)
         );
         if let Some((i, t)) = worst.filter(|_| run.timeseries.len() > 1) {
             let _ = write!(text, " The worst second was second {i}, with p99 {}.", latency(t.p99_us.unwrap_or(0.0)));
@@ -408,10 +394,15 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     card(&mut out, "delivered", &thousands(s.delivered), &format!("of {} expected", thousands(s.expected)), "");
     let lost_class = if s.lost > 0 { "bad" } else { "good" };
     card(&mut out, "lost", &thousands(s.lost), &format!("{} of expected", pct(s.lost, s.expected)), lost_class);
-    card(&mut out, "p50 latency", &latency(s.p50_us), "from intended send time", "");
-    card(&mut out, "p99 latency", &latency(s.p99_us), &format!("raw {}", latency(s.raw_p99_us)), "");
-    card(&mut out, "p99.9 latency", &latency(s.p999_us), "", "");
-    card(&mut out, "max latency", &latency(s.max_us), &format!("raw {}", latency(s.raw_max_us)), "");
+    if s.p50_us.is_none() {
+        card(&mut out, "latency", "–", "no deliveries", "");
+    } else {
+        let l = latency_or_dash;
+        card(&mut out, "p50 latency", &l(s.p50_us), "from intended send time", "");
+        card(&mut out, "p99 latency", &l(s.p99_us), &format!("raw {}", l(s.raw_p99_us)), "");
+        card(&mut out, "p99.9 latency", &l(s.p999_us), "", "");
+        card(&mut out, "max latency", &l(s.max_us), &format!("raw {}", l(s.raw_max_us)), "");
+    }
     out.push_str("</div>\n");
     assertions_section(&mut out, &verdicts(run));
 
@@ -553,8 +544,8 @@ pub fn headline(runs: &[RunData], labels: &[String]) -> Vec<String> {
                 "<strong>{}</strong>{status}: {lost}{undelivered}; kept up: {}; p50 {}, p99 {}; limit: {}.",
                 escape(label),
                 super::table::kept_up_word(s),
-                latency(s.p50_us),
-                latency(s.p99_us),
+                latency_or_dash(s.p50_us),
+                latency_or_dash(s.p99_us),
                 s.limit.as_str()
             )
         })
@@ -570,7 +561,7 @@ pub fn headline(runs: &[RunData], labels: &[String]) -> Vec<String> {
         if let Some(who) = by(|s| s.lost as f64 / s.expected.max(1) as f64) {
             verdict.push(format!("least lost: {who}"));
         }
-        if let Some(who) = by(|s| s.p99_us) {
+        if let Some(who) = by(|s| s.p99_us.unwrap_or(f64::INFINITY)) {
             verdict.push(format!("lowest p99: {who}"));
         }
         if !verdict.is_empty() {
@@ -695,12 +686,12 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         ("redelivered", |s| thousands(s.redelivered)),
         ("backlog max", |s| thousands(s.backlog_max)),
         ("delivery rate", |s| rate(s.delivery_rate)),
-        ("p50", |s| latency(s.p50_us)),
-        ("p90", |s| latency(s.p90_us)),
-        ("p99", |s| latency(s.p99_us)),
-        ("p99.9", |s| latency(s.p999_us)),
-        ("max", |s| latency(s.max_us)),
-        ("raw p99", |s| latency(s.raw_p99_us)),
+        ("p50", |s| latency_or_dash(s.p50_us)),
+        ("p90", |s| latency_or_dash(s.p90_us)),
+        ("p99", |s| latency_or_dash(s.p99_us)),
+        ("p99.9", |s| latency_or_dash(s.p999_us)),
+        ("max", |s| latency_or_dash(s.max_us)),
+        ("raw p99", |s| latency_or_dash(s.raw_p99_us)),
         ("harness limited", |s| if s.harness_limited { "yes".into() } else { "no".into() }),
         ("server", |s| format!("{} {}", s.server, s.server_version).trim().to_string()),
         ("server CPU", |s| s.server_cpu_pct.map_or("–".into(), |p| format!("{} of a core", percent(p)))),
@@ -754,7 +745,8 @@ mod tests {
         let run = |transport: &str, lost: u64, p99_us: f64| {
             let mut r = RunData::for_tests(crate::report::plots::tests::seconds(3));
             r.summary.transport = transport.into();
-            (r.summary.expected, r.summary.lost, r.summary.p99_us, r.summary.sustained) = (160_000, lost, p99_us, true);
+            (r.summary.expected, r.summary.lost, r.summary.p99_us, r.summary.sustained) =
+                (160_000, lost, Some(p99_us), true);
             r
         };
         let runs = [run("pubsub", 20_014, 162.4), run("streams", 0, 1_850_000.0)];

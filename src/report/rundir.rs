@@ -3,6 +3,7 @@
 //! can rebuild them long after the run, and a run's own report is built the
 //! same way.
 
+use super::files::restore;
 use super::hlog::{self, HdrLog};
 use crate::rows::{ConsumerRow, LatencyRow, ServerRow, SummaryRow, TimeseriesRow};
 use serde::de::DeserializeOwned;
@@ -185,7 +186,8 @@ fn read_csv<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
     if headers.is_empty() {
         return Err(malformed(path, "empty file, no header"));
     }
-    r.deserialize().collect::<Result<Vec<T>, _>>().map_err(|e| malformed(path, e))
+    let row = |rec: Result<csv::StringRecord, csv::Error>| restore(&rec?).deserialize(Some(&headers));
+    r.records().map(row).collect::<Result<Vec<T>, _>>().map_err(|e| malformed(path, e))
 }
 
 fn read_table(path: &Path) -> Result<Table, LoadError> {
@@ -193,7 +195,7 @@ fn read_table(path: &Path) -> Result<Table, LoadError> {
     let header = r.headers().map_err(|e| malformed(path, e))?.iter().map(str::to_owned).collect();
     let rows = r
         .records()
-        .map(|rec| rec.map(|rec| rec.iter().map(str::to_owned).collect()))
+        .map(|rec| rec.map(|rec| restore(&rec).iter().map(str::to_owned).collect()))
         .collect::<Result<_, _>>()
         .map_err(|e| malformed(path, e))?;
     Ok(Table { header, rows })

@@ -113,7 +113,7 @@ pub fn story(run: &RunData, rate: &Rate) -> Vec<String> {
         "The rate followed a profile of {} over {} s: {}.",
         plural(all.len() as u64, "stage"),
         number(rate.length().unwrap_or_default().as_secs_f64()),
-        super::html::escape(&rate.to_string())
+        super::fmt::escape(&rate.to_string())
     )];
     for (i, o) in all.iter().enumerate().take(MAX_TOLD) {
         let mut text = format!(

@@ -1,6 +1,6 @@
 //! The short, aligned summary printed on stdout after a run.
 
-use super::fmt::{latency, pct, percent, plural, rate, thousands};
+use super::fmt::{latency, latency_or_dash, pct, percent, plural, rate, thousands};
 use crate::assertion::AssertionRow;
 use crate::rows::SummaryRow;
 use std::fmt::Write;
@@ -68,8 +68,10 @@ pub fn pacing(s: &SummaryRow) -> String {
         return "a wake-up per message (no window)".into();
     }
     let mean_wait = s.pacing_window_us / 2.0;
-    let share =
-        if s.p50_us > 0.0 { format!(", {:.0}% of the p50", 100.0 * mean_wait / s.p50_us) } else { String::new() };
+    let share = match s.p50_us {
+        Some(p50) if p50 > 0.0 => format!(", {:.0}% of the p50", 100.0 * mean_wait / p50),
+        _ => String::new(),
+    };
     format!("released once a {} window: adds {} on average{share}", latency(s.pacing_window_us), latency(mean_wait))
 }
 
@@ -131,27 +133,24 @@ pub fn render(s: &SummaryRow) -> String {
     if s.transport == "streams" {
         rows.push(("streams", streams_line(s)));
     }
-    // No delivery, no latency: a dash, not 0.0 µs.
-    let latency = |us: f64| if s.delivered == 0 { "—".to_string() } else { latency(us) };
-    rows.extend([
-        ("kept up", kept_up(s)),
-        (
-            "latency",
-            format!(
-                "p50 {} · p90 {} · p99 {} · p99.9 {}",
-                latency(s.p50_us),
-                latency(s.p90_us),
-                latency(s.p99_us),
-                latency(s.p999_us),
+    rows.push(("kept up", kept_up(s)));
+    let l = latency_or_dash;
+    match s.p50_us {
+        // No delivery, no latency: said once, not as 0.0 µs.
+        None => rows.push(("latency", "no deliveries".into())),
+        Some(_) => rows.extend([
+            (
+                "latency",
+                format!("p50 {} · p90 {} · p99 {} · p99.9 {}", l(s.p50_us), l(s.p90_us), l(s.p99_us), l(s.p999_us),),
             ),
-        ),
-        ("max latency", format!("{} (raw {})", latency(s.max_us), latency(s.raw_max_us))),
-        ("pacing", pacing(s)),
-        (
-            "raw latency",
-            format!("p50 {} · p99 {} (from actual send time)", latency(s.raw_p50_us), latency(s.raw_p99_us)),
-        ),
-    ]);
+            ("max latency", format!("{} (raw {})", l(s.max_us), l(s.raw_max_us))),
+        ]),
+    }
+    rows.push(("pacing", pacing(s)));
+    if s.p50_us.is_some() {
+        let raw = format!("p50 {} · p99 {} (from actual send time)", l(s.raw_p50_us), l(s.raw_p99_us));
+        rows.push(("raw latency", raw));
+    }
     let mut out = String::new();
     for (label, value) in rows {
         let _ = writeln!(out, "{label:>12}  {value}");
@@ -303,10 +302,10 @@ pub fn render_comparison(rows: &[SummaryRow]) -> String {
         ("kept up", Box::new(|s| kept_up_word(s).into())),
         ("duplicates", count(|s| s.duplicates)),
         ("out of order", count(|s| s.out_of_order)),
-        ("p50", Box::new(|s| latency(s.p50_us))),
-        ("p99", Box::new(|s| latency(s.p99_us))),
-        ("p99.9", Box::new(|s| latency(s.p999_us))),
-        ("max", Box::new(|s| latency(s.max_us))),
+        ("p50", Box::new(|s| latency_or_dash(s.p50_us))),
+        ("p99", Box::new(|s| latency_or_dash(s.p99_us))),
+        ("p99.9", Box::new(|s| latency_or_dash(s.p999_us))),
+        ("max", Box::new(|s| latency_or_dash(s.max_us))),
         ("delivery rate", Box::new(|s| rate(s.delivery_rate))),
     ];
     if streams {
@@ -373,14 +372,14 @@ mod tests {
             drain_s: 2.01,
             send_rate: 20_000.0,
             delivery_rate: 63_146.3,
-            p50_us: 227.8,
-            p90_us: 312.4,
-            p99_us: 1_540_000.0,
-            p999_us: 12_340_000.0,
-            max_us: 123_450_000.0,
-            raw_p50_us: 227.8,
-            raw_p99_us: 1_540_000.0,
-            raw_max_us: 123_450_000.0,
+            p50_us: Some(227.8),
+            p90_us: Some(312.4),
+            p99_us: Some(1_540_000.0),
+            p999_us: Some(12_340_000.0),
+            max_us: Some(123_450_000.0),
+            raw_p50_us: Some(227.8),
+            raw_p99_us: Some(1_540_000.0),
+            raw_max_us: Some(123_450_000.0),
             ..SummaryRow::default()
         }
     }

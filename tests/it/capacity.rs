@@ -100,8 +100,10 @@ async fn a_tight_slo_finds_a_maximum_a_plain_run_meets_and_twice_it_does_not() {
 
     // capacity.csv: one row per step, each a complete run directory; the
     // maximum passed by a majority, and twice at least; no rate at or below it failed by one.
-    let at_max: Vec<bool> = rows.iter().filter(|r| r.rate == max).map(|r| r.passed).collect();
-    assert!(at_max.iter().filter(|&&p| p).count() >= 2 && at_max.iter().filter(|&&p| p).count() * 2 > at_max.len());
+    // A try the machine may have failed (a busy machine's wake-ups) is no evidence either way.
+    let at_max: Vec<bool> = rows.iter().filter(|r| r.rate == max && !r.verdict.unclear()).map(|r| r.passed).collect();
+    let passes = at_max.iter().filter(|&&p| p).count();
+    assert!(passes >= 2 && passes * 2 > at_max.len(), "{rows:?}");
     assert!(failed_rates.iter().all(|&r| r > max), "{rows:?}");
     assert!(rows.iter().any(|r| !r.passed && r.failed.contains("p99_us<")), "{rows:?}");
     assert_eq!(rows[0].rate, 200.0);
@@ -133,9 +135,9 @@ async fn a_tight_slo_finds_a_maximum_a_plain_run_meets_and_twice_it_does_not() {
         ..quick("plain", rate, 1.0)
     };
     let at = run(plain(max)).await.summary;
-    assert!(at.p99_us < SLO_P99_US && at.lost == 0 && at.sustained, "at {max}/s: {at:?}");
+    assert!(at.p99_us.is_some_and(|p| p < SLO_P99_US) && at.lost == 0 && at.sustained, "at {max}/s: {at:?}");
     let above = run(plain(2.0 * max)).await.summary;
-    assert!(above.p99_us >= SLO_P99_US, "at {}/s: {above:?}", 2.0 * max);
+    assert!(above.p99_us.is_some_and(|p| p >= SLO_P99_US), "at {}/s: {above:?}", 2.0 * max);
 }
 
 #[test]
@@ -167,8 +169,13 @@ fn an_slo_no_rate_meets_exits_3_with_what_failed() {
     assert!(text.starts_with("no rate met the SLO: at 50 msg/s p99 was "), "{text}");
     assert!(text.contains("> 1 µs"), "{text}");
     assert!(err.contains("no rate met the SLO") && err.contains("step  4"), "{err}");
+    // What failed is said once (the headline); each step's line says it in a few words, and the end what to try.
+    assert_eq!(text.matches("p99 was").count(), 1, "{text}");
+    assert!(!err.contains("p99 was") && err.contains("fail: p99 ≥ 1 µs"), "{err}");
+    assert!(err.contains("no rate met the SLO; try a looser --slo, a lower --min-rate, or fewer --consumers"), "{err}");
     let rows = capacity_rows(&dir);
-    let tried: Vec<(f64, bool)> = rows.iter().map(|r| (r.rate, r.passed)).collect();
+    // The judged tries (a try the machine may have failed, on a busy machine, is tried again).
+    let tried: Vec<(f64, bool)> = rows.iter().filter(|r| !r.verdict.unclear()).map(|r| (r.rate, r.passed)).collect();
     assert_eq!(
         tried,
         [(100.0, false), (100.0, false), (50.0, false), (50.0, false)],

@@ -42,7 +42,7 @@ async fn slow_consumers_are_slow_on_every_transport() {
         assert_eq!(m.status, Status::Ok, "{transport}: {}", m.reason);
         // 4 ms a message: at most 250 a second, of 1,000 sent a second.
         assert!(m.delivered <= 700, "{transport}: a 4 ms consumer took {} of {}: {m:?}", m.delivered, m.sent);
-        assert!(m.p50_us > 100_000.0, "{transport}: the wait shows in the latency: {m:?}");
+        assert!(m.p50_us.is_some_and(|p| p > 100_000.0), "{transport}: the wait shows in the latency: {m:?}");
         if transport == TransportKind::Streams {
             assert!(m.backlog_max > 500, "the unread entries wait in the stream: {m:?}");
         }

@@ -189,7 +189,7 @@ fn prometheus_scrapes_a_live_run_and_its_last_scrape_matches_the_files() {
     assert_eq!(q("sum(eventbench_lost_total / ignoring(cause) group_left eventbench_deliveries_expected_total)"), loss);
     // A latency quantile over the whole run, from the buckets: within the 1-2-5 bucket of the files' exact p99.
     let p99_s = q("histogram_quantile(0.99, eventbench_latency_seconds_bucket)");
-    let exact_s = files.p99_us / 1e6;
+    let exact_s = files.p99_us.expect("a p99") / 1e6;
     assert!(
         p99_s >= exact_s / 2.5 && p99_s <= exact_s * 2.5,
         "p99 {p99_s} s from Prometheus, {exact_s} s in the files"

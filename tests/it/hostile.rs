@@ -633,5 +633,6 @@ fn a_huge_payload_as_fast_as_possible_is_written_a_few_at_a_time() {
 
 mod consumers;
 mod fuzz;
+mod guard;
 mod round3;
 mod startup;

@@ -72,7 +72,7 @@ async fn an_easy_run_is_sustained() {
         // rate over its slowest delivery (measured), per consumer.
         let arrived = m.delivery_rate * m.duration_s;
         let per_message = m.expected as f64 / m.sent as f64;
-        let on_the_way = per_message * (m.send_rate * m.max_us / 1e6 + 1.0);
+        let on_the_way = per_message * (m.send_rate * m.max_us.expect("deliveries have a max") / 1e6 + 1.0);
         assert!(arrived <= m.expected as f64 && m.expected as f64 - arrived <= on_the_way, "{transport}: {m:?}");
         assert!(r.timeseries.iter().all(|t| t.p50_us.is_some()), "every second had deliveries");
     }

@@ -57,7 +57,7 @@ async fn a_virtual_run_counts_its_schedule_exactly_and_leaves_the_machines_colum
     assert_eq!((m.lost, m.undelivered, m.duplicates, m.out_of_order), (0, 0, 0, 0), "{m:?}");
     assert_eq!(per_second(&r, |t| (t.sent, t.delivered, t.connected_consumers)), [(4000, 12_000, 3); 2]);
     // Every message leaves on the tick it falls due in, and arrives on it.
-    assert!(m.send_lag_p99_us < 1000.0 && m.max_us < 1000.0, "{m:?}");
+    assert!(m.send_lag_p99_us < 1000.0 && m.max_us.is_some_and(|x| x < 1000.0), "{m:?}");
     assert_eq!(m.send_rate, 4000.0, "the run's own send times span the phase exactly");
     assert_eq!((m.threads, m.drain_s), (1, 0.0), "one worker on the caller's runtime; nothing left to drain");
     // The machine's floor and eventbench's CPU are not this run's: not measured, not invented.

@@ -14,8 +14,8 @@ async fn without_disconnects_everything_arrives_exactly_once() {
     assert_eq!(m.expected, m.sent * 3, "every consumer expects every message");
     assert_eq!((m.delivered, m.lost, m.duplicates, m.out_of_order, m.foreign), (m.expected, 0, 0, 0, 0));
     assert_eq!(m.reached, m.expected, "PUBLISH reached every subscriber");
-    assert!(m.p50_us > 0.0 && m.p50_us <= m.p99_us && m.p99_us <= m.max_us, "{m:?}");
-    assert!(m.raw_p50_us <= m.p50_us, "raw latency starts later than the intended send time");
+    assert!(m.p50_us.is_some_and(|p| p > 0.0) && m.p50_us <= m.p99_us && m.p99_us <= m.max_us, "{m:?}");
+    assert!(m.raw_p50_us.is_some() && m.raw_p50_us <= m.p50_us, "raw latency starts later than the intended send time");
     assert!(r.timeseries.iter().all(|t| t.connected_consumers == 3 && t.lost == 0));
 }
 
@@ -98,7 +98,7 @@ async fn achieved_rate_is_within_one_percent_of_the_target() {
     // still on their way at its end: no more than the run's own send rate
     // over its slowest delivery (its measured maximum latency).
     let arrived = m.delivery_rate * m.duration_s;
-    let on_the_way = m.send_rate * m.max_us / 1e6 + 1.0;
+    let on_the_way = m.send_rate * m.max_us.expect("deliveries have a max") / 1e6 + 1.0;
     assert!(arrived <= m.sent as f64, "more arrived than was sent: {m:?}");
     assert!(
         m.sent as f64 - arrived <= on_the_way,

@@ -402,7 +402,7 @@ impl ConsumerConn for PubSubConsumer {
     }
 
     fn closed_now(&mut self) -> bool {
-        super::subscriber::closed_already(self)
+        closed_already(self)
     }
 
     async fn fill(&mut self) -> Result<(), ConnError> {
@@ -411,6 +411,14 @@ impl ConsumerConn for PubSubConsumer {
         }
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
+}
+
+/// Whether the connection has already been closed by the server: one read,
+/// without waiting (what it reads, if anything, stays in the buffer).
+fn closed_already(conn: &mut PubSubConsumer) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let fill = std::pin::pin!(conn.fill());
+    matches!(fill.poll(&mut cx), std::task::Poll::Ready(Err(ConnError::Closed | ConnError::Io(_))))
 }
 
 #[cfg(test)]

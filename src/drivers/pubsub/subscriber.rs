@@ -7,9 +7,8 @@ use super::conn::PubSubConsumer;
 use super::PubSub;
 use crate::connect::{ConnError, Tuning};
 use crate::drivers::consume::{self, Cutoff};
-use crate::drivers::{Consumed, ConsumerConn, Ctx, Notes, StatsCell};
+use crate::drivers::{Consumed, Ctx, Notes, StatsCell};
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,12 +66,4 @@ impl consume::Subscriber for Side {
         }
         self.kill_seen.borrow_mut().take()
     }
-}
-
-/// Whether the connection has already been closed by the server: one read,
-/// without waiting (what it reads, if anything, stays in the buffer).
-pub(super) fn closed_already(conn: &mut PubSubConsumer) -> bool {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let fill = std::pin::pin!(conn.fill());
-    matches!(fill.poll(&mut cx), std::task::Poll::Ready(Err(ConnError::Closed | ConnError::Io(_))))
 }

@@ -34,14 +34,9 @@ pub struct Streams {
     pub batch: usize,
 }
 
-/// One entry as a consumer received it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// Index into [`Streams::keys`].
-    pub key: usize,
-    pub id: Vec<u8>,
-    pub payload: Vec<u8>,
-}
+/// Defined beside the reader of XREADGROUP replies, which fills it, so that
+/// `reply` needs nothing of this module.
+pub use super::reply::Entry;
 
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,8 +12,16 @@
 //! `entries_into` skips it in the crate's reply. The unit tests check it
 //! against the crate, from the same bytes.
 
-use super::conn::Entry;
 use crate::connect::resp::RespError;
+
+/// One entry as a consumer received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Index into the run's stream keys (`conn::Streams::keys`).
+    pub key: usize,
+    pub id: Vec<u8>,
+    pub payload: Vec<u8>,
+}
 
 /// Why a reply could not be taken.
 #[derive(Debug, PartialEq, Eq)]

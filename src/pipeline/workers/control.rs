@@ -145,13 +145,25 @@ pub async fn waiting_runs(client: &redis::Client, timeout: Duration) -> R<Vec<St
 /// The longest a control command may wait for its answer.
 pub const CONTROL_ANSWER: Duration = Duration::from_secs(5);
 
+/// The answer limit of this process's control connection, in ms, for
+/// messages: a timeout error of the redis crate does not say how long it
+/// waited. One control Redis per process.
+static ANSWER_LIMIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(5000);
+
+/// How long a control command waited before it gave up.
+pub fn answer_limit() -> Duration {
+    Duration::from_millis(ANSWER_LIMIT_MS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 impl Control {
     /// Connects within `timeout`; the keys live for `ttl` after each write.
     pub async fn connect(client: &redis::Client, run: &str, timeout: Duration, ttl: Duration) -> R<Control> {
+        let answer = timeout.min(CONTROL_ANSWER);
+        ANSWER_LIMIT_MS.store(answer.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             // A control Redis that stops answering ends the run within this.
-            .set_response_timeout(Some(timeout.min(CONTROL_ANSWER)));
+            .set_response_timeout(Some(answer));
         let mut con = client.get_multiplexed_async_connection_with_config(&config).await?;
         redis::cmd("PING").query_async::<()>(&mut con).await?;
         Ok(Control { con, run: run.to_string(), ttl_s: ttl.as_secs().max(60) })

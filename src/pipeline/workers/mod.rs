@@ -63,8 +63,32 @@ pub enum WorkerError {
     Failed { who: String, message: String },
     #[error("interrupted before the run started; nothing was measured")]
     Interrupted,
-    #[error("the control Redis: {0}")]
-    Control(#[from] redis::RedisError),
+    /// Not the error's source too: a chain printed with `{:#}` would say it twice ("timed out: timed out").
+    #[error("the control Redis {}", control_failure(.0, control::answer_limit()))]
+    Control(redis::RedisError),
+}
+
+impl From<redis::RedisError> for WorkerError {
+    fn from(e: redis::RedisError) -> WorkerError {
+        WorkerError::Control(e)
+    }
+}
+
+/// What the control Redis did, in words, once: a timeout says how long its
+/// answer was waited for (`waited`), anything else what it said.
+fn control_failure(e: &redis::RedisError, waited: Duration) -> String {
+    if e.is_timeout() {
+        format!(
+            "did not answer within {} (stopped, overloaded, or the network cut)",
+            crate::clock::fmt_duration(&waited)
+        )
+    } else if e.is_connection_refusal() {
+        format!("refused the connection ({e})")
+    } else if e.is_connection_dropped() {
+        format!("closed the connection ({e})")
+    } else {
+        format!("failed: {e}")
+    }
 }
 
 impl WorkerError {
@@ -154,7 +178,8 @@ fn control_url(url: &str, password: Option<&str>) -> Result<RedisUrl, TargetErro
 
 async fn connect_control(client: &redis::Client, url: &str, run: &str, timeout: Duration) -> Result<Control> {
     Control::connect(client, run, timeout, Duration::from_secs(3600)).await.map_err(|e| {
-        TargetError::Unreachable { url: crate::connect::redact_url(url), message: format!("control Redis: {e}") }.into()
+        let message = format!("the control Redis {}", control_failure(&e, timeout));
+        TargetError::Unreachable { url: crate::connect::redact_url(url), message }.into()
     })
 }
 
@@ -197,9 +222,11 @@ async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
     let url = crate::connect::redact_url(control);
     let deadline = Instant::now() + PLAN_WAIT;
     loop {
-        let mut runs = control::waiting_runs(client, Duration::from_secs(5))
-            .await
-            .map_err(|e| TargetError::Unreachable { url: url.clone(), message: format!("control Redis: {e}") })?;
+        let waited = Duration::from_secs(5);
+        let mut runs = control::waiting_runs(client, waited).await.map_err(|e| TargetError::Unreachable {
+            url: url.clone(),
+            message: format!("the control Redis {}", control_failure(&e, waited)),
+        })?;
         match runs.len() {
             1 => return Ok(runs.remove(0)),
             0 if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -749,8 +776,9 @@ impl Steps<'_> {
             }
             if Instant::now() > deadline {
                 let missing = self.missing(step, n).await;
-                let secs = timeout.as_secs_f64();
-                return Err(WorkerError::Missing(format!("{missing} did not {} within {secs:.0} s", step.verb())));
+                let flag = if step == Step::Join { " (--join-timeout)" } else { "" };
+                let waited = crate::clock::fmt_duration(&timeout);
+                return Err(WorkerError::Missing(format!("{missing} did not {} within {waited}{flag}", step.verb())));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
