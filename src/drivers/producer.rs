@@ -27,12 +27,17 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-/// A producer whose PUBLISH replies are this late decides Redis is gone. Redis
-/// answers in microseconds; a connection that stays open but silent this long
-/// is a stopped server or a cut network, which a closed socket would never show.
+/// A producer whose PUBLISH replies are this late, while nothing else shows
+/// Redis at work, decides Redis is gone. Redis answers in microseconds; a
+/// connection that stays open but silent this long is a stopped server or a
+/// cut network, which a closed socket would never show.
 pub const STALL_AFTER: Duration = Duration::from_millis(1500);
 /// How often the reply reader looks at the clock while waiting.
 const STALL_CHECK: Duration = Duration::from_millis(100);
+/// At the end, a connection whose server showed a sign of life this recently
+/// (a reply, or a delivery to this process's consumers) has a busy server, not
+/// a dead one: what it has not answered yet is a backlog, not a loss.
+const ALIVE_RECENTLY: Duration = Duration::from_millis(300);
 
 /// Shared between a producer's writer and its reply reader (same thread).
 #[derive(Default)]
@@ -52,9 +57,40 @@ struct AckState {
     first_error: RefCell<Option<String>>,
     /// Messages written so far (set by the writer at each flush).
     written: Cell<u64>,
-    /// Since when a reply has been awaited without any arriving; `None` when
-    /// every written message is acknowledged.
+    /// Since when a reply has been awaited without any arriving (nor any other
+    /// sign of life); `None` when every written message is acknowledged.
     waiting_since: Cell<Option<Instant>>,
+    /// The last sign of life: a reply, or deliveries moving (see [`AckState::deliveries`]).
+    alive_at: Cell<Option<Instant>>,
+    /// Deliveries this process's consumers counted (set once the run hands
+    /// them over): while they move, a server silent on this connection is
+    /// busy (fanning out what it was sent), not stopped. A busy Redis spends
+    /// whole seconds in one turn of its event loop when each PUBLISH goes to
+    /// thousands of subscribers, and answers nothing in between; the consumers
+    /// are still reading what it wrote before.
+    deliveries: std::cell::OnceCell<std::sync::Arc<crate::live::Live>>,
+    /// The deliveries counted at the last look.
+    deliveries_seen: Cell<u64>,
+}
+
+impl AckState {
+    /// Whether deliveries moved since the last look.
+    fn deliveries_moved(&self) -> bool {
+        let Some(live) = self.deliveries.get() else { return false };
+        let m = &live.meters;
+        let now: u64 =
+            m.delivered.iter().chain(&m.duplicates).map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).sum();
+        now != self.deliveries_seen.replace(now)
+    }
+
+    /// Notes a sign of life: the silence, if any, starts again from now.
+    fn alive(&self) {
+        let now = Instant::now();
+        self.alive_at.set(Some(now));
+        if self.waiting_since.get().is_some() {
+            self.waiting_since.set(Some(now));
+        }
+    }
 }
 
 /// Reads the replies as they come, concurrently with the writes, so the
@@ -120,11 +156,12 @@ async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> 
         }
         acks.replies.set(idx);
         acks.reached.set(acks.reached.get() + reached);
+        if idx != before {
+            // Progress: Redis is alive, however far behind.
+            acks.alive();
+        }
         if idx >= acks.written.get() {
             acks.waiting_since.set(None);
-        } else if idx != before {
-            // Progress: Redis is alive, however far behind.
-            acks.waiting_since.set(Some(Instant::now()));
         }
         if start == end {
             (start, end) = (0, 0);
@@ -137,6 +174,9 @@ async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> 
             biased;
             n = read.read(&mut buf[end..]) => n?,
             _ = tick.tick() => {
+                if acks.deliveries_moved() {
+                    acks.alive();
+                }
                 if let Some(since) = acks.waiting_since.get().filter(|s| s.elapsed() >= STALL_AFTER) {
                     return Err(ConnError::Stalled { what: verb, secs: since.elapsed().as_secs_f64() });
                 }
@@ -230,6 +270,17 @@ impl Writer {
         std::mem::take(&mut self.acks.refused.borrow_mut())
     }
 
+    /// Counts this process's deliveries as signs of life (see [`AckState::deliveries`]).
+    pub fn watch_deliveries(&self, live: std::sync::Arc<crate::live::Live>) {
+        let _ = self.acks.deliveries.set(live);
+    }
+
+    /// Whether the server showed a sign of life just now, on a connection that
+    /// is still open: a busy server, not a dead one.
+    fn busy(&self) -> bool {
+        !self.reader_finished() && self.acks.alive_at.get().is_some_and(|t| t.elapsed() < ALIVE_RECENTLY)
+    }
+
     /// Appends `messages` commands already encoded, for the next flush.
     pub fn queue_encoded(&mut self, bytes: &[u8], messages: u64) {
         self.out.extend_from_slice(bytes);
@@ -299,6 +350,10 @@ impl ProducerConn for Writer {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // Still at work when the wait ended: Redis holds what it has not
+        // answered yet (a backlog, not a loss), and a consumer still there
+        // counts it undelivered.
+        let busy = self.busy();
         if let Some(reader) = &self.reader {
             reader.abort();
         }
@@ -306,7 +361,12 @@ impl ProducerConn for Writer {
             error = Some(ConnError::Refused { what: self.verb, message });
         }
         let acks = self.acks();
-        Finished { acks, refused: self.take_refused(), answered: Answered::Prefix(acks.replies), error }
+        let answered = if busy && error.is_none() { self.written } else { acks.replies };
+        Finished { acks, refused: self.take_refused(), answered: Answered::Prefix(answered), error }
+    }
+
+    fn watch_deliveries(&mut self, live: std::sync::Arc<crate::live::Live>) {
+        Writer::watch_deliveries(self, live);
     }
 }
 
@@ -391,6 +451,14 @@ impl ProducerConn for Producer {
             Producer::Single(p) => p.failure().await,
             // A node's failure is handled at the next flush.
             Producer::Cluster(_) => std::future::pending().await,
+        }
+    }
+
+    fn watch_deliveries(&mut self, live: std::sync::Arc<crate::live::Live>) {
+        // A cluster's consumers read from every node: their deliveries say
+        // nothing of one node, whose silence ends in a reconnection anyway.
+        if let Producer::Single(p) = self {
+            p.watch_deliveries(live);
         }
     }
 
