@@ -32,12 +32,22 @@ use tokio::task::JoinHandle;
 /// connection that stays open but silent this long is a stopped server or a
 /// cut network, which a closed socket would never show.
 pub const STALL_AFTER: Duration = Duration::from_millis(1500);
-/// How often the reply reader looks at the clock while waiting.
+/// How often the reply reader looks at the clock while waiting (and, on plain
+/// TCP, reads what replies came meanwhile).
 const STALL_CHECK: Duration = Duration::from_millis(100);
+/// On plain TCP, the writer has the replies read once every this many writes,
+/// not as each arrives: a paced producer writes once a window, and a reply
+/// read per window (a task woken, a read, and the read that finds nothing)
+/// cost as much as the write. Replies say nothing about latency; they only
+/// need reading before they fill the socket (4 bytes a PUBLISH).
+const READ_REPLIES_EVERY: u32 = 8;
 /// At the end, a connection whose server showed a sign of life this recently
 /// (a reply, or a delivery to this process's consumers) has a busy server, not
 /// a dead one: what it has not answered yet is a backlog, not a loss.
 const ALIVE_RECENTLY: Duration = Duration::from_millis(300);
+/// How long before the stall verdict a silent connection's watchdog asks
+/// Redis on a fresh connection whether it still answers at all.
+const PROBE_LEAD: Duration = Duration::from_millis(500);
 
 /// Shared between a producer's writer and its reply reader (same thread).
 #[derive(Default)]
@@ -71,6 +81,37 @@ struct AckState {
     deliveries: std::cell::OnceCell<std::sync::Arc<crate::live::Live>>,
     /// The deliveries counted at the last look.
     deliveries_seen: Cell<u64>,
+    /// The writer asking the reader to read the replies now (plain TCP).
+    poke: Poke,
+}
+
+/// A wake-up from the writer to the reply reader, on one thread: no lock,
+/// no allocation (the waker is a reference count).
+#[derive(Default)]
+struct Poke {
+    set: Cell<bool>,
+    waker: Cell<Option<std::task::Waker>>,
+}
+
+impl Poke {
+    fn poke(&self) {
+        self.set.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.set.replace(false) {
+                std::task::Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
 }
 
 impl AckState {
@@ -96,18 +137,30 @@ impl AckState {
 /// Reads the replies as they come, concurrently with the writes, so the
 /// pipeline never stalls on a round trip. Returns only on failure: the server
 /// closed the connection, sent garbage, or stopped answering.
-async fn read_replies(mut read: ReadHalf, verb: &'static str, acks: Rc<AckState>) -> ConnError {
-    match read_loop(&mut read, verb, &acks).await {
+async fn read_replies(mut read: ReadHalf, verb: &'static str, acks: Rc<AckState>, endpoint: Endpoint) -> ConnError {
+    let mut watchdog = Watchdog { endpoint, probe: None };
+    let e = match read_loop(&mut read, verb, &acks, &mut watchdog).await {
         Err(e) => e,
         Ok(()) => ConnError::Closed,
+    };
+    if let Some(p) = watchdog.probe.take() {
+        p.abort();
     }
+    e
 }
 
-async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> Result<(), ConnError> {
+async fn read_loop(
+    read: &mut ReadHalf,
+    verb: &'static str,
+    acks: &AckState,
+    watchdog: &mut Watchdog,
+) -> Result<(), ConnError> {
     let mut buf = vec![0u8; 64 * 1024];
     let (mut start, mut end) = (0, 0);
     let mut tick = tokio::time::interval(STALL_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether the last read emptied the socket (plain TCP reads on demand).
+    let mut drained = false;
     loop {
         // Counted locally and stored once per read: one reply per message.
         let (lo, hi) = acks.measured.get();
@@ -170,23 +223,90 @@ async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> 
             end -= start;
             start = 0;
         }
-        let n = tokio::select! {
-            biased;
-            n = read.read(&mut buf[end..]) => n?,
-            _ = tick.tick() => {
-                if acks.deliveries_moved() {
-                    acks.alive();
+        let n = match read {
+            // On demand: when the writer asks, or at the next check. A
+            // cluster's writers read as replies come: a redirection is followed at once.
+            ReadHalf::Tcp(tcp) if !acks.follow.get() => {
+                if drained {
+                    tokio::select! {
+                        biased;
+                        _ = acks.poke.wait() => {}
+                        _ = tick.tick() => watchdog.look(verb, acks)?,
+                    }
+                    drained = false;
+                    continue;
                 }
-                if let Some(since) = acks.waiting_since.get().filter(|s| s.elapsed() >= STALL_AFTER) {
-                    return Err(ConnError::Stalled { what: verb, secs: since.elapsed().as_secs_f64() });
+                match tcp.try_read(&mut buf[end..]) {
+                    // A short read emptied the socket: no second read to hear so.
+                    Ok(n) => {
+                        drained = n < buf.len() - end;
+                        n
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                continue;
             }
+            _ => tokio::select! {
+                biased;
+                n = read.read(&mut buf[end..]) => n?,
+                _ = tick.tick() => {
+                    watchdog.look(verb, acks)?;
+                    continue;
+                }
+            },
         };
         if n == 0 {
             return Err(ConnError::Closed);
         }
         end += n;
+    }
+}
+
+/// Tells a busy server from a dead one once this connection has gone silent.
+struct Watchdog {
+    endpoint: Endpoint,
+    /// A PING on a fresh connection, under way: whether anything answered.
+    probe: Option<JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    /// A look, once a check: a sign of life elsewhere (deliveries moving, the
+    /// probe answered), or the verdict that Redis stopped answering. The
+    /// probe starts [`PROBE_LEAD`] before the verdict is due, so that a dead
+    /// server is still called dead after [`STALL_AFTER`] and no later.
+    fn look(&mut self, verb: &'static str, acks: &AckState) -> Result<(), ConnError> {
+        if acks.deliveries_moved() {
+            acks.alive();
+        }
+        if self.probe.as_ref().is_some_and(|p| p.is_finished()) {
+            if futures_now(self.probe.take().expect("checked")) == Some(true) {
+                acks.alive();
+            }
+        }
+        let Some(since) = acks.waiting_since.get() else { return Ok(()) };
+        let silent = since.elapsed();
+        if silent >= STALL_AFTER {
+            return Err(ConnError::Stalled { what: verb, secs: silent.as_secs_f64() });
+        }
+        if silent >= STALL_AFTER - PROBE_LEAD && self.probe.is_none() {
+            let endpoint = self.endpoint.clone();
+            self.probe = Some(tokio::task::spawn_local(async move { answers_ping(&endpoint).await }));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a fresh connection's PING is answered at all: an error reply
+/// (`-LOADING`, `-BUSY`) is an answer too. A paused Redis (`CLIENT PAUSE
+/// WRITE`, as a failover pauses it) holds every PUBLISH, yet answers this.
+async fn answers_ping(endpoint: &Endpoint) -> bool {
+    let Ok(mut conn) = endpoint.connect().await else { return false };
+    match conn.call(b"*1\r\n$4\r\nPING\r\n", "PING").await {
+        Ok(()) | Err(ConnError::Refused { .. }) => true,
+        Err(_) => false,
     }
 }
 
@@ -230,6 +350,8 @@ pub struct Writer {
     acks: Rc<AckState>,
     /// The reply reader; `None` once its failure has been reported.
     reader: Option<JoinHandle<ConnError>>,
+    /// Writes since the replies were last read.
+    unread_writes: u32,
 }
 
 impl Writer {
@@ -297,8 +419,8 @@ impl Writer {
         let conn = endpoint.connect().await?;
         let (read, write) = conn.stream.into_split();
         let acks = Rc::new(AckState::default());
-        let reader = Some(tokio::task::spawn_local(read_replies(read, verb, acks.clone())));
-        Ok(Writer { write, verb, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader })
+        let reader = Some(tokio::task::spawn_local(read_replies(read, verb, acks.clone(), endpoint.clone())));
+        Ok(Writer { write, verb, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader, unread_writes: 0 })
     }
 }
 
@@ -328,6 +450,11 @@ impl ProducerConn for Writer {
             e = reader_failure(&mut self.reader) => Err(e),
         };
         self.out.clear();
+        self.unread_writes += 1;
+        if self.unread_writes >= READ_REPLIES_EVERY {
+            self.unread_writes = 0;
+            self.acks.poke.poke();
+        }
         r
     }
 
@@ -348,6 +475,7 @@ impl ProducerConn for Writer {
                 error = Some(reader_failure(&mut self.reader).await);
                 break;
             }
+            self.acks.poke.poke();
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // Still at work when the wait ended: Redis holds what it has not
