@@ -853,3 +853,113 @@ fn futures_now<T>(handle: JoinHandle<T>) -> Option<T> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::Live;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+
+    /// A server that takes every write and answers none on the first
+    /// connection; on later ones (the watchdog's probes) `+PONG` to each
+    /// read if `answers_probes`, nothing otherwise.
+    async fn silent_server(answers_probes: bool) -> Endpoint {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::task::spawn_local(async move {
+            let mut first = true;
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let answer = answers_probes && !first;
+                first = false;
+                tokio::task::spawn_local(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if answer {
+                            let _ = sock.write_all(b"+PONG\r\n").await;
+                        }
+                    }
+                });
+            }
+        });
+        let connect_timeout = Duration::from_secs(1);
+        Endpoint { host: "127.0.0.1".into(), port, username: None, password: None, connect_timeout, tls: None }
+    }
+
+    /// A writer on `endpoint` that has written three messages, none answered.
+    async fn three_unanswered(endpoint: &Endpoint) -> Writer {
+        let prefix = b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$64\r\n".to_vec();
+        let mut w = Writer::connect(endpoint, "PUBLISH", vec![prefix], 64).await.unwrap();
+        for seq in 0..3 {
+            w.queue(0, &Header { producer: 0, channel: 0, seq, intended_ns: 0, sent_ns: 0 });
+        }
+        w.flush().await.unwrap();
+        w
+    }
+
+    /// Runs `f` where the writer's reader can be spawned (on this thread).
+    fn local<F: std::future::Future<Output = ()>>(f: F) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(tokio::task::LocalSet::new().run_until(f));
+    }
+
+    #[test]
+    fn a_silent_server_with_no_sign_of_life_is_called_stopped_after_the_stall_time() {
+        local(async {
+            let mut w = three_unanswered(&silent_server(false).await).await;
+            w.watch_deliveries(Arc::new(Live::default()));
+            let started = Instant::now();
+            let e = tokio::time::timeout(Duration::from_secs(5), w.failure()).await.expect("a verdict");
+            assert!(matches!(e, ConnError::Stalled { what: "PUBLISH", .. }), "{e}");
+            let took = started.elapsed();
+            assert!(took >= STALL_AFTER && took < STALL_AFTER + Duration::from_millis(800), "{took:?}");
+        });
+    }
+
+    #[test]
+    fn deliveries_still_moving_mean_a_busy_server_and_its_unanswered_messages_a_backlog() {
+        local(async {
+            let mut w = three_unanswered(&silent_server(false).await).await;
+            let live = Arc::new(Live::default());
+            w.watch_deliveries(live.clone());
+            // This process's consumers still read what the server wrote before.
+            let moving = live.clone();
+            let feeder = tokio::task::spawn_local(async move {
+                loop {
+                    moving.meters.delivered[1].fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+            let wait = STALL_AFTER + Duration::from_secs(1);
+            assert!(tokio::time::timeout(wait, w.failure()).await.is_err(), "called stopped while deliveries moved");
+            let f = w.finish(Duration::from_millis(200)).await;
+            feeder.abort();
+            assert!(f.error.is_none(), "{:?}", f.error);
+            assert_eq!(f.acks.replies, 0);
+            assert_eq!(f.answered, Answered::Prefix(3), "held by a working server: not unanswered");
+        });
+    }
+
+    #[test]
+    fn a_server_that_answers_a_fresh_connections_ping_is_busy_not_stopped() {
+        local(async {
+            let mut w = three_unanswered(&silent_server(true).await).await;
+            let wait = STALL_AFTER + Duration::from_secs(1);
+            assert!(tokio::time::timeout(wait, w.failure()).await.is_err(), "called stopped though it answered PING");
+        });
+    }
+
+    #[test]
+    fn a_dead_servers_unanswered_messages_stay_unanswered() {
+        local(async {
+            let w = three_unanswered(&silent_server(false).await).await;
+            let f = w.finish(STALL_AFTER + Duration::from_millis(500)).await;
+            assert!(matches!(f.error, Some(ConnError::Stalled { .. })), "{:?}", f.error);
+            assert_eq!(f.answered, Answered::Prefix(0));
+        });
+    }
+}
