@@ -281,10 +281,10 @@ impl Watchdog {
         if acks.deliveries_moved() {
             acks.alive();
         }
-        if self.probe.as_ref().is_some_and(|p| p.is_finished()) {
-            if futures_now(self.probe.take().expect("checked")) == Some(true) {
-                acks.alive();
-            }
+        if self.probe.as_ref().is_some_and(|p| p.is_finished())
+            && futures_now(self.probe.take().expect("checked")) == Some(true)
+        {
+            acks.alive();
         }
         let Some(since) = acks.waiting_since.get() else { return Ok(()) };
         let silent = since.elapsed();
