@@ -25,6 +25,27 @@
 #   EVENTBENCH (a binary to measure instead of building this tree's release
 #   build: e.g. a build of an earlier commit, for a before/after table)
 #
+# Then the capacity rows (#26), against `--rate 0`: for Pub/Sub 1 → 1,
+# Streams 1 → 1 and fan-out 1 → 50 (Pub/Sub), each repetition runs `--rate 0`
+# first, then paced at 50% and 80% of the deliveries a second the first
+# repetition's `--rate 0` run made, and prints one line per (shape, rate):
+#
+#   dlv/s      deliveries a second in the measured phase
+#   ns/dlv     eventbench's user+sys per delivered message
+#   x_rate0    ns/dlv over the same shape's `--rate 0` ns/dlv (the issue's
+#              target: at most 2 at 50%)
+#   wake_p99   the machine's wake-up floor during that run (the probe's
+#              machine_wakeup_p99_us, µs): read every row against it
+#
+#   SHAPES (default "pubsub streams fanout")  FRACTIONS (default "0.5 0.8")
+#   CAPACITY=1 also runs `eventbench capacity` per shape (SLOs as the issue's:
+#   p99 < 2 ms, 5 ms, 20 ms; CAPACITY_BUDGET, default 3m) and prints its
+#   maximum against the `--rate 0` rate.
+#
+# --quick: a smoke run to show the script works (1 s runs, REPS=1, only
+# Pub/Sub at 100,000/s in the first table; CAPACITY=1 searches with a 30 s
+# budget); its figures mean nothing.
+#
 # First, the machine's own floor (scripts/wakeup.c): the CPU a thread takes
 # to do nothing but wake up on a timer every 10, 20, 50 and 100 µs. No paced
 # client here can take less per wake-up, so it says how many wake-ups a
@@ -32,13 +53,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+for arg in "$@"; do
+    case $arg in
+        --quick)
+            DURATION=${DURATION:-1s} REPS=${REPS:-1} RATES=${RATES:-100000} TRANSPORTS=${TRANSPORTS:-pubsub}
+            C_RATES=${C_RATES:-} CAPACITY_BUDGET=${CAPACITY_BUDGET:-30s}
+            ;;
+        *) echo "usage: $0 [--quick]   (settings are environment variables, see the top of this script)" >&2; exit 2 ;;
+    esac
+done
 perf_setup
 DURATION=${DURATION:-10s}
-RATES=${RATES:-10000 50000 100000 800000}
+RATES=${RATES-10000 50000 100000 800000}
 TRANSPORTS=${TRANSPORTS:-pubsub streams}
+SHAPES=${SHAPES-pubsub streams fanout}
+FRACTIONS=${FRACTIONS:-0.5 0.8}
 # The C client sleeps and writes once per message: past 100,000/s it falls
 # behind its schedule on a 2-CPU VM and is no reference (nor done in time).
-C_RATES=${C_RATES:-10000 100000}
+C_RATES=${C_RATES-10000 100000}
 
 secs() {
     case $1 in
@@ -163,6 +195,96 @@ if [ "${INSTRUCTIONS:-0}" = 1 ]; then
     exit 0
 fi
 
+# The flags of a capacity row's shape.
+shape_flags() {
+    case $1 in
+        pubsub) echo "--transport pubsub --consumers 1" ;;
+        streams) echo "--transport streams --consumers 1" ;;
+        fanout) echo "--transport pubsub --consumers 50" ;;
+        *) echo "unknown shape $1 (pubsub, streams, fanout)" >&2; exit 2 ;;
+    esac
+}
+
+# One capacity row's run: prints the figures line, then dlv/s and wake_p99.
+# $1 shape, $2 the publish rate (0: as fast as possible), $3 the run's name.
+shape_run() {
+    local m json
+    # shellcheck disable=SC2046
+    m=$(measured "$3" "$EVENTBENCH" run --url "redis://127.0.0.1:$REDIS_PORT" $(shape_flags "$1") \
+        --rate "$2" --producers 1 --payload 64 --duration "$DURATION" --warmup 1s --quiet --format json --out "$WORK/$3.dir")
+    json=$(cat "$WORK/$3.out")
+    [ -n "$json" ] || { cat "$WORK/$3.err" >&2; exit 1; }
+    local delivered p50 p99 limited rate wake expected sent
+    delivered=$(echo "$json" | json_field delivered | awk -v d="$(secs "$DURATION")" '{ printf "%d", $1 * (d + 1) / d }')
+    p50=$(echo "$json" | json_field p50_us)
+    p99=$(echo "$json" | json_field p99_us)
+    limited=$(echo "$json" | sed -n 's/.*"harness_limited":\([a-z]*\).*/\1/p')
+    rate=$(echo "$json" | json_field delivery_rate | awk '{ printf "%.0f", $1 }')
+    wake=$(echo "$json" | json_field machine_wakeup_p99_us)
+    expected=$(echo "$json" | json_field expected)
+    sent=$(echo "$json" | json_field sent)
+    echo "$(figures "$m" "$delivered" "$p50" "$p99" "$limited" 0) $rate ${wake:--}" \
+        "$(awk -v e="$expected" -v s="$sent" 'BEGIN { printf "%.3f", (s > 0) ? e / s : 1 }')"
+}
+
+# The capacity rows: `--rate 0`, then paced at FRACTIONS of its delivery
+# rate, alternating within each repetition; medians per row.
+capacity_rows() {
+    echo "capacity rows: CPU per delivered message paced against --rate 0 ($DURATION per run, REPS=$REPS)"
+    printf '%-8s %-6s %9s %10s %6s %7s %7s %8s %8s %6s %7s %s\n' \
+        shape run rate dlv/s cpu ns/dlv x_rate0 p50_us p99_us redis limited wake_p99
+    local shape i f r0 fan rate
+    for shape in $SHAPES; do
+        : >"$WORK/row-0"
+        for f in $FRACTIONS; do : >"$WORK/row-$f"; done
+        r0=""
+        for i in $(seq "$REPS"); do
+            shape_run "$shape" 0 "cap-$shape-0-$i" >>"$WORK/row-0"
+            if [ -z "$r0" ]; then
+                # The publish rate that made those deliveries: deliveries over the fan-out.
+                read -r r0 fan < <(tail -1 "$WORK/row-0" | awk '{ print $11, $13 }')
+            fi
+            for f in $FRACTIONS; do
+                rate=$(awk -v r="$r0" -v fan="$fan" -v f="$f" 'BEGIN { printf "%.0f", f * r / fan }')
+                shape_run "$shape" "$rate" "cap-$shape-$f-$i" >>"$WORK/row-$f"
+            done
+        done
+        local base
+        base=$(medians "$WORK/row-0" | awk '{ print $4 }')
+        for f in 0 $FRACTIONS; do
+            # shellcheck disable=SC2046
+            set -- $(medians "$WORK/row-$f")
+            rate=0
+            [ "$f" = 0 ] || rate=$(awk -v r="$r0" -v fan="$fan" -v f="$f" 'BEGIN { printf "%.0f", f * r / fan }')
+            printf '%-8s %-6s %9s %10s %6s %7s %7s %8s %8s %6s %7s %s\n' "$shape" \
+                "$([ "$f" = 0 ] && echo rate0 || awk -v f="$f" 'BEGIN { printf "%d%%", f * 100 }')" "$rate" "${11}" "$1" "$4" \
+                "$(awk -v a="$4" -v b="$base" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')" "$7" "$8" "$9" "${10}" "${12}"
+        done
+        if [ "${CAPACITY:-0}" = 1 ]; then
+            capacity_search "$shape" "$r0" "$fan"
+        fi
+    done
+}
+
+# `eventbench capacity` for a shape, its maximum against the `--rate 0` delivery rate $2 (fan-out $3).
+capacity_search() {
+    local slo=2000 out="$WORK/capacity-$1.json"
+    case $1 in streams) slo=5000 ;; fanout) slo=20000 ;; esac
+    # shellcheck disable=SC2046
+    "$EVENTBENCH" capacity --url "redis://127.0.0.1:$REDIS_PORT" $(shape_flags "$1") --producers 1 --payload 64 \
+        --slo "p99_us<$slo" --budget "${CAPACITY_BUDGET:-3m}" --format json --out "$WORK/capacity-$1" \
+        >"$out" 2>"$WORK/capacity-$1.err" || true
+    [ -s "$out" ] || { echo "  capacity $1: no result"; sed 's/^/    /' "$WORK/capacity-$1.err" >&2; return; }
+    python3 - "$out" "$2" "$3" "$1" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+rate0, fan, shape = float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+m = j.get("max_rate")
+ratio = f"{m * fan / rate0:.2f}x the --rate 0 rate" if m and rate0 > 0 else "no maximum"
+print(f"  capacity {shape}: max {m} msg/s, {ratio}: {j['headline']}")
+PY
+}
+
 machine_load
 if command -v cc >/dev/null && cc -O2 -o "$WORK/wakeup" scripts/wakeup.c; then
     "$WORK/wakeup" 10000 20000 50000 100000 | awk '
@@ -173,7 +295,7 @@ fi
 echo "eventbench: $EVENTBENCH; $DURATION per run, REPS=$REPS"
 printf '%-8s %8s %-10s %6s %6s %6s %7s %6s %6s %8s %8s %6s %s\n' \
     transport rate client cpu user sys ns/msg sc/msg cs/msg p50_us p99_us redis limited
-for transport in $TRANSPORTS; do
+[ -z "$RATES" ] || for transport in $TRANSPORTS; do
     for rate in $RATES; do
         : >"$WORK/eb" && : >"$WORK/c"
         for i in $(seq "$REPS"); do
@@ -192,4 +314,5 @@ for transport in $TRANSPORTS; do
         done
     done
 done
+[ -z "$SHAPES" ] || capacity_rows
 machine_load

@@ -435,6 +435,10 @@ pub trait ProducerConn {
     /// reply for too long); pending while it is healthy. Lets an idle producer
     /// notice a dead server without waiting for its next write.
     fn failure(&mut self) -> impl Future<Output = ConnError>;
+    /// Hands over this process's delivery counters: while they move, a
+    /// server silent on this connection is busy, not stopped (a backlog is
+    /// not a loss). Nothing to do for a connection that cannot stall.
+    fn watch_deliveries(&mut self, _live: std::sync::Arc<crate::live::Live>) {}
     /// Marks which messages (by index on this connection) are in the measured phase,
     /// so that acknowledgements are counted for those only.
     fn set_measured(&mut self, first: u64, end: u64);

@@ -50,6 +50,7 @@ pub async fn run<C: ProducerConn>(
             return None;
         }
     };
+    conn.watch_deliveries(shared.live.clone());
     // Resolved before the start: `auto` measures this machine's wake-up cost once.
     let pacing_window = shared.scenario.pacing_window_ns(shared.local_producers.len() as u32);
     let _ = notes.send(Note::Ready);

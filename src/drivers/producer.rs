@@ -27,12 +27,27 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
-/// A producer whose PUBLISH replies are this late decides Redis is gone. Redis
-/// answers in microseconds; a connection that stays open but silent this long
-/// is a stopped server or a cut network, which a closed socket would never show.
+/// A producer whose PUBLISH replies are this late, while nothing else shows
+/// Redis at work, decides Redis is gone. Redis answers in microseconds; a
+/// connection that stays open but silent this long is a stopped server or a
+/// cut network, which a closed socket would never show.
 pub const STALL_AFTER: Duration = Duration::from_millis(1500);
-/// How often the reply reader looks at the clock while waiting.
+/// How often the reply reader looks at the clock while waiting (and, on plain
+/// TCP, reads what replies came meanwhile).
 const STALL_CHECK: Duration = Duration::from_millis(100);
+/// On plain TCP, the writer has the replies read once every this many writes,
+/// not as each arrives: a paced producer writes once a window, and a reply
+/// read per window (a task woken, a read, and the read that finds nothing)
+/// cost as much as the write. Replies say nothing about latency; they only
+/// need reading before they fill the socket (4 bytes a PUBLISH).
+const READ_REPLIES_EVERY: u32 = 8;
+/// At the end, a connection whose server showed a sign of life this recently
+/// (a reply, or a delivery to this process's consumers) has a busy server, not
+/// a dead one: what it has not answered yet is a backlog, not a loss.
+const ALIVE_RECENTLY: Duration = Duration::from_millis(300);
+/// How long before the stall verdict a silent connection's watchdog asks
+/// Redis on a fresh connection whether it still answers at all.
+const PROBE_LEAD: Duration = Duration::from_millis(500);
 
 /// Shared between a producer's writer and its reply reader (same thread).
 #[derive(Default)]
@@ -52,26 +67,100 @@ struct AckState {
     first_error: RefCell<Option<String>>,
     /// Messages written so far (set by the writer at each flush).
     written: Cell<u64>,
-    /// Since when a reply has been awaited without any arriving; `None` when
-    /// every written message is acknowledged.
+    /// Since when a reply has been awaited without any arriving (nor any other
+    /// sign of life); `None` when every written message is acknowledged.
     waiting_since: Cell<Option<Instant>>,
+    /// The last sign of life: a reply, or deliveries moving (see [`AckState::deliveries`]).
+    alive_at: Cell<Option<Instant>>,
+    /// Deliveries this process's consumers counted (set once the run hands
+    /// them over): while they move, a server silent on this connection is
+    /// busy (fanning out what it was sent), not stopped. A busy Redis spends
+    /// whole seconds in one turn of its event loop when each PUBLISH goes to
+    /// thousands of subscribers, and answers nothing in between; the consumers
+    /// are still reading what it wrote before.
+    deliveries: std::cell::OnceCell<std::sync::Arc<crate::live::Live>>,
+    /// The deliveries counted at the last look.
+    deliveries_seen: Cell<u64>,
+    /// The writer asking the reader to read the replies now (plain TCP).
+    poke: Poke,
+}
+
+/// A wake-up from the writer to the reply reader, on one thread: no lock,
+/// no allocation (the waker is a reference count).
+#[derive(Default)]
+struct Poke {
+    set: Cell<bool>,
+    waker: Cell<Option<std::task::Waker>>,
+}
+
+impl Poke {
+    fn poke(&self) {
+        self.set.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.set.replace(false) {
+                std::task::Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+impl AckState {
+    /// Whether deliveries moved since the last look.
+    fn deliveries_moved(&self) -> bool {
+        let Some(live) = self.deliveries.get() else { return false };
+        let m = &live.meters;
+        let now: u64 =
+            m.delivered.iter().chain(&m.duplicates).map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).sum();
+        now != self.deliveries_seen.replace(now)
+    }
+
+    /// Notes a sign of life: the silence, if any, starts again from now.
+    fn alive(&self) {
+        let now = Instant::now();
+        self.alive_at.set(Some(now));
+        if self.waiting_since.get().is_some() {
+            self.waiting_since.set(Some(now));
+        }
+    }
 }
 
 /// Reads the replies as they come, concurrently with the writes, so the
 /// pipeline never stalls on a round trip. Returns only on failure: the server
 /// closed the connection, sent garbage, or stopped answering.
-async fn read_replies(mut read: ReadHalf, verb: &'static str, acks: Rc<AckState>) -> ConnError {
-    match read_loop(&mut read, verb, &acks).await {
+async fn read_replies(mut read: ReadHalf, verb: &'static str, acks: Rc<AckState>, endpoint: Endpoint) -> ConnError {
+    let mut watchdog = Watchdog { endpoint, probe: None };
+    let e = match read_loop(&mut read, verb, &acks, &mut watchdog).await {
         Err(e) => e,
         Ok(()) => ConnError::Closed,
+    };
+    if let Some(p) = watchdog.probe.take() {
+        p.abort();
     }
+    e
 }
 
-async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> Result<(), ConnError> {
+async fn read_loop(
+    read: &mut ReadHalf,
+    verb: &'static str,
+    acks: &AckState,
+    watchdog: &mut Watchdog,
+) -> Result<(), ConnError> {
     let mut buf = vec![0u8; 64 * 1024];
     let (mut start, mut end) = (0, 0);
     let mut tick = tokio::time::interval(STALL_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether the last read emptied the socket (plain TCP reads on demand).
+    let mut drained = false;
     loop {
         // Counted locally and stored once per read: one reply per message.
         let (lo, hi) = acks.measured.get();
@@ -120,11 +209,12 @@ async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> 
         }
         acks.replies.set(idx);
         acks.reached.set(acks.reached.get() + reached);
+        if idx != before {
+            // Progress: Redis is alive, however far behind.
+            acks.alive();
+        }
         if idx >= acks.written.get() {
             acks.waiting_since.set(None);
-        } else if idx != before {
-            // Progress: Redis is alive, however far behind.
-            acks.waiting_since.set(Some(Instant::now()));
         }
         if start == end {
             (start, end) = (0, 0);
@@ -133,20 +223,90 @@ async fn read_loop(read: &mut ReadHalf, verb: &'static str, acks: &AckState) -> 
             end -= start;
             start = 0;
         }
-        let n = tokio::select! {
-            biased;
-            n = read.read(&mut buf[end..]) => n?,
-            _ = tick.tick() => {
-                if let Some(since) = acks.waiting_since.get().filter(|s| s.elapsed() >= STALL_AFTER) {
-                    return Err(ConnError::Stalled { what: verb, secs: since.elapsed().as_secs_f64() });
+        let n = match read {
+            // On demand: when the writer asks, or at the next check. A
+            // cluster's writers read as replies come: a redirection is followed at once.
+            ReadHalf::Tcp(tcp) if !acks.follow.get() => {
+                if drained {
+                    tokio::select! {
+                        biased;
+                        _ = acks.poke.wait() => {}
+                        _ = tick.tick() => watchdog.look(verb, acks)?,
+                    }
+                    drained = false;
+                    continue;
                 }
-                continue;
+                match tcp.try_read(&mut buf[end..]) {
+                    // A short read emptied the socket: no second read to hear so.
+                    Ok(n) => {
+                        drained = n < buf.len() - end;
+                        n
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
+            _ => tokio::select! {
+                biased;
+                n = read.read(&mut buf[end..]) => n?,
+                _ = tick.tick() => {
+                    watchdog.look(verb, acks)?;
+                    continue;
+                }
+            },
         };
         if n == 0 {
             return Err(ConnError::Closed);
         }
         end += n;
+    }
+}
+
+/// Tells a busy server from a dead one once this connection has gone silent.
+struct Watchdog {
+    endpoint: Endpoint,
+    /// A PING on a fresh connection, under way: whether anything answered.
+    probe: Option<JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    /// A look, once a check: a sign of life elsewhere (deliveries moving, the
+    /// probe answered), or the verdict that Redis stopped answering. The
+    /// probe starts [`PROBE_LEAD`] before the verdict is due, so that a dead
+    /// server is still called dead after [`STALL_AFTER`] and no later.
+    fn look(&mut self, verb: &'static str, acks: &AckState) -> Result<(), ConnError> {
+        if acks.deliveries_moved() {
+            acks.alive();
+        }
+        if self.probe.as_ref().is_some_and(|p| p.is_finished())
+            && futures_now(self.probe.take().expect("checked")) == Some(true)
+        {
+            acks.alive();
+        }
+        let Some(since) = acks.waiting_since.get() else { return Ok(()) };
+        let silent = since.elapsed();
+        if silent >= STALL_AFTER {
+            return Err(ConnError::Stalled { what: verb, secs: silent.as_secs_f64() });
+        }
+        if silent >= STALL_AFTER - PROBE_LEAD && self.probe.is_none() {
+            let endpoint = self.endpoint.clone();
+            self.probe = Some(tokio::task::spawn_local(async move { answers_ping(&endpoint).await }));
+        }
+        Ok(())
+    }
+}
+
+/// Whether a fresh connection's PING is answered at all: an error reply
+/// (`-LOADING`, `-BUSY`) is an answer too. A paused Redis (`CLIENT PAUSE
+/// WRITE`, as a failover pauses it) holds every PUBLISH, yet answers this.
+async fn answers_ping(endpoint: &Endpoint) -> bool {
+    let Ok(mut conn) = endpoint.connect().await else { return false };
+    match conn.call(b"*1\r\n$4\r\nPING\r\n", "PING").await {
+        Ok(()) | Err(ConnError::Refused { .. }) => true,
+        Err(_) => false,
     }
 }
 
@@ -190,6 +350,8 @@ pub struct Writer {
     acks: Rc<AckState>,
     /// The reply reader; `None` once its failure has been reported.
     reader: Option<JoinHandle<ConnError>>,
+    /// Writes since the replies were last read.
+    unread_writes: u32,
 }
 
 impl Writer {
@@ -230,6 +392,17 @@ impl Writer {
         std::mem::take(&mut self.acks.refused.borrow_mut())
     }
 
+    /// Counts this process's deliveries as signs of life (see [`AckState::deliveries`]).
+    pub fn watch_deliveries(&self, live: std::sync::Arc<crate::live::Live>) {
+        let _ = self.acks.deliveries.set(live);
+    }
+
+    /// Whether the server showed a sign of life just now, on a connection that
+    /// is still open: a busy server, not a dead one.
+    fn busy(&self) -> bool {
+        !self.reader_finished() && self.acks.alive_at.get().is_some_and(|t| t.elapsed() < ALIVE_RECENTLY)
+    }
+
     /// Appends `messages` commands already encoded, for the next flush.
     pub fn queue_encoded(&mut self, bytes: &[u8], messages: u64) {
         self.out.extend_from_slice(bytes);
@@ -246,8 +419,8 @@ impl Writer {
         let conn = endpoint.connect().await?;
         let (read, write) = conn.stream.into_split();
         let acks = Rc::new(AckState::default());
-        let reader = Some(tokio::task::spawn_local(read_replies(read, verb, acks.clone())));
-        Ok(Writer { write, verb, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader })
+        let reader = Some(tokio::task::spawn_local(read_replies(read, verb, acks.clone(), endpoint.clone())));
+        Ok(Writer { write, verb, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader, unread_writes: 0 })
     }
 }
 
@@ -277,6 +450,11 @@ impl ProducerConn for Writer {
             e = reader_failure(&mut self.reader) => Err(e),
         };
         self.out.clear();
+        self.unread_writes += 1;
+        if self.unread_writes >= READ_REPLIES_EVERY {
+            self.unread_writes = 0;
+            self.acks.poke.poke();
+        }
         r
     }
 
@@ -297,8 +475,13 @@ impl ProducerConn for Writer {
                 error = Some(reader_failure(&mut self.reader).await);
                 break;
             }
+            self.acks.poke.poke();
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        // Still at work when the wait ended: Redis holds what it has not
+        // answered yet (a backlog, not a loss), and a consumer still there
+        // counts it undelivered.
+        let busy = self.busy();
         if let Some(reader) = &self.reader {
             reader.abort();
         }
@@ -306,7 +489,12 @@ impl ProducerConn for Writer {
             error = Some(ConnError::Refused { what: self.verb, message });
         }
         let acks = self.acks();
-        Finished { acks, refused: self.take_refused(), answered: Answered::Prefix(acks.replies), error }
+        let answered = if busy && error.is_none() { self.written } else { acks.replies };
+        Finished { acks, refused: self.take_refused(), answered: Answered::Prefix(answered), error }
+    }
+
+    fn watch_deliveries(&mut self, live: std::sync::Arc<crate::live::Live>) {
+        Writer::watch_deliveries(self, live);
     }
 }
 
@@ -391,6 +579,14 @@ impl ProducerConn for Producer {
             Producer::Single(p) => p.failure().await,
             // A node's failure is handled at the next flush.
             Producer::Cluster(_) => std::future::pending().await,
+        }
+    }
+
+    fn watch_deliveries(&mut self, live: std::sync::Arc<crate::live::Live>) {
+        // A cluster's consumers read from every node: their deliveries say
+        // nothing of one node, whose silence ends in a reconnection anyway.
+        if let Producer::Single(p) = self {
+            p.watch_deliveries(live);
         }
     }
 
@@ -663,5 +859,115 @@ fn futures_now<T>(handle: JoinHandle<T>) -> Option<T> {
     match std::future::Future::poll(handle.as_mut(), &mut cx) {
         std::task::Poll::Ready(Ok(v)) => Some(v),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::Live;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+
+    /// A server that takes every write and answers none on the first
+    /// connection; on later ones (the watchdog's probes) `+PONG` to each
+    /// read if `answers_probes`, nothing otherwise.
+    async fn silent_server(answers_probes: bool) -> Endpoint {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::task::spawn_local(async move {
+            let mut first = true;
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let answer = answers_probes && !first;
+                first = false;
+                tokio::task::spawn_local(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = sock.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if answer {
+                            let _ = sock.write_all(b"+PONG\r\n").await;
+                        }
+                    }
+                });
+            }
+        });
+        let connect_timeout = Duration::from_secs(1);
+        Endpoint { host: "127.0.0.1".into(), port, username: None, password: None, connect_timeout, tls: None }
+    }
+
+    /// A writer on `endpoint` that has written three messages, none answered.
+    async fn three_unanswered(endpoint: &Endpoint) -> Writer {
+        let prefix = b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$64\r\n".to_vec();
+        let mut w = Writer::connect(endpoint, "PUBLISH", vec![prefix], 64).await.unwrap();
+        for seq in 0..3 {
+            w.queue(0, &Header { producer: 0, channel: 0, seq, intended_ns: 0, sent_ns: 0 });
+        }
+        w.flush().await.unwrap();
+        w
+    }
+
+    /// Runs `f` where the writer's reader can be spawned (on this thread).
+    fn local<F: std::future::Future<Output = ()>>(f: F) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(tokio::task::LocalSet::new().run_until(f));
+    }
+
+    #[test]
+    fn a_silent_server_with_no_sign_of_life_is_called_stopped_after_the_stall_time() {
+        local(async {
+            let mut w = three_unanswered(&silent_server(false).await).await;
+            w.watch_deliveries(Arc::new(Live::default()));
+            let started = Instant::now();
+            let e = tokio::time::timeout(Duration::from_secs(5), w.failure()).await.expect("a verdict");
+            assert!(matches!(e, ConnError::Stalled { what: "PUBLISH", .. }), "{e}");
+            let took = started.elapsed();
+            assert!(took >= STALL_AFTER && took < STALL_AFTER + Duration::from_millis(800), "{took:?}");
+        });
+    }
+
+    #[test]
+    fn deliveries_still_moving_mean_a_busy_server_and_its_unanswered_messages_a_backlog() {
+        local(async {
+            let mut w = three_unanswered(&silent_server(false).await).await;
+            let live = Arc::new(Live::default());
+            w.watch_deliveries(live.clone());
+            // This process's consumers still read what the server wrote before.
+            let moving = live.clone();
+            let feeder = tokio::task::spawn_local(async move {
+                loop {
+                    moving.meters.delivered[1].fetch_add(1, Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+            let wait = STALL_AFTER + Duration::from_secs(1);
+            assert!(tokio::time::timeout(wait, w.failure()).await.is_err(), "called stopped while deliveries moved");
+            let f = w.finish(Duration::from_millis(200)).await;
+            feeder.abort();
+            assert!(f.error.is_none(), "{:?}", f.error);
+            assert_eq!(f.acks.replies, 0);
+            assert_eq!(f.answered, Answered::Prefix(3), "held by a working server: not unanswered");
+        });
+    }
+
+    #[test]
+    fn a_server_that_answers_a_fresh_connections_ping_is_busy_not_stopped() {
+        local(async {
+            let mut w = three_unanswered(&silent_server(true).await).await;
+            let wait = STALL_AFTER + Duration::from_secs(1);
+            assert!(tokio::time::timeout(wait, w.failure()).await.is_err(), "called stopped though it answered PING");
+        });
+    }
+
+    #[test]
+    fn a_dead_servers_unanswered_messages_stay_unanswered() {
+        local(async {
+            let w = three_unanswered(&silent_server(false).await).await;
+            let f = w.finish(STALL_AFTER + Duration::from_millis(500)).await;
+            assert!(matches!(f.error, Some(ConnError::Stalled { .. })), "{:?}", f.error);
+            assert_eq!(f.answered, Answered::Prefix(0));
+        });
     }
 }

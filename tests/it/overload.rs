@@ -151,3 +151,38 @@ fn sustained_gates_a_run_and_a_run_that_fell_behind_says_so() {
     assert!(err.contains("did not keep up") && err.contains("sustained = false"), "{err}");
     assert!(err.contains("assertion failed: sustained==1"), "{err}");
 }
+
+/// A Redis that holds every PUBLISH for 2.5 s (`CLIENT PAUSE WRITE`, as a
+/// failover pauses it) is busy, not dead: it still answers a PING on a
+/// fresh connection. The producer's watchdog used to call any reply silence
+/// of 1.5 s a stopped server and abort, counting what was in flight as
+/// lost; the same silence comes from a Redis fanning each PUBLISH out to
+/// thousands of subscribers (#28 item 26). The run goes on, nothing is lost,
+/// and the wait counts in the latency.
+#[test]
+fn a_paused_redis_is_busy_not_dead() {
+    use crate::common::{assert_whole_run_dir, bin, wait_exit, RedisServer};
+    let server = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = bin()
+        .args(["run", "--url", &server.url(), "--rate", "2000", "--duration", "4s", "--warmup", "200ms"])
+        .args(["--drain", "3s", "--quiet", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The warmup, then half a second measured.
+    crate::common::wait_for_sent(server.port, "pubsub", 400 + 1000, Duration::from_secs(15));
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(2500).arg("WRITE").query(&mut server.client()).unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let err = crate::common::stderr(&child.wait_with_output().unwrap());
+    assert_eq!(status.code(), Some(0), "{err}");
+    let s = assert_whole_run_dir(&out);
+    assert_eq!(s.status, "ok", "{s:?}");
+    assert_eq!((s.lost, s.lost_unanswered), (0, 0), "{s:?}");
+    assert_eq!(s.delivered + s.undelivered, s.expected, "{s:?}");
+    assert_eq!(s.sent, 8000, "the schedule went on through the pause: {s:?}");
+    assert!(s.max_us >= 2_000_000.0, "the pause counts in the latency: {s:?}");
+}
