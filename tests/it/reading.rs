@@ -20,7 +20,10 @@ fn every_assertion_leaves_a_verdict_on_the_terminal_in_json_in_a_file_and_on_the
     assert!(text.contains("✗ sent>1000000 (sent = 500)"), "{text}");
     // The file, rebuilt from scenario.toml and summary.csv like the page.
     let csv = std::fs::read_to_string(out_dir.join("assertions.csv")).unwrap();
-    assert_eq!(csv, "assertion,verdict,measured\nlost==0,pass,lost = 0\nsent>1000000,fail,sent = 500\n");
+    assert_eq!(
+        csv,
+        "assertion,verdict,measured,observed\nlost==0,pass,lost = 0,0.0\nsent>1000000,fail,sent = 500,500.0\n"
+    );
     let page = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
     assert!(page.contains("<h2 id=\"assertions\">Assertions</h2>"), "the page has a section");
     assert!(page.contains("1 of 2 failed (exit code 3)"), "and says what failed");
