@@ -142,10 +142,12 @@ impl Searched {
         if self.found.max_rate.is_some() && !matches!(self.found.end, End::Harness | End::Inconclusive | End::Spread) {
             return None;
         }
-        let floor = self.steps.iter().filter_map(|s| s.summary.machine_wakeup_p99_us).reduce(f64::max);
+        // The machine's floor at its quietest step: a bound below that could hold in no step. (The
+        // worst step's floor, often the full-speed ceiling step's, says nothing of the others.)
+        let floor = self.steps.iter().filter_map(|s| s.summary.machine_wakeup_p99_us).reduce(f64::min);
         let floor = floor.map_or(String::new(), |f| {
             format!(
-                "; this machine alone adds up to {} at p99 (machine_wakeup_p99_us in capacity.csv): no bound below that can hold here",
+                "; this machine alone added at least {} at p99 in every step (machine_wakeup_p99_us in capacity.csv): a bound below that cannot hold here",
                 fmt_latency(f)
             )
         });
@@ -403,10 +405,14 @@ mod tests {
         let slo = Slo::new(["p99_us<1000".parse().unwrap()]);
         let mut slow = step(1, 10.0, 5000.0, Verdict::Fail);
         slow.0.summary.machine_wakeup_p99_us = Some(2100.0);
-        let none = searched(End::NothingPasses, None, Some(10.0), vec![slow]);
+        // A step whose machine was worse does not raise the floor every step had.
+        let mut worse = step(2, 20.0, 9000.0, Verdict::Fail);
+        worse.0.summary.machine_wakeup_p99_us = Some(8000.0);
+        let none = searched(End::NothingPasses, None, Some(10.0), vec![slow, worse]);
         let advice = none.advice().unwrap();
         assert!(advice.starts_with("try a looser --slo, a lower --min-rate, or fewer --consumers"), "{advice}");
-        assert!(advice.contains(&format!("this machine alone adds up to {} at p99", fmt_latency(2100.0))), "{advice}");
+        let floor = format!("this machine alone added at least {} at p99 in every step", fmt_latency(2100.0));
+        assert!(advice.contains(&floor), "{advice}");
         assert!(!none.headline(&slo).contains("figure"));
         let found = searched(End::Found, Some(1000.0), Some(2000.0), vec![step(1, 1000.0, 100.0, Verdict::Pass)]);
         assert_eq!(found.advice(), None);
