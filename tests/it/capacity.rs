@@ -104,7 +104,13 @@ async fn a_tight_slo_finds_a_maximum_a_plain_run_meets_and_twice_it_does_not() {
     let at_max: Vec<bool> = rows.iter().filter(|r| r.rate == max && !r.verdict.unclear()).map(|r| r.passed).collect();
     let passes = at_max.iter().filter(|&&p| p).count();
     assert!(passes >= 2 && passes * 2 > at_max.len(), "{rows:?}");
-    assert!(failed_rates.iter().all(|&r| r > max), "{rows:?}");
+    // A rate's verdict is its judged tries' majority: a failed try that the others contradict
+    // (a confirmation that went the other way, on a busy machine) does not fail it.
+    for rate in failed_rates.iter().filter(|&&r| r <= max) {
+        let judged = rows.iter().filter(|r| r.rate == *rate && !r.verdict.unclear());
+        let (passes, fails) = judged.fold((0, 0), |(p, f), r| if r.passed { (p + 1, f) } else { (p, f + 1) });
+        assert!(passes > fails, "{rate} msg/s, at or below the maximum, failed by its majority: {rows:?}");
+    }
     assert!(rows.iter().any(|r| !r.passed && r.failed.contains("p99_us<")), "{rows:?}");
     assert_eq!(rows[0].rate, 200.0);
     for r in &rows {
