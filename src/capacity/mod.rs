@@ -212,11 +212,7 @@ impl Searched {
     fn spread_text(&self) -> String {
         let f = &self.found;
         let above = f.passed_above.map_or(String::new(), |r| {
-            let (p, fails, _) = self.at(r).fold((0, 0, 0), |(p, f, u), s| match s.row.verdict {
-                search::Verdict::Pass => (p + 1, f, u),
-                search::Verdict::Fail => (p, f + 1, u),
-                _ => (p, f, u + 1),
-            });
+            let (p, fails, _) = f.tally(r);
             let low = f.first_failure.map_or(String::new(), |hi| format!(", above {} where most failed", msg_rate(hi)));
             format!("; the SLO held in {p} of {} tries at {}{low}", p + fails, msg_rate(r))
         });

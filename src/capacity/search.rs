@@ -191,6 +191,11 @@ impl Found {
         self.max_rate.map_or(0, |r| count(&self.tried, r).0 as usize)
     }
 
+    /// (passes, failures, unclear) among the tries of `rate`.
+    pub fn tally(&self, rate: f64) -> (u32, u32, u32) {
+        count(&self.tried, rate)
+    }
+
     /// Whether the maximum is within `precision` of the lowest failure (or
     /// the next whole rate above it failed).
     pub fn within(&self, precision: f64) -> bool {
