@@ -162,6 +162,10 @@ impl Searched {
             End::Harness => format!(
                 "try more --threads, fewer --consumers, or --workers to spread eventbench over processes{no_ceiling}"
             ),
+            // Only tries that disagreed: the system's own hiccups, not the machine's.
+            End::Inconclusive if !self.steps.iter().any(|s| s.row.verdict.unclear()) => format!(
+                "try longer steps (--step 10s) to average more of the system's hiccups into each try, or more --tries{floor}"
+            ),
             End::Inconclusive => format!(
                 "try again on a quieter machine (machine_other_cpu_pct and steal_pct in capacity.csv say how busy it was), a looser --slo, or more --tries{no_ceiling}{floor}"
             ),
@@ -199,12 +203,40 @@ impl Searched {
             End::Harness => "eventbench may have been the limit",
             _ => "the machine may have been what failed",
         };
+        let disagreed = self.disagreed_text();
+        if unclear.is_empty() {
+            // No step's failure was the machine's or eventbench's: the range
+            // comes from tries of one rate that disagreed, and says so.
+            return format!("inconclusive: {}{disagreed}", self.range_text());
+        }
         format!(
-            "inconclusive: {}; in {} of {} {whose}{why}",
+            "inconclusive: {}; in {} of {} {whose}{why}{disagreed}",
             self.range_text(),
             unclear.len(),
             plural(self.steps.len() as u64, "step"),
         )
+    }
+
+    /// The rates inside the range whose tries both met and missed the SLO:
+    /// `; the tries disagreed at 411 msg/s (the SLO held in 1 of 4)`.
+    fn disagreed_text(&self) -> String {
+        let (lo, hi) = self.found.range();
+        let inside = |r: f64| r > lo.unwrap_or(0.0) && r < hi.unwrap_or(f64::INFINITY);
+        let mut rates: Vec<f64> = self.found.tried.iter().map(|t| t.rate).filter(|&r| inside(r)).collect();
+        rates.sort_by(f64::total_cmp);
+        rates.dedup();
+        let parts: Vec<String> = rates
+            .into_iter()
+            .filter_map(|r| {
+                let (p, f, _) = self.found.tally(r);
+                (p > 0 && f > 0).then(|| format!("{} (the SLO held in {p} of {})", msg_rate(r), p + f))
+            })
+            .collect();
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("; the tries disagreed at {}", parts.join(", "))
+        }
     }
 
     /// A knee wider than the precision, in words: the range, and the tries
@@ -414,6 +446,29 @@ mod tests {
         assert_eq!(found.advice(), None);
         let budget = searched(End::Budget, None, None, vec![step(1, 1000.0, 5000.0, Verdict::Fail)]);
         assert_eq!(budget.advice().as_deref(), Some("try a longer --budget, or a --rate nearer the answer"));
+    }
+
+    #[test]
+    fn tries_that_disagree_are_named_not_blamed_on_the_machine() {
+        let slo = Slo::new(["p99_us<1000".parse().unwrap()]);
+        let s = searched(
+            End::Inconclusive,
+            Some(356.0),
+            Some(474.0),
+            vec![
+                step(1, 356.0, 800.0, Verdict::Pass),
+                step(2, 474.0, 5000.0, Verdict::Fail),
+                step(3, 474.0, 5000.0, Verdict::Fail),
+                step(4, 411.0, 5000.0, Verdict::Fail),
+                step(5, 411.0, 900.0, Verdict::Pass),
+                step(6, 411.0, 5000.0, Verdict::Fail),
+                step(7, 411.0, 5000.0, Verdict::Fail),
+            ],
+        );
+        assert_eq!(
+            s.headline(&slo),
+            "inconclusive: between 356 and 474 msg/s; the tries disagreed at 411 msg/s (the SLO held in 1 of 4)"
+        );
     }
 
     #[test]

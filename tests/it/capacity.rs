@@ -87,8 +87,23 @@ async fn a_tight_slo_finds_a_maximum_a_plain_run_meets_and_twice_it_does_not() {
             let above = |r: &&CapacityRow| r.rate > first_failure && r.verdict == Verdict::Pass;
             assert_eq!(rows.iter().filter(above).map(|r| r.rate).reduce(f64::max), Some(hi), "{rows:?}");
         } else {
+            // Inconclusive: the machine was disturbed at some step, or the
+            // tries of a rate inside the range disagreed (the SLO held in some,
+            // not in most), and the headline names which.
             assert_eq!(j["end"], "inconclusive", "{j:#}");
-            assert!(rows.iter().any(|r| r.verdict == Verdict::Machine), "{rows:?}");
+            let disagreed = |rate: f64| {
+                let at = || rows.iter().filter(move |r| r.rate == rate);
+                at().any(|r| r.verdict == Verdict::Pass) && at().any(|r| r.verdict == Verdict::Fail)
+            };
+            let inside = rows.iter().map(|r| r.rate).filter(|&r| r > lo && r < hi);
+            let headline = j["headline"].as_str().unwrap_or_default();
+            if !rows.iter().any(|r| r.verdict == Verdict::Machine) {
+                assert!(
+                    inside.clone().any(disagreed),
+                    "neither a disturbed machine nor tries that disagreed: {rows:?}"
+                );
+                assert!(headline.contains("the tries disagreed at"), "{j:#}");
+            }
         }
         return;
     }
