@@ -345,7 +345,10 @@ fn workers_of(pid: u32) -> Vec<i32> {
     found
 }
 
-/// Starts a 30 s run split over two workers, meeting on `control`; returns once it is measuring.
+/// Starts a 30 s run split over two workers, meeting on `control`; returns once
+/// messages go out, which is after both workers joined (a subscribed channel
+/// alone is one worker's: stopping the other before it joined made the run
+/// end by the join timeout, 30 s, not by the lost heartbeat).
 fn split_run(target: &RedisServer, control: &RedisServer, out: &Path) -> std::process::Child {
     let child = bin()
         .args(["run", "--url", &target.url(), "--workers", "2", "--control", &control.url()])
@@ -356,6 +359,7 @@ fn split_run(target: &RedisServer, control: &RedisServer, out: &Path) -> std::pr
         .spawn()
         .unwrap();
     crate::common::wait_for_run(target.port, "pubsub", Duration::from_secs(20));
+    crate::common::wait_for_sent(target.port, "pubsub", 1, Duration::from_secs(20));
     child
 }
 
