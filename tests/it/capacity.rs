@@ -197,11 +197,20 @@ fn an_slo_no_rate_meets_exits_3_with_what_failed() {
     let rows = capacity_rows(&dir);
     // The judged tries (a try the machine may have failed, on a busy machine, is tried again).
     let tried: Vec<(f64, bool)> = rows.iter().filter(|r| !r.verdict.unclear()).map(|r| (r.rate, r.passed)).collect();
-    assert_eq!(
-        tried,
-        [(100.0, false), (100.0, false), (50.0, false), (50.0, false)],
-        "down to --min-rate, then it ends"
-    );
+    let unclear_at_start = rows.iter().filter(|r| r.rate == 100.0 && r.verdict.unclear()).count();
+    if unclear_at_start < 2 {
+        assert_eq!(
+            tried,
+            [(100.0, false), (100.0, false), (50.0, false), (50.0, false)],
+            "down to --min-rate, then it ends"
+        );
+    } else {
+        // Most tries of the first rate were the machine's (a busy machine): an
+        // unclear rate does not stop a climb, so the search went up a decade
+        // first; it still failed everywhere and ended at --min-rate.
+        assert!(tried.iter().all(|(_, passed)| !passed), "{rows:?}");
+        assert!(tried.ends_with(&[(50.0, false), (50.0, false)]), "down to --min-rate, then it ends: {rows:?}");
+    }
     assert!(rows.iter().all(|r| r.failed.contains("p99_us<1 (p99_us = ")), "{rows:?}");
 }
 
