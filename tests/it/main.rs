@@ -28,6 +28,7 @@ mod efficiency;
 mod export;
 mod failures;
 mod foreign;
+mod hosts;
 mod hostile;
 mod loopback;
 mod loss;
