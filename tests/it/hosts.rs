@@ -118,11 +118,8 @@ impl Hosts {
 
     /// Plugs (`up`) or unplugs (`down`) `host`'s cable at the bridge.
     pub fn link(&self, host: &str, state: &str) {
-        let out = Command::new(script())
-            .args(["link", host, state])
-            .env("EB_HOSTS_PREFIX", &self.prefix)
-            .output()
-            .unwrap();
+        let out =
+            Command::new(script()).args(["link", host, state]).env("EB_HOSTS_PREFIX", &self.prefix).output().unwrap();
         assert!(out.status.success(), "hosts.sh link {host} {state}: {}", stderr(&out));
     }
 
@@ -246,4 +243,112 @@ fn two_workers_on_their_own_hosts_add_up_like_one_process() {
     // The control keys went to the control host, never to the Redis under test.
     assert_eq!(hosts.cli("w1", "redis", &["KEYS", "eventbench:ctl:*"]).trim(), "");
     let _: Vec<SummaryRow> = rows(&two.join("summary.csv"));
+}
+
+/// Waits until the Redis under test has taken `messages` PUBLISHes (the run is under way).
+fn wait_for_published(hosts: &Hosts, messages: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = hosts.cli("w1", "redis", &["INFO", "commandstats"]);
+        let calls = info
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if calls >= messages {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the run did not get to {messages} PUBLISHes within 20 s ({calls})");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a worker lost mid-run leaves: a whole run directory, exit 1, the
+/// reason naming it, its consumers' messages undelivered, what its producer
+/// did not get out unsent, and nothing counted twice.
+fn assert_lost_worker(dir: &Path, out: &Output, pid: u32) -> (SummaryRow, Vec<WorkerRow>) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    let s = assert_whole_run_dir(dir);
+    assert_eq!(s.status, "aborted", "{s:?}");
+    assert!(s.reason.contains(&format!("pid {pid} ")) && s.reason.contains("stands in"), "{}", s.reason);
+    assert_eq!((s.duplicates, s.foreign), (0, 0), "nothing counted twice: {s:?}");
+    let workers: Vec<WorkerRow> = rows(&dir.join("workers.csv"));
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let dead = workers.iter().find(|w| w.pid == pid).expect("the lost worker has its row");
+    let alive = workers.iter().find(|w| w.pid != pid).unwrap();
+    assert_eq!((dead.status.as_str(), dead.delivered), ("aborted", 0), "{dead:?}");
+    assert!(alive.delivered > 0 && alive.sent > 0, "{alive:?}");
+    assert_eq!(workers.iter().map(|w| w.sent).sum::<u64>(), s.sent);
+    let consumers: Vec<eventbench::rows::ConsumerRow> = rows(&dir.join("consumers.csv"));
+    assert_eq!(consumers.len(), 4, "every consumer has its row");
+    let (lo, hi) = dead.consumer_ids.split_once('-').unwrap();
+    let dead_ids = lo.parse::<u32>().unwrap()..=hi.parse::<u32>().unwrap();
+    for c in &consumers {
+        if dead_ids.contains(&c.consumer) {
+            assert!(c.expected > 0 && c.delivered == 0 && c.undelivered == c.expected, "{c:?}");
+        } else {
+            assert!(c.delivered > 0, "{c:?}");
+        }
+    }
+    (s, workers)
+}
+
+#[test]
+fn a_worker_killed_mid_run_is_named_and_its_share_accounted_for() {
+    let mut hosts = network();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let (coordinator, pids) = coordinate(&mut hosts, &dir, &["w1", "w2"], &["--duration", "4s"]);
+    wait_for_published(&hosts, 2_000);
+    unsafe { libc::kill(pids[1] as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    let out = finish(coordinator, Duration::from_secs(30));
+    let took = killed.elapsed();
+    let err = stderr(&out);
+    let (s, _) = assert_lost_worker(&dir, &out, pids[1]);
+    // Seen within the heartbeat's 5 s, then the others' wind-down and the files.
+    eprintln!("the coordinator ended {took:?} after the kill");
+    assert!(took < Duration::from_secs(15), "the coordinator took {took:?} to end after the kill: {err}");
+    assert!(err.contains("no heartbeat from worker"), "said at 2.5 s: {err}");
+    assert!(s.reason.contains("measured messages not seen sent"), "{}", s.reason);
+    assert!(s.sent < 8_000, "what the killed worker's producer never got out is not counted as sent: {s:?}");
+}
+
+#[test]
+fn a_worker_cut_off_for_two_seconds_is_noticed_and_counted_once() {
+    let mut hosts = network();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let (coordinator, pids) = coordinate(&mut hosts, &dir, &["w1", "w2"], &["--duration", "5s"]);
+    wait_for_published(&hosts, 2_000);
+    hosts.link("w2", "down");
+    std::thread::sleep(Duration::from_secs(2));
+    hosts.link("w2", "up");
+    let cut = Instant::now();
+    let out = finish(coordinator, Duration::from_secs(40));
+    eprintln!("the coordinator ended {:?} after the cable came back", cut.elapsed());
+    let err = stderr(&out);
+    let s = assert_whole_run_dir(&dir);
+    assert_eq!((s.duplicates, s.foreign), (0, 0), "nothing counted twice: {s:?}");
+    let workers: Vec<WorkerRow> = rows(&dir.join("workers.csv"));
+    assert_eq!(workers.iter().map(|w| w.sent).sum::<u64>(), s.sent, "{workers:?}");
+    if s.status == "aborted" && !s.reason.contains("stands in") {
+        // Its producer's writes went unanswered for longer than 1.5 s: the
+        // worker ended its share (Redis stopped answering, as far as it
+        // could tell), and the run with it, naming the worker.
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(s.reason.contains(&format!("(pid {} on ", pids[1])), "{}", s.reason);
+        assert!(s.reason.contains("Redis stopped answering"), "{}", s.reason);
+        assert!(s.lost_other <= s.lost, "{s:?}");
+    } else if out.status.code() == Some(0) {
+        // It came back in time: everything it sent is there, late, and nothing lost without a cause.
+        assert!(err.contains("answers again"), "{err}");
+        assert_eq!(s.status, "ok", "{s:?}");
+        assert_eq!(s.sent + s.unsent, 10_000, "5 s at 2000/s: {s:?}");
+        assert_eq!(s.lost_other, 0, "{s:?}");
+        assert!(s.max_us.is_some_and(|m| m > 1e6), "its messages arrived late: {s:?}");
+    } else {
+        // Given up: the same guarantees as a killed worker.
+        assert_lost_worker(&dir, &out, pids[1]);
+    }
 }
