@@ -13,10 +13,15 @@
 # br0. The bridge lives in a namespace too, so nothing is added to the
 # machine's own network stack, and the addresses (198.18.0.0/15, the
 # benchmarking range, RFC 2544) exist only inside the namespaces. Addresses:
-# redis .2, control .3, coord .4, wN .(10+N), any other name .(100 + its
+# redis .2, control .3, coord .4, valkey .5, wN .(10+N), any other name .(100 + its
 # position in the list), in $EB_HOSTS_NET (default 198.18.0). Two prefixes
 # are two separate networks, so tests running at once use a prefix each and
 # may use the same addresses.
+#
+# Names: every host resolves every other by its name (and the aliases of
+# $EB_HOSTS_ALIASES, e.g. "eventbench-control=control"), through
+# /etc/netns/NAMESPACE/hosts, which `ip netns exec` puts in place of
+# /etc/hosts: a recipe's service names (compose.yaml, deploy/k8s/) work as written.
 #
 # `up` is idempotent (it removes what the prefix left before) and removes
 # what it made if a step fails. Needs root and iproute2 (`ip netns`).
@@ -48,6 +53,7 @@ octet() {
     redis) echo 2 ;;
     control) echo 3 ;;
     coord) echo 4 ;;
+    valkey) echo 5 ;;
     w[0-9] | w[0-9][0-9]) echo $((10 + ${host#w})) ;;
     *)
         for h in "${hosts[@]}"; do
@@ -75,6 +81,23 @@ down() {
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
         [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
         ip netns del "$ns" 2>/dev/null || true
+        rm -rf "/etc/netns/$ns"
+    done
+}
+
+# /etc/netns/NS/hosts for every host: the names (and aliases) of all of them.
+write_names() {
+    local h table="127.0.0.1 localhost"$'\n'
+    for h in "${hosts[@]}"; do
+        table+="$net.$(octet "$h") $h"$'\n'
+    done
+    local alias
+    for alias in ${EB_HOSTS_ALIASES:-}; do
+        table+="$net.$(octet "${alias#*=}") ${alias%%=*}"$'\n'
+    done
+    for h in "${hosts[@]}"; do
+        mkdir -p "/etc/netns/$prefix-$h"
+        printf '%s' "$table" >"/etc/netns/$prefix-$h/hosts"
     done
 }
 
@@ -101,6 +124,7 @@ up() {
     for h in "${hosts[@]}"; do
         add_host "$h"
     done
+    write_names
     trap - ERR
     # The bridge has STP off: a port forwards as soon as it is up.
     status

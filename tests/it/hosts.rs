@@ -35,6 +35,11 @@ fn script() -> PathBuf {
 impl Hosts {
     /// Makes `hosts` (names as `hosts.sh` takes them: redis, control, coord, w1, ...).
     pub fn up(hosts: &[&str]) -> Hosts {
+        Hosts::up_with(hosts, "")
+    }
+
+    /// Makes `hosts`, each also known by the names of `aliases` ("name=host ...").
+    pub fn up_with(hosts: &[&str], aliases: &str) -> Hosts {
         assert!(
             unsafe { libc::geteuid() } == 0,
             "the hosts tests need root (network namespaces and veth pairs): run the suite as root, as CI does"
@@ -47,7 +52,13 @@ impl Hosts {
         remove_orphans();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let prefix = format!("ebt{}n{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let out = Command::new(script()).arg("up").args(hosts).env("EB_HOSTS_PREFIX", &prefix).output().unwrap();
+        let out = Command::new(script())
+            .arg("up")
+            .args(hosts)
+            .env("EB_HOSTS_PREFIX", &prefix)
+            .env("EB_HOSTS_ALIASES", aliases)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "scripts/hosts.sh up failed: {}", stderr(&out));
         Hosts { prefix, children: Vec::new(), _dir: tempfile::tempdir().unwrap() }
     }
@@ -83,13 +94,19 @@ impl Hosts {
         pid
     }
 
-    /// A redis-server (or `server`, e.g. valkey-server) on `host`, listening on its address; waits until it answers.
+    /// A redis-server on `host`, listening on its address; waits until it answers.
     pub fn redis(&mut self, host: &str) {
         let addr = self.addr(host);
+        self.redis_on(host, &[&addr]);
+    }
+
+    /// A redis-server on `host` listening on `binds` (the first one its address); waits until it answers.
+    pub fn redis_on(&mut self, host: &str, binds: &[&str]) {
+        let addr = binds[0].to_string();
         let dir = self._dir.path().join(host);
         std::fs::create_dir_all(&dir).unwrap();
         let mut cmd = self.command(host, "redis-server");
-        cmd.args(["--bind", &addr, "--port", &PORT.to_string(), "--protected-mode", "no"])
+        cmd.args(["--bind", &binds.join(" "), "--port", &PORT.to_string(), "--protected-mode", "no"])
             .args(["--save", "", "--appendonly", "no", "--loglevel", "warning", "--dir"])
             .arg(&dir)
             .stdout(Stdio::null());
@@ -240,8 +257,14 @@ fn two_workers_on_their_own_hosts_add_up_like_one_process() {
     let addrs: Vec<String> = workers.iter().map(|w| w.host.clone()).collect();
     assert_eq!(workers.len(), 2, "{workers:?}");
     assert!(workers.iter().all(|w| w.sent > 0 && w.delivered > 0), "{workers:?}: {addrs:?}");
-    // The control keys went to the control host, never to the Redis under test.
+    // The control keys went to the control host, never to the Redis under test:
+    // the coordination's commands show in the control Redis's statistics only.
     assert_eq!(hosts.cli("w1", "redis", &["KEYS", "eventbench:ctl:*"]).trim(), "");
+    let (target, control) =
+        (hosts.cli("w1", "redis", &["INFO", "commandstats"]), hosts.cli("w1", "control", &["INFO", "commandstats"]));
+    for command in ["cmdstat_rpush:", "cmdstat_hset:", "cmdstat_lrange:"] {
+        assert!(!target.contains(command) && control.contains(command), "{command}\n{target}\n{control}");
+    }
     let _: Vec<SummaryRow> = rows(&two.join("summary.csv"));
 }
 
@@ -351,4 +374,288 @@ fn a_worker_cut_off_for_two_seconds_is_noticed_and_counted_once() {
         // Given up: the same guarantees as a killed worker.
         assert_lost_worker(&dir, &out, pids[1]);
     }
+}
+
+/// A TCP relay on `host` that takes connections to `listen` (an address
+/// made local there) and carries them to `upstream`, holding what goes
+/// upstream `delay` before writing it (the way back is not delayed): a slow,
+/// asymmetric path without netem, which this kernel lacks. Its threads end
+/// with the test's process.
+fn delaying_relay(hosts: &Hosts, host: &str, listen: &str, upstream: &str, delay: Duration) {
+    let ns = std::fs::File::open(format!("/run/netns/{}", hosts.ns(host))).expect("the host's namespace");
+    let (listen, upstream) = (listen.to_string(), upstream.to_string());
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // This thread (and the sockets it makes) enter the host's network namespace; the test's other threads stay.
+        let entered = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+        assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+        let listener = std::net::TcpListener::bind(&listen).expect("binding the relay");
+        ready_tx.send(()).unwrap();
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else { return };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            pump(client.try_clone().unwrap(), server.try_clone().unwrap(), delay);
+            pump(server, client, Duration::ZERO);
+        }
+    });
+    ready.recv_timeout(Duration::from_secs(5)).expect("the relay listens");
+}
+
+/// Copies `from` to `to`, each chunk written `delay` after it was read.
+fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+    use std::io::{Read, Write};
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        while let Ok((due, bytes)) = rx.recv() {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if to.write_all(&bytes).is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+#[test]
+fn a_worker_behind_a_20_ms_path_arrives_later_and_its_clock_says_how_sure_it_is() {
+    let mut hosts = Hosts::up(&["redis", "control", "w1", "w2"]);
+    // w2 reaches the Redis under test and the control Redis only through the
+    // relay: their addresses are local on w2, and the relay goes on to a
+    // second address of each server. w2 must not answer the others' ARP for
+    // those addresses (Linux would, from any interface), or their traffic would take the relay too.
+    for (key, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+        let set = format!("net.ipv4.conf.all.{key}={value}");
+        let done = hosts.command("w2", "sysctl").args(["-qw", &set]).status();
+        assert!(done.unwrap().success(), "{set}");
+    }
+    for (server, second) in [("redis", "198.18.0.22"), ("control", "198.18.0.23")] {
+        let ns = hosts.ns(server);
+        let add = Command::new("ip").args(["-n", &ns, "addr", "add", &format!("{second}/24"), "dev", "eth0"]).status();
+        assert!(add.unwrap().success());
+        let addr = hosts.addr(server);
+        let local = format!("{addr}/32");
+        let add = Command::new("ip").args(["-n", &hosts.ns("w2"), "addr", "add", &local, "dev", "lo"]).status();
+        assert!(add.unwrap().success());
+        hosts.redis_on(server, &[&addr, second]);
+        delaying_relay(&hosts, "w2", &format!("{addr}:{PORT}"), &format!("{second}:{PORT}"), Duration::from_millis(20));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let (coordinator, _) = coordinate(&mut hosts, &dir, &["w1", "w2"], &["--duration", "2s"]);
+    let out = finish(coordinator, Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let s = assert_whole_run_dir(&dir);
+    assert_eq!((s.sent, s.expected, s.lost), (4_000, 16_000, 0), "{s:?}");
+    let workers: Vec<WorkerRow> = rows(&dir.join("workers.csv"));
+    let slow = workers.iter().max_by(|a, b| a.clock_uncertainty_us.total_cmp(&b.clock_uncertainty_us)).unwrap();
+    let fast = workers.iter().find(|w| w.worker != slow.worker).unwrap();
+    // A 20 ms round trip: its clock is known to within half of it.
+    assert!(slow.clock_uncertainty_us >= 10_000.0, "{workers:?}");
+    assert!(fast.clock_uncertainty_us < 5_000.0, "{workers:?}");
+    assert!(slow.clock_offset_us.abs() <= slow.clock_uncertainty_us + 1_000.0, "{workers:?}");
+    assert!(s.clock_uncertainty_us >= 10_000.0, "{s:?}");
+    // Its producer's messages reach Redis 20 ms late: the slowest deliveries show it.
+    assert!(s.max_us.is_some_and(|m| m >= 20_000.0), "{s:?}");
+    // A latency across the two clocks below what they can tell apart is counted and said, never silently wrong.
+    if s.latency_below_uncertainty > 0 {
+        assert!(err.contains("uncertainty"), "{err}");
+    }
+    eprintln!(
+        "clock uncertainty {} µs (w2 {} µs, offset {} µs), below it {} of {}, p50 {:?} µs, max {:?} µs",
+        s.clock_uncertainty_us,
+        slow.clock_uncertainty_us,
+        slow.clock_offset_us,
+        s.latency_below_uncertainty,
+        s.delivered,
+        s.p50_us,
+        s.max_us
+    );
+}
+
+/// The repository's file `path`.
+fn repo_file(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn yaml(path: &str) -> Vec<serde_yaml::Value> {
+    let text = repo_file(path);
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}")))
+        .collect()
+}
+
+fn strings(v: &serde_yaml::Value) -> Vec<String> {
+    v.as_sequence().unwrap_or_else(|| panic!("a list: {v:?}")).iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+/// Compose's `${VAR:-default}` with the defaults, and a recipe's `/results` in `dir`.
+fn resolve(args: &[String], dir: &Path) -> Vec<String> {
+    args.iter()
+        .map(|a| {
+            let mut a = a.clone();
+            while let Some(at) = a.find("${") {
+                let end = at + a[at..].find('}').unwrap();
+                let default = a[at..end].split_once(":-").map_or("", |(_, d)| d).to_string();
+                a.replace_range(at..=end, &default);
+            }
+            a.replace("/results", dir.to_str().unwrap())
+        })
+        .collect()
+}
+
+/// Runs a server's command line as a recipe gives it on `host`, and waits until it answers.
+fn serve(hosts: &mut Hosts, host: &str, command: &[String]) {
+    let program = match command[0].as_str() {
+        "valkey-server" => crate::common::valkey_server(),
+        other => PathBuf::from(other),
+    };
+    let mut cmd = hosts.command(host, program);
+    cmd.args(&command[1..]).stdout(Stdio::null());
+    hosts.spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !hosts.cli(host, host, &["PING"]).contains("PONG") {
+        assert!(Instant::now() < deadline, "{host} ({command:?}) did not answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a recipe's coordinator and its workers (each with the recipe's
+/// environment and `index_env(i)`) on hosts of their own; the coordinator's output.
+fn run_recipe(
+    hosts: &mut Hosts,
+    coordinator: Vec<String>,
+    worker: (Vec<String>, Vec<(String, String)>),
+    index_env: impl Fn(usize) -> Vec<(String, String)>,
+) -> (Output, Vec<u32>) {
+    let args: Vec<&str> = coordinator.iter().map(String::as_str).collect();
+    let child = hosts.eventbench("coord", &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut pids = Vec::new();
+    for (i, host) in ["w1", "w2"].into_iter().enumerate() {
+        let args: Vec<&str> = worker.0.iter().map(String::as_str).collect();
+        let mut cmd = hosts.eventbench(host, &args);
+        cmd.envs(worker.1.iter().cloned()).envs(index_env(i)).stdout(Stdio::null()).stderr(Stdio::null());
+        pids.push(hosts.spawn(cmd));
+    }
+    (finish(child, Duration::from_secs(40)), pids)
+}
+
+#[test]
+fn the_image_and_compose_file_hold_what_the_tests_run() {
+    let docker = repo_file("Dockerfile");
+    for line in ["ENTRYPOINT [\"eventbench\"]", "EXPOSE 9464", "USER nonroot", "AS build"] {
+        assert!(docker.contains(line), "Dockerfile: {line}");
+    }
+    let compose = yaml("compose.yaml").remove(0);
+    let services = &compose["services"];
+    let command = |name: &str| strings(&services[name]["command"]);
+    assert!(services["worker"]["deploy"]["replicas"].is_u64(), "the worker service scales");
+    let mut hosts = Hosts::up(&["redis", "valkey", "control", "coord", "w1", "w2"]);
+    for server in ["redis", "valkey", "control"] {
+        serve(&mut hosts, server, &command(server));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = services["worker"]["environment"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (k.as_str().unwrap().to_string(), resolve(&[v.as_str().unwrap().to_string()], tmp.path())[0].clone())
+        })
+        .collect();
+    assert!(env.iter().any(|(k, v)| k == "EVENTBENCH_WORKERS" && v == "2"), "{env:?}");
+    let (out, _) =
+        run_recipe(&mut hosts, resolve(&command("coordinator"), tmp.path()), (command("worker"), env), |_| vec![]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the summary as JSON on stdout");
+    assert!(summary.to_string().contains("\"status\":\"ok\""), "{summary}");
+    let s = assert_whole_run_dir(&tmp.path().join("run"));
+    assert_eq!((s.workers, s.lost), (2, 0), "{s:?}");
+}
+
+#[test]
+fn the_kubernetes_jobs_run_as_written_with_indexed_workers() {
+    let docs: Vec<serde_yaml::Value> = ["coordinator-job.yaml", "workers-job.yaml", "kustomization.yaml"]
+        .iter()
+        .flat_map(|f| yaml(&format!("deploy/k8s/{f}")))
+        .collect();
+    let kind = |k: &str, name: &str| {
+        docs.iter().find(|d| d["kind"] == k && d["metadata"]["name"] == name).unwrap_or_else(|| panic!("{k} {name}"))
+    };
+    let coordinator = &kind("Job", "eventbench-coordinator")["spec"]["template"]["spec"]["containers"][0];
+    let workers = &kind("Job", "eventbench-workers")["spec"];
+    assert_eq!(workers["completionMode"], "Indexed");
+    assert!(workers["template"]["spec"]["affinity"]["podAntiAffinity"].is_mapping());
+    let worker = &workers["template"]["spec"]["containers"][0];
+    let env: Vec<(String, String)> = worker["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+        .collect();
+    let n = env.iter().find(|(k, _)| k == "EVENTBENCH_WORKERS").map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(workers["completions"].as_u64().unwrap().to_string(), n, "one pod per share");
+    let args = strings(&coordinator["args"]);
+    assert_eq!(args.windows(2).find(|w| w[0] == "--workers").map(|w| w[1].clone()), Some(n));
+
+    let mut hosts = Hosts::up_with(&["redis", "control", "coord", "w1", "w2"], "eventbench-control=control");
+    hosts.redis("redis");
+    hosts.redis("control");
+    // The ConfigMap's file where the pod mounts it, the results volume in a directory.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("scenario.toml"), repo_file("deploy/k8s/scenario.toml")).unwrap();
+    let args: Vec<String> =
+        resolve(&args, tmp.path()).iter().map(|a| a.replace("/etc/eventbench", tmp.path().to_str().unwrap())).collect();
+    // The pods start in the opposite order of their indices: each still takes its own share.
+    let (out, pids) = run_recipe(&mut hosts, args, (strings(&worker["args"]), env), |i| {
+        vec![("JOB_COMPLETION_INDEX".into(), (1 - i).to_string())]
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let _: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the summary as JSON on stdout");
+    let dir = tmp.path().join("run");
+    let s = assert_whole_run_dir(&dir);
+    assert_eq!((s.workers, s.lost), (2, 0), "{s:?}");
+    let rows: Vec<WorkerRow> = rows(&dir.join("workers.csv"));
+    let by_index: Vec<u32> = rows.iter().map(|w| w.pid).collect();
+    assert_eq!(by_index, [pids[1], pids[0]], "worker i took share JOB_COMPLETION_INDEX: {rows:?}");
+}
+
+#[test]
+fn a_worker_whose_clock_is_three_seconds_off_is_caught_and_corrected() {
+    let mut hosts = network();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let (url, control) = (hosts.url("redis"), hosts.url("control"));
+    let mut args = vec!["run", "--url", &url, "--control", &control, "--workers", "2", "--spawn", "0"];
+    args.extend(["--join-timeout", "20s", "--quiet", "--out", dir.to_str().unwrap(), "--duration", "2s"]);
+    args.extend(SCENARIO);
+    let coordinator = hosts.eventbench("control", &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut pids = Vec::new();
+    for (host, skew) in [("w1", "0"), ("w2", "3000")] {
+        let mut cmd = hosts.eventbench(host, &["worker", "--control", &control]);
+        // w2's wall clock reads 3 s ahead (the offset logic is fed a clock that is off).
+        cmd.env("EVENTBENCH_CLOCK_SKEW_MS", skew).stdout(Stdio::null()).stderr(Stdio::null());
+        pids.push(hosts.spawn(cmd));
+    }
+    let out = finish(coordinator, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = assert_whole_run_dir(&dir);
+    assert_eq!((s.sent, s.expected, s.lost), (4_000, 16_000, 0), "{s:?}");
+    let workers: Vec<WorkerRow> = rows(&dir.join("workers.csv"));
+    let off = workers.iter().find(|w| w.pid == pids[1]).unwrap();
+    // Detected: about −3 s (Redis's clock against the worker's), and reported in the summary.
+    assert!((off.clock_offset_us + 3e6).abs() < 50_000.0, "{workers:?}");
+    assert!((s.clock_offset_max_us - 3e6).abs() < 50_000.0, "{s:?}");
+    // Corrected: its epoch moved by the offset, the latencies across the two hosts are not 3 s off.
+    assert!(s.max_us.is_some_and(|m| m < 1e6), "{s:?}");
+    assert!(s.p50_us.is_some_and(|p| p > 0.0), "{s:?}");
 }

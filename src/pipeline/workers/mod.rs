@@ -44,8 +44,6 @@ const OFFSET_ROUNDS: u32 = 20;
 const START_LEAD: Duration = Duration::from_secs(1);
 /// How far in the past the plan's epoch lies, so that it is in the past for every worker.
 const EPOCH_BACK: Duration = Duration::from_secs(10);
-/// How long a worker looks for the run's plan.
-const PLAN_WAIT: Duration = Duration::from_secs(3);
 
 /// What went wrong between the processes of a run.
 #[derive(Debug, Error)]
@@ -58,6 +56,10 @@ pub enum WorkerError {
     Several { runs: Vec<String>, url: String },
     #[error("run {run} already has its {workers} workers")]
     Full { run: String, workers: u32 },
+    #[error("run {run} has {plan} workers, not {expected} (EVENTBENCH_WORKERS, --workers of `eventbench worker`)")]
+    Count { run: String, plan: u32, expected: u32 },
+    #[error("share {index} of run {run} is taken by another worker (JOB_COMPLETION_INDEX, --index)")]
+    Taken { run: String, index: u32 },
     #[error("{0}")]
     Missing(String),
     #[error("worker {who} failed: {message}")]
@@ -101,6 +103,8 @@ impl WorkerError {
                 | WorkerError::NoRun { .. }
                 | WorkerError::Several { .. }
                 | WorkerError::Full { .. }
+                | WorkerError::Count { .. }
+                | WorkerError::Taken { .. }
         )
     }
 }
@@ -218,10 +222,11 @@ async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), 
     Ok((offset, rtt / 2 + 1_000))
 }
 
-/// The run a worker started without `--run` joins: the only one waiting for workers.
-async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
+/// The run a worker started without `--run` joins: the only one waiting for
+/// workers, within `wait` if there is none yet.
+async fn find_run(client: &redis::Client, control: &str, wait: Duration) -> Result<String> {
     let url = crate::connect::redact_url(control);
-    let deadline = Instant::now() + PLAN_WAIT;
+    let deadline = Instant::now() + wait;
     loop {
         let waited = Duration::from_secs(5);
         let mut runs = control::waiting_runs(client, waited).await.map_err(|e| TargetError::Unreachable {
@@ -237,24 +242,37 @@ async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
     }
 }
 
-/// `eventbench worker`: joins run `run` (or the only one waiting for workers)
+/// How a worker joins: what Kubernetes (or the user) tells it.
+#[derive(Debug, Clone, Default)]
+pub struct Join {
+    /// The run (`--run`); default: the only one waiting for workers.
+    pub run: Option<String>,
+    /// The share to take (`JOB_COMPLETION_INDEX`); default: the next free one.
+    pub index: Option<u32>,
+    /// The number of workers the run must have (`EVENTBENCH_WORKERS`).
+    pub workers: Option<u32>,
+    /// How long to wait for a plan that is not there yet.
+    pub plan_wait: Duration,
+}
+
+/// `eventbench worker`: joins run `join.run` (or the only one waiting for workers)
 /// on the control Redis at `control`, runs its share and publishes what it
 /// measured. A failure after joining is published too, so the coordinator can name it.
 pub async fn work(
     control: &str,
-    run: Option<&str>,
+    join: &Join,
     (password, control_password): (Option<String>, Option<String>),
     live: Arc<Live>,
 ) -> Result<()> {
     let address = control_url(control, control_password.as_deref().or(password.as_deref()))?;
     let client = setup::redis_client(&address, &Scenario::default(), control)?;
-    let run = match run {
+    let run = match &join.run {
         Some(run) => run.to_string(),
-        None => find_run(&client, control).await?,
+        None => find_run(&client, control, join.plan_wait).await?,
     };
     let run = run.as_str();
     let mut ctl = connect_control(&client, control, run, Duration::from_secs(5)).await?;
-    let deadline = Instant::now() + PLAN_WAIT;
+    let deadline = Instant::now() + join.plan_wait;
     let plan = loop {
         if let Some(plan) = ctl.plan().await.map_err(WorkerError::from)? {
             break plan;
@@ -267,6 +285,9 @@ pub async fn work(
     };
     if plan.version != control::version() {
         return Err(WorkerError::Version { worker: control::version(), coordinator: plan.version }.into());
+    }
+    if let Some(expected) = join.workers.filter(|&n| n != plan.workers) {
+        return Err(WorkerError::Count { run: run.into(), plan: plan.workers, expected }.into());
     }
     let mut scenario = Scenario::from_toml(&plan.scenario).map_err(|e| WorkerError::Failed {
         who: "plan".into(),
@@ -293,10 +314,7 @@ pub async fn work(
         offset_ns,
         uncertainty_ns,
     };
-    let index = ctl.register(&me).await.map_err(WorkerError::from)?;
-    if index >= plan.workers {
-        return Err(WorkerError::Full { run: run.into(), workers: plan.workers }.into());
-    }
+    let index = register(&mut ctl, &me, join.index, run, plan.workers).await?;
     // Alive until the result is out: a worker that stops (SIGSTOP, a frozen host) is seen to.
     let mut beating = ctl.clone();
     let heart = tokio::spawn(async move {
@@ -316,6 +334,34 @@ pub async fn work(
     match failed {
         Some(message) => Err(WorkerError::Failed { who: format!("{index} (pid {})", me.pid), message }.into()),
         None => Ok(()),
+    }
+}
+
+/// Registers this worker; with an index asked for (an Indexed Job's pod), it
+/// waits until the shares below it are taken, so that it takes that share:
+/// shares are handed out in order of joining. Waits while the run is planned.
+async fn register(ctl: &mut Control, me: &Registration, asked: Option<u32>, run: &str, workers: u32) -> Result<u32> {
+    if let Some(want) = asked {
+        if want >= workers {
+            return Err(WorkerError::Full { run: run.into(), workers }.into());
+        }
+        let mut polls = 0u32;
+        while (ctl.registrations().await.map_err(WorkerError::from)?.len() as u32) < want {
+            polls += 1;
+            if polls % 20 == 0 && ctl.plan().await.map_err(WorkerError::from)?.is_none() {
+                let url = "the control Redis".into();
+                return Err(WorkerError::NoRun { run: Some(run.into()), url }.into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let index = ctl.register(me).await.map_err(WorkerError::from)?;
+    if index >= workers {
+        return Err(WorkerError::Full { run: run.into(), workers }.into());
+    }
+    match asked {
+        Some(want) if want != index => Err(WorkerError::Taken { run: run.into(), index: want }.into()),
+        _ => Ok(index),
     }
 }
 
@@ -814,6 +860,7 @@ impl Steps<'_> {
             if self.lost.is_empty() {
                 self.ctl.request_stop().await?;
             }
+            self.ctl.give_up_measured(index).await?;
             self.lost.push((index, who, message));
         }
         Ok(())
