@@ -153,3 +153,53 @@ async fn a_master_killed_from_outside_is_an_outage_of_streams_members_and_the_dr
     eprintln!("drain_s {} against --drain {drain:?}", m.drain_s);
     assert!(m.drain_s < drain.as_secs_f64() + 1.0, "drain_s {} against --drain {drain:?}: {m:?}", m.drain_s);
 }
+
+/// Issue 28 item 5: a master SIGSTOPped from outside keeps every connection
+/// open and answers nothing, so nothing tells the producers it went away:
+/// they waited their 5 s for its replies before the drain began (`drain_s`
+/// 7.0 against `--drain 2s`). The drain counts from the end of the measured
+/// phase and the producers' wait ends with it; what the stopped node never
+/// answered is unanswered, never "other", and the run ends within its bound
+/// (the cleanup on the stopped node held it another 5 s, `--connect-timeout`).
+#[tokio::test]
+async fn a_master_stopped_from_outside_holds_the_run_no_longer_than_its_drain() {
+    let target = Target::private_cluster(None, 3, false).expect("a private cluster (redis-server, redis-cli)");
+    let nodes = masters(&target);
+    let drain = Duration::from_secs(2);
+    for transport in [TransportKind::Streams, TransportKind::Pubsub] {
+        let s = Scenario {
+            transport,
+            consumers: 2,
+            channels: 3,
+            private_cluster: 3,
+            drain,
+            ..quick("outside-stop", 1000.0, 2.0)
+        };
+        let live = Arc::new(Live::default());
+        let run = eventbench::run_on(s, live.clone(), &target);
+        let stopped_at = std::cell::Cell::new(None);
+        let stop = async {
+            into_the_run(&live).await;
+            // SAFETY: plain kill(2) on a redis-server the test's cluster started.
+            assert_eq!(unsafe { libc::kill(nodes[1].1, libc::SIGSTOP) }, 0);
+            stopped_at.set(Some(std::time::Instant::now()));
+        };
+        let (r, ()) = tokio::join!(run, stop);
+        let took = stopped_at.get().expect("stopped").elapsed();
+        // SAFETY: as above; the node answers again for the next run and the cleanup.
+        assert_eq!(unsafe { libc::kill(nodes[1].1, libc::SIGCONT) }, 0);
+        let r = r.unwrap();
+        common::assert_invariants(&r);
+        let m = &r.summary;
+        eprintln!(
+            "{transport}: drain_s {} against --drain {drain:?}; the run ended {took:?} after the stop",
+            m.drain_s
+        );
+        assert_eq!(m.lost_other, 0, "{transport}: {m:?}");
+        assert!(m.lost_unanswered > 0, "{transport}: the stopped node's messages went unanswered: {m:?}");
+        assert!(m.drain_s < drain.as_secs_f64() + 0.5, "{transport}: drain_s {} against --drain {drain:?}", m.drain_s);
+        // 1.2 s of the measured phase were left, then the drain, the side tasks'
+        // last look (1 s at most) and the cleanup (1 s at most): 9.2 s before.
+        assert!(took < Duration::from_millis(1200) + drain + Duration::from_secs(3), "{transport}: {took:?}");
+    }
+}
