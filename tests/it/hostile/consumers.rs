@@ -2,7 +2,8 @@
 //! (`drivers::consume`): a server that closes every connection at once is
 //! reconnected to with backoff, not hammered; Pub/Sub's output-buffer kills
 //! are lost in the buffer, never "other"; a cluster master killed from
-//! outside is an outage of Streams members too, and the drain keeps its limit.
+//! outside is an outage of Streams members too, and the drain keeps its limit
+//! (a stopped one too); a paused Redis is busy, not dead, for Streams members.
 
 use crate::common::{self, bin, events_of, quick, stderr, wait_exit, wait_for_sent, RedisServer};
 use eventbench::rows::SummaryRow;
@@ -202,4 +203,39 @@ async fn a_master_stopped_from_outside_holds_the_run_no_longer_than_its_drain() 
         // last look (1 s at most) and the cleanup (1 s at most): 9.2 s before.
         assert!(took < Duration::from_millis(1200) + drain + Duration::from_secs(3), "{transport}: {took:?}");
     }
+}
+
+/// Issue 28 (brief item 2): a Streams member gave up on its XREADGROUP after
+/// 1.6 s of silence and aborted the run, though a paused Redis (`CLIENT
+/// PAUSE WRITE`, as a failover pauses it: XREADGROUP is a write) is busy, not
+/// dead: it answers a PING on a fresh connection, which the producers'
+/// watchdog already took as a sign of life (Pub/Sub ran through the same
+/// pause). The member now judges silence the same way: the run completes,
+/// nothing is lost, and the 2.5 s the pause held the entries is reported in
+/// their latency.
+#[test]
+fn a_paused_redis_is_busy_not_dead_for_streams_members_too() {
+    let server = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = bin()
+        .args(["run", "--url", &server.url(), "--transport", "streams", "--consumers", "2"])
+        .args(["--rate", "2000", "--duration", "4s", "--warmup", "200ms", "--drain", "3s", "--quiet", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The warmup, then half a second measured.
+    wait_for_sent(server.port, "streams", 400 + 1000, Duration::from_secs(15));
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(2500).arg("WRITE").query(&mut server.client()).unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let err = stderr(&child.wait_with_output().unwrap());
+    assert_eq!(status.code(), Some(0), "{err}");
+    let s = common::assert_whole_run_dir(&out);
+    assert_eq!(s.status, "ok", "{s:?}");
+    assert_eq!((s.lost, s.lost_unanswered), (0, 0), "{s:?}");
+    assert_eq!(s.delivered + s.undelivered, s.expected, "{s:?}");
+    assert_eq!(s.sent, 8000, "the schedule went on through the pause: {s:?}");
+    assert!(s.max_us.is_some_and(|m| m >= 2_000_000.0), "the pause counts in the latency: {s:?}");
 }
