@@ -126,6 +126,9 @@ pub async fn run<C: ProducerConn>(
     }
     // After a failure, Redis is likely gone: do not wait long for its replies.
     let wait = if result.is_err() || shared.aborted().is_some() { ABORT_DRAIN } else { Duration::from_secs(5) };
+    // Within the drain (`--drain` after the measured phase): a node that went away holds no run beyond it.
+    let drain_end = window.end_ns.saturating_add(s.drain.as_nanos() as u64);
+    let wait = wait.min(Duration::from_nanos(drain_end.saturating_sub(shared.clock.now_ns())).max(ABORT_DRAIN));
     // After a stop (Ctrl-C), within what is left of the wind-down.
     let wait = shared.live.time_left(wait);
     let finished = conn.finish(wait).await;

@@ -47,7 +47,7 @@ const READ_REPLIES_EVERY: u32 = 8;
 const ALIVE_RECENTLY: Duration = Duration::from_millis(300);
 /// How long before the stall verdict a silent connection's watchdog asks
 /// Redis on a fresh connection whether it still answers at all.
-const PROBE_LEAD: Duration = Duration::from_millis(500);
+pub const PROBE_LEAD: Duration = Duration::from_millis(500);
 
 /// Shared between a producer's writer and its reply reader (same thread).
 #[derive(Default)]
@@ -302,7 +302,7 @@ impl Watchdog {
 /// Whether a fresh connection's PING is answered at all: an error reply
 /// (`-LOADING`, `-BUSY`) is an answer too. A paused Redis (`CLIENT PAUSE
 /// WRITE`, as a failover pauses it) holds every PUBLISH, yet answers this.
-async fn answers_ping(endpoint: &Endpoint) -> bool {
+pub async fn answers_ping(endpoint: &Endpoint) -> bool {
     let Ok(mut conn) = endpoint.connect().await else { return false };
     match conn.call(b"*1\r\n$4\r\nPING\r\n", "PING").await {
         Ok(()) | Err(ConnError::Refused { .. }) => true,

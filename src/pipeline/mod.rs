@@ -163,6 +163,11 @@ pub fn process_files(scenario: &Scenario, mode: &Mode) -> u64 {
 /// phase: the messages of the seconds before have had this long to arrive.
 pub const CHECKPOINT_MARGIN: Duration = Duration::from_secs(1);
 
+/// The longest the end of a run waits for its cleanup (the run's streams
+/// unlinked): a node that stopped answering without closing its connections
+/// (SIGSTOP, a cut network) held it for the whole `--connect-timeout`.
+const CLEANUP: Duration = Duration::from_secs(1);
+
 /// Runs a scenario on `target` in `mode`. `say` gets the one line a user
 /// needs when workers on other hosts are to join.
 pub async fn execute(
@@ -283,7 +288,7 @@ pub async fn execute_with(
     let machine = probe.finish();
     // A stopped or stalled Redis must not hold the end of the run: cleanup is
     // best effort, within what is left of the wind-down after a stop.
-    let cleanup_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
+    let cleanup_limit = live.time_left(scenario.connect_timeout.min(CLEANUP)).max(live::AFTER_WIND_DOWN);
     let _ = tokio::time::timeout(cleanup_limit, setup.driver.cleanup()).await;
     let restore_limit = live.time_left(scenario.connect_timeout).max(live::AFTER_WIND_DOWN);
     let restored = restore_config(config, target, restore_limit).await;

@@ -269,7 +269,10 @@ async fn share_run(scenario: &Scenario, driver: Arc<dyn Driver>, live: Arc<Live>
         _ = clock.sleep_until_ns(latest) => vec![u64::MAX / 4; scenario.channels as usize],
     };
     let expected: u64 = measured_per_channel.iter().sum::<u64>().saturating_mul(shared.local_units.len() as u64);
-    let mut drain_end = tokio::time::Instant::now() + scenario.drain;
+    let mut drain_end = tokio::time::Instant::now()
+        + scenario.drain.min(Duration::from_nanos(
+            (window.end_ns + scenario.drain.as_nanos() as u64).saturating_sub(clock.now_ns()),
+        ));
     loop {
         let aborted = shared.aborted().is_some();
         if aborted {

@@ -7,7 +7,7 @@
 
 use crate::connect::{resp, Conn, ConnError, Endpoint};
 use crate::drivers::consume::ShardChange;
-use crate::drivers::producer::Producer;
+use crate::drivers::producer::{answers_ping, Producer, PROBE_LEAD};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use std::future::Future;
@@ -141,6 +141,7 @@ impl Streams {
             name: name.into(),
             count: self.batch,
             connect_timeout: self.endpoint.connect_timeout,
+            endpoint: self.endpoint.clone(),
             single,
             lean,
             changes: std::sync::Mutex::default(),
@@ -153,6 +154,40 @@ impl Streams {
 /// most, and Redis answers anything else in microseconds.
 pub const RESPONSE_TIMEOUT: Duration =
     Duration::from_millis(crate::drivers::producer::STALL_AFTER.as_millis() as u64 + READ_BLOCK.as_millis() as u64);
+
+/// Awaits an exchange on a single server's raw connection. Silence for
+/// [`RESPONSE_TIMEOUT`] means Redis stopped answering (a stopped server, a
+/// cut network), unless it shows signs of life meanwhile, as the producers'
+/// watchdog judges PUBLISH and XADD: a PING answered on a fresh connection
+/// (asked [`PROBE_LEAD`] before the verdict is due) starts the silence
+/// again. A paused Redis (`CLIENT PAUSE WRITE`, as a failover pauses it)
+/// holds every XREADGROUP, a write, for as long as the pause, yet answers
+/// that PING: it is busy, not dead, and the run goes on.
+async fn while_alive<T>(
+    endpoint: &Endpoint,
+    exchange: impl Future<Output = Result<T, ConnError>>,
+) -> Result<T, ConnError> {
+    tokio::pin!(exchange);
+    let mut since = tokio::time::Instant::now();
+    loop {
+        if let Ok(r) = tokio::time::timeout_at(since + RESPONSE_TIMEOUT - PROBE_LEAD, &mut exchange).await {
+            return r;
+        }
+        let verdict = since + RESPONSE_TIMEOUT;
+        let alive = tokio::select! {
+            r = &mut exchange => return r,
+            alive = tokio::time::timeout_at(verdict, answers_ping(endpoint)) => alive.unwrap_or(false),
+        };
+        if alive {
+            since = tokio::time::Instant::now();
+            continue;
+        }
+        return match tokio::time::timeout_at(verdict, &mut exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnError::Stalled { what: "XREADGROUP", secs: RESPONSE_TIMEOUT.as_secs_f64() }),
+        };
+    }
+}
 
 /// The longest BLOCK of any XREADGROUP a run sends.
 pub const READ_BLOCK: Duration = Duration::from_millis(100);
@@ -242,6 +277,8 @@ pub struct StreamsConsumer {
     name: String,
     count: usize,
     connect_timeout: Duration,
+    /// Where a PING on a fresh connection asks whether a silent server is alive.
+    endpoint: Endpoint,
     /// Not a cluster: one connection, whose errors end the run. On a cluster
     /// every node's streams are a lane of their own, even when only one node has
     /// any: a lane follows its streams when their slot moves.
@@ -619,11 +656,8 @@ impl StreamsConsumer {
                 conn.fill().await?;
             }
         };
-        // The redis crate's connections give up after RESPONSE_TIMEOUT; so does this one.
-        let result = match tokio::time::timeout(RESPONSE_TIMEOUT, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(ConnError::Stalled { what: "XREADGROUP", secs: RESPONSE_TIMEOUT.as_secs_f64() }),
-        };
+        // Given up after RESPONSE_TIMEOUT of silence, unless Redis shows it is alive meanwhile.
+        let result = while_alive(&self.endpoint, exchange).await;
         cmd.clear();
         let conn = x.conn.take();
         let mut l = lock();

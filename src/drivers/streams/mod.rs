@@ -16,6 +16,7 @@ use super::{
     StatsCell, Traits,
 };
 use crate::chaos::Outage;
+use crate::connect::ConnError;
 use crate::scenario::{Scenario, TransportKind};
 use crate::stats::Window;
 use std::sync::Arc;
@@ -91,17 +92,30 @@ impl Driver for Streams {
         side::start(self, ctx, window)
     }
 
-    /// The run's streams hold every message it sent: delete them, node by node.
+    /// The run's streams hold every message it sent: unlink them, every node
+    /// at once, so that a node that stopped answering (SIGSTOP, a cut
+    /// network) holds only itself up, never the others' cleanup; UNLINK frees
+    /// a long stream's memory in the background, so a live node answers at
+    /// once whatever it held (DEL where UNLINK is refused).
     fn cleanup(&self) -> LocalBoxFuture<'_, ()> {
         Box::pin(async move {
+            let mut nodes = tokio::task::JoinSet::new();
             for (node, (e, _)) in self.nodes.iter().enumerate() {
-                if let Ok(mut con) = e.connect().await {
-                    let mut args: Vec<&[u8]> = vec![b"DEL"];
-                    let keys = self.keys.iter().zip(&self.node_of).filter(|(_, &n)| n == node);
-                    args.extend(keys.map(|(k, _)| k.as_bytes()));
-                    let _ = con.query(&args, "DEL").await;
-                }
+                let keys: Vec<String> =
+                    self.keys.iter().zip(&self.node_of).filter(|(_, &n)| n == node).map(|(k, _)| k.clone()).collect();
+                let endpoint = e.clone();
+                nodes.spawn(async move {
+                    let Ok(mut con) = endpoint.connect().await else { return };
+                    for verb in [&b"UNLINK"[..], b"DEL"] {
+                        let mut args: Vec<&[u8]> = vec![verb];
+                        args.extend(keys.iter().map(|k| k.as_bytes()));
+                        if !matches!(con.query(&args, "UNLINK").await, Err(ConnError::Refused { .. })) {
+                            return;
+                        }
+                    }
+                });
             }
+            while nodes.join_next().await.is_some() {}
         })
     }
 }

@@ -2,7 +2,8 @@
 //! (`drivers::consume`): a server that closes every connection at once is
 //! reconnected to with backoff, not hammered; Pub/Sub's output-buffer kills
 //! are lost in the buffer, never "other"; a cluster master killed from
-//! outside is an outage of Streams members too, and the drain keeps its limit.
+//! outside is an outage of Streams members too, and the drain keeps its limit
+//! (a stopped one too); a paused Redis is busy, not dead, for Streams members.
 
 use crate::common::{self, bin, events_of, quick, stderr, wait_exit, wait_for_sent, RedisServer};
 use eventbench::rows::SummaryRow;
@@ -152,4 +153,89 @@ async fn a_master_killed_from_outside_is_an_outage_of_streams_members_and_the_dr
     assert_eq!(m.lost_other, 0, "{m:?}");
     eprintln!("drain_s {} against --drain {drain:?}", m.drain_s);
     assert!(m.drain_s < drain.as_secs_f64() + 1.0, "drain_s {} against --drain {drain:?}: {m:?}", m.drain_s);
+}
+
+/// Issue 28 item 5: a master SIGSTOPped from outside keeps every connection
+/// open and answers nothing, so nothing tells the producers it went away:
+/// they waited their 5 s for its replies before the drain began (`drain_s`
+/// 7.0 against `--drain 2s`). The drain counts from the end of the measured
+/// phase and the producers' wait ends with it; what the stopped node never
+/// answered is unanswered, never "other", and the run ends within its bound
+/// (the cleanup on the stopped node held it another 5 s, `--connect-timeout`).
+#[tokio::test]
+async fn a_master_stopped_from_outside_holds_the_run_no_longer_than_its_drain() {
+    let target = Target::private_cluster(None, 3, false).expect("a private cluster (redis-server, redis-cli)");
+    let nodes = masters(&target);
+    let drain = Duration::from_secs(2);
+    for transport in [TransportKind::Streams, TransportKind::Pubsub] {
+        let s = Scenario {
+            transport,
+            consumers: 2,
+            channels: 3,
+            private_cluster: 3,
+            drain,
+            ..quick("outside-stop", 1000.0, 2.0)
+        };
+        let live = Arc::new(Live::default());
+        let run = eventbench::run_on(s, live.clone(), &target);
+        let stopped_at = std::cell::Cell::new(None);
+        let stop = async {
+            into_the_run(&live).await;
+            // SAFETY: plain kill(2) on a redis-server the test's cluster started.
+            assert_eq!(unsafe { libc::kill(nodes[1].1, libc::SIGSTOP) }, 0);
+            stopped_at.set(Some(std::time::Instant::now()));
+        };
+        let (r, ()) = tokio::join!(run, stop);
+        let took = stopped_at.get().expect("stopped").elapsed();
+        // SAFETY: as above; the node answers again for the next run and the cleanup.
+        assert_eq!(unsafe { libc::kill(nodes[1].1, libc::SIGCONT) }, 0);
+        let r = r.unwrap();
+        common::assert_invariants(&r);
+        let m = &r.summary;
+        eprintln!(
+            "{transport}: drain_s {} against --drain {drain:?}; the run ended {took:?} after the stop",
+            m.drain_s
+        );
+        assert_eq!(m.lost_other, 0, "{transport}: {m:?}");
+        assert!(m.lost_unanswered > 0, "{transport}: the stopped node's messages went unanswered: {m:?}");
+        assert!(m.drain_s < drain.as_secs_f64() + 0.5, "{transport}: drain_s {} against --drain {drain:?}", m.drain_s);
+        // 1.2 s of the measured phase were left, then the drain, the side tasks'
+        // last look (1 s at most) and the cleanup (1 s at most): 9.2 s before.
+        assert!(took < Duration::from_millis(1200) + drain + Duration::from_secs(3), "{transport}: {took:?}");
+    }
+}
+
+/// Issue 28 (brief item 2): a Streams member gave up on its XREADGROUP after
+/// 1.6 s of silence and aborted the run, though a paused Redis (`CLIENT
+/// PAUSE WRITE`, as a failover pauses it: XREADGROUP is a write) is busy, not
+/// dead: it answers a PING on a fresh connection, which the producers'
+/// watchdog already took as a sign of life (Pub/Sub ran through the same
+/// pause). The member now judges silence the same way: the run completes,
+/// nothing is lost, and the 2.5 s the pause held the entries is reported in
+/// their latency.
+#[test]
+fn a_paused_redis_is_busy_not_dead_for_streams_members_too() {
+    let server = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut child = bin()
+        .args(["run", "--url", &server.url(), "--transport", "streams", "--consumers", "2"])
+        .args(["--rate", "2000", "--duration", "4s", "--warmup", "200ms", "--drain", "3s", "--quiet", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The warmup, then half a second measured.
+    wait_for_sent(server.port, "streams", 400 + 1000, Duration::from_secs(15));
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(2500).arg("WRITE").query(&mut server.client()).unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let err = stderr(&child.wait_with_output().unwrap());
+    assert_eq!(status.code(), Some(0), "{err}");
+    let s = common::assert_whole_run_dir(&out);
+    assert_eq!(s.status, "ok", "{s:?}");
+    assert_eq!((s.lost, s.lost_unanswered), (0, 0), "{s:?}");
+    assert_eq!(s.delivered + s.undelivered, s.expected, "{s:?}");
+    assert_eq!(s.sent, 8000, "the schedule went on through the pause: {s:?}");
+    assert!(s.max_us.is_some_and(|m| m >= 2_000_000.0), "the pause counts in the latency: {s:?}");
 }
