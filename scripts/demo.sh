@@ -30,5 +30,5 @@ cat >&2 <<DONE
 
 ==> done in $((SECONDS - started)) s. Open compare.html in the results directory above.
     Next: the five tasks in README.md; DEMO_VALKEY=1 scripts/demo.sh adds Redis against Valkey.
-    The binary this demo built is $bin; \`cargo install --path .\` installs the release build as eventbench.
+    The binary this demo built is $bin; \`cargo install --locked --path .\` installs the release build as eventbench.
 DONE

@@ -63,9 +63,7 @@ async fn execute_command(command: Command) -> Result<u8> {
             Ok(0)
         }
         Command::Completions { shell } => {
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut crate::cli::Cli::command(), "eventbench", &mut script);
-            otext!("{}", String::from_utf8_lossy(&script));
+            otext!("{}", completion_script(shell));
             Ok(0)
         }
         Command::Man { command } => {
@@ -73,6 +71,25 @@ async fn execute_command(command: Command) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The shell's completion script. clap_complete offers a positional
+/// argument's values (the shipped scenarios' names) in bash and zsh only;
+/// for fish, a line per subcommand that takes a scenario offers them too,
+/// beside file names (a scenario file of one's own still completes).
+fn completion_script(shell: clap_complete::Shell) -> String {
+    let mut cli = crate::cli::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cli, "eventbench", &mut script);
+    let mut script = String::from_utf8_lossy(&script).into_owned();
+    if shell == clap_complete::Shell::Fish {
+        let names: Vec<&str> = crate::scenario::shipped::SHIPPED.iter().map(|(name, _)| *name).collect();
+        for sub in cli.get_subcommands().filter(|c| c.get_arguments().any(|a| a.get_id() == "scenario")) {
+            let cond = format!("__fish_eventbench_using_subcommand {}", sub.get_name());
+            script.push_str(&format!("complete -c eventbench -n \"{cond}\" -a \"{}\"\n", names.join(" ")));
+        }
+    }
+    script
 }
 
 /// The man page of eventbench, or of one of its subcommands (`eventbench-run(1)`),

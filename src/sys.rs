@@ -125,17 +125,21 @@ impl CpuSample {
         }
         let before = |tid: u32| self.threads.iter().find(|t| t.0 == tid).map_or(0, |t| t.1);
         let busiest = later.threads.iter().map(|&(tid, ns)| ns.saturating_sub(before(tid))).max().unwrap_or(0);
-        100.0 * busiest as f64 / wall
+        // A thread's ticks can round past its wall time (11 ticks in 100 ms).
+        (100.0 * busiest as f64 / wall).min(100.0)
     }
 
     /// CPU used from `self` to `later`, as a percentage of what `cpus` CPUs
-    /// offer over that wall time (100 = every CPU busy all the time).
+    /// offer over that wall time (100 = every CPU busy all the time). At
+    /// most 100: more is a miscount (the CPU time and the wall time read at
+    /// different instants, or a cgroup quota `available_parallelism` rounds
+    /// down), never CPU the process had.
     pub fn share_pct(&self, later: &CpuSample, cpus: usize) -> f64 {
         if later.wall_ns.saturating_sub(self.wall_ns) < MIN_CPU_WINDOW_NS {
             return 0.0;
         }
         let wall = later.wall_ns.saturating_sub(self.wall_ns) as f64 * cpus.max(1) as f64;
-        100.0 * later.cpu_ns.saturating_sub(self.cpu_ns) as f64 / wall
+        (100.0 * later.cpu_ns.saturating_sub(self.cpu_ns) as f64 / wall).min(100.0)
     }
 }
 
@@ -222,6 +226,11 @@ mod tests {
         assert_eq!(before.busiest_thread_pct(&at(1_400_000, tick, tick)), 0.0);
         assert_eq!(before.share_pct(&at(100_000_000, tick, tick), 2), 5.0);
         assert_eq!(before.busiest_thread_pct(&at(100_000_000, tick, tick)), 10.0);
+        // More than the CPUs offer (the aborted run's 720.9 on 2 CPUs, or 11
+        // ticks of one thread in 100 ms) is a miscount: at most 100.
+        assert_eq!(before.share_pct(&at(100_000_000, 15 * tick, 0), 1), 100.0);
+        assert_eq!(before.busiest_thread_pct(&at(100_000_000, 0, 11 * tick)), 100.0);
+        assert_eq!(before.share_pct(&at(100_000_000, 15 * tick, 0), 2), 75.0);
     }
 
     #[test]
@@ -245,7 +254,8 @@ mod tests {
         let one_cpu = before.share_pct(&after, 1);
         // One busy thread: nearly all of one CPU, unless the machine took some of it away.
         assert!(one_cpu > 1.0 && one_cpu < 150.0, "{one_cpu}");
-        assert!((before.share_pct(&after, 4) - one_cpu / 4.0).abs() < 1e-9);
+        // On one CPU, the share of four times as many, up to the cap of 100.
+        assert!(((4.0 * before.share_pct(&after, 4)).min(100.0) - one_cpu).abs() < 1e-9);
         assert_eq!(after.share_pct(&before, 2), 0.0, "time never runs backwards");
         // This thread did the spinning: the busiest thread is at least as busy
         // as it (ticks are 10 ms, so allow a tick either way over the 50 ms).

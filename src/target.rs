@@ -392,7 +392,7 @@ fn create_cluster(cli: &Path, servers: &[PrivateServer], stop: Stop) -> Result<(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| TargetError::ServerStart(format!("{}: {e}", cli.display())))?;
+    let mut child = spawn_lasting(cmd).map_err(|e| TargetError::ServerStart(format!("{}: {e}", cli.display())))?;
     // Its output is a few KB: read beside the wait, so a full pipe never blocks it.
     let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
@@ -456,7 +456,7 @@ pub fn check_server_binary(binary: Option<&Path>) -> Result<(), TargetError> {
     cmd.arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     die_with_parent(&mut cmd);
     let not = |why: String| TargetError::NotAServer { binary: shown.clone(), why };
-    let mut child = cmd.spawn().map_err(|e| not(e.to_string()))?;
+    let mut child = spawn_lasting(cmd).map_err(|e| not(e.to_string()))?;
     let deadline = Instant::now() + Duration::from_secs(3);
     while child.try_wait().map_err(|e| not(e.to_string()))?.is_none() {
         if Instant::now() > deadline {
@@ -503,7 +503,7 @@ fn spawn_server(binary: &Path, port: u16, dir: &Path, extra: &[String]) -> Resul
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     die_with_parent(&mut cmd);
-    match cmd.spawn() {
+    match spawn_lasting(cmd) {
         Ok(c) => Ok(c),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(TargetError::MissingServer { binary: binary.display().to_string() })
@@ -666,7 +666,8 @@ fn free_port() -> std::io::Result<u16> {
 /// Makes the child receive SIGTERM if eventbench dies without running Drop
 /// (SIGKILL, a second Ctrl-C), so no private server is ever left behind; and
 /// puts it in its own process group, so that a Ctrl-C in the terminal reaches
-/// eventbench only and the server stays up while the results drain.
+/// eventbench only and the server stays up while the results drain. Spawn
+/// it with [`spawn_lasting`]: the signal comes when the forking thread ends.
 fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
@@ -679,9 +680,49 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Spawns `cmd` from one thread that lives as long as eventbench.
+/// PR_SET_PDEATHSIG fires when the *thread* that forked the child exits,
+/// not the process: `compare` started its shared server inside
+/// `spawn_blocking`, whose idle threads exit after 10 s, and the server got
+/// SIGTERM between two transports ("cannot reach Redis ... Connection
+/// refused"), or mid-run ("connection closed by the server").
+fn spawn_lasting(cmd: Command) -> std::io::Result<Child> {
+    use std::sync::mpsc::{channel, Sender};
+    type Job = (Command, Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<Sender<Job>> = std::sync::OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, queue) = channel::<Job>();
+        // Should the thread not start, the queue is dropped and the send below says so.
+        let _ = std::thread::Builder::new().name("eventbench-spawn".into()).spawn(move || {
+            for (mut cmd, reply) in queue {
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        jobs
+    });
+    let gone = || std::io::Error::other("the thread that starts servers is gone");
+    let (reply, child) = channel();
+    spawner.send((cmd, reply)).map_err(|_| gone())?;
+    child.recv().map_err(|_| gone())?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compare's shared server is started inside `spawn_blocking`, whose
+    /// idle threads exit after 10 s: the server must outlive the thread that
+    /// started it (PR_SET_PDEATHSIG counts the thread, not the process).
+    #[test]
+    fn a_private_server_outlives_the_thread_that_started_it() {
+        let started = std::thread::spawn(|| PrivateServer::start(None, &[], &|| false)).join().unwrap();
+        let mut server = started.expect("a private redis-server (apt-get install redis-server)");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(server.child.try_wait().unwrap().is_none(), "the server died with the thread that started it");
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).unwrap();
+        let mut con = client.get_connection_with_timeout(Duration::from_secs(2)).expect("the server answers");
+        assert_eq!(redis::cmd("PING").query::<String>(&mut con).unwrap(), "PONG");
+    }
 
     #[test]
     fn a_private_server_is_known_by_its_process_id() {

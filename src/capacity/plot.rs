@@ -90,7 +90,16 @@ pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String>
     // The latency axis spans the curves and the SLO's ceilings.
     let span = latency.iter().flat_map(|c| c.points.iter().copied()).chain(ceilings.iter().map(|b| (0.0, b.value)));
     let span = Curve { label: String::new(), colour: RED, dashed: false, width: 1, points: span.collect() };
-    let (lat_lo, lat_hi) = decades(&[span], 0.25);
+    let (lat_lo, lat_hi) = decades(std::slice::from_ref(&span), 0.25);
+    let mut labels: Vec<String> = latency.iter().map(|c| c.label.clone()).collect();
+    labels.extend(ceilings.iter().map(|b| format!("SLO {}", b.label())));
+    let maxima_found = searches.iter().enumerate().filter_map(|(i, s)| s.found.max_rate.map(|m| (i, m)));
+    labels.extend(maxima_found.map(|(i, m)| name(i, &format!("max: {}/s", fmt_count(m)))));
+    labels.extend(["step passed".to_string(), "step failed".to_string()]);
+    let legend_box = LegendBox::upper_left(&labels, (WIDTH * 54 / 100, HEIGHT));
+    let mut lines: Vec<Vec<(f64, f64)>> = latency.iter().map(|c| c.points.clone()).collect();
+    lines.extend(ceilings.iter().map(|b| vec![(rate_lo, b.value), (rate_hi, b.value)]));
+    let lat_hi = legend_box.clear_top((rate_lo, rate_hi), (lat_lo, lat_hi), &lines);
 
     // Delivered against offered, messages per second.
     let delivered: Vec<Vec<(f64, f64)>> =
@@ -178,6 +187,57 @@ pub fn capacity_svg(searches: &[Searched], ceilings: &[Bound]) -> Result<String>
     Ok(svg)
 }
 
+/// Where the latency chart's legend (upper left) sits, as fractions of the
+/// plot's width and height, so the axis can leave room for it.
+struct LegendBox {
+    width: f64,
+    height: f64,
+}
+
+impl LegendBox {
+    /// Pixels of a legend row and per label character at 14 px, of the
+    /// swatch before the text, and between the box, its corner and the data
+    /// (as plotters draws them: 7 rows made a box 137 px high).
+    const ROW_PX: f64 = 20.0;
+    const CHAR_PX: f64 = 7.5;
+    const SWATCH_PX: f64 = 45.0;
+    const GAP_PX: f64 = 16.0;
+
+    /// The box of `labels` in a chart drawn by `new_chart` on an area of `area` pixels.
+    fn upper_left(labels: &[String], area: (u32, u32)) -> LegendBox {
+        let plot_w = f64::from(area.0) - 10.0 - 16.0 - 72.0;
+        let plot_h = f64::from(area.1) - 36.0 - 10.0 - 44.0;
+        let chars = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) as f64;
+        let width = (Self::SWATCH_PX + chars * Self::CHAR_PX + Self::GAP_PX) / plot_w;
+        let height = (labels.len() as f64 * Self::ROW_PX + Self::GAP_PX) / plot_h;
+        LegendBox { width: width.min(1.0), height: height.min(0.9) }
+    }
+
+    /// The top of a log latency axis (log10 µs) at least `hi`, high enough
+    /// that the box covers no line (points `x` log10 msg/s, `y` µs): the
+    /// points under the box's width and, where a segment leaves it, the
+    /// segment's height at the box's edge.
+    fn clear_top(&self, (x_lo, x_hi): (f64, f64), (lo, hi): (f64, f64), lines: &[Vec<(f64, f64)>]) -> f64 {
+        let edge = x_lo + self.width * (x_hi - x_lo);
+        let mut top = f64::MIN;
+        for line in lines {
+            let logged: Vec<(f64, f64)> = line.iter().filter(|p| p.1 > 0.0).map(|&(x, y)| (x, y.log10())).collect();
+            for (i, &(x, y)) in logged.iter().enumerate() {
+                if x <= edge {
+                    top = top.max(y);
+                }
+                if let Some(&(nx, ny)) = logged.get(i + 1).filter(|n| x <= edge && n.0 > edge) {
+                    top = top.max(y + (ny - y) * (edge - x) / (nx - x));
+                }
+            }
+        }
+        if top <= lo {
+            return hi;
+        }
+        hi.max(lo + (top - lo) / (1.0 - self.height))
+    }
+}
+
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 fn new_chart<'a, 'b>(area: &'a Area<'b>, x: Ticked, y: Ticked) -> Result<Chart<'a, 'b>> {
@@ -241,6 +301,39 @@ fn maxima<'a, 'b: 'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The legend's box as a fraction of the plot, from the point's height.
+    fn fraction(lo: f64, hi: f64, us: f64) -> f64 {
+        (us.log10() - lo) / (hi - lo)
+    }
+
+    #[test]
+    fn the_latency_axis_leaves_the_legend_room_over_the_curves_it_would_cover() {
+        // The committed capacity-pubsub search: p99.9 of 2.47 ms at 10k
+        // msg/s sat under the legend of 7 entries on an axis up to 20 ms.
+        let labels: Vec<String> = ["p50", "p99", "p99.9", "SLO p99 < 2 ms", "max 320k/s", "step passed", "step failed"]
+            .map(String::from)
+            .into();
+        let legend = LegendBox::upper_left(&labels, (WIDTH * 54 / 100, HEIGHT));
+        assert!((0.25..0.45).contains(&legend.height), "{}", legend.height);
+        let (x_lo, x_hi) = ((10_000f64 / 1.3).log10(), (640_000f64 * 1.3).log10());
+        let p999 = vec![(4.0, 2470.0), (4.3, 2290.0), (5.5, 7040.0), (5.8, 4070.0)];
+        let hi = legend.clear_top((x_lo, x_hi), (1.0, 4.1), std::slice::from_ref(&p999));
+        for (x, us) in p999 {
+            let under = (x - x_lo) / (x_hi - x_lo) <= legend.width;
+            assert!(!under || fraction(1.0, hi, us) <= 1.0 - legend.height, "{us} µs at {x}: axis to {hi}");
+        }
+        assert!(hi > 4.1, "{hi}");
+        // Nothing under the box: the axis stays as it was.
+        let right = vec![(5.5, 7040.0), (5.8, 9000.0)];
+        assert_eq!(legend.clear_top((x_lo, x_hi), (1.0, 4.1), &[right]), 4.1);
+        // A segment that leaves the box counts by its height at the box's edge.
+        let edge = x_lo + legend.width * (x_hi - x_lo);
+        let rising = vec![(x_lo, 10.0), (x_lo + 2.0 * (edge - x_lo), 1e5)];
+        let hi = legend.clear_top((x_lo, x_hi), (1.0, 2.0), &[rising]);
+        let at_edge = (3.0 - 1.0) / (hi - 1.0); // halfway in log: 1,000 µs
+        assert!((at_edge - (1.0 - legend.height)).abs() < 1e-9, "{hi}");
+    }
 
     #[test]
     fn a_rate_axis_labels_what_is_inside_it() {

@@ -1,6 +1,6 @@
 //! The scenario files of `scenarios/`, built into the binary: `eventbench run
 //! baseline` finds them by name from any directory, and a binary installed
-//! with `cargo install --path .` carries them along.
+//! with `cargo install --locked --path .` carries them along.
 
 /// Each shipped scenario: its name (the file's stem) and its TOML, in file-name order.
 pub const SHIPPED: &[(&str, &str)] = &[

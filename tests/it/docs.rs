@@ -101,7 +101,7 @@ fn the_readme_is_short_and_opens_with_the_two_commands() {
     assert!(lines <= 260, "the README is read in five minutes: {lines} lines; the rest belongs in docs/");
     let top: String = readme.lines().take(40).collect::<Vec<_>>().join("\n");
     assert!(top.contains("./scripts/demo.sh") && top.contains("./scripts/test.sh"), "{top}");
-    assert!(readme.contains("cargo install --path .") && readme.contains("target/release/eventbench"));
+    assert!(readme.contains("cargo install --locked --path .") && readme.contains("target/release/eventbench"));
     assert!(readme.contains("(docs/src/SUMMARY.md)"), "the README links the manual");
 }
 

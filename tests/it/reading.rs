@@ -59,6 +59,16 @@ fn completions_offer_the_shipped_scenarios_and_the_man_page_says_what_exits_mean
     }
     let zsh = stdout(&eventbench(&["completions", "zsh"]));
     assert!(zsh.contains("disconnect-loss"), "zsh completion lacks the shipped scenarios");
+    let fish = stdout(&eventbench(&["completions", "fish"]));
+    for sub in ["run", "compare", "capacity"] {
+        let line = fish
+            .lines()
+            .find(|l| l.contains(&format!("using_subcommand {sub}\" -a \"baseline ")))
+            .unwrap_or_else(|| panic!("fish completion offers no scenario names to {sub}:\n{fish}"));
+        for (name, _) in eventbench::scenario::shipped::SHIPPED {
+            assert!(line.contains(name), "fish completion of {sub} lacks {name}: {line}");
+        }
+    }
     // A scenario of one's own still parses: the names are offered, not required.
     let out = eventbench(&["run", "/nonexistent/mine.toml"]);
     assert_eq!(out.status.code(), Some(2));
