@@ -255,7 +255,9 @@ pub async fn execute_with(
         Mode::Workers(opts) => opts.workers,
     };
     let counts = (setup.nodes.len() as u32, processes);
-    let checkpoints = report_checkpoints(&scenario, &run_id, counts, &identity, &live, checkpoint_rx, on_checkpoint);
+    let layout = setup.topology.is_some().then_some((&setup.names[..], &setup.node_of[..]));
+    let checkpoints =
+        report_checkpoints(&scenario, &run_id, (counts, layout), &identity, &live, checkpoint_rx, on_checkpoint);
     let shares = async {
         let shares = match mode {
             Mode::Local => Ok(local::run(&scenario, setup.driver.clone(), live.clone(), checkpoint_to).await),
@@ -301,7 +303,7 @@ pub async fn execute_with(
         // The results stand, but the user's Redis was left changed: they must know.
         out.outcome = out.outcome.worst(Outcome::aborted(format!("--redis-config not restored: {e}")));
     }
-    let report = crate::results::summarize::summarize(RunFacts {
+    let mut report = crate::results::summarize::summarize(RunFacts {
         run_id,
         scenario,
         out,
@@ -315,6 +317,9 @@ pub async fn execute_with(
         cut_ns: None,
         machine,
     });
+    if setup.topology.is_some() {
+        crate::results::summarize::with_cluster_layout(&mut report.channels, &setup.names, &setup.node_of);
+    }
     Ok(Finished { report, workers: shares.workers })
 }
 
@@ -323,7 +328,7 @@ pub async fn execute_with(
 async fn report_checkpoints(
     scenario: &Scenario,
     run_id: &str,
-    (nodes, workers): (u32, u32),
+    ((nodes, workers), layout): ((u32, u32), Option<(&[String], &[usize])>),
     identity: &telemetry::Identity,
     live: &Live,
     mut checkpoints: tokio::sync::mpsc::UnboundedReceiver<crate::swarm::Checkpoint>,
@@ -350,7 +355,12 @@ async fn report_checkpoints(
             machine: Default::default(),
         };
         match tokio::task::spawn_blocking(move || crate::results::summarize::summarize(facts)).await {
-            Ok(report) => sink(report),
+            Ok(mut report) => {
+                if let Some((names, node_of)) = layout {
+                    crate::results::summarize::with_cluster_layout(&mut report.channels, names, node_of);
+                }
+                sink(report)
+            }
             Err(_) => continue,
         }
     }
