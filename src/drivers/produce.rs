@@ -97,7 +97,7 @@ pub async fn run<C: ProducerConn>(
                     let seq = &mut next_seq[channel as usize];
                     let h = Header { producer: id, channel, seq: *seq, intended_ns, sent_ns: b.now_ns };
                     *seq += 1;
-                    let payload = payloads.next();
+                    let payload = payloads.draw();
                     conn.queue(channel, &h, payload);
                     st.record(&h, payload.len(), &window);
                     if window.second_of(intended_ns).is_some() {

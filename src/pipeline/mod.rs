@@ -323,12 +323,15 @@ pub async fn execute_with(
     Ok(Finished { report, workers: shares.workers })
 }
 
+/// On a cluster, each channel's name and the master that owns it (`channels.csv`'s slot and node).
+type ClusterLayout<'a> = Option<(&'a [String], &'a [usize])>;
+
 /// Builds a result of each checkpoint as it comes (off the async threads: a
 /// long run's seconds take a while) and hands it to `sink`.
 async fn report_checkpoints(
     scenario: &Scenario,
     run_id: &str,
-    ((nodes, workers), layout): ((u32, u32), Option<(&[String], &[usize])>),
+    ((nodes, workers), layout): ((u32, u32), ClusterLayout<'_>),
     identity: &telemetry::Identity,
     live: &Live,
     mut checkpoints: tokio::sync::mpsc::UnboundedReceiver<crate::swarm::Checkpoint>,

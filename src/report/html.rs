@@ -500,6 +500,10 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
 
     out.push_str("<h2 id=\"files\">Files</h2>\n<ul class=\"files\">\n");
     let mut files = vec!["summary.csv", "latency.csv", "timeseries.csv", "consumers.csv"];
+    // Runs written before per-channel accounting have none.
+    if run.dir.join("channels.csv").exists() {
+        files.push("channels.csv");
+    }
     if run.events.is_some() {
         files.push("events.csv");
     }

@@ -385,7 +385,7 @@ impl PayloadDraw {
     /// The next message's payload: its length is the message's; the header
     /// goes over its first bytes when it is written.
     #[inline]
-    pub fn next(&mut self) -> &[u8] {
+    pub fn draw(&mut self) -> &[u8] {
         let len = match &self.draw {
             Draw::Fixed(n) => *n,
             Draw::Range { lo, span } => lo + self.rng.below(*span) as usize,
@@ -410,7 +410,7 @@ mod tests {
     fn draws(p: &str, n: usize, seed: u64) -> Vec<usize> {
         let p: Payload = p.parse().unwrap();
         let mut d = PayloadDraw::new(&p, seed, 0);
-        (0..n).map(|_| d.next().len()).collect()
+        (0..n).map(|_| d.draw().len()).collect()
     }
 
     #[test]

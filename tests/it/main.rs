@@ -46,3 +46,4 @@ mod streams;
 mod telemetry;
 mod valkey;
 mod workers;
+mod workload;
