@@ -191,13 +191,16 @@ impl FromStr for Payload {
     type Err = String;
     fn from_str(s: &str) -> Result<Payload, String> {
         let s = s.trim();
+        // Kept absolute once read: scenario.toml repeats the run from anywhere,
+        // and a worker started elsewhere reads the same file.
+        let absolute = |path: PathBuf| std::fs::canonicalize(&path).unwrap_or(path);
         if let Some(path) = s.strip_prefix("sizes:") {
             let path = PathBuf::from(path);
-            return Ok(Payload::Sizes { sizes: read_sizes(&path)?, path });
+            return Ok(Payload::Sizes { sizes: read_sizes(&path)?, path: absolute(path) });
         }
         if let Some(path) = s.strip_prefix("samples:") {
             let path = PathBuf::from(path);
-            return Ok(Payload::Samples { samples: read_samples(&path)?, path });
+            return Ok(Payload::Samples { samples: read_samples(&path)?, path: absolute(path) });
         }
         if let Some((lo, hi)) = s.split_once("..") {
             let (lo, hi) = (parse_size(lo)?, parse_size(hi)?);

@@ -230,6 +230,10 @@ fn two_workers_merge_the_channels_exactly_like_one_process() {
         let rows: Vec<eventbench::rows::ChannelRow> =
             csv::Reader::from_path(dir.join("channels.csv")).unwrap().deserialize().map(Result::unwrap).collect();
         let summary = common::assert_whole_run_dir(&dir);
+        let recorded = std::fs::read_to_string(dir.join("scenario.toml")).unwrap();
+        for key in ["seed = 7", "channel-skew = \"zipf:1\"", "payload = \"64:70%,512:30%\""] {
+            assert!(recorded.contains(key), "scenario.toml records {key}: {recorded}");
+        }
         tables.push((rows, summary));
     }
     let ((one, a), (two, b)) = (&tables[0], &tables[1]);
