@@ -379,7 +379,10 @@ mod tests {
         .unwrap();
         let Command::Run(args) = cli.command else { panic!("run") };
         let s = args.scenario().unwrap();
-        assert_eq!((s.rate, s.payload, s.disconnect.len()), (Rate::Constant(20_000.0), 128, 1));
+        assert_eq!(
+            (s.rate, s.payload, s.disconnect.len()),
+            (Rate::Constant(20_000.0), crate::scenario::Payload::Fixed(128), 1)
+        );
     }
 
     #[test]

@@ -63,6 +63,12 @@ pub struct SummaryRow {
     #[serde(default)]
     pub recover_ms: Option<f64>,
     pub send_rate: f64,
+    /// Payload bytes (header included) of the measured messages sent; absent from runs before sizes were drawn.
+    #[serde(default)]
+    pub sent_bytes: u64,
+    /// `sent_bytes` over the same span as `send_rate`.
+    #[serde(default)]
+    pub send_bytes_per_s: f64,
     pub delivery_rate: f64,
     // The latencies: empty when no measured message was delivered (no latency, not 0).
     pub p50_us: Option<f64>,
@@ -234,6 +240,26 @@ pub struct ConsumerRow {
     pub disconnects: u64,
     pub server_kills: u64,
     /// Empty for a consumer that received nothing (no latency, not 0).
+    pub p99_us: Option<f64>,
+}
+
+/// `channels.csv`: one row per channel (or stream). Counts cover the
+/// measured phase; summed over the channels they are `summary.csv`'s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelRow {
+    pub channel: u32,
+    /// Share of each producer's messages the channel gets (`--channel-skew`), %.
+    pub share_pct: f64,
+    /// In a cluster: the channel's hash slot and the node (index of the masters) that owns it; empty otherwise.
+    pub slot: Option<u16>,
+    pub node: Option<u32>,
+    pub subscribers: u64,
+    pub sent: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub undelivered: u64,
+    /// Empty when nothing of the channel was delivered, or past the channels that keep a histogram.
     pub p99_us: Option<f64>,
 }
 

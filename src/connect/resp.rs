@@ -230,18 +230,38 @@ pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-fn push_decimal(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(n.to_string().as_bytes());
+/// Appends `n` in decimal, without allocating (a message's length goes through it).
+#[inline]
+pub fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
-/// Everything of a command before its last argument, the payload, for fixed
-/// leading arguments and payload length; built once, copied per message.
-pub fn fixed_prefix(args: &[&[u8]], payload_len: usize) -> Vec<u8> {
+/// Everything of a command before its last argument's length: the leading
+/// arguments, with the count of the payload that follows. Built once per
+/// channel; each message adds its payload's `$len` and bytes.
+pub fn command_head(args: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     encode_command(&mut out, args);
     // One more argument than encoded: the payload follows.
     let count = (args.len() + 1).to_string();
     out.splice(1..1 + (args.len()).to_string().len(), count.bytes());
+    out
+}
+
+/// Everything of a command before its last argument, the payload, for fixed
+/// leading arguments and payload length; built once, copied per message.
+pub fn fixed_prefix(args: &[&[u8]], payload_len: usize) -> Vec<u8> {
+    let mut out = command_head(args);
     out.push(b'$');
     push_decimal(&mut out, payload_len);
     out.extend_from_slice(b"\r\n");

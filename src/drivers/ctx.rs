@@ -85,6 +85,8 @@ pub struct Ctx {
     /// per batch before its write (so it bounds what Redis may have taken).
     /// Consumers read it when they lose or regain their subscription.
     pub progress: Box<[AtomicU64]>,
+    /// The cycle of channels the producers follow (`--channel-skew`); every process builds the same one.
+    pub deck: crate::scenario::Deck,
     /// The producers this process runs (the others' positions come from their schedule).
     pub local_producers: Range<u32>,
     /// Whether this process runs the driver's side tasks (one process of a run does).
@@ -122,6 +124,7 @@ impl Ctx {
         Ctx {
             progress: (0..streams).map(|_| AtomicU64::new(0)).collect(),
             faults: scenario.fault_plan(),
+            deck: crate::scenario::Deck::new(scenario.channel_skew, scenario.channels, scenario.seed),
             scenario,
             clock,
             driver,
@@ -178,7 +181,7 @@ impl Ctx {
         // boundary a little late, so that a message lost while unsubscribed is never taken for another loss.
         let (s, now) = (&self.scenario, self.clock.now_ns() + POSITION_SLACK_NS);
         for p in (0..s.producers).filter(|p| !self.local_producers.contains(p)) {
-            let at = scheduled_positions(s, p, warmup_start, &window, now);
+            let at = scheduled_positions(s, &self.deck, p, warmup_start, &window, now);
             positions[(p * s.channels) as usize..][..s.channels as usize].copy_from_slice(&at);
         }
         positions
@@ -389,29 +392,20 @@ pub fn count_batch(live: &Live, window: &Window, now_ns: u64, fresh: u64, duplic
 /// send lag). Unknown for an unlimited rate: 0.
 pub fn scheduled_positions(
     s: &Scenario,
+    deck: &crate::scenario::Deck,
     producer: u32,
     warmup_start_ns: u64,
     window: &Window,
     now_ns: u64,
 ) -> Vec<u64> {
-    let channels = s.channels as u64;
     if s.rate.is_unlimited() {
-        return vec![0; channels as usize];
+        return vec![0; s.channels as usize];
     }
     let pacer =
         crate::pacer::Pacer::for_producer(&s.rate, s.producers, warmup_start_ns, window.start_ns, window.end_ns);
     let due = pacer.due_at(now_ns, u64::MAX);
-    // Message i goes to channel (i + producer) % channels.
-    (0..channels)
-        .map(|c| {
-            let first = (c + channels - producer as u64 % channels) % channels;
-            if due > first {
-                (due - first - 1) / channels + 1
-            } else {
-                0
-            }
-        })
-        .collect()
+    let offset = deck.offset(producer, s.producers);
+    (0..s.channels).map(|c| deck.sent_to(offset, due, c)).collect()
 }
 
 #[cfg(test)]
@@ -445,7 +439,8 @@ mod tests {
         // 2 producers at 1,000/s in all: each sends every 2 ms, round-robin over 3 channels.
         let s = Scenario { producers: 2, channels: 3, rate: Rate::Constant(1000.0), ..Scenario::default() };
         let window = Window { start_ns: 1_000_000, end_ns: 1_000_000_000 };
-        let at = |producer, now_ns| scheduled_positions(&s, producer, 1_000_000, &window, now_ns);
+        let deck = crate::scenario::Deck::new(s.channel_skew, s.channels, s.seed);
+        let at = |producer, now_ns| scheduled_positions(&s, &deck, producer, 1_000_000, &window, now_ns);
         assert_eq!(at(0, 0), [0, 0, 0], "before the start");
         assert_eq!(at(0, 1_000_000), [1, 0, 0], "message 0 is due at the start, on channel 0");
         assert_eq!(at(1, 1_000_000), [0, 1, 0], "producer 1 starts on channel 1");
@@ -453,6 +448,9 @@ mod tests {
         assert_eq!(at(1, 1_000_000 + 8_000_000), [1, 2, 2]);
         assert_eq!(at(0, u64::MAX / 2), [167, 167, 166], "500 messages in the whole schedule, no more");
         let unlimited = Scenario { rate: Rate::Constant(0.0), ..s };
-        assert_eq!(scheduled_positions(&unlimited, 0, 0, &Window { start_ns: 0, end_ns: 1_000 }, 500), [0, 0, 0]);
+        assert_eq!(
+            scheduled_positions(&unlimited, &deck, 0, 0, &Window { start_ns: 0, end_ns: 1_000 }, 500),
+            [0, 0, 0]
+        );
     }
 }

@@ -427,8 +427,9 @@ pub enum Answered {
 /// One producer's connection: queue messages, then write them in one go.
 #[allow(async_fn_in_trait)]
 pub trait ProducerConn {
-    /// Appends one message to the pending write; `payload_len` bytes in all.
-    fn queue(&mut self, channel: u32, header: &Header);
+    /// Appends one message to the pending write: `payload` (its length is the
+    /// message's), with the header written over its first bytes.
+    fn queue(&mut self, channel: u32, header: &Header, payload: &[u8]);
     /// Writes everything queued in one pipelined write.
     fn flush(&mut self) -> impl Future<Output = Result<(), ConnError>>;
     /// Resolves when the connection has failed (closed by the server, or no

@@ -11,6 +11,7 @@ use crate::connect::ConnError;
 use crate::drivers::ctx::ThreadBoard;
 use crate::live::Live;
 use crate::pacer::Pacer;
+use crate::scenario::Deck;
 use crate::stats::ProducerStats;
 use crate::wire::Header;
 use std::future::Future;
@@ -56,7 +57,6 @@ pub async fn run<C: ProducerConn>(
     let _ = notes.send(Note::Ready);
     let (warmup_start, window) = shared.wait_start().await?;
     let s = &shared.scenario;
-    let channels = s.channels as u64;
     let mut own = ProducerStats::new(id, s.channels, &window);
     let fastest_period_ns = 1e9 * f64::from(s.producers) / s.rate.peak();
     own.pacing_window_ns = crate::scenario::pacing::applied_window_ns(pacing_window, fastest_period_ns);
@@ -68,7 +68,10 @@ pub async fn run<C: ProducerConn>(
     // From the total rate: all producers together spin at most a tenth of one CPU.
     let mut timer = Timer::precise(shared.clock).spinning(clock::spin_for_rate(s.rate.peak()));
     let mut next_seq = vec![0u64; s.channels as usize];
-    let max_batch = (MAX_BATCH_BYTES / s.payload.max(1) as u64).clamp(1, MAX_BATCH);
+    let max_batch = (MAX_BATCH_BYTES / s.payload.max().max(1) as u64).clamp(1, MAX_BATCH);
+    let deck = &shared.deck;
+    let offset = deck.offset(id, s.producers);
+    let mut payloads = crate::scenario::PayloadDraw::new(&s.payload, s.seed, id);
     let mut measured: Option<(u64, u64)> = None;
     // Deliveries each measured message should make, for live export's undelivered count.
     let fanout = shared.driver.fanout(s) as u64;
@@ -90,12 +93,13 @@ pub async fn run<C: ProducerConn>(
                 let mut st = stats.borrow_mut();
                 for i in b.first..b.first + b.count {
                     let intended_ns = pacer.deadline_ns(i).unwrap_or(b.now_ns);
-                    let channel = ((i + id as u64) % channels) as u32;
+                    let channel = deck.channel(offset, i);
                     let seq = &mut next_seq[channel as usize];
                     let h = Header { producer: id, channel, seq: *seq, intended_ns, sent_ns: b.now_ns };
                     *seq += 1;
-                    conn.queue(channel, &h);
-                    st.record(&h, &window);
+                    let payload = payloads.draw();
+                    conn.queue(channel, &h, payload);
+                    st.record(&h, payload.len(), &window);
                     if window.second_of(intended_ns).is_some() {
                         measured_in_batch += 1;
                         let (first, _) = measured.get_or_insert((i, i));
@@ -133,7 +137,7 @@ pub async fn run<C: ProducerConn>(
     let wait = shared.live.time_left(wait);
     let finished = conn.finish(wait).await;
     let mut stats = stats.borrow_mut();
-    settle(&mut stats, &finished, channels, measured.unwrap_or((0, 0)), next_seq.iter().sum());
+    settle(&mut stats, &finished, (deck, offset), measured.unwrap_or((0, 0)), next_seq.iter().sum());
     if let Some(e) = result.err().or(finished.error) {
         shared.fail(who, e);
     }
@@ -158,26 +162,26 @@ fn count_sent(live: &Live, count: u64, measured: u64, fanout: u64) {
 /// Takes in what the connection knew at the end: the replies that
 /// arrived, the writes refused among the measured indices
 /// `[measured.0, measured.1)`, and from where on Redis never answered.
-/// Message `i` went to channel `(i + id) % channels` as that channel's
-/// message `i / channels`.
-fn settle(p: &mut ProducerStats, f: &Finished, channels: u64, measured: (u64, u64), sent: u64) {
+/// Message `i` went to the channel and sequence the deck gives it (the
+/// producer's `offset` in it).
+fn settle(p: &mut ProducerStats, f: &Finished, (deck, offset): (&Deck, u64), measured: (u64, u64), sent: u64) {
+    let channels = p.measured_count.len() as u32;
     p.reached = f.acks.reached;
     p.redirections = f.acks.redirections;
     p.write_errors = f.acks.errors - f.acks.redirections;
     p.refused = vec![Vec::new(); channels as usize];
     for &i in f.refused.iter().filter(|&&i| (measured.0..measured.1).contains(&i)) {
-        p.refused[((i + p.id as u64) % channels) as usize].push(i / channels);
+        let (c, seq) = deck.message(offset, i);
+        p.refused[c as usize].push(seq);
     }
     p.refused.iter_mut().for_each(|r| r.sort_unstable());
+    let seq_of = |i: u64| deck.message(offset, i).1;
     p.unanswered_from = (0..channels)
         .map(|c| match &f.answered {
             Answered::Prefix(n) if *n >= sent => u64::MAX,
-            Answered::Prefix(n) => {
-                // The first index at or after n that is channel c's.
-                let i = n + (c + channels - (n + p.id as u64) % channels) % channels;
-                i / channels
-            }
-            Answered::PerChannel(first) => first.get(c as usize).copied().flatten().map_or(u64::MAX, |i| i / channels),
+            // Channel c's next message at or after n: as many of c's as went before n.
+            Answered::Prefix(n) => deck.sent_to(offset, *n, c),
+            Answered::PerChannel(first) => first.get(c as usize).copied().flatten().map_or(u64::MAX, seq_of),
         })
         .collect();
 }
@@ -191,6 +195,8 @@ mod tests {
     fn a_producers_refusals_and_unanswered_messages_map_to_their_channel_and_sequence() {
         let window = Window { start_ns: 0, end_ns: 1_000_000_000 };
         let mut p = ProducerStats::new(1, 3, &window);
+        let deck = Deck::new(crate::scenario::ChannelSkew::Uniform, 3, 1);
+        let deck = (&deck, deck.offset(1, 2));
         // Producer 1 over 3 channels: message i goes to channel (i + 1) % 3 as its message i / 3.
         let f = |answered| Finished {
             acks: crate::drivers::Acks { replies: 5, reached: 4, errors: 2, redirections: 1 },
@@ -198,13 +204,13 @@ mod tests {
             answered,
             error: None,
         };
-        settle(&mut p, &f(Answered::Prefix(5)), 3, (1, 9), 9);
+        settle(&mut p, &f(Answered::Prefix(5)), deck, (1, 9), 9);
         assert_eq!((p.reached, p.redirections, p.write_errors), (4, 1, 1));
         assert_eq!(p.refused, [vec![], vec![], vec![1]], "message 0 was not measured; 4 is channel 2's second");
         assert_eq!(p.unanswered_from, [1, 2, 2], "messages 5, 6, 7 are channels 0, 1, 2's next");
-        settle(&mut p, &f(Answered::Prefix(9)), 3, (1, 9), 9);
+        settle(&mut p, &f(Answered::Prefix(9)), deck, (1, 9), 9);
         assert_eq!(p.unanswered_from, [u64::MAX; 3], "everything was answered");
-        settle(&mut p, &f(Answered::PerChannel(vec![None, Some(6), None])), 3, (1, 9), 9);
+        settle(&mut p, &f(Answered::PerChannel(vec![None, Some(6), None])), deck, (1, 9), 9);
         assert_eq!(p.unanswered_from, [u64::MAX, 2, u64::MAX]);
     }
 }

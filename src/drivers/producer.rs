@@ -324,13 +324,16 @@ async fn reader_failure(reader: &mut Option<JoinHandle<ConnError>>) -> ConnError
     result.unwrap_or(ConnError::Closed)
 }
 
-/// Appends one message: the channel's fixed prefix, the payload (header, then zeros), CRLF.
+/// Appends one message: the channel's command head, the payload's length,
+/// the payload (the header over its first bytes), CRLF.
 #[inline]
-pub fn encode_message(out: &mut Vec<u8>, prefix: &[u8], payload_len: usize, header: &Header) {
-    out.extend_from_slice(prefix);
+pub fn encode_message(out: &mut Vec<u8>, head: &[u8], payload: &[u8], header: &Header) {
+    out.extend_from_slice(head);
+    out.push(b'$');
+    crate::connect::resp::push_decimal(out, payload.len());
+    out.extend_from_slice(b"\r\n");
     let at = out.len();
-    // Filler is zeros; resize writes them without a second pass.
-    out.resize(at + payload_len, 0);
+    out.extend_from_slice(payload);
     header.encode(&mut out[at..]);
     out.extend_from_slice(b"\r\n");
 }
@@ -342,9 +345,8 @@ pub struct Writer {
     write: WriteHalf,
     /// The command it writes (`PUBLISH`, `XADD`, ...), for messages.
     verb: &'static str,
-    /// `*3 $7 PUBLISH $n channel $len` per channel, built once.
+    /// `*3 $7 PUBLISH $n channel` per channel, built once.
     prefixes: Vec<Vec<u8>>,
-    payload_len: usize,
     out: Vec<u8>,
     written: u64,
     acks: Rc<AckState>,
@@ -410,24 +412,19 @@ impl Writer {
     }
 
     /// Connects a producer that writes `prefixes[channel]` + payload per message.
-    pub async fn connect(
-        endpoint: &Endpoint,
-        verb: &'static str,
-        prefixes: Vec<Vec<u8>>,
-        payload_len: usize,
-    ) -> Result<Writer, ConnError> {
+    pub async fn connect(endpoint: &Endpoint, verb: &'static str, prefixes: Vec<Vec<u8>>) -> Result<Writer, ConnError> {
         let conn = endpoint.connect().await?;
         let (read, write) = conn.stream.into_split();
         let acks = Rc::new(AckState::default());
         let reader = Some(tokio::task::spawn_local(read_replies(read, verb, acks.clone(), endpoint.clone())));
-        Ok(Writer { write, verb, prefixes, payload_len, out: Vec::new(), written: 0, acks, reader, unread_writes: 0 })
+        Ok(Writer { write, verb, prefixes, out: Vec::new(), written: 0, acks, reader, unread_writes: 0 })
     }
 }
 
 impl ProducerConn for Writer {
     #[inline]
-    fn queue(&mut self, channel: u32, header: &Header) {
-        encode_message(&mut self.out, &self.prefixes[channel as usize], self.payload_len, header);
+    fn queue(&mut self, channel: u32, header: &Header, payload: &[u8]) {
+        encode_message(&mut self.out, &self.prefixes[channel as usize], payload, header);
         self.written += 1;
     }
 
@@ -526,14 +523,13 @@ impl Producer {
         slots: &[u16],
         verb: &'static str,
         prefixes: Vec<Vec<u8>>,
-        payload_len: usize,
     ) -> Result<Producer, ConnError> {
         if let [node] = nodes {
-            return Ok(Producer::Single(Writer::connect(node, verb, prefixes, payload_len).await?));
+            return Ok(Producer::Single(Writer::connect(node, verb, prefixes).await?));
         }
         let mut writers = Vec::new();
         for endpoint in nodes {
-            let conn = Writer::connect(endpoint, verb, Vec::new(), payload_len).await?;
+            let conn = Writer::connect(endpoint, verb, Vec::new()).await?;
             conn.follow_redirections();
             writers.push(NodeWriter {
                 endpoint: Some(endpoint.clone()),
@@ -543,24 +539,16 @@ impl Producer {
             });
         }
         let (node_of, slots) = (node_of.to_vec(), slots.to_vec());
-        Ok(Producer::Cluster(ClusterProducer {
-            writers,
-            node_of,
-            slots,
-            prefixes,
-            payload_len,
-            queued: 0,
-            measured: (0, 0),
-        }))
+        Ok(Producer::Cluster(ClusterProducer { writers, node_of, slots, prefixes, queued: 0, measured: (0, 0) }))
     }
 }
 
 impl ProducerConn for Producer {
     #[inline]
-    fn queue(&mut self, channel: u32, header: &Header) {
+    fn queue(&mut self, channel: u32, header: &Header, payload: &[u8]) {
         match self {
-            Producer::Single(p) => p.queue(channel, header),
-            Producer::Cluster(p) => p.queue(channel, header),
+            Producer::Single(p) => p.queue(channel, header, payload),
+            Producer::Cluster(p) => p.queue(channel, header, payload),
         }
     }
 
@@ -613,7 +601,6 @@ pub struct ClusterProducer {
     /// The hash slot of each channel.
     slots: Vec<u16>,
     prefixes: Vec<Vec<u8>>,
-    payload_len: usize,
     /// Messages queued so far: the index of the next one.
     queued: u64,
     /// The measured messages' indices.
@@ -653,10 +640,10 @@ struct NodeWriter {
 
 impl ClusterProducer {
     #[inline]
-    fn queue(&mut self, channel: u32, header: &Header) {
+    fn queue(&mut self, channel: u32, header: &Header, payload: &[u8]) {
         let writer = &mut self.writers[self.node_of[channel as usize]];
         let before = writer.bytes.len();
-        encode_message(&mut writer.bytes, &self.prefixes[channel as usize], self.payload_len, header);
+        encode_message(&mut writer.bytes, &self.prefixes[channel as usize], payload, header);
         writer.messages.push_back((writer.bytes.len() - before, self.queued, channel));
         self.queued += 1;
     }
@@ -844,7 +831,7 @@ impl NodeWriter {
             if !info.first().is_some_and(|i| i.contains("cluster_state:ok")) {
                 return Err(ConnError::Unavailable { message: "cluster_state is not ok".into() });
             }
-            let conn = Writer::connect(&endpoint, verb, Vec::new(), 0).await?;
+            let conn = Writer::connect(&endpoint, verb, Vec::new()).await?;
             conn.follow_redirections();
             Ok(conn)
         }));
@@ -900,10 +887,10 @@ mod tests {
 
     /// A writer on `endpoint` that has written three messages, none answered.
     async fn three_unanswered(endpoint: &Endpoint) -> Writer {
-        let prefix = b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$64\r\n".to_vec();
-        let mut w = Writer::connect(endpoint, "PUBLISH", vec![prefix], 64).await.unwrap();
+        let prefix = b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n".to_vec();
+        let mut w = Writer::connect(endpoint, "PUBLISH", vec![prefix]).await.unwrap();
         for seq in 0..3 {
-            w.queue(0, &Header { producer: 0, channel: 0, seq, intended_ns: 0, sent_ns: 0 });
+            w.queue(0, &Header { producer: 0, channel: 0, seq, intended_ns: 0, sent_ns: 0 }, &[0; 64]);
         }
         w.flush().await.unwrap();
         w

@@ -260,7 +260,9 @@ pub async fn execute_with(
         Mode::Workers(opts) => opts.workers,
     };
     let counts = (setup.nodes.len() as u32, processes);
-    let checkpoints = report_checkpoints(&scenario, &run_id, counts, &identity, &live, checkpoint_rx, on_checkpoint);
+    let layout = setup.topology.is_some().then_some((&setup.names[..], &setup.node_of[..]));
+    let checkpoints =
+        report_checkpoints(&scenario, &run_id, (counts, layout), &identity, &live, checkpoint_rx, on_checkpoint);
     let shares = async {
         let shares = match mode {
             Mode::Local => Ok(local::run(&scenario, setup.driver.clone(), live.clone(), checkpoint_to).await),
@@ -322,15 +324,21 @@ pub async fn execute_with(
     });
     // The clocks' largest measured offset (each worker's epoch is corrected by its own).
     report.summary.clock_offset_max_us = shares.workers.iter().map(|w| w.clock_offset_us.abs()).fold(0.0, f64::max);
+    if setup.topology.is_some() {
+        crate::results::summarize::with_cluster_layout(&mut report.channels, &setup.names, &setup.node_of);
+    }
     Ok(Finished { report, workers: shares.workers })
 }
+
+/// On a cluster, each channel's name and the master that owns it (`channels.csv`'s slot and node).
+type ClusterLayout<'a> = Option<(&'a [String], &'a [usize])>;
 
 /// Builds a result of each checkpoint as it comes (off the async threads: a
 /// long run's seconds take a while) and hands it to `sink`.
 async fn report_checkpoints(
     scenario: &Scenario,
     run_id: &str,
-    (nodes, workers): (u32, u32),
+    ((nodes, workers), layout): ((u32, u32), ClusterLayout<'_>),
     identity: &telemetry::Identity,
     live: &Live,
     mut checkpoints: tokio::sync::mpsc::UnboundedReceiver<crate::swarm::Checkpoint>,
@@ -357,7 +365,12 @@ async fn report_checkpoints(
             machine: Default::default(),
         };
         match tokio::task::spawn_blocking(move || crate::results::summarize::summarize(facts)).await {
-            Ok(report) => sink(report),
+            Ok(mut report) => {
+                if let Some((names, node_of)) = layout {
+                    crate::results::summarize::with_cluster_layout(&mut report.channels, names, node_of);
+                }
+                sink(report)
+            }
             Err(_) => continue,
         }
     }

@@ -128,6 +128,7 @@ pub fn write_run(report: &RunReport, dir: &Path) -> Result<()> {
     write_csv(&dir.join("latency.csv"), &report.latency)?;
     write_csv(&dir.join("timeseries.csv"), &report.timeseries)?;
     write_csv(&dir.join("consumers.csv"), &report.consumers)?;
+    write_csv(&dir.join("channels.csv"), &report.channels)?;
     write_csv(&dir.join("events.csv"), &report.events)?;
     write_csv(&dir.join("server.csv"), &report.server)?;
     let window = &report.window;

@@ -390,7 +390,8 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
     }
     out.push_str("</div>\n<div class=\"cards\">\n");
     let target = if s.target_rate > 0.0 { rate(s.target_rate) } else { "unlimited".into() };
-    card(&mut out, "sent", &thousands(s.sent), &format!("{} · target {target}", rate(s.send_rate)), "");
+    let sent_sub = format!("{} · {}/s · target {target}", rate(s.send_rate), bytes(s.send_bytes_per_s as u64));
+    card(&mut out, "sent", &thousands(s.sent), &sent_sub, "");
     card(&mut out, "delivered", &thousands(s.delivered), &format!("of {} expected", thousands(s.expected)), "");
     let lost_class = if s.lost > 0 { "bad" } else { "good" };
     card(&mut out, "lost", &thousands(s.lost), &format!("{} of expected", pct(s.lost, s.expected)), lost_class);
@@ -499,6 +500,10 @@ pub fn run_page(run: &RunData, timeline_svg: &str, latency_svg: &str) -> String 
 
     out.push_str("<h2 id=\"files\">Files</h2>\n<ul class=\"files\">\n");
     let mut files = vec!["summary.csv", "latency.csv", "timeseries.csv", "consumers.csv"];
+    // Runs written before per-channel accounting have none.
+    if run.dir.join("channels.csv").exists() {
+        files.push("channels.csv");
+    }
     if run.events.is_some() {
         files.push("events.csv");
     }
@@ -668,6 +673,7 @@ pub fn compare_page(runs: &[RunData], labels: &[String], links: &[String], table
         ("duration", |s| format!("{} s", number(s.duration_s))),
         ("target rate", |s| if s.target_rate > 0.0 { rate(s.target_rate) } else { "unlimited".into() }),
         ("send rate", |s| rate(s.send_rate)),
+        ("bytes sent", |s| format!("{}/s", bytes(s.send_bytes_per_s as u64))),
         ("sent", |s| thousands(s.sent)),
         ("expected", |s| thousands(s.expected)),
         ("delivered", |s| thousands(s.delivered)),

@@ -1,6 +1,6 @@
 //! The short, aligned summary printed on stdout after a run.
 
-use super::fmt::{latency, latency_or_dash, pct, percent, plural, rate, thousands};
+use super::fmt::{bytes, latency, latency_or_dash, pct, percent, plural, rate, thousands};
 use crate::assertion::AssertionRow;
 use crate::rows::SummaryRow;
 use std::fmt::Write;
@@ -92,7 +92,15 @@ pub fn render(s: &SummaryRow) -> String {
                 s.payload_bytes
             ),
         ),
-        ("rate", format!("target {target} · sent {} · delivered {}", rate(s.send_rate), rate(s.delivery_rate))),
+        (
+            "rate",
+            format!(
+                "target {target} · sent {} ({}/s) · delivered {}",
+                rate(s.send_rate),
+                bytes(s.send_bytes_per_s as u64),
+                rate(s.delivery_rate)
+            ),
+        ),
         (
             "messages",
             match s.unsent {

@@ -4,7 +4,7 @@
 
 pub mod summarize;
 
-use crate::rows::{ConsumerRow, EventRow, LatencyRow, ServerRow, SummaryRow, TimeseriesRow};
+use crate::rows::{ChannelRow, ConsumerRow, EventRow, LatencyRow, ServerRow, SummaryRow, TimeseriesRow};
 use crate::scenario::Scenario;
 use crate::stats::{SecondStats, Window};
 use hdrhistogram::Histogram;
@@ -20,6 +20,8 @@ pub struct RunReport {
     pub latency: Vec<LatencyRow>,
     pub timeseries: Vec<TimeseriesRow>,
     pub consumers: Vec<ConsumerRow>,
+    /// `channels.csv`: each channel's fate.
+    pub channels: Vec<ChannelRow>,
     pub events: Vec<EventRow>,
     /// The measured phase, ns since the run epoch.
     pub window: Window,

@@ -14,7 +14,7 @@ use crate::chaos::NodeOutage;
 use crate::drivers::ConsumerOutput;
 use crate::live::{Outcome, Status};
 use crate::results::RunReport;
-use crate::rows::{ConsumerRow, EventRow, LatencyRow, Limit, ServerRow, SummaryRow, TimeseriesRow};
+use crate::rows::{ChannelRow, ConsumerRow, EventRow, LatencyRow, Limit, ServerRow, SummaryRow, TimeseriesRow};
 use crate::scenario::Scenario;
 use crate::stats::ledger::SeqLedger;
 use crate::stats::ProducerStats;
@@ -313,6 +313,58 @@ impl<'a> CauseRanges<'a> {
     }
 }
 
+/// One channel's accounting, summed over its consumers and producers.
+#[derive(Debug, Clone, Copy, Default)]
+struct ChannelTally {
+    expected: u64,
+    loss: Loss,
+    /// At a checkpoint only: from the ledgers, as a consumer's (see [`Cut`]).
+    delivered: u64,
+}
+
+/// `channels.csv`: each channel's tally beside what was sent to it and its
+/// subscribers; deliveries and latency from the threads' per-channel
+/// counts (the ledgers' at a checkpoint). Cluster slots and nodes are added
+/// by the pipeline, which knows the names ([`with_cluster_layout`]).
+fn channel_rows(
+    scenario: &Scenario,
+    threads: &crate::stats::ThreadStats,
+    tallies: &[ChannelTally],
+    (sent, subscribers): (&[u64], &[u64]),
+    cut: bool,
+) -> Vec<ChannelRow> {
+    let deck = crate::scenario::Deck::new(scenario.channel_skew, scenario.channels, scenario.seed);
+    tallies
+        .iter()
+        .enumerate()
+        .map(|(c, t)| {
+            let latency = threads.channel_latency.get(c).filter(|h| !h.is_empty());
+            ChannelRow {
+                channel: c as u32,
+                share_pct: deck.share(c as u32) * 100.0,
+                slot: None,
+                node: None,
+                subscribers: subscribers[c],
+                sent: sent[c],
+                expected: t.expected,
+                delivered: if cut { t.delivered } else { threads.channel_delivered.get(c).copied().unwrap_or(0) },
+                lost: t.loss.total(),
+                undelivered: t.loss.undelivered,
+                p99_us: latency.map(|h| pct_us(h, 99.0)),
+            }
+        })
+        .collect()
+}
+
+/// Fills `channels.csv`'s slot and node columns of a run on a cluster:
+/// `names` are the channels' names, `node_of` the master that owns each.
+pub fn with_cluster_layout(rows: &mut [ChannelRow], names: &[String], node_of: &[usize]) {
+    for (row, (name, &node)) in rows.iter_mut().zip(names.iter().zip(node_of)) {
+        row.slot = Some(crate::topology::key_slot(name.as_bytes()));
+        row.node = Some(node as u32);
+    }
+}
+
 /// How a transport keeps what a consumer has not read (its driver declares
 /// it: `drivers::Traits::retains`).
 #[derive(Clone, Copy)]
@@ -383,8 +435,13 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     let mut sent_per_second = vec![vec![0u64; channels]; seconds];
     let mut refused_per_second = vec![vec![0u64; channels]; seconds];
     let mut send_lag = crate::stats::latency_histogram();
-    let (mut sent, mut reached) = (0u64, 0u64);
+    let (mut sent, mut reached, mut sent_bytes) = (0u64, 0u64, 0u64);
     for p in &out.producers {
+        let bytes = match cut {
+            Some(_) => &p.bytes_per_second[..seconds.min(p.bytes_per_second.len())],
+            None => &p.bytes_per_second[..],
+        };
+        sent_bytes += bytes.iter().sum::<u64>();
         for c in 0..channels {
             let refused = p.refused_seqs(c);
             let mut from = p.measured_first[c].unwrap_or(0);
@@ -415,6 +472,8 @@ pub fn summarize(facts: RunFacts) -> RunReport {
     // At a checkpoint, deliveries per second as the ledgers count them (see [`Cut`]).
     let mut delivered_per_second = vec![0u64; seconds];
     let mut totals = Loss::default();
+    // Per channel: expected, lost and undelivered, and at a checkpoint delivered (see [`Cut`]).
+    let mut per_channel = vec![ChannelTally::default(); channels];
     let (mut expected, mut delivered, mut duplicates, mut out_of_order, mut foreign) = (0, 0, 0, 0, 0);
     let (mut redelivered, mut acked) = (0, 0);
     for c in &out.consumers {
@@ -425,12 +484,18 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         let mut per_outage = vec![0u64; c.outages.len() + 1];
         for &ch in &c.channels {
             subscribers[ch as usize] += 1;
+            let tally = &mut per_channel[ch as usize];
             for p in &out.producers {
                 let Some(lo) = p.measured_first[ch as usize] else { continue };
                 let stream = (p.id * scenario.channels + ch) as usize;
                 let ledger = &st.ledgers[stream];
                 let causes = CauseRanges::new(c, stream, p, ch as usize, mode);
-                c_expected += p.measured_count[ch as usize] - causes.refused_in(lo, lo + p.measured_count[ch as usize]);
+                let stream_expected =
+                    p.measured_count[ch as usize] - causes.refused_in(lo, lo + p.measured_count[ch as usize]);
+                c_expected += stream_expected;
+                if cut.is_none() {
+                    tally.expected += stream_expected;
+                }
                 // The measured sequences of this stream, second by second.
                 let mut from = lo;
                 for (s, second_loss) in loss_per_second.iter_mut().enumerate() {
@@ -444,9 +509,12 @@ pub fn summarize(facts: RunFacts) -> RunReport {
                         cut_expected += expected;
                         cut_delivered += delivered;
                         delivered_per_second[s] += delivered;
+                        tally.expected += expected;
+                        tally.delivered += delivered;
                     }
                     second_loss.add(loss);
                     c_loss.add(loss);
+                    tally.loss.add(loss);
                     from = to;
                 }
             }
@@ -520,6 +588,22 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         }
     }
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s).then(a.consumer.cmp(&b.consumer)));
+    let sent_per_channel: Vec<u64> = (0..channels)
+        .map(|c| match cut {
+            Some(_) => sent_per_second.iter().map(|s| s[c]).sum(),
+            None => out.producers.iter().map(|p| p.measured_count[c]).sum(),
+        })
+        .collect();
+    let channel_rows =
+        channel_rows(scenario, &out.threads, &per_channel, (&sent_per_channel, &subscribers), cut.is_some());
+    if mismatch.is_none() {
+        mismatch = channel_rows.iter().find(|r| r.delivered + r.lost + r.undelivered != r.expected).map(|r| {
+            format!(
+                "accounting invariant violated for channel {}: delivered {} + lost {} + undelivered {} != expected {}",
+                r.channel, r.delivered, r.lost, r.undelivered, r.expected
+            )
+        });
+    }
 
     // An interrupted run measured only until its last send.
     let full_ns = window.end_ns - window.start_ns;
@@ -545,6 +629,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         None => (last_sent_ns.saturating_sub(window.start_ns) as f64 / 1e9).max(duration_s),
     };
     let send_rate = if send_span_s > 0.0 { sent as f64 / send_span_s } else { 0.0 };
+    let send_bytes_per_s = if send_span_s > 0.0 { sent_bytes as f64 / send_span_s } else { 0.0 };
 
     // Per-second rows: sent, delivered and lost count in the second the
     // message was due; in flight is what was due by the end of the second and
@@ -638,7 +723,12 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         producers: scenario.producers,
         consumers: scenario.consumers,
         channels: scenario.channels,
-        payload_bytes: scenario.payload as u64,
+        // A distribution's mean over what was sent (the one size of a fixed payload).
+        payload_bytes: match (&scenario.payload, sent) {
+            (crate::scenario::Payload::Fixed(n), _) => *n as u64,
+            (p, 0) => p.mean().round() as u64,
+            (_, sent) => (sent_bytes as f64 / sent as f64).round() as u64,
+        },
         target_rate: scenario.rate.mean(scenario.duration),
         duration_s,
         sent,
@@ -671,6 +761,8 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             .and_then(|r| r.catchup_ns.map(|ns| r.caught_up_read as f64 / (ns as f64 / 1e9).max(1e-9))),
         recover_ms,
         send_rate,
+        sent_bytes,
+        send_bytes_per_s,
         delivery_rate,
         // No delivery, no latency: empty, not 0.
         p50_us: (!lat.is_empty()).then(|| pct_us(lat, 50.0)),
@@ -722,6 +814,7 @@ pub fn summarize(facts: RunFacts) -> RunReport {
         latency,
         timeseries,
         consumers: consumer_rows,
+        channels: channel_rows,
         events,
         window,
         histogram: out.threads.latency,

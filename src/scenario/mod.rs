@@ -11,8 +11,10 @@
 mod flags;
 mod forms;
 pub mod pacing;
+pub mod payload;
 mod rate;
 pub mod shipped;
+pub mod skew;
 
 pub use crate::chaos::forms::{Crash, Disconnect, KillNode, Percent, Slow};
 pub(crate) use crate::clock::{fmt_duration, parse_duration};
@@ -22,9 +24,10 @@ pub use forms::{
     Checkpoint, SubscribeMode, TransportKind,
 };
 pub use pacing::PacingWindow;
+pub use payload::{Payload, PayloadDraw};
 pub use rate::{Rate, Stage};
+pub use skew::{ChannelSkew, Deck};
 
-use crate::wire::HEADER_LEN;
 use clap::{ArgAction, Args, FromArgMatches};
 use forms::{duration_str, one_or_many, opt_duration_str, redis_config_entry};
 use serde::{Deserialize, Serialize};
@@ -139,9 +142,18 @@ pub struct Scenario {
     /// possible), or a profile of stages: FROM..TO/FOR ramps, RATE/FOR holds (1k..20k/30s,20k/1m)
     #[arg(long, value_parser = rate::parse_rate_or_profile, default_value = "1000", allow_negative_numbers = true)]
     pub rate: Rate,
-    /// Payload size in bytes, header included (at least 36)
-    #[arg(long, value_name = "BYTES", default_value = "64", allow_negative_numbers = true)]
-    pub payload: usize,
+    /// Payload size in bytes, header included (at least 36): BYTES (64, 1k), a range LO..HI (uniform), weighted
+    /// sizes SIZE:PCT%,... (64:80%,1k:15%,64k:5%), sizes:FILE (a size per line) or samples:PATH (real payloads:
+    /// a file's lines, or a directory's files); drawn with --seed
+    #[arg(long, value_name = "SIZES", default_value = "64", allow_negative_numbers = true)]
+    pub payload: Payload,
+    /// Seeds every draw of a run (payload sizes, a skewed deck's phases): the same seed repeats a run's draws exactly
+    #[arg(long, value_name = "N", default_value = "1")]
+    pub seed: u64,
+    /// How the producers spread their messages over the channels: uniform (round-robin), zipf:S (channel k gets
+    /// a share ∝ 1/(k+1)^S), hot:P% (channel 0 gets P%, the others share the rest)
+    #[arg(long, value_name = "uniform|zipf:S|hot:P%", default_value = "uniform")]
+    pub channel_skew: ChannelSkew,
     /// Length of the measured phase (e.g. 10s, 1m); a rate profile sets it (the sum of its stages)
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     #[serde(with = "duration_str")]
@@ -447,14 +459,15 @@ impl Scenario {
         self.validate_sizes()?;
         self.rate.check(MAX_RATE, MAX_DURATION).map_err(|m| invalid("rate", m))?;
         self.check_profile_length()?;
-        if self.payload < HEADER_LEN {
+        self.payload.check().map_err(|m| invalid("payload", m))?;
+        if self.channel_skew != ChannelSkew::Uniform && self.channels < 2 {
             return Err(invalid(
-                "payload",
-                format!("{} bytes is below the minimum of {HEADER_LEN} (the header size)", self.payload),
+                "channel-skew",
+                format!(
+                    "{}: skews messages over channels, and the run has one (--channels 2 or more)",
+                    self.channel_skew
+                ),
             ));
-        }
-        if self.payload > 512 * 1024 * 1024 {
-            return Err(invalid("payload", "must be at most 512 MiB (Redis's limit for a string)"));
         }
         let durations = [
             ("duration", self.duration),
@@ -770,7 +783,7 @@ mod tests {
             let e = s.validate().unwrap_err().to_string();
             assert!(e.starts_with(key), "{e}");
         };
-        check(Scenario { payload: 10, ..Scenario::default() }, "payload");
+        check(Scenario { payload: Payload::Fixed(10), ..Scenario::default() }, "payload");
         check(Scenario { duration: Duration::ZERO, ..Scenario::default() }, "duration");
         check(Scenario { disconnect: vec!["50%@9s+2s".parse().unwrap()], ..Scenario::default() }, "disconnect");
         check(Scenario { url: Some("http://x".into()), ..Scenario::default() }, "url");

@@ -254,7 +254,16 @@ pub struct ThreadStats {
     /// counted from the start of the measured phase (the drain's seconds follow).
     #[serde(default)]
     pub arrived: Vec<u64>,
+    /// First deliveries of measured messages per channel (`channels.csv`).
+    #[serde(default)]
+    pub channel_delivered: Vec<u64>,
+    /// Latency per channel, for the first [`CHANNEL_HISTOGRAMS`] channels (`channels.csv`'s p99).
+    #[serde(default, with = "serial::hists")]
+    pub channel_latency: Vec<CompactHistogram>,
 }
+
+/// Channels that keep a latency histogram of their own (4 KB or more each, per worker thread).
+pub const CHANNEL_HISTOGRAMS: usize = 1024;
 
 impl Default for SecondStats {
     fn default() -> SecondStats {
@@ -266,7 +275,14 @@ impl ThreadStats {
     /// Per-second series grow as the seconds pass: memory follows what was
     /// measured, never the duration a scenario declares.
     pub fn new(_window: &Window) -> ThreadStats {
-        ThreadStats { latency: latency_histogram(), raw: latency_histogram(), seconds: Vec::new(), arrived: Vec::new() }
+        ThreadStats {
+            latency: latency_histogram(),
+            raw: latency_histogram(),
+            seconds: Vec::new(),
+            arrived: Vec::new(),
+            channel_delivered: Vec::new(),
+            channel_latency: Vec::new(),
+        }
     }
 
     /// Second `s` of the measured phase, opened (with those before it) if need be.
@@ -297,6 +313,32 @@ impl ThreadStats {
             self.arrived.resize(other.arrived.len(), 0);
         }
         self.arrived.iter_mut().zip(&other.arrived).for_each(|(a, b)| *a += b);
+        if self.channel_delivered.len() < other.channel_delivered.len() {
+            self.channel_delivered.resize(other.channel_delivered.len(), 0);
+        }
+        self.channel_delivered.iter_mut().zip(&other.channel_delivered).for_each(|(a, b)| *a += b);
+        if self.channel_latency.len() < other.channel_latency.len() {
+            self.channel_latency.resize_with(other.channel_latency.len(), compact_histogram);
+        }
+        for (mine, theirs) in self.channel_latency.iter_mut().zip(&other.channel_latency) {
+            mine.add(theirs).expect("auto-resizing histograms accept any value");
+        }
+    }
+
+    /// Counts a first delivery of a measured message on `channel`. Grows
+    /// once per channel at most: no allocation per message.
+    #[inline]
+    fn record_channel(&mut self, channel: usize, latency_ns: u64) {
+        if channel >= self.channel_delivered.len() {
+            self.channel_delivered.resize(channel + 1, 0);
+        }
+        self.channel_delivered[channel] += 1;
+        if channel < CHANNEL_HISTOGRAMS {
+            if channel >= self.channel_latency.len() {
+                self.channel_latency.resize_with(channel + 1, compact_histogram);
+            }
+            record(&mut self.channel_latency[channel], latency_ns);
+        }
     }
 }
 
@@ -411,6 +453,7 @@ impl ConsumerStats {
         record(&mut thread.latency, latency);
         record(&mut thread.raw, now_ns.saturating_sub(h.sent_ns));
         thread.second_mut(second).record(latency);
+        thread.record_channel(h.channel as usize, latency);
         // Grows once a second at most: no allocation per message.
         let arrived = (now_ns.saturating_sub(window.start_ns) / 1_000_000_000) as usize;
         if arrived >= thread.arrived.len() {
@@ -458,6 +501,9 @@ pub struct ProducerStats {
     /// its schedule at the end of the phase (see `Pacer::cut_off_after`).
     #[serde(default)]
     pub unsent: u64,
+    /// Payload bytes (header included) of the measured messages, by intended second.
+    #[serde(default)]
+    pub bytes_per_second: Vec<u64>,
 }
 
 impl ProducerStats {
@@ -478,12 +524,13 @@ impl ProducerStats {
             last_sent_ns: 0,
             pacing_window_ns: 0,
             unsent: 0,
+            bytes_per_second: Vec::new(),
         }
     }
 
     /// Accounts for one message written.
     #[inline]
-    pub fn record(&mut self, h: &Header, window: &Window) {
+    pub fn record(&mut self, h: &Header, bytes: usize, window: &Window) {
         self.sent_total += 1;
         record(&mut self.send_lag, h.sent_ns.saturating_sub(h.intended_ns));
         if let Some(second) = window.second_of(h.intended_ns) {
@@ -495,6 +542,10 @@ impl ProducerStats {
                 self.sent_per_second.resize((second + 1) * self.measured_count.len(), 0);
             }
             self.sent_per_second[at] += 1;
+            if second >= self.bytes_per_second.len() {
+                self.bytes_per_second.resize(second + 1, 0);
+            }
+            self.bytes_per_second[second] += bytes as u64;
             self.last_sent_ns = self.last_sent_ns.max(h.sent_ns);
         }
     }

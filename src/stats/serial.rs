@@ -21,6 +21,21 @@ pub mod hist {
     }
 }
 
+/// `#[serde(with = "serial::hists")]` for a `Vec<Histogram<T>>` field.
+pub mod hists {
+    use super::*;
+    use serde::{de::Error as _, ser::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Counter, S: Serializer>(hs: &[Histogram<T>], s: S) -> Result<S::Ok, S::Error> {
+        let texts: Result<Vec<String>, String> = hs.iter().map(encode).collect();
+        s.collect_seq(texts.map_err(S::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, T: Counter, D: Deserializer<'de>>(d: D) -> Result<Vec<Histogram<T>>, D::Error> {
+        Vec::<String>::deserialize(d)?.iter().map(|t| decode(t).map_err(D::Error::custom)).collect()
+    }
+}
+
 /// A histogram as base64 of its V2 deflate serialization.
 pub fn encode<T: Counter>(h: &Histogram<T>) -> Result<String, String> {
     let mut bytes = Vec::new();

@@ -66,6 +66,16 @@ pub fn assert_invariants(r: &RunReport) {
         "per-second undelivered adds up"
     );
     assert_eq!(r.histogram.len(), s.delivered, "one latency sample per delivered message");
+    assert_eq!(r.channels.len(), s.channels as usize, "a row of channels.csv per channel");
+    for c in &r.channels {
+        assert_eq!(c.delivered + c.lost + c.undelivered, c.expected, "channel {}", c.channel);
+    }
+    let per_channel = |f: fn(&eventbench::rows::ChannelRow) -> u64| r.channels.iter().map(f).sum::<u64>();
+    assert_eq!(per_channel(|c| c.sent), s.sent, "channels' sent add up");
+    assert_eq!(per_channel(|c| c.expected), s.expected, "channels' expected add up");
+    assert_eq!(per_channel(|c| c.delivered), s.delivered, "channels' delivered add up");
+    assert_eq!(per_channel(|c| c.lost), s.lost, "channels' lost add up");
+    assert_eq!(per_channel(|c| c.undelivered), s.undelivered, "channels' undelivered add up");
 }
 
 /// The eventbench binary.

@@ -6,8 +6,8 @@
 use eventbench::assertion::AssertionRow;
 use eventbench::capacity::CapacityRow;
 use eventbench::rows::{
-    columns, ConsumerRow, EventRow, LatencyRow, LiveRow, RepeatRow, RunsRow, ServerRow, SummaryRow, TimeseriesRow,
-    WorkerRow,
+    columns, ChannelRow, ConsumerRow, EventRow, LatencyRow, LiveRow, RepeatRow, RunsRow, ServerRow, SummaryRow,
+    TimeseriesRow, WorkerRow,
 };
 use std::path::Path;
 
@@ -22,6 +22,7 @@ fn column_sources() -> Vec<(&'static str, Vec<String>)> {
         ("latency.csv", columns(&LatencyRow::default())),
         ("timeseries.csv", columns(&TimeseriesRow::default())),
         ("consumers.csv", columns(&ConsumerRow::default())),
+        ("channels.csv", columns(&ChannelRow::default())),
         ("events.csv", columns(&EventRow::default())),
         ("runs.csv", columns(&RunsRow::default())),
         ("workers.csv", columns(&WorkerRow::default())),

@@ -47,3 +47,4 @@ mod streams;
 mod telemetry;
 mod valkey;
 mod workers;
+mod workload;

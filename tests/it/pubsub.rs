@@ -121,7 +121,7 @@ async fn hundreds_of_consumers() {
 
 #[tokio::test]
 async fn unlimited_rate_still_accounts_for_every_message() {
-    let s = eventbench::Scenario { payload: 36, ..quick("max", 0.0, 1.0) };
+    let s = eventbench::Scenario { payload: eventbench::scenario::Payload::Fixed(36), ..quick("max", 0.0, 1.0) };
     let r = run(s).await;
     assert!(r.summary.sent > 10_000, "sent only {}", r.summary.sent);
 }

@@ -32,7 +32,8 @@ impl Writer {
 
 impl ProducerConn for Writer {
     #[inline]
-    fn queue(&mut self, channel: u32, header: &Header) {
+    /// Only the header travels: the payload's bytes are drawn and counted, not carried.
+    fn queue(&mut self, channel: u32, header: &Header, _payload: &[u8]) {
         self.bus.write(self.producer, self.written, header);
         self.written += 1;
         self.next_seq[channel as usize] = header.seq + 1;

@@ -35,7 +35,7 @@ pub const TRAITS: Traits = Traits {
     compared_by_default: true,
 };
 
-/// Channel names and payload size shared by every connection of a run.
+/// Channel names shared by every connection of a run.
 #[derive(Debug, Clone)]
 pub struct PubSub {
     pub endpoint: Endpoint,
@@ -46,7 +46,6 @@ pub struct PubSub {
     pub channels: Vec<String>,
     /// When set, consumers PSUBSCRIBE to this pattern instead of SUBSCRIBE to each channel.
     pub pattern: Option<String>,
-    pub payload_len: usize,
     /// Sharded Pub/Sub: SPUBLISH and SSUBSCRIBE on the node that owns the channel.
     pub sharded: bool,
 }
@@ -55,13 +54,9 @@ impl PubSub {
     /// A producer writing each channel's messages to the node that owns it.
     pub async fn producer(&self) -> Result<Producer, ConnError> {
         let verb = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
-        let prefixes = self
-            .channels
-            .iter()
-            .map(|ch| resp::fixed_prefix(&[verb.as_bytes(), ch.as_bytes()], self.payload_len))
-            .collect();
+        let prefixes = self.channels.iter().map(|ch| resp::command_head(&[verb.as_bytes(), ch.as_bytes()])).collect();
         let slots: Vec<u16> = self.channels.iter().map(|c| crate::topology::key_slot(c.as_bytes())).collect();
-        Producer::connect(&self.nodes, &self.node_of, &slots, verb, prefixes, self.payload_len).await
+        Producer::connect(&self.nodes, &self.node_of, &slots, verb, prefixes).await
     }
 }
 
@@ -76,7 +71,6 @@ impl PubSub {
             node_of: layout.node_of,
             channels: layout.names,
             pattern: (s.subscribe == SubscribeMode::Pattern).then(|| format!("{}*", layout.prefix)),
-            payload_len: s.payload,
             sharded,
         })
     }

@@ -27,7 +27,6 @@ pub struct Streams {
     pub node_of: Vec<usize>,
     /// One stream per channel.
     pub keys: Vec<String>,
-    pub payload_len: usize,
     /// Approximate trimming (`XADD MAXLEN ~ N`).
     pub maxlen: Option<u64>,
     /// Entries per XREADGROUP and XAUTOCLAIM.
@@ -63,12 +62,12 @@ impl Streams {
                     args.extend([&b"MAXLEN"[..], b"~", n.as_bytes()]);
                 }
                 args.extend([&b"*"[..], b"d"]);
-                resp::fixed_prefix(&args, self.payload_len)
+                resp::command_head(&args)
             })
             .collect();
         let endpoints: Vec<Endpoint> = self.nodes.iter().map(|(e, _)| e.clone()).collect();
         let slots: Vec<u16> = self.keys.iter().map(|k| crate::topology::key_slot(k.as_bytes())).collect();
-        Producer::connect(&endpoints, &self.node_of, &slots, "XADD", prefixes, self.payload_len).await
+        Producer::connect(&endpoints, &self.node_of, &slots, "XADD", prefixes).await
     }
 
     /// A control connection for the coordinator (backlog, replay).

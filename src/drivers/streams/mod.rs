@@ -49,7 +49,6 @@ pub const REGISTRATION: Registration = Registration {
                 nodes: server.nodes,
                 node_of: layout.node_of,
                 keys: layout.names,
-                payload_len: s.payload,
                 maxlen: s.maxlen,
                 batch: BATCH,
             }) as Arc<dyn Driver>)

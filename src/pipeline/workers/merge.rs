@@ -92,7 +92,7 @@ mod tests {
                 for ch in 0..CHANNELS {
                     let intended_ns = seq * 75_000_000 + u64::from(p) * 1_000 + u64::from(ch);
                     let h = Header { producer: p, channel: ch, seq, intended_ns, sent_ns: intended_ns + 2_000 };
-                    producers[p as usize].record(&h, &window);
+                    producers[p as usize].record(&h, 64, &window);
                     h.encode(&mut payload);
                     for c in 0..CONSUMERS {
                         if c == 1 && (10..20).contains(&seq) {
