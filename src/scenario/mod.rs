@@ -13,6 +13,7 @@ mod forms;
 pub mod pacing;
 mod rate;
 pub mod shipped;
+mod vary;
 
 pub use crate::chaos::forms::{Crash, Disconnect, KillNode, Percent, Slow};
 pub(crate) use crate::clock::{fmt_duration, parse_duration};
@@ -23,6 +24,7 @@ pub use forms::{
 };
 pub use pacing::PacingWindow;
 pub use rate::{Rate, Stage};
+pub use vary::{fmt_value, Vary};
 
 use crate::wire::HEADER_LEN;
 use clap::{ArgAction, Args, FromArgMatches};
@@ -241,6 +243,11 @@ pub struct Scenario {
     /// Sample the server once a second on its own connection (INFO, CLIENT LIST, XLEN, XINFO) into server.csv
     #[arg(long, value_name = "on|off", value_parser = parse_on_off, default_value = "on", action = ArgAction::Set)]
     pub server_telemetry: bool,
+    /// `eventbench sweep`'s axes, KEY=V1,V2,... (a file key only: `eventbench sweep` reads it, its
+    /// --vary replaces it; `run` runs the scenario as written, without it)
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub vary: Vec<Vary>,
 }
 
 fn is_zero(n: &u32) -> bool {
