@@ -8,6 +8,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("cluster-node-kill", include_str!("../../scenarios/cluster-node-kill.toml")),
     ("disconnect-loss", include_str!("../../scenarios/disconnect-loss.toml")),
     ("fanout", include_str!("../../scenarios/fanout.toml")),
+    ("fanout-sweep", include_str!("../../scenarios/fanout-sweep.toml")),
     ("morning-ramp", include_str!("../../scenarios/morning-ramp.toml")),
     ("slow-consumer", include_str!("../../scenarios/slow-consumer.toml")),
     ("spike", include_str!("../../scenarios/spike.toml")),

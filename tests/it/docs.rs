@@ -6,8 +6,8 @@
 use eventbench::assertion::AssertionRow;
 use eventbench::capacity::CapacityRow;
 use eventbench::rows::{
-    columns, ConsumerRow, EventRow, LatencyRow, LiveRow, RepeatRow, RunsRow, ServerRow, SummaryRow, TimeseriesRow,
-    WorkerRow,
+    columns, ConsumerRow, EventRow, LatencyRow, LiveRow, RepeatRow, RunsRow, ServerRow, SummaryRow, SweepRow,
+    TimeseriesRow, WorkerRow,
 };
 use std::path::Path;
 
@@ -29,6 +29,7 @@ fn column_sources() -> Vec<(&'static str, Vec<String>)> {
         ("capacity.csv", columns(&CapacityRow::default())),
         ("assertions.csv", columns(&AssertionRow::default())),
         ("repeat.csv", columns(&RepeatRow::default())),
+        ("sweep.csv", columns(&SweepRow::default())),
         ("--format jsonl", columns(&LiveRow::default())),
     ]
 }

@@ -43,6 +43,7 @@ mod security;
 mod signals;
 mod soak;
 mod streams;
+mod sweep;
 mod telemetry;
 mod valkey;
 mod workers;
