@@ -19,6 +19,7 @@
 mod common;
 
 mod architecture;
+mod backlog;
 mod capacity;
 mod cli;
 mod cluster;
