@@ -34,6 +34,26 @@ pub enum Command {
         "Directory for the search, one subdirectory per step (default: results/capacity-<name>-<UTC time>); never overwritten",
     )))]
     Capacity(CapacityArgs),
+    /// Run a scenario once per value of one or two numeric keys (--vary consumers=1,10,100), or a capacity search per value (--capacity); one row per point.
+    #[command(after_help = SWEEP_EXAMPLES)]
+    // A sweep varies one thing per axis: its points run one transport, once each.
+    #[command(mut_arg("transports", |a| a.hide(true)))]
+    #[command(mut_arg("repeat", |a| a.hide(true)))]
+    // The search's flags mean something with --capacity only.
+    #[command(mut_arg("slo", |a| a.requires("capacity")))]
+    #[command(mut_arg("step", |a| a.requires("capacity")))]
+    #[command(mut_arg("step_warmup", |a| a.requires("capacity")))]
+    #[command(mut_arg("precision", |a| a.requires("capacity")))]
+    #[command(mut_arg("confirm", |a| a.requires("capacity")))]
+    #[command(mut_arg("tries", |a| a.requires("capacity")))]
+    #[command(mut_arg("no_ceiling", |a| a.requires("capacity")))]
+    #[command(mut_arg("budget", |a| a.requires("capacity")))]
+    #[command(mut_arg("min_rate", |a| a.requires("capacity")))]
+    #[command(mut_arg("max_rate", |a| a.requires("capacity")))]
+    #[command(mut_arg("out", |a| a.help(
+        "Directory for the sweep, one subdirectory per point (default: results/sweep-<name>-<UTC time>); never overwritten",
+    )))]
+    Sweep(SweepArgs),
     /// Rebuild the plots and report.html of run directories from their files; given several, also compare them.
     #[command(after_help = REPORT_EXAMPLES)]
     Report(ReportArgs),
@@ -78,6 +98,13 @@ Examples:
   eventbench capacity                             no --slo: the highest rate that loses nothing and keeps up
   eventbench capacity fanout --transports pubsub,streams --budget 5m
   eventbench capacity --slo 'p99_us<2000' --repeat 3    three searches, and how far they agree";
+
+const SWEEP_EXAMPLES: &str = "\
+Examples:
+  eventbench sweep fanout-sweep                   the shipped fan-out sweep: consumers 1 to 1,000 at 2,000 msg/s
+  eventbench sweep --vary consumers=1,10,100,1000 --rate 2k
+  eventbench sweep --vary consumers=1,10 --vary channels=1,100 --transport streams
+  eventbench sweep --vary consumers=1,10,100 --capacity --slo 'p99_us<2000'   a capacity search per point";
 
 const REPORT_EXAMPLES: &str = "\
 Examples:
@@ -305,6 +332,19 @@ pub struct CapacityArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// KEY=V1,V2,...: a numeric scenario key and its values, one point each (e.g. consumers=1,10,100,1000); once or twice (two keys: every pair). A scenario file's `vary = ["consumers=1,10"]` holds the same
+    #[arg(long, value_name = "KEY=V1,V2,..")]
+    pub vary: Vec<crate::scenario::Vary>,
+    /// A capacity search per point (with the capacity flags: --slo, --step, --budget, ...) instead of one run at --rate
+    #[arg(long)]
+    pub capacity: bool,
+    /// The search's flags (used with --capacity) and the run's
+    #[command(flatten)]
+    pub search: CapacityArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ReportArgs {
     /// Run directories (each as `eventbench run` wrote it).
     #[arg(required = true, value_name = "DIR")]
@@ -429,7 +469,7 @@ mod tests {
 
     #[test]
     fn every_example_in_help_parses() {
-        let examples = [RUN_EXAMPLES, COMPARE_EXAMPLES, CAPACITY_EXAMPLES, REPORT_EXAMPLES];
+        let examples = [RUN_EXAMPLES, COMPARE_EXAMPLES, CAPACITY_EXAMPLES, SWEEP_EXAMPLES, REPORT_EXAMPLES];
         let lines: Vec<&str> = examples.iter().flat_map(|e| e.lines().skip(1)).collect();
         assert!(lines.len() >= 10, "{lines:?}");
         for line in lines {

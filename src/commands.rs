@@ -2,6 +2,7 @@
 
 mod capacity;
 mod repeat;
+mod sweep;
 mod watch;
 
 use crate::assertion::AssertionRow;
@@ -52,6 +53,7 @@ async fn execute_command(command: Command) -> Result<u8> {
         Command::Run(args) => run(args).await,
         Command::Compare(args) => compare(args).await,
         Command::Capacity(args) => capacity::capacity(args).await,
+        Command::Sweep(args) => sweep::sweep(args).await,
         Command::Report(args) => report(args),
         Command::Worker(args) => worker(args).await,
         Command::Scenarios { dir } => {

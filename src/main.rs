@@ -25,6 +25,12 @@ fn main() -> ExitCode {
             if let Some(ContextValue::String(value)) = e.get(ContextKind::InvalidValue) {
                 what = what.replace(value.as_str(), &eventbench::text::shorten(value));
             }
+            // A missing argument: clap names it on a line of its own, kept here.
+            if let Some(ContextValue::Strings(missing)) = e.get(ContextKind::InvalidArg) {
+                if what.trim_end().ends_with(':') {
+                    what = format!("{} {}", what.trim_end(), missing.join(", "));
+                }
+            }
             // An enum's accepted values: clap puts them on a line of their own, kept here.
             if let Some(ContextValue::Strings(values)) = e.get(ContextKind::ValidValue) {
                 what = format!("{what} [possible values: {}]", values.join(", "));

@@ -347,3 +347,66 @@ pub struct LiveRow {
     pub duplicates_total: u64,
     pub out_of_order_total: u64,
 }
+
+/// `sweep.csv`: one row per point of `eventbench sweep`, in the order they
+/// ran; its figures are those of the point's run (with `--capacity`, of the
+/// search's best passing step at its maximum), exactly as that run's
+/// `summary.csv` has them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub point: u32,
+    pub key: String,
+    pub value: f64,
+    /// Empty with one `--vary`.
+    pub key2: String,
+    pub value2: Option<f64>,
+    pub status: Status,
+    /// The run directory the figures come from, relative to the sweep's.
+    pub dir: String,
+    pub target_rate: f64,
+    /// `--capacity`: the highest rate that met the SLO (empty without one, or without `--capacity`).
+    pub max_rate: Option<f64>,
+    pub sent: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub undelivered: u64,
+    pub send_rate: f64,
+    pub delivery_rate: f64,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub p999_us: Option<f64>,
+    pub max_us: Option<f64>,
+    pub server_cpu_pct: Option<f64>,
+    pub server_cpu_max_pct: Option<f64>,
+    pub harness_cpu_pct: f64,
+    pub sustained: bool,
+    pub limit: Limit,
+}
+
+impl SweepRow {
+    /// A point's row from its run's summary; the caller sets the point, keys and `dir`.
+    pub fn of(s: &SummaryRow) -> SweepRow {
+        SweepRow {
+            status: s.status,
+            target_rate: s.target_rate,
+            sent: s.sent,
+            expected: s.expected,
+            delivered: s.delivered,
+            lost: s.lost,
+            undelivered: s.undelivered,
+            send_rate: s.send_rate,
+            delivery_rate: s.delivery_rate,
+            p50_us: s.p50_us,
+            p99_us: s.p99_us,
+            p999_us: s.p999_us,
+            max_us: s.max_us,
+            server_cpu_pct: s.server_cpu_pct,
+            server_cpu_max_pct: s.server_cpu_max_pct,
+            harness_cpu_pct: s.harness_cpu_pct,
+            sustained: s.sustained,
+            limit: s.limit,
+            ..SweepRow::default()
+        }
+    }
+}

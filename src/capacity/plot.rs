@@ -5,8 +5,8 @@
 use super::slo::Bound;
 use super::{CapacityRow, Searched};
 use crate::report::plots::{
-    decades, draw_curve, fmt_count, fmt_log_latency, latency_axis, legend, plot_error, run_colour, Chart, Curve,
-    Ticked, FONT, GREY, RED, WIDTH,
+    decades, draw_curve, fmt_count, fmt_log_latency, fmt_log_rate, latency_axis, legend, log_axis, plot_error,
+    run_colour, Chart, Curve, Ticked, FONT, GREY, RED, WIDTH,
 };
 use anyhow::Result;
 use plotters::prelude::*;
@@ -15,24 +15,6 @@ const HEIGHT: u32 = 520;
 
 /// A percentile's curve: its label, its column, dashed, its width.
 type Percentile = (&'static str, fn(&CapacityRow) -> f64, bool, u32);
-
-/// A log10 axis over `lo..hi` with ticks at 1, 2 and 5 × 10^k inside it.
-fn log_axis(lo: f64, hi: f64) -> Ticked {
-    let t = latency_axis(lo.floor(), hi, 2.5);
-    let inside = |v: &f64| *v >= lo - 1e-9 && *v <= hi + 1e-9;
-    let mut bold: Vec<f64> = t.bold.into_iter().filter(inside).collect();
-    let mut light: Vec<f64> = t.light.into_iter().filter(inside).collect();
-    if bold.len() < 2 {
-        // A narrow range: label every tick there is.
-        bold.append(&mut light);
-        bold.sort_by(f64::total_cmp);
-    }
-    Ticked { range: lo..hi, bold, light }
-}
-
-fn fmt_log_rate(v: &f64) -> String {
-    fmt_count(10f64.powf(*v))
-}
 
 /// One value per rate tried (the worst of its tries, by `worse`), in rate order.
 fn per_rate(rows: &[&CapacityRow], value: impl Fn(&CapacityRow) -> f64, worse: fn(f64, f64) -> f64) -> Vec<(f64, f64)> {

@@ -28,6 +28,9 @@ pub enum Fault {
     Crash(Crash),
     /// A share of the consumers spends a fixed time on each message.
     Slow(Slow),
+    /// A share of the consumers stops reading for a while and stays connected
+    /// (Streams: a backlog builds in the stream and drains after).
+    Pause(Disconnect),
     /// A node of the private cluster is killed and restarted.
     KillNode(KillNode),
 }
@@ -47,8 +50,10 @@ impl Fault {
         crash: &[Crash],
         slow: Option<Slow>,
         kill_node: Option<KillNode>,
+        pause: &[Disconnect],
     ) -> Vec<Fault> {
         let mut faults: Vec<Fault> = disconnect.iter().map(|&d| Fault::Disconnect(d)).collect();
+        faults.extend(pause.iter().map(|&p| Fault::Pause(p)));
         faults.extend(crash.iter().map(|&c| Fault::Crash(c)));
         faults.extend(slow.map(Fault::Slow));
         faults.extend(kill_node.map(Fault::KillNode));
@@ -61,6 +66,7 @@ impl Fault {
             Fault::Disconnect(_) => "disconnect",
             Fault::Crash(_) => "crash",
             Fault::Slow(_) => "slow",
+            Fault::Pause(_) => "pause",
             Fault::KillNode(_) => "kill-node",
         }
     }
@@ -172,6 +178,22 @@ impl Plan {
         planned
     }
 
+    /// When consumer `id` stops reading and when it reads again (ns since the
+    /// epoch), in order: each `--pause` selects the first PCT of the consumers.
+    pub fn pauses_of(&self, id: u32, window: &Window) -> Vec<(u64, u64)> {
+        let at = |d: Duration| window.start_ns + d.as_nanos() as u64;
+        let mut pauses: Vec<(u64, u64)> = self
+            .faults
+            .iter()
+            .filter_map(|f| match *f {
+                Fault::Pause(p) if id < p.share.of(self.consumers) => Some((at(p.at), at(p.at + p.down_for))),
+                _ => None,
+            })
+            .collect();
+        pauses.sort_unstable();
+        pauses
+    }
+
     /// How long consumer `id` spends on each message: the last PCT of the
     /// consumers are the slow ones (the first ones disconnect: the two stay apart when they can).
     pub fn slow_delay(&self, id: u32) -> Option<Duration> {
@@ -265,12 +287,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_pause_selects_the_first_consumers_and_keeps_them_connected() {
+        let window = Window { start_ns: 1_000, end_ns: 10_000_000_000 };
+        let faults = Fault::all(&[], &[], None, None, &["50%@1s+2s".parse().unwrap()]);
+        let plan = Plan { faults, consumers: 4 };
+        let s = 1_000_000_000;
+        assert_eq!(plan.pauses_of(0, &window), [(1_000 + s, 1_000 + 3 * s)]);
+        assert_eq!(plan.pauses_of(1, &window), [(1_000 + s, 1_000 + 3 * s)]);
+        assert!(plan.pauses_of(2, &window).is_empty());
+        assert!(plan.outages_of(0, &window).is_empty(), "a pause is no outage: the connection stays");
+    }
+
+    #[test]
     fn every_fault_of_a_scenario_is_one_value() {
         let faults = Fault::all(
             &["50%@1s+1s".parse().unwrap()],
             &["25%@3s".parse().unwrap()],
             Some("25%:1ms".parse().unwrap()),
             None,
+            &[],
         );
         let keys: Vec<_> = faults.iter().map(Fault::key).collect();
         assert_eq!(keys, ["disconnect", "crash", "slow"]);

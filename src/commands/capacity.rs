@@ -198,7 +198,11 @@ struct Settings {
 
 /// Everything that can be wrong with the command line, found before anything runs.
 fn settings(args: &CapacityArgs, mode: &Mode) -> Result<Settings> {
-    let base = args.run.scenario()?;
+    settings_for(args, mode, args.run.scenario()?)
+}
+
+/// [`settings`] of a search of `base` (a sweep's point) with the command line's search flags.
+fn settings_for(args: &CapacityArgs, mode: &Mode, base: Scenario) -> Result<Settings> {
     for key in ["duration", "warmup"] {
         if args.run.flags.gave(key) {
             return Err(invalid(
@@ -322,7 +326,15 @@ pub(super) async fn capacity(args: CapacityArgs) -> Result<u8> {
     let mut all: Vec<(Vec<Searched>, u8)> = Vec::new();
     for i in 0..repeat {
         let dir = if repeat > 1 { root.join(format!("search-{}", i + 1)) } else { root.clone() };
-        let ctx = Ctx { args: &args, mode: &mode, scenarios: &scenarios, slo: &slo, plan: &plan, target: &target };
+        let ctx = Ctx {
+            args: &args,
+            mode: &mode,
+            scenarios: &scenarios,
+            slo: &slo,
+            plan: &plan,
+            target: &target,
+            print: true,
+        };
         let (searches, code) = search_all(&ctx, &current, &watch, &dir).await?;
         let stop = matches!(code, EXIT_INTERRUPTED | EXIT_ABORTED);
         all.push((searches, code));
@@ -350,6 +362,32 @@ struct Ctx<'a> {
     slo: &'a Slo,
     plan: &'a Plan,
     target: &'a Target,
+    /// The headline on stdout (not for a sweep's points: the sweep prints its own).
+    print: bool,
+}
+
+/// A sweep's point checked as a search before anything runs: the search's
+/// flags, and the point's scenario on its transport.
+pub(super) fn check_point(args: &CapacityArgs, mode: &Mode, point: Scenario) -> Result<()> {
+    settings_for(args, mode, point).map(|_| ())
+}
+
+/// One search of a sweep's point into `dir` (as `eventbench capacity --out dir`
+/// would write it, on the sweep's target): the search, and its exit code.
+pub(super) async fn search_point(
+    args: &CapacityArgs,
+    mode: &Mode,
+    point: Scenario,
+    target: &Target,
+    current: &Arc<Mutex<Arc<Live>>>,
+    watch: &super::watch::Watch,
+    dir: &Path,
+) -> Result<(Searched, u8)> {
+    let Settings { scenarios, slo, plan, .. } = settings_for(args, mode, point)?;
+    let ctx = Ctx { args, mode, scenarios: &scenarios, slo: &slo, plan: &plan, target, print: false };
+    let (mut searches, code) = search_all(&ctx, current, watch, dir).await?;
+    let searched = searches.pop().context("a search per point")?;
+    Ok((searched, code))
 }
 
 /// One search per transport into `root`: its files, its headline, its exit code.
@@ -404,6 +442,7 @@ async fn search_all(
     write_outputs(&searches, slo, &shown, args.budget, root)?;
     let several = searches.len() > 1;
     match args.run.format {
+        _ if !ctx.print => {}
         Format::Table => {
             for s in &searches {
                 let who = if several { format!("{}: ", s.transport) } else { String::new() };

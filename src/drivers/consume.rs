@@ -109,6 +109,7 @@ pub async fn run<S: Subscriber>(
     };
     let slow = ctx.faults.slow_delay(id);
     let planned = ctx.faults.outages_of(id, &window);
+    let pauses = ctx.faults.pauses_of(id, &window);
     let mut c = Consumer {
         id,
         // Only slow consumers sleep per message; a timerfd each would double the open files of a big swarm.
@@ -128,7 +129,7 @@ pub async fn run<S: Subscriber>(
         },
         ctx: ctx.clone(),
     };
-    if let Err(e) = c.run(conn, planned).await {
+    if let Err(e) = c.run(conn, planned, pauses).await {
         ctx.fail(format!("consumer {id}"), e);
     }
     match c.account {
@@ -234,21 +235,28 @@ struct Consumer<S: Subscriber> {
 }
 
 impl<S: Subscriber> Consumer<S> {
-    async fn run(&mut self, conn: S::Conn, planned: Vec<Planned>) -> Result<(), ConnError> {
+    async fn run(&mut self, conn: S::Conn, planned: Vec<Planned>, pauses: Vec<(u64, u64)>) -> Result<(), ConnError> {
         let clock = self.ctx.clock;
         let finished = ThreadFinish::wait();
         tokio::pin!(finished);
         let mut planned = planned.into_iter().peekable();
+        let mut pauses = pauses.into_iter().peekable();
         self.side.watch(&conn);
         let mut conn = Some(conn);
         while conn.is_some() {
             let next_down = planned.peek().map(|o| o.down_ns);
+            let next_pause = pauses.peek().map(|p| p.0);
             tokio::select! {
                 biased;
                 _ = &mut finished => {
                     let c = conn.take().expect("connected");
                     self.finish(c);
                     return Ok(());
+                }
+                // `--pause`: no read until it ends, the connection kept (the end of the run ends it too).
+                _ = clock.sleep_until_ns(next_pause.unwrap_or(u64::MAX / 4)), if next_pause.is_some() => {
+                    let (_, resume) = pauses.next().expect("peeked");
+                    self.ctx.sleep_until(resume).await;
                 }
                 _ = clock.sleep_until_ns(next_down.unwrap_or(u64::MAX / 4)), if next_down.is_some() => {
                     let Planned { up_ns, .. } = planned.next().expect("peeked");

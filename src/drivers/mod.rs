@@ -189,12 +189,21 @@ pub struct Capabilities {
     pub claim: bool,
     /// Splitting the swarm over worker processes (`--workers`).
     pub workers: bool,
+    /// Deep backlogs: how many entries a read takes (`--read-count`), consumers that stop reading a while (`--pause`).
+    pub backlog: bool,
 }
 
 impl Capabilities {
     /// Nothing beyond the plain run, to lay a transport's own over.
-    pub const NONE: Capabilities =
-        Capabilities { pattern: false, groups: false, maxlen: false, replay: false, claim: false, workers: false };
+    pub const NONE: Capabilities = Capabilities {
+        pattern: false,
+        groups: false,
+        maxlen: false,
+        replay: false,
+        claim: false,
+        workers: false,
+        backlog: false,
+    };
 }
 
 /// What the rest of the harness needs to know of a transport, declared by
@@ -296,12 +305,19 @@ pub fn registration(kind: TransportKind) -> &'static Registration {
 pub fn check(s: &Scenario, split: bool) -> Result<(), ScenarioError> {
     let caps = registration(s.transport).capabilities;
     let defaults = Scenario::default();
-    let asks: [(&'static str, bool, bool, &str); 5] = [
+    let asks: [(&'static str, bool, bool, &str); 7] = [
         ("subscribe", s.subscribe == SubscribeMode::Pattern, caps.pattern, "pattern subscriptions"),
         ("groups", s.groups > 0, caps.groups, "consumer groups"),
         ("maxlen", s.maxlen.is_some(), caps.maxlen, "trimming"),
         ("replay-at", s.replay_at.is_some(), caps.replay, "a replay group"),
         ("claim-idle", s.claim_idle != defaults.claim_idle, caps.claim, "claiming idle entries"),
+        ("read-count", s.read_count.is_some(), caps.backlog, "reads of a set COUNT"),
+        (
+            "pause",
+            !s.pause.is_empty(),
+            caps.backlog,
+            "pauses that keep the connection (a consumer that stops reading is cut off by its output-buffer limit)",
+        ),
     ];
     for (key, asked, supported, what) in asks {
         if asked && !supported {
@@ -364,6 +380,7 @@ fn supporters(key: &str) -> String {
                 "groups" => c.groups,
                 "maxlen" => c.maxlen,
                 "replay-at" => c.replay,
+                "read-count" | "pause" => c.backlog,
                 _ => c.claim,
             }
         })

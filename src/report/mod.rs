@@ -11,4 +11,5 @@ pub mod plots;
 pub mod render;
 pub mod rundir;
 pub mod stages;
+pub mod sweep;
 pub mod table;

@@ -185,7 +185,7 @@ impl Ranged for Ticked {
 }
 
 /// A linear axis from 0 to `hi` with about five ticks at 1, 2 or 5 × 10^k.
-fn linear_axis(hi: f64) -> Ticked {
+pub(crate) fn linear_axis(hi: f64) -> Ticked {
     let raw = hi / 5.0;
     let magnitude = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * magnitude).find(|&s| s >= raw).unwrap_or(magnitude * 10.0);
@@ -222,6 +222,24 @@ pub(crate) fn latency_axis(lo: f64, hi: f64, dense_up_to: f64) -> Ticked {
         bold.push(hi);
     }
     Ticked { range: lo..hi, bold, light }
+}
+
+/// A log10 axis over `lo..hi` with ticks at 1, 2 and 5 × 10^k inside it.
+pub(crate) fn log_axis(lo: f64, hi: f64) -> Ticked {
+    let t = latency_axis(lo.floor(), hi, 2.5);
+    let inside = |v: &f64| *v >= lo - 1e-9 && *v <= hi + 1e-9;
+    let mut bold: Vec<f64> = t.bold.into_iter().filter(inside).collect();
+    let mut light: Vec<f64> = t.light.into_iter().filter(inside).collect();
+    if bold.len() < 2 {
+        // A narrow range: label every tick there is.
+        bold.append(&mut light);
+        bold.sort_by(f64::total_cmp);
+    }
+    Ticked { range: lo..hi, bold, light }
+}
+
+pub(crate) fn fmt_log_rate(v: &f64) -> String {
+    fmt_count(10f64.powf(*v))
 }
 
 pub(crate) fn fmt_log_latency(v: &f64) -> String {

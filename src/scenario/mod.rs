@@ -15,6 +15,7 @@ pub mod payload;
 mod rate;
 pub mod shipped;
 pub mod skew;
+mod vary;
 
 pub use crate::chaos::forms::{Crash, Disconnect, KillNode, Percent, Slow};
 pub(crate) use crate::clock::{fmt_duration, parse_duration};
@@ -27,6 +28,7 @@ pub use pacing::PacingWindow;
 pub use payload::{Payload, PayloadDraw};
 pub use rate::{Rate, Stage};
 pub use skew::{ChannelSkew, Deck};
+pub use vary::{fmt_value, Vary};
 
 use clap::{ArgAction, Args, FromArgMatches};
 use forms::{duration_str, one_or_many, opt_duration_str, redis_config_entry};
@@ -84,6 +86,9 @@ pub const MAX_CHANNELS: u32 = 100_000;
 pub const MAX_SEQUENCES: u64 = 1_000_000;
 /// Consumers × producers × channels: every ledger of a run (32 bytes each at least).
 pub const MAX_LEDGERS: u64 = 50_000_000;
+
+/// The largest `--read-count`: a read's reply is held whole in memory.
+pub const MAX_READ_COUNT: u32 = 100_000;
 
 /// The most a scenario file may hold: a file, not a data set (nor a device or a FIFO).
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -223,6 +228,14 @@ pub struct Scenario {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maxlen: Option<u64>,
+    /// Streams: entries each XREADGROUP (and XAUTOCLAIM) asks for, its COUNT [default: 256]
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_count: Option<u32>,
+    /// Streams: that share of the consumers (the first ones) stops reading PCT@AT+FOR (e.g. 50%@2s+3s) and stays connected, so a backlog builds and then drains; repeatable
+    #[arg(long, value_name = "PCT@AT+FOR")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub pause: Vec<Disconnect>,
     /// Streams: spread the consumers over G groups sharing the work; 0 = one group per consumer (fan-out, as Pub/Sub)
     #[arg(long, value_name = "G", default_value = "0")]
     pub groups: u32,
@@ -253,6 +266,11 @@ pub struct Scenario {
     /// Sample the server once a second on its own connection (INFO, CLIENT LIST, XLEN, XINFO) into server.csv
     #[arg(long, value_name = "on|off", value_parser = parse_on_off, default_value = "on", action = ArgAction::Set)]
     pub server_telemetry: bool,
+    /// `eventbench sweep`'s axes, KEY=V1,V2,... (a file key only: `eventbench sweep` reads it, its
+    /// --vary replaces it; `run` runs the scenario as written, without it)
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub vary: Vec<Vary>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -516,6 +534,20 @@ impl Scenario {
                 return Err(invalid("disconnect", format!("{d}: FOR must be longer than 0s")));
             }
         }
+        for p in &self.pause {
+            if p.at.saturating_add(p.down_for) > self.duration {
+                return Err(invalid(
+                    "pause",
+                    format!(
+                        "{p} ends after the measured phase ({}); AT+FOR must be within --duration",
+                        fmt_duration(&self.duration)
+                    ),
+                ));
+            }
+            if p.down_for.is_zero() {
+                return Err(invalid("pause", format!("{p}: FOR must be longer than 0s")));
+            }
+        }
         if let Some(slow) = &self.slow {
             if slow.share.0 > 0.0 && self.consumers == 0 {
                 return Err(invalid("slow", format!("{slow}: the scenario has no consumers")));
@@ -583,6 +615,9 @@ impl Scenario {
         }
         if self.maxlen == Some(0) {
             return Err(invalid("maxlen", "must be at least 1"));
+        }
+        if let Some(n) = self.read_count.filter(|n| !(1..=MAX_READ_COUNT).contains(n)) {
+            return Err(invalid("read-count", format!("{n}: must be between 1 and {MAX_READ_COUNT}")));
         }
         self.validate_cluster()?;
         self.validate_target()
@@ -753,7 +788,7 @@ impl Scenario {
 
     /// Every fault the scenario injects, with the swarm's size.
     pub fn fault_plan(&self) -> crate::chaos::Plan {
-        let faults = crate::chaos::Fault::all(&self.disconnect, &self.crash, self.slow, self.kill_node);
+        let faults = crate::chaos::Fault::all(&self.disconnect, &self.crash, self.slow, self.kill_node, &self.pause);
         crate::chaos::Plan { faults, consumers: self.consumers }
     }
 }

@@ -6,8 +6,10 @@
 pub const SHIPPED: &[(&str, &str)] = &[
     ("baseline", include_str!("../../scenarios/baseline.toml")),
     ("cluster-node-kill", include_str!("../../scenarios/cluster-node-kill.toml")),
+    ("deep-backlog", include_str!("../../scenarios/deep-backlog.toml")),
     ("disconnect-loss", include_str!("../../scenarios/disconnect-loss.toml")),
     ("fanout", include_str!("../../scenarios/fanout.toml")),
+    ("fanout-sweep", include_str!("../../scenarios/fanout-sweep.toml")),
     ("hot-channel", include_str!("../../scenarios/hot-channel.toml")),
     ("morning-ramp", include_str!("../../scenarios/morning-ramp.toml")),
     ("slow-consumer", include_str!("../../scenarios/slow-consumer.toml")),

@@ -7,7 +7,7 @@ use eventbench::assertion::AssertionRow;
 use eventbench::capacity::CapacityRow;
 use eventbench::rows::{
     columns, ChannelRow, ConsumerRow, EventRow, LatencyRow, LiveRow, RepeatRow, RunsRow, ServerRow, SummaryRow,
-    TimeseriesRow, WorkerRow,
+    SweepRow, TimeseriesRow, WorkerRow,
 };
 use std::path::Path;
 
@@ -30,6 +30,7 @@ fn column_sources() -> Vec<(&'static str, Vec<String>)> {
         ("capacity.csv", columns(&CapacityRow::default())),
         ("assertions.csv", columns(&AssertionRow::default())),
         ("repeat.csv", columns(&RepeatRow::default())),
+        ("sweep.csv", columns(&SweepRow::default())),
         ("--format jsonl", columns(&LiveRow::default())),
     ]
 }

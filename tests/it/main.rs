@@ -19,6 +19,7 @@
 mod common;
 
 mod architecture;
+mod backlog;
 mod capacity;
 mod cli;
 mod cluster;
@@ -44,6 +45,7 @@ mod security;
 mod signals;
 mod soak;
 mod streams;
+mod sweep;
 mod telemetry;
 mod valkey;
 mod workers;

@@ -21,14 +21,22 @@ use crate::scenario::{Scenario, TransportKind};
 use crate::stats::Window;
 use std::sync::Arc;
 
-/// Entries per XREADGROUP and XAUTOCLAIM.
-const BATCH: usize = 256;
+/// Entries per XREADGROUP and XAUTOCLAIM unless `--read-count` says otherwise.
+pub const BATCH: usize = 256;
 
 /// Streams as the registry knows it.
 pub const REGISTRATION: Registration = Registration {
     kind: TransportKind::Streams,
     describe: "Streams (XADD, XREADGROUP)",
-    capabilities: Capabilities { pattern: false, groups: true, maxlen: true, replay: true, claim: true, workers: true },
+    capabilities: Capabilities {
+        pattern: false,
+        groups: true,
+        maxlen: true,
+        replay: true,
+        claim: true,
+        workers: true,
+        backlog: true,
+    },
     // Its consumers read on a connection of their own beside the redis crate's.
     traits: Traits {
         retains: true,
@@ -50,7 +58,7 @@ pub const REGISTRATION: Registration = Registration {
                 node_of: layout.node_of,
                 keys: layout.names,
                 maxlen: s.maxlen,
-                batch: BATCH,
+                batch: s.read_count.map_or(BATCH, |n| n as usize),
             }) as Arc<dyn Driver>)
         })
     },
