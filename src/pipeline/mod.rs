@@ -308,7 +308,7 @@ pub async fn execute_with(
         // The results stand, but the user's Redis was left changed: they must know.
         out.outcome = out.outcome.worst(Outcome::aborted(format!("--redis-config not restored: {e}")));
     }
-    let mut report = crate::results::summarize::summarize(RunFacts {
+    let report = crate::results::summarize::summarize(RunFacts {
         run_id,
         scenario,
         out,
@@ -322,8 +322,6 @@ pub async fn execute_with(
         cut_ns: None,
         machine,
     });
-    // The clocks' largest measured offset (each worker's epoch is corrected by its own).
-    report.summary.clock_offset_max_us = shares.workers.iter().map(|w| w.clock_offset_us.abs()).fold(0.0, f64::max);
     if setup.topology.is_some() {
         crate::results::summarize::with_cluster_layout(&mut report.channels, &setup.names, &setup.node_of);
     }

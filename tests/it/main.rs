@@ -30,7 +30,6 @@ mod export;
 mod failures;
 mod foreign;
 mod hostile;
-mod hosts;
 mod loopback;
 mod loss;
 mod overload;
