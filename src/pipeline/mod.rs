@@ -308,7 +308,7 @@ pub async fn execute_with(
         // The results stand, but the user's Redis was left changed: they must know.
         out.outcome = out.outcome.worst(Outcome::aborted(format!("--redis-config not restored: {e}")));
     }
-    let report = crate::results::summarize::summarize(RunFacts {
+    let mut report = crate::results::summarize::summarize(RunFacts {
         run_id,
         scenario,
         out,

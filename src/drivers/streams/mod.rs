@@ -16,7 +16,6 @@ use super::{
     StatsCell, Traits,
 };
 use crate::chaos::Outage;
-use crate::connect::ConnError;
 use crate::scenario::{Scenario, TransportKind};
 use crate::stats::Window;
 use std::sync::Arc;
@@ -99,11 +98,11 @@ impl Driver for Streams {
         side::start(self, ctx, window)
     }
 
-    /// The run's streams hold every message it sent: unlink them, every node
+    /// The run's streams hold every message it sent: delete them, every node
     /// at once, so that a node that stopped answering (SIGSTOP, a cut
-    /// network) holds only itself up, never the others' cleanup; UNLINK frees
-    /// a long stream's memory in the background, so a live node answers at
-    /// once whatever it held (DEL where UNLINK is refused).
+    /// network) holds only itself up, never the others' cleanup. DEL, not
+    /// UNLINK: DEL is among the commands an ACL user for Streams is told to
+    /// grant (docs), and a refused UNLINK stays in the server's ACL LOG.
     fn cleanup(&self) -> LocalBoxFuture<'_, ()> {
         Box::pin(async move {
             let mut nodes = tokio::task::JoinSet::new();
@@ -113,13 +112,9 @@ impl Driver for Streams {
                 let endpoint = e.clone();
                 nodes.spawn(async move {
                     let Ok(mut con) = endpoint.connect().await else { return };
-                    for verb in [&b"UNLINK"[..], b"DEL"] {
-                        let mut args: Vec<&[u8]> = vec![verb];
-                        args.extend(keys.iter().map(|k| k.as_bytes()));
-                        if !matches!(con.query(&args, "UNLINK").await, Err(ConnError::Refused { .. })) {
-                            return;
-                        }
-                    }
+                    let mut args: Vec<&[u8]> = vec![b"DEL"];
+                    args.extend(keys.iter().map(|k| k.as_bytes()));
+                    let _ = con.query(&args, "DEL").await;
                 });
             }
             while nodes.join_next().await.is_some() {}
