@@ -213,3 +213,14 @@ ensure_valkey() {
     EVENTBENCH_VALKEY_SERVER="$PWD/$bin"
     export EVENTBENCH_VALKEY_SERVER
 }
+
+# iproute2's `ip netns`, for the tests that give each worker a host of its own
+# (scripts/hosts.sh, tests/it/hosts.rs; they need root too).
+ensure_iproute2() {
+    command -v ip >/dev/null && return
+    echo "==> installing iproute2 (Debian package)" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq iproute2 >/dev/null
+}

@@ -31,6 +31,7 @@ ensure_rust_components
 ensure_nextest
 ensure_report_tools
 ensure_prometheus
+ensure_iproute2
 step() {
     local started=$SECONDS
     echo "==> $*"

@@ -253,12 +253,21 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// The control Redis the coordinator printed, redis://host:port.
-    #[arg(long, value_name = "URL")]
+    /// The control Redis the coordinator printed, redis://host:port (a host name, e.g. a Kubernetes Service, works)
+    #[arg(long, env = "EVENTBENCH_CONTROL", value_name = "URL")]
     pub control: String,
     /// The run to join, as the coordinator printed it (default: the only run waiting for workers).
     #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
+    /// The share to take, 0 to N-1 (an Indexed Job's JOB_COMPLETION_INDEX) [default: the next free one, in order of joining]
+    #[arg(long, env = "JOB_COMPLETION_INDEX", value_name = "I")]
+    pub index: Option<u32>,
+    /// The number of workers this one expects the run to have; a run with another number is refused
+    #[arg(long, env = "EVENTBENCH_WORKERS", value_name = "N")]
+    pub workers: Option<u32>,
+    /// How long to wait for a run to join, when none is planned yet (a worker started before its coordinator)
+    #[arg(long, env = "EVENTBENCH_PLAN_WAIT", value_name = "DURATION", value_parser = parse_join_timeout, default_value = "3s")]
+    pub plan_wait: std::time::Duration,
     /// Password of the Redis under test (and of the control Redis if its URL has none).
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
     pub password: Option<String>,

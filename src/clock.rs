@@ -53,7 +53,19 @@ pub fn realtime_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the struct we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    (ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64).saturating_add_signed(skew_ns())
+}
+
+/// `EVENTBENCH_CLOCK_SKEW_MS`: a wall clock this far off (signed ms), to
+/// feed the workers' offset measurement a host whose clock is wrong
+/// (tests, and a user checking that a skew is caught; docs/src/hosts.md).
+/// Read once; the wall clock is read a few times per run, never per message.
+fn skew_ns() -> i64 {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *SKEW.get_or_init(|| {
+        std::env::var("EVENTBENCH_CLOCK_SKEW_MS").ok().and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0)
+            * 1_000_000
+    })
 }
 
 /// Whether the calling thread's tokio runtime has its clock paused: tokio's

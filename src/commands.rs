@@ -844,7 +844,13 @@ async fn worker(args: WorkerArgs) -> Result<u8> {
     on_interrupt(current.clone())?;
     let live = current.lock().expect("live lock").clone();
     let passwords = (args.password, args.control_password);
-    crate::pipeline::workers::work(&args.control, args.run.as_deref(), passwords, live).await?;
+    let join = crate::pipeline::workers::Join {
+        run: args.run,
+        index: args.index,
+        workers: args.workers,
+        plan_wait: args.plan_wait,
+    };
+    crate::pipeline::workers::work(&args.control, &join, passwords, live).await?;
     Ok(0)
 }
 

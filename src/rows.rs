@@ -96,6 +96,8 @@ pub struct SummaryRow {
     pub clock_uncertainty_us: f64,
     #[serde(default)]
     pub latency_below_uncertainty: u64,
+    #[serde(default)]
+    pub clock_offset_max_us: f64,
     // Absent from runs written before server telemetry (`server.csv`).
     #[serde(default)]
     pub server: String,

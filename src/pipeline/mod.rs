@@ -322,6 +322,8 @@ pub async fn execute_with(
         cut_ns: None,
         machine,
     });
+    // The clocks' largest measured offset (each worker's epoch is corrected by its own).
+    report.summary.clock_offset_max_us = shares.workers.iter().map(|w| w.clock_offset_us.abs()).fold(0.0, f64::max);
     if setup.topology.is_some() {
         crate::results::summarize::with_cluster_layout(&mut report.channels, &setup.names, &setup.node_of);
     }

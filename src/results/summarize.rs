@@ -785,6 +785,8 @@ pub fn summarize(facts: RunFacts) -> RunReport {
             0 => 0,
             ns => out.threads.latency.count_between(0, ns),
         },
+        // Known from the workers' registrations: `pipeline` sets it.
+        clock_offset_max_us: 0.0,
         server: telemetry.identity.server,
         server_version: telemetry.identity.version,
         server_cpu_pct: server.cpu_pct,

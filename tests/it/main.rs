@@ -30,6 +30,7 @@ mod export;
 mod failures;
 mod foreign;
 mod hostile;
+mod hosts;
 mod loopback;
 mod loss;
 mod overload;

@@ -236,6 +236,24 @@ impl Control {
         self.put_field("measured", index, json(&measured)).await
     }
 
+    /// For a worker given up: nothing more to wait for from its producers (unless
+    /// it said what they sent before it was lost), so the others' drain is not held.
+    pub async fn give_up_measured(&mut self, index: u32) -> R<()> {
+        let key = self.key("measured");
+        redis::pipe()
+            .cmd("HSETNX")
+            .arg(&key)
+            .arg(index)
+            .arg("[]")
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(self.ttl_s)
+            .ignore()
+            .query_async(&mut self.con)
+            .await
+    }
+
     /// Sets worker `index`'s field of the hash `name`, which expires with the run's other keys.
     async fn put_field(&mut self, name: &str, index: u32, value: String) -> R<()> {
         let key = self.key(name);

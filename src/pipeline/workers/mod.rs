@@ -17,6 +17,7 @@
 //! reports the largest such sum and counts the latencies below it.
 
 pub mod control;
+pub mod lost;
 pub mod merge;
 
 use super::setup::{self, Setup};
@@ -43,8 +44,6 @@ const OFFSET_ROUNDS: u32 = 20;
 const START_LEAD: Duration = Duration::from_secs(1);
 /// How far in the past the plan's epoch lies, so that it is in the past for every worker.
 const EPOCH_BACK: Duration = Duration::from_secs(10);
-/// How long a worker looks for the run's plan.
-const PLAN_WAIT: Duration = Duration::from_secs(3);
 
 /// What went wrong between the processes of a run.
 #[derive(Debug, Error)]
@@ -57,6 +56,10 @@ pub enum WorkerError {
     Several { runs: Vec<String>, url: String },
     #[error("run {run} already has its {workers} workers")]
     Full { run: String, workers: u32 },
+    #[error("run {run} has {plan} workers, not {expected} (EVENTBENCH_WORKERS, --workers of `eventbench worker`)")]
+    Count { run: String, plan: u32, expected: u32 },
+    #[error("share {index} of run {run} is taken by another worker (JOB_COMPLETION_INDEX, --index)")]
+    Taken { run: String, index: u32 },
     #[error("{0}")]
     Missing(String),
     #[error("worker {who} failed: {message}")]
@@ -100,6 +103,8 @@ impl WorkerError {
                 | WorkerError::NoRun { .. }
                 | WorkerError::Several { .. }
                 | WorkerError::Full { .. }
+                | WorkerError::Count { .. }
+                | WorkerError::Taken { .. }
         )
     }
 }
@@ -217,10 +222,11 @@ async fn measure_offset(endpoint: &Endpoint, rounds: u32) -> Result<(i64, u64), 
     Ok((offset, rtt / 2 + 1_000))
 }
 
-/// The run a worker started without `--run` joins: the only one waiting for workers.
-async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
+/// The run a worker started without `--run` joins: the only one waiting for
+/// workers, within `wait` if there is none yet.
+async fn find_run(client: &redis::Client, control: &str, wait: Duration) -> Result<String> {
     let url = crate::connect::redact_url(control);
-    let deadline = Instant::now() + PLAN_WAIT;
+    let deadline = Instant::now() + wait;
     loop {
         let waited = Duration::from_secs(5);
         let mut runs = control::waiting_runs(client, waited).await.map_err(|e| TargetError::Unreachable {
@@ -236,24 +242,37 @@ async fn find_run(client: &redis::Client, control: &str) -> Result<String> {
     }
 }
 
-/// `eventbench worker`: joins run `run` (or the only one waiting for workers)
+/// How a worker joins: what Kubernetes (or the user) tells it.
+#[derive(Debug, Clone, Default)]
+pub struct Join {
+    /// The run (`--run`); default: the only one waiting for workers.
+    pub run: Option<String>,
+    /// The share to take (`JOB_COMPLETION_INDEX`); default: the next free one.
+    pub index: Option<u32>,
+    /// The number of workers the run must have (`EVENTBENCH_WORKERS`).
+    pub workers: Option<u32>,
+    /// How long to wait for a plan that is not there yet.
+    pub plan_wait: Duration,
+}
+
+/// `eventbench worker`: joins run `join.run` (or the only one waiting for workers)
 /// on the control Redis at `control`, runs its share and publishes what it
 /// measured. A failure after joining is published too, so the coordinator can name it.
 pub async fn work(
     control: &str,
-    run: Option<&str>,
+    join: &Join,
     (password, control_password): (Option<String>, Option<String>),
     live: Arc<Live>,
 ) -> Result<()> {
     let address = control_url(control, control_password.as_deref().or(password.as_deref()))?;
     let client = setup::redis_client(&address, &Scenario::default(), control)?;
-    let run = match run {
+    let run = match &join.run {
         Some(run) => run.to_string(),
-        None => find_run(&client, control).await?,
+        None => find_run(&client, control, join.plan_wait).await?,
     };
     let run = run.as_str();
     let mut ctl = connect_control(&client, control, run, Duration::from_secs(5)).await?;
-    let deadline = Instant::now() + PLAN_WAIT;
+    let deadline = Instant::now() + join.plan_wait;
     let plan = loop {
         if let Some(plan) = ctl.plan().await.map_err(WorkerError::from)? {
             break plan;
@@ -266,6 +285,9 @@ pub async fn work(
     };
     if plan.version != control::version() {
         return Err(WorkerError::Version { worker: control::version(), coordinator: plan.version }.into());
+    }
+    if let Some(expected) = join.workers.filter(|&n| n != plan.workers) {
+        return Err(WorkerError::Count { run: run.into(), plan: plan.workers, expected }.into());
     }
     let mut scenario = Scenario::from_toml(&plan.scenario).map_err(|e| WorkerError::Failed {
         who: "plan".into(),
@@ -292,10 +314,7 @@ pub async fn work(
         offset_ns,
         uncertainty_ns,
     };
-    let index = ctl.register(&me).await.map_err(WorkerError::from)?;
-    if index >= plan.workers {
-        return Err(WorkerError::Full { run: run.into(), workers: plan.workers }.into());
-    }
+    let index = register(&mut ctl, &me, join.index, run, plan.workers).await?;
     // Alive until the result is out: a worker that stops (SIGSTOP, a frozen host) is seen to.
     let mut beating = ctl.clone();
     let heart = tokio::spawn(async move {
@@ -318,10 +337,40 @@ pub async fn work(
     }
 }
 
+/// Registers this worker; with an index asked for (an Indexed Job's pod), it
+/// waits until the shares below it are taken, so that it takes that share:
+/// shares are handed out in order of joining. Waits while the run is planned.
+async fn register(ctl: &mut Control, me: &Registration, asked: Option<u32>, run: &str, workers: u32) -> Result<u32> {
+    if let Some(want) = asked {
+        if want >= workers {
+            return Err(WorkerError::Full { run: run.into(), workers }.into());
+        }
+        let mut polls = 0u32;
+        while (ctl.registrations().await.map_err(WorkerError::from)?.len() as u32) < want {
+            polls += 1;
+            if polls % 20 == 0 && ctl.plan().await.map_err(WorkerError::from)?.is_none() {
+                let url = "the control Redis".into();
+                return Err(WorkerError::NoRun { run: Some(run.into()), url }.into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let index = ctl.register(me).await.map_err(WorkerError::from)?;
+    if index >= workers {
+        return Err(WorkerError::Full { run: run.into(), workers }.into());
+    }
+    match asked {
+        Some(want) if want != index => Err(WorkerError::Taken { run: run.into(), index: want }.into()),
+        _ => Ok(index),
+    }
+}
+
 /// How often a worker's heartbeat comes.
 const BEAT_EVERY: Duration = Duration::from_secs(1);
 /// A worker whose heartbeat stops this long is given up (it stopped, or its host did).
 const BEAT_LOST: Duration = Duration::from_secs(5);
+/// A heartbeat this late is said (once), and so is its return: a short network cut shows.
+const BEAT_LATE: Duration = Duration::from_millis(2500);
 
 /// A task aborted when this is dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -566,8 +615,15 @@ pub async fn coordinate(
                 opts.workers - opts.spawn
             ));
         }
-        let mut steps =
-            Steps { ctl: ctl.clone(), children: &mut children, results: Vec::new(), live, beats: Vec::new() };
+        let mut steps = Steps {
+            ctl: ctl.clone(),
+            children: &mut children,
+            results: Vec::new(),
+            live,
+            beats: Vec::new(),
+            lost: Vec::new(),
+            say: &say,
+        };
         steps.wait(Step::Join, opts.workers, join_wait).await?;
         steps.wait(Step::Connect, opts.workers, scenario.connect_timeout * 2 + Duration::from_secs(30)).await?;
         let now = steps.ctl.server_time_ns().await.map_err(WorkerError::from)?;
@@ -588,14 +644,18 @@ pub async fn coordinate(
         // The workers' last readings: each published one before its result.
         let _ = tokio::time::timeout(Duration::from_secs(1), show_live(&mut steps.ctl, live)).await;
         let registrations = steps.ctl.registrations().await.map_err(WorkerError::from)?;
-        Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), registrations))
+        Ok::<_, anyhow::Error>((std::mem::take(&mut steps.results), std::mem::take(&mut steps.lost), registrations))
     }
     .await;
     // Best effort, and bounded: a control Redis that stopped answering must not hold the end.
     let _ = tokio::time::timeout(Duration::from_secs(1), ctl.delete(opts.workers)).await;
-    let (results, registrations) = result?;
+    let (results, lost, registrations) = result?;
+    if results.is_empty() {
+        let (_, who, message) = lost.into_iter().next().context("no worker published its results")?;
+        return Err(WorkerError::Failed { who, message }.into());
+    }
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_nanos(epoch_unix_ns);
-    Ok(assemble(scenario, results, &registrations, epoch))
+    Ok(assemble(scenario, opts.workers, (results, lost), &registrations, epoch))
 }
 
 /// How often the coordinator looks for the workers' next checkpoint.
@@ -667,23 +727,20 @@ impl Children {
         Ok(Children(children))
     }
 
-    /// A worker that exited with an error: its pid, and how it ended and what it said on stderr.
+    /// A worker that exited with an error (each one reported once): its pid,
+    /// and how it ended and what it said on stderr.
     async fn failed(&mut self) -> Option<(u32, String)> {
-        for (pid, child) in &mut self.0 {
-            let Ok(Some(status)) = child.try_wait() else { continue };
-            if status.success() {
-                continue;
-            }
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let read = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err);
-                let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
-            }
-            let said = err.trim().lines().last().unwrap_or("").trim_start_matches("error: ");
-            let said = if said.is_empty() { String::new() } else { format!(": {said}") };
-            return Some((*pid, format!("exited with {status}{said}")));
+        let at = self.0.iter_mut().position(|(_, c)| c.try_wait().ok().flatten().is_some_and(|s| !s.success()))?;
+        let (pid, mut child) = self.0.remove(at);
+        let status = child.try_wait().ok().flatten()?;
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let read = tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err);
+            let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
         }
-        None
+        let said = err.trim().lines().last().unwrap_or("").trim_start_matches("error: ");
+        let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+        Some((pid, format!("exited with {status}{said}")))
     }
 }
 
@@ -714,8 +771,12 @@ struct Steps<'a> {
     children: &'a mut Children,
     results: Vec<WorkerResult>,
     live: &'a Live,
-    /// Each worker's last heartbeat count and when it last rose.
-    beats: Vec<(u64, Instant)>,
+    /// Each worker's last heartbeat count, when it last rose, and whether its lateness was said.
+    beats: Vec<(u64, Instant, bool)>,
+    /// Workers that failed once the run had started: (index, name, what happened).
+    lost: Vec<(u32, String, String)>,
+    /// Where a heartbeat that is late, and one that comes back, are said.
+    say: &'a dyn Fn(&str),
 }
 
 impl Steps<'_> {
@@ -724,7 +785,7 @@ impl Steps<'_> {
         Ok(match step {
             Step::Join => (0..self.ctl.registrations().await?.len() as u32).collect(),
             Step::Connect => self.ctl.ready().await?,
-            Step::Publish => self.results.iter().map(|r| r.index).collect(),
+            Step::Publish => self.results.iter().map(|r| r.index).chain(self.lost.iter().map(|l| l.0)).collect(),
         })
     }
 
@@ -735,6 +796,10 @@ impl Steps<'_> {
         let mut stop_sent = false;
         loop {
             while let Some(r) = self.ctl.take_result().await? {
+                if self.lost.iter().any(|l| l.0 == r.index) {
+                    // Given up (its share stood in for): a result that comes after all would count twice.
+                    continue;
+                }
                 let early = match (&r.outcome, step) {
                     (Err(message), _) => Some(message.clone()),
                     (Ok(out), Step::Join | Step::Connect) => Some(match out.outcome.status {
@@ -744,7 +809,9 @@ impl Steps<'_> {
                     (Ok(_), Step::Publish) => None,
                 };
                 if let Some(message) = early {
-                    return Err(WorkerError::Failed { who: self.name(r.index).await, message });
+                    let who = self.name(r.index).await;
+                    self.fail(step, r.index, who, message).await?;
+                    continue;
                 }
                 self.results.push(r);
             }
@@ -753,19 +820,16 @@ impl Steps<'_> {
             }
             if let Some((pid, message)) = self.children.failed().await {
                 let registered = self.ctl.registrations().await.unwrap_or_default();
-                let who = match registered.iter().position(|r| r.pid == pid) {
-                    Some(i) => self.name(i as u32).await,
-                    None => format!("pid {pid}"),
+                let Some(i) = registered.iter().position(|r| r.pid == pid) else {
+                    return Err(WorkerError::Failed { who: format!("pid {pid}"), message });
                 };
-                return Err(WorkerError::Failed { who, message });
+                let who = self.name(i as u32).await;
+                self.fail(step, i as u32, who, message).await?;
             }
             if let Some(index) = self.silent(step, n).await? {
                 let who = self.name(index).await;
                 let secs = BEAT_LOST.as_secs();
-                return Err(WorkerError::Failed {
-                    who,
-                    message: format!("stopped answering (no heartbeat for {secs} s)"),
-                });
+                self.fail(step, index, who, format!("stopped answering (no heartbeat for {secs} s)")).await?;
             }
             if self.live.stop_requested() && !stop_sent {
                 self.ctl.request_stop().await?;
@@ -784,6 +848,24 @@ impl Steps<'_> {
         }
     }
 
+    /// Worker `index` failed: before the run started, that ends the wait (an
+    /// error naming it); once it runs, the others are stopped and the wait
+    /// goes on for their results, so that the run's files are whole, with
+    /// the lost worker's share stood in for ([`lost`]).
+    async fn fail(&mut self, step: Step, index: u32, who: String, message: String) -> Result<(), WorkerError> {
+        if step != Step::Publish {
+            return Err(WorkerError::Failed { who, message });
+        }
+        if !self.lost.iter().any(|l| l.0 == index) {
+            if self.lost.is_empty() {
+                self.ctl.request_stop().await?;
+            }
+            self.ctl.give_up_measured(index).await?;
+            self.lost.push((index, who, message));
+        }
+        Ok(())
+    }
+
     /// A worker that joined, has not published its result, and whose
     /// heartbeat has not risen for [`BEAT_LOST`]: it stopped, or its host did.
     async fn silent(&mut self, step: Step, n: u32) -> Result<Option<u32>, WorkerError> {
@@ -792,16 +874,34 @@ impl Steps<'_> {
         }
         let now = Instant::now();
         if self.beats.is_empty() {
-            self.beats = vec![(0, now); n as usize];
+            self.beats = vec![(0, now, false); n as usize];
         }
         let beats = self.ctl.beats(n).await?;
         for (i, beat) in beats.into_iter().enumerate() {
-            let (last, since) = &mut self.beats[i];
-            if beat != *last {
-                (*last, *since) = (beat, now);
+            let (last, since, said) = self.beats[i];
+            if beat != last {
+                self.beats[i] = (beat, now, false);
+                if said {
+                    let who = self.name(i as u32).await;
+                    let gap = now.duration_since(since).as_secs_f64();
+                    (self.say)(&format!(
+                        "eventbench: worker {who} answers again, after {gap:.1} s without a heartbeat"
+                    ));
+                }
+                continue;
             }
-            let published = self.results.iter().any(|r| r.index == i as u32);
-            if !published && now.duration_since(*since) > BEAT_LOST {
+            let published =
+                self.results.iter().any(|r| r.index == i as u32) || self.lost.iter().any(|l| l.0 == i as u32);
+            if !published && !said && now.duration_since(since) > BEAT_LATE {
+                self.beats[i].2 = true;
+                let who = self.name(i as u32).await;
+                let (late, lost) = (BEAT_LATE.as_secs_f64(), BEAT_LOST.as_secs());
+                (self.say)(&format!(
+                    "eventbench: no heartbeat from worker {who} for {late:.1} s (stopped, or its network cut); \
+                     given up at {lost} s"
+                ));
+            }
+            if !published && now.duration_since(since) > BEAT_LOST {
                 return Ok(Some(i as u32));
             }
         }
@@ -830,15 +930,16 @@ impl Steps<'_> {
     }
 }
 
-/// What the workers measured, the busiest one's CPU, the clocks' uncertainty, and one row per worker.
+/// What the workers measured (the `lost` ones' shares stood in for), the
+/// busiest one's CPU, the clocks' uncertainty, and one row per worker.
 fn assemble(
     scenario: &Scenario,
-    mut results: Vec<WorkerResult>,
+    workers: u32,
+    (mut results, lost): (Vec<WorkerResult>, Vec<(u32, String, String)>),
     registrations: &[Registration],
     epoch: SystemTime,
 ) -> Shares {
     results.sort_by_key(|r| r.index);
-    let workers = results.len() as u32;
     let mut rows = Vec::new();
     let mut outputs = Vec::new();
     let mut cpu = HarnessCpu::default();
@@ -854,6 +955,12 @@ fn assemble(
             uncertainty_ns: 0,
         });
         let (producers, consumers) = share_of(r.index, workers, scenario.producers, scenario.consumers);
+        let mut out = out;
+        if out.outcome.status == crate::Status::Aborted {
+            // Which of the hosts it happened on.
+            out.outcome.reason =
+                format!("worker {} (pid {} on {}): {}", r.index, reg.pid, reg.host, out.outcome.reason);
+        }
         sides.push((!producers.is_empty(), !consumers.is_empty(), reg.uncertainty_ns));
         cpu = cpu.max(HarnessCpu { process_pct: r.cpu_pct, busiest_thread_pct: r.busiest_thread_pct });
         rows.push(WorkerRow {
@@ -872,6 +979,36 @@ fn assemble(
         });
         outputs.push(out);
     }
+    for (index, who, message) in lost {
+        let share = share_of(index, workers, scenario.producers, scenario.consumers);
+        let Some((mut out, unseen)) = lost::stand_in(scenario, share.clone(), &outputs, Default::default()) else {
+            continue;
+        };
+        out.outcome = crate::live::Outcome::aborted(format!(
+            "worker {who} failed: {message}; its share stands in: {} producer(s) counted by what others received \
+             ({unseen} measured messages not seen sent), {} consumer(s)' messages undelivered",
+            share.0.len(),
+            share.1.len()
+        ));
+        let reg = registrations.get(index as usize);
+        sides.push((!share.0.is_empty(), !share.1.is_empty(), reg.map_or(0, |r| r.uncertainty_ns)));
+        rows.push(WorkerRow {
+            worker: index,
+            host: reg.map(|r| r.host.clone()).unwrap_or_default(),
+            pid: reg.map_or(0, |r| r.pid),
+            producer_ids: ids(&share.0),
+            consumer_ids: ids(&share.1),
+            clock_offset_us: reg.map_or(0.0, |r| r.offset_ns as f64 / 1e3),
+            clock_uncertainty_us: reg.map_or(0.0, |r| r.uncertainty_ns as f64 / 1e3),
+            threads: 0,
+            sent: out.producers.iter().map(|p| p.sent_measured()).sum(),
+            delivered: 0,
+            cpu_pct: 0.0,
+            status: out.outcome.status,
+        });
+        outputs.push(out);
+    }
+    rows.sort_by_key(|r| r.worker);
     Shares { outputs, cpu, workers: rows, clock_uncertainty_ns: pair_uncertainty(&sides), epoch: Some(epoch) }
 }
 
