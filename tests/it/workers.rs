@@ -223,7 +223,10 @@ fn a_worker_that_dies_mid_run_fails_the_run_by_name_with_whole_files() {
     let redis = RedisServer::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let mut coordinator = coordinator(&redis, &dir, &["--workers", "2", "--duration", "5s"]);
+    // Two of each, so that each worker holds a producer and a consumer,
+    // whichever of them is killed.
+    let args = ["--workers", "2", "--duration", "5s", "--producers", "2", "--consumers", "2"];
+    let mut coordinator = coordinator(&redis, &dir, &args);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let workers = loop {
         let pids = children_of(coordinator.id());
