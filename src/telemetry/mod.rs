@@ -120,7 +120,8 @@ pub async fn watch(
 /// end of each second, each row the change over its second. Every second of
 /// the measured phase gets its row, even when the shares end right at the
 /// phase's end (a drain with nothing left); the drain's seconds get theirs
-/// until the shares end. A stop ends it at once.
+/// until the shares end. A stop ends it at once, and so do shares that end
+/// before the measured phase does.
 async fn watch_node(
     probe: Probe,
     pubsub: bool,
@@ -148,8 +149,12 @@ async fn watch_node(
         let measured = due <= end_ns;
         let snapshot = if measured {
             tokio::select! {
+                biased;
                 _ = until_due => {}
                 _ = live.stopped() => break,
+                // Shares that ended before this second was due: the run was
+                // cut short (a worker given up mid-run), and its seconds end.
+                _ = done.wait_for(|d| *d) => break,
             }
             take(&probe, &mut con, pubsub, &live).await
         } else {
