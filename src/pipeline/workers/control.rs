@@ -239,26 +239,20 @@ impl Control {
     /// For a worker given up: nothing more to wait for from its producers (unless
     /// it said what they sent before it was lost), so the others' drain is not held.
     pub async fn give_up_measured(&mut self, index: u32) -> R<()> {
-        let key = self.key("measured");
-        redis::pipe()
-            .cmd("HSETNX")
-            .arg(&key)
-            .arg(index)
-            .arg("[]")
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(self.ttl_s)
-            .ignore()
-            .query_async(&mut self.con)
-            .await
+        // HSETNX: what the worker told before it was lost stands.
+        self.set_field("HSETNX", "measured", index, "[]".into()).await
     }
 
     /// Sets worker `index`'s field of the hash `name`, which expires with the run's other keys.
     async fn put_field(&mut self, name: &str, index: u32, value: String) -> R<()> {
+        self.set_field("HSET", name, index, value).await
+    }
+
+    /// `verb` (HSET or HSETNX) of worker `index`'s field of the hash `name`, and the hash's expiry.
+    async fn set_field(&mut self, verb: &str, name: &str, index: u32, value: String) -> R<()> {
         let key = self.key(name);
         redis::pipe()
-            .cmd("HSET")
+            .cmd(verb)
             .arg(&key)
             .arg(index)
             .arg(value)
